@@ -1,0 +1,178 @@
+//! The front half of every command: read a configuration directory, gather
+//! variable values (`-var`, `-var-file`, `INFRA_VAR_*`), and evaluate it.
+//! `validate` stops here; `plan` and `apply` go on from the result.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::config::{ModuleConfig, load_root, read_and_parse};
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::eval::{
+    EvaluatedModule, ProvidedValue, RootVariables, TypeConstraint, VariableOrigin,
+    evaluate_configuration,
+};
+use crate::syntax::{Item, SourceMap, parse_expression};
+
+/// Where the configuration is and what the user set from outside.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    pub dir: PathBuf,
+    /// Prefix for file names in diagnostics (what the user typed after `-C`).
+    pub display_dir: PathBuf,
+    /// `-var NAME=VALUE`, in order.
+    pub vars: Vec<String>,
+    /// `-var-file FILE`, in order.
+    pub var_files: Vec<PathBuf>,
+    /// `INFRA_VAR_NAME=VALUE` pairs from the environment, prefix removed.
+    pub env_vars: Vec<(String, String)>,
+}
+
+impl CheckOptions {
+    /// Reads `INFRA_VAR_*` from this process's environment.
+    pub fn with_process_env(mut self) -> CheckOptions {
+        self.env_vars = std::env::vars()
+            .filter_map(|(key, value)| {
+                key.strip_prefix("INFRA_VAR_")
+                    .map(|name| (name.to_string(), value))
+            })
+            .collect();
+        self.env_vars.sort();
+        self
+    }
+}
+
+pub struct Checked {
+    pub sources: SourceMap,
+    pub config: Option<ModuleConfig>,
+    pub evaluated: Option<EvaluatedModule>,
+    pub diagnostics: Diagnostics,
+}
+
+pub fn check(options: &CheckOptions) -> Checked {
+    let mut sources = SourceMap::new();
+    let mut diagnostics = Diagnostics::new();
+    let config = load_root(
+        &options.dir,
+        &options.display_dir,
+        &mut sources,
+        &mut diagnostics,
+    );
+    let Some(config) = config else {
+        return Checked {
+            sources,
+            config: None,
+            evaluated: None,
+            diagnostics,
+        };
+    };
+    let variables = gather_variables(&config, options, &mut sources, &mut diagnostics);
+    let evaluated = evaluate_configuration(&config, &variables, &sources, &mut diagnostics);
+    diagnostics.sort();
+    Checked {
+        sources,
+        config: Some(config),
+        evaluated: Some(evaluated),
+        diagnostics,
+    }
+}
+
+/// Merges variable values by precedence: environment, then variable files
+/// in order, then `-var` in order (later wins).
+fn gather_variables(
+    config: &ModuleConfig,
+    options: &CheckOptions,
+    sources: &mut SourceMap,
+    diagnostics: &mut Diagnostics,
+) -> RootVariables {
+    let declared = &config.declarations.variables;
+    let type_of = |name: &str| -> TypeConstraint {
+        declared
+            .get(name)
+            .and_then(|v| v.type_expr.as_ref())
+            .and_then(|e| TypeConstraint::from_expr(e).ok())
+            .unwrap_or(TypeConstraint::Any)
+    };
+    let mut values: BTreeMap<String, (VariableOrigin, ProvidedValue)> = BTreeMap::new();
+    let text_value = |name: &str,
+                      text: &str,
+                      label: String,
+                      sources: &mut SourceMap,
+                      diagnostics: &mut Diagnostics|
+     -> Option<ProvidedValue> {
+        let constraint = type_of(name);
+        if !constraint.is_complex() {
+            return Some(ProvidedValue::Text(text.to_string()));
+        }
+        let id = sources.add(label, PathBuf::new(), text.to_string());
+        match parse_expression(id, &sources.file(id).text) {
+            Ok(expr) => Some(ProvidedValue::Expr(expr)),
+            // `any` accepts plain text as a string.
+            Err(_) if constraint == TypeConstraint::Any => {
+                Some(ProvidedValue::Text(text.to_string()))
+            }
+            Err(diagnostic) => {
+                diagnostics.push(diagnostic.with_help(format!("`{name}` is a `{constraint}`: write the value in infra syntax, e.g. '[\"a\", \"b\"]' or '{{ key = \"value\" }}'")));
+                None
+            }
+        }
+    };
+    for (name, text) in &options.env_vars {
+        if !declared.contains_key(name) {
+            continue;
+        }
+        if let Some(value) = text_value(
+            name,
+            text,
+            format!("INFRA_VAR_{name}"),
+            sources,
+            diagnostics,
+        ) {
+            values.insert(name.clone(), (VariableOrigin::Environment, value));
+        }
+    }
+    for path in &options.var_files {
+        let Some((_, file)) =
+            read_and_parse(path, path.display().to_string(), sources, diagnostics)
+        else {
+            continue;
+        };
+        for item in file.body.items {
+            match item {
+                Item::Attribute(attribute) => {
+                    values.insert(
+                        attribute.name.name.clone(),
+                        (
+                            VariableOrigin::File(attribute.name.span),
+                            ProvidedValue::Expr(attribute.value),
+                        ),
+                    );
+                }
+                Item::Block(block) => diagnostics.push(
+                    Diagnostic::error(
+                        "infra::var_file",
+                        "a variable file holds only `name = value` lines",
+                    )
+                    .with_label(block.header_span, "a block is not allowed here")
+                    .with_help("write each variable as `name = value`"),
+                ),
+            }
+        }
+    }
+    for assignment in &options.vars {
+        let Some((name, text)) = assignment.split_once('=') else {
+            diagnostics.push(
+                Diagnostic::error(
+                    "infra::var_syntax",
+                    format!("`-var {assignment}` is not NAME=VALUE"),
+                )
+                .with_help(format!("write `-var {assignment}=VALUE`")),
+            );
+            continue;
+        };
+        let name = name.trim();
+        if let Some(value) = text_value(name, text, format!("-var {name}"), sources, diagnostics) {
+            values.insert(name.to_string(), (VariableOrigin::CommandLine, value));
+        }
+    }
+    RootVariables { values }
+}

@@ -1,0 +1,134 @@
+//! The command line: argument parsing (clap) and one module per command.
+
+mod fmt;
+mod not_built;
+mod validate;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::diagnostics::ReportStyle;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "infra",
+    version,
+    about = "Infrastructure as code: plan what would change, apply it safely, roll out with health checks",
+    after_help = "Run `infra COMMAND --help` for the options of a command."
+)]
+pub struct Cli {
+    /// Work in DIR instead of the current directory
+    #[arg(short = 'C', long = "directory", value_name = "DIR", global = true)]
+    pub directory: Option<PathBuf>,
+
+    /// Never use colour (also: the NO_COLOR environment variable)
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Variable options shared by the commands that evaluate a configuration.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct VariableArgs {
+    /// Set a variable: -var NAME=VALUE (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Read variables from a file of `name = value` lines (repeatable)
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what apply would change (not built yet)
+    Plan(not_built::Rest),
+    /// Make the infrastructure match the configuration (not built yet)
+    Apply(not_built::Rest),
+    /// Destroy everything the state tracks (not built yet)
+    Destroy(not_built::Rest),
+    /// Report differences between real infrastructure and state (not built yet)
+    Drift(not_built::Rest),
+    /// Check the configuration: syntax, references, types, functions
+    Validate(validate::ValidateArgs),
+    /// Rewrite files in the canonical layout
+    Fmt(fmt::FmtArgs),
+    /// Print the resource graph (not built yet)
+    Graph(not_built::Rest),
+    /// Show output values from the state (not built yet)
+    Output(not_built::Rest),
+    /// Inspect and edit the state (not built yet)
+    State(not_built::Rest),
+    /// Adopt an existing object into the state (not built yet)
+    Import(not_built::Rest),
+}
+
+/// Terraform-style single-dash long options (`-var`, `-var-file`, `-out`…)
+/// are accepted by rewriting them to their `--` form before clap sees them.
+pub fn normalize_arguments(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    const SINGLE_DASH_LONG: &[&str] = &[
+        "var",
+        "var-file",
+        "out",
+        "target",
+        "replace",
+        "refresh",
+        "parallelism",
+        "auto-approve",
+        "detailed-exitcode",
+        "json",
+        "check",
+        "diff",
+        "no-color",
+        "destroy",
+        "lock",
+        "lock-timeout",
+    ];
+    args.into_iter()
+        .map(|arg| {
+            let Some(rest) = arg.strip_prefix('-') else {
+                return arg;
+            };
+            if rest.starts_with('-') {
+                return arg;
+            }
+            let name = rest.split('=').next().unwrap_or(rest);
+            if SINGLE_DASH_LONG.contains(&name) {
+                format!("-{arg}")
+            } else {
+                arg
+            }
+        })
+        .collect()
+}
+
+/// How to draw diagnostics on stderr.
+pub fn report_style(no_color: bool) -> ReportStyle {
+    let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if no_color || no_color_env || !std::io::stderr().is_terminal() {
+        ReportStyle::Plain
+    } else {
+        ReportStyle::Colored
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let directory = cli.directory.clone();
+    let style = report_style(cli.no_color);
+    match cli.command {
+        Command::Validate(args) => validate::run(directory, &args, style),
+        Command::Fmt(args) => fmt::run(directory, &args, style),
+        Command::Plan(_) => not_built::run("plan"),
+        Command::Apply(_) => not_built::run("apply"),
+        Command::Destroy(_) => not_built::run("destroy"),
+        Command::Drift(_) => not_built::run("drift"),
+        Command::Graph(_) => not_built::run("graph"),
+        Command::Output(_) => not_built::run("output"),
+        Command::State(_) => not_built::run("state"),
+        Command::Import(_) => not_built::run("import"),
+    }
+}

@@ -1,0 +1,83 @@
+//! `infra validate`: parse and evaluate, report every diagnostic.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::check::{CheckOptions, check};
+use crate::diagnostics::{ReportStyle, render_all, to_json};
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Print a JSON report for editors and CI instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Also print the evaluated configuration (values unknown until apply
+    /// show as `(known after apply)`)
+    #[arg(long)]
+    pub show: bool,
+    #[command(flatten)]
+    pub variables: super::VariableArgs,
+}
+
+/// The directory to read and the prefix to show in file names.
+pub fn directories(directory: Option<PathBuf>) -> (PathBuf, PathBuf) {
+    match directory {
+        Some(dir) => (dir.clone(), dir),
+        None => (PathBuf::from("."), PathBuf::new()),
+    }
+}
+
+pub fn run(directory: Option<PathBuf>, args: &ValidateArgs, style: ReportStyle) -> ExitCode {
+    let (dir, display_dir) = directories(directory);
+    let options = CheckOptions {
+        dir,
+        display_dir,
+        vars: args.variables.vars.clone(),
+        var_files: args.variables.var_files.clone(),
+        env_vars: Vec::new(),
+    }
+    .with_process_env();
+    let checked = check(&options);
+    let diagnostics = &checked.diagnostics;
+    if args.json {
+        let report = serde_json::json!({
+            "valid": !diagnostics.has_errors(),
+            "error_count": diagnostics.error_count(),
+            "warning_count": diagnostics.warning_count(),
+            "diagnostics": diagnostics.iter().map(|d| to_json(d, &checked.sources)).collect::<Vec<_>>(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        if args.show
+            && let Some(evaluated) = &checked.evaluated
+        {
+            print!("{}", evaluated.render());
+        }
+        eprint!("{}", render_all(diagnostics, &checked.sources, style));
+        if diagnostics.has_errors() {
+            eprintln!(
+                "{} error(s), {} warning(s)",
+                diagnostics.error_count(),
+                diagnostics.warning_count()
+            );
+        } else {
+            let resources = checked
+                .evaluated
+                .as_ref()
+                .map(|e| e.all_resources().len())
+                .unwrap_or(0);
+            println!(
+                "The configuration is valid ({resources} resource instance(s), {} warning(s)).",
+                diagnostics.warning_count()
+            );
+        }
+    }
+    if diagnostics.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

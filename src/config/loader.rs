@@ -1,0 +1,286 @@
+//! Reading a configuration: a directory of `*.infra` files (in name order),
+//! and recursively the directories of its `module` blocks.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use super::declarations::ModuleDeclarations;
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::syntax::{File, FileId, SourceMap, Span, parse_file};
+
+/// One module directory, parsed and checked for shape, with its children.
+#[derive(Debug)]
+pub struct ModuleConfig {
+    /// The directory the files were read from.
+    pub dir: PathBuf,
+    /// The module's address: empty for the root, `["network"]` for `module.network`.
+    pub path: Vec<String>,
+    pub files: Vec<(FileId, File)>,
+    pub declarations: ModuleDeclarations,
+    /// Child modules by call name (a call whose directory failed to load is absent).
+    pub children: BTreeMap<String, ModuleConfig>,
+}
+
+impl ModuleConfig {
+    /// `module.a.module.b`, or `root`.
+    pub fn display_path(&self) -> String {
+        if self.path.is_empty() {
+            "root".into()
+        } else {
+            self.path
+                .iter()
+                .map(|name| format!("module.{name}"))
+                .collect::<Vec<_>>()
+                .join(".")
+        }
+    }
+}
+
+/// Lists the `*.infra` files of a directory in name order.
+pub fn infra_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "infra") && path.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads one file into the source map and parses it.
+pub fn read_and_parse(
+    path: &Path,
+    display_name: String,
+    sources: &mut SourceMap,
+    diagnostics: &mut Diagnostics,
+) -> Option<(FileId, File)> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            diagnostics.push(
+                Diagnostic::error(
+                    "infra::io",
+                    format!(
+                        "cannot read `{display_name}`: {}",
+                        crate::eval::io_reason(&error)
+                    ),
+                )
+                .with_help("check that the file exists and is readable"),
+            );
+            return None;
+        }
+    };
+    let (text, bad_utf8_at) = match String::from_utf8(bytes) {
+        Ok(text) => (text, None),
+        Err(error) => {
+            let at = error.utf8_error().valid_up_to();
+            (
+                String::from_utf8_lossy(error.as_bytes()).into_owned(),
+                Some(at),
+            )
+        }
+    };
+    let id = sources.add(display_name.clone(), path.to_path_buf(), text);
+    if let Some(at) = bad_utf8_at {
+        diagnostics.push(
+            Diagnostic::error(
+                "infra::not_utf8",
+                format!("`{display_name}` is not UTF-8 text"),
+            )
+            .with_label(Span::new(id, at, at + 1), "invalid UTF-8 starts here")
+            .with_help("`.infra` files must be UTF-8; is this a binary file?"),
+        );
+        return None;
+    }
+    let (file, parse_diagnostics) = parse_file(id, &sources.file(id).text);
+    for diagnostic in parse_diagnostics {
+        diagnostics.push(diagnostic);
+    }
+    Some((id, file))
+}
+
+/// Joins and normalises a display path lexically (`./a/../b` → `b`).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Loads the configuration in `dir`. `display_dir` prefixes file names in
+/// diagnostics (what the user typed after `-C`, or empty).
+pub fn load_root(
+    dir: &Path,
+    display_dir: &Path,
+    sources: &mut SourceMap,
+    diagnostics: &mut Diagnostics,
+) -> Option<ModuleConfig> {
+    if !dir.is_dir() {
+        diagnostics.push(
+            Diagnostic::error(
+                "infra::no_configuration",
+                format!("`{}` is not a directory", dir.display()),
+            )
+            .with_help("run infra in a configuration directory, or point to one with `-C DIR`"),
+        );
+        return None;
+    }
+    let mut stack = Vec::new();
+    let module = load_module(
+        dir,
+        display_dir,
+        Vec::new(),
+        &mut stack,
+        None,
+        sources,
+        diagnostics,
+    )?;
+    if module.files.is_empty() && !diagnostics.has_errors() {
+        diagnostics.push(
+            Diagnostic::error(
+                "infra::no_configuration",
+                format!("no `.infra` files in `{}`", dir.display()),
+            )
+            .with_help("create a `main.infra`, or point to a configuration with `-C DIR`"),
+        );
+    }
+    Some(module)
+}
+
+fn load_module(
+    dir: &Path,
+    display_dir: &Path,
+    path: Vec<String>,
+    stack: &mut Vec<PathBuf>,
+    called_from: Option<Span>,
+    sources: &mut SourceMap,
+    diagnostics: &mut Diagnostics,
+) -> Option<ModuleConfig> {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let file_paths = match infra_files(dir) {
+        Ok(files) => files,
+        Err(error) => {
+            let mut diagnostic = Diagnostic::error(
+                "infra::module_source",
+                format!("cannot read module directory `{}`: {}", display_dir.display(), crate::eval::io_reason(&error)),
+            )
+            .with_help("`source` is a directory relative to the module that calls it, e.g. \"./modules/network\"");
+            if let Some(span) = called_from {
+                diagnostic = diagnostic.with_label(span, "this directory");
+            }
+            diagnostics.push(diagnostic);
+            return None;
+        }
+    };
+    if called_from.is_some() && file_paths.is_empty() {
+        diagnostics.push(
+            Diagnostic::error(
+                "infra::module_source",
+                format!(
+                    "no `.infra` files in module directory `{}`",
+                    display_dir.display()
+                ),
+            )
+            .with_label(called_from.expect("checked"), "this directory")
+            .with_help("point `source` at a directory that holds the module's `.infra` files"),
+        );
+    }
+    let mut files = Vec::new();
+    for file_path in file_paths {
+        let file_name = file_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let display_name = normalize(&display_dir.join(&file_name))
+            .to_string_lossy()
+            .into_owned();
+        if let Some(parsed) = read_and_parse(&file_path, display_name, sources, diagnostics) {
+            files.push(parsed);
+        }
+    }
+    let parsed: Vec<File> = files.iter().map(|(_, file)| file.clone()).collect();
+    let declarations = ModuleDeclarations::from_files(&parsed, diagnostics);
+    stack.push(canonical);
+    let mut children = BTreeMap::new();
+    for (name, call) in &declarations.module_calls {
+        if !(call.source.starts_with("./") || call.source.starts_with("../")) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "infra::module_source",
+                    format!("module source `{}` is not a local path", call.source),
+                )
+                .with_label(
+                    call.source_span,
+                    "expected a path starting with `./` or `../`",
+                )
+                .with_help(
+                    "modules are directories next to the configuration, e.g. \"./modules/network\"",
+                ),
+            );
+            continue;
+        }
+        let child_dir = dir.join(&call.source);
+        let child_canonical = child_dir
+            .canonicalize()
+            .unwrap_or_else(|_| child_dir.clone());
+        if let Some(position) = stack.iter().position(|p| *p == child_canonical) {
+            let chain: Vec<String> = stack[position..]
+                .iter()
+                .map(|p| {
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
+                .chain(std::iter::once(
+                    child_canonical
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ))
+                .collect();
+            diagnostics.push(
+                Diagnostic::error(
+                    "infra::module_cycle",
+                    format!("module `{name}` includes itself: {}", chain.join(" → ")),
+                )
+                .with_label(
+                    call.source_span,
+                    "this source leads back to a module that is already being loaded",
+                )
+                .with_help("modules must form a tree; move what both need into a third module"),
+            );
+            continue;
+        }
+        let mut child_path = path.clone();
+        child_path.push(name.clone());
+        let child_display = normalize(&display_dir.join(&call.source));
+        if let Some(child) = load_module(
+            &child_dir,
+            &child_display,
+            child_path,
+            stack,
+            Some(call.source_span),
+            sources,
+            diagnostics,
+        ) {
+            children.insert(name.clone(), child);
+        }
+    }
+    stack.pop();
+    Some(ModuleConfig {
+        dir: dir.to_path_buf(),
+        path,
+        files,
+        declarations,
+        children,
+    })
+}

@@ -1,0 +1,8 @@
+//! Files and modules → declarations checked for shape. Knows which block
+//! kinds exist and what arguments they take, but evaluates nothing.
+
+mod declarations;
+mod loader;
+
+pub use declarations::*;
+pub use loader::{ModuleConfig, infra_files, load_root, normalize, read_and_parse};

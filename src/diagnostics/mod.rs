@@ -1,0 +1,7 @@
+//! Diagnostics: the one way every stage reports a problem to the user.
+
+mod diagnostic;
+mod render;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Label, Severity, closest, did_you_mean};
+pub use render::{ReportStyle, render, render_all, to_json};

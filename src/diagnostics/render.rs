@@ -1,0 +1,211 @@
+//! Rendering diagnostics: miette's graphical report for people, JSON for
+//! editors and CI.
+//!
+//! Labels may point into several files; miette shows one source per report,
+//! so labels in other files than the primary one become related reports.
+
+use std::fmt;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+
+use super::{Diagnostic, Diagnostics, Severity};
+use crate::syntax::{FileId, SourceMap};
+
+/// How to draw reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportStyle {
+    /// Unicode, no colour: stable text for logs and golden tests.
+    Plain,
+    /// Unicode with ANSI colour, for a terminal.
+    Colored,
+}
+
+/// Renders every diagnostic, separated by blank lines.
+pub fn render_all(diagnostics: &Diagnostics, sources: &SourceMap, style: ReportStyle) -> String {
+    let mut out = String::new();
+    for diagnostic in diagnostics.iter() {
+        out.push_str(&render(diagnostic, sources, style));
+    }
+    out
+}
+
+/// Renders one diagnostic as miette's graphical report.
+pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, style: ReportStyle) -> String {
+    let theme = match style {
+        ReportStyle::Plain => GraphicalTheme::unicode_nocolor(),
+        ReportStyle::Colored => GraphicalTheme::unicode(),
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_links(false)
+        .with_context_lines(1);
+    let report = Report::new(diagnostic, sources);
+    let mut out = String::new();
+    if handler.render_report(&mut out, &report).is_err() {
+        out = format!("{}: {}\n", diagnostic.severity.as_str(), diagnostic.message);
+    }
+    // miette indents nothing after the last line; keep one blank line between reports.
+    let trimmed = out.trim_end().to_string();
+    trimmed + "\n\n"
+}
+
+/// A diagnostic viewed through miette's traits.
+struct Report {
+    message: String,
+    severity: Severity,
+    code: &'static str,
+    help: Option<String>,
+    source: Option<NamedSource<String>>,
+    labels: Vec<LabeledSpan>,
+    related: Vec<Report>,
+}
+
+impl Report {
+    fn new(diagnostic: &Diagnostic, sources: &SourceMap) -> Report {
+        let mut message = diagnostic.message.clone();
+        for note in &diagnostic.notes {
+            message.push_str("\n  note: ");
+            message.push_str(note);
+        }
+        let mut files: Vec<FileId> = Vec::new();
+        for label in &diagnostic.labels {
+            if !files.contains(&label.span.file) {
+                files.push(label.span.file);
+            }
+        }
+        let mut report = Report {
+            message,
+            severity: diagnostic.severity,
+            code: diagnostic.code,
+            help: diagnostic.help.clone(),
+            source: None,
+            labels: Vec::new(),
+            related: Vec::new(),
+        };
+        for (index, file) in files.iter().enumerate() {
+            let source = sources.file(*file);
+            let labels = diagnostic
+                .labels
+                .iter()
+                .filter(|label| label.span.file == *file)
+                .map(|label| {
+                    let start = (label.span.start as usize).min(source.text.len());
+                    let len = label.span.len().min(source.text.len() - start);
+                    let text = (!label.message.is_empty()).then(|| label.message.clone());
+                    LabeledSpan::new_with_span(text, SourceSpan::from((start, len)))
+                })
+                .collect();
+            let named =
+                NamedSource::new(source.name.clone(), source.text.clone()).with_language("infra");
+            if index == 0 {
+                report.source = Some(named);
+                report.labels = labels;
+            } else {
+                report.related.push(Report {
+                    message: format!("see also `{}`", source.name),
+                    severity: diagnostic.severity,
+                    code: diagnostic.code,
+                    help: None,
+                    source: Some(named),
+                    labels,
+                    related: Vec::new(),
+                });
+            }
+        }
+        report
+    }
+}
+
+impl fmt::Debug for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Report {}
+
+impl miette::Diagnostic for Report {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|help| Box::new(help) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.labels.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.labels.iter().cloned()))
+        }
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            None
+        } else {
+            Some(Box::new(
+                self.related.iter().map(|r| r as &dyn miette::Diagnostic),
+            ))
+        }
+    }
+}
+
+/// One diagnostic as the JSON object `validate --json` prints.
+pub fn to_json(diagnostic: &Diagnostic, sources: &SourceMap) -> serde_json::Value {
+    let mut object = serde_json::json!({
+        "severity": diagnostic.severity.as_str(),
+        "code": diagnostic.code,
+        "message": diagnostic.message,
+        "help": diagnostic.help,
+        "notes": diagnostic.notes,
+        "file": null,
+        "line": null,
+        "column": null,
+        "span": null,
+    });
+    if let Some(span) = diagnostic.primary_span() {
+        let file = sources.file(span.file);
+        let (line, column) = file.line_column(span.start as usize);
+        object["file"] = file.name.clone().into();
+        object["line"] = line.into();
+        object["column"] = column.into();
+        object["span"] = serde_json::json!({ "start": span.start, "end": span.end });
+    }
+    object["labels"] = diagnostic
+        .labels
+        .iter()
+        .map(|label| {
+            let file = sources.file(label.span.file);
+            let (line, column) = file.line_column(label.span.start as usize);
+            serde_json::json!({
+                "file": file.name,
+                "line": line,
+                "column": column,
+                "span": { "start": label.span.start, "end": label.span.end },
+                "message": label.message,
+            })
+        })
+        .collect();
+    object
+}

@@ -1,0 +1,273 @@
+//! Checks of a `deployment` block that need its evaluated values: known
+//! arguments, one strategy of a known kind, valid durations, and the
+//! contradictions DEPLOYMENTS.md rules out.
+
+use std::time::Duration;
+
+use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::syntax::{Block, Item, Span};
+
+use super::value::Value;
+
+const ARGUMENTS: &[&str] = &[
+    "provider",
+    "replicas",
+    "version",
+    "load_balancer",
+    "min_ready",
+    "healthy_deadline",
+    "progress_deadline",
+    "drain",
+    "auto_rollback",
+];
+const BLOCKS: &[&str] = &["template", "health", "strategy"];
+const STRATEGIES: &[&str] = &["rolling", "blue_green", "canary"];
+const DURATIONS: &[&str] = &[
+    "min_ready",
+    "healthy_deadline",
+    "progress_deadline",
+    "drain",
+];
+
+/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"` (also combined: `"1m30s"`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ms" => number / 1000.0,
+            "s" => number,
+            "m" => number * 60.0,
+            "h" => number * 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(seconds).ok()?;
+    }
+    Some(total)
+}
+
+fn attribute_span(block: &Block, name: &str) -> Span {
+    block
+        .attributes()
+        .find(|a| a.name.name == name)
+        .map(|a| a.value.span)
+        .unwrap_or(block.header_span)
+}
+
+fn check_duration(
+    block: &Block,
+    name: &str,
+    value: Option<&Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Duration> {
+    match value? {
+        Value::String(text) => match parse_duration(text) {
+            Some(duration) => Some(duration),
+            None => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "infra::invalid_duration",
+                        format!("`{name}` is not a duration: \"{text}\""),
+                    )
+                    .with_label(attribute_span(block, name), "not a duration")
+                    .with_help("write a number with a unit: \"250ms\", \"30s\", \"5m\" or \"1h\""),
+                );
+                None
+            }
+        },
+        Value::Unknown => None,
+        other => {
+            diagnostics.push(
+                Diagnostic::error(
+                    "infra::invalid_duration",
+                    format!(
+                        "`{name}` must be a duration string, not a {}",
+                        other.type_name()
+                    ),
+                )
+                .with_label(attribute_span(block, name), "not a duration")
+                .with_help("write a number with a unit: \"250ms\", \"30s\", \"5m\" or \"1h\""),
+            );
+            None
+        }
+    }
+}
+
+pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnostics) {
+    let Value::Map(object) = value else { return };
+    for item in &block.body.items {
+        match item {
+            Item::Attribute(attribute) if !ARGUMENTS.contains(&attribute.name.name.as_str()) => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "infra::unknown_argument",
+                        format!(
+                            "unknown argument `{}` in a `deployment` block",
+                            attribute.name.name
+                        ),
+                    )
+                    .with_label(attribute.name.span, "not an argument of a deployment")
+                    .with_help(
+                        did_you_mean(&attribute.name.name, ARGUMENTS.iter().copied())
+                            .unwrap_or_else(|| {
+                                format!("the arguments are {}", ARGUMENTS.join(", "))
+                            }),
+                    ),
+                )
+            }
+            Item::Block(nested) if !BLOCKS.contains(&nested.kind.name.as_str()) => diagnostics
+                .push(
+                    Diagnostic::error(
+                        "infra::unexpected_block",
+                        format!(
+                            "unexpected block `{}` in a `deployment` block",
+                            nested.kind.name
+                        ),
+                    )
+                    .with_label(nested.kind.span, "not a block of a deployment")
+                    .with_help(
+                        did_you_mean(&nested.kind.name, BLOCKS.iter().copied()).unwrap_or_else(
+                            || "the blocks are template, health and strategy".into(),
+                        ),
+                    ),
+                ),
+            _ => {}
+        }
+    }
+    if let Some(Value::String(provider)) = object.get("provider")
+        && !["local", "aws"].contains(&provider.as_str())
+    {
+        diagnostics.push(
+            Diagnostic::error(
+                "infra::unknown_provider",
+                format!("unknown deployment provider `{provider}`"),
+            )
+            .with_label(attribute_span(block, "provider"), "not a fleet provider")
+            .with_help(
+                did_you_mean(provider, ["local", "aws"])
+                    .unwrap_or_else(|| "use `local` or `aws`".into()),
+            ),
+        );
+    }
+    let mut durations = std::collections::HashMap::new();
+    for name in DURATIONS {
+        if let Some(duration) = check_duration(block, name, object.get(*name), diagnostics) {
+            durations.insert(*name, duration);
+        }
+    }
+    if let (Some(progress), Some(healthy)) = (
+        durations.get("progress_deadline"),
+        durations.get("healthy_deadline"),
+    ) && progress <= healthy
+    {
+        diagnostics.push(
+            Diagnostic::warning(
+                "infra::deadlines",
+                "`progress_deadline` should be longer than `healthy_deadline`",
+            )
+            .with_label(
+                attribute_span(block, "progress_deadline"),
+                "not longer than `healthy_deadline`",
+            )
+            .with_help("a rollout step can never finish in time; raise `progress_deadline`"),
+        );
+    }
+    for health in block.blocks().filter(|b| b.kind.name == "health") {
+        for name in ["interval", "timeout"] {
+            if let Some(attribute) = health.attributes().find(|a| a.name.name == name)
+                && let Some(Value::List(list)) = object.get("health")
+                && let Some(Value::Map(settings)) = list.first()
+            {
+                let _ = attribute;
+                check_duration(health, name, settings.get(name), diagnostics);
+            }
+        }
+    }
+    let strategies: Vec<&Block> = block
+        .blocks()
+        .filter(|b| b.kind.name == "strategy")
+        .collect();
+    if strategies.len() > 1 {
+        diagnostics.push(
+            Diagnostic::error("infra::duplicate", "a deployment has one `strategy` block")
+                .with_label(strategies[1].header_span, "second strategy here")
+                .with_label(strategies[0].header_span, "first strategy here")
+                .with_help("keep one of them"),
+        );
+    }
+    for strategy in strategies {
+        let Some(label) = strategy.labels.first() else {
+            diagnostics.push(
+                Diagnostic::error("infra::block_labels", "missing strategy kind")
+                    .with_label(strategy.header_span, "which strategy?")
+                    .with_help("write `strategy rolling { … }`, `strategy blue_green { … }` or `strategy canary { … }`"),
+            );
+            continue;
+        };
+        if !STRATEGIES.contains(&label.value.as_str()) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "infra::unknown_strategy",
+                    format!("unknown strategy `{}`", label.value),
+                )
+                .with_label(label.span, "not a strategy")
+                .with_help(
+                    did_you_mean(&label.value, STRATEGIES.iter().copied()).unwrap_or_else(|| {
+                        "the strategies are rolling, blue_green and canary".into()
+                    }),
+                ),
+            );
+            continue;
+        }
+        let settings = match object.get("strategy") {
+            Some(Value::Map(by_kind)) => by_kind.get(&label.value).cloned(),
+            _ => None,
+        };
+        if label.value == "rolling"
+            && let Some(Value::Map(settings)) = settings
+        {
+            let surge = settings
+                .get("max_surge")
+                .cloned()
+                .unwrap_or(Value::Number(1.0));
+            let unavailable = settings
+                .get("max_unavailable")
+                .cloned()
+                .unwrap_or(Value::Number(0.0));
+            if surge == Value::Number(0.0) && unavailable == Value::Number(0.0) {
+                diagnostics.push(
+                    Diagnostic::error("infra::invalid_strategy", "`max_surge` and `max_unavailable` cannot both be 0")
+                        .with_label(strategy.header_span, "this rollout could never make progress")
+                        .with_help("allow one extra instance (`max_surge = 1`) or one missing instance (`max_unavailable = 1`)"),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("5 minutes"), None);
+    }
+}

@@ -1,0 +1,19 @@
+//! Expressions → values: references, operators, functions, unknown values,
+//! and the evaluation of whole modules (count/for_each, variables, modules).
+//! Knows nothing of providers, state files or tokio.
+
+mod deployment;
+mod evaluated;
+mod evaluator;
+mod functions;
+mod module_evaluator;
+mod references;
+mod types;
+mod value;
+
+pub use deployment::parse_duration;
+pub use evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
+pub use functions::{FUNCTIONS, function_names, io_reason};
+pub use module_evaluator::{ProvidedValue, RootVariables, VariableOrigin, evaluate_configuration};
+pub use types::TypeConstraint;
+pub use value::{Value, format_number, quote};

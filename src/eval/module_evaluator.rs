@@ -1,0 +1,1218 @@
+//! Evaluates one module: resolves every reference to a declared object,
+//! orders the objects by their dependencies (reporting cycles as the shortest
+//! chain), and evaluates variables, locals, resources (expanding `count` and
+//! `for_each`), child modules, deployments and outputs in that order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::config::{ModuleConfig, ResourceDecl, ResourceId, ResourceMode};
+use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::syntax::{Block, Body, Expr, ExprKind, Item, SourceMap, Span};
+
+use super::deployment::check_deployment;
+use super::evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
+use super::evaluator::{EvalResult, Evaluator, Failed, MAX_EVALUATION_STEPS, ModuleValues, Scope};
+use super::functions::MAX_GENERATED_ELEMENTS;
+use super::references::{Reference, Target, collect_references};
+use super::types::{TYPE_NAMES, TypeConstraint};
+use super::value::{Value, format_number};
+
+/// How a root variable got a value from outside the configuration.
+#[derive(Debug, Clone)]
+pub enum VariableOrigin {
+    /// `-var name=value`
+    CommandLine,
+    /// An attribute in a `-var-file`.
+    File(Span),
+    /// `INFRA_VAR_name`
+    Environment,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProvidedValue {
+    /// Text to convert to the variable's type (`-var`, environment).
+    Text(String),
+    /// An expression (from a `-var-file`, or a `-var` of a complex type).
+    Expr(Expr),
+}
+
+/// Values for the root module's variables, already merged by precedence.
+#[derive(Debug, Clone, Default)]
+pub struct RootVariables {
+    pub values: BTreeMap<String, (VariableOrigin, ProvidedValue)>,
+}
+
+/// Evaluates the root module and, through it, every child module.
+pub fn evaluate_configuration(
+    root: &ModuleConfig,
+    variables: &RootVariables,
+    sources: &SourceMap,
+    diagnostics: &mut Diagnostics,
+) -> EvaluatedModule {
+    let mut budget = MAX_EVALUATION_STEPS;
+    let root_dir = root.dir.to_string_lossy().into_owned();
+    let inputs = Inputs::Root(variables);
+    evaluate_module(root, &inputs, &root_dir, sources, diagnostics, &mut budget)
+}
+
+enum Inputs<'a> {
+    Root(&'a RootVariables),
+    /// Values a `module` block passes, with the span of each expression.
+    Child(BTreeMap<String, (Value, Span)>),
+}
+
+/// A named object of a module: a node of its dependency graph.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Node {
+    Variable(String),
+    Local(String),
+    Resource(ResourceId),
+    Module(String),
+    Deployment(String),
+    Output(String),
+    Provider(usize),
+    Backend,
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Variable(name) => write!(f, "var.{name}"),
+            Node::Local(name) => write!(f, "local.{name}"),
+            Node::Resource(id) => write!(f, "{id}"),
+            Node::Module(name) => write!(f, "module.{name}"),
+            Node::Deployment(name) => write!(f, "deployment.{name}"),
+            Node::Output(name) => write!(f, "output.{name}"),
+            Node::Provider(index) => write!(f, "provider #{index}"),
+            Node::Backend => f.write_str("backend"),
+        }
+    }
+}
+
+/// Every expression in a body, nested blocks included, except `provider`
+/// (a bare provider name, not a reference).
+fn body_expressions<'b>(body: &'b Body, out: &mut Vec<&'b Expr>) {
+    for item in &body.items {
+        match item {
+            Item::Attribute(attribute) if attribute.name.name == "provider" => {}
+            Item::Attribute(attribute) => out.push(&attribute.value),
+            Item::Block(block) => body_expressions(&block.body, out),
+        }
+    }
+}
+
+fn resource_expressions(resource: &ResourceDecl) -> Vec<&Expr> {
+    let mut out: Vec<&Expr> = Vec::new();
+    out.extend(resource.count.iter());
+    out.extend(resource.for_each.iter());
+    out.extend(resource.arguments.iter().map(|a| &a.value));
+    for block in &resource.nested_blocks {
+        body_expressions(&block.body, &mut out);
+    }
+    out.extend(resource.depends_on.iter());
+    out
+}
+
+struct ModuleEvaluation<'c, 'd> {
+    config: &'c ModuleConfig,
+    sources: &'c SourceMap,
+    root_dir: &'c str,
+    values: ModuleValues,
+    result: EvaluatedModule,
+    diagnostics: &'d mut Diagnostics,
+    budget: &'d mut u64,
+    /// Attributes read from each resource, so that unset ones can be unknown.
+    referenced_attributes: HashMap<ResourceId, BTreeSet<String>>,
+    /// What each node refers to (for resource dependencies).
+    dependencies: HashMap<Node, BTreeSet<Node>>,
+    failed: HashSet<Node>,
+}
+
+fn evaluate_module(
+    config: &ModuleConfig,
+    inputs: &Inputs,
+    root_dir: &str,
+    sources: &SourceMap,
+    diagnostics: &mut Diagnostics,
+    budget: &mut u64,
+) -> EvaluatedModule {
+    let mut evaluation = ModuleEvaluation {
+        config,
+        sources,
+        root_dir,
+        values: ModuleValues {
+            path_module: config.dir.to_string_lossy().into_owned(),
+            path_root: root_dir.to_string(),
+            ..ModuleValues::default()
+        },
+        result: EvaluatedModule {
+            path: config.path.clone(),
+            ..EvaluatedModule::default()
+        },
+        diagnostics,
+        budget,
+        referenced_attributes: HashMap::new(),
+        dependencies: HashMap::new(),
+        failed: HashSet::new(),
+    };
+    evaluation.run(inputs);
+    evaluation.result
+}
+
+impl ModuleEvaluation<'_, '_> {
+    fn run(&mut self, inputs: &Inputs) {
+        let declarations = &self.config.declarations;
+        // 1. The nodes and their expressions.
+        let mut nodes: Vec<(Node, Vec<&Expr>)> = Vec::new();
+        for (name, variable) in &declarations.variables {
+            nodes.push((
+                Node::Variable(name.clone()),
+                variable.default.iter().collect(),
+            ));
+        }
+        for (name, local) in &declarations.locals {
+            nodes.push((Node::Local(name.clone()), vec![&local.value]));
+        }
+        for (id, resource) in &declarations.resources {
+            nodes.push((Node::Resource(id.clone()), resource_expressions(resource)));
+        }
+        for (name, call) in &declarations.module_calls {
+            let mut exprs: Vec<&Expr> = call.inputs.iter().map(|a| &a.value).collect();
+            exprs.extend(call.depends_on.iter());
+            nodes.push((Node::Module(name.clone()), exprs));
+        }
+        for (name, deployment) in &declarations.deployments {
+            let mut exprs = Vec::new();
+            body_expressions(&deployment.block.body, &mut exprs);
+            nodes.push((Node::Deployment(name.clone()), exprs));
+        }
+        for (name, output) in &declarations.outputs {
+            let mut exprs: Vec<&Expr> = output.value.iter().collect();
+            exprs.extend(output.depends_on.iter());
+            nodes.push((Node::Output(name.clone()), exprs));
+        }
+        for (index, provider) in declarations.providers.iter().enumerate() {
+            let mut exprs = Vec::new();
+            body_expressions(&provider.block.body, &mut exprs);
+            nodes.push((Node::Provider(index), exprs));
+        }
+        if let Some(backend) = &declarations.backend {
+            let mut exprs = Vec::new();
+            body_expressions(&backend.block.body, &mut exprs);
+            nodes.push((Node::Backend, exprs));
+        }
+
+        // 2. References → edges (user → dependency), unknown names reported.
+        let mut graph: DiGraph<Node, Span> = DiGraph::new();
+        let mut index_of: HashMap<Node, NodeIndex> = HashMap::new();
+        for (node, _) in &nodes {
+            index_of.insert(node.clone(), graph.add_node(node.clone()));
+        }
+        for (node, exprs) in &nodes {
+            let mut references = Vec::new();
+            let mut problems = Vec::new();
+            for expr in exprs {
+                collect_references(expr, &mut references, &mut problems);
+            }
+            for problem in problems {
+                self.diagnostics.push(problem);
+            }
+            let from = index_of[node];
+            for reference in references {
+                if let Some(target) = self.resolve(node, &reference) {
+                    if let Some(&to) = index_of.get(&target) {
+                        graph.add_edge(from, to, reference.span);
+                    }
+                    self.dependencies
+                        .entry(node.clone())
+                        .or_default()
+                        .insert(target);
+                }
+            }
+        }
+
+        // 3. Strongly connected components in dependency order; cycles reported.
+        let components = petgraph::algo::kosaraju_scc(&graph);
+        for component in components {
+            let cyclic =
+                component.len() > 1 || graph.find_edge(component[0], component[0]).is_some();
+            if cyclic {
+                self.report_cycle(&graph, &component);
+                for index in &component {
+                    self.failed.insert(graph[*index].clone());
+                }
+                continue;
+            }
+            let node = graph[component[0]].clone();
+            self.evaluate_node(&node, inputs);
+        }
+        self.check_unused_inputs(inputs);
+    }
+
+    /// Maps a reference to the node it names, or reports it.
+    fn resolve(&mut self, from: &Node, reference: &Reference) -> Option<Node> {
+        let declarations = &self.config.declarations;
+        let span = reference.span;
+        let unknown = |kind: &str, written: String, candidates: Vec<String>, help: String| {
+            Diagnostic::error(
+                "infra::unknown_reference",
+                format!("unknown {kind} `{written}`"),
+            )
+            .with_label(span, "not declared")
+            .with_help(
+                did_you_mean(&written, candidates.iter().map(String::as_str)).unwrap_or(help),
+            )
+        };
+        match &reference.target {
+            Target::Variable(name) => {
+                if declarations.variables.contains_key(name) {
+                    if matches!(from, Node::Variable(_)) {
+                        self.diagnostics.push(
+                            Diagnostic::error(
+                                "infra::invalid_reference",
+                                "a variable's default cannot refer to other values",
+                            )
+                            .with_label(span, "not allowed in a default")
+                            .with_help(
+                                "use a literal default, and compute derived values in `locals`",
+                            ),
+                        );
+                        return None;
+                    }
+                    return Some(Node::Variable(name.clone()));
+                }
+                let candidates = declarations
+                    .variables
+                    .keys()
+                    .map(|n| format!("var.{n}"))
+                    .collect();
+                self.diagnostics.push(unknown(
+                    "variable",
+                    format!("var.{name}"),
+                    candidates,
+                    format!("declare it: `variable {name} {{ type = string }}`"),
+                ));
+            }
+            Target::Local(name) => {
+                if declarations.locals.contains_key(name) {
+                    return Some(Node::Local(name.clone()));
+                }
+                let candidates = declarations
+                    .locals
+                    .keys()
+                    .map(|n| format!("local.{n}"))
+                    .collect();
+                self.diagnostics.push(unknown(
+                    "local value",
+                    format!("local.{name}"),
+                    candidates,
+                    format!("define it in a `locals {{ {name} = … }}` block"),
+                ));
+            }
+            Target::Resource(id) => {
+                if declarations.resources.contains_key(id) {
+                    if let Some(attribute) = &reference.attribute {
+                        self.referenced_attributes
+                            .entry(id.clone())
+                            .or_default()
+                            .insert(attribute.clone());
+                    }
+                    return Some(Node::Resource(id.clone()));
+                }
+                let kind = if id.mode == ResourceMode::Data {
+                    "data source"
+                } else {
+                    "resource"
+                };
+                let candidates = declarations
+                    .resources
+                    .keys()
+                    .filter(|r| r.mode == id.mode)
+                    .map(|r| r.to_string())
+                    .collect();
+                let keyword = if id.mode == ResourceMode::Data {
+                    "data"
+                } else {
+                    "resource"
+                };
+                self.diagnostics.push(unknown(
+                    kind,
+                    id.to_string(),
+                    candidates,
+                    format!(
+                        "declare it: `{keyword} {} {} {{ … }}`",
+                        id.type_name, id.name
+                    ),
+                ));
+            }
+            Target::Module(name) => {
+                let Some(call) = declarations.module_calls.get(name) else {
+                    let candidates = declarations
+                        .module_calls
+                        .keys()
+                        .map(|n| format!("module.{n}"))
+                        .collect();
+                    self.diagnostics.push(unknown(
+                        "module",
+                        format!("module.{name}"),
+                        candidates,
+                        format!("declare it: `module {name} {{ source = \"./modules/{name}\" }}`"),
+                    ));
+                    return None;
+                };
+                if let (Some(output), Some(child)) =
+                    (&reference.attribute, self.config.children.get(name))
+                    && !child.declarations.outputs.contains_key(output)
+                {
+                    let outputs = &child.declarations.outputs;
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            "infra::unknown_attribute",
+                            format!("module `{name}` has no output `{output}`"),
+                        )
+                        .with_label(span, "no such output")
+                        .with_help(
+                            did_you_mean(output, outputs.keys().map(String::as_str))
+                                .unwrap_or_else(|| {
+                                    format!(
+                                        "declare `output {output} {{ value = … }}` in `{}`",
+                                        call.source
+                                    )
+                                }),
+                        ),
+                    );
+                    return None;
+                }
+                return Some(Node::Module(name.clone()));
+            }
+            Target::Deployment(name) => {
+                if declarations.deployments.contains_key(name) {
+                    return Some(Node::Deployment(name.clone()));
+                }
+                let candidates = declarations
+                    .deployments
+                    .keys()
+                    .map(|n| format!("deployment.{n}"))
+                    .collect();
+                self.diagnostics.push(unknown(
+                    "deployment",
+                    format!("deployment.{name}"),
+                    candidates,
+                    format!("declare it: `deployment {name} {{ … }}`"),
+                ));
+            }
+            Target::CountIndex => {
+                let allowed = matches!(from, Node::Resource(id) if declarations.resources[id].count.is_some());
+                if !allowed {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            "infra::invalid_reference",
+                            "`count.index` used where there is no `count`",
+                        )
+                        .with_label(span, "no `count` here")
+                        .with_help(
+                            "`count.index` is available only in a resource block that sets `count`",
+                        ),
+                    );
+                }
+            }
+            Target::EachKey | Target::EachValue => {
+                let allowed = matches!(from, Node::Resource(id) if declarations.resources[id].for_each.is_some());
+                if !allowed {
+                    self.diagnostics.push(
+                        Diagnostic::error("infra::invalid_reference", "`each` used where there is no `for_each`")
+                            .with_label(span, "no `for_each` here")
+                            .with_help("`each.key` and `each.value` are available only in a resource block that sets `for_each`"),
+                    );
+                }
+            }
+            Target::Path => {}
+        }
+        None
+    }
+
+    /// Reports the shortest cycle in a strongly connected component as a
+    /// chain `a → b → a`, each hop with its file:line.
+    fn report_cycle(&mut self, graph: &DiGraph<Node, Span>, component: &[NodeIndex]) {
+        let members: HashSet<NodeIndex> = component.iter().copied().collect();
+        let mut best: Option<Vec<(NodeIndex, Span)>> = None;
+        let mut starts: Vec<NodeIndex> = component.to_vec();
+        starts.sort_by_key(|index| graph[*index].clone());
+        for &start in starts.iter().take(64) {
+            if let Some(cycle) = shortest_cycle_through(graph, start, &members)
+                && best.as_ref().is_none_or(|b| cycle.len() < b.len())
+            {
+                best = Some(cycle);
+            }
+        }
+        let Some(cycle) = best else { return };
+        let names: Vec<String> = cycle
+            .iter()
+            .map(|(index, _)| format!("`{}`", graph[*index]))
+            .chain(std::iter::once(format!("`{}`", graph[cycle[0].0])))
+            .collect();
+        let mut diagnostic = Diagnostic::error(
+            "infra::cycle",
+            format!("dependency cycle: {}", names.join(" → ")),
+        );
+        for (position, (index, span)) in cycle.iter().enumerate() {
+            let next = &graph[cycle[(position + 1) % cycle.len()].0];
+            diagnostic =
+                diagnostic.with_label(*span, format!("`{}` refers to `{next}`", graph[*index]));
+        }
+        for (position, (index, span)) in cycle.iter().enumerate() {
+            let next = &graph[cycle[(position + 1) % cycle.len()].0];
+            let location = self.location(*span);
+            diagnostic =
+                diagnostic.with_note(format!("{location}: `{}` → `{next}`", graph[*index]));
+        }
+        self.diagnostics.push(
+            diagnostic
+                .with_help("break the cycle: one of these values must not depend on the others"),
+        );
+    }
+
+    fn location(&self, span: Span) -> String {
+        self.sources.file_line(span)
+    }
+
+    fn depends_on_failed(&self, node: &Node) -> bool {
+        self.dependencies
+            .get(node)
+            .is_some_and(|deps| deps.iter().any(|d| self.failed.contains(d)))
+    }
+
+    fn evaluate_node(&mut self, node: &Node, inputs: &Inputs) {
+        if self.depends_on_failed(node) {
+            // Its inputs already failed with a diagnostic; don't cascade.
+            self.failed.insert(node.clone());
+            self.mark_unknown(node);
+            return;
+        }
+        let ok = match node {
+            Node::Variable(name) => self.evaluate_variable(name, inputs),
+            Node::Local(name) => {
+                let expr = &self.config.declarations.locals[name].value;
+                let value = self.eval_in_scope(expr);
+                let ok = value.is_ok();
+                let value = value.unwrap_or(Value::Unknown);
+                self.values.locals.insert(name.clone(), value.clone());
+                self.result.locals.insert(name.clone(), value);
+                ok
+            }
+            Node::Resource(id) => self.evaluate_resource(id),
+            Node::Module(name) => self.evaluate_module_call(name),
+            Node::Deployment(name) => {
+                let block = &self.config.declarations.deployments[name].block;
+                let value = self.eval_block_body(&block.body, None, None);
+                let ok = value.is_ok();
+                if let Ok(value) = &value {
+                    check_deployment(block, value, self.diagnostics);
+                }
+                let value = value.unwrap_or(Value::Unknown);
+                self.values.deployments.insert(name.clone(), value.clone());
+                self.result.deployments.insert(name.clone(), value);
+                ok
+            }
+            Node::Output(name) => {
+                let output = &self.config.declarations.outputs[name];
+                let Some(expr) = &output.value else { return };
+                let value = self.eval_in_scope(expr);
+                let ok = value.is_ok();
+                self.result.outputs.insert(
+                    name.clone(),
+                    OutputValue {
+                        value: value.unwrap_or(Value::Unknown),
+                        sensitive: output.sensitive,
+                    },
+                );
+                ok
+            }
+            Node::Provider(index) => {
+                let provider = &self.config.declarations.providers[*index];
+                let value = self.eval_block_body(&provider.block.body, None, None);
+                let ok = value.is_ok();
+                self.result
+                    .providers
+                    .push((provider.name.value.clone(), value.unwrap_or(Value::Unknown)));
+                ok
+            }
+            Node::Backend => {
+                let Some(backend) = &self.config.declarations.backend else {
+                    return;
+                };
+                let value = self.eval_block_body(&backend.block.body, None, None);
+                let ok = value.is_ok();
+                if let Ok(value) = &value
+                    && !value.is_wholly_known()
+                {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            "infra::unknown_value",
+                            "backend settings must be known before apply",
+                        )
+                        .with_label(
+                            backend.block.header_span,
+                            "refers to values known only after apply",
+                        )
+                        .with_help("use literal values or variables in the `backend` block"),
+                    );
+                }
+                self.result.backend =
+                    Some((backend.kind.value.clone(), value.unwrap_or(Value::Unknown)));
+                ok
+            }
+        };
+        if !ok {
+            self.failed.insert(node.clone());
+        }
+    }
+
+    fn mark_unknown(&mut self, node: &Node) {
+        match node {
+            Node::Variable(name) => {
+                self.values.variables.insert(name.clone(), Value::Unknown);
+            }
+            Node::Local(name) => {
+                self.values.locals.insert(name.clone(), Value::Unknown);
+            }
+            Node::Resource(id) => {
+                self.values.resources.insert(id.clone(), Value::Unknown);
+            }
+            Node::Module(name) => {
+                self.values.modules.insert(name.clone(), Value::Unknown);
+            }
+            Node::Deployment(name) => {
+                self.values.deployments.insert(name.clone(), Value::Unknown);
+            }
+            _ => {}
+        }
+    }
+
+    fn eval_in_scope(&mut self, expr: &Expr) -> EvalResult {
+        let scope = Scope {
+            values: &self.values,
+            module_dir: &self.config.dir,
+            count_index: None,
+            each: None,
+        };
+        Evaluator::new(scope, self.diagnostics, self.budget).eval(expr)
+    }
+
+    /// Evaluates a block body into an object: attributes by name; unlabelled
+    /// nested blocks as a list of objects under their kind; labelled ones as
+    /// an object keyed by label.
+    fn eval_block_body(
+        &mut self,
+        body: &Body,
+        count_index: Option<usize>,
+        each: Option<(Value, Value)>,
+    ) -> EvalResult {
+        let scope = Scope {
+            values: &self.values,
+            module_dir: &self.config.dir,
+            count_index,
+            each,
+        };
+        let mut evaluator = Evaluator::new(scope, self.diagnostics, self.budget);
+        eval_body(&mut evaluator, body, &[])
+    }
+
+    fn evaluate_variable(&mut self, name: &str, inputs: &Inputs) -> bool {
+        let variable = &self.config.declarations.variables[name];
+        let type_constraint = match &variable.type_expr {
+            None => TypeConstraint::Any,
+            Some(expr) => match TypeConstraint::from_expr(expr) {
+                Ok(constraint) => constraint,
+                Err(bad) => {
+                    let written = match &bad.kind {
+                        ExprKind::Variable(ident) => ident.name.clone(),
+                        ExprKind::Call { name, .. } => name.name.clone(),
+                        _ => String::new(),
+                    };
+                    self.diagnostics.push(
+                        Diagnostic::error("infra::invalid_type", "invalid type constraint")
+                            .with_label(bad.span, "not a type")
+                            .with_help(did_you_mean(&written, TYPE_NAMES.iter().copied()).unwrap_or_else(|| {
+                                "types are string, number, bool, any, list(T), set(T), map(T) and object({ name = T })".into()
+                            })),
+                    );
+                    TypeConstraint::Any
+                }
+            },
+        };
+        if variable.sensitive {
+            self.result.sensitive_variables.push(name.to_string());
+        }
+        // Where the value comes from, and the span to blame if it is wrong.
+        let provided: Option<(Result<Value, Failed>, Option<Span>, String)> = match inputs {
+            Inputs::Root(root) => root.values.get(name).map(|(origin, provided)| {
+                let (span, origin_text) = match origin {
+                    VariableOrigin::CommandLine => (None, format!("-var {name}=…")),
+                    VariableOrigin::File(span) => (Some(*span), "the variable file".to_string()),
+                    VariableOrigin::Environment => (None, format!("INFRA_VAR_{name}")),
+                };
+                let value = match provided {
+                    ProvidedValue::Text(text) => Ok(Value::String(text.clone())),
+                    ProvidedValue::Expr(expr) => self.eval_in_scope(expr).map_err(|_| Failed),
+                };
+                (
+                    value,
+                    span.or(match provided {
+                        ProvidedValue::Expr(expr) => Some(expr.span),
+                        ProvidedValue::Text(_) => None,
+                    }),
+                    origin_text,
+                )
+            }),
+            Inputs::Child(values) => values.get(name).map(|(value, span)| {
+                (
+                    Ok(value.clone()),
+                    Some(*span),
+                    format!("the `{name}` argument of the module block"),
+                )
+            }),
+        };
+        let (raw, blame_span, origin) = match provided {
+            Some((Ok(value), span, origin)) => (value, span, origin),
+            Some((Err(_), _, _)) => {
+                self.values
+                    .variables
+                    .insert(name.to_string(), Value::Unknown);
+                return false;
+            }
+            None => match &variable.default {
+                Some(expr) => match self.eval_in_scope(expr) {
+                    Ok(value) => (value, Some(expr.span), "the default".to_string()),
+                    Err(_) => {
+                        self.values
+                            .variables
+                            .insert(name.to_string(), Value::Unknown);
+                        return false;
+                    }
+                },
+                None => {
+                    let help = match inputs {
+                        Inputs::Root(_) => format!(
+                            "set it with `-var {name}=…`, in a `-var-file`, or with the environment variable `INFRA_VAR_{name}`; or give it a `default`"
+                        ),
+                        Inputs::Child(_) => format!(
+                            "pass `{name} = …` in the `module` block, or give the variable a `default`"
+                        ),
+                    };
+                    let mut diagnostic = Diagnostic::error(
+                        "infra::missing_variable",
+                        format!("no value for required variable `{name}`"),
+                    )
+                    .with_label(variable.span, "declared here without a default")
+                    .with_help(help);
+                    if let Inputs::Child(_) = inputs {
+                        diagnostic =
+                            diagnostic.with_note(format!("in {}", self.config.display_path()));
+                    }
+                    self.diagnostics.push(diagnostic);
+                    self.values
+                        .variables
+                        .insert(name.to_string(), Value::Unknown);
+                    return false;
+                }
+            },
+        };
+        // Command-line text for a complex type is parsed by the caller; a
+        // plain string for `any` stays a string.
+        match type_constraint.convert(&raw) {
+            Ok(value) => {
+                self.values
+                    .variables
+                    .insert(name.to_string(), value.clone());
+                self.result.variables.insert(name.to_string(), value);
+                true
+            }
+            Err(why) => {
+                let mut diagnostic = Diagnostic::error("infra::type_mismatch", format!("invalid value for variable `{name}`: {why}"))
+                    .with_help(format!("the variable is declared as `{type_constraint}`; fix the value given by {origin}"));
+                if let Some(span) = blame_span {
+                    diagnostic =
+                        diagnostic.with_label(span, format!("not a valid `{type_constraint}`"));
+                }
+                diagnostic = diagnostic.with_label(variable.span, "declared here");
+                self.diagnostics.push(diagnostic);
+                self.values
+                    .variables
+                    .insert(name.to_string(), Value::Unknown);
+                false
+            }
+        }
+    }
+
+    fn check_unused_inputs(&mut self, inputs: &Inputs) {
+        let declared = &self.config.declarations.variables;
+        if let Inputs::Root(root) = inputs {
+            for (name, (origin, _)) in &root.values {
+                if declared.contains_key(name) {
+                    continue;
+                }
+                let help =
+                    did_you_mean(name, declared.keys().map(String::as_str)).unwrap_or_else(|| {
+                        format!("declare it: `variable {name} {{ type = string }}`")
+                    });
+                match origin {
+                    VariableOrigin::CommandLine => self.diagnostics.push(
+                        Diagnostic::error(
+                            "infra::undeclared_variable",
+                            format!("`-var {name}` sets a variable that is not declared"),
+                        )
+                        .with_help(help),
+                    ),
+                    VariableOrigin::File(span) => self.diagnostics.push(
+                        Diagnostic::warning(
+                            "infra::undeclared_variable",
+                            format!("the variable file sets `{name}`, which is not declared"),
+                        )
+                        .with_label(*span, "not a declared variable")
+                        .with_help(help),
+                    ),
+                    VariableOrigin::Environment => {}
+                }
+            }
+        }
+    }
+
+    fn evaluate_module_call(&mut self, name: &str) -> bool {
+        let call = &self.config.declarations.module_calls[name];
+        let Some(child) = self.config.children.get(name) else {
+            self.values.modules.insert(name.to_string(), Value::Unknown);
+            return false;
+        };
+        let mut values = BTreeMap::new();
+        let mut ok = true;
+        for input in &call.inputs {
+            match self.eval_in_scope(&input.value) {
+                Ok(value) => {
+                    values.insert(input.name.name.clone(), (value, input.value.span));
+                }
+                Err(_) => ok = false,
+            }
+            if !child.declarations.variables.contains_key(&input.name.name) {
+                let declared = child.declarations.variables.keys().map(String::as_str);
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "infra::unknown_argument",
+                        format!("module `{name}` has no variable `{}`", input.name.name),
+                    )
+                    .with_label(input.name.span, "not a variable of the module")
+                    .with_help(
+                        did_you_mean(&input.name.name, declared).unwrap_or_else(|| {
+                            format!(
+                                "declare `variable {} {{ … }}` in `{}`, or remove this argument",
+                                input.name.name, call.source
+                            )
+                        }),
+                    ),
+                );
+                ok = false;
+            }
+        }
+        if !ok {
+            self.values.modules.insert(name.to_string(), Value::Unknown);
+            return false;
+        }
+        let evaluated = evaluate_module(
+            child,
+            &Inputs::Child(values),
+            self.root_dir,
+            self.sources,
+            self.diagnostics,
+            self.budget,
+        );
+        let outputs: BTreeMap<String, Value> = evaluated
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect();
+        self.values
+            .modules
+            .insert(name.to_string(), Value::map(outputs));
+        self.result.children.insert(name.to_string(), evaluated);
+        true
+    }
+
+    fn resource_dependencies(&self, id: &ResourceId) -> Vec<String> {
+        let node = Node::Resource(id.clone());
+        let mut out: Vec<String> = self
+            .dependencies
+            .get(&node)
+            .map(|deps| {
+                deps.iter()
+                    .filter_map(|dep| match dep {
+                        Node::Resource(other) => Some(self.address_of(other, &InstanceKey::None)),
+                        Node::Module(name) => {
+                            Some(self.module_prefix() + &format!("module.{name}"))
+                        }
+                        Node::Deployment(name) => {
+                            Some(self.module_prefix() + &format!("deployment.{name}"))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn module_prefix(&self) -> String {
+        self.config
+            .path
+            .iter()
+            .map(|p| format!("module.{p}."))
+            .collect()
+    }
+
+    fn address_of(&self, id: &ResourceId, key: &InstanceKey) -> String {
+        format!("{}{id}{}", self.module_prefix(), key.suffix())
+    }
+
+    fn evaluate_resource(&mut self, id: &ResourceId) -> bool {
+        let resource = &self.config.declarations.resources[id];
+        // Which instances exist.
+        let instances: Vec<(InstanceKey, Option<usize>, Option<(Value, Value)>)> =
+            if let Some(count_expr) = &resource.count {
+                let Ok(count) = self.eval_in_scope(count_expr) else {
+                    self.values.resources.insert(id.clone(), Value::Unknown);
+                    return false;
+                };
+                match self.known_count(&count, count_expr) {
+                    Some(n) => (0..n)
+                        .map(|i| (InstanceKey::Index(i), Some(i), None))
+                        .collect(),
+                    None => {
+                        self.values.resources.insert(id.clone(), Value::Unknown);
+                        return false;
+                    }
+                }
+            } else if let Some(for_each_expr) = &resource.for_each {
+                let Ok(collection) = self.eval_in_scope(for_each_expr) else {
+                    self.values.resources.insert(id.clone(), Value::Unknown);
+                    return false;
+                };
+                match self.for_each_pairs(&collection, for_each_expr) {
+                    Some(pairs) => pairs
+                        .into_iter()
+                        .map(|(key, value)| {
+                            (
+                                InstanceKey::Key(key.clone()),
+                                None,
+                                Some((Value::String(key), value)),
+                            )
+                        })
+                        .collect(),
+                    None => {
+                        self.values.resources.insert(id.clone(), Value::Unknown);
+                        return false;
+                    }
+                }
+            } else {
+                vec![(InstanceKey::None, None, None)]
+            };
+
+        let referenced = self
+            .referenced_attributes
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        let dependencies = self.resource_dependencies(id);
+        let mut ok = true;
+        let mut objects: Vec<(InstanceKey, Value)> = Vec::new();
+        for (key, count_index, each) in instances {
+            let scope = Scope {
+                values: &self.values,
+                module_dir: &self.config.dir,
+                count_index,
+                each,
+            };
+            let mut evaluator = Evaluator::new(scope, self.diagnostics, self.budget);
+            let mut arguments = BTreeMap::new();
+            for argument in &resource.arguments {
+                match evaluator.eval(&argument.value) {
+                    Ok(value) => {
+                        arguments.insert(argument.name.name.clone(), value);
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+            match eval_nested_blocks(&mut evaluator, &resource.nested_blocks, &mut arguments) {
+                Ok(()) => {}
+                Err(_) => ok = false,
+            }
+            let mut object = arguments.clone();
+            for attribute in &referenced {
+                object.entry(attribute.clone()).or_insert(Value::Unknown);
+            }
+            objects.push((key.clone(), Value::map(object)));
+            self.result.resources.push(ResourceInstance {
+                id: id.clone(),
+                address: self.address_of(id, &key),
+                key,
+                arguments,
+                dependencies: dependencies.clone(),
+                lifecycle: resource.lifecycle.clone(),
+                span: resource.header_span,
+            });
+        }
+        let value = if resource.count.is_some() {
+            Value::list(objects.into_iter().map(|(_, v)| v).collect())
+        } else if resource.for_each.is_some() {
+            Value::map(
+                objects
+                    .into_iter()
+                    .map(|(key, v)| match key {
+                        InstanceKey::Key(k) => (k, v),
+                        _ => unreachable!("for_each instances have string keys"),
+                    })
+                    .collect(),
+            )
+        } else {
+            objects.pop().map(|(_, v)| v).unwrap_or(Value::Unknown)
+        };
+        self.values.resources.insert(id.clone(), value);
+        ok
+    }
+
+    fn must_be_known(&mut self, what: &str, expr: &Expr) {
+        self.diagnostics.push(
+            Diagnostic::error("infra::unknown_value", format!("`{what}` must be known before apply"))
+                .with_label(expr.span, "depends on values known only after apply")
+                .with_help(format!("`{what}` decides how many instances to plan, so it may only use variables, locals and data sources")),
+        );
+    }
+
+    fn known_count(&mut self, count: &Value, expr: &Expr) -> Option<usize> {
+        match count {
+            Value::Unknown => {
+                self.must_be_known("count", expr);
+                None
+            }
+            Value::Number(n)
+                if n.fract() == 0.0 && *n >= 0.0 && *n <= MAX_GENERATED_ELEMENTS as f64 =>
+            {
+                Some(*n as usize)
+            }
+            Value::Number(n) => {
+                self.diagnostics.push(
+                    Diagnostic::error("infra::type_mismatch", format!("`count` must be a whole number from 0 to {MAX_GENERATED_ELEMENTS}, not {}", format_number(*n)))
+                        .with_label(expr.span, "invalid count")
+                        .with_help("use a non-negative whole number"),
+                );
+                None
+            }
+            other => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "infra::type_mismatch",
+                        format!("`count` must be a number, not a {}", other.type_name()),
+                    )
+                    .with_label(expr.span, "not a number")
+                    .with_help("for one instance per element of a collection, use `for_each`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn for_each_pairs(&mut self, collection: &Value, expr: &Expr) -> Option<Vec<(String, Value)>> {
+        match collection {
+            Value::Map(entries) => Some(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            Value::List(items) => {
+                let mut keys = BTreeMap::new();
+                for item in items.iter() {
+                    match item {
+                        Value::String(text) => {
+                            keys.insert(text.clone(), item.clone());
+                        }
+                        Value::Unknown => {
+                            self.must_be_known("for_each", expr);
+                            return None;
+                        }
+                        other => {
+                            self.diagnostics.push(
+                                Diagnostic::error("infra::type_mismatch", format!("`for_each` over a list needs strings, not a {}", other.type_name()))
+                                    .with_label(expr.span, "not a set of strings")
+                                    .with_help("use a map (key → value) or a set of strings, e.g. toset([\"a\", \"b\"])"),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Some(keys.into_iter().collect())
+            }
+            Value::Unknown => {
+                self.must_be_known("for_each", expr);
+                None
+            }
+            other => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "infra::type_mismatch",
+                        format!(
+                            "`for_each` needs a map or a set of strings, not a {}",
+                            other.type_name()
+                        ),
+                    )
+                    .with_label(expr.span, "not a map or set")
+                    .with_help("for N alike instances, use `count`"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Evaluates a body: attributes, and nested blocks as described at
+/// [`ModuleEvaluation::eval_block_body`]. Reports every failing attribute.
+pub(super) fn eval_body(evaluator: &mut Evaluator, body: &Body, skip: &[&str]) -> EvalResult {
+    let mut object = BTreeMap::new();
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    let mut ok = true;
+    let mut blocks = Vec::new();
+    for item in &body.items {
+        match item {
+            Item::Attribute(attribute) => {
+                let name = attribute.name.name.as_str();
+                if skip.contains(&name) {
+                    continue;
+                }
+                if let Some(first) = seen.insert(name, attribute.name.span) {
+                    evaluator.diagnostics.push(
+                        Diagnostic::error(
+                            "infra::duplicate",
+                            format!("duplicate argument `{name}`"),
+                        )
+                        .with_label(attribute.name.span, "set again here")
+                        .with_label(first, "first set here")
+                        .with_help("an argument may be set once per block; remove one of them"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                if name == "provider"
+                    && let ExprKind::Variable(ident) = &attribute.value.kind
+                {
+                    // `provider = local`: a bare provider name.
+                    object.insert(name.to_string(), Value::String(ident.name.clone()));
+                    continue;
+                }
+                match evaluator.eval(&attribute.value) {
+                    Ok(value) => {
+                        object.insert(name.to_string(), value);
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+            Item::Block(block) => blocks.push(block.clone()),
+        }
+    }
+    if eval_nested_blocks(evaluator, &blocks, &mut object).is_err() {
+        ok = false;
+    }
+    if ok {
+        Ok(Value::map(object))
+    } else {
+        Err(Failed)
+    }
+}
+
+fn eval_nested_blocks(
+    evaluator: &mut Evaluator,
+    blocks: &[Block],
+    object: &mut BTreeMap<String, Value>,
+) -> Result<(), Failed> {
+    let mut ok = true;
+    let mut lists: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut labelled: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    for block in blocks {
+        let value = eval_body(evaluator, &block.body, &[]);
+        let Ok(value) = value else {
+            ok = false;
+            continue;
+        };
+        match block.labels.as_slice() {
+            [] => lists
+                .entry(block.kind.name.clone())
+                .or_default()
+                .push(value),
+            [label] => {
+                labelled
+                    .entry(block.kind.name.clone())
+                    .or_default()
+                    .insert(label.value.clone(), value);
+            }
+            _ => {
+                evaluator.diagnostics.push(
+                    Diagnostic::error(
+                        "infra::block_labels",
+                        format!("too many labels on a nested `{}` block", block.kind.name),
+                    )
+                    .with_label(block.header_span, "at most one label")
+                    .with_help("nested blocks take at most one label"),
+                );
+                ok = false;
+            }
+        }
+    }
+    for (kind, values) in lists {
+        object.insert(kind, Value::list(values));
+    }
+    for (kind, values) in labelled {
+        object.insert(kind, Value::map(values));
+    }
+    if ok { Ok(()) } else { Err(Failed) }
+}
+
+/// The shortest cycle from `start` back to itself inside one component,
+/// as (node, span of the reference to the next node) hops.
+fn shortest_cycle_through(
+    graph: &DiGraph<Node, Span>,
+    start: NodeIndex,
+    members: &HashSet<NodeIndex>,
+) -> Option<Vec<(NodeIndex, Span)>> {
+    use petgraph::visit::EdgeRef;
+    let mut previous: HashMap<NodeIndex, (NodeIndex, Span)> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    let mut visited: HashSet<NodeIndex> = HashSet::from([start]);
+    while let Some(current) = queue.pop_front() {
+        let mut edges: Vec<_> = graph
+            .edges(current)
+            .filter(|e| members.contains(&e.target()))
+            .collect();
+        edges.sort_by_key(|e| (e.weight().file, e.weight().start));
+        for edge in edges {
+            let target = edge.target();
+            if target == start {
+                let mut hops = vec![(current, *edge.weight())];
+                let mut at = current;
+                while at != start {
+                    let (before, span) = previous[&at];
+                    hops.push((before, span));
+                    at = before;
+                }
+                hops.reverse();
+                return Some(hops);
+            }
+            if visited.insert(target) {
+                previous.insert(target, (current, *edge.weight()));
+                queue.push_back(target);
+            }
+        }
+    }
+    None
+}

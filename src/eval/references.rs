@@ -1,0 +1,375 @@
+//! Static analysis of expressions: which named objects an expression refers
+//! to (`var.x`, `aws_vpc.main`, `module.net`…), and calls to unknown
+//! functions. Runs before evaluation, so every unknown name is reported, even
+//! in a branch that evaluation never takes, and so the dependency graph of a
+//! module can be built.
+
+use crate::config::{ResourceId, ResourceMode};
+use crate::diagnostics::{Diagnostic, did_you_mean};
+use crate::syntax::{Expr, ExprKind, Ident, Span, Step, TemplatePart};
+
+use super::functions::{function_names, lookup_function};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    Variable(String),
+    Local(String),
+    Resource(ResourceId),
+    Module(String),
+    Deployment(String),
+    CountIndex,
+    EachKey,
+    EachValue,
+    Path,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub target: Target,
+    /// The reference as written, e.g. `aws_vpc.main` in `aws_vpc.main.id`.
+    pub span: Span,
+    /// The attribute read from the target, if static: `id` in
+    /// `aws_vpc.main.id` or `aws_subnet.a[0].id`; the output in `module.m.out`.
+    pub attribute: Option<String>,
+}
+
+/// Collects the references of `expr`, pushing diagnostics for malformed ones
+/// and for unknown functions.
+pub fn collect_references(
+    expr: &Expr,
+    references: &mut Vec<Reference>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut walker = Walker {
+        bound: Vec::new(),
+        references,
+        diagnostics,
+    };
+    walker.walk(expr);
+}
+
+struct Walker<'a> {
+    /// Names bound by enclosing for-expressions.
+    bound: Vec<String>,
+    references: &'a mut Vec<Reference>,
+    diagnostics: &'a mut Vec<Diagnostic>,
+}
+
+fn attr_name(steps: &[Step], index: usize) -> Option<&Ident> {
+    match steps.get(index) {
+        Some(Step::Attr(ident)) => Some(ident),
+        _ => None,
+    }
+}
+
+/// The first static attribute after an optional instance key or splat.
+fn attribute_after_key(steps: &[Step], index: usize) -> Option<String> {
+    match steps.get(index) {
+        Some(Step::Attr(ident)) => Some(ident.name.clone()),
+        Some(Step::Index(_)) | Some(Step::Splat(_)) => {
+            attr_name(steps, index + 1).map(|i| i.name.clone())
+        }
+        None => None,
+    }
+}
+
+pub const ROOT_NAMES: &[&str] = &[
+    "var",
+    "local",
+    "count",
+    "each",
+    "path",
+    "data",
+    "module",
+    "deployment",
+];
+
+impl Walker<'_> {
+    fn walk(&mut self, expr: &Expr) {
+        match &expr.kind {
+            ExprKind::Null | ExprKind::Bool(_) | ExprKind::Number(_) => {}
+            ExprKind::Template(parts) => {
+                for part in parts {
+                    if let TemplatePart::Interpolation(inner) = part {
+                        self.walk(inner);
+                    }
+                }
+            }
+            ExprKind::List(items) => items.iter().for_each(|item| self.walk(item)),
+            ExprKind::Object(items) => {
+                for item in items {
+                    if let crate::syntax::ObjectKey::Expr(key) = &item.key {
+                        self.walk(key);
+                    }
+                    self.walk(&item.value);
+                }
+            }
+            ExprKind::Variable(ident) => {
+                if !self.bound.contains(&ident.name) {
+                    self.root(ident, &[], expr.span);
+                }
+            }
+            ExprKind::Traversal { root, steps } => {
+                match &root.kind {
+                    ExprKind::Variable(ident) if !self.bound.contains(&ident.name) => {
+                        self.root(ident, steps, expr.span)
+                    }
+                    _ => self.walk(root),
+                }
+                for step in steps {
+                    if let Step::Index(index) = step {
+                        self.walk(index);
+                    }
+                }
+            }
+            ExprKind::Call { name, args, .. } => {
+                self.check_call(name, args.len());
+                args.iter().for_each(|arg| self.walk(arg));
+            }
+            ExprKind::Unary { operand, .. } => self.walk(operand),
+            ExprKind::Binary { lhs, rhs, .. } => {
+                self.walk(lhs);
+                self.walk(rhs);
+            }
+            ExprKind::Conditional {
+                condition,
+                then,
+                otherwise,
+            } => {
+                self.walk(condition);
+                self.walk(then);
+                self.walk(otherwise);
+            }
+            ExprKind::ForList {
+                intro,
+                value,
+                condition,
+            } => {
+                self.walk(&intro.collection);
+                let depth = self.bind(intro);
+                self.walk(value);
+                if let Some(condition) = condition {
+                    self.walk(condition);
+                }
+                self.bound.truncate(depth);
+            }
+            ExprKind::ForObject {
+                intro,
+                key,
+                value,
+                condition,
+                ..
+            } => {
+                self.walk(&intro.collection);
+                let depth = self.bind(intro);
+                self.walk(key);
+                self.walk(value);
+                if let Some(condition) = condition {
+                    self.walk(condition);
+                }
+                self.bound.truncate(depth);
+            }
+            ExprKind::Parenthesized(inner) => self.walk(inner),
+        }
+    }
+
+    fn bind(&mut self, intro: &crate::syntax::ForIntro) -> usize {
+        let depth = self.bound.len();
+        if let Some(key) = &intro.key_var {
+            self.bound.push(key.name.clone());
+        }
+        self.bound.push(intro.value_var.name.clone());
+        depth
+    }
+
+    fn check_call(&mut self, name: &Ident, arity: usize) {
+        let Some(function) = lookup_function(&name.name) else {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "infra::unknown_function",
+                    format!("unknown function `{}`", name.name),
+                )
+                .with_label(name.span, "no such function")
+                .with_help(
+                    did_you_mean(&name.name, function_names())
+                        .unwrap_or_else(|| "see the function list in the README".into()),
+                ),
+            );
+            return;
+        };
+        let too_few = arity < function.min_args;
+        let too_many = function.max_args.is_some_and(|max| arity > max);
+        if too_few || too_many {
+            let expected = match function.max_args {
+                Some(max) if max == function.min_args => format!("{max}"),
+                Some(max) => format!("{} to {max}", function.min_args),
+                None => format!("at least {}", function.min_args),
+            };
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "infra::function_arity",
+                    format!(
+                        "`{}` takes {expected} argument(s), but {arity} were given",
+                        name.name
+                    ),
+                )
+                .with_label(name.span, "wrong number of arguments")
+                .with_help(format!("call it as `{}`", function.signature)),
+            );
+        }
+    }
+
+    fn missing_name(&mut self, root: &Ident, example: &str) {
+        self.diagnostics.push(
+            Diagnostic::error(
+                "infra::invalid_reference",
+                format!("`{}` must be followed by a name", root.name),
+            )
+            .with_label(root.span, "incomplete reference")
+            .with_help(format!("write e.g. `{example}`")),
+        );
+    }
+
+    fn push(&mut self, target: Target, span: Span, attribute: Option<String>) {
+        self.references.push(Reference {
+            target,
+            span,
+            attribute,
+        });
+    }
+
+    fn root(&mut self, root: &Ident, steps: &[Step], _whole: Span) {
+        let span_to = |index: usize| {
+            steps
+                .get(index)
+                .map(|step| root.span.to(step.span()))
+                .unwrap_or(root.span)
+        };
+        match root.name.as_str() {
+            "var" | "local" | "deployment" => {
+                let Some(name) = attr_name(steps, 0) else {
+                    let example = match root.name.as_str() {
+                        "var" => "var.region",
+                        "local" => "local.prefix",
+                        _ => "deployment.api.version",
+                    };
+                    return self.missing_name(root, example);
+                };
+                let target = match root.name.as_str() {
+                    "var" => Target::Variable(name.name.clone()),
+                    "local" => Target::Local(name.name.clone()),
+                    _ => Target::Deployment(name.name.clone()),
+                };
+                self.push(
+                    target,
+                    span_to(0),
+                    attr_name(steps, 1).map(|i| i.name.clone()),
+                );
+            }
+            "count" | "each" | "path" => {
+                let allowed: &[&str] = match root.name.as_str() {
+                    "count" => &["index"],
+                    "each" => &["key", "value"],
+                    _ => &["module", "root", "cwd"],
+                };
+                let attribute = attr_name(steps, 0);
+                match attribute.map(|a| a.name.as_str()) {
+                    Some(name) if allowed.contains(&name) => {
+                        let target = match name {
+                            "index" => Target::CountIndex,
+                            "key" => Target::EachKey,
+                            "value" => Target::EachValue,
+                            _ => Target::Path,
+                        };
+                        self.push(target, span_to(0), None);
+                    }
+                    other => {
+                        let span = attribute.map(|a| a.span).unwrap_or(root.span);
+                        let written = other.unwrap_or("");
+                        let choices = allowed
+                            .iter()
+                            .map(|a| format!("`{}.{a}`", root.name))
+                            .collect::<Vec<_>>()
+                            .join(" or ");
+                        self.diagnostics.push(
+                            Diagnostic::error(
+                                "infra::unknown_attribute",
+                                format!("`{}` has no attribute `{written}`", root.name),
+                            )
+                            .with_label(span, "not available here")
+                            .with_help(
+                                match did_you_mean(written, allowed.iter().copied()) {
+                                    Some(suggestion) => suggestion,
+                                    None => format!("use {choices}"),
+                                },
+                            ),
+                        );
+                    }
+                }
+            }
+            "data" => {
+                let (Some(type_name), Some(name)) = (attr_name(steps, 0), attr_name(steps, 1))
+                else {
+                    return self.missing_name(root, "data.aws_ami.ubuntu.id");
+                };
+                let id = ResourceId {
+                    mode: ResourceMode::Data,
+                    type_name: type_name.name.clone(),
+                    name: name.name.clone(),
+                };
+                self.push(
+                    Target::Resource(id),
+                    span_to(1),
+                    attribute_after_key(steps, 2),
+                );
+            }
+            "module" => {
+                let Some(name) = attr_name(steps, 0) else {
+                    return self.missing_name(root, "module.network.vpc_id");
+                };
+                self.push(
+                    Target::Module(name.name.clone()),
+                    span_to(0),
+                    attr_name(steps, 1).map(|i| i.name.clone()),
+                );
+            }
+            "self" => self.diagnostics.push(
+                Diagnostic::error("infra::invalid_reference", "`self` is not supported")
+                    .with_label(root.span, "not supported")
+                    .with_help("refer to the resource by its address, e.g. `aws_instance.web.id`"),
+            ),
+            _ => {
+                let Some(name) = attr_name(steps, 0) else {
+                    let mut candidates: Vec<&str> = ROOT_NAMES.to_vec();
+                    candidates.extend(self.bound.iter().map(String::as_str));
+                    let help = did_you_mean(&root.name, candidates).unwrap_or_else(|| {
+                        if steps.is_empty() {
+                            format!("to write the text `{0}`, quote it: \"{0}\"; to refer to a resource, write `TYPE.NAME`", root.name)
+                        } else {
+                            "a reference starts with `var.`, `local.`, `module.`, `data.` or a resource `TYPE.NAME`".into()
+                        }
+                    });
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            "infra::unknown_reference",
+                            format!("unknown name `{}`", root.name),
+                        )
+                        .with_label(root.span, "not defined")
+                        .with_help(help),
+                    );
+                    return;
+                };
+                let id = ResourceId {
+                    mode: ResourceMode::Managed,
+                    type_name: root.name.clone(),
+                    name: name.name.clone(),
+                };
+                self.push(
+                    Target::Resource(id),
+                    span_to(0),
+                    attribute_after_key(steps, 1),
+                );
+            }
+        }
+    }
+}

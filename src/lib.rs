@@ -1,0 +1,14 @@
+//! infra: an Infrastructure-as-Code engine with its own language.
+//!
+//! The pipeline, one module per stage: [`syntax`] (text → tree) →
+//! [`config`] (files and modules → a checked configuration) → [`eval`]
+//! (expressions → values) ; [`format`] prints trees back canonically;
+//! [`diagnostics`] is how every stage reports; [`cli`] wires commands.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod diagnostics;
+pub mod eval;
+pub mod format;
+pub mod syntax;

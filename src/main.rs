@@ -1,0 +1,21 @@
+//! The `infra` binary: parse arguments, run the command, exit with its code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Deeply nested input is bounded by the parser, but a generous stack keeps
+/// debug builds and large configurations far from the limit.
+const MAIN_STACK_BYTES: usize = 256 << 20;
+
+fn main() -> ExitCode {
+    let args = infra::cli::normalize_arguments(std::env::args());
+    let cli = infra::cli::Cli::parse_from(args);
+    std::thread::Builder::new()
+        .name("infra".into())
+        .stack_size(MAIN_STACK_BYTES)
+        .spawn(move || infra::cli::run(cli))
+        .expect("start the main thread")
+        .join()
+        .unwrap_or(ExitCode::from(101))
+}

@@ -1,0 +1,919 @@
+//! pest pairs → [`ast`](super::ast) nodes, and syntax errors → diagnostics.
+//!
+//! A file with syntax errors still yields a tree: after an error the parser
+//! skips to the next top-level block (a line starting with a block keyword in
+//! column 0) and carries on, so one run reports the errors of every block.
+
+use std::num::NonZeroUsize;
+
+use pest::Parser as _;
+use pest::iterators::Pair;
+
+use super::ast::*;
+use super::scanner::{self, MAX_NESTING};
+use super::{FileId, Span};
+use crate::diagnostics::Diagnostic;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/infra.pest"]
+struct InfraParser;
+
+/// Larger files are refused with a diagnostic rather than read.
+pub const MAX_FILE_BYTES: usize = 64 << 20;
+/// Binary and unary operators allowed in one expression (bounds tree depth).
+pub const MAX_EXPRESSION_OPERATORS: usize = 512;
+/// Syntax errors reported per file before giving up on it.
+const MAX_SYNTAX_ERRORS_PER_FILE: usize = 20;
+
+const TOP_LEVEL_KEYWORDS: &[&str] = &[
+    "resource",
+    "data",
+    "variable",
+    "locals",
+    "output",
+    "module",
+    "provider",
+    "backend",
+    "deployment",
+];
+
+/// Parses one file. Never fails: problems come back as diagnostics next to
+/// whatever part of the tree could be built.
+pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
+    let whole = Span::new(file, 0, text.len());
+    let mut diagnostics = Vec::new();
+    let empty = |comments| File {
+        body: Body {
+            items: Vec::new(),
+            span: whole,
+        },
+        comments,
+    };
+    if text.len() > MAX_FILE_BYTES {
+        diagnostics.push(
+            Diagnostic::error(
+                "infra::file_too_large",
+                format!("file is too large ({} bytes)", text.len()),
+            )
+            .with_label(Span::new(file, 0, 0), "this file")
+            .with_help(format!(
+                "split the configuration into several files of at most {} MiB",
+                MAX_FILE_BYTES >> 20
+            )),
+        );
+        return (empty(Vec::new()), diagnostics);
+    }
+    let scan = scanner::scan(file, text);
+    if let Some(span) = scan.too_deep {
+        diagnostics.push(
+            Diagnostic::error("infra::too_deep", "nesting is too deep")
+                .with_label(span, format!("more than {MAX_NESTING} levels deep here"))
+                .with_help("flatten the expression, e.g. move inner parts into `locals`"),
+        );
+        return (empty(scan.comments), diagnostics);
+    }
+    let mut items = Vec::new();
+    let mut errors_left = MAX_SYNTAX_ERRORS_PER_FILE;
+    parse_region(
+        file,
+        text,
+        0,
+        text.len(),
+        &mut items,
+        &mut diagnostics,
+        &mut errors_left,
+    );
+    items.sort_by_key(|item| item.span().start);
+    let file = File {
+        body: Body { items, span: whole },
+        comments: scan.comments,
+    };
+    (file, diagnostics)
+}
+
+/// Parses a lone expression (a `-var` value). `file` holds the text.
+pub fn parse_expression(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
+    let scan = scanner::scan(file, text);
+    if let Some(span) = scan.too_deep {
+        return Err(Diagnostic::error("infra::too_deep", "nesting is too deep")
+            .with_label(span, format!("more than {MAX_NESTING} levels deep here")));
+    }
+    set_call_limit(text.len());
+    match InfraParser::parse(Rule::expression_only, text) {
+        Ok(mut pairs) => {
+            let mut builder = Builder {
+                file,
+                offset: 0,
+                diagnostics: Vec::new(),
+            };
+            let only = pairs.next().expect("expression_only pair");
+            let expression = only.into_inner().next().expect("expression pair");
+            let expr = builder.expression(expression);
+            match builder.diagnostics.into_iter().next() {
+                Some(diagnostic) => Err(diagnostic),
+                None => Ok(expr),
+            }
+        }
+        Err(error) => Err(syntax_error(
+            file,
+            text,
+            0,
+            text,
+            Rule::expression_only,
+            &error,
+        )),
+    }
+}
+
+/// Bounds pest's work so that no input makes it run for ever.
+fn set_call_limit(len: usize) {
+    let limit = len.saturating_mul(400).saturating_add(100_000);
+    pest::set_call_limit(NonZeroUsize::new(limit));
+}
+
+fn parse_region(
+    file: FileId,
+    text: &str,
+    start: usize,
+    end: usize,
+    items: &mut Vec<Item>,
+    diagnostics: &mut Vec<Diagnostic>,
+    errors_left: &mut usize,
+) {
+    let region = &text[start..end];
+    set_call_limit(region.len());
+    match InfraParser::parse(Rule::file, region) {
+        Ok(mut pairs) => {
+            let mut builder = Builder {
+                file,
+                offset: start,
+                diagnostics: Vec::new(),
+            };
+            let file_pair = pairs.next().expect("file pair");
+            for pair in file_pair.into_inner() {
+                if pair.as_rule() == Rule::body {
+                    items.extend(builder.body(pair).items);
+                }
+            }
+            diagnostics.extend(builder.diagnostics);
+        }
+        Err(error) => {
+            if *errors_left == 0 {
+                return;
+            }
+            *errors_left -= 1;
+            let diagnostic = syntax_error(file, text, start, region, Rule::file, &error);
+            let position = diagnostic
+                .primary_span()
+                .map(|span| span.start as usize)
+                .unwrap_or(start);
+            diagnostics.push(diagnostic);
+            // An error at the very end is an unclosed block or string: the
+            // blocks before it are inside it, so there is nothing to resume.
+            if position >= end {
+                return;
+            }
+            let block_start = top_level_line_at_or_before(text, start, position);
+            if block_start > start {
+                parse_region(
+                    file,
+                    text,
+                    start,
+                    block_start,
+                    items,
+                    diagnostics,
+                    errors_left,
+                );
+            }
+            if let Some(next) = top_level_line_after(text, position, end) {
+                parse_region(file, text, next, end, items, diagnostics, errors_left);
+            }
+        }
+    }
+}
+
+fn starts_with_keyword(line: &str) -> bool {
+    TOP_LEVEL_KEYWORDS.iter().any(|keyword| {
+        line.strip_prefix(keyword)
+            .is_some_and(|rest| rest.starts_with([' ', '\t', '"']))
+    })
+}
+
+fn top_level_line_at_or_before(text: &str, start: usize, position: usize) -> usize {
+    let mut line_start = text[..position].rfind('\n').map(|at| at + 1).unwrap_or(0);
+    loop {
+        if line_start <= start {
+            return start;
+        }
+        if starts_with_keyword(&text[line_start..]) {
+            return line_start;
+        }
+        line_start = text[..line_start - 1]
+            .rfind('\n')
+            .map(|at| at + 1)
+            .unwrap_or(0);
+    }
+}
+
+fn top_level_line_after(text: &str, position: usize, end: usize) -> Option<usize> {
+    let mut cursor = position;
+    while let Some(newline) = text[cursor..end].find('\n') {
+        cursor += newline + 1;
+        if cursor < end && starts_with_keyword(&text[cursor..end]) {
+            return Some(cursor);
+        }
+    }
+    None
+}
+
+/// Turns a pest error into a diagnostic: the token found, what was expected.
+fn syntax_error(
+    file: FileId,
+    text: &str,
+    offset: usize,
+    region: &str,
+    rule: Rule,
+    error: &pest::error::Error<Rule>,
+) -> Diagnostic {
+    let local = match error.location {
+        pest::error::InputLocation::Pos(at) => at,
+        pest::error::InputLocation::Span((at, _)) => at,
+    };
+    let mut expected: Vec<String> = Vec::new();
+    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &error.variant {
+        for rule in positives {
+            if let Some(description) = describe_rule(*rule) {
+                push_unique(&mut expected, description.to_string());
+            }
+        }
+    }
+    // Re-parse with pest's detailed tracking to learn which literal tokens
+    // (`=`, `}`, `]` …) would have been accepted; it is slower, so only now.
+    pest::set_error_detail(true);
+    if let Err(detailed) = InfraParser::parse(rule, region)
+        && let Some(attempts) = detailed.parse_attempts()
+        && attempts.max_position == local
+    {
+        for token in attempts.expected_tokens() {
+            if let Some(description) = describe_literal(&token.to_string()) {
+                push_unique(&mut expected, description);
+            }
+        }
+    }
+    pest::set_error_detail(false);
+    expected.sort_by_key(|description| expected_order(description));
+
+    let at = offset + local;
+    let (found, found_len) = token_at(text, at);
+    let span = Span::new(file, at, at + found_len);
+    let expected_text = join_alternatives(&expected);
+    let message = format!("syntax error: unexpected {found}");
+    let label = if expected_text.is_empty() {
+        "not expected here".to_string()
+    } else {
+        format!("expected {expected_text}")
+    };
+    let help = syntax_help(text, at, &found, &expected);
+    Diagnostic::error("infra::syntax", message)
+        .with_label(span, label)
+        .with_help(help)
+}
+
+fn push_unique(list: &mut Vec<String>, item: String) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+fn expected_order(description: &str) -> (u8, String) {
+    let rank = match description {
+        "`=`" => 0,
+        "a block or attribute" => 1,
+        "an expression" => 2,
+        "an operator" => 8,
+        "end of file" => 9,
+        _ => 5,
+    };
+    (rank, description.to_string())
+}
+
+fn join_alternatives(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {}", init.join(", "), last),
+    }
+}
+
+/// What the user sees for a rule pest expected; `None` hides internal rules.
+fn describe_rule(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::attribute | Rule::block => "a block or attribute",
+        Rule::identifier | Rule::variable => "a name",
+        Rule::quoted_label => "a label",
+        Rule::block_open => "`{`",
+        Rule::block_close => "`}`",
+        Rule::expression
+        | Rule::conditional
+        | Rule::binary
+        | Rule::unary
+        | Rule::postfix
+        | Rule::number
+        | Rule::kw_true
+        | Rule::kw_false
+        | Rule::kw_null
+        | Rule::for_list
+        | Rule::for_object
+        | Rule::list
+        | Rule::object
+        | Rule::heredoc
+        | Rule::template
+        | Rule::function_call
+        | Rule::parenthesized => "an expression",
+        Rule::op_or
+        | Rule::op_and
+        | Rule::op_eq
+        | Rule::op_ne
+        | Rule::op_le
+        | Rule::op_ge
+        | Rule::op_lt
+        | Rule::op_gt
+        | Rule::op_add
+        | Rule::op_sub
+        | Rule::op_mul
+        | Rule::op_div
+        | Rule::op_mod => "an operator",
+        Rule::object_item | Rule::object_key => "an object key",
+        Rule::kw_in => "`in`",
+        Rule::kw_if => "`if`",
+        Rule::EOI => "end of file",
+        Rule::interpolation => "`${`",
+        Rule::heredoc_end => "the heredoc's closing marker",
+        _ => return None,
+    })
+}
+
+fn describe_literal(token: &str) -> Option<String> {
+    match token {
+        "=" | "}" | "]" | ")" | ":" | "?" | "," | "=>" | "{" | "\"" => Some(format!("`{token}`")),
+        _ => None,
+    }
+}
+
+/// The token at a byte offset, for "unexpected …", and its length.
+fn token_at(text: &str, at: usize) -> (String, usize) {
+    let rest = &text[at.min(text.len())..];
+    let Some(first) = rest.chars().next() else {
+        return ("end of file".to_string(), 0);
+    };
+    if first == '\n' || first == '\r' {
+        return ("end of line".to_string(), 1);
+    }
+    if first.is_alphanumeric() || first == '_' {
+        let word: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .take(40)
+            .collect();
+        return (format!("`{word}`"), word.len());
+    }
+    if first == '"' {
+        return ("`\"`".to_string(), 1);
+    }
+    if first.is_control() {
+        return (
+            format!("character U+{:04X}", first as u32),
+            first.len_utf8(),
+        );
+    }
+    (format!("`{first}`"), first.len_utf8())
+}
+
+fn syntax_help(text: &str, at: usize, found: &str, expected: &[String]) -> String {
+    let line_start = text[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_before = &text[line_start..at];
+    let in_open_string = line_before.matches('"').count() % 2 == 1;
+    if found == "end of line" && in_open_string {
+        return "a quoted string must end on the line it starts: close it with `\"`, or use a heredoc (`<<EOT`) for several lines".into();
+    }
+    if found == "end of file" && expected.iter().any(|e| e == "`}`") {
+        return "a block or object is not closed: add the missing `}`".into();
+    }
+    if found == "end of file" {
+        return "the file ends in the middle of an expression: complete it".into();
+    }
+    if found == "`:`" && expected.iter().any(|e| e == "`=`") {
+        return "attributes and object entries are written `name = value`".into();
+    }
+    if expected.iter().any(|e| e == "`=`") {
+        return "an attribute is written `name = value`; a block is `kind label { … }`".into();
+    }
+    if expected.iter().any(|e| e == "an expression") {
+        return "write a value here: a string, number, list, object, reference or function call"
+            .into();
+    }
+    format!("remove {found} or insert what is expected before it")
+}
+
+/// Builds AST nodes from pest pairs of one region of a file.
+struct Builder {
+    file: FileId,
+    offset: usize,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Builder {
+    fn span(&self, pair: &Pair<Rule>) -> Span {
+        let span = pair.as_span();
+        Span::new(
+            self.file,
+            self.offset + span.start(),
+            self.offset + span.end(),
+        )
+    }
+
+    fn ident(&self, pair: Pair<Rule>) -> Ident {
+        Ident {
+            span: self.span(&pair),
+            name: pair.as_str().to_string(),
+        }
+    }
+
+    fn body(&mut self, pair: Pair<Rule>) -> Body {
+        let span = self.span(&pair);
+        let mut items = Vec::new();
+        for item in pair.into_inner() {
+            match item.as_rule() {
+                Rule::attribute => items.push(Item::Attribute(self.attribute(item))),
+                Rule::block => items.push(Item::Block(self.block(item))),
+                _ => {}
+            }
+        }
+        Body { items, span }
+    }
+
+    fn attribute(&mut self, pair: Pair<Rule>) -> Attribute {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let name = self.ident(inner.next().expect("attribute name"));
+        let value = self.expression(inner.next().expect("attribute value"));
+        Attribute { name, value, span }
+    }
+
+    fn block(&mut self, pair: Pair<Rule>) -> Block {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let kind = self.ident(inner.next().expect("block kind"));
+        let mut labels = Vec::new();
+        let mut header_span = kind.span;
+        let mut body = None;
+        for part in inner {
+            match part.as_rule() {
+                Rule::identifier => {
+                    let label_span = self.span(&part);
+                    header_span = header_span.to(label_span);
+                    labels.push(Label {
+                        value: part.as_str().to_string(),
+                        quoted: false,
+                        span: label_span,
+                    });
+                }
+                Rule::quoted_label => {
+                    let label_span = self.span(&part);
+                    header_span = header_span.to(label_span);
+                    let raw = part.as_str();
+                    labels.push(Label {
+                        value: unescape(&raw[1..raw.len() - 1]),
+                        quoted: true,
+                        span: label_span,
+                    });
+                }
+                Rule::body => body = Some(self.body(part)),
+                _ => {}
+            }
+        }
+        Block {
+            kind,
+            labels,
+            body: body.expect("block body"),
+            span,
+            header_span,
+        }
+    }
+
+    fn expression(&mut self, pair: Pair<Rule>) -> Expr {
+        match pair.as_rule() {
+            Rule::expression => {
+                let inner = pair.into_inner().next().expect("expression inner");
+                self.expression(inner)
+            }
+            Rule::conditional => self.conditional(pair),
+            Rule::binary => self.binary(pair),
+            Rule::unary => self.unary(pair),
+            Rule::postfix => self.postfix(pair),
+            _ => self.primary(pair),
+        }
+    }
+
+    fn conditional(&mut self, pair: Pair<Rule>) -> Expr {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let condition = self.expression(inner.next().expect("condition"));
+        let Some(then) = inner.next() else {
+            return condition;
+        };
+        let then = self.expression(then);
+        let otherwise = self.expression(inner.next().expect("else branch"));
+        Expr {
+            kind: ExprKind::Conditional {
+                condition: Box::new(condition),
+                then: Box::new(then),
+                otherwise: Box::new(otherwise),
+            },
+            span,
+        }
+    }
+
+    fn too_many_operators(&mut self, span: Span) -> Expr {
+        self.diagnostics.push(
+            Diagnostic::error("infra::too_deep", "expression has too many operators")
+                .with_label(
+                    span,
+                    format!("more than {MAX_EXPRESSION_OPERATORS} operators"),
+                )
+                .with_help("split the expression into `locals`"),
+        );
+        Expr {
+            kind: ExprKind::Null,
+            span,
+        }
+    }
+
+    /// Precedence climbing over the flat `operand (op operand)*` list, with
+    /// explicit stacks so that long chains do not recurse.
+    fn binary(&mut self, pair: Pair<Rule>) -> Expr {
+        let span = self.span(&pair);
+        let parts: Vec<Pair<Rule>> = pair.into_inner().collect();
+        if parts.len() == 1 {
+            return self.expression(parts.into_iter().next().expect("operand"));
+        }
+        if parts.len() / 2 > MAX_EXPRESSION_OPERATORS {
+            return self.too_many_operators(span);
+        }
+        let mut operands: Vec<Expr> = Vec::new();
+        let mut operators: Vec<BinaryOp> = Vec::new();
+        fn reduce(operands: &mut Vec<Expr>, op: BinaryOp) {
+            let rhs = operands.pop().expect("rhs");
+            let lhs = operands.pop().expect("lhs");
+            let span = lhs.span.to(rhs.span);
+            operands.push(Expr {
+                kind: ExprKind::Binary {
+                    op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                },
+                span,
+            });
+        }
+        for part in parts {
+            let op = match part.as_rule() {
+                Rule::op_or => BinaryOp::Or,
+                Rule::op_and => BinaryOp::And,
+                Rule::op_eq => BinaryOp::Equal,
+                Rule::op_ne => BinaryOp::NotEqual,
+                Rule::op_lt => BinaryOp::Less,
+                Rule::op_le => BinaryOp::LessEqual,
+                Rule::op_gt => BinaryOp::Greater,
+                Rule::op_ge => BinaryOp::GreaterEqual,
+                Rule::op_add => BinaryOp::Add,
+                Rule::op_sub => BinaryOp::Subtract,
+                Rule::op_mul => BinaryOp::Multiply,
+                Rule::op_div => BinaryOp::Divide,
+                Rule::op_mod => BinaryOp::Modulo,
+                _ => {
+                    let operand = self.expression(part);
+                    operands.push(operand);
+                    continue;
+                }
+            };
+            while let Some(top) = operators.last().copied() {
+                if top.precedence() >= op.precedence() {
+                    operators.pop();
+                    reduce(&mut operands, top);
+                } else {
+                    break;
+                }
+            }
+            operators.push(op);
+        }
+        while let Some(op) = operators.pop() {
+            reduce(&mut operands, op);
+        }
+        operands.pop().expect("binary result")
+    }
+
+    fn unary(&mut self, pair: Pair<Rule>) -> Expr {
+        let span = self.span(&pair);
+        let mut ops = Vec::new();
+        let mut operand = None;
+        for part in pair.into_inner() {
+            match part.as_rule() {
+                Rule::op_not => ops.push((UnaryOp::Not, self.span(&part))),
+                Rule::op_neg => ops.push((UnaryOp::Negate, self.span(&part))),
+                _ => operand = Some(self.expression(part)),
+            }
+        }
+        if ops.len() > MAX_EXPRESSION_OPERATORS {
+            return self.too_many_operators(span);
+        }
+        let mut expr = operand.expect("unary operand");
+        while let Some((op, op_span)) = ops.pop() {
+            let span = op_span.to(expr.span);
+            expr = Expr {
+                kind: ExprKind::Unary {
+                    op,
+                    operand: Box::new(expr),
+                },
+                span,
+            };
+        }
+        expr
+    }
+
+    fn postfix(&mut self, pair: Pair<Rule>) -> Expr {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let root = self.primary(inner.next().expect("postfix primary"));
+        let mut steps = Vec::new();
+        for step in inner {
+            let step_span = self.span(&step);
+            match step.as_rule() {
+                Rule::splat => steps.push(Step::Splat(step_span)),
+                Rule::index => {
+                    let index = step.into_inner().next().expect("index expression");
+                    steps.push(Step::Index(self.expression(index)));
+                }
+                Rule::get_attr => {
+                    let name = step.into_inner().next().expect("attribute name");
+                    let ident = self.ident(name);
+                    steps.push(Step::Attr(ident));
+                }
+                _ => {}
+            }
+        }
+        if steps.is_empty() {
+            return root;
+        }
+        Expr {
+            kind: ExprKind::Traversal {
+                root: Box::new(root),
+                steps,
+            },
+            span,
+        }
+    }
+
+    fn primary(&mut self, pair: Pair<Rule>) -> Expr {
+        let span = self.span(&pair);
+        let kind = match pair.as_rule() {
+            Rule::number => ExprKind::Number(pair.as_str().parse().unwrap_or(f64::NAN)),
+            Rule::kw_true => ExprKind::Bool(true),
+            Rule::kw_false => ExprKind::Bool(false),
+            Rule::kw_null => ExprKind::Null,
+            Rule::variable => {
+                let ident = self.ident(pair.into_inner().next().expect("variable name"));
+                ExprKind::Variable(ident)
+            }
+            Rule::parenthesized => {
+                let inner = self.expression(pair.into_inner().next().expect("inner"));
+                ExprKind::Parenthesized(Box::new(inner))
+            }
+            Rule::list => {
+                let items = pair
+                    .into_inner()
+                    .map(|item| self.expression(item))
+                    .collect();
+                ExprKind::List(items)
+            }
+            Rule::object => {
+                let mut items = Vec::new();
+                for item in pair.into_inner() {
+                    let mut parts = item.into_inner();
+                    let key_pair = parts
+                        .next()
+                        .expect("object key")
+                        .into_inner()
+                        .next()
+                        .expect("key");
+                    let key = match key_pair.as_rule() {
+                        Rule::identifier => ObjectKey::Name(self.ident(key_pair)),
+                        _ => ObjectKey::Expr(self.primary(key_pair)),
+                    };
+                    let value = self.expression(parts.next().expect("object value"));
+                    items.push(ObjectItem { key, value });
+                }
+                ExprKind::Object(items)
+            }
+            Rule::function_call => {
+                let mut inner = pair.into_inner();
+                let name = self.ident(inner.next().expect("function name"));
+                let mut args = Vec::new();
+                let mut expand_final = false;
+                for part in inner {
+                    if part.as_rule() == Rule::expand_final {
+                        expand_final = true;
+                    } else {
+                        args.push(self.expression(part));
+                    }
+                }
+                ExprKind::Call {
+                    name,
+                    args,
+                    expand_final,
+                }
+            }
+            Rule::template => ExprKind::Template(self.template_parts(pair)),
+            Rule::heredoc => ExprKind::Template(self.heredoc(pair)),
+            Rule::for_list => {
+                let mut inner = pair.into_inner();
+                let intro = self.for_intro(inner.next().expect("for intro"));
+                let value = self.expression(inner.next().expect("for value"));
+                let condition = inner.next().map(|c| Box::new(self.for_condition(c)));
+                ExprKind::ForList {
+                    intro,
+                    value: Box::new(value),
+                    condition,
+                }
+            }
+            Rule::for_object => {
+                let mut inner = pair.into_inner();
+                let intro = self.for_intro(inner.next().expect("for intro"));
+                let key = self.expression(inner.next().expect("for key"));
+                let value = self.expression(inner.next().expect("for value"));
+                let mut group = false;
+                let mut condition = None;
+                for part in inner {
+                    match part.as_rule() {
+                        Rule::for_group => group = true,
+                        Rule::for_cond => condition = Some(Box::new(self.for_condition(part))),
+                        _ => {}
+                    }
+                }
+                ExprKind::ForObject {
+                    intro,
+                    key: Box::new(key),
+                    value: Box::new(value),
+                    group,
+                    condition,
+                }
+            }
+            _ => return self.expression(pair),
+        };
+        Expr { kind, span }
+    }
+
+    fn for_intro(&mut self, pair: Pair<Rule>) -> ForIntro {
+        let mut names = Vec::new();
+        let mut collection = None;
+        for part in pair.into_inner() {
+            match part.as_rule() {
+                Rule::identifier => names.push(self.ident(part)),
+                Rule::expression => collection = Some(self.expression(part)),
+                _ => {}
+            }
+        }
+        let value_var = names.pop().expect("for variable");
+        ForIntro {
+            key_var: names.pop(),
+            value_var,
+            collection: Box::new(collection.expect("for collection")),
+        }
+    }
+
+    fn for_condition(&mut self, pair: Pair<Rule>) -> Expr {
+        let condition = pair
+            .into_inner()
+            .find(|p| p.as_rule() == Rule::expression)
+            .expect("for condition");
+        self.expression(condition)
+    }
+
+    fn template_parts(&mut self, pair: Pair<Rule>) -> Vec<TemplatePart> {
+        let mut parts = Vec::new();
+        for part in pair.into_inner() {
+            match part.as_rule() {
+                Rule::template_text => {
+                    push_literal(&mut parts, &part.as_str().replace("$${", "${"))
+                }
+                Rule::template_escape => push_literal(&mut parts, &unescape(part.as_str())),
+                Rule::interpolation => {
+                    let inner = part.into_inner().next().expect("interpolation");
+                    parts.push(TemplatePart::Interpolation(self.expression(inner)));
+                }
+                _ => {}
+            }
+        }
+        parts
+    }
+
+    fn heredoc(&mut self, pair: Pair<Rule>) -> Vec<TemplatePart> {
+        let mut strip = false;
+        let mut lines: Vec<Vec<TemplatePart>> = Vec::new();
+        for part in pair.into_inner() {
+            match part.as_rule() {
+                Rule::heredoc_strip => strip = true,
+                Rule::heredoc_line => {
+                    let mut line = Vec::new();
+                    for piece in part.into_inner() {
+                        match piece.as_rule() {
+                            Rule::heredoc_text => {
+                                push_literal(&mut line, &piece.as_str().replace("$${", "${"))
+                            }
+                            Rule::interpolation => {
+                                let inner = piece.into_inner().next().expect("interpolation");
+                                line.push(TemplatePart::Interpolation(self.expression(inner)));
+                            }
+                            _ => {}
+                        }
+                    }
+                    lines.push(line);
+                }
+                _ => {}
+            }
+        }
+        if strip {
+            strip_common_indent(&mut lines);
+        }
+        let mut parts = Vec::new();
+        for line in lines {
+            for piece in line {
+                match piece {
+                    TemplatePart::Literal(text) => push_literal(&mut parts, &text),
+                    interpolation => parts.push(interpolation),
+                }
+            }
+            push_literal(&mut parts, "\n");
+        }
+        parts
+    }
+}
+
+/// `<<-`: removes the indentation common to every non-blank line.
+fn strip_common_indent(lines: &mut [Vec<TemplatePart>]) {
+    let indent_of = |line: &Vec<TemplatePart>| -> Option<usize> {
+        match line.first() {
+            None => None,
+            Some(TemplatePart::Literal(text)) => {
+                let indent = text.len() - text.trim_start_matches([' ', '\t']).len();
+                let blank = indent == text.len() && line.len() == 1;
+                (!blank).then_some(indent)
+            }
+            Some(TemplatePart::Interpolation(_)) => Some(0),
+        }
+    };
+    let common = lines.iter().filter_map(indent_of).min().unwrap_or(0);
+    for line in lines.iter_mut() {
+        if let Some(TemplatePart::Literal(text)) = line.first_mut() {
+            let removable = text.len() - text.trim_start_matches([' ', '\t']).len();
+            text.drain(..common.min(removable));
+            if text.is_empty() {
+                line.remove(0);
+            }
+        }
+    }
+}
+
+fn push_literal(parts: &mut Vec<TemplatePart>, text: &str) {
+    if let Some(TemplatePart::Literal(last)) = parts.last_mut() {
+        last.push_str(text);
+    } else {
+        parts.push(TemplatePart::Literal(text.to_string()));
+    }
+}
+
+/// Decodes the escapes of a quoted string or label.
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(decoded) => out.push(decoded),
+                    None => out.push('\u{FFFD}'),
+                }
+            }
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}

@@ -1,0 +1,182 @@
+//! A light pass over the raw text, before pest: it collects comments (which
+//! the grammar skips) for the formatter, and rejects nesting deeper than
+//! [`MAX_NESTING`] so that no input can exhaust the parser's stack.
+//!
+//! It knows just enough of the lexical grammar to tell code from strings,
+//! heredocs and comments; everything else is pest's job.
+
+use super::{Comment, FileId, Span};
+
+/// How deeply brackets, braces, parentheses and interpolations may nest.
+pub const MAX_NESTING: usize = 64;
+
+pub struct Scan {
+    pub comments: Vec<Comment>,
+    /// Where nesting first went past [`MAX_NESTING`].
+    pub too_deep: Option<Span>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Context {
+    /// Code inside a bracket, brace or parenthesis (or the top level).
+    Code,
+    /// Code inside `${ … }`, ended by `}` back into a string or heredoc.
+    Interpolation,
+    Quoted,
+    Heredoc {
+        marker: Vec<u8>,
+    },
+}
+
+pub fn scan(file: FileId, text: &str) -> Scan {
+    let bytes = text.as_bytes();
+    let mut comments = Vec::new();
+    let mut stack = vec![Context::Code];
+    let mut at = 0;
+    let mut line_start = true;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        let next = bytes.get(at + 1).copied();
+        let top = stack.last().unwrap_or(&Context::Code);
+        match top {
+            Context::Code | Context::Interpolation => {
+                if byte == b'#' || (byte == b'/' && next == Some(b'/')) {
+                    let end = find_line_end(bytes, at);
+                    comments.push(comment(file, text, at, end));
+                    at = end;
+                    continue;
+                }
+                if byte == b'/' && next == Some(b'*') {
+                    let end = text[at + 2..]
+                        .find("*/")
+                        .map(|found| at + 2 + found + 2)
+                        .unwrap_or(bytes.len());
+                    comments.push(comment(file, text, at, end));
+                    at = end;
+                    continue;
+                }
+                match byte {
+                    b'"' => stack.push(Context::Quoted),
+                    b'<' if next == Some(b'<') => {
+                        if let Some((marker, body_start)) = heredoc_header(bytes, at) {
+                            stack.push(Context::Heredoc { marker });
+                            at = body_start;
+                            line_start = true;
+                            continue;
+                        }
+                    }
+                    b'(' | b'[' | b'{' => stack.push(Context::Code),
+                    b')' | b']' => {
+                        if stack.len() > 1 && *top == Context::Code {
+                            stack.pop();
+                        }
+                    }
+                    b'}' => {
+                        if stack.len() > 1 {
+                            stack.pop();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Context::Quoted => match byte {
+                b'\\' => at += 1,
+                b'"' | b'\n' => {
+                    stack.pop();
+                }
+                b'$' if next == Some(b'$') && bytes.get(at + 2) == Some(&b'{') => at += 2,
+                b'$' if next == Some(b'{') => {
+                    stack.push(Context::Interpolation);
+                    at += 1;
+                }
+                _ => {}
+            },
+            Context::Heredoc { marker } => {
+                if line_start && let Some(end) = heredoc_close(bytes, at, marker) {
+                    stack.pop();
+                    at = end;
+                    line_start = false;
+                    continue;
+                }
+                match byte {
+                    b'$' if next == Some(b'$') && bytes.get(at + 2) == Some(&b'{') => at += 2,
+                    b'$' if next == Some(b'{') => {
+                        stack.push(Context::Interpolation);
+                        at += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if stack.len() > MAX_NESTING + 1 {
+            let end = (at + 1).min(bytes.len());
+            return Scan {
+                comments,
+                too_deep: Some(Span::new(file, at, end)),
+            };
+        }
+        line_start = byte == b'\n';
+        at += 1;
+    }
+    Scan {
+        comments,
+        too_deep: None,
+    }
+}
+
+fn comment(file: FileId, text: &str, start: usize, end: usize) -> Comment {
+    let end = text[..end].trim_end_matches('\r').len();
+    Comment {
+        span: Span::new(file, start, end),
+        text: text[start..end].to_string(),
+    }
+}
+
+fn find_line_end(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map(|found| from + found)
+        .unwrap_or(bytes.len())
+}
+
+fn is_identifier_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
+}
+
+/// `<<EOT` or `<<-EOT` then the end of the line: the marker and where the body starts.
+fn heredoc_header(bytes: &[u8], at: usize) -> Option<(Vec<u8>, usize)> {
+    let mut cursor = at + 2;
+    if bytes.get(cursor) == Some(&b'-') {
+        cursor += 1;
+    }
+    let first = *bytes.get(cursor)?;
+    if !(first.is_ascii_alphabetic() || first == b'_') {
+        return None;
+    }
+    let marker_start = cursor;
+    while cursor < bytes.len() && is_identifier_byte(bytes[cursor]) {
+        cursor += 1;
+    }
+    let marker = bytes[marker_start..cursor].to_vec();
+    while matches!(bytes.get(cursor), Some(b' ' | b'\t' | b'\r')) {
+        cursor += 1;
+    }
+    (bytes.get(cursor) == Some(&b'\n')).then_some((marker, cursor + 1))
+}
+
+/// If the line at `at` closes the heredoc, where the marker ends.
+fn heredoc_close(bytes: &[u8], at: usize, marker: &[u8]) -> Option<usize> {
+    let mut cursor = at;
+    while matches!(bytes.get(cursor), Some(b' ' | b'\t')) {
+        cursor += 1;
+    }
+    let end = cursor + marker.len();
+    if bytes.get(cursor..end)? != marker {
+        return None;
+    }
+    match bytes.get(end) {
+        Some(byte) if is_identifier_byte(*byte) => None,
+        _ => Some(end),
+    }
+}
