@@ -4,6 +4,7 @@
 //! skips to the next top-level block (a line starting with a block keyword in
 //! column 0) and carries on, so one run reports the errors of every block.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 
 use pest::Parser as _;
@@ -74,9 +75,13 @@ pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     }
     let mut items = Vec::new();
     let mut errors_left = MAX_SYNTAX_ERRORS_PER_FILE;
-    parse_region(
+    let comment_starts_by_end = comment_index(&scan.comments);
+    let mut region = Region {
         file,
         text,
+        comment_starts_by_end: &comment_starts_by_end,
+    };
+    region.parse(
         0,
         text.len(),
         &mut items,
@@ -101,10 +106,13 @@ pub fn parse_expression(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
     set_call_limit(text.len());
     match InfraParser::parse(Rule::expression_only, text) {
         Ok(mut pairs) => {
+            let comment_starts_by_end = comment_index(&scan.comments);
             let mut builder = Builder {
                 file,
                 offset: 0,
                 diagnostics: Vec::new(),
+                text,
+                comment_starts_by_end: &comment_starts_by_end,
             };
             let only = pairs.next().expect("expression_only pair");
             let expression = only.into_inner().next().expect("expression pair");
@@ -131,62 +139,73 @@ fn set_call_limit(len: usize) {
     pest::set_call_limit(NonZeroUsize::new(limit));
 }
 
-fn parse_region(
+fn comment_index(comments: &[Comment]) -> HashMap<usize, usize> {
+    comments
+        .iter()
+        .map(|c| (c.span.end as usize, c.span.start as usize))
+        .collect()
+}
+
+/// Parsing of one file, region by region (to resume after an error).
+struct Region<'t> {
     file: FileId,
-    text: &str,
-    start: usize,
-    end: usize,
-    items: &mut Vec<Item>,
-    diagnostics: &mut Vec<Diagnostic>,
-    errors_left: &mut usize,
-) {
-    let region = &text[start..end];
-    set_call_limit(region.len());
-    match InfraParser::parse(Rule::file, region) {
-        Ok(mut pairs) => {
-            let mut builder = Builder {
-                file,
-                offset: start,
-                diagnostics: Vec::new(),
-            };
-            let file_pair = pairs.next().expect("file pair");
-            for pair in file_pair.into_inner() {
-                if pair.as_rule() == Rule::body {
-                    items.extend(builder.body(pair).items);
-                }
-            }
-            diagnostics.extend(builder.diagnostics);
-        }
-        Err(error) => {
-            if *errors_left == 0 {
-                return;
-            }
-            *errors_left -= 1;
-            let diagnostic = syntax_error(file, text, start, region, Rule::file, &error);
-            let position = diagnostic
-                .primary_span()
-                .map(|span| span.start as usize)
-                .unwrap_or(start);
-            diagnostics.push(diagnostic);
-            // An error at the very end is an unclosed block or string: the
-            // blocks before it are inside it, so there is nothing to resume.
-            if position >= end {
-                return;
-            }
-            let block_start = top_level_line_at_or_before(text, start, position);
-            if block_start > start {
-                parse_region(
+    text: &'t str,
+    comment_starts_by_end: &'t HashMap<usize, usize>,
+}
+
+impl Region<'_> {
+    fn parse(
+        &mut self,
+        start: usize,
+        end: usize,
+        items: &mut Vec<Item>,
+        diagnostics: &mut Vec<Diagnostic>,
+        errors_left: &mut usize,
+    ) {
+        let (file, text, comment_starts_by_end) =
+            (self.file, self.text, self.comment_starts_by_end);
+        let region = &text[start..end];
+        set_call_limit(region.len());
+        match InfraParser::parse(Rule::file, region) {
+            Ok(mut pairs) => {
+                let mut builder = Builder {
                     file,
+                    offset: start,
+                    diagnostics: Vec::new(),
                     text,
-                    start,
-                    block_start,
-                    items,
-                    diagnostics,
-                    errors_left,
-                );
+                    comment_starts_by_end,
+                };
+                let file_pair = pairs.next().expect("file pair");
+                for pair in file_pair.into_inner() {
+                    if pair.as_rule() == Rule::body {
+                        items.extend(builder.body(pair).items);
+                    }
+                }
+                diagnostics.extend(builder.diagnostics);
             }
-            if let Some(next) = top_level_line_after(text, position, end) {
-                parse_region(file, text, next, end, items, diagnostics, errors_left);
+            Err(error) => {
+                if *errors_left == 0 {
+                    return;
+                }
+                *errors_left -= 1;
+                let diagnostic = syntax_error(file, text, start, region, Rule::file, &error);
+                let position = diagnostic
+                    .primary_span()
+                    .map(|span| span.start as usize)
+                    .unwrap_or(start);
+                diagnostics.push(diagnostic);
+                // An error at the very end is an unclosed block or string: the
+                // blocks before it are inside it, so there is nothing to resume.
+                if position >= end {
+                    return;
+                }
+                let block_start = top_level_line_at_or_before(text, start, position);
+                if block_start > start {
+                    self.parse(start, block_start, items, diagnostics, errors_left);
+                }
+                if let Some(next) = top_level_line_after(text, position, end) {
+                    self.parse(next, end, items, diagnostics, errors_left);
+                }
             }
         }
     }
@@ -405,6 +424,13 @@ fn syntax_help(text: &str, at: usize, found: &str, expected: &[String]) -> Strin
     if found == "`:`" && expected.iter().any(|e| e == "`=`") {
         return "attributes and object entries are written `name = value`".into();
     }
+    if expected.iter().any(|e| e == "`]`") && !expected.iter().any(|e| e == "`=`") {
+        return "a list or index is not closed: add `]` (or a `,` before the next element)".into();
+    }
+    if expected.iter().any(|e| e == "`)`") && !expected.iter().any(|e| e == "`=`") {
+        return "a call or parenthesis is not closed: add `)` (or a `,` before the next argument)"
+            .into();
+    }
     if expected.iter().any(|e| e == "`=`") {
         return "an attribute is written `name = value`; a block is `kind label { … }`".into();
     }
@@ -416,20 +442,34 @@ fn syntax_help(text: &str, at: usize, found: &str, expected: &[String]) -> Strin
 }
 
 /// Builds AST nodes from pest pairs of one region of a file.
-struct Builder {
+struct Builder<'t> {
     file: FileId,
     offset: usize,
     diagnostics: Vec<Diagnostic>,
+    /// The whole file, to trim spans.
+    text: &'t str,
+    /// Comment end offset → start offset, to trim comments off span ends.
+    comment_starts_by_end: &'t HashMap<usize, usize>,
 }
 
-impl Builder {
+impl Builder<'_> {
+    /// The span of a pair, without the whitespace and comments pest's
+    /// implicit skipping may leave at its end.
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let span = pair.as_span();
-        Span::new(
-            self.file,
-            self.offset + span.start(),
-            self.offset + span.end(),
-        )
+        let start = self.offset + span.start();
+        let mut end = self.offset + span.end();
+        loop {
+            let trimmed = start + self.text[start..end].trim_end().len();
+            end = match self.comment_starts_by_end.get(&trimmed) {
+                Some(&comment_start) if comment_start >= start => comment_start,
+                _ => {
+                    end = trimmed;
+                    break;
+                }
+            };
+        }
+        Span::new(self.file, start, end)
     }
 
     fn ident(&self, pair: Pair<Rule>) -> Ident {

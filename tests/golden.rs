@@ -1,0 +1,126 @@
+//! Golden tests: every directory in `tests/fixtures/` is a configuration;
+//! its rendered diagnostics (no-colour theme) and, when valid, its evaluated
+//! configuration must equal `expected.txt`. Regenerate with
+//! `INFRA_BLESS=1 cargo test --test golden` and review the diff.
+//!
+//! A fixture may hold `vars` (one `NAME=VALUE` per line, passed as `-var`)
+//! and `*.infravars` files (passed as `-var-file`).
+
+use std::path::{Path, PathBuf};
+
+use infra::check::{CheckOptions, check};
+use infra::diagnostics::{ReportStyle, render_all};
+
+fn fixture_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("tests/fixtures")
+        .expect("tests/fixtures exists")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn options_for(dir: &Path) -> CheckOptions {
+    let vars = std::fs::read_to_string(dir.join("vars"))
+        .map(|text| {
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut var_files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read fixture")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "infravars"))
+        .collect();
+    var_files.sort();
+    CheckOptions {
+        dir: dir.to_path_buf(),
+        display_dir: PathBuf::new(),
+        vars,
+        var_files,
+        env_vars: Vec::new(),
+    }
+}
+
+fn render_case(dir: &Path) -> String {
+    let checked = check(&options_for(dir));
+    let mut out = render_all(&checked.diagnostics, &checked.sources, ReportStyle::Plain);
+    out.push_str(&format!(
+        "=== {} error(s), {} warning(s)\n",
+        checked.diagnostics.error_count(),
+        checked.diagnostics.warning_count()
+    ));
+    if !checked.diagnostics.has_errors()
+        && let Some(evaluated) = &checked.evaluated
+    {
+        out.push_str(&evaluated.render());
+    }
+    out
+}
+
+#[test]
+fn fixtures_match_their_expected_output() {
+    let bless = std::env::var_os("INFRA_BLESS").is_some();
+    let mut failures = Vec::new();
+    let dirs = fixture_dirs();
+    assert!(
+        dirs.len() >= 10,
+        "expected the fixture set, found {}",
+        dirs.len()
+    );
+    for dir in dirs {
+        let actual = render_case(&dir);
+        let expected_path = dir.join("expected.txt");
+        if bless {
+            std::fs::write(&expected_path, &actual).expect("write expected.txt");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if expected != actual {
+            let diff = similar::TextDiff::from_lines(&expected, &actual);
+            failures.push(format!(
+                "{}:\n{}",
+                dir.display(),
+                diff.unified_diff().header("expected", "actual")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden mismatches (INFRA_BLESS=1 to regenerate):\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Every error kind LANGUAGE.md promises has at least one fixture.
+#[test]
+fn every_error_kind_has_a_fixture() {
+    let all: String = fixture_dirs()
+        .iter()
+        .map(|dir| std::fs::read_to_string(dir.join("expected.txt")).unwrap_or_default())
+        .collect();
+    for code in [
+        "infra::syntax",
+        "infra::unknown_reference",
+        "infra::unknown_attribute",
+        "infra::unknown_function",
+        "infra::unknown_block",
+        "infra::unknown_argument",
+        "infra::type_mismatch",
+        "infra::missing_variable",
+        "infra::missing_argument",
+        "infra::duplicate",
+        "infra::cycle",
+        "infra::module_cycle",
+        "infra::module_source",
+        "infra::invalid_type",
+        "infra::unknown_value",
+        "infra::invalid_duration",
+        "infra::unknown_strategy",
+    ] {
+        assert!(all.contains(code), "no fixture produces `{code}`");
+    }
+}
