@@ -100,7 +100,9 @@ fn gather_variables(
                       diagnostics: &mut Diagnostics|
      -> Option<ProvidedValue> {
         let constraint = type_of(name);
-        if !constraint.is_complex() {
+        // Untyped values are strings unless written as a list or object.
+        let looks_structured = text.trim_start().starts_with(['[', '{']);
+        if !constraint.is_complex() || (constraint == TypeConstraint::Any && !looks_structured) {
             return Some(ProvidedValue::Text(text.to_string()));
         }
         let id = sources.add(label, PathBuf::new(), text.to_string());

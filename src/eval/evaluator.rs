@@ -19,7 +19,7 @@ use super::value::{Value, format_number};
 
 /// Evaluation work allowed for one run; beyond it evaluation stops with an
 /// error, so no configuration can make `infra` run for ever.
-pub const MAX_EVALUATION_STEPS: u64 = 200_000_000;
+pub const MAX_EVALUATION_STEPS: u64 = 20_000_000;
 
 /// The named values of one module, filled in dependency order.
 #[derive(Debug, Default)]

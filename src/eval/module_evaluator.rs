@@ -657,7 +657,7 @@ impl ModuleEvaluation<'_, '_> {
                 };
                 let value = match provided {
                     ProvidedValue::Text(text) => Ok(Value::String(text.clone())),
-                    ProvidedValue::Expr(expr) => self.eval_in_scope(expr).map_err(|_| Failed),
+                    ProvidedValue::Expr(expr) => self.eval_provided(name, expr),
                 };
                 (
                     value,
@@ -746,6 +746,32 @@ impl ModuleEvaluation<'_, '_> {
                 false
             }
         }
+    }
+
+    /// A value from `-var` or a variable file: a constant expression.
+    fn eval_provided(&mut self, name: &str, expr: &Expr) -> Result<Value, Failed> {
+        let mut references = Vec::new();
+        let mut problems = Vec::new();
+        collect_references(expr, &mut references, &mut problems);
+        let had_problems = !problems.is_empty();
+        for problem in problems {
+            self.diagnostics.push(problem);
+        }
+        if let Some(reference) = references.first() {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "infra::invalid_reference",
+                    format!("the value of variable `{name}` refers to other values"),
+                )
+                .with_label(reference.span, "not allowed in a variable value")
+                .with_help("give a literal value; to write text, quote it"),
+            );
+            return Err(Failed);
+        }
+        if had_problems {
+            return Err(Failed);
+        }
+        self.eval_in_scope(expr)
     }
 
     fn check_unused_inputs(&mut self, inputs: &Inputs) {

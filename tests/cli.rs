@@ -1,0 +1,237 @@
+//! Integration tests that run the real `infra` binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn infra(args: &[&str], dir: Option<&Path>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
+    command
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env("INFRA_VAR_from_env", "env-value");
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    command.output().expect("run infra")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write(dir: &Path, name: &str, content: &str) {
+    std::fs::write(dir.join(name), content).expect("write file");
+}
+
+#[test]
+fn help_lists_every_planned_command() {
+    let output = infra(&["--help"], None);
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    for command in [
+        "plan", "apply", "destroy", "drift", "validate", "fmt", "graph", "output", "state",
+        "import",
+    ] {
+        assert!(
+            help.contains(command),
+            "--help does not list `{command}`:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let output = infra(&["--version"], None);
+    assert!(output.status.success());
+    assert_eq!(
+        text(&output.stdout).trim(),
+        format!("infra {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn commands_not_built_yet_say_so_and_exit_2() {
+    for command in [
+        "plan", "apply", "destroy", "drift", "graph", "output", "state", "import",
+    ] {
+        let output = infra(&[command, "-var", "x=1"], None);
+        assert_eq!(output.status.code(), Some(2), "`infra {command}`");
+        assert!(text(&output.stderr).contains(&format!("`infra {command}` is not built yet")));
+    }
+}
+
+#[test]
+fn validate_accepts_every_example() {
+    for example in ["examples/language-tour"] {
+        let output = infra(&["-C", example, "validate"], None);
+        assert!(
+            output.status.success(),
+            "{example}: {}",
+            text(&output.stderr)
+        );
+        assert!(
+            text(&output.stdout).contains("The configuration is valid (5 resource instance(s)")
+        );
+    }
+}
+
+#[test]
+fn validate_reports_all_errors_with_exit_code_1_and_no_colour_off_a_tty() {
+    let output = infra(&["-C", "tests/fixtures/unknown_names", "validate"], None);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no ANSI colour when stderr is not a terminal"
+    );
+    assert!(
+        stderr.contains("tests/fixtures/unknown_names/main.infra:7:12"),
+        "paths are shown as the user typed them:\n{stderr}"
+    );
+    assert!(stderr.contains("did you mean `var.region`?"));
+    assert!(stderr.ends_with("8 error(s), 0 warning(s)\n"), "{stderr}");
+}
+
+#[test]
+fn validate_json_is_machine_readable() {
+    let output = infra(&["-C", "tests/fixtures/cycle", "validate", "--json"], None);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["error_count"], 2);
+    assert_eq!(report["warning_count"], 0);
+    let first = &report["diagnostics"][0];
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["file"], "tests/fixtures/cycle/main.infra");
+    assert_eq!(first["line"], 2);
+    assert_eq!(first["column"], 7);
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("dependency cycle: `local.a` → `local.b`")
+    );
+    assert!(first["help"].is_string());
+    assert!(first["span"]["start"].is_number());
+
+    let valid = infra(
+        &["-C", "examples/language-tour", "validate", "--json"],
+        None,
+    );
+    assert!(valid.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&valid.stdout).expect("valid JSON");
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["diagnostics"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn variables_come_from_flags_files_and_environment_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "main.infra",
+        "variable a {}\nvariable b {}\nvariable from_env {}\nvariable n {\n  type = number\n}\noutput all {\n  value = \"${var.a}/${var.b}/${var.from_env}/${var.n + 1}\"\n}\n",
+    );
+    write(
+        dir.path(),
+        "values.infravars",
+        "a = \"file\"\nb = \"file\"\n",
+    );
+    let output = infra(
+        &[
+            "validate",
+            "--show",
+            "-var-file",
+            "values.infravars",
+            "-var",
+            "b=flag",
+            "-var",
+            "n=41",
+        ],
+        Some(dir.path()),
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("output.all = \"file/flag/env-value/42\""),
+        "{}",
+        text(&output.stdout)
+    );
+
+    let missing = infra(&["validate"], Some(dir.path()));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("no value for required variable `a`"));
+
+    let undeclared = infra(
+        &[
+            "validate", "-var", "a=1", "-var", "b=2", "-var", "n=1", "-var", "nope=1",
+        ],
+        Some(dir.path()),
+    );
+    assert_eq!(undeclared.status.code(), Some(1));
+    assert!(text(&undeclared.stderr).contains("`-var nope` sets a variable that is not declared"));
+
+    let bad_number = infra(
+        &["validate", "-var", "a=1", "-var", "b=2", "-var", "n=many"],
+        Some(dir.path()),
+    );
+    assert_eq!(bad_number.status.code(), Some(1));
+    assert!(text(&bad_number.stderr).contains(
+        "invalid value for variable `n`: a number is required, but `many` is not a number"
+    ));
+}
+
+#[test]
+fn fmt_check_diff_and_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let messy = "locals {\nx=1\n  longer = 2 # keep me\n}\n";
+    write(dir.path(), "main.infra", messy);
+    write(dir.path(), "tidy.infra", "locals {\n  y = 1\n}\n");
+
+    let check = infra(&["fmt", "--check"], Some(dir.path()));
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(text(&check.stdout), "main.infra\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("main.infra")).unwrap(),
+        messy,
+        "--check changes nothing"
+    );
+
+    let diff = infra(&["fmt", "--diff"], Some(dir.path()));
+    assert!(diff.status.success());
+    let diff_text = text(&diff.stdout);
+    assert!(
+        diff_text.contains("-x=1\n") && diff_text.contains("+  x      = 1\n"),
+        "{diff_text}"
+    );
+
+    let write_run = infra(&["fmt"], Some(dir.path()));
+    assert!(write_run.status.success());
+    assert_eq!(text(&write_run.stdout), "formatted main.infra\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("main.infra")).unwrap(),
+        "locals {\n  x      = 1\n  longer = 2 # keep me\n}\n"
+    );
+    let again = infra(&["fmt", "--check"], Some(dir.path()));
+    assert!(again.status.success(), "formatted files pass --check");
+}
+
+#[test]
+fn fmt_refuses_files_with_syntax_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = "locals {\n  x = \n}\n";
+    write(dir.path(), "main.infra", broken);
+    let output = infra(&["fmt"], Some(dir.path()));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("syntax error"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("main.infra")).unwrap(),
+        broken
+    );
+}
+
+#[test]
+fn a_missing_directory_is_a_clear_error() {
+    let output = infra(&["-C", "/nonexistent/infra-config", "validate"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("`/nonexistent/infra-config` is not a directory"));
+}

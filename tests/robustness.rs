@@ -1,0 +1,239 @@
+//! No input — malformed, binary, huge or deeply nested — may panic or hang
+//! the parser, evaluator or formatter. A bounded property test mutates every
+//! fixture; targeted tests cover nesting and size limits.
+
+use std::path::PathBuf;
+
+use infra::check::{CheckOptions, check};
+use infra::format::format_source;
+use infra::syntax::{FileId, MAX_NESTING, parse_file};
+use proptest::prelude::*;
+
+fn corpus() -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut stack = vec![PathBuf::from("tests/fixtures"), PathBuf::from("examples")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "infra") {
+                texts.push(std::fs::read_to_string(path).expect("read"));
+            }
+        }
+    }
+    texts.sort();
+    texts
+}
+
+/// Parses, formats and fully evaluates `text` as a one-file configuration.
+fn exercise(text: &str) {
+    let (_tree, _diagnostics) = parse_file(FileId(0), text);
+    let _ = format_source(FileId(0), text);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("main.infra"), text).expect("write");
+    let checked = check(&CheckOptions {
+        dir: dir.path().to_path_buf(),
+        ..CheckOptions::default()
+    });
+    for diagnostic in checked.diagnostics.iter() {
+        assert!(!diagnostic.message.is_empty());
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Insert(usize, String),
+    Delete(usize, usize),
+    Duplicate(usize, usize),
+    Truncate(usize),
+}
+
+fn apply(text: &str, mutation: &Mutation) -> String {
+    let bytes = text.as_bytes();
+    let clamp = |at: usize| at % (bytes.len() + 1);
+    let mut out: Vec<u8> = match mutation {
+        Mutation::Insert(at, piece) => {
+            let at = clamp(*at);
+            [&bytes[..at], piece.as_bytes(), &bytes[at..]].concat()
+        }
+        Mutation::Delete(at, len) => {
+            let at = clamp(*at);
+            let end = (at + len).min(bytes.len());
+            [&bytes[..at], &bytes[end..]].concat()
+        }
+        Mutation::Duplicate(at, len) => {
+            let at = clamp(*at);
+            let end = (at + len).min(bytes.len());
+            [&bytes[..end], &bytes[at..]].concat()
+        }
+        Mutation::Truncate(at) => bytes[..clamp(*at)].to_vec(),
+    };
+    // Keep it text: mutations may split a UTF-8 sequence.
+    out = String::from_utf8_lossy(&out).into_owned().into_bytes();
+    String::from_utf8(out).expect("lossy conversion yields UTF-8")
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let pieces = prop::sample::select(vec![
+        "{",
+        "}",
+        "[",
+        "]",
+        "(",
+        ")",
+        "\"",
+        "${",
+        "<<EOT\n",
+        "<<-X\n",
+        "\nEOT\n",
+        "#",
+        "/*",
+        "*/",
+        "=",
+        "==",
+        "?",
+        ":",
+        ",",
+        "...",
+        "[*]",
+        ".",
+        "\n",
+        "for x in",
+        "=>",
+        "count.index",
+        "each.key",
+        "var.",
+        "local.a",
+        "-",
+        "!",
+        "\\",
+        "\u{0}",
+        "é",
+        "99999999999999999999",
+        "resource a b {",
+        "module m { source = \"./m\" }",
+    ]);
+    prop_oneof![
+        (any::<usize>(), pieces.prop_map(String::from)).prop_map(|(at, p)| Mutation::Insert(at, p)),
+        (any::<usize>(), 0usize..40).prop_map(|(at, len)| Mutation::Delete(at, len)),
+        (any::<usize>(), 0usize..200).prop_map(|(at, len)| Mutation::Duplicate(at, len)),
+        any::<usize>().prop_map(Mutation::Truncate),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_fixtures_never_panic(seed in 0usize..10_000, mutations in prop::collection::vec(mutation(), 1..6)) {
+        let corpus = corpus();
+        let mut text = corpus[seed % corpus.len()].clone();
+        for m in &mutations {
+            text = apply(&text, m);
+        }
+        exercise(&text);
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+        exercise(&text);
+    }
+}
+
+#[test]
+fn deep_nesting_is_a_clear_error_not_a_crash() {
+    for (open, close) in [("[", "]"), ("(", ")"), ("{ a = ", " }"), ("\"${", "}\"")] {
+        let depth = 100_000;
+        let text = format!(
+            "locals {{\n  x = {}1{}\n}}\n",
+            open.repeat(depth),
+            close.repeat(depth)
+        );
+        let (_, diagnostics) = parse_file(FileId(0), &text);
+        assert!(
+            diagnostics
+                .iter()
+                .any(|d| d.message == "nesting is too deep"),
+            "{open}: {diagnostics:?}"
+        );
+    }
+    let within = format!(
+        "locals {{\n  x = {}1{}\n}}\n",
+        "[".repeat(MAX_NESTING - 2),
+        "]".repeat(MAX_NESTING - 2)
+    );
+    let (_, diagnostics) = parse_file(FileId(0), &within);
+    assert!(
+        diagnostics.is_empty(),
+        "{} levels are allowed: {diagnostics:?}",
+        MAX_NESTING - 2
+    );
+}
+
+#[test]
+fn long_operator_chains_are_bounded() {
+    let text = format!(
+        "locals {{\n  x = 1{}\n  y = {}1\n}}\n",
+        " + 1".repeat(100_000),
+        "!".repeat(100_000)
+    );
+    let (_, diagnostics) = parse_file(FileId(0), &text);
+    assert_eq!(
+        diagnostics
+            .iter()
+            .filter(|d| d.message == "expression has too many operators")
+            .count(),
+        2
+    );
+    exercise(&format!("locals {{\n  x = 1{}\n}}\n", " + 1".repeat(400)));
+}
+
+#[test]
+fn binary_and_huge_inputs_are_refused_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("main.infra"),
+        [0xff, 0xfe, 0x00, 0x41, 0x80],
+    )
+    .expect("write");
+    let checked = check(&CheckOptions {
+        dir: dir.path().to_path_buf(),
+        ..CheckOptions::default()
+    });
+    assert!(
+        checked
+            .diagnostics
+            .iter()
+            .any(|d| d.message == "`main.infra` is not UTF-8 text"),
+        "{:?}",
+        checked.diagnostics
+    );
+
+    let huge = "x".repeat(infra::syntax::MAX_FILE_BYTES + 1);
+    let (_, diagnostics) = parse_file(FileId(0), &huge);
+    assert!(diagnostics[0].message.starts_with("file is too large"));
+}
+
+#[test]
+fn exponential_evaluation_is_bounded() {
+    let text = "locals {\n  a = range(1000)\n  b = [for x in local.a : [for y in local.a : [for z in local.a : z]]]\n}\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("main.infra"), text).expect("write");
+    let checked = check(&CheckOptions {
+        dir: dir.path().to_path_buf(),
+        ..CheckOptions::default()
+    });
+    assert!(
+        checked
+            .diagnostics
+            .iter()
+            .any(|d| d.message == "evaluation is too large"),
+        "{:?}",
+        checked
+            .diagnostics
+            .iter()
+            .map(|d| &d.message)
+            .collect::<Vec<_>>()
+    );
+}
