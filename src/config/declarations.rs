@@ -290,7 +290,10 @@ fn expect_labels(block: &Block, names: &[&str], diagnostics: &mut Diagnostics) -
 impl ModuleDeclarations {
     /// Collects the declarations of a module's files, reporting every shape
     /// error (and carrying on past each).
-    pub fn from_files(files: &[File], diagnostics: &mut Diagnostics) -> ModuleDeclarations {
+    pub fn from_files<'f>(
+        files: impl IntoIterator<Item = &'f File>,
+        diagnostics: &mut Diagnostics,
+    ) -> ModuleDeclarations {
         let mut module = ModuleDeclarations::default();
         for file in files {
             for item in &file.body.items {

@@ -181,7 +181,9 @@ fn load_module(
             return None;
         }
     };
-    if called_from.is_some() && file_paths.is_empty() {
+    if let Some(call_span) = called_from
+        && file_paths.is_empty()
+    {
         diagnostics.push(
             Diagnostic::error(
                 "infra::module_source",
@@ -190,7 +192,7 @@ fn load_module(
                     display_dir.display()
                 ),
             )
-            .with_label(called_from.expect("checked"), "this directory")
+            .with_label(call_span, "this directory")
             .with_help("point `source` at a directory that holds the module's `.infra` files"),
         );
     }
@@ -207,8 +209,8 @@ fn load_module(
             files.push(parsed);
         }
     }
-    let parsed: Vec<File> = files.iter().map(|(_, file)| file.clone()).collect();
-    let declarations = ModuleDeclarations::from_files(&parsed, diagnostics);
+    let declarations =
+        ModuleDeclarations::from_files(files.iter().map(|(_, file)| file), diagnostics);
     stack.push(canonical);
     let mut children = BTreeMap::new();
     for (name, call) in &declarations.module_calls {

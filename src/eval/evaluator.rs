@@ -753,7 +753,11 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 };
                 if group {
                     grouped.entry(key).or_default().push(value);
-                } else if out.contains_key(&key) {
+                } else if let std::collections::btree_map::Entry::Vacant(slot) =
+                    out.entry(key.clone())
+                {
+                    slot.insert(value);
+                } else {
                     return Err(self.error(
                         "infra::duplicate",
                         key_expr.span,
@@ -761,8 +765,6 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                         "produces the same key twice",
                         "make keys unique, or add `...` after the value to group values by key",
                     ));
-                } else {
-                    out.insert(key, value);
                 }
                 Ok(())
             })();

@@ -460,7 +460,7 @@ fn parse_width(flags: &str) -> (usize, Option<usize>) {
         Some((width, precision)) => (width, Some(precision.parse().unwrap_or(usize::MAX))),
         None => (flags, None),
     };
-    (width.parse().unwrap_or(0).min(usize::MAX), precision)
+    (width.parse().unwrap_or(0), precision)
 }
 
 fn join(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {

@@ -64,6 +64,9 @@ enum Inputs<'a> {
     Child(BTreeMap<String, (Value, Span)>),
 }
 
+/// An instance to evaluate: its key, `count.index`, and `each.key`/`each.value`.
+type PlannedInstance = (InstanceKey, Option<usize>, Option<(Value, Value)>);
+
 /// A named object of a module: a node of its dependency graph.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Node {
@@ -906,45 +909,44 @@ impl ModuleEvaluation<'_, '_> {
     fn evaluate_resource(&mut self, id: &ResourceId) -> bool {
         let resource = &self.config.declarations.resources[id];
         // Which instances exist.
-        let instances: Vec<(InstanceKey, Option<usize>, Option<(Value, Value)>)> =
-            if let Some(count_expr) = &resource.count {
-                let Ok(count) = self.eval_in_scope(count_expr) else {
-                    self.values.resources.insert(id.clone(), Value::Unknown);
-                    return false;
-                };
-                match self.known_count(&count, count_expr) {
-                    Some(n) => (0..n)
-                        .map(|i| (InstanceKey::Index(i), Some(i), None))
-                        .collect(),
-                    None => {
-                        self.values.resources.insert(id.clone(), Value::Unknown);
-                        return false;
-                    }
-                }
-            } else if let Some(for_each_expr) = &resource.for_each {
-                let Ok(collection) = self.eval_in_scope(for_each_expr) else {
-                    self.values.resources.insert(id.clone(), Value::Unknown);
-                    return false;
-                };
-                match self.for_each_pairs(&collection, for_each_expr) {
-                    Some(pairs) => pairs
-                        .into_iter()
-                        .map(|(key, value)| {
-                            (
-                                InstanceKey::Key(key.clone()),
-                                None,
-                                Some((Value::String(key), value)),
-                            )
-                        })
-                        .collect(),
-                    None => {
-                        self.values.resources.insert(id.clone(), Value::Unknown);
-                        return false;
-                    }
-                }
-            } else {
-                vec![(InstanceKey::None, None, None)]
+        let instances: Vec<PlannedInstance> = if let Some(count_expr) = &resource.count {
+            let Ok(count) = self.eval_in_scope(count_expr) else {
+                self.values.resources.insert(id.clone(), Value::Unknown);
+                return false;
             };
+            match self.known_count(&count, count_expr) {
+                Some(n) => (0..n)
+                    .map(|i| (InstanceKey::Index(i), Some(i), None))
+                    .collect(),
+                None => {
+                    self.values.resources.insert(id.clone(), Value::Unknown);
+                    return false;
+                }
+            }
+        } else if let Some(for_each_expr) = &resource.for_each {
+            let Ok(collection) = self.eval_in_scope(for_each_expr) else {
+                self.values.resources.insert(id.clone(), Value::Unknown);
+                return false;
+            };
+            match self.for_each_pairs(&collection, for_each_expr) {
+                Some(pairs) => pairs
+                    .into_iter()
+                    .map(|(key, value)| {
+                        (
+                            InstanceKey::Key(key.clone()),
+                            None,
+                            Some((Value::String(key), value)),
+                        )
+                    })
+                    .collect(),
+                None => {
+                    self.values.resources.insert(id.clone(), Value::Unknown);
+                    return false;
+                }
+            }
+        } else {
+            vec![(InstanceKey::None, None, None)]
+        };
 
         let referenced = self
             .referenced_attributes

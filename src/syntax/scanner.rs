@@ -66,15 +66,11 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                         }
                     }
                     b'(' | b'[' | b'{' => stack.push(Context::Code),
-                    b')' | b']' => {
-                        if stack.len() > 1 && *top == Context::Code {
-                            stack.pop();
-                        }
+                    b')' | b']' if stack.len() > 1 && *top == Context::Code => {
+                        stack.pop();
                     }
-                    b'}' => {
-                        if stack.len() > 1 {
-                            stack.pop();
-                        }
+                    b'}' if stack.len() > 1 => {
+                        stack.pop();
                     }
                     _ => {}
                 }

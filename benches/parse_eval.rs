@@ -1,0 +1,123 @@
+//! Benchmark: parse + evaluate a generated configuration of N resources
+//! (with references, `count` and `for_each`), reporting time and peak heap.
+//! Run: `cargo bench --bench parse_eval` (sizes: 1k, 10k, 100k).
+//! Goal (issue 2): 10,000 resources under 0.2 s and 100 MB on one core,
+//! growing linearly to 100,000.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use infra::check::{CheckOptions, check};
+
+struct PeakAllocator;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for PeakAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let pointer = unsafe { System.alloc(layout) };
+        if !pointer.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(pointer, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: PeakAllocator = PeakAllocator;
+
+/// N resources: 1 in 10 is a VPC; each VPC gets a counted subnet block of 4
+/// and a for_each security group block of 3; the rest are instances that
+/// refer to subnets. Spread over files of ~1,000 resources.
+fn generate(resources: usize, dir: &std::path::Path) {
+    let mut written = 0;
+    let mut file_index = 0;
+    let mut text = String::from(
+        "variable env {\n  default = \"bench\"\n}\n\nlocals {\n  prefix = \"infra-${var.env}\"\n  ports  = { http = 80, https = 443, ssh = 22 }\n}\n\n",
+    );
+    let mut group = 0;
+    while written < resources {
+        let _ = write!(
+            text,
+            "resource aws_vpc v{group} {{\n  cidr_block = cidrsubnet(\"10.0.0.0/8\", 8, {m})\n  tags       = {{ Name = \"${{local.prefix}}-{group}\" }}\n}}\n\n\
+             resource aws_subnet s{group} {{\n  count      = 4\n  vpc_id     = aws_vpc.v{group}.id\n  cidr_block = cidrsubnet(aws_vpc.v{group}.cidr_block, 8, count.index)\n}}\n\n\
+             resource aws_security_group g{group} {{\n  for_each = local.ports\n  name     = \"${{local.prefix}}-{group}-${{each.key}}\"\n  port     = each.value\n  vpc_id   = aws_vpc.v{group}.id\n}}\n\n",
+            m = group % 256
+        );
+        written += 1 + 4 + 3;
+        let mut instance = 0;
+        while instance < 2 && written < resources {
+            let _ = write!(
+                text,
+                "resource aws_instance i{group}_{instance} {{\n  ami           = \"ami-12c6146b\"\n  instance_type = \"t3.micro\"\n  subnet_id     = aws_subnet.s{group}[{instance}].id\n  security_groups = [for g in aws_security_group.g{group} : g.name]\n  tags          = merge({{ Name = \"web-{group}-{instance}\" }}, {{ Env = var.env }})\n}}\n\n"
+            );
+            written += 1;
+            instance += 1;
+        }
+        group += 1;
+        if text.len() > 150_000 {
+            std::fs::write(dir.join(format!("part{file_index:04}.infra")), &text).expect("write");
+            file_index += 1;
+            text.clear();
+        }
+    }
+    std::fs::write(dir.join(format!("part{file_index:04}.infra")), &text).expect("write");
+}
+
+fn main() {
+    println!(
+        "{:>10} {:>12} {:>12} {:>12} {:>14} {:>12}",
+        "resources", "instances", "seconds", "of it parse", "µs/resource", "peak MiB"
+    );
+    for resources in [1_000usize, 10_000, 100_000] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        generate(resources, dir.path());
+        let options = CheckOptions {
+            dir: dir.path().to_path_buf(),
+            ..CheckOptions::default()
+        };
+        let mut best = f64::MAX;
+        let mut peak = 0;
+        let mut instances = 0;
+        for _ in 0..3 {
+            let base = CURRENT.load(Ordering::Relaxed);
+            PEAK.store(base, Ordering::Relaxed);
+            let started = Instant::now();
+            let checked = check(&options);
+            let seconds = started.elapsed().as_secs_f64();
+            assert!(
+                !checked.diagnostics.has_errors(),
+                "generated configuration must be valid"
+            );
+            instances = checked
+                .evaluated
+                .as_ref()
+                .map(|e| e.all_resources().len())
+                .unwrap_or(0);
+            drop(checked);
+            best = best.min(seconds);
+            peak = peak.max(PEAK.load(Ordering::Relaxed) - base);
+        }
+        let mut parse_seconds = 0.0;
+        for path in infra::config::infra_files(dir.path()).expect("list") {
+            let text = std::fs::read_to_string(path).expect("read");
+            let started = Instant::now();
+            let _ = infra::syntax::parse_file(infra::syntax::FileId(0), &text);
+            parse_seconds += started.elapsed().as_secs_f64();
+        }
+        println!(
+            "{resources:>10} {instances:>12} {best:>12.3} {parse_seconds:>12.3} {:>14.2} {:>12.1}",
+            best * 1e6 / resources as f64,
+            peak as f64 / (1024.0 * 1024.0)
+        );
+    }
+}
