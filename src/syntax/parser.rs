@@ -328,26 +328,22 @@ fn join_alternatives(items: &[String]) -> String {
 fn describe_rule(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::attribute | Rule::block => "a block or attribute",
-        Rule::identifier | Rule::variable => "a name",
+        Rule::identifier => "a name",
         Rule::quoted_label => "a label",
         Rule::block_open => "`{`",
         Rule::block_close => "`}`",
+        Rule::close_bracket => "`]`",
+        Rule::close_paren => "`)`",
         Rule::expression
-        | Rule::conditional
-        | Rule::binary
-        | Rule::unary
-        | Rule::postfix
         | Rule::number
-        | Rule::kw_true
-        | Rule::kw_false
-        | Rule::kw_null
+        | Rule::literal_keyword
+        | Rule::name_or_call
         | Rule::for_list
         | Rule::for_object
         | Rule::list
         | Rule::object
         | Rule::heredoc
         | Rule::template
-        | Rule::function_call
         | Rule::parenthesized => "an expression",
         Rule::op_or
         | Rule::op_and
@@ -541,37 +537,105 @@ impl Builder<'_> {
         }
     }
 
+    /// Builds an expression from its flat pair: operands (prefix operators,
+    /// a primary, steps) separated by binary operators, then optionally the
+    /// two branches of `?:`. Precedence climbing uses explicit stacks, so
+    /// long chains do not recurse.
     fn expression(&mut self, pair: Pair<Rule>) -> Expr {
-        match pair.as_rule() {
-            Rule::expression => {
-                let inner = pair.into_inner().next().expect("expression inner");
-                self.expression(inner)
-            }
-            Rule::conditional => self.conditional(pair),
-            Rule::binary => self.binary(pair),
-            Rule::unary => self.unary(pair),
-            Rule::postfix => self.postfix(pair),
-            _ => self.primary(pair),
-        }
-    }
-
-    fn conditional(&mut self, pair: Pair<Rule>) -> Expr {
         let span = self.span(&pair);
-        let mut inner = pair.into_inner();
-        let condition = self.expression(inner.next().expect("condition"));
-        let Some(then) = inner.next() else {
-            return condition;
-        };
-        let then = self.expression(then);
-        let otherwise = self.expression(inner.next().expect("else branch"));
-        Expr {
-            kind: ExprKind::Conditional {
-                condition: Box::new(condition),
-                then: Box::new(then),
-                otherwise: Box::new(otherwise),
-            },
-            span,
+        let mut operands: Vec<Expr> = Vec::new();
+        let mut operators: Vec<BinaryOp> = Vec::new();
+        let mut pending = PendingOperand::default();
+        let mut branches: Vec<Expr> = Vec::new();
+        let mut operator_count = 0usize;
+        for part in pair.into_inner() {
+            // Stop before building a tree deeper than the limit: even
+            // dropping one would recurse once per level.
+            if operator_count > MAX_EXPRESSION_OPERATORS {
+                return self.too_many_operators(span);
+            }
+            let op = match part.as_rule() {
+                Rule::op_not => {
+                    pending.prefix.push((UnaryOp::Not, self.span(&part)));
+                    operator_count += 1;
+                    continue;
+                }
+                Rule::op_neg => {
+                    pending.prefix.push((UnaryOp::Negate, self.span(&part)));
+                    operator_count += 1;
+                    continue;
+                }
+                Rule::splat | Rule::index | Rule::get_attr => {
+                    let step_span = self.span(&part);
+                    pending.steps_end = Some(step_span.end);
+                    pending.steps.push(self.step(part, step_span));
+                    continue;
+                }
+                Rule::expression => {
+                    if let Some(operand) = pending.finish() {
+                        operands.push(operand);
+                    }
+                    branches.push(self.expression(part));
+                    continue;
+                }
+                Rule::op_or => BinaryOp::Or,
+                Rule::op_and => BinaryOp::And,
+                Rule::op_eq => BinaryOp::Equal,
+                Rule::op_ne => BinaryOp::NotEqual,
+                Rule::op_lt => BinaryOp::Less,
+                Rule::op_le => BinaryOp::LessEqual,
+                Rule::op_gt => BinaryOp::Greater,
+                Rule::op_ge => BinaryOp::GreaterEqual,
+                Rule::op_add => BinaryOp::Add,
+                Rule::op_sub => BinaryOp::Subtract,
+                Rule::op_mul => BinaryOp::Multiply,
+                Rule::op_div => BinaryOp::Divide,
+                Rule::op_mod => BinaryOp::Modulo,
+                _ => {
+                    pending.primary = Some(self.primary(part));
+                    continue;
+                }
+            };
+            operator_count += 1;
+            if let Some(operand) = pending.finish() {
+                operands.push(operand);
+            }
+            while let Some(top) = operators.last().copied() {
+                if top.precedence() >= op.precedence() {
+                    operators.pop();
+                    reduce(&mut operands, top);
+                } else {
+                    break;
+                }
+            }
+            operators.push(op);
         }
+        if let Some(operand) = pending.finish() {
+            operands.push(operand);
+        }
+        if operator_count > MAX_EXPRESSION_OPERATORS {
+            return self.too_many_operators(span);
+        }
+        while let Some(op) = operators.pop() {
+            reduce(&mut operands, op);
+        }
+        let condition = operands.pop().unwrap_or(Expr {
+            kind: ExprKind::Null,
+            span,
+        });
+        if branches.len() == 2 {
+            let otherwise = branches.pop().expect("else branch");
+            let then = branches.pop().expect("then branch");
+            return Expr {
+                kind: ExprKind::Conditional {
+                    condition: Box::new(condition),
+                    then: Box::new(then),
+                    otherwise: Box::new(otherwise),
+                },
+                span,
+            };
+        }
+        condition
     }
 
     fn too_many_operators(&mut self, span: Span) -> Expr {
@@ -589,127 +653,17 @@ impl Builder<'_> {
         }
     }
 
-    /// Precedence climbing over the flat `operand (op operand)*` list, with
-    /// explicit stacks so that long chains do not recurse.
-    fn binary(&mut self, pair: Pair<Rule>) -> Expr {
-        let span = self.span(&pair);
-        let parts: Vec<Pair<Rule>> = pair.into_inner().collect();
-        if parts.len() == 1 {
-            return self.expression(parts.into_iter().next().expect("operand"));
-        }
-        if parts.len() / 2 > MAX_EXPRESSION_OPERATORS {
-            return self.too_many_operators(span);
-        }
-        let mut operands: Vec<Expr> = Vec::new();
-        let mut operators: Vec<BinaryOp> = Vec::new();
-        fn reduce(operands: &mut Vec<Expr>, op: BinaryOp) {
-            let rhs = operands.pop().expect("rhs");
-            let lhs = operands.pop().expect("lhs");
-            let span = lhs.span.to(rhs.span);
-            operands.push(Expr {
-                kind: ExprKind::Binary {
-                    op,
-                    lhs: Box::new(lhs),
-                    rhs: Box::new(rhs),
-                },
-                span,
-            });
-        }
-        for part in parts {
-            let op = match part.as_rule() {
-                Rule::op_or => BinaryOp::Or,
-                Rule::op_and => BinaryOp::And,
-                Rule::op_eq => BinaryOp::Equal,
-                Rule::op_ne => BinaryOp::NotEqual,
-                Rule::op_lt => BinaryOp::Less,
-                Rule::op_le => BinaryOp::LessEqual,
-                Rule::op_gt => BinaryOp::Greater,
-                Rule::op_ge => BinaryOp::GreaterEqual,
-                Rule::op_add => BinaryOp::Add,
-                Rule::op_sub => BinaryOp::Subtract,
-                Rule::op_mul => BinaryOp::Multiply,
-                Rule::op_div => BinaryOp::Divide,
-                Rule::op_mod => BinaryOp::Modulo,
-                _ => {
-                    let operand = self.expression(part);
-                    operands.push(operand);
-                    continue;
-                }
-            };
-            while let Some(top) = operators.last().copied() {
-                if top.precedence() >= op.precedence() {
-                    operators.pop();
-                    reduce(&mut operands, top);
-                } else {
-                    break;
-                }
+    fn step(&mut self, pair: Pair<Rule>, span: Span) -> Step {
+        match pair.as_rule() {
+            Rule::splat => Step::Splat(span),
+            Rule::index => {
+                let index = pair.into_inner().next().expect("index expression");
+                Step::Index(self.expression(index))
             }
-            operators.push(op);
-        }
-        while let Some(op) = operators.pop() {
-            reduce(&mut operands, op);
-        }
-        operands.pop().expect("binary result")
-    }
-
-    fn unary(&mut self, pair: Pair<Rule>) -> Expr {
-        let span = self.span(&pair);
-        let mut ops = Vec::new();
-        let mut operand = None;
-        for part in pair.into_inner() {
-            match part.as_rule() {
-                Rule::op_not => ops.push((UnaryOp::Not, self.span(&part))),
-                Rule::op_neg => ops.push((UnaryOp::Negate, self.span(&part))),
-                _ => operand = Some(self.expression(part)),
+            _ => {
+                let name = pair.into_inner().next().expect("attribute name");
+                Step::Attr(self.ident(name))
             }
-        }
-        if ops.len() > MAX_EXPRESSION_OPERATORS {
-            return self.too_many_operators(span);
-        }
-        let mut expr = operand.expect("unary operand");
-        while let Some((op, op_span)) = ops.pop() {
-            let span = op_span.to(expr.span);
-            expr = Expr {
-                kind: ExprKind::Unary {
-                    op,
-                    operand: Box::new(expr),
-                },
-                span,
-            };
-        }
-        expr
-    }
-
-    fn postfix(&mut self, pair: Pair<Rule>) -> Expr {
-        let span = self.span(&pair);
-        let mut inner = pair.into_inner();
-        let root = self.primary(inner.next().expect("postfix primary"));
-        let mut steps = Vec::new();
-        for step in inner {
-            let step_span = self.span(&step);
-            match step.as_rule() {
-                Rule::splat => steps.push(Step::Splat(step_span)),
-                Rule::index => {
-                    let index = step.into_inner().next().expect("index expression");
-                    steps.push(Step::Index(self.expression(index)));
-                }
-                Rule::get_attr => {
-                    let name = step.into_inner().next().expect("attribute name");
-                    let ident = self.ident(name);
-                    steps.push(Step::Attr(ident));
-                }
-                _ => {}
-            }
-        }
-        if steps.is_empty() {
-            return root;
-        }
-        Expr {
-            kind: ExprKind::Traversal {
-                root: Box::new(root),
-                steps,
-            },
-            span,
         }
     }
 
@@ -717,12 +671,33 @@ impl Builder<'_> {
         let span = self.span(&pair);
         let kind = match pair.as_rule() {
             Rule::number => ExprKind::Number(pair.as_str().parse().unwrap_or(f64::NAN)),
-            Rule::kw_true => ExprKind::Bool(true),
-            Rule::kw_false => ExprKind::Bool(false),
-            Rule::kw_null => ExprKind::Null,
-            Rule::variable => {
-                let ident = self.ident(pair.into_inner().next().expect("variable name"));
-                ExprKind::Variable(ident)
+            Rule::literal_keyword => match pair.as_str() {
+                "true" => ExprKind::Bool(true),
+                "false" => ExprKind::Bool(false),
+                _ => ExprKind::Null,
+            },
+            Rule::name_or_call => {
+                let mut inner = pair.into_inner();
+                let name = self.ident(inner.next().expect("name"));
+                match inner.next() {
+                    None => ExprKind::Variable(name),
+                    Some(arguments) => {
+                        let mut args = Vec::new();
+                        let mut expand_final = false;
+                        for part in arguments.into_inner() {
+                            match part.as_rule() {
+                                Rule::expand_final => expand_final = true,
+                                Rule::expression => args.push(self.expression(part)),
+                                _ => {}
+                            }
+                        }
+                        ExprKind::Call {
+                            name,
+                            args,
+                            expand_final,
+                        }
+                    }
+                }
             }
             Rule::parenthesized => {
                 let inner = self.expression(pair.into_inner().next().expect("inner"));
@@ -731,6 +706,7 @@ impl Builder<'_> {
             Rule::list => {
                 let items = pair
                     .into_inner()
+                    .filter(|item| item.as_rule() == Rule::expression)
                     .map(|item| self.expression(item))
                     .collect();
                 ExprKind::List(items)
@@ -754,31 +730,15 @@ impl Builder<'_> {
                 }
                 ExprKind::Object(items)
             }
-            Rule::function_call => {
-                let mut inner = pair.into_inner();
-                let name = self.ident(inner.next().expect("function name"));
-                let mut args = Vec::new();
-                let mut expand_final = false;
-                for part in inner {
-                    if part.as_rule() == Rule::expand_final {
-                        expand_final = true;
-                    } else {
-                        args.push(self.expression(part));
-                    }
-                }
-                ExprKind::Call {
-                    name,
-                    args,
-                    expand_final,
-                }
-            }
             Rule::template => ExprKind::Template(self.template_parts(pair)),
             Rule::heredoc => ExprKind::Template(self.heredoc(pair)),
             Rule::for_list => {
                 let mut inner = pair.into_inner();
                 let intro = self.for_intro(inner.next().expect("for intro"));
                 let value = self.expression(inner.next().expect("for value"));
-                let condition = inner.next().map(|c| Box::new(self.for_condition(c)));
+                let condition = inner
+                    .find(|c| c.as_rule() == Rule::for_cond)
+                    .map(|c| Box::new(self.for_condition(c)));
                 ExprKind::ForList {
                     intro,
                     value: Box::new(value),
@@ -896,6 +856,60 @@ impl Builder<'_> {
         }
         parts
     }
+}
+
+/// The operand being collected: prefix operators, a primary, its steps.
+#[derive(Default)]
+struct PendingOperand {
+    prefix: Vec<(UnaryOp, Span)>,
+    primary: Option<Expr>,
+    steps: Vec<Step>,
+    steps_end: Option<u32>,
+}
+
+impl PendingOperand {
+    /// The finished operand (and a fresh, empty pending one).
+    fn finish(&mut self) -> Option<Expr> {
+        let taken = std::mem::take(self);
+        let mut expr = taken.primary?;
+        if !taken.steps.is_empty() {
+            let mut span = expr.span;
+            span.end = taken.steps_end.unwrap_or(span.end);
+            expr = Expr {
+                kind: ExprKind::Traversal {
+                    root: Box::new(expr),
+                    steps: taken.steps,
+                },
+                span,
+            };
+        }
+        for (op, op_span) in taken.prefix.into_iter().rev() {
+            let span = op_span.to(expr.span);
+            expr = Expr {
+                kind: ExprKind::Unary {
+                    op,
+                    operand: Box::new(expr),
+                },
+                span,
+            };
+        }
+        Some(expr)
+    }
+}
+
+fn reduce(operands: &mut Vec<Expr>, op: BinaryOp) {
+    let (Some(rhs), Some(lhs)) = (operands.pop(), operands.pop()) else {
+        return;
+    };
+    let span = lhs.span.to(rhs.span);
+    operands.push(Expr {
+        kind: ExprKind::Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        },
+        span,
+    });
 }
 
 /// `<<-`: removes the indentation common to every non-blank line.
