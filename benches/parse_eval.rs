@@ -3,6 +3,13 @@
 //! Run: `cargo bench --bench parse_eval` (sizes: 1k, 10k, 100k).
 //! Goal (issue 2): 10,000 resources under 0.2 s and 100 MB on one core,
 //! growing linearly to 100,000.
+//!
+//! The system allocator (the one the `infra` binary uses) is wrapped to
+//! count the peak of live heap bytes. Each size runs several times; the
+//! best and the median wall time are printed, with the process's peak RSS
+//! (which also holds the generated text). For the whole binary on a cold
+//! start, write the configurations with `INFRA_BENCH_WRITE=DIR` and run
+//! `/usr/bin/time -v infra -C DIR/10000 validate`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
@@ -73,22 +80,64 @@ fn generate(resources: usize, dir: &std::path::Path) {
     std::fs::write(dir.join(format!("part{file_index:04}.infra")), &text).expect("write");
 }
 
+/// The process's peak resident set size (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
 fn main() {
     println!(
-        "{:>10} {:>12} {:>12} {:>12} {:>14} {:>12}",
-        "resources", "instances", "seconds", "of it parse", "µs/resource", "peak MiB"
+        "{:>10} {:>10} {:>9} {:>9} {:>11} {:>12} {:>10} {:>9}",
+        "resources",
+        "instances",
+        "best s",
+        "median s",
+        "parse s",
+        "µs/resource",
+        "heap MiB",
+        "RSS MiB"
     );
-    for resources in [1_000usize, 10_000, 100_000] {
+    // INFRA_BENCH_SIZES=10000 INFRA_BENCH_RUNS=1 narrows the run (e.g. for a profiler).
+    let sizes: Vec<usize> = std::env::var("INFRA_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 10_000, 100_000]);
+    let runs: usize = std::env::var("INFRA_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
+    // INFRA_BENCH_WRITE=DIR only writes the configurations (DIR/<size>/) for
+    // measuring the real binary, e.g. `/usr/bin/time -v infra -C DIR/10000 validate`.
+    if let Some(out) = std::env::var_os("INFRA_BENCH_WRITE") {
+        for resources in sizes {
+            let dir = std::path::Path::new(&out).join(resources.to_string());
+            std::fs::create_dir_all(&dir).expect("create output directory");
+            generate(resources, &dir);
+            println!("wrote {}", dir.display());
+        }
+        return;
+    }
+    for resources in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
         generate(resources, dir.path());
         let options = CheckOptions {
             dir: dir.path().to_path_buf(),
             ..CheckOptions::default()
         };
-        let mut best = f64::MAX;
+        let mut times = Vec::new();
         let mut peak = 0;
         let mut instances = 0;
-        for _ in 0..3 {
+        for _ in 0..runs {
             let base = CURRENT.load(Ordering::Relaxed);
             PEAK.store(base, Ordering::Relaxed);
             let started = Instant::now();
@@ -104,7 +153,7 @@ fn main() {
                 .map(|e| e.all_resources().len())
                 .unwrap_or(0);
             drop(checked);
-            best = best.min(seconds);
+            times.push(seconds);
             peak = peak.max(PEAK.load(Ordering::Relaxed) - base);
         }
         let mut parse_seconds = 0.0;
@@ -114,10 +163,14 @@ fn main() {
             let _ = infra::syntax::parse_file(infra::syntax::FileId(0), &text);
             parse_seconds += started.elapsed().as_secs_f64();
         }
+        times.sort_by(f64::total_cmp);
+        let best = times[0];
+        let median = times[times.len() / 2];
         println!(
-            "{resources:>10} {instances:>12} {best:>12.3} {parse_seconds:>12.3} {:>14.2} {:>12.1}",
+            "{resources:>10} {instances:>10} {best:>9.3} {median:>9.3} {parse_seconds:>11.3} {:>12.2} {:>10.1} {:>9.1}",
             best * 1e6 / resources as f64,
-            peak as f64 / (1024.0 * 1024.0)
+            peak as f64 / (1024.0 * 1024.0),
+            peak_rss_mib()
         );
     }
 }

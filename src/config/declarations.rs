@@ -290,13 +290,13 @@ fn expect_labels(block: &Block, names: &[&str], diagnostics: &mut Diagnostics) -
 impl ModuleDeclarations {
     /// Collects the declarations of a module's files, reporting every shape
     /// error (and carrying on past each).
-    pub fn from_files<'f>(
-        files: impl IntoIterator<Item = &'f File>,
+    pub fn from_files(
+        files: impl IntoIterator<Item = File>,
         diagnostics: &mut Diagnostics,
     ) -> ModuleDeclarations {
         let mut module = ModuleDeclarations::default();
         for file in files {
-            for item in &file.body.items {
+            for item in file.body.items {
                 match item {
                     Item::Attribute(attribute) => diagnostics.push(
                         Diagnostic::error(
@@ -313,20 +313,20 @@ impl ModuleDeclarations {
         module
     }
 
-    fn add_block(&mut self, block: &Block, diagnostics: &mut Diagnostics) {
+    fn add_block(&mut self, block: Block, diagnostics: &mut Diagnostics) {
         match block.kind.name.as_str() {
-            "variable" => self.add_variable(block, diagnostics),
-            "locals" => self.add_locals(block, diagnostics),
+            "variable" => self.add_variable(&block, diagnostics),
+            "locals" => self.add_locals(&block, diagnostics),
             "provider" => {
-                if expect_labels(block, &["provider name"], diagnostics) {
+                if expect_labels(&block, &["provider name"], diagnostics) {
                     self.providers.push(ProviderDecl {
                         name: block.labels[0].clone(),
-                        block: block.clone(),
+                        block,
                     });
                 }
             }
             "backend" => {
-                if !expect_labels(block, &["backend kind"], diagnostics) {
+                if !expect_labels(&block, &["backend kind"], diagnostics) {
                     return;
                 }
                 if let Some(previous) = &self.backend {
@@ -338,7 +338,7 @@ impl ModuleDeclarations {
                     );
                     return;
                 }
-                let kind = &block.labels[0];
+                let kind = block.labels[0].clone();
                 if !["local", "s3"].contains(&kind.value.as_str()) {
                     diagnostics.push(
                         Diagnostic::error(
@@ -352,17 +352,14 @@ impl ModuleDeclarations {
                         ),
                     );
                 }
-                self.backend = Some(BackendDecl {
-                    kind: kind.clone(),
-                    block: block.clone(),
-                });
+                self.backend = Some(BackendDecl { kind, block });
             }
             "resource" => self.add_resource(block, ResourceMode::Managed, diagnostics),
             "data" => self.add_resource(block, ResourceMode::Data, diagnostics),
-            "output" => self.add_output(block, diagnostics),
-            "module" => self.add_module_call(block, diagnostics),
+            "output" => self.add_output(&block, diagnostics),
+            "module" => self.add_module_call(&block, diagnostics),
             "deployment" => {
-                if !expect_labels(block, &["deployment name"], diagnostics) {
+                if !expect_labels(&block, &["deployment name"], diagnostics) {
                     return;
                 }
                 let name = label_ident(&block.labels[0]);
@@ -375,13 +372,8 @@ impl ModuleDeclarations {
                     ));
                     return;
                 }
-                self.deployments.insert(
-                    name.name.clone(),
-                    DeploymentDecl {
-                        name,
-                        block: block.clone(),
-                    },
-                );
+                self.deployments
+                    .insert(name.name.clone(), DeploymentDecl { name, block });
             }
             other => diagnostics.push(
                 Diagnostic::error(
@@ -483,13 +475,22 @@ impl ModuleDeclarations {
         }
     }
 
-    fn add_resource(&mut self, block: &Block, mode: ResourceMode, diagnostics: &mut Diagnostics) {
-        let kind = &block.kind.name;
-        if !expect_labels(block, &["resource type", "resource name"], diagnostics) {
+    fn add_resource(&mut self, block: Block, mode: ResourceMode, diagnostics: &mut Diagnostics) {
+        if !expect_labels(&block, &["resource type", "resource name"], diagnostics) {
             return;
         }
-        let type_label = block.labels[0].clone();
-        let name_label = block.labels[1].clone();
+        let Block {
+            kind,
+            labels,
+            body,
+            span,
+            header_span,
+        } = block;
+        let kind = &kind.name;
+        let mut labels = labels.into_iter();
+        let (Some(type_label), Some(name_label)) = (labels.next(), labels.next()) else {
+            return;
+        };
         let id = ResourceId {
             mode,
             type_name: type_label.value.clone(),
@@ -506,13 +507,21 @@ impl ModuleDeclarations {
             lifecycle: Lifecycle::default(),
             arguments: Vec::new(),
             nested_blocks: Vec::new(),
-            span: block.span,
-            header_span: block.header_span,
+            span,
+            header_span,
         };
-        let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
-        for attribute in block.attributes() {
+        let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+        let mut nested_blocks = Vec::new();
+        for item in body.items {
+            let attribute = match item {
+                Item::Attribute(attribute) => attribute,
+                Item::Block(nested) => {
+                    nested_blocks.push(nested);
+                    continue;
+                }
+            };
             let name = attribute.name.name.as_str();
-            if let Some(first) = seen.insert(name, attribute.name.span) {
+            if let Some(first) = seen.insert(name.to_string(), attribute.name.span) {
                 diagnostics.push(
                     Diagnostic::error("infra::duplicate", format!("duplicate argument `{name}`"))
                         .with_label(attribute.name.span, "set again here")
@@ -522,11 +531,11 @@ impl ModuleDeclarations {
                 continue;
             }
             match name {
-                "count" => resource.count = Some(attribute.value.clone()),
-                "for_each" => resource.for_each = Some(attribute.value.clone()),
-                "depends_on" => resource.depends_on = reference_list(attribute, diagnostics),
-                "provider" => resource.provider = Some(attribute.value.clone()),
-                _ => resource.arguments.push(attribute.clone()),
+                "count" => resource.count = Some(attribute.value),
+                "for_each" => resource.for_each = Some(attribute.value),
+                "depends_on" => resource.depends_on = reference_list(&attribute, diagnostics),
+                "provider" => resource.provider = Some(attribute.value),
+                _ => resource.arguments.push(attribute),
             }
         }
         if let (Some(count), Some(for_each)) = (&resource.count, &resource.for_each) {
@@ -542,15 +551,15 @@ impl ModuleDeclarations {
                 ),
             );
         }
-        for nested in block.blocks() {
+        for nested in nested_blocks {
             if nested.kind.name == "lifecycle" {
                 if mode == ResourceMode::Data {
-                    diagnostics.push(unexpected_block(kind, nested));
+                    diagnostics.push(unexpected_block(kind, &nested));
                 } else {
-                    resource.lifecycle = lifecycle(nested, diagnostics);
+                    resource.lifecycle = lifecycle(&nested, diagnostics);
                 }
             } else {
-                resource.nested_blocks.push(nested.clone());
+                resource.nested_blocks.push(nested);
             }
         }
         if let Some(previous) = self.resources.get(&id) {

@@ -15,7 +15,7 @@ pub struct ModuleConfig {
     pub dir: PathBuf,
     /// The module's address: empty for the root, `["network"]` for `module.network`.
     pub path: Vec<String>,
-    pub files: Vec<(FileId, File)>,
+    pub files: Vec<FileId>,
     pub declarations: ModuleDeclarations,
     /// Child modules by call name (a call whose directory failed to load is absent).
     pub children: BTreeMap<String, ModuleConfig>,
@@ -209,8 +209,9 @@ fn load_module(
             files.push(parsed);
         }
     }
+    let ids: Vec<FileId> = files.iter().map(|(id, _)| *id).collect();
     let declarations =
-        ModuleDeclarations::from_files(files.iter().map(|(_, file)| file), diagnostics);
+        ModuleDeclarations::from_files(files.into_iter().map(|(_, file)| file), diagnostics);
     stack.push(canonical);
     let mut children = BTreeMap::new();
     for (name, call) in &declarations.module_calls {
@@ -281,7 +282,7 @@ fn load_module(
     Some(ModuleConfig {
         dir: dir.to_path_buf(),
         path,
-        files,
+        files: ids,
         declarations,
         children,
     })

@@ -35,7 +35,7 @@ pub struct ResourceInstance {
     /// Full address, e.g. `module.net.aws_subnet.public[0]`.
     pub address: String,
     /// Arguments as evaluated; nested blocks are lists of objects.
-    pub arguments: BTreeMap<String, Value>,
+    pub arguments: std::sync::Arc<BTreeMap<String, Value>>,
     /// Addresses (without instance keys) of what this resource refers to or
     /// `depends_on`: resources, data sources and modules of the same module.
     pub dependencies: Vec<String>,
@@ -121,7 +121,7 @@ impl EvaluatedModule {
                 .map(|k| k.len())
                 .max()
                 .unwrap_or(0);
-            for (name, value) in &resource.arguments {
+            for (name, value) in resource.arguments.iter() {
                 let _ = writeln!(out, "  {name:width$} = {value}");
             }
             if !resource.dependencies.is_empty() {

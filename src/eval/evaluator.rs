@@ -5,7 +5,9 @@
 //! missing name fails quietly; what only evaluation can find (a type error, a
 //! missing map key, a function error) becomes a diagnostic at its span.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 
 use crate::config::{ResourceId, ResourceMode};
@@ -250,7 +252,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
 
     fn object(&mut self, items: &[crate::syntax::ObjectItem]) -> EvalResult {
         let mut entries = BTreeMap::new();
-        let mut spans: HashMap<String, Span> = HashMap::new();
+        let mut spans: HashMap<String, Span> = HashMap::default();
         let mut unknown = false;
         for item in items {
             let key = self.object_key(&item.key)?;

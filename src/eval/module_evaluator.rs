@@ -3,7 +3,9 @@
 //! chain), and evaluates variables, locals, resources (expanding `count` and
 //! `for_each`), child modules, deployments and outputs in that order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fmt;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -132,6 +134,8 @@ struct ModuleEvaluation<'c, 'd> {
     /// What each node refers to (for resource dependencies).
     dependencies: HashMap<Node, BTreeSet<Node>>,
     failed: HashSet<Node>,
+    /// `module.a.module.b.` for addresses; empty in the root module.
+    module_prefix: String,
 }
 
 fn evaluate_module(
@@ -157,9 +161,10 @@ fn evaluate_module(
         },
         diagnostics,
         budget,
-        referenced_attributes: HashMap::new(),
-        dependencies: HashMap::new(),
-        failed: HashSet::new(),
+        referenced_attributes: HashMap::default(),
+        dependencies: HashMap::default(),
+        failed: HashSet::default(),
+        module_prefix: ModuleEvaluation::compute_module_prefix(&config.path),
     };
     evaluation.run(inputs);
     evaluation.result
@@ -210,7 +215,7 @@ impl ModuleEvaluation<'_, '_> {
 
         // 2. References → edges (user → dependency), unknown names reported.
         let mut graph: DiGraph<Node, Span> = DiGraph::new();
-        let mut index_of: HashMap<Node, NodeIndex> = HashMap::new();
+        let mut index_of: HashMap<Node, NodeIndex> = HashMap::default();
         for (node, _) in &nodes {
             index_of.insert(node.clone(), graph.add_node(node.clone()));
         }
@@ -224,16 +229,17 @@ impl ModuleEvaluation<'_, '_> {
                 self.diagnostics.push(problem);
             }
             let from = index_of[node];
+            let mut targets = BTreeSet::new();
             for reference in references {
                 if let Some(target) = self.resolve(node, &reference) {
                     if let Some(&to) = index_of.get(&target) {
                         graph.add_edge(from, to, reference.span);
                     }
-                    self.dependencies
-                        .entry(node.clone())
-                        .or_default()
-                        .insert(target);
+                    targets.insert(target);
                 }
+            }
+            if !targets.is_empty() {
+                self.dependencies.insert(node.clone(), targets);
             }
         }
 
@@ -895,15 +901,28 @@ impl ModuleEvaluation<'_, '_> {
     }
 
     fn module_prefix(&self) -> String {
-        self.config
-            .path
-            .iter()
-            .map(|p| format!("module.{p}."))
-            .collect()
+        self.module_prefix.clone()
+    }
+
+    fn compute_module_prefix(path: &[String]) -> String {
+        path.iter().map(|p| format!("module.{p}.")).collect()
     }
 
     fn address_of(&self, id: &ResourceId, key: &InstanceKey) -> String {
-        format!("{}{id}{}", self.module_prefix(), key.suffix())
+        let mut address = String::with_capacity(
+            self.module_prefix.len() + id.type_name.len() + id.name.len() + 8,
+        );
+        address.push_str(&self.module_prefix);
+        if id.mode == ResourceMode::Data {
+            address.push_str("data.");
+        }
+        address.push_str(&id.type_name);
+        address.push('.');
+        address.push_str(&id.name);
+        if *key != InstanceKey::None {
+            address.push_str(&key.suffix());
+        }
+        address
     }
 
     fn evaluate_resource(&mut self, id: &ResourceId) -> bool {
@@ -948,11 +967,8 @@ impl ModuleEvaluation<'_, '_> {
             vec![(InstanceKey::None, None, None)]
         };
 
-        let referenced = self
-            .referenced_attributes
-            .get(id)
-            .cloned()
-            .unwrap_or_default();
+        // Each resource is evaluated once, so its set can be taken.
+        let referenced = self.referenced_attributes.remove(id).unwrap_or_default();
         let dependencies = self.resource_dependencies(id);
         let mut ok = true;
         let mut objects: Vec<(InstanceKey, Value)> = Vec::new();
@@ -977,11 +993,19 @@ impl ModuleEvaluation<'_, '_> {
                 Ok(()) => {}
                 Err(_) => ok = false,
             }
-            let mut object = arguments.clone();
-            for attribute in &referenced {
-                object.entry(attribute.clone()).or_insert(Value::Unknown);
-            }
-            objects.push((key.clone(), Value::map(object)));
+            // What references see: the arguments, plus unknown for every
+            // attribute read but not set (computed by the provider).
+            let arguments = std::sync::Arc::new(arguments);
+            let object = if referenced.iter().all(|a| arguments.contains_key(a)) {
+                Value::Map(arguments.clone())
+            } else {
+                let mut object = (*arguments).clone();
+                for attribute in &referenced {
+                    object.entry(attribute.clone()).or_insert(Value::Unknown);
+                }
+                Value::map(object)
+            };
+            objects.push((key.clone(), object));
             self.result.resources.push(ResourceInstance {
                 id: id.clone(),
                 address: self.address_of(id, &key),
@@ -1109,7 +1133,7 @@ impl ModuleEvaluation<'_, '_> {
 /// [`ModuleEvaluation::eval_block_body`]. Reports every failing attribute.
 pub(super) fn eval_body(evaluator: &mut Evaluator, body: &Body, skip: &[&str]) -> EvalResult {
     let mut object = BTreeMap::new();
-    let mut seen: HashMap<&str, Span> = HashMap::new();
+    let mut seen: HashMap<&str, Span> = HashMap::default();
     let mut ok = true;
     let mut blocks = Vec::new();
     for item in &body.items {
@@ -1214,9 +1238,9 @@ fn shortest_cycle_through(
     members: &HashSet<NodeIndex>,
 ) -> Option<Vec<(NodeIndex, Span)>> {
     use petgraph::visit::EdgeRef;
-    let mut previous: HashMap<NodeIndex, (NodeIndex, Span)> = HashMap::new();
+    let mut previous: HashMap<NodeIndex, (NodeIndex, Span)> = HashMap::default();
     let mut queue = VecDeque::from([start]);
-    let mut visited: HashSet<NodeIndex> = HashSet::from([start]);
+    let mut visited: HashSet<NodeIndex> = HashSet::from_iter([start]);
     while let Some(current) = queue.pop_front() {
         let mut edges: Vec<_> = graph
             .edges(current)

@@ -116,8 +116,10 @@ pub enum ExprKind {
         root: Box<Expr>,
         steps: Vec<Step>,
     },
+    /// Large fields are boxed to keep every `Expr` small (64 bytes): most
+    /// nodes are names and literals, and all of them pay for the largest.
     Call {
-        name: Ident,
+        name: Box<Ident>,
         args: Vec<Expr>,
         /// `f(a, list...)`: the last argument is expanded.
         expand_final: bool,
@@ -137,12 +139,12 @@ pub enum ExprKind {
         otherwise: Box<Expr>,
     },
     ForList {
-        intro: ForIntro,
+        intro: Box<ForIntro>,
         value: Box<Expr>,
         condition: Option<Box<Expr>>,
     },
     ForObject {
-        intro: ForIntro,
+        intro: Box<ForIntro>,
         key: Box<Expr>,
         value: Box<Expr>,
         group: bool,

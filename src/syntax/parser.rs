@@ -4,7 +4,6 @@
 //! skips to the next top-level block (a line starting with a block keyword in
 //! column 0) and carries on, so one run reports the errors of every block.
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 
 use pest::Parser as _;
@@ -76,18 +75,43 @@ pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     let mut items = Vec::new();
     let mut errors_left = MAX_SYNTAX_ERRORS_PER_FILE;
     let comment_starts_by_end = comment_index(&scan.comments);
+    let masked = scan.masked(text);
     let mut region = Region {
         file,
         text,
-        comment_starts_by_end: &comment_starts_by_end,
+        masked: &masked,
+        comment_starts_by_end,
     };
+    // A byte-order mark is not part of the configuration.
+    let start = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
     region.parse(
-        0,
+        start,
         text.len(),
         &mut items,
         &mut diagnostics,
         &mut errors_left,
     );
+    if let Some(opener) = scan.unterminated_heredoc {
+        // The heredoc ran to the end of the file; any "unexpected end of
+        // file" is a consequence, not a second problem.
+        diagnostics.retain(|d| {
+            d.code != "infra::syntax"
+                || d.primary_span()
+                    .is_none_or(|s| (s.start as usize) < text.len())
+        });
+        let marker = text[opener.range()]
+            .trim_start_matches("<<")
+            .trim_start_matches('-')
+            .to_string();
+        diagnostics.push(
+            Diagnostic::error(
+                "infra::syntax",
+                format!("heredoc `{marker}` is never closed"),
+            )
+            .with_label(opener, "opened here")
+            .with_help(format!("end it with a line holding only `{marker}`")),
+        );
+    }
     items.sort_by_key(|item| item.span().start);
     let file = File {
         body: Body { items, span: whole },
@@ -104,7 +128,8 @@ pub fn parse_expression(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
             .with_label(span, format!("more than {MAX_NESTING} levels deep here")));
     }
     set_call_limit(text.len());
-    match InfraParser::parse(Rule::expression_only, text) {
+    let masked = scan.masked(text);
+    match InfraParser::parse(Rule::expression_only, &masked) {
         Ok(mut pairs) => {
             let comment_starts_by_end = comment_index(&scan.comments);
             let mut builder = Builder {
@@ -112,7 +137,7 @@ pub fn parse_expression(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
                 offset: 0,
                 diagnostics: Vec::new(),
                 text,
-                comment_starts_by_end: &comment_starts_by_end,
+                comment_starts_by_end,
             };
             let only = pairs.next().expect("expression_only pair");
             let expression = only.into_inner().next().expect("expression pair");
@@ -126,7 +151,7 @@ pub fn parse_expression(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
             file,
             text,
             0,
-            text,
+            &masked,
             Rule::expression_only,
             &error,
         )),
@@ -139,18 +164,27 @@ fn set_call_limit(len: usize) {
     pest::set_call_limit(NonZeroUsize::new(limit));
 }
 
-fn comment_index(comments: &[Comment]) -> HashMap<usize, usize> {
+/// Comments in source order; their ends are increasing too, so the comment
+/// ending at an offset is found by binary search.
+fn comment_index(comments: &[Comment]) -> &[Comment] {
     comments
-        .iter()
-        .map(|c| (c.span.end as usize, c.span.start as usize))
-        .collect()
+}
+
+fn comment_start_ending_at(comments: &[Comment], end: usize) -> Option<usize> {
+    comments
+        .binary_search_by_key(&end, |c| c.span.end as usize)
+        .ok()
+        .map(|index| comments[index].span.start as usize)
 }
 
 /// Parsing of one file, region by region (to resume after an error).
 struct Region<'t> {
     file: FileId,
+    /// The source, for spans, names and literal text.
     text: &'t str,
-    comment_starts_by_end: &'t HashMap<usize, usize>,
+    /// The source with heredoc literal text masked: what pest parses.
+    masked: &'t str,
+    comment_starts_by_end: &'t [Comment],
 }
 
 impl Region<'_> {
@@ -164,7 +198,7 @@ impl Region<'_> {
     ) {
         let (file, text, comment_starts_by_end) =
             (self.file, self.text, self.comment_starts_by_end);
-        let region = &text[start..end];
+        let region = &self.masked[start..end];
         set_call_limit(region.len());
         match InfraParser::parse(Rule::file, region) {
             Ok(mut pairs) => {
@@ -363,7 +397,6 @@ fn describe_rule(rule: Rule) -> Option<&'static str> {
         Rule::kw_if => "`if`",
         Rule::EOI => "end of file",
         Rule::interpolation => "`${`",
-        Rule::heredoc_end => "the heredoc's closing marker",
         _ => return None,
     })
 }
@@ -445,7 +478,7 @@ struct Builder<'t> {
     /// The whole file, to trim spans.
     text: &'t str,
     /// Comment end offset → start offset, to trim comments off span ends.
-    comment_starts_by_end: &'t HashMap<usize, usize>,
+    comment_starts_by_end: &'t [Comment],
 }
 
 impl Builder<'_> {
@@ -457,8 +490,8 @@ impl Builder<'_> {
         let mut end = self.offset + span.end();
         loop {
             let trimmed = start + self.text[start..end].trim_end().len();
-            end = match self.comment_starts_by_end.get(&trimmed) {
-                Some(&comment_start) if comment_start >= start => comment_start,
+            end = match comment_start_ending_at(self.comment_starts_by_end, trimmed) {
+                Some(comment_start) if comment_start >= start => comment_start,
                 _ => {
                     end = trimmed;
                     break;
@@ -692,7 +725,7 @@ impl Builder<'_> {
                             }
                         }
                         ExprKind::Call {
-                            name,
+                            name: Box::new(name),
                             args,
                             expand_final,
                         }
@@ -734,7 +767,7 @@ impl Builder<'_> {
             Rule::heredoc => ExprKind::Template(self.heredoc(pair)),
             Rule::for_list => {
                 let mut inner = pair.into_inner();
-                let intro = self.for_intro(inner.next().expect("for intro"));
+                let intro = Box::new(self.for_intro(inner.next().expect("for intro")));
                 let value = self.expression(inner.next().expect("for value"));
                 let condition = inner
                     .find(|c| c.as_rule() == Rule::for_cond)
@@ -747,7 +780,7 @@ impl Builder<'_> {
             }
             Rule::for_object => {
                 let mut inner = pair.into_inner();
-                let intro = self.for_intro(inner.next().expect("for intro"));
+                let intro = Box::new(self.for_intro(inner.next().expect("for intro")));
                 let key = self.expression(inner.next().expect("for key"));
                 let value = self.expression(inner.next().expect("for value"));
                 let mut group = false;
@@ -816,30 +849,62 @@ impl Builder<'_> {
         parts
     }
 
+    /// A heredoc's literal text is masked in what pest saw; it is read back
+    /// here from the original source by span.
     fn heredoc(&mut self, pair: Pair<Rule>) -> Vec<TemplatePart> {
         let mut strip = false;
-        let mut lines: Vec<Vec<TemplatePart>> = Vec::new();
+        let mut pieces: Vec<TemplatePart> = Vec::new();
         for part in pair.into_inner() {
             match part.as_rule() {
                 Rule::heredoc_strip => strip = true,
-                Rule::heredoc_line => {
-                    let mut line = Vec::new();
-                    for piece in part.into_inner() {
-                        match piece.as_rule() {
-                            Rule::heredoc_text => {
-                                push_literal(&mut line, &piece.as_str().replace("$${", "${"))
-                            }
-                            Rule::interpolation => {
-                                let inner = piece.into_inner().next().expect("interpolation");
-                                line.push(TemplatePart::Interpolation(self.expression(inner)));
-                            }
-                            _ => {}
-                        }
-                    }
-                    lines.push(line);
+                Rule::heredoc_text => {
+                    let span = part.as_span();
+                    let text = &self.text[self.offset + span.start()..self.offset + span.end()];
+                    pieces.push(TemplatePart::Literal(text.to_string()));
+                }
+                Rule::interpolation => {
+                    let inner = part.into_inner().next().expect("interpolation");
+                    pieces.push(TemplatePart::Interpolation(self.expression(inner)));
                 }
                 _ => {}
             }
+        }
+        // The first literal begins with the rest of the opening line, the
+        // last ends with the closing line: neither is content.
+        if let Some(TemplatePart::Literal(first)) = pieces.first_mut() {
+            match first.find('\n') {
+                Some(newline) => drop(first.drain(..=newline)),
+                None => first.clear(),
+            }
+        }
+        if let Some(TemplatePart::Literal(last)) = pieces.last_mut() {
+            match last.rfind('\n') {
+                Some(newline) => last.truncate(newline + 1),
+                None => last.clear(),
+            }
+        }
+        // Content lines, each ending in a newline.
+        let mut lines: Vec<Vec<TemplatePart>> = vec![Vec::new()];
+        for piece in pieces {
+            match piece {
+                TemplatePart::Literal(text) => {
+                    // `$${` is a literal `${`; CRLF files give LF content.
+                    let text = text.replace("$${", "${").replace("\r\n", "\n");
+                    for (index, segment) in text.split('\n').enumerate() {
+                        if index > 0 {
+                            lines.push(Vec::new());
+                        }
+                        if !segment.is_empty() {
+                            let line = lines.last_mut().expect("a line");
+                            push_literal(line, segment);
+                        }
+                    }
+                }
+                interpolation => lines.last_mut().expect("a line").push(interpolation),
+            }
+        }
+        if lines.last().is_some_and(Vec::is_empty) {
+            lines.pop();
         }
         if strip {
             strip_common_indent(&mut lines);

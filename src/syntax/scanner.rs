@@ -1,6 +1,13 @@
 //! A light pass over the raw text, before pest: it collects comments (which
-//! the grammar skips) for the formatter, and rejects nesting deeper than
-//! [`MAX_NESTING`] so that no input can exhaust the parser's stack.
+//! the grammar skips) for the formatter, rejects nesting deeper than
+//! [`MAX_NESTING`] so that no input can exhaust the parser's stack, and finds
+//! where each heredoc ends.
+//!
+//! Heredocs are the one construct a PEG cannot delimit without pest's stack
+//! (`PUSH`/`POP` of the marker), and using the stack makes pest snapshot it
+//! around every choice of the grammar. So the scanner delimits heredocs, and
+//! the parser masks their literal text before pest sees it (see
+//! [`Scan::masked`]).
 //!
 //! It knows just enough of the lexical grammar to tell code from strings,
 //! heredocs and comments; everything else is pest's job.
@@ -14,6 +21,34 @@ pub struct Scan {
     pub comments: Vec<Comment>,
     /// Where nesting first went past [`MAX_NESTING`].
     pub too_deep: Option<Span>,
+    /// Byte ranges of heredoc literal text: from the end of the opening
+    /// marker to the end of the closing marker, minus the `${…}`
+    /// interpolations inside.
+    pub heredoc_literals: Vec<std::ops::Range<usize>>,
+    /// A heredoc whose closing marker never comes: the span of its opener.
+    pub unterminated_heredoc: Option<Span>,
+}
+
+/// Replaces heredoc literal text by this byte, so that the grammar can match
+/// a heredoc body without knowing its marker.
+pub const HEREDOC_MASK: u8 = 0x01;
+
+impl Scan {
+    /// The text pest parses: heredoc literal text replaced byte for byte by
+    /// [`HEREDOC_MASK`] (so every offset is unchanged and the text stays
+    /// UTF-8). Borrowed when there are no heredocs.
+    pub fn masked<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        if self.heredoc_literals.is_empty() {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        let mut bytes = text.as_bytes().to_vec();
+        for range in &self.heredoc_literals {
+            bytes[range.clone()].fill(HEREDOC_MASK);
+        }
+        std::borrow::Cow::Owned(
+            String::from_utf8(bytes).expect("masking whole UTF-8 sequences with ASCII keeps UTF-8"),
+        )
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -23,8 +58,10 @@ enum Context {
     /// Code inside `${ … }`, ended by `}` back into a string or heredoc.
     Interpolation,
     Quoted,
+    /// Inside a heredoc; `opener` is the span of `<<EOT`.
     Heredoc {
         marker: Vec<u8>,
+        opener: (usize, usize),
     },
 }
 
@@ -34,6 +71,9 @@ pub fn scan(file: FileId, text: &str) -> Scan {
     let mut stack = vec![Context::Code];
     let mut at = 0;
     let mut line_start = true;
+    let mut heredoc_literals = Vec::new();
+    // Where the current heredoc literal run started, while in a heredoc.
+    let mut literal_start: Option<usize> = None;
     while at < bytes.len() {
         let byte = bytes[at];
         let next = bytes.get(at + 1).copied();
@@ -58,8 +98,12 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                 match byte {
                     b'"' => stack.push(Context::Quoted),
                     b'<' if next == Some(b'<') => {
-                        if let Some((marker, body_start)) = heredoc_header(bytes, at) {
-                            stack.push(Context::Heredoc { marker });
+                        if let Some((marker, marker_end, body_start)) = heredoc_header(bytes, at) {
+                            stack.push(Context::Heredoc {
+                                marker,
+                                opener: (at, marker_end),
+                            });
+                            literal_start = Some(marker_end);
                             at = body_start;
                             line_start = true;
                             continue;
@@ -70,7 +114,13 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                         stack.pop();
                     }
                     b'}' if stack.len() > 1 => {
-                        stack.pop();
+                        let closed = stack.pop();
+                        // Back from `${…}` into a heredoc: its literal text resumes.
+                        if closed == Some(Context::Interpolation)
+                            && matches!(stack.last(), Some(Context::Heredoc { .. }))
+                        {
+                            literal_start = Some(at + 1);
+                        }
                     }
                     _ => {}
                 }
@@ -87,9 +137,12 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                 }
                 _ => {}
             },
-            Context::Heredoc { marker } => {
+            Context::Heredoc { marker, .. } => {
                 if line_start && let Some(end) = heredoc_close(bytes, at, marker) {
                     stack.pop();
+                    if let Some(start) = literal_start.take() {
+                        heredoc_literals.push(start..end);
+                    }
                     at = end;
                     line_start = false;
                     continue;
@@ -97,6 +150,9 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                 match byte {
                     b'$' if next == Some(b'$') && bytes.get(at + 2) == Some(&b'{') => at += 2,
                     b'$' if next == Some(b'{') => {
+                        if let Some(start) = literal_start.take() {
+                            heredoc_literals.push(start..at);
+                        }
                         stack.push(Context::Interpolation);
                         at += 1;
                     }
@@ -109,14 +165,26 @@ pub fn scan(file: FileId, text: &str) -> Scan {
             return Scan {
                 comments,
                 too_deep: Some(Span::new(file, at, end)),
+                heredoc_literals,
+                unterminated_heredoc: None,
             };
         }
         line_start = byte == b'\n';
         at += 1;
     }
+    // A heredoc still open at the end of the file never closed.
+    let unterminated_heredoc = stack.iter().rev().find_map(|context| match context {
+        Context::Heredoc { opener, .. } => Some(Span::new(file, opener.0, opener.1)),
+        _ => None,
+    });
+    if let Some(start) = literal_start.filter(|_| unterminated_heredoc.is_some()) {
+        heredoc_literals.push(start..bytes.len());
+    }
     Scan {
         comments,
         too_deep: None,
+        heredoc_literals,
+        unterminated_heredoc,
     }
 }
 
@@ -140,8 +208,9 @@ fn is_identifier_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
 }
 
-/// `<<EOT` or `<<-EOT` then the end of the line: the marker and where the body starts.
-fn heredoc_header(bytes: &[u8], at: usize) -> Option<(Vec<u8>, usize)> {
+/// `<<EOT` or `<<-EOT` then the end of the line: the marker, where the
+/// marker ends and where the body starts.
+fn heredoc_header(bytes: &[u8], at: usize) -> Option<(Vec<u8>, usize, usize)> {
     let mut cursor = at + 2;
     if bytes.get(cursor) == Some(&b'-') {
         cursor += 1;
@@ -155,10 +224,11 @@ fn heredoc_header(bytes: &[u8], at: usize) -> Option<(Vec<u8>, usize)> {
         cursor += 1;
     }
     let marker = bytes[marker_start..cursor].to_vec();
+    let marker_end = cursor;
     while matches!(bytes.get(cursor), Some(b' ' | b'\t' | b'\r')) {
         cursor += 1;
     }
-    (bytes.get(cursor) == Some(&b'\n')).then_some((marker, cursor + 1))
+    (bytes.get(cursor) == Some(&b'\n')).then_some((marker, marker_end, cursor + 1))
 }
 
 /// If the line at `at` closes the heredoc, where the marker ends.
