@@ -1036,3 +1036,135 @@ fn unescape(raw: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The literal value of `x = <heredoc or string>` when it has no interpolation.
+    fn value_of(source: &str) -> Vec<TemplatePart> {
+        let (file, diagnostics) = parse_file(FileId(0), source);
+        assert!(diagnostics.is_empty(), "{source:?}: {diagnostics:?}");
+        match &file.body.items[0] {
+            Item::Attribute(attribute) => match &attribute.value.kind {
+                ExprKind::Template(parts) => parts.clone(),
+                other => panic!("not a template: {other:?}"),
+            },
+            other => panic!("not an attribute: {other:?}"),
+        }
+    }
+
+    fn literal(text: &str) -> Vec<TemplatePart> {
+        vec![TemplatePart::Literal(text.to_string())]
+    }
+
+    #[test]
+    fn heredocs_keep_their_text_exactly() {
+        assert_eq!(
+            value_of("x = <<EOT\nhello\n  world\nEOT\n"),
+            literal("hello\n  world\n")
+        );
+        assert_eq!(
+            value_of("x = <<EOT\nEOT\n"),
+            Vec::<TemplatePart>::new(),
+            "empty heredoc"
+        );
+        assert_eq!(
+            value_of("x = <<EOT  \nline\nEOT"),
+            literal("line\n"),
+            "spaces after the opener, no newline at the end"
+        );
+        assert_eq!(
+            value_of("x = <<EOT\nEOTX\nEOT_\n  EOT\n"),
+            literal("EOTX\nEOT_\n"),
+            "the marker must stand alone; it may be indented"
+        );
+        assert_eq!(
+            value_of("x = <<EOT\r\na\r\nEOT\r\n"),
+            literal("a\n"),
+            "CRLF files give LF content"
+        );
+        assert_eq!(
+            value_of("x = <<EOT\ncost: $${price} $5\nEOT\n"),
+            literal("cost: ${price} $5\n")
+        );
+        assert_eq!(
+            value_of("x = <<EOT\n# not a comment\n\"quotes\" \\n stay\nEOT\n"),
+            literal("# not a comment\n\"quotes\" \\n stay\n")
+        );
+        assert_eq!(
+            value_of("x = <<EOT\nnested <<EOF\nfi\nEOF\nEOT\n"),
+            literal("nested <<EOF\nfi\nEOF\n"),
+            "lines that are other words do not end it"
+        );
+    }
+
+    #[test]
+    fn indented_heredocs_strip_common_indentation() {
+        assert_eq!(
+            value_of("x = <<-EOT\n    a\n      b\n\n    c\n  EOT\n"),
+            literal("a\n  b\n\nc\n")
+        );
+    }
+
+    #[test]
+    fn heredoc_interpolations_are_expressions() {
+        // `}` inside a string inside `${…}` does not end the interpolation.
+        let parts = value_of("x = <<-EOT\n  ${a}\n  mid ${ \"}\" } end\n  ${b}\n  EOT\n");
+        assert_eq!(parts.len(), 6, "{parts:?}");
+        assert!(matches!(parts[0], TemplatePart::Interpolation(_)));
+        assert!(matches!(parts[2], TemplatePart::Interpolation(_)));
+        assert!(matches!(parts[4], TemplatePart::Interpolation(_)));
+        assert_eq!(parts[1], TemplatePart::Literal("\nmid ".into()));
+        assert_eq!(parts[3], TemplatePart::Literal(" end\n".into()));
+        assert_eq!(parts[5], TemplatePart::Literal("\n".into()));
+    }
+
+    #[test]
+    fn a_heredoc_in_a_list_and_after_it() {
+        let (file, diagnostics) =
+            parse_file(FileId(0), "x = [<<EOT\none\nEOT\n, \"two\"]\ny = 1\n");
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert_eq!(file.body.items.len(), 2);
+    }
+
+    #[test]
+    fn an_unclosed_heredoc_is_one_clear_error() {
+        let (_, diagnostics) = parse_file(FileId(0), "locals {\n  x = <<EOT\n  text\n}\n");
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        assert_eq!(diagnostics[0].message, "heredoc `EOT` is never closed");
+        assert_eq!(
+            diagnostics[0].primary_span().map(|s| (s.start, s.end)),
+            Some((15, 20))
+        );
+    }
+
+    #[test]
+    fn spans_exclude_trailing_whitespace_and_comments() {
+        let source = "a = 1 + 2   # note\nb = \"x\" /* c */\n";
+        let (file, diagnostics) = parse_file(FileId(0), source);
+        assert!(diagnostics.is_empty());
+        let spans: Vec<&str> = file
+            .body
+            .items
+            .iter()
+            .map(|item| &source[item.span().range()])
+            .collect();
+        assert_eq!(spans, ["a = 1 + 2", "b = \"x\""]);
+    }
+
+    #[test]
+    fn operators_bind_by_precedence() {
+        let (file, _) = parse_file(FileId(0), "x = !a || b && c == 1 + 2 * -3 ? y : z\n");
+        let Item::Attribute(attribute) = &file.body.items[0] else {
+            panic!()
+        };
+        assert_eq!(
+            crate::format::tree_shape(&Body {
+                items: vec![Item::Attribute(attribute.clone())],
+                span: attribute.span
+            }),
+            "(attr x (? (|| (! a) (&& b (== c (+ 1 (* 2 (- 3)))))) y z))"
+        );
+    }
+}
