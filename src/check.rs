@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::config::{ModuleConfig, load_root, read_and_parse};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::eval::{
-    EvaluatedModule, ProvidedValue, RootVariables, TypeConstraint, VariableOrigin,
+    EvaluatedModule, ProvidedValue, RootVariables, SchemaCatalog, TypeConstraint, VariableOrigin,
     evaluate_configuration,
 };
 use crate::syntax::{Item, SourceMap, parse_expression};
@@ -25,6 +25,9 @@ pub struct CheckOptions {
     pub var_files: Vec<PathBuf>,
     /// `INFRA_VAR_NAME=VALUE` pairs from the environment, prefix removed.
     pub env_vars: Vec<(String, String)>,
+    /// Resource schemas to check resource blocks against (from the
+    /// providers; empty until the engine supplies them).
+    pub schemas: std::sync::Arc<SchemaCatalog>,
 }
 
 impl CheckOptions {
@@ -66,7 +69,13 @@ pub fn check(options: &CheckOptions) -> Checked {
         };
     };
     let variables = gather_variables(&config, options, &mut sources, &mut diagnostics);
-    let evaluated = evaluate_configuration(&config, &variables, &sources, &mut diagnostics);
+    let evaluated = evaluate_configuration(
+        &config,
+        &variables,
+        &options.schemas,
+        &sources,
+        &mut diagnostics,
+    );
     diagnostics.sort();
     Checked {
         sources,

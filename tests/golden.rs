@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use infra::check::{CheckOptions, check};
 use infra::diagnostics::{ReportStyle, render_all};
+use infra::eval::{BlockSchema, ProviderSchemas, SchemaCatalog};
 
 fn fixture_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("tests/fixtures")
@@ -42,7 +43,61 @@ fn options_for(dir: &Path) -> CheckOptions {
         vars,
         var_files,
         env_vars: Vec::new(),
+        schemas: std::sync::Arc::new(test_catalog()),
     }
+}
+
+/// A fictional provider `test`, to exercise schema checks: the engine's real
+/// catalog comes from the providers. It covers only `test_*` types, so the
+/// other fixtures are not checked against it.
+fn test_catalog() -> SchemaCatalog {
+    use infra::eval::{AttributeSchema as A, TypeConstraint as T};
+    let network = BlockSchema {
+        attributes: [
+            ("cidr".to_string(), A::required(T::String)),
+            ("name".to_string(), A::optional(T::String)),
+            ("id".to_string(), A::computed(T::String)),
+            ("tags".to_string(), A::optional(T::Map(Box::new(T::String)))),
+        ]
+        .into(),
+        blocks: Default::default(),
+    };
+    let rule = BlockSchema {
+        attributes: [("port".to_string(), A::required(T::Number))].into(),
+        blocks: Default::default(),
+    };
+    let server = BlockSchema {
+        attributes: [
+            ("image".to_string(), A::required(T::String)),
+            ("size".to_string(), A::optional(T::Number)),
+            ("network_id".to_string(), A::optional(T::String)),
+            ("id".to_string(), A::computed(T::String)),
+            ("address".to_string(), A::computed(T::String)),
+        ]
+        .into(),
+        blocks: [("rule".to_string(), rule)].into(),
+    };
+    let image = BlockSchema {
+        attributes: [
+            ("name".to_string(), A::required(T::String)),
+            ("id".to_string(), A::computed(T::String)),
+        ]
+        .into(),
+        blocks: Default::default(),
+    };
+    let mut catalog = SchemaCatalog::default();
+    catalog.providers.insert(
+        "test".into(),
+        ProviderSchemas {
+            resources: [
+                ("test_network".to_string(), network),
+                ("test_server".to_string(), server),
+            ]
+            .into(),
+            data_sources: [("test_image".to_string(), image)].into(),
+        },
+    );
+    catalog
 }
 
 fn render_case(dir: &Path) -> String {
@@ -120,6 +175,9 @@ fn every_error_kind_has_a_fixture() {
         "infra::unknown_value",
         "infra::invalid_duration",
         "infra::unknown_strategy",
+        "infra::unknown_resource_type",
+        "infra::computed_argument",
+        "infra::unexpected_block",
     ] {
         assert!(all.contains(code), "no fixture produces `{code}`");
     }

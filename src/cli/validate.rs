@@ -35,6 +35,9 @@ pub fn run(directory: Option<PathBuf>, args: &ValidateArgs, style: ReportStyle) 
         vars: args.variables.vars.clone(),
         var_files: args.variables.var_files.clone(),
         env_vars: Vec::new(),
+        // Providers (and their schemas) come with the engine; until then
+        // resource types and arguments are not checked.
+        schemas: Default::default(),
     }
     .with_process_env();
     let checked = check(&options);

@@ -110,7 +110,7 @@ impl EvaluatedModule {
         }
         for resource in &self.resources {
             let mode = if resource.id.mode == ResourceMode::Data {
-                "data"
+                "data source"
             } else {
                 "resource"
             };

@@ -8,6 +8,7 @@ mod evaluator;
 mod functions;
 mod module_evaluator;
 mod references;
+mod schema;
 mod types;
 mod value;
 
@@ -15,5 +16,6 @@ pub use deployment::parse_duration;
 pub use evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
 pub use functions::{FUNCTIONS, function_names, io_reason};
 pub use module_evaluator::{ProvidedValue, RootVariables, VariableOrigin, evaluate_configuration};
+pub use schema::{AttributeSchema, BlockSchema, ProviderSchemas, SchemaCatalog, SchemaLookup};
 pub use types::TypeConstraint;
 pub use value::{Value, format_number, quote};

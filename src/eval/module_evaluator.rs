@@ -12,13 +12,14 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::config::{ModuleConfig, ResourceDecl, ResourceId, ResourceMode};
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
-use crate::syntax::{Block, Body, Expr, ExprKind, Item, SourceMap, Span};
+use crate::syntax::{Block, Body, Expr, ExprKind, Ident, Item, SourceMap, Span};
 
 use super::deployment::check_deployment;
 use super::evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
 use super::evaluator::{EvalResult, Evaluator, Failed, MAX_EVALUATION_STEPS, ModuleValues, Scope};
 use super::functions::MAX_GENERATED_ELEMENTS;
 use super::references::{Reference, Target, collect_references};
+use super::schema::{BlockSchema, SchemaCatalog, SchemaLookup, provider_of};
 use super::types::{TYPE_NAMES, TypeConstraint};
 use super::value::{Value, format_number};
 
@@ -51,13 +52,19 @@ pub struct RootVariables {
 pub fn evaluate_configuration(
     root: &ModuleConfig,
     variables: &RootVariables,
+    schemas: &SchemaCatalog,
     sources: &SourceMap,
     diagnostics: &mut Diagnostics,
 ) -> EvaluatedModule {
     let mut budget = MAX_EVALUATION_STEPS;
     let root_dir = root.dir.to_string_lossy().into_owned();
     let inputs = Inputs::Root(variables);
-    evaluate_module(root, &inputs, &root_dir, sources, diagnostics, &mut budget)
+    let context = Context {
+        root_dir: &root_dir,
+        schemas,
+        sources,
+    };
+    evaluate_module(root, &inputs, &context, diagnostics, &mut budget)
 }
 
 enum Inputs<'a> {
@@ -121,16 +128,25 @@ fn resource_expressions(resource: &ResourceDecl) -> Vec<&Expr> {
     out
 }
 
+/// What every module of one evaluation shares.
+struct Context<'c> {
+    root_dir: &'c str,
+    schemas: &'c SchemaCatalog,
+    sources: &'c SourceMap,
+}
+
 struct ModuleEvaluation<'c, 'd> {
     config: &'c ModuleConfig,
     sources: &'c SourceMap,
-    root_dir: &'c str,
+    schemas: &'c SchemaCatalog,
+    context: &'c Context<'c>,
     values: ModuleValues,
     result: EvaluatedModule,
     diagnostics: &'d mut Diagnostics,
     budget: &'d mut u64,
-    /// Attributes read from each resource, so that unset ones can be unknown.
-    referenced_attributes: HashMap<ResourceId, BTreeSet<String>>,
+    /// Attributes read from each resource (with where they are read), so
+    /// that unset ones can be unknown, or reported when the schema lacks them.
+    referenced_attributes: HashMap<ResourceId, Vec<Ident>>,
     /// What each node refers to (for resource dependencies).
     dependencies: HashMap<Node, BTreeSet<Node>>,
     failed: HashSet<Node>,
@@ -138,21 +154,21 @@ struct ModuleEvaluation<'c, 'd> {
     module_prefix: String,
 }
 
-fn evaluate_module(
-    config: &ModuleConfig,
+fn evaluate_module<'c>(
+    config: &'c ModuleConfig,
     inputs: &Inputs,
-    root_dir: &str,
-    sources: &SourceMap,
+    context: &'c Context<'c>,
     diagnostics: &mut Diagnostics,
     budget: &mut u64,
 ) -> EvaluatedModule {
     let mut evaluation = ModuleEvaluation {
         config,
-        sources,
-        root_dir,
+        sources: context.sources,
+        schemas: context.schemas,
+        context,
         values: ModuleValues {
             path_module: config.dir.to_string_lossy().into_owned(),
-            path_root: root_dir.to_string(),
+            path_root: context.root_dir.to_string(),
             ..ModuleValues::default()
         },
         result: EvaluatedModule {
@@ -170,7 +186,7 @@ fn evaluate_module(
     evaluation.result
 }
 
-impl ModuleEvaluation<'_, '_> {
+impl<'c> ModuleEvaluation<'c, '_> {
     fn run(&mut self, inputs: &Inputs) {
         let declarations = &self.config.declarations;
         // 1. The nodes and their expressions.
@@ -327,7 +343,7 @@ impl ModuleEvaluation<'_, '_> {
                         self.referenced_attributes
                             .entry(id.clone())
                             .or_default()
-                            .insert(attribute.clone());
+                            .push(attribute.clone());
                     }
                     return Some(Node::Resource(id.clone()));
                 }
@@ -372,9 +388,10 @@ impl ModuleEvaluation<'_, '_> {
                     ));
                     return None;
                 };
-                if let (Some(output), Some(child)) =
-                    (&reference.attribute, self.config.children.get(name))
-                    && !child.declarations.outputs.contains_key(output)
+                if let (Some(output), Some(child)) = (
+                    reference.attribute.as_ref().map(|a| &a.name),
+                    self.config.children.get(name),
+                ) && !child.declarations.outputs.contains_key(output)
                 {
                     let outputs = &child.declarations.outputs;
                     self.diagnostics.push(
@@ -858,8 +875,7 @@ impl ModuleEvaluation<'_, '_> {
         let evaluated = evaluate_module(
             child,
             &Inputs::Child(values),
-            self.root_dir,
-            self.sources,
+            self.context,
             self.diagnostics,
             self.budget,
         );
@@ -967,8 +983,12 @@ impl ModuleEvaluation<'_, '_> {
             vec![(InstanceKey::None, None, None)]
         };
 
-        // Each resource is evaluated once, so its set can be taken.
+        let schema = self.resource_schema(resource);
+        // Each resource is evaluated once, so its list can be taken.
         let referenced = self.referenced_attributes.remove(id).unwrap_or_default();
+        if let Some(schema) = schema {
+            self.check_references_against_schema(id, &referenced, schema);
+        }
         let dependencies = self.resource_dependencies(id);
         let mut ok = true;
         let mut objects: Vec<(InstanceKey, Value)> = Vec::new();
@@ -984,6 +1004,38 @@ impl ModuleEvaluation<'_, '_> {
             for argument in &resource.arguments {
                 match evaluator.eval(&argument.value) {
                     Ok(value) => {
+                        let value = match schema.and_then(|s| s.attributes.get(&argument.name.name))
+                        {
+                            Some(attribute) => match attribute.type_constraint.convert(&value) {
+                                Ok(converted) => converted,
+                                Err(why) => {
+                                    evaluator.diagnostics.push(
+                                        Diagnostic::error(
+                                            "infra::type_mismatch",
+                                            format!(
+                                                "invalid value for `{}`: {why}",
+                                                argument.name.name
+                                            ),
+                                        )
+                                        .with_label(
+                                            argument.value.span,
+                                            format!("not a valid `{}`", attribute.type_constraint),
+                                        )
+                                        .with_help(
+                                            format!(
+                                                "`{}` of `{}` takes a `{}`",
+                                                argument.name.name,
+                                                id.type_name,
+                                                attribute.type_constraint
+                                            ),
+                                        ),
+                                    );
+                                    ok = false;
+                                    continue;
+                                }
+                            },
+                            None => value,
+                        };
                         arguments.insert(argument.name.name.clone(), value);
                     }
                     Err(_) => ok = false,
@@ -993,17 +1045,34 @@ impl ModuleEvaluation<'_, '_> {
                 Ok(()) => {}
                 Err(_) => ok = false,
             }
-            // What references see: the arguments, plus unknown for every
-            // attribute read but not set (computed by the provider).
+            // What references see: the arguments, plus every attribute the
+            // schema has (unknown if the provider computes it, else null);
+            // without a schema, unknown for every attribute read but not set.
             let arguments = std::sync::Arc::new(arguments);
-            let object = if referenced.iter().all(|a| arguments.contains_key(a)) {
-                Value::Map(arguments.clone())
-            } else {
-                let mut object = (*arguments).clone();
-                for attribute in &referenced {
-                    object.entry(attribute.clone()).or_insert(Value::Unknown);
+            let object = match schema {
+                Some(schema) => {
+                    let mut object = (*arguments).clone();
+                    for (name, attribute) in &schema.attributes {
+                        object.entry(name.clone()).or_insert(if attribute.computed {
+                            Value::Unknown
+                        } else {
+                            Value::Null
+                        });
+                    }
+                    Value::map(object)
                 }
-                Value::map(object)
+                None if referenced.iter().all(|a| arguments.contains_key(&a.name)) => {
+                    Value::Map(arguments.clone())
+                }
+                None => {
+                    let mut object = (*arguments).clone();
+                    for attribute in &referenced {
+                        object
+                            .entry(attribute.name.clone())
+                            .or_insert(Value::Unknown);
+                    }
+                    Value::map(object)
+                }
             };
             objects.push((key.clone(), object));
             self.result.resources.push(ResourceInstance {
@@ -1033,6 +1102,136 @@ impl ModuleEvaluation<'_, '_> {
         };
         self.values.resources.insert(id.clone(), value);
         ok
+    }
+
+    /// The schema of a resource's type, reporting an unknown type or provider
+    /// and checking the block's shape against it (once per resource).
+    fn resource_schema(&mut self, resource: &ResourceDecl) -> Option<&'c BlockSchema> {
+        let id = &resource.id;
+        let kind = if id.mode == ResourceMode::Data {
+            "data source"
+        } else {
+            "resource"
+        };
+        match self.schemas.lookup(id.mode, &id.type_name) {
+            SchemaLookup::Found(schema) => {
+                let mut problems = Vec::new();
+                check_block_against_schema(
+                    &id.type_name,
+                    resource.header_span,
+                    &resource.arguments,
+                    &resource.nested_blocks,
+                    schema,
+                    &mut problems,
+                );
+                for problem in problems {
+                    self.diagnostics.push(problem);
+                }
+                Some(schema)
+            }
+            SchemaLookup::UnknownType(candidates) => {
+                let provider = provider_of(&id.type_name);
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "infra::unknown_resource_type",
+                        format!("unknown {kind} type `{}`", id.type_name),
+                    )
+                    .with_label(
+                        resource.type_label.span,
+                        format!("provider `{provider}` has no such {kind} type"),
+                    )
+                    .with_help(
+                        did_you_mean(&id.type_name, candidates.iter().copied()).unwrap_or_else(
+                            || {
+                                format!(
+                                    "the {kind} types of `{provider}` are {}",
+                                    candidates
+                                        .iter()
+                                        .map(|c| format!("`{c}`"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            },
+                        ),
+                    ),
+                );
+                None
+            }
+            SchemaLookup::UnknownProvider(providers) => {
+                let provider = provider_of(&id.type_name);
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "infra::unknown_resource_type",
+                        format!("unknown {kind} type `{}`", id.type_name),
+                    )
+                    .with_label(
+                        resource.type_label.span,
+                        format!("no provider `{provider}`"),
+                    )
+                    .with_help(
+                        did_you_mean(provider, providers.iter().copied())
+                            .map(|m| format!("no provider is called `{provider}`; {m}"))
+                            .unwrap_or_else(|| {
+                                format!(
+                                    "the providers are {}",
+                                    providers
+                                        .iter()
+                                        .map(|p| format!("`{p}`"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            }),
+                    ),
+                );
+                None
+            }
+            SchemaLookup::NotCovered => None,
+        }
+    }
+
+    /// `aws_vpc.main.idd` where the schema has no `idd`.
+    fn check_references_against_schema(
+        &mut self,
+        id: &ResourceId,
+        referenced: &[Ident],
+        schema: &BlockSchema,
+    ) {
+        for attribute in referenced {
+            if schema.attributes.contains_key(&attribute.name)
+                || schema.blocks.contains_key(&attribute.name)
+            {
+                continue;
+            }
+            let candidates = schema
+                .attributes
+                .keys()
+                .chain(schema.blocks.keys())
+                .map(String::as_str);
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "infra::unknown_attribute",
+                    format!("`{id}` has no attribute `{}`", attribute.name),
+                )
+                .with_label(
+                    attribute.span,
+                    format!("not an attribute of `{}`", id.type_name),
+                )
+                .with_help(
+                    did_you_mean(&attribute.name, candidates).unwrap_or_else(|| {
+                        format!(
+                            "the attributes of `{}` are {}",
+                            id.type_name,
+                            schema
+                                .attributes
+                                .keys()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }),
+                ),
+            );
+        }
     }
 
     fn must_be_known(&mut self, what: &str, expr: &Expr) {
@@ -1125,6 +1324,137 @@ impl ModuleEvaluation<'_, '_> {
                 );
                 None
             }
+        }
+    }
+}
+
+/// Checks the arguments and nested blocks of a resource (or nested block)
+/// against its schema: unknown names, provider-only attributes, missing
+/// required arguments.
+fn check_block_against_schema(
+    what: &str,
+    header_span: Span,
+    attributes: &[crate::syntax::Attribute],
+    blocks: &[Block],
+    schema: &BlockSchema,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let settable = || {
+        schema
+            .attributes
+            .iter()
+            .filter(|(_, a)| a.is_settable())
+            .map(|(name, _)| name.as_str())
+            .chain(schema.blocks.keys().map(String::as_str))
+    };
+    for attribute in attributes {
+        let name = &attribute.name.name;
+        match schema.attributes.get(name) {
+            Some(found) if found.is_settable() => {}
+            Some(_) => problems.push(
+                Diagnostic::error(
+                    "infra::computed_argument",
+                    format!("`{name}` of `{what}` is set by the provider"),
+                )
+                .with_label(attribute.name.span, "cannot be configured")
+                .with_help(format!(
+                    "remove it; other resources can read it as `{what}.NAME.{name}`"
+                )),
+            ),
+            None if schema.blocks.contains_key(name) => problems.push(
+                Diagnostic::error(
+                    "infra::unknown_argument",
+                    format!("`{name}` of `{what}` is a block, not an argument"),
+                )
+                .with_label(attribute.name.span, "written as an argument")
+                .with_help(format!("write it as a block: `{name} {{ … }}`")),
+            ),
+            None => problems.push(
+                Diagnostic::error(
+                    "infra::unknown_argument",
+                    format!("unknown argument `{name}` for `{what}`"),
+                )
+                .with_label(
+                    attribute.name.span,
+                    format!("`{what}` has no such argument"),
+                )
+                .with_help(did_you_mean(name, settable()).unwrap_or_else(|| {
+                    format!(
+                        "the arguments of `{what}` are {}",
+                        settable()
+                            .map(|a| format!("`{a}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })),
+            ),
+        }
+    }
+    for (name, attribute) in &schema.attributes {
+        if attribute.required && !attributes.iter().any(|a| a.name.name == *name) {
+            problems.push(
+                Diagnostic::error(
+                    "infra::missing_argument",
+                    format!("missing required argument `{name}` for `{what}`"),
+                )
+                .with_label(header_span, format!("needs `{name}`"))
+                .with_help(format!(
+                    "add `{name} = …` (a `{}`)",
+                    attribute.type_constraint
+                )),
+            );
+        }
+    }
+    for block in blocks {
+        let name = &block.kind.name;
+        match schema.blocks.get(name) {
+            Some(nested) => {
+                let nested_attributes: Vec<crate::syntax::Attribute> =
+                    block.attributes().cloned().collect();
+                let nested_blocks: Vec<Block> = block.blocks().cloned().collect();
+                check_block_against_schema(
+                    &format!("{what}.{name}"),
+                    block.header_span,
+                    &nested_attributes,
+                    &nested_blocks,
+                    nested,
+                    problems,
+                );
+            }
+            None if schema.attributes.contains_key(name) => problems.push(
+                Diagnostic::error(
+                    "infra::unexpected_block",
+                    format!("`{name}` of `{what}` is an argument, not a block"),
+                )
+                .with_label(block.header_span, "written as a block")
+                .with_help(format!("write it as an argument: `{name} = …`")),
+            ),
+            None => problems.push(
+                Diagnostic::error(
+                    "infra::unexpected_block",
+                    format!("unknown block `{name}` in `{what}`"),
+                )
+                .with_label(block.header_span, format!("`{what}` has no such block"))
+                .with_help(
+                    did_you_mean(name, schema.blocks.keys().map(String::as_str)).unwrap_or_else(
+                        || {
+                            if schema.blocks.is_empty() {
+                                format!("`{what}` takes no nested blocks")
+                            } else {
+                                format!(
+                                    "the blocks of `{what}` are {}",
+                                    schema
+                                        .blocks
+                                        .keys()
+                                        .map(|k| format!("`{k}`"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            }
+                        },
+                    ),
+                ),
+            ),
         }
     }
 }

@@ -30,7 +30,7 @@ pub struct Reference {
     pub span: Span,
     /// The attribute read from the target, if static: `id` in
     /// `aws_vpc.main.id` or `aws_subnet.a[0].id`; the output in `module.m.out`.
-    pub attribute: Option<String>,
+    pub attribute: Option<Ident>,
 }
 
 /// Collects the references of `expr`, pushing diagnostics for malformed ones
@@ -63,12 +63,10 @@ fn attr_name(steps: &[Step], index: usize) -> Option<&Ident> {
 }
 
 /// The first static attribute after an optional instance key or splat.
-fn attribute_after_key(steps: &[Step], index: usize) -> Option<String> {
+fn attribute_after_key(steps: &[Step], index: usize) -> Option<Ident> {
     match steps.get(index) {
-        Some(Step::Attr(ident)) => Some(ident.name.clone()),
-        Some(Step::Index(_)) | Some(Step::Splat(_)) => {
-            attr_name(steps, index + 1).map(|i| i.name.clone())
-        }
+        Some(Step::Attr(ident)) => Some(ident.clone()),
+        Some(Step::Index(_)) | Some(Step::Splat(_)) => attr_name(steps, index + 1).cloned(),
         None => None,
     }
 }
@@ -230,7 +228,7 @@ impl Walker<'_> {
         );
     }
 
-    fn push(&mut self, target: Target, span: Span, attribute: Option<String>) {
+    fn push(&mut self, target: Target, span: Span, attribute: Option<Ident>) {
         self.references.push(Reference {
             target,
             span,
@@ -260,11 +258,7 @@ impl Walker<'_> {
                     "local" => Target::Local(name.name.clone()),
                     _ => Target::Deployment(name.name.clone()),
                 };
-                self.push(
-                    target,
-                    span_to(0),
-                    attr_name(steps, 1).map(|i| i.name.clone()),
-                );
+                self.push(target, span_to(0), attr_name(steps, 1).cloned());
             }
             "count" | "each" | "path" => {
                 let allowed: &[&str] = match root.name.as_str() {
@@ -330,7 +324,7 @@ impl Walker<'_> {
                 self.push(
                     Target::Module(name.name.clone()),
                     span_to(0),
-                    attr_name(steps, 1).map(|i| i.name.clone()),
+                    attr_name(steps, 1).cloned(),
                 );
             }
             "self" => self.diagnostics.push(
