@@ -370,7 +370,6 @@ fn describe_rule(rule: Rule) -> Option<&'static str> {
         Rule::close_paren => "`)`",
         Rule::expression
         | Rule::number
-        | Rule::literal_keyword
         | Rule::name_or_call
         | Rule::for_list
         | Rule::for_object
@@ -704,16 +703,16 @@ impl Builder<'_> {
         let span = self.span(&pair);
         let kind = match pair.as_rule() {
             Rule::number => ExprKind::Number(pair.as_str().parse().unwrap_or(f64::NAN)),
-            Rule::literal_keyword => match pair.as_str() {
-                "true" => ExprKind::Bool(true),
-                "false" => ExprKind::Bool(false),
-                _ => ExprKind::Null,
-            },
             Rule::name_or_call => {
                 let mut inner = pair.into_inner();
                 let name = self.ident(inner.next().expect("name"));
                 match inner.next() {
-                    None => ExprKind::Variable(name),
+                    None => match name.name.as_str() {
+                        "true" => ExprKind::Bool(true),
+                        "false" => ExprKind::Bool(false),
+                        "null" => ExprKind::Null,
+                        _ => ExprKind::Variable(name),
+                    },
                     Some(arguments) => {
                         let mut args = Vec::new();
                         let mut expand_final = false;
