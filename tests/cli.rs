@@ -243,3 +243,40 @@ fn a_missing_directory_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("`/nonexistent/infra-config` is not a directory"));
 }
+
+/// Runs `infra ARGS` under a pseudo-terminal (util-linux `script`, part of
+/// every Debian system) and returns what the terminal showed.
+fn on_a_terminal(args: &str, no_color_env: bool) -> String {
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_infra"));
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("NO_COLOR");
+    if no_color_env {
+        script.env("NO_COLOR", "1");
+    }
+    let output = script
+        .output()
+        .expect("`script` (util-linux) runs commands on a pseudo-terminal");
+    text(&output.stdout)
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_when_disabled() {
+    let coloured = on_a_terminal("-C tests/fixtures/cycle validate", false);
+    assert!(coloured.contains("dependency cycle"), "{coloured}");
+    assert!(
+        coloured.contains("\u{1b}["),
+        "a terminal gets ANSI colour:\n{coloured}"
+    );
+    let flag = on_a_terminal("--no-color -C tests/fixtures/cycle validate", false);
+    assert!(
+        flag.contains("dependency cycle") && !flag.contains("\u{1b}["),
+        "--no-color:\n{flag}"
+    );
+    let env = on_a_terminal("-C tests/fixtures/cycle validate", true);
+    assert!(
+        env.contains("dependency cycle") && !env.contains("\u{1b}["),
+        "NO_COLOR:\n{env}"
+    );
+}

@@ -26,16 +26,29 @@ fn corpus() -> Vec<String> {
     texts
 }
 
+/// Loads and evaluates `content` as the one file of a configuration.
+fn check_file(content: &[u8]) -> infra::check::Checked {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("main.infra"), content).expect("write");
+    check(&CheckOptions {
+        dir: dir.path().to_path_buf(),
+        ..CheckOptions::default()
+    })
+}
+
+fn messages(checked: &infra::check::Checked) -> Vec<&str> {
+    checked
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect()
+}
+
 /// Parses, formats and fully evaluates `text` as a one-file configuration.
 fn exercise(text: &str) {
     let (_tree, _diagnostics) = parse_file(FileId(0), text);
     let _ = format_source(FileId(0), text);
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("main.infra"), text).expect("write");
-    let checked = check(&CheckOptions {
-        dir: dir.path().to_path_buf(),
-        ..CheckOptions::default()
-    });
+    let checked = check_file(text.as_bytes());
     for diagnostic in checked.diagnostics.iter() {
         assert!(!diagnostic.message.is_empty());
     }
@@ -191,23 +204,11 @@ fn long_operator_chains_are_bounded() {
 
 #[test]
 fn binary_and_huge_inputs_are_refused_cleanly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("main.infra"),
-        [0xff, 0xfe, 0x00, 0x41, 0x80],
-    )
-    .expect("write");
-    let checked = check(&CheckOptions {
-        dir: dir.path().to_path_buf(),
-        ..CheckOptions::default()
-    });
+    let checked = check_file(&[0xff, 0xfe, 0x00, 0x41, 0x80]);
     assert!(
-        checked
-            .diagnostics
-            .iter()
-            .any(|d| d.message == "`main.infra` is not UTF-8 text"),
+        messages(&checked).contains(&"`main.infra` is not UTF-8 text"),
         "{:?}",
-        checked.diagnostics
+        messages(&checked)
     );
 
     let huge = "x".repeat(infra::syntax::MAX_FILE_BYTES + 1);
@@ -218,22 +219,10 @@ fn binary_and_huge_inputs_are_refused_cleanly() {
 #[test]
 fn exponential_evaluation_is_bounded() {
     let text = "locals {\n  a = range(1000)\n  b = [for x in local.a : [for y in local.a : [for z in local.a : z]]]\n}\n";
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("main.infra"), text).expect("write");
-    let checked = check(&CheckOptions {
-        dir: dir.path().to_path_buf(),
-        ..CheckOptions::default()
-    });
+    let checked = check_file(text.as_bytes());
     assert!(
-        checked
-            .diagnostics
-            .iter()
-            .any(|d| d.message == "evaluation is too large"),
+        messages(&checked).contains(&"evaluation is too large"),
         "{:?}",
-        checked
-            .diagnostics
-            .iter()
-            .map(|d| &d.message)
-            .collect::<Vec<_>>()
+        messages(&checked)
     );
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diagnostics::{Diagnostic, Diagnostics, code_list, did_you_mean};
 use crate::syntax::{Attribute, Block, Expr, ExprKind, File, Ident, Item, Label, Span};
 
 /// Managed resources (`resource`) and data sources (`data`).
@@ -157,14 +157,7 @@ fn unknown_attribute(block_kind: &str, attribute: &Attribute, allowed: &[&str]) 
     .with_label(attribute.name.span, "not an argument of this block")
     .with_help(
         did_you_mean(name, allowed.iter().copied()).unwrap_or_else(|| {
-            format!(
-                "the arguments of `{block_kind}` are {}",
-                allowed
-                    .iter()
-                    .map(|a| format!("`{a}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("the arguments of `{block_kind}` are {}", code_list(allowed))
         }),
     )
 }
@@ -383,14 +376,7 @@ impl ModuleDeclarations {
                 .with_label(block.kind.span, "not a block type")
                 .with_help(
                     did_you_mean(other, BLOCK_KINDS.iter().copied()).unwrap_or_else(|| {
-                        format!(
-                            "the block types are {}",
-                            BLOCK_KINDS
-                                .iter()
-                                .map(|k| format!("`{k}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
+                        format!("the block types are {}", code_list(BLOCK_KINDS))
                     }),
                 ),
             ),

@@ -157,6 +157,15 @@ impl Diagnostics {
     }
 }
 
+/// Names as a comma-separated list of code spans: `` `a`, `b`, `c` ``.
+pub fn code_list<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
+    names
+        .into_iter()
+        .map(|name| format!("`{}`", name.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// "did you mean `x`?" for the candidate closest to `name`, if one is close.
 pub fn did_you_mean<'a>(
     name: &str,

@@ -3,5 +3,5 @@
 mod diagnostic;
 mod render;
 
-pub use diagnostic::{Diagnostic, Diagnostics, Label, Severity, closest, did_you_mean};
+pub use diagnostic::{Diagnostic, Diagnostics, Label, Severity, closest, code_list, did_you_mean};
 pub use render::{ReportStyle, render, render_all, to_json};

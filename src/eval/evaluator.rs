@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 
 use crate::config::{ResourceId, ResourceMode};
-use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diagnostics::{Diagnostic, Diagnostics, code_list, did_you_mean};
 use crate::syntax::{
     BinaryOp, Expr, ExprKind, ForIntro, Ident, ObjectKey, Span, Step, TemplatePart, UnaryOp,
 };
@@ -544,8 +544,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 Some(found) => Ok(found.clone()),
                 None => {
                     let help = did_you_mean(name, entries.keys().map(String::as_str)).unwrap_or_else(|| {
-                        let keys: Vec<String> = entries.keys().take(8).map(|k| format!("`{k}`")).collect();
-                        if keys.is_empty() { "the object is empty".into() } else { format!("it has {}", keys.join(", ")) }
+                        if entries.is_empty() { "the object is empty".into() } else { format!("it has {}", code_list(entries.keys().take(8))) }
                     });
                     Err(self.error("infra::unknown_attribute", ident.span, format!("unknown attribute `{name}`"), "not in this object", help))
                 }

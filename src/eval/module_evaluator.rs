@@ -11,7 +11,7 @@ use std::fmt;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::config::{ModuleConfig, ResourceDecl, ResourceId, ResourceMode};
-use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diagnostics::{Diagnostic, Diagnostics, code_list, did_you_mean};
 use crate::syntax::{Block, Body, Expr, ExprKind, Ident, Item, SourceMap, Span};
 
 use super::deployment::check_deployment;
@@ -1131,62 +1131,49 @@ impl<'c> ModuleEvaluation<'c, '_> {
             }
             SchemaLookup::UnknownType(candidates) => {
                 let provider = provider_of(&id.type_name);
-                self.diagnostics.push(
-                    Diagnostic::error(
-                        "infra::unknown_resource_type",
-                        format!("unknown {kind} type `{}`", id.type_name),
-                    )
-                    .with_label(
-                        resource.type_label.span,
-                        format!("provider `{provider}` has no such {kind} type"),
-                    )
-                    .with_help(
-                        did_you_mean(&id.type_name, candidates.iter().copied()).unwrap_or_else(
-                            || {
-                                format!(
-                                    "the {kind} types of `{provider}` are {}",
-                                    candidates
-                                        .iter()
-                                        .map(|c| format!("`{c}`"))
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                )
-                            },
-                        ),
-                    ),
-                );
+                let help =
+                    did_you_mean(&id.type_name, candidates.iter().copied()).unwrap_or_else(|| {
+                        format!(
+                            "the {kind} types of `{provider}` are {}",
+                            code_list(&candidates)
+                        )
+                    });
+                let label = format!("provider `{provider}` has no such {kind} type");
+                self.unknown_resource_type(resource, kind, label, help);
                 None
             }
             SchemaLookup::UnknownProvider(providers) => {
                 let provider = provider_of(&id.type_name);
-                self.diagnostics.push(
-                    Diagnostic::error(
-                        "infra::unknown_resource_type",
-                        format!("unknown {kind} type `{}`", id.type_name),
-                    )
-                    .with_label(
-                        resource.type_label.span,
-                        format!("no provider `{provider}`"),
-                    )
-                    .with_help(
-                        did_you_mean(provider, providers.iter().copied())
-                            .map(|m| format!("no provider is called `{provider}`; {m}"))
-                            .unwrap_or_else(|| {
-                                format!(
-                                    "the providers are {}",
-                                    providers
-                                        .iter()
-                                        .map(|p| format!("`{p}`"))
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                )
-                            }),
-                    ),
+                let help = did_you_mean(provider, providers.iter().copied())
+                    .map(|m| format!("no provider is called `{provider}`; {m}"))
+                    .unwrap_or_else(|| format!("the providers are {}", code_list(&providers)));
+                self.unknown_resource_type(
+                    resource,
+                    kind,
+                    format!("no provider `{provider}`"),
+                    help,
                 );
                 None
             }
             SchemaLookup::NotCovered => None,
         }
+    }
+
+    fn unknown_resource_type(
+        &mut self,
+        resource: &ResourceDecl,
+        kind: &str,
+        label: String,
+        help: String,
+    ) {
+        self.diagnostics.push(
+            Diagnostic::error(
+                "infra::unknown_resource_type",
+                format!("unknown {kind} type `{}`", resource.id.type_name),
+            )
+            .with_label(resource.type_label.span, label)
+            .with_help(help),
+        );
     }
 
     /// `aws_vpc.main.idd` where the schema has no `idd`.
@@ -1221,12 +1208,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         format!(
                             "the attributes of `{}` are {}",
                             id.type_name,
-                            schema
-                                .attributes
-                                .keys()
-                                .map(|k| format!("`{k}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            code_list(schema.attributes.keys())
                         )
                     }),
                 ),
@@ -1379,13 +1361,7 @@ fn check_block_against_schema(
                     format!("`{what}` has no such argument"),
                 )
                 .with_help(did_you_mean(name, settable()).unwrap_or_else(|| {
-                    format!(
-                        "the arguments of `{what}` are {}",
-                        settable()
-                            .map(|a| format!("`{a}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
+                    format!("the arguments of `{what}` are {}", code_list(settable()))
                 })),
             ),
         }
@@ -1443,12 +1419,7 @@ fn check_block_against_schema(
                             } else {
                                 format!(
                                     "the blocks of `{what}` are {}",
-                                    schema
-                                        .blocks
-                                        .keys()
-                                        .map(|k| format!("`{k}`"))
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
+                                    code_list(schema.blocks.keys())
                                 )
                             }
                         },
