@@ -53,6 +53,8 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, style: ReportStyle) 
 struct Report {
     message: String,
     severity: Severity,
+    /// A continuation in another file, not a problem of its own.
+    is_related: bool,
     code: &'static str,
     help: Option<String>,
     source: Option<NamedSource<String>>,
@@ -76,6 +78,7 @@ impl Report {
         let mut report = Report {
             message,
             severity: diagnostic.severity,
+            is_related: false,
             code: diagnostic.code,
             help: diagnostic.help.clone(),
             source: None,
@@ -102,8 +105,9 @@ impl Report {
                 report.labels = labels;
             } else {
                 report.related.push(Report {
-                    message: format!("see also `{}`", source.name),
+                    message: format!("and in `{}`:", source.name),
                     severity: diagnostic.severity,
+                    is_related: true,
                     code: diagnostic.code,
                     help: None,
                     source: Some(named),
@@ -132,10 +136,16 @@ impl std::error::Error for Report {}
 
 impl miette::Diagnostic for Report {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        if self.is_related {
+            return None;
+        }
         Some(Box::new(self.code))
     }
 
     fn severity(&self) -> Option<miette::Severity> {
+        if self.is_related {
+            return Some(miette::Severity::Advice);
+        }
         Some(match self.severity {
             Severity::Error => miette::Severity::Error,
             Severity::Warning => miette::Severity::Warning,

@@ -69,8 +69,9 @@ pub fn evaluate_configuration(
 
 enum Inputs<'a> {
     Root(&'a RootVariables),
-    /// Values a `module` block passes, with the span of each expression.
-    Child(BTreeMap<String, (Value, Span)>),
+    /// Values a `module` block passes, with the span of each expression,
+    /// and the span of the block (where a missing input must be added).
+    Child(BTreeMap<String, (Value, Span)>, Span),
 }
 
 /// An instance to evaluate: its key, `count.index`, and `each.key`/`each.value`.
@@ -694,7 +695,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     origin_text,
                 )
             }),
-            Inputs::Child(values) => values.get(name).map(|(value, span)| {
+            Inputs::Child(values, _) => values.get(name).map(|(value, span)| {
                 (
                     Ok(value.clone()),
                     Some(*span),
@@ -721,24 +722,28 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     }
                 },
                 None => {
-                    let help = match inputs {
-                        Inputs::Root(_) => format!(
+                    let diagnostic = match inputs {
+                        Inputs::Root(_) => Diagnostic::error(
+                            "infra::missing_variable",
+                            format!("no value for required variable `{name}`"),
+                        )
+                        .with_label(variable.span, "declared here without a default")
+                        .with_help(format!(
                             "set it with `-var {name}=…`, in a `-var-file`, or with the environment variable `INFRA_VAR_{name}`; or give it a `default`"
-                        ),
-                        Inputs::Child(_) => format!(
-                            "pass `{name} = …` in the `module` block, or give the variable a `default`"
-                        ),
+                        )),
+                        Inputs::Child(_, call_span) => {
+                            let module = self.config.display_path();
+                            Diagnostic::error(
+                                "infra::missing_variable",
+                                format!("`{module}` needs a value for its variable `{name}`"),
+                            )
+                            .with_label(*call_span, format!("no `{name}` given here"))
+                            .with_label(variable.span, "declared without a default")
+                            .with_help(format!(
+                                "add `{name} = …` to this `module` block, or give the variable a `default`"
+                            ))
+                        }
                     };
-                    let mut diagnostic = Diagnostic::error(
-                        "infra::missing_variable",
-                        format!("no value for required variable `{name}`"),
-                    )
-                    .with_label(variable.span, "declared here without a default")
-                    .with_help(help);
-                    if let Inputs::Child(_) = inputs {
-                        diagnostic =
-                            diagnostic.with_note(format!("in {}", self.config.display_path()));
-                    }
                     self.diagnostics.push(diagnostic);
                     self.values
                         .variables
@@ -874,7 +879,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         }
         let evaluated = evaluate_module(
             child,
-            &Inputs::Child(values),
+            &Inputs::Child(values, call.span),
             self.context,
             self.diagnostics,
             self.budget,
