@@ -835,7 +835,12 @@ impl Builder<'_> {
         for part in pair.into_inner() {
             match part.as_rule() {
                 Rule::template_text => {
-                    push_literal(&mut parts, &part.as_str().replace("$${", "${"))
+                    let text = part.as_str();
+                    if text.contains("$${") {
+                        push_literal(&mut parts, &text.replace("$${", "${"))
+                    } else {
+                        push_literal(&mut parts, text)
+                    }
                 }
                 Rule::template_escape => push_literal(&mut parts, &unescape(part.as_str())),
                 Rule::interpolation => {
