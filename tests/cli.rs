@@ -97,7 +97,7 @@ fn validate_reports_all_errors_with_exit_code_1_and_no_colour_off_a_tty() {
         "paths are shown as the user typed them:\n{stderr}"
     );
     assert!(stderr.contains("did you mean `var.region`?"));
-    assert!(stderr.ends_with("8 error(s), 0 warning(s)\n"), "{stderr}");
+    assert!(stderr.ends_with("11 error(s), 0 warning(s)\n"), "{stderr}");
 }
 
 #[test]
@@ -177,6 +177,10 @@ fn variables_come_from_flags_files_and_environment_in_order() {
     );
     assert_eq!(undeclared.status.code(), Some(1));
     assert!(text(&undeclared.stderr).contains("`-var nope` sets a variable that is not declared"));
+
+    let malformed = infra(&["validate", "-var", "a"], Some(dir.path()));
+    assert_eq!(malformed.status.code(), Some(1));
+    assert!(text(&malformed.stderr).contains("`-var a` is not NAME=VALUE"));
 
     let bad_number = infra(
         &["validate", "-var", "a=1", "-var", "b=2", "-var", "n=many"],

@@ -178,6 +178,18 @@ fn every_error_kind_has_a_fixture() {
         "infra::unknown_resource_type",
         "infra::computed_argument",
         "infra::unexpected_block",
+        "infra::unknown_backend",
+        "infra::reserved_name",
+        "infra::unsupported",
+        "infra::function_arity",
+        "infra::unexpected_attribute",
+        "infra::block_labels",
+        "infra::count_and_for_each",
+        "infra::division_by_zero",
+        "infra::invalid_index",
+        "infra::function_error",
+        "infra::invalid_reference",
+        "infra::undeclared_variable",
     ] {
         assert!(all.contains(code), "no fixture produces `{code}`");
     }

@@ -137,8 +137,6 @@ pub const BLOCK_KINDS: &[&str] = &[
     "variable",
 ];
 
-const RESOURCE_META_ARGUMENTS: &[&str] = &["count", "for_each", "depends_on", "provider"];
-
 fn duplicate(kind: &str, name: &str, first: Span, second: Span) -> Diagnostic {
     Diagnostic::error("infra::duplicate", format!("duplicate {kind} `{name}`"))
         .with_label(second, format!("`{name}` declared again here"))
@@ -557,7 +555,6 @@ impl ModuleDeclarations {
             ));
             return;
         }
-        let _ = RESOURCE_META_ARGUMENTS;
         self.resources.insert(id, resource);
     }
 

@@ -184,14 +184,14 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
             .with_help("a rollout step can never finish in time; raise `progress_deadline`"),
         );
     }
-    for health in block.blocks().filter(|b| b.kind.name == "health") {
-        for name in ["interval", "timeout"] {
-            if let Some(attribute) = health.attributes().find(|a| a.name.name == name)
-                && let Some(Value::List(list)) = object.get("health")
-                && let Some(Value::Map(settings)) = list.first()
-            {
-                let _ = attribute;
-                check_duration(health, name, settings.get(name), diagnostics);
+    // Unlabelled nested blocks evaluate to a list of objects, in order.
+    if let Some(Value::List(evaluated)) = object.get("health") {
+        let blocks = block.blocks().filter(|b| b.kind.name == "health");
+        for (health, settings) in blocks.zip(evaluated.iter()) {
+            if let Value::Map(settings) = settings {
+                for name in ["interval", "timeout"] {
+                    check_duration(health, name, settings.get(name), diagnostics);
+                }
             }
         }
     }

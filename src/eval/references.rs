@@ -207,8 +207,9 @@ impl Walker<'_> {
                 Diagnostic::error(
                     "infra::function_arity",
                     format!(
-                        "`{}` takes {expected} argument(s), but {arity} were given",
-                        name.name
+                        "`{}` takes {expected} argument{}, not {arity}",
+                        name.name,
+                        if expected == "1" { "" } else { "s" }
                     ),
                 )
                 .with_label(name.span, "wrong number of arguments")

@@ -74,7 +74,7 @@ pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     }
     let mut items = Vec::new();
     let mut errors_left = MAX_SYNTAX_ERRORS_PER_FILE;
-    let comment_starts_by_end = comment_index(&scan.comments);
+    let comment_starts_by_end: &[Comment] = &scan.comments;
     let masked = scan.masked(text);
     let mut region = Region {
         file,
@@ -131,7 +131,7 @@ pub fn parse_expression(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
     let masked = scan.masked(text);
     match InfraParser::parse(Rule::expression_only, &masked) {
         Ok(mut pairs) => {
-            let comment_starts_by_end = comment_index(&scan.comments);
+            let comment_starts_by_end: &[Comment] = &scan.comments;
             let mut builder = Builder {
                 file,
                 offset: 0,
@@ -164,12 +164,8 @@ fn set_call_limit(len: usize) {
     pest::set_call_limit(NonZeroUsize::new(limit));
 }
 
-/// Comments in source order; their ends are increasing too, so the comment
-/// ending at an offset is found by binary search.
-fn comment_index(comments: &[Comment]) -> &[Comment] {
-    comments
-}
-
+/// Where the comment ending at `end` starts. Comments are in source order and
+/// do not overlap, so their ends are sorted too.
 fn comment_start_ending_at(comments: &[Comment], end: usize) -> Option<usize> {
     comments
         .binary_search_by_key(&end, |c| c.span.end as usize)
