@@ -22,11 +22,13 @@ struct PeakAllocator;
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for PeakAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let pointer = unsafe { System.alloc(layout) };
         if !pointer.is_null() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
             let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             PEAK.fetch_max(now, Ordering::Relaxed);
         }
@@ -136,12 +138,15 @@ fn main() {
         };
         let mut times = Vec::new();
         let mut peak = 0;
+        let mut check_allocations = 0;
         let mut instances = 0;
         for _ in 0..runs {
             let base = CURRENT.load(Ordering::Relaxed);
             PEAK.store(base, Ordering::Relaxed);
+            let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
             let started = Instant::now();
             let checked = check(&options);
+            check_allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
             let seconds = started.elapsed().as_secs_f64();
             assert!(
                 !checked.diagnostics.has_errors(),
@@ -157,11 +162,20 @@ fn main() {
             peak = peak.max(PEAK.load(Ordering::Relaxed) - base);
         }
         let mut parse_seconds = 0.0;
+        let mut parse_allocations = 0;
         for path in infra::config::infra_files(dir.path()).expect("list") {
             let text = std::fs::read_to_string(path).expect("read");
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
             let started = Instant::now();
-            let _ = infra::syntax::parse_file(infra::syntax::FileId(0), &text);
+            let parsed = infra::syntax::parse_file(infra::syntax::FileId(0), &text);
             parse_seconds += started.elapsed().as_secs_f64();
+            parse_allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
+            drop(parsed);
+        }
+        if std::env::var_os("INFRA_BENCH_ALLOCATIONS").is_some() {
+            eprintln!(
+                "{resources}: {check_allocations} allocations in check(), {parse_allocations} of them parsing"
+            );
         }
         times.sort_by(f64::total_cmp);
         let best = times[0];

@@ -15,12 +15,14 @@ pub enum ResourceMode {
     Data,
 }
 
-/// `aws_vpc.main` or `data.aws_ami.ubuntu`, without an instance key.
+/// `aws_vpc.main` or `data.aws_ami.ubuntu`, without an instance key. The
+/// names are shared (`Arc<str>`): ids are cloned into graphs, references
+/// and every instance, and a clone should not allocate.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ResourceId {
     pub mode: ResourceMode,
-    pub type_name: String,
-    pub name: String,
+    pub type_name: std::sync::Arc<str>,
+    pub name: std::sync::Arc<str>,
 }
 
 impl fmt::Display for ResourceId {
@@ -477,8 +479,8 @@ impl ModuleDeclarations {
         };
         let id = ResourceId {
             mode,
-            type_name: type_label.value.clone(),
-            name: name_label.value.clone(),
+            type_name: type_label.value.as_str().into(),
+            name: name_label.value.as_str().into(),
         };
         let mut resource = ResourceDecl {
             id: id.clone(),

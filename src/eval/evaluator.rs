@@ -28,11 +28,35 @@ pub const MAX_EVALUATION_STEPS: u64 = 20_000_000;
 pub struct ModuleValues {
     pub variables: HashMap<String, Value>,
     pub locals: HashMap<String, Value>,
-    pub resources: HashMap<ResourceId, Value>,
+    /// Managed resources and data sources by type, then name, looked up by
+    /// `&str` without allocating (see [`ModuleValues::resource`]).
+    pub(super) resources: HashMap<std::sync::Arc<str>, HashMap<std::sync::Arc<str>, Value>>,
+    pub(super) data_sources: HashMap<std::sync::Arc<str>, HashMap<std::sync::Arc<str>, Value>>,
     pub modules: HashMap<String, Value>,
     pub deployments: HashMap<String, Value>,
     pub path_module: String,
     pub path_root: String,
+}
+
+impl ModuleValues {
+    pub fn resource(&self, mode: ResourceMode, type_name: &str, name: &str) -> Option<&Value> {
+        let by_type = match mode {
+            ResourceMode::Managed => &self.resources,
+            ResourceMode::Data => &self.data_sources,
+        };
+        by_type.get(type_name)?.get(name)
+    }
+
+    pub fn set_resource(&mut self, id: &ResourceId, value: Value) {
+        let by_type = match id.mode {
+            ResourceMode::Managed => &mut self.resources,
+            ResourceMode::Data => &mut self.data_sources,
+        };
+        by_type
+            .entry(id.type_name.clone())
+            .or_default()
+            .insert(id.name.clone(), value);
+    }
 }
 
 /// Where an expression is evaluated: its module's values plus `count.index`,
@@ -480,25 +504,21 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 _ => (None, 1),
             },
             "data" => match (attr(0), attr(1)) {
-                (Some(type_name), Some(name)) => {
-                    let id = ResourceId {
-                        mode: ResourceMode::Data,
-                        type_name: type_name.into(),
-                        name: name.into(),
-                    };
-                    (values.resources.get(&id).cloned(), 2)
-                }
+                (Some(type_name), Some(name)) => (
+                    values
+                        .resource(ResourceMode::Data, type_name, name)
+                        .cloned(),
+                    2,
+                ),
                 _ => (None, 2),
             },
             type_name => match attr(0) {
-                Some(name) => {
-                    let id = ResourceId {
-                        mode: ResourceMode::Managed,
-                        type_name: type_name.into(),
-                        name: name.into(),
-                    };
-                    (values.resources.get(&id).cloned(), 1)
-                }
+                Some(name) => (
+                    values
+                        .resource(ResourceMode::Managed, type_name, name)
+                        .cloned(),
+                    1,
+                ),
                 None => (None, 0),
             },
         };

@@ -77,20 +77,21 @@ enum Inputs<'a> {
 /// An instance to evaluate: its key, `count.index`, and `each.key`/`each.value`.
 type PlannedInstance = (InstanceKey, Option<usize>, Option<(Value, Value)>);
 
-/// A named object of a module: a node of its dependency graph.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Node {
-    Variable(String),
-    Local(String),
-    Resource(ResourceId),
-    Module(String),
-    Deployment(String),
-    Output(String),
+/// A named object of a module: a node of its dependency graph. It borrows
+/// its name from the module's declarations, so nodes are copied freely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Node<'c> {
+    Variable(&'c str),
+    Local(&'c str),
+    Resource(&'c ResourceId),
+    Module(&'c str),
+    Deployment(&'c str),
+    Output(&'c str),
     Provider(usize),
     Backend,
 }
 
-impl fmt::Display for Node {
+impl fmt::Display for Node<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Node::Variable(name) => write!(f, "var.{name}"),
@@ -147,10 +148,13 @@ struct ModuleEvaluation<'c, 'd> {
     budget: &'d mut u64,
     /// Attributes read from each resource (with where they are read), so
     /// that unset ones can be unknown, or reported when the schema lacks them.
-    referenced_attributes: HashMap<ResourceId, Vec<Ident>>,
+    referenced_attributes: HashMap<&'c ResourceId, Vec<&'c Ident>>,
     /// What each node refers to (for resource dependencies).
-    dependencies: HashMap<Node, BTreeSet<Node>>,
-    failed: HashSet<Node>,
+    dependencies: HashMap<Node<'c>, BTreeSet<Node<'c>>>,
+    failed: HashSet<Node<'c>>,
+    /// Declared resources by mode, type and name, to resolve references
+    /// (which borrow their names from the syntax tree) without allocating.
+    resource_index: HashMap<(ResourceMode, &'c str, &'c str), &'c ResourceId>,
     /// `module.a.module.b.` for addresses; empty in the root module.
     module_prefix: String,
 }
@@ -181,6 +185,12 @@ fn evaluate_module<'c>(
         referenced_attributes: HashMap::default(),
         dependencies: HashMap::default(),
         failed: HashSet::default(),
+        resource_index: config
+            .declarations
+            .resources
+            .keys()
+            .map(|id| ((id.mode, &*id.type_name, &*id.name), id))
+            .collect(),
         module_prefix: ModuleEvaluation::compute_module_prefix(&config.path),
     };
     evaluation.run(inputs);
@@ -189,35 +199,33 @@ fn evaluate_module<'c>(
 
 impl<'c> ModuleEvaluation<'c, '_> {
     fn run(&mut self, inputs: &Inputs) {
-        let declarations = &self.config.declarations;
+        let config: &'c ModuleConfig = self.config;
+        let declarations = &config.declarations;
         // 1. The nodes and their expressions.
-        let mut nodes: Vec<(Node, Vec<&Expr>)> = Vec::new();
+        let mut nodes: Vec<(Node<'c>, Vec<&'c Expr>)> = Vec::new();
         for (name, variable) in &declarations.variables {
-            nodes.push((
-                Node::Variable(name.clone()),
-                variable.default.iter().collect(),
-            ));
+            nodes.push((Node::Variable(name), variable.default.iter().collect()));
         }
         for (name, local) in &declarations.locals {
-            nodes.push((Node::Local(name.clone()), vec![&local.value]));
+            nodes.push((Node::Local(name), vec![&local.value]));
         }
         for (id, resource) in &declarations.resources {
-            nodes.push((Node::Resource(id.clone()), resource_expressions(resource)));
+            nodes.push((Node::Resource(id), resource_expressions(resource)));
         }
         for (name, call) in &declarations.module_calls {
             let mut exprs: Vec<&Expr> = call.inputs.iter().map(|a| &a.value).collect();
             exprs.extend(call.depends_on.iter());
-            nodes.push((Node::Module(name.clone()), exprs));
+            nodes.push((Node::Module(name), exprs));
         }
         for (name, deployment) in &declarations.deployments {
             let mut exprs = Vec::new();
             body_expressions(&deployment.block.body, &mut exprs);
-            nodes.push((Node::Deployment(name.clone()), exprs));
+            nodes.push((Node::Deployment(name), exprs));
         }
         for (name, output) in &declarations.outputs {
             let mut exprs: Vec<&Expr> = output.value.iter().collect();
             exprs.extend(output.depends_on.iter());
-            nodes.push((Node::Output(name.clone()), exprs));
+            nodes.push((Node::Output(name), exprs));
         }
         for (index, provider) in declarations.providers.iter().enumerate() {
             let mut exprs = Vec::new();
@@ -231,10 +239,10 @@ impl<'c> ModuleEvaluation<'c, '_> {
         }
 
         // 2. References → edges (user → dependency), unknown names reported.
-        let mut graph: DiGraph<Node, Span> = DiGraph::new();
-        let mut index_of: HashMap<Node, NodeIndex> = HashMap::default();
+        let mut graph: DiGraph<Node<'c>, Span> = DiGraph::new();
+        let mut index_of: HashMap<Node<'c>, NodeIndex> = HashMap::default();
         for (node, _) in &nodes {
-            index_of.insert(node.clone(), graph.add_node(node.clone()));
+            index_of.insert(*node, graph.add_node(*node));
         }
         for (node, exprs) in &nodes {
             let mut references = Vec::new();
@@ -248,7 +256,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             let from = index_of[node];
             let mut targets = BTreeSet::new();
             for reference in references {
-                if let Some(target) = self.resolve(node, &reference) {
+                if let Some(target) = self.resolve(*node, &reference) {
                     if let Some(&to) = index_of.get(&target) {
                         graph.add_edge(from, to, reference.span);
                     }
@@ -256,7 +264,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 }
             }
             if !targets.is_empty() {
-                self.dependencies.insert(node.clone(), targets);
+                self.dependencies.insert(*node, targets);
             }
         }
 
@@ -268,19 +276,20 @@ impl<'c> ModuleEvaluation<'c, '_> {
             if cyclic {
                 self.report_cycle(&graph, &component);
                 for index in &component {
-                    self.failed.insert(graph[*index].clone());
+                    self.failed.insert(graph[*index]);
                 }
                 continue;
             }
-            let node = graph[component[0]].clone();
-            self.evaluate_node(&node, inputs);
+            let node = graph[component[0]];
+            self.evaluate_node(node, inputs);
         }
         self.check_unused_inputs(inputs);
     }
 
     /// Maps a reference to the node it names, or reports it.
-    fn resolve(&mut self, from: &Node, reference: &Reference) -> Option<Node> {
-        let declarations = &self.config.declarations;
+    fn resolve(&mut self, from: Node<'c>, reference: &Reference<'c>) -> Option<Node<'c>> {
+        let config: &'c ModuleConfig = self.config;
+        let declarations = &config.declarations;
         let span = reference.span;
         let unknown = |kind: &str, written: String, candidates: Vec<String>, help: String| {
             Diagnostic::error(
@@ -292,9 +301,9 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 did_you_mean(&written, candidates.iter().map(String::as_str)).unwrap_or(help),
             )
         };
-        match &reference.target {
+        match reference.target {
             Target::Variable(name) => {
-                if declarations.variables.contains_key(name) {
+                if let Some((declared, _)) = declarations.variables.get_key_value(name) {
                     if matches!(from, Node::Variable(_)) {
                         self.diagnostics.push(
                             Diagnostic::error(
@@ -308,7 +317,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         );
                         return None;
                     }
-                    return Some(Node::Variable(name.clone()));
+                    return Some(Node::Variable(declared));
                 }
                 let candidates = declarations
                     .variables
@@ -323,8 +332,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 ));
             }
             Target::Local(name) => {
-                if declarations.locals.contains_key(name) {
-                    return Some(Node::Local(name.clone()));
+                if let Some((declared, _)) = declarations.locals.get_key_value(name) {
+                    return Some(Node::Local(declared));
                 }
                 let candidates = declarations
                     .locals
@@ -338,16 +347,25 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     format!("define it in a `locals {{ {name} = … }}` block"),
                 ));
             }
-            Target::Resource(id) => {
-                if declarations.resources.contains_key(id) {
-                    if let Some(attribute) = &reference.attribute {
+            Target::Resource {
+                mode,
+                type_name,
+                name,
+            } => {
+                if let Some(&id) = self.resource_index.get(&(mode, type_name, name)) {
+                    if let Some(attribute) = reference.attribute {
                         self.referenced_attributes
-                            .entry(id.clone())
+                            .entry(id)
                             .or_default()
-                            .push(attribute.clone());
+                            .push(attribute);
                     }
-                    return Some(Node::Resource(id.clone()));
+                    return Some(Node::Resource(id));
                 }
+                let id = ResourceId {
+                    mode,
+                    type_name: type_name.into(),
+                    name: name.into(),
+                };
                 let kind = if id.mode == ResourceMode::Data {
                     "data source"
                 } else {
@@ -375,7 +393,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 ));
             }
             Target::Module(name) => {
-                let Some(call) = declarations.module_calls.get(name) else {
+                let Some((declared, call)) = declarations.module_calls.get_key_value(name) else {
                     let candidates = declarations
                         .module_calls
                         .keys()
@@ -390,7 +408,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     return None;
                 };
                 if let (Some(output), Some(child)) = (
-                    reference.attribute.as_ref().map(|a| &a.name),
+                    reference.attribute.map(|a| a.name.as_str()),
                     self.config.children.get(name),
                 ) && !child.declarations.outputs.contains_key(output)
                 {
@@ -413,11 +431,11 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     );
                     return None;
                 }
-                return Some(Node::Module(name.clone()));
+                return Some(Node::Module(declared));
             }
             Target::Deployment(name) => {
-                if declarations.deployments.contains_key(name) {
-                    return Some(Node::Deployment(name.clone()));
+                if let Some((declared, _)) = declarations.deployments.get_key_value(name) {
+                    return Some(Node::Deployment(declared));
                 }
                 let candidates = declarations
                     .deployments
@@ -467,7 +485,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let members: HashSet<NodeIndex> = component.iter().copied().collect();
         let mut best: Option<Vec<(NodeIndex, Span)>> = None;
         let mut starts: Vec<NodeIndex> = component.to_vec();
-        starts.sort_by_key(|index| graph[*index].clone());
+        starts.sort_by_key(|index| graph[*index]);
         for &start in starts.iter().take(64) {
             if let Some(cycle) = shortest_cycle_through(graph, start, &members)
                 && best.as_ref().is_none_or(|b| cycle.len() < b.len())
@@ -506,16 +524,16 @@ impl<'c> ModuleEvaluation<'c, '_> {
         self.sources.file_line(span)
     }
 
-    fn depends_on_failed(&self, node: &Node) -> bool {
+    fn depends_on_failed(&self, node: Node<'c>) -> bool {
         self.dependencies
-            .get(node)
+            .get(&node)
             .is_some_and(|deps| deps.iter().any(|d| self.failed.contains(d)))
     }
 
-    fn evaluate_node(&mut self, node: &Node, inputs: &Inputs) {
+    fn evaluate_node(&mut self, node: Node<'c>, inputs: &Inputs) {
         if self.depends_on_failed(node) {
             // Its inputs already failed with a diagnostic; don't cascade.
-            self.failed.insert(node.clone());
+            self.failed.insert(node);
             self.mark_unknown(node);
             return;
         }
@@ -526,8 +544,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let value = self.eval_in_scope(expr);
                 let ok = value.is_ok();
                 let value = value.unwrap_or(Value::Unknown);
-                self.values.locals.insert(name.clone(), value.clone());
-                self.result.locals.insert(name.clone(), value);
+                self.values.locals.insert(name.to_string(), value.clone());
+                self.result.locals.insert(name.to_string(), value);
                 ok
             }
             Node::Resource(id) => self.evaluate_resource(id),
@@ -540,8 +558,10 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     check_deployment(block, value, self.diagnostics);
                 }
                 let value = value.unwrap_or(Value::Unknown);
-                self.values.deployments.insert(name.clone(), value.clone());
-                self.result.deployments.insert(name.clone(), value);
+                self.values
+                    .deployments
+                    .insert(name.to_string(), value.clone());
+                self.result.deployments.insert(name.to_string(), value);
                 ok
             }
             Node::Output(name) => {
@@ -550,7 +570,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let value = self.eval_in_scope(expr);
                 let ok = value.is_ok();
                 self.result.outputs.insert(
-                    name.clone(),
+                    name.to_string(),
                     OutputValue {
                         value: value.unwrap_or(Value::Unknown),
                         sensitive: output.sensitive,
@@ -559,7 +579,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 ok
             }
             Node::Provider(index) => {
-                let provider = &self.config.declarations.providers[*index];
+                let provider = &self.config.declarations.providers[index];
                 let value = self.eval_block_body(&provider.block.body, None, None);
                 let ok = value.is_ok();
                 self.result
@@ -594,26 +614,30 @@ impl<'c> ModuleEvaluation<'c, '_> {
             }
         };
         if !ok {
-            self.failed.insert(node.clone());
+            self.failed.insert(node);
         }
     }
 
-    fn mark_unknown(&mut self, node: &Node) {
+    fn mark_unknown(&mut self, node: Node<'c>) {
         match node {
             Node::Variable(name) => {
-                self.values.variables.insert(name.clone(), Value::Unknown);
+                self.values
+                    .variables
+                    .insert(name.to_string(), Value::Unknown);
             }
             Node::Local(name) => {
-                self.values.locals.insert(name.clone(), Value::Unknown);
+                self.values.locals.insert(name.to_string(), Value::Unknown);
             }
             Node::Resource(id) => {
-                self.values.resources.insert(id.clone(), Value::Unknown);
+                self.values.set_resource(id, Value::Unknown);
             }
             Node::Module(name) => {
-                self.values.modules.insert(name.clone(), Value::Unknown);
+                self.values.modules.insert(name.to_string(), Value::Unknown);
             }
             Node::Deployment(name) => {
-                self.values.deployments.insert(name.clone(), Value::Unknown);
+                self.values
+                    .deployments
+                    .insert(name.to_string(), Value::Unknown);
             }
             _ => {}
         }
@@ -896,8 +920,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
         true
     }
 
-    fn resource_dependencies(&self, id: &ResourceId) -> Vec<String> {
-        let node = Node::Resource(id.clone());
+    fn resource_dependencies(&self, id: &'c ResourceId) -> Vec<String> {
+        let node = Node::Resource(id);
         let mut out: Vec<String> = self
             .dependencies
             .get(&node)
@@ -946,12 +970,12 @@ impl<'c> ModuleEvaluation<'c, '_> {
         address
     }
 
-    fn evaluate_resource(&mut self, id: &ResourceId) -> bool {
+    fn evaluate_resource(&mut self, id: &'c ResourceId) -> bool {
         let resource = &self.config.declarations.resources[id];
         // Which instances exist.
         let instances: Vec<PlannedInstance> = if let Some(count_expr) = &resource.count {
             let Ok(count) = self.eval_in_scope(count_expr) else {
-                self.values.resources.insert(id.clone(), Value::Unknown);
+                self.values.set_resource(id, Value::Unknown);
                 return false;
             };
             match self.known_count(&count, count_expr) {
@@ -959,13 +983,13 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     .map(|i| (InstanceKey::Index(i), Some(i), None))
                     .collect(),
                 None => {
-                    self.values.resources.insert(id.clone(), Value::Unknown);
+                    self.values.set_resource(id, Value::Unknown);
                     return false;
                 }
             }
         } else if let Some(for_each_expr) = &resource.for_each {
             let Ok(collection) = self.eval_in_scope(for_each_expr) else {
-                self.values.resources.insert(id.clone(), Value::Unknown);
+                self.values.set_resource(id, Value::Unknown);
                 return false;
             };
             match self.for_each_pairs(&collection, for_each_expr) {
@@ -980,7 +1004,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     })
                     .collect(),
                 None => {
-                    self.values.resources.insert(id.clone(), Value::Unknown);
+                    self.values.set_resource(id, Value::Unknown);
                     return false;
                 }
             }
@@ -1105,7 +1129,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         } else {
             objects.pop().map(|(_, v)| v).unwrap_or(Value::Unknown)
         };
-        self.values.resources.insert(id.clone(), value);
+        self.values.set_resource(id, value);
         ok
     }
 
@@ -1185,7 +1209,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
     fn check_references_against_schema(
         &mut self,
         id: &ResourceId,
-        referenced: &[Ident],
+        referenced: &[&Ident],
         schema: &BlockSchema,
     ) {
         for attribute in referenced {

@@ -4,19 +4,25 @@
 //! in a branch that evaluation never takes, and so the dependency graph of a
 //! module can be built.
 
-use crate::config::{ResourceId, ResourceMode};
+use crate::config::ResourceMode;
 use crate::diagnostics::{Diagnostic, did_you_mean};
 use crate::syntax::{Expr, ExprKind, Ident, Span, Step, TemplatePart};
 
 use super::functions::{function_names, lookup_function};
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Target {
-    Variable(String),
-    Local(String),
-    Resource(ResourceId),
-    Module(String),
-    Deployment(String),
+/// What a reference names. Names borrow from the syntax tree: collecting
+/// references allocates nothing but the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target<'a> {
+    Variable(&'a str),
+    Local(&'a str),
+    Resource {
+        mode: ResourceMode,
+        type_name: &'a str,
+        name: &'a str,
+    },
+    Module(&'a str),
+    Deployment(&'a str),
     CountIndex,
     EachKey,
     EachValue,
@@ -24,20 +30,20 @@ pub enum Target {
 }
 
 #[derive(Debug, Clone)]
-pub struct Reference {
-    pub target: Target,
+pub struct Reference<'a> {
+    pub target: Target<'a>,
     /// The reference as written, e.g. `aws_vpc.main` in `aws_vpc.main.id`.
     pub span: Span,
     /// The attribute read from the target, if static: `id` in
     /// `aws_vpc.main.id` or `aws_subnet.a[0].id`; the output in `module.m.out`.
-    pub attribute: Option<Ident>,
+    pub attribute: Option<&'a Ident>,
 }
 
 /// Collects the references of `expr`, pushing diagnostics for malformed ones
 /// and for unknown functions.
-pub fn collect_references(
-    expr: &Expr,
-    references: &mut Vec<Reference>,
+pub fn collect_references<'a>(
+    expr: &'a Expr,
+    references: &mut Vec<Reference<'a>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let mut walker = Walker {
@@ -48,11 +54,11 @@ pub fn collect_references(
     walker.walk(expr);
 }
 
-struct Walker<'a> {
+struct Walker<'a, 'r> {
     /// Names bound by enclosing for-expressions.
-    bound: Vec<String>,
-    references: &'a mut Vec<Reference>,
-    diagnostics: &'a mut Vec<Diagnostic>,
+    bound: Vec<&'a str>,
+    references: &'r mut Vec<Reference<'a>>,
+    diagnostics: &'r mut Vec<Diagnostic>,
 }
 
 fn attr_name(steps: &[Step], index: usize) -> Option<&Ident> {
@@ -63,10 +69,10 @@ fn attr_name(steps: &[Step], index: usize) -> Option<&Ident> {
 }
 
 /// The first static attribute after an optional instance key or splat.
-fn attribute_after_key(steps: &[Step], index: usize) -> Option<Ident> {
+fn attribute_after_key(steps: &[Step], index: usize) -> Option<&Ident> {
     match steps.get(index) {
-        Some(Step::Attr(ident)) => Some(ident.clone()),
-        Some(Step::Index(_)) | Some(Step::Splat(_)) => attr_name(steps, index + 1).cloned(),
+        Some(Step::Attr(ident)) => Some(ident),
+        Some(Step::Index(_)) | Some(Step::Splat(_)) => attr_name(steps, index + 1),
         None => None,
     }
 }
@@ -82,8 +88,8 @@ pub const ROOT_NAMES: &[&str] = &[
     "deployment",
 ];
 
-impl Walker<'_> {
-    fn walk(&mut self, expr: &Expr) {
+impl<'a> Walker<'a, '_> {
+    fn walk(&mut self, expr: &'a Expr) {
         match &expr.kind {
             ExprKind::Null | ExprKind::Bool(_) | ExprKind::Number(_) => {}
             ExprKind::Template(parts) => {
@@ -103,13 +109,13 @@ impl Walker<'_> {
                 }
             }
             ExprKind::Variable(ident) => {
-                if !self.bound.contains(&ident.name) {
+                if !self.bound.contains(&ident.name.as_str()) {
                     self.root(ident, &[], expr.span);
                 }
             }
             ExprKind::Traversal { root, steps } => {
                 match &root.kind {
-                    ExprKind::Variable(ident) if !self.bound.contains(&ident.name) => {
+                    ExprKind::Variable(ident) if !self.bound.contains(&ident.name.as_str()) => {
                         self.root(ident, steps, expr.span)
                     }
                     _ => self.walk(root),
@@ -171,12 +177,12 @@ impl Walker<'_> {
         }
     }
 
-    fn bind(&mut self, intro: &crate::syntax::ForIntro) -> usize {
+    fn bind(&mut self, intro: &'a crate::syntax::ForIntro) -> usize {
         let depth = self.bound.len();
         if let Some(key) = &intro.key_var {
-            self.bound.push(key.name.clone());
+            self.bound.push(&key.name);
         }
-        self.bound.push(intro.value_var.name.clone());
+        self.bound.push(&intro.value_var.name);
         depth
     }
 
@@ -229,7 +235,7 @@ impl Walker<'_> {
         );
     }
 
-    fn push(&mut self, target: Target, span: Span, attribute: Option<Ident>) {
+    fn push(&mut self, target: Target<'a>, span: Span, attribute: Option<&'a Ident>) {
         self.references.push(Reference {
             target,
             span,
@@ -237,7 +243,7 @@ impl Walker<'_> {
         });
     }
 
-    fn root(&mut self, root: &Ident, steps: &[Step], _whole: Span) {
+    fn root(&mut self, root: &'a Ident, steps: &'a [Step], _whole: Span) {
         let span_to = |index: usize| {
             steps
                 .get(index)
@@ -255,11 +261,11 @@ impl Walker<'_> {
                     return self.missing_name(root, example);
                 };
                 let target = match root.name.as_str() {
-                    "var" => Target::Variable(name.name.clone()),
-                    "local" => Target::Local(name.name.clone()),
-                    _ => Target::Deployment(name.name.clone()),
+                    "var" => Target::Variable(&name.name),
+                    "local" => Target::Local(&name.name),
+                    _ => Target::Deployment(&name.name),
                 };
-                self.push(target, span_to(0), attr_name(steps, 1).cloned());
+                self.push(target, span_to(0), attr_name(steps, 1));
             }
             "count" | "each" | "path" => {
                 let allowed: &[&str] = match root.name.as_str() {
@@ -307,26 +313,18 @@ impl Walker<'_> {
                 else {
                     return self.missing_name(root, "data.aws_ami.ubuntu.id");
                 };
-                let id = ResourceId {
+                let target = Target::Resource {
                     mode: ResourceMode::Data,
-                    type_name: type_name.name.clone(),
-                    name: name.name.clone(),
+                    type_name: &type_name.name,
+                    name: &name.name,
                 };
-                self.push(
-                    Target::Resource(id),
-                    span_to(1),
-                    attribute_after_key(steps, 2),
-                );
+                self.push(target, span_to(1), attribute_after_key(steps, 2));
             }
             "module" => {
                 let Some(name) = attr_name(steps, 0) else {
                     return self.missing_name(root, "module.network.vpc_id");
                 };
-                self.push(
-                    Target::Module(name.name.clone()),
-                    span_to(0),
-                    attr_name(steps, 1).cloned(),
-                );
+                self.push(Target::Module(&name.name), span_to(0), attr_name(steps, 1));
             }
             "self" => self.diagnostics.push(
                 Diagnostic::error("infra::invalid_reference", "`self` is not supported")
@@ -336,7 +334,7 @@ impl Walker<'_> {
             _ => {
                 let Some(name) = attr_name(steps, 0) else {
                     let mut candidates: Vec<&str> = ROOT_NAMES.to_vec();
-                    candidates.extend(self.bound.iter().map(String::as_str));
+                    candidates.extend(self.bound.iter().copied());
                     let help = did_you_mean(&root.name, candidates).unwrap_or_else(|| {
                         if steps.is_empty() {
                             format!("to write the text `{0}`, quote it: \"{0}\"; to refer to a resource, write `TYPE.NAME`", root.name)
@@ -354,16 +352,12 @@ impl Walker<'_> {
                     );
                     return;
                 };
-                let id = ResourceId {
+                let target = Target::Resource {
                     mode: ResourceMode::Managed,
-                    type_name: root.name.clone(),
-                    name: name.name.clone(),
+                    type_name: &root.name,
+                    name: &name.name,
                 };
-                self.push(
-                    Target::Resource(id),
-                    span_to(0),
-                    attribute_after_key(steps, 1),
-                );
+                self.push(target, span_to(0), attribute_after_key(steps, 1));
             }
         }
     }
