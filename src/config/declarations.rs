@@ -496,9 +496,30 @@ impl ModuleDeclarations {
             span,
             header_span,
         };
-        let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+        // Duplicates are found before the attributes are moved out; blocks
+        // have few attributes, so a quadratic scan beats building a map.
+        let first_of_duplicate: Vec<Option<Span>> = body
+            .items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| match item {
+                Item::Attribute(attribute) => {
+                    body.items[..index]
+                        .iter()
+                        .find_map(|earlier| match earlier {
+                            Item::Attribute(earlier)
+                                if earlier.name.name == attribute.name.name =>
+                            {
+                                Some(earlier.name.span)
+                            }
+                            _ => None,
+                        })
+                }
+                Item::Block(_) => None,
+            })
+            .collect();
         let mut nested_blocks = Vec::new();
-        for item in body.items {
+        for (item, first) in body.items.into_iter().zip(first_of_duplicate) {
             let attribute = match item {
                 Item::Attribute(attribute) => attribute,
                 Item::Block(nested) => {
@@ -507,7 +528,7 @@ impl ModuleDeclarations {
                 }
             };
             let name = attribute.name.name.as_str();
-            if let Some(first) = seen.insert(name.to_string(), attribute.name.span) {
+            if let Some(first) = first {
                 diagnostics.push(
                     Diagnostic::error("infra::duplicate", format!("duplicate argument `{name}`"))
                         .with_label(attribute.name.span, "set again here")

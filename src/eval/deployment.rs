@@ -147,7 +147,7 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
         }
     }
     if let Some(Value::String(provider)) = object.get("provider")
-        && !["local", "aws"].contains(&provider.as_str())
+        && !["local", "aws"].contains(&provider.as_ref())
     {
         diagnostics.push(
             Diagnostic::error(

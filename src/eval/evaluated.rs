@@ -38,7 +38,7 @@ pub struct ResourceInstance {
     pub arguments: std::sync::Arc<BTreeMap<String, Value>>,
     /// Addresses (without instance keys) of what this resource refers to or
     /// `depends_on`: resources, data sources and modules of the same module.
-    pub dependencies: Vec<String>,
+    pub dependencies: std::sync::Arc<[String]>,
     pub lifecycle: Lifecycle,
     /// The `kind "type" "name"` header of the block, for diagnostics.
     pub span: Span,

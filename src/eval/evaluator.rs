@@ -219,6 +219,23 @@ impl<'s, 'd> Evaluator<'s, 'd> {
     }
 
     fn template(&mut self, parts: &[TemplatePart]) -> EvalResult {
+        // The commonest shapes, without building a string: plain text, and
+        // `"${x}"` where `x` is already a string.
+        match parts {
+            [] => return Ok(Value::string("")),
+            [TemplatePart::Literal(text)] => return Ok(Value::string(text)),
+            [TemplatePart::Interpolation(expr)] => {
+                let value = self.eval(expr)?;
+                if matches!(value, Value::String(_) | Value::Unknown) {
+                    return Ok(value);
+                }
+                if let Some(text) = value.to_interpolated() {
+                    return Ok(Value::string(text));
+                }
+                // null, lists and objects: the general path reports them.
+            }
+            _ => {}
+        }
         let mut out = String::new();
         let mut unknown = false;
         for part in parts {
@@ -250,7 +267,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         Ok(if unknown {
             Value::Unknown
         } else {
-            Value::String(out)
+            Value::String(out.into())
         })
     }
 
@@ -393,7 +410,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
 
     fn call(&mut self, name: &Ident, args: &[Expr], expand_final: bool) -> EvalResult {
         let mut values = Vec::with_capacity(args.len());
-        let mut arg_spans = Vec::with_capacity(args.len());
+
         for (index, arg) in args.iter().enumerate() {
             let value = self.eval(arg)?;
             if expand_final && index + 1 == args.len() {
@@ -401,7 +418,6 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                     Value::List(items) => {
                         for item in items.iter() {
                             values.push(item.clone());
-                            arg_spans.push(arg.span);
                         }
                     }
                     Value::Unknown => return Ok(Value::Unknown),
@@ -415,7 +431,6 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 }
             } else {
                 values.push(value);
-                arg_spans.push(arg.span);
             }
         }
         // Unknown functions and wrong arity were reported by the reference pass.
@@ -448,7 +463,8 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             Err(error) => {
                 let span = error
                     .argument
-                    .and_then(|i| arg_spans.get(i).copied())
+                    // After `...` expansion, later values all come from the last argument.
+                    .and_then(|i| args.get(i).or(args.last()).map(|arg| arg.span))
                     .unwrap_or(name.span);
                 let help = error
                     .help
@@ -493,12 +509,12 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 _ => (None, 1),
             },
             "path" => match attr(0) {
-                Some("module") => (Some(Value::String(values.path_module.clone())), 1),
-                Some("root") => (Some(Value::String(values.path_root.clone())), 1),
+                Some("module") => (Some(Value::string(&values.path_module)), 1),
+                Some("root") => (Some(Value::string(&values.path_root)), 1),
                 Some("cwd") => (
                     std::env::current_dir()
                         .ok()
-                        .map(|d| Value::String(d.to_string_lossy().into_owned())),
+                        .map(|d| Value::string(d.to_string_lossy())),
                     1,
                 ),
                 _ => (None, 1),
@@ -662,7 +678,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             Value::Map(entries) => Ok(Some(
                 entries
                     .iter()
-                    .map(|(k, v)| (Value::String(k.clone()), v.clone()))
+                    .map(|(k, v)| (Value::string(k), v.clone()))
                     .collect(),
             )),
             other => Err(self.type_error(

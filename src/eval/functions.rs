@@ -243,7 +243,7 @@ fn base64decode(args: &[Value], _: &CallContext) -> Result<Value, FunctionError>
         .decode(string(args, 0)?)
         .map_err(|error| FunctionError::at(0, format!("not valid base64: {error}")))?;
     String::from_utf8(bytes)
-        .map(Value::String)
+        .map(Value::string)
         .map_err(|_| FunctionError::at(0, "the decoded bytes are not UTF-8 text"))
 }
 
@@ -309,7 +309,7 @@ fn element(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
 fn env(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
     let name = string(args, 0)?;
     match std::env::var(name) {
-        Ok(value) => Ok(Value::String(value)),
+        Ok(value) => Ok(Value::string(value)),
         Err(_) if args.len() == 2 => Ok(args[1].clone()),
         Err(_) => Err(
             FunctionError::at(0, format!("environment variable `{name}` is not set")).help(
@@ -341,7 +341,7 @@ fn file(args: &[Value], context: &CallContext) -> Result<Value, FunctionError> {
             format!("cannot read `{relative}`: {}", io_reason(&error)),
         )
     })?;
-    Ok(Value::String(text))
+    Ok(Value::string(text))
 }
 
 pub fn io_reason(error: &std::io::Error) -> String {
@@ -451,7 +451,7 @@ fn format(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
             "too many arguments for the format",
         ));
     }
-    Ok(Value::String(out))
+    Ok(Value::string(out))
 }
 
 fn parse_width(flags: &str) -> (usize, Option<usize>) {
@@ -474,7 +474,7 @@ fn join(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
             )
         })?);
     }
-    Ok(Value::String(parts.join(separator)))
+    Ok(Value::string(parts.join(separator)))
 }
 
 fn jsondecode(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
@@ -577,7 +577,7 @@ fn sort(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
     }
     strings.sort();
     Ok(Value::list(
-        strings.into_iter().map(Value::String).collect(),
+        strings.into_iter().map(Value::string).collect(),
     ))
 }
 
@@ -607,10 +607,10 @@ fn substr(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
     } else {
         (start + length).min(len)
     };
-    Ok(Value::String(
+    Ok(Value::string(
         chars[start as usize..end.max(start) as usize]
             .iter()
-            .collect(),
+            .collect::<String>(),
     ))
 }
 
@@ -722,7 +722,7 @@ fn cidrsubnet(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
     }
     let shift = prefix.bits - new_length;
     let address = prefix.address | ((netnum as u128) << shift);
-    Ok(Value::String(format!(
+    Ok(Value::string(format!(
         "{}/{}",
         format_address(address, prefix.bits),
         new_length
@@ -752,7 +752,7 @@ fn cidrhost(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
             ),
         ));
     }
-    Ok(Value::String(format_address(
+    Ok(Value::string(format_address(
         prefix.address | offset as u128,
         prefix.bits,
     )))

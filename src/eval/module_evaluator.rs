@@ -707,7 +707,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     VariableOrigin::Environment => (None, format!("INFRA_VAR_{name}")),
                 };
                 let value = match provided {
-                    ProvidedValue::Text(text) => Ok(Value::String(text.clone())),
+                    ProvidedValue::Text(text) => Ok(Value::string(text)),
                     ProvidedValue::Expr(expr) => self.eval_provided(name, expr),
                 };
                 (
@@ -999,7 +999,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         (
                             InstanceKey::Key(key.clone()),
                             None,
-                            Some((Value::String(key), value)),
+                            Some((Value::string(&key), value)),
                         )
                     })
                     .collect(),
@@ -1018,7 +1018,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         if let Some(schema) = schema {
             self.check_references_against_schema(id, &referenced, schema);
         }
-        let dependencies = self.resource_dependencies(id);
+        let dependencies: std::sync::Arc<[String]> = self.resource_dependencies(id).into();
         let mut ok = true;
         let mut objects: Vec<(InstanceKey, Value)> = Vec::new();
         for (key, count_index, each) in instances {
@@ -1299,7 +1299,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 for item in items.iter() {
                     match item {
                         Value::String(text) => {
-                            keys.insert(text.clone(), item.clone());
+                            keys.insert(text.to_string(), item.clone());
                         }
                         Value::Unknown => {
                             self.must_be_known("for_each", expr);
@@ -1490,7 +1490,7 @@ pub(super) fn eval_body(evaluator: &mut Evaluator, body: &Body, skip: &[&str]) -
                     && let ExprKind::Variable(ident) = &attribute.value.kind
                 {
                     // `provider = local`: a bare provider name.
-                    object.insert(name.to_string(), Value::String(ident.name.clone()));
+                    object.insert(name.to_string(), Value::string(&ident.name));
                     continue;
                 }
                 match evaluator.eval(&attribute.value) {

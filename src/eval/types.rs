@@ -83,8 +83,8 @@ impl TypeConstraint {
             TypeConstraint::Any => Ok(value.clone()),
             TypeConstraint::String => match value {
                 Value::String(_) => Ok(value.clone()),
-                Value::Number(number) => Ok(Value::String(format_number(*number))),
-                Value::Bool(flag) => Ok(Value::String(flag.to_string())),
+                Value::Number(number) => Ok(Value::string(format_number(*number))),
+                Value::Bool(flag) => Ok(Value::string(flag.to_string())),
                 other => Err(format!(
                     "a string is required, but this is a {}",
                     other.type_name()
@@ -106,8 +106,8 @@ impl TypeConstraint {
             },
             TypeConstraint::Bool => match value {
                 Value::Bool(_) => Ok(value.clone()),
-                Value::String(text) if text == "true" => Ok(Value::Bool(true)),
-                Value::String(text) if text == "false" => Ok(Value::Bool(false)),
+                Value::String(text) if &**text == "true" => Ok(Value::Bool(true)),
+                Value::String(text) if &**text == "false" => Ok(Value::Bool(false)),
                 Value::String(text) => Err(format!(
                     "a bool is required, but `{text}` is neither `true` nor `false`"
                 )),

@@ -10,7 +10,8 @@ pub enum Value {
     Null,
     Bool(bool),
     Number(f64),
-    String(String),
+    /// Shared text: reading `var.x` or `local.x` clones a pointer, not text.
+    String(Arc<str>),
     List(Arc<Vec<Value>>),
     /// Maps and objects alike; keys are ordered, so output is deterministic.
     Map(Arc<BTreeMap<String, Value>>),
@@ -27,8 +28,8 @@ impl Value {
         Value::Map(Arc::new(entries))
     }
 
-    pub fn string(text: impl Into<String>) -> Value {
-        Value::String(text.into())
+    pub fn string(text: impl AsRef<str>) -> Value {
+        Value::String(Arc::from(text.as_ref()))
     }
 
     /// The name used in type errors.
@@ -69,7 +70,7 @@ impl Value {
     /// values that have no string form (lists, objects, null).
     pub fn to_interpolated(&self) -> Option<String> {
         match self {
-            Value::String(text) => Some(text.clone()),
+            Value::String(text) => Some(text.to_string()),
             Value::Number(number) => Some(format_number(*number)),
             Value::Bool(flag) => Some(flag.to_string()),
             _ => None,
@@ -89,7 +90,7 @@ impl Value {
                         .unwrap_or(serde_json::Value::Null)
                 }
             }
-            Value::String(text) => serde_json::Value::String(text.clone()),
+            Value::String(text) => serde_json::Value::String(text.to_string()),
             Value::List(items) => items.iter().map(Value::to_json).collect(),
             Value::Map(entries) => entries
                 .iter()
@@ -104,7 +105,7 @@ impl Value {
             serde_json::Value::Null => Value::Null,
             serde_json::Value::Bool(flag) => Value::Bool(*flag),
             serde_json::Value::Number(number) => Value::Number(number.as_f64().unwrap_or(f64::NAN)),
-            serde_json::Value::String(text) => Value::String(text.clone()),
+            serde_json::Value::String(text) => Value::string(text),
             serde_json::Value::Array(items) => {
                 Value::list(items.iter().map(Value::from_json).collect())
             }
