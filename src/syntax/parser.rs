@@ -164,6 +164,19 @@ fn set_call_limit(len: usize) {
     pest::set_call_limit(NonZeroUsize::new(limit));
 }
 
+/// pest reports offsets in the masked text (see `scanner.rs`), where every
+/// byte of a masked heredoc is one character. Masks start and end on ASCII,
+/// so offsets agree with the source, but should the scanner and the grammar
+/// ever disagree about a heredoc in malformed input, an offset could fall
+/// inside a multi-byte character of the source: snap it back.
+fn char_boundary_at_or_before(text: &str, mut at: usize) -> usize {
+    at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// Where the comment ending at `end` starts. Comments are in source order and
 /// do not overlap, so their ends are sorted too.
 fn comment_start_ending_at(comments: &[Comment], end: usize) -> Option<usize> {
@@ -312,7 +325,7 @@ fn syntax_error(
     pest::set_error_detail(false);
     expected.sort_by_key(|description| expected_order(description));
 
-    let at = offset + local;
+    let at = char_boundary_at_or_before(text, offset + local);
     let (found, found_len) = token_at(text, at);
     let span = Span::new(file, at, at + found_len);
     let expected_text = join_alternatives(&expected);
@@ -481,8 +494,8 @@ impl Builder<'_> {
     /// implicit skipping may leave at its end.
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let span = pair.as_span();
-        let start = self.offset + span.start();
-        let mut end = self.offset + span.end();
+        let start = char_boundary_at_or_before(self.text, self.offset + span.start());
+        let mut end = char_boundary_at_or_before(self.text, self.offset + span.end()).max(start);
         loop {
             let trimmed = start + self.text[start..end].trim_end().len();
             end = match comment_start_ending_at(self.comment_starts_by_end, trimmed) {
@@ -859,7 +872,10 @@ impl Builder<'_> {
                 Rule::heredoc_strip => strip = true,
                 Rule::heredoc_text => {
                     let span = part.as_span();
-                    let text = &self.text[self.offset + span.start()..self.offset + span.end()];
+                    let start = char_boundary_at_or_before(self.text, self.offset + span.start());
+                    let end =
+                        char_boundary_at_or_before(self.text, self.offset + span.end()).max(start);
+                    let text = &self.text[start..end];
                     pieces.push(TemplatePart::Literal(text.to_string()));
                 }
                 Rule::interpolation => {
@@ -1137,6 +1153,35 @@ mod tests {
             diagnostics[0].primary_span().map(|s| (s.start, s.end)),
             Some((15, 20))
         );
+    }
+
+    #[test]
+    fn offsets_inside_masked_multibyte_text_never_slice_a_character() {
+        // A heredoc opener where no expression may start, with multi-byte
+        // text after it: pest fails on the opener, the parser recovers.
+        for source in [
+            "locals {\n  x = 1 <<EOT\n  é€😀\nEOT\n}\n",
+            "x = \"a\" <<EOT\né\nEOT\n\"é\"",
+            "<<EOT\n€\nEOT",
+            "x = [<<-A\n  é\n  A\n, <<B\n😀${\"é\"}\nB\n]\n",
+        ] {
+            let (_, diagnostics) = parse_file(FileId(0), source);
+            for diagnostic in &diagnostics {
+                for label in &diagnostic.labels {
+                    assert!(
+                        source.is_char_boundary(label.span.start as usize),
+                        "{source:?}: {diagnostic:?}"
+                    );
+                    assert!(
+                        source.is_char_boundary(label.span.end as usize),
+                        "{source:?}: {diagnostic:?}"
+                    );
+                }
+            }
+        }
+        for position in 0..12 {
+            assert!("é€😀".is_char_boundary(char_boundary_at_or_before("é€😀", position)));
+        }
     }
 
     #[test]
