@@ -194,3 +194,41 @@ fn every_error_kind_has_a_fixture() {
         assert!(all.contains(code), "no fixture produces `{code}`");
     }
 }
+
+/// The README documents every function and every diagnostic code.
+#[test]
+fn readme_lists_every_function_and_diagnostic_code() {
+    let readme = std::fs::read_to_string("README.md").expect("README.md");
+    let functions = readme
+        .lines()
+        .find(|line| line.starts_with("- **Functions**"))
+        .map(|first| {
+            readme[readme.find(first).unwrap_or(0)..]
+                .split("`.")
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default();
+    for name in infra::eval::function_names() {
+        assert!(
+            functions
+                .split_whitespace()
+                .any(|word| word.trim_matches('`') == name),
+            "README's function list lacks `{name}`"
+        );
+    }
+    let all: String = fixture_dirs()
+        .iter()
+        .map(|dir| std::fs::read_to_string(dir.join("expected.txt")).unwrap_or_default())
+        .collect();
+    for line in all.lines() {
+        let code = line.trim();
+        if code.starts_with("infra::") && !code.contains(' ') {
+            assert!(
+                readme.contains(&format!("`{code}`")),
+                "README's table of codes lacks `{code}`"
+            );
+        }
+    }
+}
