@@ -178,6 +178,31 @@ fn variables_come_from_flags_files_and_environment_in_order() {
     assert_eq!(undeclared.status.code(), Some(1));
     assert!(text(&undeclared.stderr).contains("`-var nope` sets a variable that is not declared"));
 
+    let missing_file = infra(
+        &["validate", "-var-file", "nope.infravars"],
+        Some(dir.path()),
+    );
+    assert_eq!(missing_file.status.code(), Some(1));
+    assert!(
+        text(&missing_file.stderr).contains("cannot read `nope.infravars`: no such file"),
+        "{}",
+        text(&missing_file.stderr)
+    );
+
+    write(
+        dir.path(),
+        "block.infravars",
+        "a = \"x\"\nlocals {\n  b = 1\n}\n",
+    );
+    let block_in_file = infra(
+        &["validate", "-var-file", "block.infravars"],
+        Some(dir.path()),
+    );
+    assert_eq!(block_in_file.status.code(), Some(1));
+    assert!(
+        text(&block_in_file.stderr).contains("a variable file holds only `name = value` lines")
+    );
+
     let malformed = infra(&["validate", "-var", "a"], Some(dir.path()));
     assert_eq!(malformed.status.code(), Some(1));
     assert!(text(&malformed.stderr).contains("`-var a` is not NAME=VALUE"));
