@@ -11,4 +11,5 @@ pub mod config;
 pub mod diagnostics;
 pub mod eval;
 pub mod format;
+pub mod state;
 pub mod syntax;

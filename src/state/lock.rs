@@ -1,0 +1,234 @@
+//! The state lock: `<state>.lock`, created exclusively, naming its holder.
+//!
+//! A second run that finds the lock stops with a message naming who holds
+//! it, since when and for what. A lock left by a process of this host that
+//! is gone (its pid no longer runs, or now runs another program: the start
+//! time tells) is stale and taken over. `force_unlock` removes a lock by id.
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub id: String,
+    pub who: String,
+    pub host: String,
+    pub pid: u32,
+    /// The holder's start time (clock ticks after boot, from /proc), to
+    /// tell it from a later process that reuses its pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_start: Option<u64>,
+    /// UTC, RFC 3339.
+    pub when: String,
+    pub operation: String,
+}
+
+#[derive(Debug)]
+pub enum LockError {
+    /// Another run holds the lock.
+    Held(Box<LockInfo>),
+    /// The lock file exists but cannot be read as a lock.
+    Unreadable {
+        path: PathBuf,
+        detail: String,
+    },
+    NotLocked {
+        path: PathBuf,
+    },
+    WrongId {
+        held: Box<LockInfo>,
+        given: String,
+    },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::Held(info) => write!(
+                f,
+                "the state is locked by {} (pid {} on {}) since {} for `{}`\n  help: wait for that run to finish; if it is gone for good, run `infra force-unlock {}`",
+                info.who, info.pid, info.host, info.when, info.operation, info.id
+            ),
+            LockError::Unreadable { path, detail } => write!(
+                f,
+                "lock file `{}` cannot be read: {detail}\n  help: make sure no other infra run is active, then delete the file",
+                path.display()
+            ),
+            LockError::NotLocked { path } => {
+                write!(f, "the state is not locked (no `{}`)", path.display())
+            }
+            LockError::WrongId { held, given } => write!(
+                f,
+                "the lock has id `{}`, not `{given}`\n  help: it is held by {} (pid {} on {}) for `{}`; check before forcing it",
+                held.id, held.who, held.pid, held.host, held.operation
+            ),
+            LockError::Io { path, error } => write!(f, "cannot lock `{}`: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+/// A held lock; released (the file removed) when dropped.
+#[derive(Debug)]
+pub struct StateLock {
+    path: PathBuf,
+    pub info: LockInfo,
+    /// A stale lock of a dead local process that this one replaced.
+    pub replaced_stale: Option<LockInfo>,
+}
+
+pub fn lock_path(state_path: &Path) -> PathBuf {
+    let mut name = state_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    state_path.with_file_name(name)
+}
+
+impl StateLock {
+    /// Takes the lock for `operation` (`apply`, `destroy`, …).
+    pub fn acquire(state_path: &Path, operation: &str) -> Result<StateLock, LockError> {
+        let path = lock_path(state_path);
+        let info = LockInfo {
+            id: super::format::new_lineage()[..16].to_string(),
+            who: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
+            host: hostname(),
+            pid: std::process::id(),
+            process_start: process_start(std::process::id()),
+            when: rfc3339_now(),
+            operation: operation.to_string(),
+        };
+        let mut replaced_stale = None;
+        for _ in 0..2 {
+            match create_exclusively(&path, &info) {
+                Ok(()) => {
+                    return Ok(StateLock {
+                        path,
+                        info,
+                        replaced_stale,
+                    });
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let held = read_lock(&path)?;
+                    if replaced_stale.is_none() && is_stale(&held) {
+                        fs::remove_file(&path).map_err(|error| LockError::Io {
+                            path: path.clone(),
+                            error,
+                        })?;
+                        replaced_stale = Some(held);
+                        continue;
+                    }
+                    return Err(LockError::Held(Box::new(held)));
+                }
+                Err(error) => return Err(LockError::Io { path, error }),
+            }
+        }
+        Err(LockError::Held(Box::new(read_lock(&path)?)))
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        // Remove only our own lock (never one forced away and retaken).
+        if read_lock(&self.path).is_ok_and(|held| held.id == self.info.id) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// `infra force-unlock ID`: removes the lock if its id is `id`.
+pub fn force_unlock(state_path: &Path, id: &str) -> Result<LockInfo, LockError> {
+    let path = lock_path(state_path);
+    if !path.exists() {
+        return Err(LockError::NotLocked { path });
+    }
+    let held = read_lock(&path)?;
+    if held.id != id {
+        return Err(LockError::WrongId {
+            held: Box::new(held),
+            given: id.to_string(),
+        });
+    }
+    fs::remove_file(&path).map_err(|error| LockError::Io { path, error })?;
+    Ok(held)
+}
+
+fn create_exclusively(path: &Path, info: &LockInfo) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let text = serde_json::to_string_pretty(info).expect("lock info serialises") + "\n";
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+fn read_lock(path: &Path) -> Result<LockInfo, LockError> {
+    let text = fs::read_to_string(path).map_err(|error| LockError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    serde_json::from_str(&text).map_err(|error| LockError::Unreadable {
+        path: path.to_path_buf(),
+        detail: error.to_string(),
+    })
+}
+
+/// A lock is stale when its holder ran on this host and is gone: its pid
+/// does not run, or runs a process that started at another time.
+fn is_stale(held: &LockInfo) -> bool {
+    if held.host != hostname() {
+        return false;
+    }
+    match (process_start(held.pid), held.process_start) {
+        (None, _) => !Path::new(&format!("/proc/{}", held.pid)).exists(),
+        (Some(now), Some(then)) => now != then,
+        (Some(_), None) => false,
+    }
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn rfc3339_now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}

@@ -1,0 +1,14 @@
+//! The state file: what infra believes exists, committed to git by teams.
+//!
+//! Owns the only serde types of the state format (`format.rs`), reading and
+//! writing it safely (`store.rs`: atomic writes, a backup, refusal of corrupt
+//! or newer files) and the lock that keeps two runs apart (`lock.rs`).
+//! Knows nothing of providers or plans.
+
+mod format;
+mod lock;
+mod store;
+
+pub use format::{FORMAT_NAME, FORMAT_VERSION, OutputState, ResourceState, State};
+pub use lock::{LockError, LockInfo, StateLock, force_unlock, lock_path, process_start};
+pub use store::{StateError, backup_path, load, save};

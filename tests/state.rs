@@ -1,0 +1,315 @@
+//! The state file and its lock, against the real file system, git and
+//! processes.
+
+use std::path::Path;
+use std::process::{Child, Command};
+
+use infra::state::{
+    LockError, State, StateError, StateLock, backup_path, force_unlock, load, lock_path, save,
+};
+use serde_json::json;
+
+fn resource(
+    type_name: &str,
+    attributes: serde_json::Value,
+    dependencies: &[&str],
+) -> infra::state::ResourceState {
+    infra::state::ResourceState {
+        type_name: type_name.into(),
+        provider: type_name.split('_').next().unwrap_or_default().into(),
+        attributes: serde_json::from_value(attributes).expect("attribute map"),
+        dependencies: dependencies.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+fn sample() -> State {
+    let mut state = State::new("0123456789abcdef0123456789abcdef");
+    state.resources.insert(
+        "random_id.b".into(),
+        resource("random_id", json!({"hex": "beef", "byte_length": 4}), &[]),
+    );
+    state.resources.insert(
+        "local_file.a".into(),
+        resource(
+            "local_file",
+            json!({"path": "out.txt", "content": "hello\n"}),
+            &["random_id.b", "random_id.a"],
+        ),
+    );
+    state.resources.insert(
+        "random_id.a".into(),
+        resource("random_id", json!({"hex": "cafe", "byte_length": 2}), &[]),
+    );
+    state
+}
+
+#[test]
+fn states_round_trip_with_canonical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("infra.state.json");
+    assert_eq!(load(&path).unwrap(), None, "no file yet means no state");
+    let state = sample();
+    assert!(save(&path, &state).unwrap());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.ends_with("}\n"));
+    assert!(
+        text.find("\"local_file.a\"").unwrap() < text.find("\"random_id.a\"").unwrap(),
+        "resources sorted by address"
+    );
+    assert!(
+        text.contains(
+            "\"dependencies\": [\n        \"random_id.a\",\n        \"random_id.b\"\n      ]"
+        ),
+        "dependencies sorted:\n{text}"
+    );
+    assert!(
+        !text.contains("serial") && !text.contains("time"),
+        "nothing that churns"
+    );
+    let mut loaded = load(&path).unwrap().expect("state");
+    loaded
+        .resources
+        .get_mut("local_file.a")
+        .unwrap()
+        .dependencies
+        .sort();
+    let mut expected = sample();
+    expected
+        .resources
+        .get_mut("local_file.a")
+        .unwrap()
+        .dependencies
+        .sort();
+    assert_eq!(loaded, expected);
+
+    // Rewriting an unchanged state changes nothing, not even the backup.
+    assert!(!save(&path, &load(&path).unwrap().unwrap()).unwrap());
+    assert!(!backup_path(&path).exists());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    // A real change keeps the previous state as the backup.
+    let mut changed = sample();
+    changed.resources.remove("random_id.a");
+    assert!(save(&path, &changed).unwrap());
+    assert_eq!(std::fs::read_to_string(backup_path(&path)).unwrap(), text);
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("\"random_id.a\": {")
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "no temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn branches_changing_different_resources_merge_with_plain_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, state: &State| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, state.to_canonical_json()).unwrap();
+        path
+    };
+    let base = sample();
+    let mut ours = base.clone();
+    ours.resources
+        .get_mut("local_file.a")
+        .unwrap()
+        .attributes
+        .insert("content".into(), json!("changed on main\n"));
+    let mut theirs = base.clone();
+    theirs
+        .resources
+        .get_mut("random_id.b")
+        .unwrap()
+        .attributes
+        .insert("hex".into(), json!("f00d"));
+    let base_path = write("base.json", &base);
+    let ours_path = write("ours.json", &ours);
+    let theirs_path = write("theirs.json", &theirs);
+    let merged = Command::new("git")
+        .args(["merge-file", "-p"])
+        .args([&ours_path, &base_path, &theirs_path])
+        .output()
+        .expect("git merge-file runs");
+    assert_eq!(
+        merged.status.code(),
+        Some(0),
+        "conflicts:\n{}",
+        String::from_utf8_lossy(&merged.stdout)
+    );
+    let mut both = ours.clone();
+    both.resources
+        .get_mut("random_id.b")
+        .unwrap()
+        .attributes
+        .insert("hex".into(), json!("f00d"));
+    assert_eq!(
+        String::from_utf8_lossy(&merged.stdout),
+        both.to_canonical_json()
+    );
+}
+
+#[test]
+fn corrupt_foreign_and_newer_states_are_refused_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("infra.state.json");
+    type IsExpected = fn(&StateError) -> bool;
+    let cases: [(&str, IsExpected); 4] = [
+        ("{ \"format\": \"infra-state\", \"version\": 1, ", |e| {
+            matches!(e, StateError::Corrupt { .. })
+        }),
+        (
+            "{ \"format\": \"infra-state\", \"version\": 1, \"lineage\": \"x\", \"resources\": { \"a.b\": { \"type\": 3 } } }",
+            |e| matches!(e, StateError::Corrupt { .. }),
+        ),
+        ("{ \"terraform_version\": \"1.6.0\" }", |e| {
+            matches!(e, StateError::UnknownFormat { .. })
+        }),
+        (
+            "{ \"format\": \"infra-state\", \"version\": 2, \"lineage\": \"x\" }",
+            |e| matches!(e, StateError::NewerVersion { version: 2, .. }),
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&path, text).unwrap();
+        let error = load(&path).expect_err("refused");
+        assert!(expected(&error), "{text}: {error}");
+        assert!(error.to_string().contains("help:"), "{error}");
+        let error = save(&path, &sample()).expect_err("save refuses too");
+        assert!(expected(&error), "{text}: {error}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text,
+            "the file is untouched"
+        );
+    }
+}
+
+/// A child process, killed when the test ends, also when it fails.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write_lock(state: &Path, pid: u32, process_start: Option<u64>) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let info = json!({
+        "id": "0123456789abcdef", "who": "someone", "host": host, "pid": pid,
+        "process_start": process_start, "when": "2026-01-01T00:00:00Z", "operation": "apply"
+    });
+    std::fs::write(lock_path(state), info.to_string()).unwrap();
+}
+
+#[test]
+fn a_second_run_is_stopped_with_the_holder_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("infra.state.json");
+    let lock = StateLock::acquire(&state, "apply").expect("first lock");
+    assert!(lock_path(&state).exists());
+    match StateLock::acquire(&state, "plan") {
+        Err(LockError::Held(holder)) => {
+            assert_eq!(holder.pid, std::process::id());
+            assert_eq!(holder.operation, "apply");
+            let message = LockError::Held(holder.clone()).to_string();
+            assert!(
+                message.contains(&format!("infra force-unlock {}", holder.id)),
+                "{message}"
+            );
+        }
+        other => panic!("expected the lock to be held, got {other:?}"),
+    }
+    drop(lock);
+    assert!(!lock_path(&state).exists(), "released on drop");
+    assert!(StateLock::acquire(&state, "plan").is_ok());
+}
+
+#[test]
+fn a_lock_held_by_another_live_process_is_respected() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("infra.state.json");
+    let holder = Guard(
+        Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    let pid = holder.0.id();
+    write_lock(&state, pid, infra::state::process_start(pid));
+    match StateLock::acquire(&state, "apply") {
+        Err(LockError::Held(info)) => assert_eq!(info.pid, pid),
+        other => panic!("expected Held, got {other:?}"),
+    }
+    assert!(lock_path(&state).exists());
+}
+
+#[test]
+fn a_stale_lock_of_a_dead_local_process_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("infra.state.json");
+    let mut finished = Command::new("true").spawn().expect("spawn true");
+    let pid = finished.id();
+    finished.wait().unwrap();
+    write_lock(&state, pid, Some(1));
+    let lock = StateLock::acquire(&state, "apply").expect("stale lock replaced");
+    assert_eq!(lock.replaced_stale.as_ref().map(|info| info.pid), Some(pid));
+    // A live pid whose start time differs is another process: stale too.
+    let other = Guard(
+        Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    drop(lock);
+    write_lock(&state, other.0.id(), Some(1));
+    assert!(
+        StateLock::acquire(&state, "apply")
+            .unwrap()
+            .replaced_stale
+            .is_some()
+    );
+}
+
+#[test]
+fn force_unlock_needs_the_right_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("infra.state.json");
+    assert!(matches!(
+        force_unlock(&state, "x"),
+        Err(LockError::NotLocked { .. })
+    ));
+    let holder = Guard(
+        Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    write_lock(
+        &state,
+        holder.0.id(),
+        infra::state::process_start(holder.0.id()),
+    );
+    assert!(matches!(
+        force_unlock(&state, "wrong"),
+        Err(LockError::WrongId { .. })
+    ));
+    assert_eq!(
+        force_unlock(&state, "0123456789abcdef").unwrap().operation,
+        "apply"
+    );
+    assert!(!lock_path(&state).exists());
+    std::fs::write(lock_path(&state), "not json").unwrap();
+    assert!(matches!(
+        StateLock::acquire(&state, "apply"),
+        Err(LockError::Unreadable { .. })
+    ));
+}
