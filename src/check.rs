@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use crate::config::{ModuleConfig, load_root, read_and_parse};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::eval::{
-    EvaluatedModule, ProvidedValue, RootVariables, SchemaCatalog, TypeConstraint, VariableOrigin,
-    evaluate_configuration,
+    EvaluatedModule, InstancePlanner, ProvidedValue, RootVariables, SchemaCatalog, TypeConstraint,
+    VariableOrigin, evaluate_configuration,
 };
 use crate::syntax::{Item, SourceMap, parse_expression};
 
@@ -52,6 +52,15 @@ pub struct Checked {
 }
 
 pub fn check(options: &CheckOptions) -> Checked {
+    check_with_planner(options, None)
+}
+
+/// [`check`], with a planner that tells evaluation what each resource
+/// instance will look like after apply (see [`InstancePlanner`]).
+pub fn check_with_planner(
+    options: &CheckOptions,
+    planner: Option<&dyn InstancePlanner>,
+) -> Checked {
     let mut sources = SourceMap::new();
     let mut diagnostics = Diagnostics::new();
     let config = load_root(
@@ -73,6 +82,7 @@ pub fn check(options: &CheckOptions) -> Checked {
         &config,
         &variables,
         &options.schemas,
+        planner,
         &sources,
         &mut diagnostics,
     );

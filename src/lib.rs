@@ -11,5 +11,6 @@ pub mod config;
 pub mod diagnostics;
 pub mod eval;
 pub mod format;
+pub mod plan;
 pub mod state;
 pub mod syntax;

@@ -15,7 +15,9 @@ mod value;
 pub use deployment::parse_duration;
 pub use evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
 pub use functions::{FUNCTIONS, function_names, io_reason};
-pub use module_evaluator::{ProvidedValue, RootVariables, VariableOrigin, evaluate_configuration};
+pub use module_evaluator::{
+    InstancePlanner, ProvidedValue, RootVariables, VariableOrigin, evaluate_configuration,
+};
 pub use schema::{AttributeSchema, BlockSchema, ProviderSchemas, SchemaCatalog, SchemaLookup};
 pub use types::TypeConstraint;
 pub use value::{Value, format_number, quote};

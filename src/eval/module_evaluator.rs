@@ -53,6 +53,7 @@ pub fn evaluate_configuration(
     root: &ModuleConfig,
     variables: &RootVariables,
     schemas: &SchemaCatalog,
+    planner: Option<&dyn InstancePlanner>,
     sources: &SourceMap,
     diagnostics: &mut Diagnostics,
 ) -> EvaluatedModule {
@@ -62,6 +63,7 @@ pub fn evaluate_configuration(
     let context = Context {
         root_dir: &root_dir,
         schemas,
+        planner,
         sources,
     };
     evaluate_module(root, &inputs, &context, diagnostics, &mut budget)
@@ -134,7 +136,23 @@ fn resource_expressions(resource: &ResourceDecl) -> Vec<&Expr> {
 struct Context<'c> {
     root_dir: &'c str,
     schemas: &'c SchemaCatalog,
+    planner: Option<&'c dyn InstancePlanner>,
     sources: &'c SourceMap,
+}
+
+/// Decides what a resource instance will look like after apply, so that the
+/// resources that refer to it see the truth while they are evaluated: an
+/// unchanged dependency keeps its recorded `id`, a replaced one gets an
+/// unknown one. Planning (`plan/`) implements it against the state; without
+/// a planner (`validate`), everything the provider computes is unknown.
+pub trait InstancePlanner {
+    /// The planned attributes of `instance`, or `None` to use the default
+    /// (configured values, computed attributes unknown).
+    fn planned_object(
+        &self,
+        instance: &ResourceInstance,
+        schema: Option<&BlockSchema>,
+    ) -> Option<BTreeMap<String, Value>>;
 }
 
 struct ModuleEvaluation<'c, 'd> {
@@ -1103,16 +1121,25 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     Value::map(object)
                 }
             };
-            objects.push((key.clone(), object));
-            self.result.resources.push(ResourceInstance {
+            let instance = ResourceInstance {
                 id: id.clone(),
                 address: self.address_of(id, &key),
-                key,
+                key: key.clone(),
                 arguments,
                 dependencies: dependencies.clone(),
                 lifecycle: resource.lifecycle.clone(),
                 span: resource.header_span,
-            });
+            };
+            let object = match self
+                .context
+                .planner
+                .and_then(|planner| planner.planned_object(&instance, schema))
+            {
+                Some(planned) => Value::map(planned),
+                None => object,
+            };
+            objects.push((key, object));
+            self.result.resources.push(instance);
         }
         let value = if resource.count.is_some() {
             Value::list(objects.into_iter().map(|(_, v)| v).collect())
@@ -1254,7 +1281,13 @@ impl<'c> ModuleEvaluation<'c, '_> {
     }
 
     fn known_count(&mut self, count: &Value, expr: &Expr) -> Option<usize> {
-        match count {
+        // "3" counts as 3, as everywhere a number is expected (an untyped
+        // `-var n=3` is a string).
+        let converted = match count {
+            Value::String(_) => TypeConstraint::Number.convert(count).ok(),
+            _ => None,
+        };
+        match converted.as_ref().unwrap_or(count) {
             Value::Unknown => {
                 self.must_be_known("count", expr);
                 None

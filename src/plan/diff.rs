@@ -1,0 +1,314 @@
+//! Configuration + state → [`Plan`]: one [`Change`] per resource instance.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::check::{CheckOptions, Checked, check_with_planner};
+use crate::config::ResourceMode;
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::eval::{
+    BlockSchema, EvaluatedModule, InstancePlanner, ResourceInstance, SchemaCatalog, SchemaLookup,
+    Value,
+};
+use crate::state::State;
+
+/// Tells evaluation what each instance will look like after apply, from
+/// the state: the same decision [`diff`] reports, so that references to an
+/// unchanged resource see its recorded values, and references to a replaced
+/// one see unknowns.
+pub struct StatePlanner<'s> {
+    pub state: &'s State,
+}
+
+impl InstancePlanner for StatePlanner<'_> {
+    fn planned_object(
+        &self,
+        instance: &ResourceInstance,
+        schema: Option<&BlockSchema>,
+    ) -> Option<BTreeMap<String, Value>> {
+        let prior = self
+            .state
+            .resources
+            .get(&instance.address)
+            .map(|p| &p.attributes);
+        plan_instance(instance, prior, schema).after
+    }
+}
+
+/// Evaluates the configuration against the state and diffs it: the whole
+/// of planning, minus refresh.
+pub fn plan(options: &CheckOptions, state: &State) -> (Checked, Plan) {
+    let planner = StatePlanner { state };
+    let mut checked = check_with_planner(options, Some(&planner));
+    let Some(evaluated) = &checked.evaluated else {
+        return (checked, Plan::default());
+    };
+    let (plan, diagnostics) = diff(evaluated, state, &options.schemas);
+    checked.diagnostics.extend(diagnostics);
+    (checked, plan)
+}
+
+/// What happens to one resource instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    NoOp,
+    /// `+`
+    Create,
+    /// `~`: changed in place.
+    Update,
+    /// `-/+`, or `+/-` when the new object is created before the old one
+    /// is destroyed (`lifecycle { create_before_destroy = true }`).
+    Replace {
+        create_before_destroy: bool,
+    },
+    /// `-`: no longer in the configuration.
+    Delete,
+    /// `<=`: a data source, read during planning and apply.
+    Read,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace {
+                create_before_destroy: false,
+            } => "-/+",
+            Action::Replace {
+                create_before_destroy: true,
+            } => "+/-",
+            Action::Delete => "-",
+            Action::Read => "<=",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.symbol())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub address: String,
+    pub type_name: String,
+    pub action: Action,
+    /// Attributes as the state has them (none for a create).
+    pub before: Option<BTreeMap<String, Value>>,
+    /// Attributes as they will be (none for a delete); unknown where only
+    /// apply will know.
+    pub after: Option<BTreeMap<String, Value>>,
+    /// Attributes whose change forces the replacement.
+    pub replaced_because: Vec<String>,
+    /// Every attribute that changes, sorted.
+    pub changed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Sorted by address.
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    fn count(&self, wanted: fn(Action) -> bool) -> usize {
+        self.changes.iter().filter(|c| wanted(c.action)).count()
+    }
+
+    /// `Plan: 2 to add, 1 to change, 1 to replace, 0 to destroy.` or
+    /// `No changes.`
+    pub fn summary(&self) -> String {
+        let add = self.count(|a| a == Action::Create);
+        let change = self.count(|a| a == Action::Update);
+        let replace = self.count(|a| matches!(a, Action::Replace { .. }));
+        let destroy = self.count(|a| a == Action::Delete);
+        if add + change + replace + destroy == 0 {
+            return "No changes.".into();
+        }
+        format!(
+            "Plan: {add} to add, {change} to change, {replace} to replace, {destroy} to destroy."
+        )
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| !matches!(c.action, Action::NoOp | Action::Read))
+    }
+}
+
+/// Compares every resource instance of the configuration with the state.
+/// Errors (e.g. `prevent_destroy` on a resource the plan would destroy)
+/// are diagnostics; the plan still lists every change.
+pub fn diff(
+    evaluated: &EvaluatedModule,
+    state: &State,
+    schemas: &SchemaCatalog,
+) -> (Plan, Diagnostics) {
+    let mut diagnostics = Diagnostics::new();
+    let mut changes = Vec::new();
+    let mut configured = BTreeSet::new();
+    for instance in evaluated.all_resources() {
+        configured.insert(instance.address.as_str());
+        let schema = match schemas.lookup(instance.id.mode, &instance.id.type_name) {
+            SchemaLookup::Found(schema) => Some(schema),
+            _ => None,
+        };
+        let prior = state.resources.get(&instance.address);
+        let change = plan_instance(instance, prior.map(|p| &p.attributes), schema);
+        if let Action::Replace { .. } = change.action
+            && instance.lifecycle.prevent_destroy
+        {
+            diagnostics.push(
+                Diagnostic::error("infra::prevent_destroy", format!("`{}` would be replaced, but it has `prevent_destroy`", instance.address))
+                    .with_label(instance.span, format!("replacement forced by {}", code_names(&change.replaced_because)))
+                    .with_help("keep the attributes that force replacement unchanged, or remove `prevent_destroy` from its `lifecycle` block if destroying it is intended"),
+            );
+        }
+        changes.push(change);
+    }
+    for (address, prior) in &state.resources {
+        if configured.contains(address.as_str()) {
+            continue;
+        }
+        changes.push(Change {
+            address: address.clone(),
+            type_name: prior.type_name.clone(),
+            action: Action::Delete,
+            before: Some(to_values(&prior.attributes)),
+            after: None,
+            replaced_because: Vec::new(),
+            changed: Vec::new(),
+        });
+    }
+    changes.sort_by(|a, b| a.address.cmp(&b.address));
+    (Plan { changes }, diagnostics)
+}
+
+fn code_names(names: &[String]) -> String {
+    crate::diagnostics::code_list(names)
+}
+
+fn to_values(attributes: &BTreeMap<String, serde_json::Value>) -> BTreeMap<String, Value> {
+    attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from_json(v)))
+        .collect()
+}
+
+/// Equal as far as the plan can tell: unknown is never equal, numbers
+/// compare by value (state JSON keeps `2` and `2.0` alike).
+fn same(planned: &Value, recorded: &Value) -> bool {
+    match (planned, recorded) {
+        (Value::Unknown, _) | (_, Value::Unknown) => false,
+        (Value::Number(a), Value::Number(b)) => a == b,
+        (Value::List(a), Value::List(b)) => {
+            a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| same(x, y))
+        }
+        (Value::Map(a), Value::Map(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, x)| b.get(k).is_some_and(|y| same(x, y)))
+        }
+        _ => planned == recorded,
+    }
+}
+
+fn plan_instance(
+    instance: &ResourceInstance,
+    prior: Option<&BTreeMap<String, serde_json::Value>>,
+    schema: Option<&BlockSchema>,
+) -> Change {
+    let mut change = Change {
+        address: instance.address.clone(),
+        type_name: instance.id.type_name.to_string(),
+        action: Action::NoOp,
+        before: prior.map(to_values),
+        after: None,
+        replaced_because: Vec::new(),
+        changed: Vec::new(),
+    };
+    // What the configuration asks for, with every computed attribute the
+    // provider will set unknown until apply.
+    let mut wanted: BTreeMap<String, Value> = (*instance.arguments).clone();
+    if let Some(schema) = schema {
+        for (name, attribute) in &schema.attributes {
+            if !wanted.contains_key(name) {
+                wanted.insert(
+                    name.clone(),
+                    if attribute.computed {
+                        Value::Unknown
+                    } else {
+                        Value::Null
+                    },
+                );
+            }
+        }
+    }
+    if instance.id.mode == ResourceMode::Data {
+        change.action = Action::Read;
+        change.after = Some(wanted);
+        return change;
+    }
+    let Some(before) = change.before.clone() else {
+        change.action = Action::Create;
+        change.changed = instance.arguments.keys().cloned().collect();
+        change.after = Some(wanted);
+        return change;
+    };
+    let ignored: BTreeSet<&str> = instance
+        .lifecycle
+        .ignore_changes
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    let mut after = before.clone();
+    for (name, value) in &wanted {
+        let computed_only = schema
+            .and_then(|s| s.attributes.get(name))
+            .is_some_and(|a| a.computed && !a.is_settable());
+        let recorded = before.get(name).unwrap_or(&Value::Null);
+        if computed_only || ignored.contains(name.as_str()) {
+            // The provider's value stands (it is only re-read on refresh).
+            continue;
+        }
+        let configured = instance.arguments.contains_key(name);
+        // An optional+computed attribute left unset keeps the provider's value.
+        let keeps_provider_value = !configured
+            && schema
+                .and_then(|s| s.attributes.get(name))
+                .is_some_and(|a| a.computed);
+        if keeps_provider_value || same(value, recorded) {
+            continue;
+        }
+        change.changed.push(name.clone());
+        if schema
+            .and_then(|s| s.attributes.get(name))
+            .is_some_and(|a| a.force_new)
+        {
+            change.replaced_because.push(name.clone());
+        }
+        after.insert(name.clone(), value.clone());
+    }
+    change.action = if !change.replaced_because.is_empty() {
+        // A replacement gets a new object: everything the provider computes
+        // is unknown again.
+        if let Some(schema) = schema {
+            for (name, attribute) in &schema.attributes {
+                if attribute.computed && !instance.arguments.contains_key(name) {
+                    after.insert(name.clone(), Value::Unknown);
+                }
+            }
+        }
+        Action::Replace {
+            create_before_destroy: instance.lifecycle.create_before_destroy,
+        }
+    } else if change.changed.is_empty() {
+        Action::NoOp
+    } else {
+        Action::Update
+    };
+    change.after = Some(after);
+    change
+}

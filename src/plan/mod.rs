@@ -1,0 +1,10 @@
+//! Plans: what `apply` would change, and why (issue 3, in progress).
+//!
+//! `diff.rs` compares the evaluated configuration with the state, resource
+//! instance by instance, using the providers' schemas to know which
+//! attributes force a replacement and which the provider computes. It is a
+//! pure function: planning changes nothing anywhere.
+
+mod diff;
+
+pub use diff::{Action, Change, Plan, StatePlanner, diff, plan};

@@ -1,0 +1,284 @@
+//! The plan diff: configuration + state → actions, with a test provider's
+//! schema deciding what forces a replacement and what the provider computes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use infra::check::CheckOptions;
+use infra::eval::{
+    AttributeSchema as A, BlockSchema, ProviderSchemas, SchemaCatalog, TypeConstraint as T, Value,
+};
+use infra::plan::{Action, Change, Plan, plan};
+use infra::state::{ResourceState, State};
+use serde_json::json;
+
+fn force_new(mut attribute: A) -> A {
+    attribute.force_new = true;
+    attribute
+}
+
+fn catalog() -> SchemaCatalog {
+    let network = BlockSchema {
+        attributes: [
+            ("cidr".to_string(), force_new(A::required(T::String))),
+            ("name".to_string(), A::optional(T::String)),
+            ("id".to_string(), A::computed(T::String)),
+        ]
+        .into(),
+        blocks: Default::default(),
+    };
+    let server = BlockSchema {
+        attributes: [
+            ("image".to_string(), force_new(A::required(T::String))),
+            ("size".to_string(), A::optional(T::Number)),
+            ("network_id".to_string(), force_new(A::optional(T::String))),
+            ("id".to_string(), A::computed(T::String)),
+        ]
+        .into(),
+        blocks: Default::default(),
+    };
+    let image = BlockSchema {
+        attributes: [
+            ("name".to_string(), A::required(T::String)),
+            ("id".to_string(), A::computed(T::String)),
+        ]
+        .into(),
+        blocks: Default::default(),
+    };
+    let mut catalog = SchemaCatalog::default();
+    catalog.providers.insert(
+        "test".into(),
+        ProviderSchemas {
+            resources: [
+                ("test_network".to_string(), network),
+                ("test_server".to_string(), server),
+            ]
+            .into(),
+            data_sources: [("test_image".to_string(), image)].into(),
+        },
+    );
+    catalog
+}
+
+const CONFIG: &str = r#"
+variable cidr {
+  default = "10.0.0.0/16"
+}
+
+variable servers {
+  default = 2
+}
+
+variable image {
+  default = "img-1"
+}
+
+variable size {
+  default = 2
+}
+
+data test_image base {
+  name = "debian"
+}
+
+resource test_network main {
+  cidr = var.cidr
+  name = "net"
+}
+
+resource test_server web {
+  count      = var.servers
+  image      = var.image
+  size       = var.size
+  network_id = test_network.main.id
+}
+"#;
+
+fn plan_with(state: &State, vars: &[&str], extra: &str) -> (Plan, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.infra"), format!("{CONFIG}\n{extra}")).unwrap();
+    let options = CheckOptions {
+        dir: PathBuf::from(dir.path()),
+        vars: vars.iter().map(|v| v.to_string()).collect(),
+        schemas: Arc::new(catalog()),
+        ..CheckOptions::default()
+    };
+    let (checked, plan) = plan(&options, state);
+    let messages = checked
+        .diagnostics
+        .iter()
+        .map(|d| format!("{}: {}", d.code, d.message))
+        .collect();
+    (plan, messages)
+}
+
+fn applied_state() -> State {
+    let mut state = State::new("lineage");
+    let mut add = |address: &str, type_name: &str, attributes: serde_json::Value| {
+        state.resources.insert(
+            address.into(),
+            ResourceState {
+                type_name: type_name.into(),
+                provider: "test".into(),
+                attributes: serde_json::from_value(attributes).unwrap(),
+                dependencies: Vec::new(),
+            },
+        );
+    };
+    add(
+        "test_network.main",
+        "test_network",
+        json!({"cidr": "10.0.0.0/16", "name": "net", "id": "net-1"}),
+    );
+    for index in 0..2 {
+        add(
+            &format!("test_server.web[{index}]"),
+            "test_server",
+            json!({"image": "img-1", "size": 2, "network_id": "net-1", "id": format!("srv-{index}")}),
+        );
+    }
+    state
+}
+
+fn change<'p>(plan: &'p Plan, address: &str) -> &'p Change {
+    plan.changes
+        .iter()
+        .find(|c| c.address == address)
+        .unwrap_or_else(|| panic!("no change for {address}: {plan:?}"))
+}
+
+#[test]
+fn an_empty_state_creates_everything_and_reads_data() {
+    let (plan, errors) = plan_with(&State::new("l"), &[], "");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        plan.summary(),
+        "Plan: 3 to add, 0 to change, 0 to replace, 0 to destroy."
+    );
+    assert_eq!(change(&plan, "data.test_image.base").action, Action::Read);
+    let server = change(&plan, "test_server.web[0]");
+    assert_eq!(server.action, Action::Create);
+    let after = server.after.as_ref().unwrap();
+    assert_eq!(after["id"], Value::Unknown, "computed: known after apply");
+    assert_eq!(
+        after["network_id"],
+        Value::Unknown,
+        "refers to a network not created yet"
+    );
+}
+
+#[test]
+fn a_matching_state_plans_no_changes_even_through_references() {
+    // `network_id = test_network.main.id` must see the recorded `net-1`,
+    // or every server would look changed (and be replaced).
+    let (plan, errors) = plan_with(&applied_state(), &[], "");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(plan.summary(), "No changes.");
+    assert!(!plan.has_changes());
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| matches!(c.action, Action::NoOp | Action::Read)),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn an_in_place_change_is_an_update() {
+    let (plan, _) = plan_with(&applied_state(), &["size=4"], "");
+    let server = change(&plan, "test_server.web[1]");
+    assert_eq!(server.action, Action::Update);
+    assert_eq!(server.changed, ["size"]);
+    assert_eq!(
+        server.after.as_ref().unwrap()["id"],
+        Value::string("srv-1"),
+        "an update keeps the id"
+    );
+    assert_eq!(
+        plan.summary(),
+        "Plan: 0 to add, 2 to change, 0 to replace, 0 to destroy."
+    );
+}
+
+#[test]
+fn a_force_new_change_replaces_and_says_why_and_ripples_through_references() {
+    let (plan, _) = plan_with(&applied_state(), &["cidr=10.9.0.0/16"], "");
+    let network = change(&plan, "test_network.main");
+    assert_eq!(
+        network.action,
+        Action::Replace {
+            create_before_destroy: false
+        }
+    );
+    assert_eq!(network.action.symbol(), "-/+");
+    assert_eq!(network.replaced_because, ["cidr"]);
+    assert_eq!(network.after.as_ref().unwrap()["id"], Value::Unknown);
+    // The servers refer to the new network's unknown id, and network_id
+    // forces replacement too.
+    let server = change(&plan, "test_server.web[0]");
+    assert_eq!(
+        server.action,
+        Action::Replace {
+            create_before_destroy: false
+        }
+    );
+    assert_eq!(server.replaced_because, ["network_id"]);
+}
+
+#[test]
+fn lifecycle_options_are_honoured() {
+    let mut state = applied_state();
+    state.resources.insert(
+        "test_network.keep".into(),
+        ResourceState {
+            type_name: "test_network".into(),
+            provider: "test".into(),
+            attributes: serde_json::from_value(
+                json!({"cidr": "10.1.0.0/16", "name": "old", "id": "net-2"}),
+            )
+            .unwrap(),
+            dependencies: Vec::new(),
+        },
+    );
+    let extra = r#"
+resource test_network keep {
+  cidr = "10.2.0.0/16"
+  name = "new"
+  lifecycle {
+    create_before_destroy = true
+    prevent_destroy       = true
+    ignore_changes        = [name]
+  }
+}
+"#;
+    let (plan, errors) = plan_with(&state, &[], extra);
+    let keep = change(&plan, "test_network.keep");
+    assert_eq!(
+        keep.action,
+        Action::Replace {
+            create_before_destroy: true
+        }
+    );
+    assert_eq!(keep.action.symbol(), "+/-");
+    assert!(
+        !keep.changed.contains(&"name".to_string()),
+        "ignore_changes: {keep:?}"
+    );
+    assert_eq!(
+        errors,
+        [
+            "infra::prevent_destroy: `test_network.keep` would be replaced, but it has `prevent_destroy`"
+        ]
+    );
+}
+
+#[test]
+fn removed_instances_are_deleted() {
+    let (plan, _) = plan_with(&applied_state(), &["servers=1"], "");
+    assert_eq!(change(&plan, "test_server.web[1]").action, Action::Delete);
+    assert_eq!(change(&plan, "test_server.web[0]").action, Action::NoOp);
+    assert_eq!(
+        plan.summary(),
+        "Plan: 0 to add, 0 to change, 0 to replace, 1 to destroy."
+    );
+}
