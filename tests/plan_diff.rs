@@ -17,6 +17,11 @@ fn force_new(mut attribute: A) -> A {
     attribute
 }
 
+fn sensitive(mut attribute: A) -> A {
+    attribute.sensitive = true;
+    attribute
+}
+
 fn catalog() -> SchemaCatalog {
     let network = BlockSchema {
         attributes: [
@@ -33,6 +38,8 @@ fn catalog() -> SchemaCatalog {
             ("size".to_string(), A::optional(T::Number)),
             ("network_id".to_string(), force_new(A::optional(T::String))),
             ("id".to_string(), A::computed(T::String)),
+            ("user_data".to_string(), A::optional(T::String)),
+            ("password".to_string(), sensitive(A::optional(T::String))),
         ]
         .into(),
         blocks: Default::default(),
@@ -281,4 +288,86 @@ fn removed_instances_are_deleted() {
         plan.summary(),
         "Plan: 0 to add, 0 to change, 0 to replace, 1 to destroy."
     );
+}
+
+/// Renders the plan of a scenario and compares it with
+/// `tests/plans/<name>.txt` (`INFRA_BLESS=1` rewrites the files).
+fn check_rendering(name: &str, state: &State, vars: &[&str], extra: &str) {
+    let (plan, _) = plan_with(state, vars, extra);
+    let text = infra::plan::render(&plan, &catalog(), infra::plan::RenderOptions::default());
+    let path = PathBuf::from("tests/plans").join(format!("{name}.txt"));
+    if std::env::var_os("INFRA_BLESS").is_some() {
+        std::fs::create_dir_all("tests/plans").unwrap();
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        text,
+        expected,
+        "{} differs (INFRA_BLESS=1 to regenerate):\n{text}",
+        path.display()
+    );
+}
+
+fn state_with_script() -> State {
+    let mut state = applied_state();
+    state.resources.insert(
+        "test_server.script".into(),
+        ResourceState {
+            type_name: "test_server".into(),
+            provider: "test".into(),
+            attributes: serde_json::from_value(json!({
+                "image": "img-1", "id": "srv-9", "password": "old-secret",
+                "user_data": "#!/bin/sh\necho one\necho two\n"
+            }))
+            .unwrap(),
+            dependencies: Vec::new(),
+        },
+    );
+    state
+}
+
+const SCRIPT: &str = r#"
+resource test_server script {
+  image     = "img-1"
+  password  = "new-secret"
+  user_data = <<-EOT
+    #!/bin/sh
+    echo one
+    echo three
+  EOT
+}
+"#;
+
+#[test]
+fn plans_render_as_people_read_them() {
+    check_rendering("create_everything", &State::new("l"), &[], "");
+    check_rendering("no_changes", &applied_state(), &[], "");
+    check_rendering("update_in_place", &applied_state(), &["size=4"], "");
+    check_rendering(
+        "replace_and_ripple",
+        &applied_state(),
+        &["cidr=10.9.0.0/16", "servers=3"],
+        "",
+    );
+    check_rendering("destroy_removed", &applied_state(), &["servers=0"], "");
+    check_rendering("text_diff_and_sensitive", &state_with_script(), &[], SCRIPT);
+}
+
+#[test]
+fn colour_is_only_used_when_asked() {
+    let (plan, _) = plan_with(&applied_state(), &["size=4"], "");
+    let plain = infra::plan::render(
+        &plan,
+        &catalog(),
+        infra::plan::RenderOptions { color: false },
+    );
+    let coloured = infra::plan::render(
+        &plan,
+        &catalog(),
+        infra::plan::RenderOptions { color: true },
+    );
+    assert!(!plain.contains('\u{1b}'));
+    assert!(coloured.contains("\u{1b}[33m~\u{1b}[0m"), "{coloured}");
 }

@@ -94,6 +94,7 @@ impl fmt::Display for Action {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub address: String,
+    pub mode: ResourceMode,
     pub type_name: String,
     pub action: Action,
     /// Attributes as the state has them (none for a create).
@@ -176,6 +177,11 @@ pub fn diff(
         }
         changes.push(Change {
             address: address.clone(),
+            mode: if address.starts_with("data.") || address.contains(".data.") {
+                ResourceMode::Data
+            } else {
+                ResourceMode::Managed
+            },
             type_name: prior.type_name.clone(),
             action: Action::Delete,
             before: Some(to_values(&prior.attributes)),
@@ -222,6 +228,7 @@ fn plan_instance(
 ) -> Change {
     let mut change = Change {
         address: instance.address.clone(),
+        mode: instance.id.mode,
         type_name: instance.id.type_name.to_string(),
         action: Action::NoOp,
         before: prior.map(to_values),

@@ -6,5 +6,7 @@
 //! pure function: planning changes nothing anywhere.
 
 mod diff;
+mod render;
 
 pub use diff::{Action, Change, Plan, StatePlanner, diff, plan};
+pub use render::{RenderOptions, render};
