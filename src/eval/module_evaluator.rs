@@ -73,11 +73,18 @@ enum Inputs<'a> {
     Root(&'a RootVariables),
     /// Values a `module` block passes, with the span of each expression,
     /// and the span of the block (where a missing input must be added).
-    Child(BTreeMap<String, (Value, Span)>, Span),
+    Child(BTreeMap<String, (Value, Span)>, Span, Vec<String>),
 }
 
 /// An instance to evaluate: its key, `count.index`, and `each.key`/`each.value`.
 type PlannedInstance = (InstanceKey, Option<usize>, Option<(Value, Value)>);
+
+/// The key of a map entry as a `&str` borrowed from the map.
+fn name_key<'m, V>(map: &'m BTreeMap<String, V>, name: &str) -> &'m str {
+    map.get_key_value(name)
+        .map(|(key, _)| key.as_str())
+        .unwrap_or("")
+}
 
 /// A named object of a module: a node of its dependency graph. It borrows
 /// its name from the module's declarations, so nodes are copied freely.
@@ -175,6 +182,9 @@ struct ModuleEvaluation<'c, 'd> {
     resource_index: HashMap<(ResourceMode, &'c str, &'c str), &'c ResourceId>,
     /// `module.a.module.b.` for addresses; empty in the root module.
     module_prefix: String,
+    /// Resource addresses every resource of this module depends on: what
+    /// the `module` block's inputs depend on in the calling module.
+    inherited_dependencies: Vec<String>,
 }
 
 fn evaluate_module<'c>(
@@ -210,6 +220,10 @@ fn evaluate_module<'c>(
             .map(|id| ((id.mode, &*id.type_name, &*id.name), id))
             .collect(),
         module_prefix: ModuleEvaluation::compute_module_prefix(&config.path),
+        inherited_dependencies: match inputs {
+            Inputs::Child(_, _, inherited) => inherited.clone(),
+            Inputs::Root(_) => Vec::new(),
+        },
     };
     evaluation.run(inputs);
     evaluation.result
@@ -737,7 +751,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     origin_text,
                 )
             }),
-            Inputs::Child(values, _) => values.get(name).map(|(value, span)| {
+            Inputs::Child(values, _, _) => values.get(name).map(|(value, span)| {
                 (
                     Ok(value.clone()),
                     Some(*span),
@@ -773,7 +787,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         .with_help(format!(
                             "set it with `-var {name}=…`, in a `-var-file`, or with the environment variable `INFRA_VAR_{name}`; or give it a `default`"
                         )),
-                        Inputs::Child(_, call_span) => {
+                        Inputs::Child(_, call_span, _) => {
                             let module = self.config.display_path();
                             Diagnostic::error(
                                 "infra::missing_variable",
@@ -919,9 +933,14 @@ impl<'c> ModuleEvaluation<'c, '_> {
             self.values.modules.insert(name.to_string(), Value::Unknown);
             return false;
         }
+        // What the module's inputs depend on, every resource inside depends on.
+        let inherited = self.transitive_dependencies(Node::Module(name_key(
+            &self.config.declarations.module_calls,
+            name,
+        )));
         let evaluated = evaluate_module(
             child,
-            &Inputs::Child(values, call.span),
+            &Inputs::Child(values, call.span, inherited),
             self.context,
             self.diagnostics,
             self.budget,
@@ -939,32 +958,45 @@ impl<'c> ModuleEvaluation<'c, '_> {
     }
 
     fn resource_dependencies(&self, id: &'c ResourceId) -> Vec<String> {
-        let node = Node::Resource(id);
-        let mut out: Vec<String> = self
+        self.transitive_dependencies(Node::Resource(id))
+    }
+
+    /// The resources, modules and deployments `node` depends on, directly or
+    /// through locals, variables and outputs, as addresses (`module.x` stands
+    /// for every resource in it), plus what this module inherits.
+    fn transitive_dependencies(&self, node: Node<'c>) -> Vec<String> {
+        let mut out: Vec<String> = self.inherited_dependencies.clone();
+        let mut seen: HashSet<Node<'c>> = HashSet::default();
+        let mut pending: Vec<Node<'c>> = self
             .dependencies
             .get(&node)
-            .map(|deps| {
-                deps.iter()
-                    .filter_map(|dep| match dep {
-                        Node::Resource(other) => Some(self.address_of(other, &InstanceKey::None)),
-                        Node::Module(name) => {
-                            Some(self.module_prefix() + &format!("module.{name}"))
-                        }
-                        Node::Deployment(name) => {
-                            Some(self.module_prefix() + &format!("deployment.{name}"))
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            })
+            .map(|d| d.iter().copied().collect())
             .unwrap_or_default();
+        while let Some(dependency) = pending.pop() {
+            if !seen.insert(dependency) {
+                continue;
+            }
+            match dependency {
+                Node::Resource(other) => out.push(self.address_of(other, &InstanceKey::None)),
+                Node::Module(name) => out.push(format!("{}module.{name}", self.module_prefix)),
+                Node::Deployment(name) => {
+                    out.push(format!("{}deployment.{name}", self.module_prefix))
+                }
+                // Values computed from others: look through them.
+                Node::Local(_)
+                | Node::Variable(_)
+                | Node::Output(_)
+                | Node::Provider(_)
+                | Node::Backend => {
+                    if let Some(next) = self.dependencies.get(&dependency) {
+                        pending.extend(next.iter().copied());
+                    }
+                }
+            }
+        }
         out.sort();
         out.dedup();
         out
-    }
-
-    fn module_prefix(&self) -> String {
-        self.module_prefix.clone()
     }
 
     fn compute_module_prefix(path: &[String]) -> String {
