@@ -11,6 +11,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod eval;
 pub mod format;
+pub mod graph;
 pub mod plan;
 pub mod state;
 pub mod syntax;

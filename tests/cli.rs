@@ -52,7 +52,7 @@ fn version_prints_the_crate_version() {
 #[test]
 fn commands_not_built_yet_say_so_and_exit_2() {
     for command in [
-        "plan", "apply", "destroy", "drift", "graph", "output", "state", "import",
+        "plan", "apply", "destroy", "drift", "output", "state", "import",
     ] {
         let output = infra(&[command, "-var", "x=1"], None);
         assert_eq!(output.status.code(), Some(2), "`infra {command}`");
@@ -308,4 +308,65 @@ fn colour_only_on_a_terminal_and_never_when_disabled() {
         env.contains("dependency cycle") && !env.contains("\u{1b}["),
         "NO_COLOR:\n{env}"
     );
+}
+
+#[test]
+fn graph_prints_instances_and_dependencies_clustered_by_module() {
+    let dot = infra(&["-C", "tests/fixtures/dependencies", "graph"], None);
+    assert!(dot.status.success(), "{}", text(&dot.stderr));
+    let dot = text(&dot.stdout);
+    assert!(dot.starts_with("digraph infra {"));
+    assert!(dot.contains("subgraph \"cluster_module.net\""), "{dot}");
+    for edge in [
+        "\"aws_subnet.direct\" -> \"aws_vpc.main\";",
+        "\"module.net.aws_subnet.inner\" -> \"aws_vpc.main\";",
+        "\"aws_instance.web\" -> \"module.net.aws_subnet.inner\";",
+    ] {
+        assert!(dot.contains(edge), "missing {edge} in\n{dot}");
+    }
+    let listing = infra(
+        &[
+            "-C",
+            "tests/fixtures/dependencies",
+            "graph",
+            "--format",
+            "text",
+        ],
+        None,
+    );
+    let listing = text(&listing.stdout);
+    let position = |address: &str| {
+        listing
+            .lines()
+            .position(|l| l.starts_with(address))
+            .unwrap_or_else(|| panic!("{address} in {listing}"))
+    };
+    assert!(position("aws_vpc.main") < position("module.net.aws_subnet.inner"));
+    assert!(position("module.net.aws_subnet.inner") < position("aws_instance.web"));
+
+    let counted = infra(
+        &[
+            "-C",
+            "tests/fixtures/multi_file",
+            "graph",
+            "-var",
+            "env=prod",
+            "-var",
+            "subnet_count=3",
+        ],
+        None,
+    );
+    let counted = text(&counted.stdout);
+    for index in 0..3 {
+        assert!(
+            counted.contains(&format!(
+                "\"aws_subnet.public[{index}]\" -> \"aws_vpc.main\";"
+            )),
+            "{counted}"
+        );
+    }
+
+    let broken = infra(&["-C", "tests/fixtures/cycle", "graph"], None);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(text(&broken.stderr).contains("dependency cycle"));
 }

@@ -1,6 +1,7 @@
 //! The command line: argument parsing (clap) and one module per command.
 
 mod fmt;
+mod graph;
 mod not_built;
 mod validate;
 
@@ -57,8 +58,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Rewrite files in the canonical layout
     Fmt(fmt::FmtArgs),
-    /// Print the resource graph (not built yet)
-    Graph(not_built::Rest),
+    /// Print the resource graph (Graphviz DOT, or text in dependency order)
+    Graph(graph::GraphArgs),
     /// Show output values from the state (not built yet)
     Output(not_built::Rest),
     /// Inspect and edit the state (not built yet)
@@ -126,7 +127,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Apply(_) => not_built::run("apply"),
         Command::Destroy(_) => not_built::run("destroy"),
         Command::Drift(_) => not_built::run("drift"),
-        Command::Graph(_) => not_built::run("graph"),
+        Command::Graph(args) => graph::run(directory, &args, style),
         Command::Output(_) => not_built::run("output"),
         Command::State(_) => not_built::run("state"),
         Command::Import(_) => not_built::run("import"),

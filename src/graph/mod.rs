@@ -1,0 +1,165 @@
+//! The resource graph: one node per resource instance, an edge from each
+//! instance to every instance it depends on (references, `depends_on`,
+//! through locals and module boundaries). Apply walks it in dependency
+//! order, destroy in reverse; `infra graph` prints it.
+//!
+//! Cycles between resources are reported by evaluation (with the shortest
+//! chain); this graph is built from an evaluation without errors, so it is
+//! acyclic.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::eval::{EvaluatedModule, ResourceInstance};
+
+pub struct ResourceGraph<'e> {
+    /// Edges point from an instance to what it depends on.
+    pub graph: DiGraph<&'e ResourceInstance, ()>,
+    index_of: BTreeMap<&'e str, NodeIndex>,
+}
+
+/// `aws_subnet.a[0]` → `aws_subnet.a`; `module.m.x.y["k"]` → `module.m.x.y`.
+fn without_key(address: &str) -> &str {
+    match address.strip_suffix(']') {
+        Some(_) => address
+            .rfind('[')
+            .map(|at| &address[..at])
+            .unwrap_or(address),
+        None => address,
+    }
+}
+
+impl<'e> ResourceGraph<'e> {
+    pub fn build(evaluated: &'e EvaluatedModule) -> ResourceGraph<'e> {
+        let instances = evaluated.all_resources();
+        let mut graph = DiGraph::new();
+        let mut index_of = BTreeMap::new();
+        // Instances by resource address (without key), for dependencies that
+        // name a whole resource.
+        let mut by_resource: BTreeMap<&str, Vec<NodeIndex>> = BTreeMap::new();
+        for instance in &instances {
+            let index = graph.add_node(*instance);
+            index_of.insert(instance.address.as_str(), index);
+            by_resource
+                .entry(without_key(&instance.address))
+                .or_default()
+                .push(index);
+        }
+        for instance in &instances {
+            let from = index_of[instance.address.as_str()];
+            for dependency in instance.dependencies.iter() {
+                if let Some(targets) = by_resource.get(dependency.as_str()) {
+                    for &to in targets {
+                        graph.add_edge(from, to, ());
+                    }
+                } else {
+                    // `module.x` (or a deployment): every instance inside it.
+                    let prefix = format!("{dependency}.");
+                    for (address, &to) in index_of.range(prefix.as_str()..) {
+                        if !address.starts_with(&prefix) {
+                            break;
+                        }
+                        graph.add_edge(from, to, ());
+                    }
+                }
+            }
+        }
+        ResourceGraph { graph, index_of }
+    }
+
+    pub fn node(&self, address: &str) -> Option<NodeIndex> {
+        self.index_of.get(address).copied()
+    }
+
+    /// Addresses of the instances `address` depends on, sorted.
+    pub fn dependencies_of(&self, address: &str) -> Vec<&'e str> {
+        let Some(index) = self.node(address) else {
+            return Vec::new();
+        };
+        let mut out: Vec<&str> = self
+            .graph
+            .neighbors(index)
+            .map(|n| self.graph[n].address.as_str())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Instances in an order where every instance comes after what it
+    /// depends on (the order creates run in; destroys run in reverse).
+    pub fn dependency_order(&self) -> Vec<&'e ResourceInstance> {
+        let mut order: Vec<&ResourceInstance> = match petgraph::algo::toposort(&self.graph, None) {
+            Ok(order) => order.into_iter().map(|index| self.graph[index]).collect(),
+            Err(_) => self.graph.node_weights().copied().collect(),
+        };
+        // toposort puts dependents first (edges point to dependencies).
+        order.reverse();
+        order
+    }
+
+    /// The graph in Graphviz DOT, one cluster per module.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from("digraph infra {\n  rankdir = \"RL\";\n  node [shape = box];\n");
+        let mut clusters: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for instance in self.graph.node_weights() {
+            let module = module_of(&instance.address);
+            clusters.entry(module).or_default().push(&instance.address);
+        }
+        for (module, mut addresses) in clusters {
+            addresses.sort();
+            if module.is_empty() {
+                for address in addresses {
+                    let _ = writeln!(out, "  {};", quote(address));
+                }
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  subgraph {} {{\n    label = {};",
+                    quote(&format!("cluster_{module}")),
+                    quote(&module)
+                );
+                for address in addresses {
+                    let _ = writeln!(out, "    {};", quote(address));
+                }
+                out.push_str("  }\n");
+            }
+        }
+        let mut edges: Vec<(&str, &str)> = self
+            .graph
+            .edge_indices()
+            .filter_map(|edge| self.graph.edge_endpoints(edge))
+            .map(|(from, to)| {
+                (
+                    self.graph[from].address.as_str(),
+                    self.graph[to].address.as_str(),
+                )
+            })
+            .collect();
+        edges.sort();
+        edges.dedup();
+        for (from, to) in edges {
+            let _ = writeln!(out, "  {} -> {};", quote(from), quote(to));
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+/// `module.a.module.b.x.y` → `module.a.module.b`; root instances → "".
+fn module_of(address: &str) -> String {
+    let mut parts = Vec::new();
+    let mut rest = address;
+    while let Some(after) = rest.strip_prefix("module.") {
+        let name_end = after.find('.').unwrap_or(after.len());
+        parts.push(format!("module.{}", &after[..name_end]));
+        rest = after.get(name_end + 1..).unwrap_or("");
+    }
+    parts.join(".")
+}
+
+fn quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
