@@ -371,3 +371,51 @@ fn colour_is_only_used_when_asked() {
     assert!(!plain.contains('\u{1b}'));
     assert!(coloured.contains("\u{1b}[33m~\u{1b}[0m"), "{coloured}");
 }
+
+#[test]
+fn the_json_plan_is_complete_and_holds_no_secrets() {
+    let (plan, _) = plan_with(&state_with_script(), &["cidr=10.9.0.0/16"], SCRIPT);
+    let json = infra::plan::to_json(&plan, &catalog());
+    assert_eq!(json["format"], "infra-plan");
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(
+        json["summary"],
+        json!({"add": 0, "change": 1, "replace": 3, "destroy": 0})
+    );
+    let changes = json["changes"].as_array().unwrap();
+    assert_eq!(
+        changes.len(),
+        plan.changes.len(),
+        "every instance, no-ops included"
+    );
+    let network = changes
+        .iter()
+        .find(|c| c["address"] == "test_network.main")
+        .unwrap();
+    assert_eq!(network["action"], "replace");
+    assert_eq!(network["create_before_destroy"], false);
+    assert_eq!(network["replaced_because"], json!(["cidr"]));
+    assert_eq!(network["after"]["id"], serde_json::Value::Null);
+    assert_eq!(network["after_unknown"], json!(["id"]));
+    assert_eq!(network["before"]["id"], "net-1");
+    let script = changes
+        .iter()
+        .find(|c| c["address"] == "test_server.script")
+        .unwrap();
+    assert_eq!(script["action"], "update");
+    assert_eq!(script["sensitive"], json!(["password"]));
+    assert_eq!(script["after"]["password"], serde_json::Value::Null);
+    let text = json.to_string();
+    assert!(
+        !text.contains("secret"),
+        "sensitive plaintext leaked: {text}"
+    );
+    let data = changes
+        .iter()
+        .find(|c| c["address"] == "data.test_image.base")
+        .unwrap();
+    assert_eq!(
+        (data["mode"].as_str(), data["action"].as_str()),
+        (Some("data"), Some("read"))
+    );
+}

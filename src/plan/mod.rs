@@ -6,7 +6,9 @@
 //! pure function: planning changes nothing anywhere.
 
 mod diff;
+mod json;
 mod render;
 
 pub use diff::{Action, Change, Plan, StatePlanner, diff, plan};
+pub use json::{PLAN_FORMAT_VERSION, to_json};
 pub use render::{RenderOptions, render};

@@ -1,0 +1,122 @@
+//! The machine-readable plan (`infra plan --json`), format version 1:
+//!
+//! ```json
+//! { "format": "infra-plan", "format_version": 1,
+//!   "changes": [ { "address": "aws_instance.web[0]", "mode": "managed",
+//!                  "type": "aws_instance", "action": "replace",
+//!                  "create_before_destroy": false,
+//!                  "before": { … }, "after": { … },
+//!                  "after_unknown": ["id"], "sensitive": ["password"],
+//!                  "changed": ["ami", "id"], "replaced_because": ["ami"] } ],
+//!   "summary": { "add": 0, "change": 0, "replace": 1, "destroy": 0 } }
+//! ```
+//!
+//! `action` is one of `create`, `update`, `replace`, `delete`, `read`,
+//! `no-op`. Values only known after apply are `null` in `after` and named in
+//! `after_unknown` (also when only a part of the value is unknown). Sensitive
+//! attributes (per the schema) are `null` in `before` and `after` and named
+//! in `sensitive`: the JSON never holds their plaintext. No-op changes are
+//! included, so a consumer sees every instance.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::diff::{Action, Plan};
+use crate::config::ResourceMode;
+use crate::eval::{SchemaCatalog, SchemaLookup, Value};
+
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::NoOp => "no-op",
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Replace { .. } => "replace",
+        Action::Delete => "delete",
+        Action::Read => "read",
+    }
+}
+
+pub fn to_json(plan: &Plan, schemas: &SchemaCatalog) -> serde_json::Value {
+    let mut summary = BTreeMap::from([("add", 0), ("change", 0), ("replace", 0), ("destroy", 0)]);
+    let changes: Vec<serde_json::Value> = plan
+        .changes
+        .iter()
+        .map(|change| {
+            let bucket = match change.action {
+                Action::Create => Some("add"),
+                Action::Update => Some("change"),
+                Action::Replace { .. } => Some("replace"),
+                Action::Delete => Some("destroy"),
+                Action::Read | Action::NoOp => None,
+            };
+            if let Some(bucket) = bucket {
+                *summary.entry(bucket).or_default() += 1;
+            }
+            let schema = match schemas.lookup(change.mode, &change.type_name) {
+                SchemaLookup::Found(schema) => Some(schema),
+                _ => None,
+            };
+            let is_sensitive = |name: &str| {
+                schema
+                    .and_then(|s| s.attributes.get(name))
+                    .is_some_and(|a| a.sensitive)
+            };
+            let mut sensitive: Vec<String> = Vec::new();
+            let mut after_unknown: Vec<String> = Vec::new();
+            let mut render = |values: Option<&BTreeMap<String, Value>>,
+                              track_unknown: bool|
+             -> serde_json::Value {
+                let Some(values) = values else {
+                    return serde_json::Value::Null;
+                };
+                let mut object = serde_json::Map::new();
+                for (name, value) in values {
+                    if track_unknown && !value.is_wholly_known() {
+                        after_unknown.push(name.clone());
+                    }
+                    let rendered = if is_sensitive(name) && !matches!(value, Value::Null) {
+                        if !sensitive.contains(name) {
+                            sensitive.push(name.clone());
+                        }
+                        serde_json::Value::Null
+                    } else {
+                        value.to_json()
+                    };
+                    object.insert(name.clone(), rendered);
+                }
+                serde_json::Value::Object(object)
+            };
+            let before = render(change.before.as_ref(), false);
+            let after = render(change.after.as_ref(), true);
+            sensitive.sort_unstable();
+            let mut entry = json!({
+                "address": change.address,
+                "mode": if change.mode == ResourceMode::Data { "data" } else { "managed" },
+                "type": change.type_name,
+                "action": action_name(change.action),
+                "before": before,
+                "after": after,
+                "after_unknown": after_unknown,
+                "sensitive": sensitive,
+                "changed": change.changed,
+                "replaced_because": change.replaced_because,
+            });
+            if let Action::Replace {
+                create_before_destroy,
+            } = change.action
+            {
+                entry["create_before_destroy"] = create_before_destroy.into();
+            }
+            entry
+        })
+        .collect();
+    json!({
+        "format": "infra-plan",
+        "format_version": PLAN_FORMAT_VERSION,
+        "changes": changes,
+        "summary": summary,
+    })
+}
