@@ -11,38 +11,15 @@
 //! start, write the configurations with `INFRA_BENCH_WRITE=DIR` and run
 //! `/usr/bin/time -v infra -C DIR/10000 validate`.
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use infra::check::{CheckOptions, check};
 
-struct PeakAllocator;
+#[path = "support/counting_allocator.rs"]
+mod counting_allocator;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for PeakAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let pointer = unsafe { mimalloc::MiMalloc.alloc(layout) };
-        if !pointer.is_null() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        pointer
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        unsafe { mimalloc::MiMalloc.dealloc(pointer, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: PeakAllocator = PeakAllocator;
+use counting_allocator::{allocations, peak_since, start_peak};
 
 /// N resources: 1 in 10 is a VPC; each VPC gets a counted subnet block of 4
 /// and a for_each security group block of 3; the rest are instances that
@@ -141,12 +118,11 @@ fn main() {
         let mut check_allocations = 0;
         let mut instances = 0;
         for _ in 0..runs {
-            let base = CURRENT.load(Ordering::Relaxed);
-            PEAK.store(base, Ordering::Relaxed);
-            let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
+            let base = start_peak();
+            let allocations_before = allocations();
             let started = Instant::now();
             let checked = check(&options);
-            check_allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
+            check_allocations = allocations() - allocations_before;
             let seconds = started.elapsed().as_secs_f64();
             assert!(
                 !checked.diagnostics.has_errors(),
@@ -159,17 +135,17 @@ fn main() {
                 .unwrap_or(0);
             drop(checked);
             times.push(seconds);
-            peak = peak.max(PEAK.load(Ordering::Relaxed) - base);
+            peak = peak.max(peak_since(base));
         }
         let mut parse_seconds = 0.0;
         let mut parse_allocations = 0;
         for path in infra::config::infra_files(dir.path()).expect("list") {
             let text = std::fs::read_to_string(path).expect("read");
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let before = allocations();
             let started = Instant::now();
             let parsed = infra::syntax::parse_file(infra::syntax::FileId(0), &text);
             parse_seconds += started.elapsed().as_secs_f64();
-            parse_allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
+            parse_allocations += allocations() - before;
             drop(parsed);
         }
         if std::env::var_os("INFRA_BENCH_ALLOCATIONS").is_some() {
