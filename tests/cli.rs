@@ -51,9 +51,7 @@ fn version_prints_the_crate_version() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_exit_2() {
-    for command in [
-        "plan", "apply", "destroy", "drift", "output", "state", "import",
-    ] {
+    for command in ["plan", "apply", "destroy", "drift", "import"] {
         let output = infra(&[command, "-var", "x=1"], None);
         assert_eq!(output.status.code(), Some(2), "`infra {command}`");
         assert!(text(&output.stderr).contains(&format!("`infra {command}` is not built yet")));
@@ -369,4 +367,171 @@ fn graph_prints_instances_and_dependencies_clustered_by_module() {
     let broken = infra(&["-C", "tests/fixtures/cycle", "graph"], None);
     assert_eq!(broken.status.code(), Some(1));
     assert!(text(&broken.stderr).contains("dependency cycle"));
+}
+
+const STATE: &str = r#"{
+  "format": "infra-state",
+  "version": 1,
+  "lineage": "abc",
+  "resources": {
+    "aws_subnet.a": { "type": "aws_subnet", "provider": "aws", "attributes": { "id": "subnet-1" }, "dependencies": ["aws_vpc.main"] },
+    "aws_vpc.main": { "type": "aws_vpc", "provider": "aws", "attributes": { "cidr_block": "10.0.0.0/16", "id": "vpc-1" } }
+  },
+  "outputs": { "db_password": { "value": "hunter2", "sensitive": true }, "vpc_id": { "value": "vpc-1" } }
+}
+"#;
+
+fn configuration_with_state() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "main.infra",
+        "backend local {\n  path = \"prod.json\"\n}\n",
+    );
+    write(dir.path(), "prod.json", STATE);
+    dir
+}
+
+#[test]
+fn state_commands_list_show_move_and_remove_under_the_lock() {
+    let dir = configuration_with_state();
+    let list = infra(&["state", "list"], Some(dir.path()));
+    assert_eq!(text(&list.stdout), "aws_subnet.a\naws_vpc.main\n");
+    let show = infra(&["state", "show", "aws_vpc.main"], Some(dir.path()));
+    assert!(
+        text(&show.stdout).contains("cidr_block = \"10.0.0.0/16\""),
+        "{}",
+        text(&show.stdout)
+    );
+    let typo = infra(&["state", "show", "aws_vpc.mian"], Some(dir.path()));
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(text(&typo.stderr).contains("did you mean `aws_vpc.main`?"));
+
+    let moved = infra(
+        &["state", "mv", "aws_vpc.main", "aws_vpc.primary"],
+        Some(dir.path()),
+    );
+    assert!(moved.status.success(), "{}", text(&moved.stderr));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("prod.json")).unwrap())
+            .unwrap();
+    assert!(state["resources"]["aws_vpc.primary"].is_object());
+    assert_eq!(
+        state["resources"]["aws_subnet.a"]["dependencies"],
+        serde_json::json!(["aws_vpc.primary"])
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("prod.json.backup")).unwrap(),
+        STATE,
+        "the previous state is kept"
+    );
+    assert!(
+        !dir.path().join("prod.json.lock").exists(),
+        "the lock is released"
+    );
+
+    let removed = infra(&["state", "rm", "aws_subnet.a"], Some(dir.path()));
+    assert!(removed.status.success());
+    assert_eq!(
+        text(&infra(&["state", "list"], Some(dir.path())).stdout),
+        "aws_vpc.primary\n"
+    );
+}
+
+#[test]
+fn a_held_lock_stops_state_edits_until_force_unlocked() {
+    let dir = configuration_with_state();
+    let mut holder = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    let pid = holder.id();
+    let start = infra::state::process_start(pid);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let lock = serde_json::json!({
+        "id": "feedc0de", "who": "ci", "host": host, "pid": pid, "process_start": start,
+        "when": "2026-11-26T10:00:00Z", "operation": "apply"
+    });
+    write(dir.path(), "prod.json.lock", &lock.to_string());
+    let refused = infra(&["state", "rm", "aws_subnet.a"], Some(dir.path()));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(refused.status.code(), Some(1));
+    let message = text(&refused.stderr);
+    assert!(
+        message.contains(&format!("locked by ci (pid {pid} on {host})")),
+        "{message}"
+    );
+    assert!(message.contains("infra force-unlock feedc0de"), "{message}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("prod.json")).unwrap(),
+        STATE,
+        "nothing changed"
+    );
+
+    let wrong = infra(&["force-unlock", "nope"], Some(dir.path()));
+    assert_eq!(wrong.status.code(), Some(1));
+    let unlocked = infra(&["force-unlock", "feedc0de"], Some(dir.path()));
+    assert!(unlocked.status.success(), "{}", text(&unlocked.stderr));
+    assert!(
+        infra(&["state", "rm", "aws_subnet.a"], Some(dir.path()))
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn outputs_come_from_the_state_with_secrets_redacted() {
+    let dir = configuration_with_state();
+    let all = infra(&["output"], Some(dir.path()));
+    assert_eq!(
+        text(&all.stdout),
+        "db_password = (sensitive)\nvpc_id      = \"vpc-1\"\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&infra(&["output", "--json"], Some(dir.path())).stdout).unwrap();
+    assert_eq!(json["db_password"]["value"], "(sensitive)");
+    assert_eq!(json["vpc_id"]["value"], "vpc-1");
+    assert_eq!(
+        text(&infra(&["output", "vpc_id"], Some(dir.path())).stdout),
+        "vpc-1\n"
+    );
+    assert_eq!(
+        text(
+            &infra(
+                &["output", "db_password", "--show-sensitive"],
+                Some(dir.path())
+            )
+            .stdout
+        ),
+        "hunter2\n"
+    );
+    let missing = infra(&["output", "vpcid"], Some(dir.path()));
+    assert!(text(&missing.stderr).contains("did you mean `vpc_id`?"));
+}
+
+#[test]
+fn a_corrupt_state_is_refused_by_every_state_command() {
+    let dir = configuration_with_state();
+    write(dir.path(), "prod.json", "{ not json");
+    for args in [
+        &["state", "list"][..],
+        &["state", "rm", "aws_vpc.main"],
+        &["output"],
+    ] {
+        let output = infra(args, Some(dir.path()));
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&output.stderr).contains("is corrupt"),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("prod.json")).unwrap(),
+        "{ not json"
+    );
 }

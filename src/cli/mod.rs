@@ -3,6 +3,9 @@
 mod fmt;
 mod graph;
 mod not_built;
+mod output;
+mod state;
+mod state_file;
 mod validate;
 
 use std::io::IsTerminal;
@@ -60,10 +63,15 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     /// Print the resource graph (Graphviz DOT, or text in dependency order)
     Graph(graph::GraphArgs),
-    /// Show output values from the state (not built yet)
-    Output(not_built::Rest),
-    /// Inspect and edit the state (not built yet)
-    State(not_built::Rest),
+    /// Show output values from the state
+    Output(output::OutputArgs),
+    /// Inspect and edit the state: list, show, rm, mv
+    State(state::StateArgs),
+    /// Remove a state lock left by a run that is gone: `infra force-unlock ID`
+    ForceUnlock {
+        /// The lock id, as printed by the run that found the lock
+        id: String,
+    },
     /// Adopt an existing object into the state (not built yet)
     Import(not_built::Rest),
 }
@@ -128,8 +136,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Destroy(_) => not_built::run("destroy"),
         Command::Drift(_) => not_built::run("drift"),
         Command::Graph(args) => graph::run(directory, &args, style),
-        Command::Output(_) => not_built::run("output"),
-        Command::State(_) => not_built::run("state"),
+        Command::Output(args) => output::run(directory, &args, style),
+        Command::State(args) => state::run(directory, &args, style),
+        Command::ForceUnlock { id } => state::force(directory, &id, style),
         Command::Import(_) => not_built::run("import"),
     }
 }

@@ -1,0 +1,87 @@
+//! `infra output [NAME] [--json] [--show-sensitive]`: output values from
+//! the state.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::diagnostics::{ReportStyle, did_you_mean};
+use crate::eval::Value;
+use crate::state::load;
+
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    /// One output (default: all)
+    pub name: Option<String>,
+    /// Print JSON (an object of all outputs, or the one value)
+    #[arg(long)]
+    pub json: bool,
+    /// Print sensitive values instead of `(sensitive)`
+    #[arg(long)]
+    pub show_sensitive: bool,
+}
+
+pub fn run(directory: Option<PathBuf>, args: &OutputArgs, style: ReportStyle) -> ExitCode {
+    let (dir, display_dir) = super::validate::directories(directory);
+    let path = match super::state_file::state_path(&dir, &display_dir, style) {
+        Ok(path) => path,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let state = match load(&path) {
+        Ok(state) => state.unwrap_or_else(|| crate::state::State::new("")),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let shown = |value: &serde_json::Value, sensitive: bool| -> serde_json::Value {
+        if sensitive && !args.show_sensitive {
+            serde_json::Value::String("(sensitive)".into())
+        } else {
+            value.clone()
+        }
+    };
+    if let Some(name) = &args.name {
+        let Some(output) = state.outputs.get(name) else {
+            let help = did_you_mean(name, state.outputs.keys().map(String::as_str))
+                .unwrap_or_else(|| "`infra output` lists the outputs; outputs appear in the state after `infra apply`".into());
+            eprintln!("error: no output `{name}` in the state\n  help: {help}");
+            return ExitCode::from(1);
+        };
+        let value = shown(&output.value, output.sensitive);
+        if args.json {
+            println!("{value}");
+        } else {
+            match &value {
+                serde_json::Value::String(text) => println!("{text}"),
+                other => println!("{}", Value::from_json(other)),
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    if args.json {
+        let all: serde_json::Map<String, serde_json::Value> = state
+            .outputs
+            .iter()
+            .map(|(name, output)| {
+                (name.clone(), serde_json::json!({ "value": shown(&output.value, output.sensitive), "sensitive": output.sensitive }))
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+    } else if state.outputs.is_empty() {
+        eprintln!("No outputs in the state (outputs are recorded by `infra apply`).");
+    } else {
+        let width = state.outputs.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (name, output) in &state.outputs {
+            let value = if output.sensitive && !args.show_sensitive {
+                "(sensitive)".to_string()
+            } else {
+                Value::from_json(&output.value).to_string()
+            };
+            println!("{name:width$} = {value}");
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,177 @@
+//! `infra state list | show | rm | mv` and `infra force-unlock`: inspecting
+//! and editing the state file, under its lock.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::diagnostics::{ReportStyle, did_you_mean};
+use crate::eval::Value;
+use crate::state::{State, StateLock, force_unlock, load, save};
+
+#[derive(Debug, clap::Args)]
+pub struct StateArgs {
+    #[command(subcommand)]
+    pub command: StateCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum StateCommand {
+    /// List the addresses in the state
+    List,
+    /// Show the recorded attributes of one resource instance
+    Show { address: String },
+    /// Forget resource instances (the real objects are left alone)
+    Rm {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Move a resource instance to another address (after renaming it in the configuration)
+    Mv { from: String, to: String },
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(1)
+}
+
+fn open(path: &std::path::Path) -> Result<State, ExitCode> {
+    match load(path) {
+        Ok(Some(state)) => Ok(state),
+        Ok(None) => Err(fail(format!(
+            "no state file at `{}`\n  help: nothing has been applied with this configuration yet",
+            path.display()
+        ))),
+        Err(error) => Err(fail(error)),
+    }
+}
+
+fn unknown_address(state: &State, address: &str) -> ExitCode {
+    let help = did_you_mean(address, state.resources.keys().map(String::as_str))
+        .unwrap_or_else(|| "`infra state list` shows the addresses".into());
+    fail(format!("`{address}` is not in the state\n  help: {help}"))
+}
+
+pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> ExitCode {
+    let (dir, display_dir) = super::validate::directories(directory);
+    let path = match super::state_file::state_path(&dir, &display_dir, style) {
+        Ok(path) => path,
+        Err(message) => return fail(message),
+    };
+    match &args.command {
+        StateCommand::List => match open(&path) {
+            Ok(state) => {
+                for address in state.resources.keys() {
+                    println!("{address}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        StateCommand::Show { address } => {
+            let state = match open(&path) {
+                Ok(state) => state,
+                Err(code) => return code,
+            };
+            let Some(resource) = state.resources.get(address) else {
+                return unknown_address(&state, address);
+            };
+            println!(
+                "# {address} ({}, provider {})",
+                resource.type_name, resource.provider
+            );
+            let width = resource
+                .attributes
+                .keys()
+                .map(|k| k.len())
+                .max()
+                .unwrap_or(0);
+            for (name, value) in &resource.attributes {
+                println!("{name:width$} = {}", Value::from_json(value));
+            }
+            if !resource.dependencies.is_empty() {
+                println!("# depends on {}", resource.dependencies.join(", "));
+            }
+            ExitCode::SUCCESS
+        }
+        StateCommand::Rm { addresses } => edit(&path, "state rm", |state| {
+            for address in addresses {
+                if !state.resources.contains_key(address) {
+                    return Err(unknown_address(state, address));
+                }
+            }
+            for address in addresses {
+                state.resources.remove(address);
+                println!("Removed {address} (the real object is left alone)");
+            }
+            Ok(())
+        }),
+        StateCommand::Mv { from, to } => edit(&path, "state mv", |state| {
+            if state.resources.contains_key(to) {
+                return Err(fail(format!(
+                    "`{to}` is already in the state\n  help: remove it first with `infra state rm {to}`"
+                )));
+            }
+            let Some(resource) = state.resources.remove(from) else {
+                return Err(unknown_address(state, from));
+            };
+            state.resources.insert(to.clone(), resource);
+            for other in state.resources.values_mut() {
+                for dependency in other.dependencies.iter_mut() {
+                    if dependency == from {
+                        *dependency = to.clone();
+                    }
+                }
+            }
+            println!("Moved {from} to {to}");
+            Ok(())
+        }),
+    }
+}
+
+/// Changes the state under its lock and saves it (keeping a backup).
+fn edit(
+    path: &std::path::Path,
+    operation: &str,
+    change: impl FnOnce(&mut State) -> Result<(), ExitCode>,
+) -> ExitCode {
+    let lock = match StateLock::acquire(path, operation) {
+        Ok(lock) => lock,
+        Err(error) => return fail(error),
+    };
+    if let Some(stale) = &lock.replaced_stale {
+        eprintln!(
+            "warning: took over a stale lock of pid {} on {} ({} since {})",
+            stale.pid, stale.host, stale.operation, stale.when
+        );
+    }
+    let mut state = match open(path) {
+        Ok(state) => state,
+        Err(code) => return code,
+    };
+    if let Err(code) = change(&mut state) {
+        return code;
+    }
+    match save(path, &state) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => fail(error),
+    }
+}
+
+/// `infra force-unlock ID`.
+pub fn force(directory: Option<PathBuf>, id: &str, style: ReportStyle) -> ExitCode {
+    let (dir, display_dir) = super::validate::directories(directory);
+    let path = match super::state_file::state_path(&dir, &display_dir, style) {
+        Ok(path) => path,
+        Err(message) => return fail(message),
+    };
+    match force_unlock(&path, id) {
+        Ok(held) => {
+            println!(
+                "Removed the lock of {} (pid {} on {}, `{}` since {})",
+                held.who, held.pid, held.host, held.operation, held.when
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error),
+    }
+}
