@@ -13,5 +13,6 @@ pub mod eval;
 pub mod format;
 pub mod graph;
 pub mod plan;
+pub mod providers;
 pub mod state;
 pub mod syntax;

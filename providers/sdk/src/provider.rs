@@ -1,0 +1,79 @@
+//! The [`Provider`] trait.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::protocol::*;
+use crate::schema::Schema;
+
+/// A future a provider returns; the engine drives it (on tokio).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A provider: the operations on the objects of its resource types.
+///
+/// The engine guarantees (see README.md): operations on one object are never
+/// concurrent; an object is created before it is updated, read or deleted,
+/// and the state it passes is what this provider last returned for it;
+/// `create` and `update` get fully known values; deletes run only after
+/// everything that depended on the object is gone.
+///
+/// A provider guarantees: the state it returns has every attribute of the
+/// schema; `read` reports `None` for an object that no longer exists
+/// rather than an error; it retries throttling and transient failures
+/// within an operation; an error leaves the object as it was, or reports
+/// (in `ProviderError::message`) what it left behind.
+pub trait Provider: Send + Sync {
+    /// The provider's name: the prefix of its type names (`random`).
+    fn name(&self) -> &'static str;
+
+    fn schema(&self) -> Schema;
+
+    /// Applies the `provider NAME { … }` block, before any operation.
+    fn configure(&self, _request: ConfigureRequest) -> BoxFuture<'_, Vec<Diagnostic>> {
+        Box::pin(async { Vec::new() })
+    }
+
+    /// Checks a resource's configuration beyond what the schema says (value
+    /// ranges, combinations). Unknown values are absent from `config`.
+    fn validate(&self, _type_name: &str, _config: &Attributes) -> Vec<Diagnostic> {
+        Vec::new()
+    }
+
+    /// Refines a plan; by default the proposal stands.
+    fn plan(&self, request: PlanRequest) -> BoxFuture<'_, PlanResponse> {
+        Box::pin(async move {
+            PlanResponse {
+                planned: request.proposed,
+                ..PlanResponse::default()
+            }
+        })
+    }
+
+    fn create(
+        &self,
+        request: CreateRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>>;
+
+    /// Refresh: what the object really is now.
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResponse, ProviderError>>;
+
+    fn update(
+        &self,
+        request: UpdateRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>>;
+
+    fn delete(&self, request: DeleteRequest) -> BoxFuture<'_, Result<(), ProviderError>>;
+
+    /// Adopts an existing object; by default, not supported.
+    fn import(
+        &self,
+        request: ImportRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
+        Box::pin(async move {
+            Err(ProviderError::new(format!(
+                "`{}` does not support import",
+                request.type_name
+            )))
+        })
+    }
+}
