@@ -535,3 +535,46 @@ fn a_corrupt_state_is_refused_by_every_state_command() {
         "{ not json"
     );
 }
+
+#[test]
+fn validate_checks_resources_of_built_in_providers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "main.infra",
+        "resource random_idd a {\n  byte_length = 4\n}\n\nresource random_id b {}\n",
+    );
+    let output = infra(&["validate"], Some(dir.path()));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("unknown resource type `random_idd`")
+            && stderr.contains("did you mean `random_id`?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("missing required argument `byte_length` for `random_id`"),
+        "{stderr}"
+    );
+
+    write(
+        dir.path(),
+        "main.infra",
+        "resource random_integer c {\n  min = 9\n  max = 1\n}\n",
+    );
+    let output = infra(&["validate"], Some(dir.path()));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("`min` (9) is greater than `max` (1)"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    write(
+        dir.path(),
+        "main.infra",
+        "resource random_password db {\n  length  = 24\n  special = false\n}\n\noutput pw {\n  value     = random_password.db.result\n  sensitive = true\n}\n",
+    );
+    let output = infra(&["validate", "--show"], Some(dir.path()));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}

@@ -30,6 +30,7 @@ pub fn run(directory: Option<PathBuf>, args: &GraphArgs, style: ReportStyle) -> 
         display_dir,
         vars: args.variables.vars.clone(),
         var_files: args.variables.var_files.clone(),
+        schemas: crate::providers::builtin_catalog(),
         ..CheckOptions::default()
     }
     .with_process_env();

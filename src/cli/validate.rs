@@ -35,12 +35,18 @@ pub fn run(directory: Option<PathBuf>, args: &ValidateArgs, style: ReportStyle) 
         vars: args.variables.vars.clone(),
         var_files: args.variables.var_files.clone(),
         env_vars: Vec::new(),
-        // Providers (and their schemas) come with the engine; until then
-        // resource types and arguments are not checked.
-        schemas: Default::default(),
+        schemas: crate::providers::builtin_catalog(),
     }
     .with_process_env();
-    let checked = check(&options);
+    let mut checked = check(&options);
+    if !checked.diagnostics.has_errors()
+        && let Some(evaluated) = &checked.evaluated
+    {
+        let problems =
+            crate::providers::validate_with_providers(evaluated, &crate::providers::builtin());
+        checked.diagnostics.extend(problems);
+        checked.diagnostics.sort();
+    }
     let diagnostics = &checked.diagnostics;
     if args.json {
         let report = serde_json::json!({

@@ -18,6 +18,8 @@ pub use functions::{FUNCTIONS, function_names, io_reason};
 pub use module_evaluator::{
     InstancePlanner, ProvidedValue, RootVariables, VariableOrigin, evaluate_configuration,
 };
-pub use schema::{AttributeSchema, BlockSchema, ProviderSchemas, SchemaCatalog, SchemaLookup};
+pub use schema::{
+    AttributeSchema, BlockSchema, ProviderSchemas, SchemaCatalog, SchemaLookup, provider_of,
+};
 pub use types::TypeConstraint;
 pub use value::{Value, format_number, quote};

@@ -16,5 +16,5 @@ mod provider;
 mod schema;
 
 pub use protocol::*;
-pub use provider::{BoxFuture, Provider};
+pub use provider::{BoxFuture, Provider, run_ready};
 pub use schema::*;

@@ -9,6 +9,22 @@ use crate::schema::Schema;
 /// A future a provider returns; the engine drives it (on tokio).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Runs a future that completes without waiting — the operations of a
+/// provider that does no I/O (random), in tests. Panics if it would wait.
+pub fn run_ready<T>(future: impl Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::noop();
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker))
+    {
+        std::task::Poll::Ready(value) => value,
+        std::task::Poll::Pending => {
+            panic!("run_ready: the future would wait; drive it with an async runtime")
+        }
+    }
+}
+
 /// A provider: the operations on the objects of its resource types.
 ///
 /// The engine guarantees (see README.md): operations on one object are never

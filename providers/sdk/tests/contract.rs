@@ -3,24 +3,12 @@
 //! wait).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
 
 use infra_provider_sdk::*;
 use serde_json::json;
 
-/// Runs a future that completes without waiting.
-fn run<T>(future: impl Future<Output = T>) -> T {
-    let mut future = std::pin::pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(value) => value,
-        Poll::Pending => panic!("the toy provider never waits"),
-    }
-}
+use infra_provider_sdk::run_ready as run;
 
 #[derive(Default)]
 struct Notes {
