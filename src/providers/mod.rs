@@ -2,8 +2,8 @@
 //! before calling them: their schemas, as the front end's
 //! [`SchemaCatalog`], and their own checks of argument values.
 //!
-//! Built in so far: `random`. The catalog is not yet *complete* (local and
-//! aws come next), so types of other providers are not rejected.
+//! Built in so far: `local` (files) and `random`. The catalog is not yet
+//! *complete* (aws comes next), so types of other providers are not rejected.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +17,10 @@ use crate::eval::{
 
 /// The providers compiled into infra.
 pub fn builtin() -> Vec<Box<dyn Provider>> {
-    vec![Box::new(infra_provider_random::RandomProvider)]
+    vec![
+        Box::new(infra_provider_local::LocalProvider),
+        Box::new(infra_provider_random::RandomProvider),
+    ]
 }
 
 /// The schema catalog of the built-in providers.

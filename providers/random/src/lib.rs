@@ -25,17 +25,6 @@ fn keepers() -> Attribute {
         .describe("arbitrary values; changing any of them generates a new value")
 }
 
-fn schema_of(attributes: Vec<(&str, Attribute)>) -> ResourceSchema {
-    ResourceSchema {
-        description: String::new(),
-        attributes: attributes
-            .into_iter()
-            .map(|(name, a)| (name.to_string(), a))
-            .collect(),
-        blocks: BTreeMap::new(),
-    }
-}
-
 fn random_bytes(count: usize) -> Result<Vec<u8>, ProviderError> {
     let mut bytes = vec![0u8; count];
     std::fs::File::open("/dev/urandom")
@@ -198,53 +187,62 @@ impl Provider for RandomProvider {
             resources: [
                 (
                     "random_id".to_string(),
-                    schema_of(vec![
-                        (
-                            "byte_length",
-                            Attribute::required(AttributeType::Number).force_new(),
-                        ),
-                        ("keepers", keepers()),
-                        ("hex", string()),
-                        ("b64_std", string()),
-                        ("b64_url", string()),
-                        ("dec", string()),
-                        ("id", string()),
-                    ]),
+                    ResourceSchema::new(
+                        "",
+                        vec![
+                            (
+                                "byte_length",
+                                Attribute::required(AttributeType::Number).force_new(),
+                            ),
+                            ("keepers", keepers()),
+                            ("hex", string()),
+                            ("b64_std", string()),
+                            ("b64_url", string()),
+                            ("dec", string()),
+                            ("id", string()),
+                        ],
+                    ),
                 ),
                 (
                     "random_password".to_string(),
-                    schema_of(vec![
-                        (
-                            "length",
-                            Attribute::required(AttributeType::Number).force_new(),
-                        ),
-                        ("upper", class("upper-case")),
-                        ("lower", class("lower-case")),
-                        ("numeric", class("digit")),
-                        ("special", class("special")),
-                        ("keepers", keepers()),
-                        (
-                            "result",
-                            Attribute::computed(AttributeType::String).sensitive(),
-                        ),
-                        ("id", string()),
-                    ]),
+                    ResourceSchema::new(
+                        "",
+                        vec![
+                            (
+                                "length",
+                                Attribute::required(AttributeType::Number).force_new(),
+                            ),
+                            ("upper", class("upper-case")),
+                            ("lower", class("lower-case")),
+                            ("numeric", class("digit")),
+                            ("special", class("special")),
+                            ("keepers", keepers()),
+                            (
+                                "result",
+                                Attribute::computed(AttributeType::String).sensitive(),
+                            ),
+                            ("id", string()),
+                        ],
+                    ),
                 ),
                 (
                     "random_integer".to_string(),
-                    schema_of(vec![
-                        (
-                            "min",
-                            Attribute::required(AttributeType::Number).force_new(),
-                        ),
-                        (
-                            "max",
-                            Attribute::required(AttributeType::Number).force_new(),
-                        ),
-                        ("keepers", keepers()),
-                        ("result", Attribute::computed(AttributeType::Number)),
-                        ("id", string()),
-                    ]),
+                    ResourceSchema::new(
+                        "",
+                        vec![
+                            (
+                                "min",
+                                Attribute::required(AttributeType::Number).force_new(),
+                            ),
+                            (
+                                "max",
+                                Attribute::required(AttributeType::Number).force_new(),
+                            ),
+                            ("keepers", keepers()),
+                            ("result", Attribute::computed(AttributeType::Number)),
+                            ("id", string()),
+                        ],
+                    ),
                 ),
             ]
             .into(),

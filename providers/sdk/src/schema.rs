@@ -20,6 +20,29 @@ pub struct ResourceSchema {
     pub blocks: BTreeMap<String, ResourceSchema>,
 }
 
+impl ResourceSchema {
+    /// A type with these attributes and no nested blocks.
+    pub fn new<'a>(
+        description: &str,
+        attributes: impl IntoIterator<Item = (&'a str, Attribute)>,
+    ) -> ResourceSchema {
+        ResourceSchema {
+            description: description.to_string(),
+            attributes: attributes
+                .into_iter()
+                .map(|(name, attribute)| (name.to_string(), attribute))
+                .collect(),
+            blocks: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a nested block (`ingress { … }`).
+    pub fn with_block(mut self, name: &str, block: ResourceSchema) -> ResourceSchema {
+        self.blocks.insert(name.to_string(), block);
+        self
+    }
+}
+
 /// Who sets an attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presence {

@@ -21,18 +21,13 @@ impl Provider for Notes {
     }
 
     fn schema(&self) -> Schema {
-        let note = ResourceSchema {
-            description: "a note kept in memory".into(),
-            attributes: [
-                (
-                    "text".to_string(),
-                    Attribute::required(AttributeType::String),
-                ),
-                ("id".to_string(), Attribute::computed(AttributeType::String)),
-            ]
-            .into(),
-            blocks: BTreeMap::new(),
-        };
+        let note = ResourceSchema::new(
+            "a note kept in memory",
+            [
+                ("text", Attribute::required(AttributeType::String)),
+                ("id", Attribute::computed(AttributeType::String)),
+            ],
+        );
         Schema {
             resources: [("notes_note".to_string(), note)].into(),
             data_sources: BTreeMap::new(),
