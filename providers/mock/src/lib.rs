@@ -1,0 +1,220 @@
+//! The `mock` provider, for engine tests and benchmarks (not shown to users
+//! by default): objects kept in memory, with configurable latency and
+//! failure injection, and a store that tests inspect to prove how many real
+//! objects exist — no duplicates after a retried apply, no orphans after a
+//! destroy.
+//!
+//! `mock_resource` takes `name`, `value` (anything), `size` (updates in
+//! place) and `generation` (forces a replacement), and per object:
+//! `latency_ms` and `fail_on` (`"create"`, `"update"`, `"delete"`,
+//! `"read"`: that operation fails). The provider block may set a default
+//! `latency_ms` for every operation.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use infra_provider_sdk::*;
+use serde_json::{Value, json};
+
+/// How many operations of each kind ran, for assertions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub creates: u64,
+    pub reads: u64,
+    pub updates: u64,
+    pub deletes: u64,
+}
+
+#[derive(Default)]
+pub struct MockProvider {
+    objects: Mutex<BTreeMap<String, Attributes>>,
+    next_id: AtomicU64,
+    default_latency_ms: AtomicU64,
+    counts: Mutex<Counts>,
+}
+
+impl MockProvider {
+    pub fn new() -> MockProvider {
+        MockProvider::default()
+    }
+
+    /// The objects that exist, by id.
+    pub fn objects(&self) -> BTreeMap<String, Attributes> {
+        self.objects.lock().expect("store").clone()
+    }
+
+    pub fn counts(&self) -> Counts {
+        *self.counts.lock().expect("counts")
+    }
+
+    /// Removes an object behind infra's back (to test drift).
+    pub fn remove_outside_infra(&self, id: &str) -> bool {
+        self.objects.lock().expect("store").remove(id).is_some()
+    }
+
+    async fn pause(&self, attributes: &Attributes) {
+        let millis = attributes
+            .get("latency_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| self.default_latency_ms.load(Ordering::Relaxed));
+        if millis > 0 {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+        }
+    }
+
+    fn injected(&self, attributes: &Attributes, operation: &str) -> Result<(), ProviderError> {
+        match attributes.get("fail_on").and_then(Value::as_str) {
+            Some(failing) if failing == operation => Err(ProviderError::new(format!(
+                "injected failure on {operation}"
+            ))
+            .with_code("MockFailure")),
+            _ => Ok(()),
+        }
+    }
+
+    fn count(&self, bump: impl FnOnce(&mut Counts)) {
+        bump(&mut self.counts.lock().expect("counts"));
+    }
+}
+
+fn id_of(state: &Attributes) -> String {
+    state
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl Provider for MockProvider {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn schema(&self) -> Schema {
+        let resource = ResourceSchema::new(
+            "an object kept in the mock provider's memory",
+            [
+                ("name", Attribute::optional(AttributeType::String)),
+                ("value", Attribute::optional(AttributeType::Any)),
+                ("size", Attribute::optional(AttributeType::Number)),
+                (
+                    "generation",
+                    Attribute::optional(AttributeType::String).force_new(),
+                ),
+                ("latency_ms", Attribute::optional(AttributeType::Number)),
+                ("fail_on", Attribute::optional(AttributeType::String)),
+                (
+                    "secret",
+                    Attribute::optional(AttributeType::String).sensitive(),
+                ),
+                ("id", Attribute::computed(AttributeType::String)),
+            ],
+        );
+        Schema {
+            resources: [("mock_resource".to_string(), resource)].into(),
+            data_sources: BTreeMap::new(),
+        }
+    }
+
+    fn configure(&self, request: ConfigureRequest) -> BoxFuture<'_, Vec<Diagnostic>> {
+        Box::pin(async move {
+            if let Some(millis) = request.config.get("latency_ms").and_then(Value::as_u64) {
+                self.default_latency_ms.store(millis, Ordering::Relaxed);
+            }
+            Vec::new()
+        })
+    }
+
+    fn validate(&self, _type_name: &str, config: &Attributes) -> Vec<Diagnostic> {
+        match config.get("fail_on").and_then(Value::as_str) {
+            Some(operation) if !["create", "read", "update", "delete"].contains(&operation) => {
+                vec![
+                    Diagnostic::error(format!(
+                        "`fail_on` must be create, read, update or delete, not `{operation}`"
+                    ))
+                    .at("fail_on"),
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn create(
+        &self,
+        request: CreateRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
+        Box::pin(async move {
+            self.pause(&request.config).await;
+            self.count(|c| c.creates += 1);
+            self.injected(&request.config, "create")?;
+            let id = format!("mock-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+            let mut state = request.config;
+            state.insert("id".into(), json!(id));
+            self.objects
+                .lock()
+                .expect("store")
+                .insert(id, state.clone());
+            Ok(ObjectResponse {
+                state,
+                diagnostics: Vec::new(),
+            })
+        })
+    }
+
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResponse, ProviderError>> {
+        Box::pin(async move {
+            self.pause(&request.state).await;
+            self.count(|c| c.reads += 1);
+            self.injected(&request.state, "read")?;
+            Ok(ReadResponse {
+                state: self
+                    .objects
+                    .lock()
+                    .expect("store")
+                    .get(&id_of(&request.state))
+                    .cloned(),
+                diagnostics: Vec::new(),
+            })
+        })
+    }
+
+    fn update(
+        &self,
+        request: UpdateRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
+        Box::pin(async move {
+            self.pause(&request.config).await;
+            self.count(|c| c.updates += 1);
+            self.injected(&request.config, "update")?;
+            let id = id_of(&request.prior);
+            let mut objects = self.objects.lock().expect("store");
+            if !objects.contains_key(&id) {
+                return Err(
+                    ProviderError::new(format!("no object {id} to update")).with_code("NotFound")
+                );
+            }
+            let mut state = request.config;
+            state.insert("id".into(), json!(id));
+            objects.insert(id, state.clone());
+            Ok(ObjectResponse {
+                state,
+                diagnostics: Vec::new(),
+            })
+        })
+    }
+
+    fn delete(&self, request: DeleteRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(async move {
+            self.pause(&request.state).await;
+            self.count(|c| c.deletes += 1);
+            self.injected(&request.state, "delete")?;
+            self.objects
+                .lock()
+                .expect("store")
+                .remove(&id_of(&request.state));
+            Ok(())
+        })
+    }
+}
