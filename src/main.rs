@@ -15,6 +15,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MAIN_STACK_BYTES: usize = 256 << 20;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns `infra plan | head` into a panic
+    // when head exits; restore the default so infra stops quietly, as other
+    // command-line tools do.
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = infra::cli::normalize_arguments(std::env::args());
     let cli = infra::cli::Cli::parse_from(args);
     std::thread::Builder::new()

@@ -51,7 +51,7 @@ fn version_prints_the_crate_version() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_exit_2() {
-    for command in ["plan", "apply", "destroy", "drift", "import"] {
+    for command in ["apply", "destroy", "drift", "import"] {
         let output = infra(&[command, "-var", "x=1"], None);
         assert_eq!(output.status.code(), Some(2), "`infra {command}`");
         assert!(text(&output.stderr).contains(&format!("`infra {command}` is not built yet")));
@@ -577,4 +577,124 @@ fn validate_checks_resources_of_built_in_providers() {
     );
     let output = infra(&["validate", "--show"], Some(dir.path()));
     assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+const PLAN_CONFIG: &str = "resource random_id suffix {\n  byte_length = 4\n}\n\nresource local_file greeting {\n  path    = \"out/hello-${random_id.suffix.hex}.txt\"\n  content = \"hello\\n\"\n}\n";
+
+/// The state an apply of PLAN_CONFIG would leave, and the file it wrote.
+fn applied_plan_config(dir: &std::path::Path) {
+    write(dir, "main.infra", PLAN_CONFIG);
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    write(dir, "out/hello-a1b2c3d4.txt", "hello\n");
+    let state = serde_json::json!({
+        "format": "infra-state", "version": 1, "lineage": "l",
+        "resources": {
+            "random_id.suffix": { "type": "random_id", "provider": "random", "attributes": {
+                "byte_length": 4, "hex": "a1b2c3d4", "b64_std": "obLD1A==", "b64_url": "obLD1A", "dec": "2712847316", "id": "obLD1A" } },
+            "local_file.greeting": { "type": "local_file", "provider": "local", "attributes": {
+                "path": "out/hello-a1b2c3d4.txt", "content": "hello\n", "file_permission": "0644",
+                "id": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03" },
+                "dependencies": ["random_id.suffix"] }
+        }
+    });
+    write(
+        dir,
+        "infra.state.json",
+        &serde_json::to_string_pretty(&state).unwrap(),
+    );
+}
+
+#[test]
+fn plan_shows_creates_for_an_empty_state() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "main.infra", PLAN_CONFIG);
+    let output = infra(&["plan"], Some(dir.path()));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let shown = text(&output.stdout);
+    assert!(
+        shown.contains("# random_id.suffix will be created"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("+ path            = (known after apply)"),
+        "the path waits for the random hex:\n{shown}"
+    );
+    assert!(
+        shown.ends_with("Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy.\n"),
+        "{shown}"
+    );
+    assert_eq!(
+        infra(&["plan", "--detailed-exitcode"], Some(dir.path()))
+            .status
+            .code(),
+        Some(2)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&infra(&["plan", "--json"], Some(dir.path())).stdout).unwrap();
+    assert_eq!(json["summary"]["add"], 2);
+    assert!(
+        !dir.path().join("out").exists() && !dir.path().join("infra.state.json").exists(),
+        "plan changes nothing"
+    );
+}
+
+#[test]
+fn plan_against_the_applied_state_is_clean_until_something_drifts() {
+    let dir = tempfile::tempdir().unwrap();
+    applied_plan_config(dir.path());
+    let clean = infra(&["plan", "--detailed-exitcode"], Some(dir.path()));
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}{}",
+        text(&clean.stdout),
+        text(&clean.stderr)
+    );
+    assert_eq!(
+        text(&clean.stdout),
+        "No changes. The infrastructure matches the configuration.\n"
+    );
+
+    write(dir.path(), "out/hello-a1b2c3d4.txt", "edited by hand\n");
+    let drift = infra(&["plan", "--detailed-exitcode"], Some(dir.path()));
+    assert_eq!(drift.status.code(), Some(2));
+    let shown = text(&drift.stdout);
+    assert!(
+        shown.contains("# local_file.greeting will be updated in place"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("- edited by hand") && shown.contains("+ hello"),
+        "{shown}"
+    );
+    let unrefreshed = infra(
+        &["plan", "--detailed-exitcode", "--refresh=false"],
+        Some(dir.path()),
+    );
+    assert_eq!(
+        unrefreshed.status.code(),
+        Some(0),
+        "without refresh the recorded state stands"
+    );
+
+    std::fs::remove_file(dir.path().join("out/hello-a1b2c3d4.txt")).unwrap();
+    let gone = text(&infra(&["plan"], Some(dir.path())).stdout);
+    assert!(
+        gone.contains("# local_file.greeting will be created"),
+        "a deleted file is re-created:\n{gone}"
+    );
+    assert!(gone.contains("Plan: 1 to add"), "{gone}");
+}
+
+#[test]
+fn plan_refuses_resources_without_a_built_in_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "resource aws_vpc main {\n  cidr_block = \"10.0.0.0/16\"\n}\n",
+    );
+    let output = infra(&["plan"], Some(dir.path()));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("no provider `aws` in this build for `aws_vpc.main`"));
 }

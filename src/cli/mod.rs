@@ -4,6 +4,7 @@ mod fmt;
 mod graph;
 mod not_built;
 mod output;
+mod plan;
 mod state;
 mod state_file;
 mod validate;
@@ -49,8 +50,8 @@ pub struct VariableArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what apply would change (not built yet)
-    Plan(not_built::Rest),
+    /// Show what apply would change (refresh, then diff; changes nothing)
+    Plan(plan::PlanArgs),
     /// Make the infrastructure match the configuration (not built yet)
     Apply(not_built::Rest),
     /// Destroy everything the state tracks (not built yet)
@@ -131,7 +132,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(directory, &args, style),
         Command::Fmt(args) => fmt::run(directory, &args, style),
-        Command::Plan(_) => not_built::run("plan"),
+        Command::Plan(args) => plan::run(directory, &args, style, cli.no_color),
         Command::Apply(_) => not_built::run("apply"),
         Command::Destroy(_) => not_built::run("destroy"),
         Command::Drift(_) => not_built::run("drift"),

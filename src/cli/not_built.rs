@@ -13,7 +13,7 @@ pub struct Rest {
 pub fn run(command: &str) -> ExitCode {
     eprintln!("error: `infra {command}` is not built yet");
     eprintln!(
-        "  help: this version can `validate`, `fmt` and `graph` configurations and inspect or edit the state (`state`, `output`, `force-unlock`); see README.md for what is planned"
+        "  help: this version can `validate`, `fmt`, `graph` and `plan` configurations and inspect or edit the state (`state`, `output`, `force-unlock`); see README.md for what is planned"
     );
     ExitCode::from(2)
 }

@@ -7,8 +7,10 @@
 
 mod diff;
 mod json;
+mod refresh;
 mod render;
 
 pub use diff::{Action, Change, Plan, StatePlanner, diff, plan};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
+pub use refresh::refresh;
 pub use render::{RenderOptions, render};
