@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::check::{CheckOptions, check};
+use crate::check::check;
 use crate::diagnostics::{ReportStyle, render_all};
 use crate::graph::ResourceGraph;
 
@@ -25,15 +25,7 @@ pub struct GraphArgs {
 
 pub fn run(directory: Option<PathBuf>, args: &GraphArgs, style: ReportStyle) -> ExitCode {
     let (dir, display_dir) = super::validate::directories(directory);
-    let options = CheckOptions {
-        dir,
-        display_dir,
-        vars: args.variables.vars.clone(),
-        var_files: args.variables.var_files.clone(),
-        schemas: crate::providers::builtin_catalog(),
-        ..CheckOptions::default()
-    }
-    .with_process_env();
+    let options = args.variables.check_options(dir, display_dir);
     let checked = check(&options);
     eprint!(
         "{}",

@@ -37,6 +37,26 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl VariableArgs {
+    /// What a command that evaluates the configuration in `dir` checks it
+    /// with: these variables, `INFRA_VAR_*`, the built-in providers' schemas.
+    pub fn check_options(
+        &self,
+        dir: std::path::PathBuf,
+        display_dir: std::path::PathBuf,
+    ) -> crate::check::CheckOptions {
+        crate::check::CheckOptions {
+            dir,
+            display_dir,
+            vars: self.vars.clone(),
+            var_files: self.var_files.clone(),
+            env_vars: Vec::new(),
+            schemas: crate::providers::builtin_catalog(),
+        }
+        .with_process_env()
+    }
+}
+
 /// Variable options shared by the commands that evaluate a configuration.
 #[derive(Debug, Clone, clap::Args, Default)]
 pub struct VariableArgs {

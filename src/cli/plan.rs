@@ -5,7 +5,6 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::check::CheckOptions;
 use crate::diagnostics::{Diagnostic, ReportStyle, render_all};
 use crate::plan::{RenderOptions, plan, refresh, render, to_json};
 use crate::state::{State, load};
@@ -62,15 +61,7 @@ pub fn run(
     } else {
         (state.clone(), Default::default())
     };
-    let options = CheckOptions {
-        dir,
-        display_dir,
-        vars: args.variables.vars.clone(),
-        var_files: args.variables.var_files.clone(),
-        schemas: crate::providers::builtin_catalog(),
-        ..CheckOptions::default()
-    }
-    .with_process_env();
+    let options = args.variables.check_options(dir, display_dir);
     let (mut checked, planned) = plan(&options, &refreshed);
     checked.diagnostics.extend(refresh_diagnostics);
     if let Some(evaluated) = &checked.evaluated {

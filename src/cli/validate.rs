@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::check::{CheckOptions, check};
+use crate::check::check;
 use crate::diagnostics::{ReportStyle, render_all, to_json};
 
 #[derive(Debug, clap::Args)]
@@ -29,15 +29,7 @@ pub fn directories(directory: Option<PathBuf>) -> (PathBuf, PathBuf) {
 
 pub fn run(directory: Option<PathBuf>, args: &ValidateArgs, style: ReportStyle) -> ExitCode {
     let (dir, display_dir) = directories(directory);
-    let options = CheckOptions {
-        dir,
-        display_dir,
-        vars: args.variables.vars.clone(),
-        var_files: args.variables.var_files.clone(),
-        env_vars: Vec::new(),
-        schemas: crate::providers::builtin_catalog(),
-    }
-    .with_process_env();
+    let options = args.variables.check_options(dir, display_dir);
     let mut checked = check(&options);
     if !checked.diagnostics.has_errors()
         && let Some(evaluated) = &checked.evaluated
