@@ -9,7 +9,7 @@ use crate::config::{ModuleConfig, load_root, read_and_parse};
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::eval::{
     EvaluatedModule, InstancePlanner, ProvidedValue, RootVariables, SchemaCatalog, TypeConstraint,
-    VariableOrigin, evaluate_configuration,
+    Value, VariableOrigin, evaluate_configuration, evaluate_standalone_block,
 };
 use crate::syntax::{Item, SourceMap, parse_expression};
 
@@ -61,6 +61,20 @@ pub fn check_with_planner(
     options: &CheckOptions,
     planner: Option<&dyn InstancePlanner>,
 ) -> Checked {
+    evaluate(load(options), options, planner)
+}
+
+/// A configuration read and its variables gathered, not yet evaluated:
+/// what a command needs before it can find the state (from the backend).
+pub struct Loaded {
+    pub sources: SourceMap,
+    pub config: Option<ModuleConfig>,
+    pub variables: RootVariables,
+    pub diagnostics: Diagnostics,
+}
+
+/// Reads the configuration and gathers its variables.
+pub fn load(options: &CheckOptions) -> Loaded {
     let mut sources = SourceMap::new();
     let mut diagnostics = Diagnostics::new();
     let config = load_root(
@@ -69,29 +83,69 @@ pub fn check_with_planner(
         &mut sources,
         &mut diagnostics,
     );
-    let Some(config) = config else {
-        return Checked {
-            sources,
-            config: None,
-            evaluated: None,
-            diagnostics,
-        };
+    let variables = match &config {
+        Some(config) => gather_variables(config, options, &mut sources, &mut diagnostics),
+        None => RootVariables::default(),
     };
-    let variables = gather_variables(&config, options, &mut sources, &mut diagnostics);
-    let evaluated = evaluate_configuration(
-        &config,
-        &variables,
-        &options.schemas,
-        planner,
-        &sources,
-        &mut diagnostics,
-    );
+    Loaded {
+        sources,
+        config,
+        variables,
+        diagnostics,
+    }
+}
+
+/// Evaluates a loaded configuration.
+pub fn evaluate(
+    loaded: Loaded,
+    options: &CheckOptions,
+    planner: Option<&dyn InstancePlanner>,
+) -> Checked {
+    let Loaded {
+        sources,
+        config,
+        variables,
+        mut diagnostics,
+    } = loaded;
+    let evaluated = config.as_ref().map(|config| {
+        evaluate_configuration(
+            config,
+            &variables,
+            &options.schemas,
+            planner,
+            &sources,
+            &mut diagnostics,
+        )
+    });
     diagnostics.sort();
     Checked {
         sources,
-        config: Some(config),
-        evaluated: Some(evaluated),
+        config,
+        evaluated,
         diagnostics,
+    }
+}
+
+impl Loaded {
+    /// The root module's backend: its kind and settings. A backend written
+    /// with values that refer to nothing (the usual case) is read on its
+    /// own; otherwise the configuration is evaluated to find it.
+    pub fn backend(&self, options: &CheckOptions) -> Option<(String, Value)> {
+        let config = self.config.as_ref()?;
+        let declared = config.declarations.backend.as_ref()?;
+        if let Some(settings) = evaluate_standalone_block(&declared.block, &config.dir) {
+            return Some((declared.kind.value.clone(), settings));
+        }
+        let mut diagnostics = Diagnostics::new();
+        evaluate_configuration(
+            config,
+            &self.variables,
+            &options.schemas,
+            None,
+            &self.sources,
+            &mut diagnostics,
+        )
+        .backend
     }
 }
 

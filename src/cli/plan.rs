@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::diagnostics::{Diagnostic, ReportStyle, render_all};
-use crate::plan::{RenderOptions, plan, refresh, render, to_json};
-use crate::state::{State, load};
+use crate::plan::{RenderOptions, plan_loaded, refresh, render, to_json};
+use crate::state::State;
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
@@ -31,14 +31,22 @@ pub fn run(
     no_color: bool,
 ) -> ExitCode {
     let (dir, display_dir) = super::validate::directories(directory);
-    let state_path = match super::state_file::state_path(&dir, &display_dir, style) {
+    let options = args.variables.check_options(dir.clone(), display_dir);
+    // Parsed once: the backend says where the state is, and the same
+    // sources are then evaluated against that state.
+    let loaded = crate::check::load(&options);
+    let state_path = match super::state_file::path_from_backend(&dir, loaded.backend(&options)) {
         Ok(path) => path,
         Err(message) => {
+            eprint!(
+                "{}",
+                render_all(&loaded.diagnostics, &loaded.sources, style)
+            );
             eprintln!("error: {message}");
             return ExitCode::from(1);
         }
     };
-    let state = match load(&state_path) {
+    let state = match crate::state::load(&state_path) {
         Ok(state) => state.unwrap_or_else(|| State::new("")),
         Err(error) => {
             eprintln!("error: {error}");
@@ -61,8 +69,7 @@ pub fn run(
     } else {
         (state.clone(), Default::default())
     };
-    let options = args.variables.check_options(dir, display_dir);
-    let (mut checked, planned) = plan(&options, &refreshed);
+    let (mut checked, planned) = plan_loaded(loaded, &options, &refreshed);
     checked.diagnostics.extend(refresh_diagnostics);
     if let Some(evaluated) = &checked.evaluated {
         if !checked.diagnostics.has_errors() {

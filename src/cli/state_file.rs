@@ -28,7 +28,14 @@ pub fn state_path(dir: &Path, display_dir: &Path, style: ReportStyle) -> Result<
             "the configuration has errors; fix them so that its state file can be found".into(),
         );
     }
-    let backend = checked.evaluated.as_ref().and_then(|e| e.backend.clone());
+    path_from_backend(
+        dir,
+        checked.evaluated.as_ref().and_then(|e| e.backend.clone()),
+    )
+}
+
+/// Where the state is, given the root module's backend (kind, settings).
+pub fn path_from_backend(dir: &Path, backend: Option<(String, Value)>) -> Result<PathBuf, String> {
     match backend {
         None => Ok(dir.join("infra.state.json")),
         Some((kind, Value::Map(entries))) if kind == "local" => match entries.get("path") {

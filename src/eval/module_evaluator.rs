@@ -1524,6 +1524,33 @@ fn check_block_against_schema(
     }
 }
 
+/// The value of a block whose expressions refer to nothing (a backend
+/// written with literals), evaluated on its own, without the rest of the
+/// configuration. `None` when it refers to something or does not evaluate.
+pub fn evaluate_standalone_block(block: &Block, module_dir: &std::path::Path) -> Option<Value> {
+    let mut expressions = Vec::new();
+    body_expressions(&block.body, &mut expressions);
+    let mut references = Vec::new();
+    let mut problems = Vec::new();
+    for expr in expressions {
+        collect_references(expr, &mut references, &mut problems);
+    }
+    if !references.is_empty() || !problems.is_empty() {
+        return None;
+    }
+    let values = ModuleValues::default();
+    let mut diagnostics = Diagnostics::new();
+    let mut budget = MAX_EVALUATION_STEPS;
+    let scope = Scope {
+        values: &values,
+        module_dir,
+        count_index: None,
+        each: None,
+    };
+    let mut evaluator = Evaluator::new(scope, &mut diagnostics, &mut budget);
+    eval_body(&mut evaluator, &block.body, &[]).ok()
+}
+
 /// Evaluates a body: attributes, and nested blocks as described at
 /// [`ModuleEvaluation::eval_block_body`]. Reports every failing attribute.
 pub(super) fn eval_body(evaluator: &mut Evaluator, body: &Body, skip: &[&str]) -> EvalResult {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::check::{CheckOptions, Checked, check_with_planner};
+use crate::check::{CheckOptions, Checked, Loaded, evaluate, load};
 use crate::config::ResourceMode;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::eval::{
@@ -38,8 +38,13 @@ impl InstancePlanner for StatePlanner<'_> {
 /// Evaluates the configuration against the state and diffs it: the whole
 /// of planning, minus refresh.
 pub fn plan(options: &CheckOptions, state: &State) -> (Checked, Plan) {
+    plan_loaded(load(options), options, state)
+}
+
+/// [`plan`] of a configuration already loaded (to find its state first).
+pub fn plan_loaded(loaded: Loaded, options: &CheckOptions, state: &State) -> (Checked, Plan) {
     let planner = StatePlanner { state };
-    let mut checked = check_with_planner(options, Some(&planner));
+    let mut checked = evaluate(loaded, options, Some(&planner));
     let Some(evaluated) = &checked.evaluated else {
         return (checked, Plan::default());
     };

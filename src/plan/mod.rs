@@ -10,7 +10,7 @@ mod json;
 mod refresh;
 mod render;
 
-pub use diff::{Action, Change, Plan, StatePlanner, diff, plan};
+pub use diff::{Action, Change, Plan, StatePlanner, diff, plan, plan_loaded};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
 pub use refresh::refresh;
 pub use render::{RenderOptions, render};
