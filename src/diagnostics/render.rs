@@ -6,10 +6,13 @@
 
 use std::fmt;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents,
+    SourceCode, SourceSpan, SpanContents,
+};
 
 use super::{Diagnostic, Diagnostics, Severity};
-use crate::syntax::{FileId, SourceMap};
+use crate::syntax::{FileId, SourceFile, SourceMap};
 
 /// How to draw reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,20 +53,20 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, style: ReportStyle) 
 }
 
 /// A diagnostic viewed through miette's traits.
-struct Report {
+struct Report<'a> {
     message: String,
     severity: Severity,
     /// A continuation in another file, not a problem of its own.
     is_related: bool,
     code: &'static str,
     help: Option<String>,
-    source: Option<NamedSource<String>>,
+    source: Option<FileSource<'a>>,
     labels: Vec<LabeledSpan>,
-    related: Vec<Report>,
+    related: Vec<Report<'a>>,
 }
 
-impl Report {
-    fn new(diagnostic: &Diagnostic, sources: &SourceMap) -> Report {
+impl<'a> Report<'a> {
+    fn new(diagnostic: &Diagnostic, sources: &'a SourceMap) -> Report<'a> {
         let mut message = diagnostic.message.clone();
         for note in &diagnostic.notes {
             message.push_str("\n  note: ");
@@ -98,8 +101,7 @@ impl Report {
                     LabeledSpan::new_with_span(text, SourceSpan::from((start, len)))
                 })
                 .collect();
-            let named =
-                NamedSource::new(source.name.clone(), source.text.clone()).with_language("infra");
+            let named = FileSource(source);
             if index == 0 {
                 report.source = Some(named);
                 report.labels = labels;
@@ -120,21 +122,61 @@ impl Report {
     }
 }
 
-impl fmt::Debug for Report {
+/// A source file as miette reads it. miette's own `[u8]` source counts lines
+/// from the top of the file for every span it reads; this one hands it only
+/// the lines around the span (found through the file's line index), so that
+/// ten thousand reports on a large file stay linear.
+struct FileSource<'a>(&'a SourceFile);
+
+impl SourceCode for FileSource<'_> {
+    fn read_span<'b>(
+        &'b self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'b> + 'b>, MietteError> {
+        let file = self.0;
+        let start = span.offset();
+        let (window, first_line) = file.lines_around(
+            start..start + span.len(),
+            context_lines_before + 1,
+            context_lines_after + 1,
+        );
+        let local = SourceSpan::new((start - window.start).into(), span.len());
+        let bytes = &file.text.as_bytes()[window.clone()];
+        let inner = bytes.read_span(&local, context_lines_before, context_lines_after)?;
+        let contents = MietteSpanContents::new_named(
+            file.name.clone(),
+            inner.data(),
+            SourceSpan::new(
+                (inner.span().offset() + window.start).into(),
+                inner.span().len(),
+            ),
+            inner.line() + first_line,
+            inner.column(),
+            // miette counts these lines from the top of what it was given.
+            inner.line_count() + first_line,
+        )
+        .with_language("infra");
+        Ok(Box::new(contents))
+    }
+}
+
+impl fmt::Debug for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl fmt::Display for Report {
+impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for Report {}
+impl std::error::Error for Report<'_> {}
 
-impl miette::Diagnostic for Report {
+impl miette::Diagnostic for Report<'_> {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         if self.is_related {
             return None;
@@ -158,8 +200,8 @@ impl miette::Diagnostic for Report {
             .map(|help| Box::new(help) as Box<dyn fmt::Display>)
     }
 
-    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {

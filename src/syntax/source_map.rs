@@ -63,10 +63,7 @@ impl SourceFile {
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let line = match self.line_starts.binary_search(&offset) {
-            Ok(line) => line,
-            Err(next) => next - 1,
-        };
+        let line = self.line_index(offset);
         let line_start = self.line_starts[line];
         let column = self
             .text
@@ -74,6 +71,35 @@ impl SourceFile {
             .map(|prefix| prefix.chars().count())
             .unwrap_or(offset - line_start);
         (line + 1, column + 1)
+    }
+
+    /// 0-based line of a byte offset.
+    fn line_index(&self, offset: usize) -> usize {
+        match self.line_starts.binary_search(&offset) {
+            Ok(line) => line,
+            Err(next) => next - 1,
+        }
+    }
+
+    /// The whole lines from `before` lines above `range` to `after` lines
+    /// below it, as a byte range, and the 0-based line it starts on. Lets a
+    /// renderer look at a few lines instead of scanning the file from the top.
+    pub fn lines_around(
+        &self,
+        range: std::ops::Range<usize>,
+        before: usize,
+        after: usize,
+    ) -> (std::ops::Range<usize>, usize) {
+        let first = self
+            .line_index(range.start.min(self.text.len()))
+            .saturating_sub(before);
+        let last = self.line_index(range.end.min(self.text.len())) + after + 1;
+        let end = self
+            .line_starts
+            .get(last)
+            .copied()
+            .unwrap_or(self.text.len());
+        (self.line_starts[first]..end, first)
     }
 }
 
@@ -128,5 +154,25 @@ impl SourceMap {
         let file = self.file(span.file);
         let (line, _) = file.line_column(span.start as usize);
         format!("{}:{}", file.name, line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_around_takes_whole_lines_and_stops_at_the_file_edges() {
+        let mut sources = SourceMap::new();
+        let id = sources.add(
+            "a.infra",
+            PathBuf::from("a.infra"),
+            "l1\nl2\nl3\nl4\nl5".into(),
+        );
+        let file = sources.file(id);
+        // `l3` is bytes 6..8, on line index 2.
+        assert_eq!(file.lines_around(6..8, 1, 1), (3..12, 1));
+        assert_eq!(file.lines_around(6..8, 5, 5), (0..14, 0));
+        assert_eq!(file.lines_around(13..14, 0, 0), (12..14, 4));
     }
 }
