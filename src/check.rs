@@ -47,6 +47,8 @@ impl CheckOptions {
 pub struct Checked {
     pub sources: SourceMap,
     pub config: Option<ModuleConfig>,
+    /// The root variables it was evaluated with (apply evaluates again).
+    pub variables: RootVariables,
     pub evaluated: Option<EvaluatedModule>,
     pub diagnostics: Diagnostics,
 }
@@ -121,6 +123,7 @@ pub fn evaluate(
     Checked {
         sources,
         config,
+        variables,
         evaluated,
         diagnostics,
     }
@@ -136,6 +139,16 @@ impl Loaded {
         if let Some(settings) = evaluate_standalone_block(&declared.block, &config.dir) {
             return Some((declared.kind.value.clone(), settings));
         }
+        self.evaluate_without_state(config, options).backend
+    }
+
+    /// An evaluation only to read settings from (its problems are reported
+    /// by the real one).
+    fn evaluate_without_state(
+        &self,
+        config: &ModuleConfig,
+        options: &CheckOptions,
+    ) -> EvaluatedModule {
         let mut diagnostics = Diagnostics::new();
         evaluate_configuration(
             config,
@@ -145,7 +158,29 @@ impl Loaded {
             &self.sources,
             &mut diagnostics,
         )
-        .backend
+    }
+
+    /// The root module's `provider NAME { … }` settings, to configure the
+    /// providers before refresh. Blocks of literals are read on their own;
+    /// otherwise the configuration is evaluated (without a state) to find
+    /// them.
+    pub fn provider_settings(&self, options: &CheckOptions) -> Vec<(String, Value)> {
+        let Some(config) = self.config.as_ref() else {
+            return Vec::new();
+        };
+        let standalone: Option<Vec<(String, Value)>> = config
+            .declarations
+            .providers
+            .iter()
+            .map(|p| {
+                evaluate_standalone_block(&p.block, &config.dir)
+                    .map(|settings| (p.name.value.clone(), settings))
+            })
+            .collect();
+        if let Some(settings) = standalone {
+            return settings;
+        }
+        self.evaluate_without_state(config, options).providers
     }
 }
 

@@ -2,9 +2,13 @@
 //!
 //! The pipeline, one module per stage: [`syntax`] (text → tree) →
 //! [`config`] (files and modules → a checked configuration) → [`eval`]
-//! (expressions → values) ; [`format`] prints trees back canonically;
-//! [`diagnostics`] is how every stage reports; [`cli`] wires commands.
+//! (expressions → values) → [`graph`] (resource instances and their
+//! dependencies) → [`plan`] (refresh, diff against the [`state`]) →
+//! [`apply`] (the changes, through the [`providers`], in dependency order).
+//! [`format`] prints trees back canonically; [`diagnostics`] is how every
+//! stage reports; [`cli`] wires commands.
 
+pub mod apply;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -1,10 +1,12 @@
 //! The command line: argument parsing (clap) and one module per command.
 
+mod apply;
 mod fmt;
 mod graph;
 mod not_built;
 mod output;
 mod plan;
+mod planning;
 mod state;
 mod state_file;
 mod validate;
@@ -72,10 +74,10 @@ pub struct VariableArgs {
 pub enum Command {
     /// Show what apply would change (refresh, then diff; changes nothing)
     Plan(plan::PlanArgs),
-    /// Make the infrastructure match the configuration (not built yet)
-    Apply(not_built::Rest),
-    /// Destroy everything the state tracks (not built yet)
-    Destroy(not_built::Rest),
+    /// Make the infrastructure match the configuration
+    Apply(apply::ApplyArgs),
+    /// Destroy everything the state tracks, in reverse dependency order
+    Destroy(apply::ApplyArgs),
     /// Report differences between real infrastructure and state (not built yet)
     Drift(not_built::Rest),
     /// Check the configuration: syntax, references, types, functions
@@ -153,8 +155,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(directory, &args, style),
         Command::Fmt(args) => fmt::run(directory, &args, style),
         Command::Plan(args) => plan::run(directory, &args, style, cli.no_color),
-        Command::Apply(_) => not_built::run("apply"),
-        Command::Destroy(_) => not_built::run("destroy"),
+        Command::Apply(args) => apply::run(directory, &args, false, style, cli.no_color),
+        Command::Destroy(args) => apply::run(directory, &args, true, style, cli.no_color),
         Command::Drift(_) => not_built::run("drift"),
         Command::Graph(args) => graph::run(directory, &args, style),
         Command::Output(args) => output::run(directory, &args, style),

@@ -5,9 +5,10 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::diagnostics::{Diagnostic, ReportStyle, render_all};
-use crate::plan::{RenderOptions, plan_loaded, refresh, render, to_json};
-use crate::state::State;
+use crate::diagnostics::ReportStyle;
+use crate::plan::{Plan, RenderOptions, render, to_json};
+
+use super::planning::{PlanningArgs, make_plan};
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
@@ -17,11 +18,11 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are (1 on errors)
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Refresh the state through the providers first (default true)
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
-    pub refresh: bool,
+    /// Plan to destroy everything the state holds
+    #[arg(long)]
+    pub destroy: bool,
     #[command(flatten)]
-    pub variables: super::VariableArgs,
+    pub planning: PlanningArgs,
 }
 
 pub fn run(
@@ -30,96 +31,30 @@ pub fn run(
     style: ReportStyle,
     no_color: bool,
 ) -> ExitCode {
-    let (dir, display_dir) = super::validate::directories(directory);
-    let options = args.variables.check_options(dir.clone(), display_dir);
-    // Parsed once: the backend says where the state is, and the same
-    // sources are then evaluated against that state.
-    let loaded = crate::check::load(&options);
-    let state_path = match super::state_file::path_from_backend(&dir, loaded.backend(&options)) {
-        Ok(path) => path,
-        Err(message) => {
-            eprint!(
-                "{}",
-                render_all(&loaded.diagnostics, &loaded.sources, style)
-            );
-            eprintln!("error: {message}");
-            return ExitCode::from(1);
-        }
+    let planned = match make_plan(directory, &args.planning, args.destroy, None, style) {
+        Ok(planned) => planned,
+        Err(code) => return code,
     };
-    let state = match crate::state::load(&state_path) {
-        Ok(state) => state.unwrap_or_else(|| State::new("")),
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    let providers = crate::providers::builtin();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    let (refreshed, refresh_diagnostics) = if args.refresh {
-        runtime.block_on(refresh(&state, &providers))
-    } else {
-        (state.clone(), Default::default())
-    };
-    let (mut checked, planned) = plan_loaded(loaded, &options, &refreshed);
-    checked.diagnostics.extend(refresh_diagnostics);
-    if let Some(evaluated) = &checked.evaluated {
-        if !checked.diagnostics.has_errors() {
-            checked
-                .diagnostics
-                .extend(crate::providers::validate_with_providers(
-                    evaluated, &providers,
-                ));
-        }
-        // A plan must be able to apply: every resource needs its provider.
-        for instance in evaluated.all_resources() {
-            let name = crate::eval::provider_of(&instance.id.type_name);
-            if !providers.iter().any(|p| p.name() == name) {
-                checked.diagnostics.push(
-                    Diagnostic::error("infra::no_provider", format!("no provider `{name}` in this build for `{}`", instance.address))
-                        .with_label(instance.span, "cannot be planned or applied yet")
-                        .with_help("the built-in providers are `local` and `random`; `infra validate` checks other configurations"),
-                );
-            }
-        }
-    }
-    checked.diagnostics.sort();
-    eprint!(
-        "{}",
-        render_all(&checked.diagnostics, &checked.sources, style)
-    );
-    if checked.diagnostics.has_errors() {
-        eprintln!(
-            "{} error(s); nothing was planned",
-            checked.diagnostics.error_count()
-        );
-        return ExitCode::from(1);
-    }
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&to_json(&planned, &options.schemas)).unwrap_or_default()
+            serde_json::to_string_pretty(&to_json(&planned.plan, &planned.schemas))
+                .unwrap_or_default()
         );
     } else {
-        let color = !no_color
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            && std::io::stdout().is_terminal();
-        print!(
-            "{}",
-            render(&planned, &options.schemas, RenderOptions { color })
-        );
+        show(&planned.plan, &planned.schemas, no_color);
     }
-    if args.detailed_exitcode && planned.has_changes() {
+    if args.detailed_exitcode && planned.plan.has_changes() {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Prints a plan for people: colour only on a terminal that allows it.
+pub fn show(plan: &Plan, schemas: &crate::eval::SchemaCatalog, no_color: bool) {
+    let color = !no_color
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stdout().is_terminal();
+    print!("{}", render(plan, schemas, RenderOptions { color }));
 }

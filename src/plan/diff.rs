@@ -203,7 +203,9 @@ fn code_names(names: &[String]) -> String {
     crate::diagnostics::code_list(names)
 }
 
-fn to_values(attributes: &BTreeMap<String, serde_json::Value>) -> BTreeMap<String, Value> {
+pub(super) fn to_values(
+    attributes: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, Value> {
     attributes
         .iter()
         .map(|(k, v)| (k.clone(), Value::from_json(v)))

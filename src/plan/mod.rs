@@ -1,16 +1,21 @@
-//! Plans: what `apply` would change, and why (issue 3, in progress).
+//! Plans: what `apply` would change, and why.
 //!
-//! `diff.rs` compares the evaluated configuration with the state, resource
-//! instance by instance, using the providers' schemas to know which
-//! attributes force a replacement and which the provider computes. It is a
-//! pure function: planning changes nothing anywhere.
+//! `refresh.rs` reads what the objects of the state really are now;
+//! `diff.rs` compares the evaluated configuration with that state,
+//! resource instance by instance, using the providers' schemas to know
+//! which attributes force a replacement and which the provider computes;
+//! `modes.rs` holds `--destroy`, `--target`, `--replace`; `render.rs` and
+//! `json.rs` show a plan; `saved.rs` is the `-out` file. Planning changes
+//! nothing anywhere.
 
 mod diff;
 mod json;
+mod modes;
 mod refresh;
 mod render;
 
 pub use diff::{Action, Change, Plan, StatePlanner, diff, plan, plan_loaded};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
+pub use modes::{Evaluation, destroy_plan, force_replacements, restrict_to_targets, targets};
 pub use refresh::refresh;
 pub use render::{RenderOptions, render};

@@ -180,9 +180,15 @@ pub fn render(plan: &Plan, schemas: &SchemaCatalog, options: RenderOptions) -> S
 
 fn render_change(printer: &mut Printer, change: &Change) {
     let (type_name, name) = header_name(change);
+    let requested =
+        if matches!(change.action, Action::Replace { .. }) && change.replaced_because.is_empty() {
+            ", as requested with --replace"
+        } else {
+            ""
+        };
     let _ = writeln!(
         printer.out,
-        "  # {} {}",
+        "  # {} {}{requested}",
         change.address,
         description(change.action)
     );

@@ -4,6 +4,9 @@
 //!
 //! Built in so far: `local` (files) and `random`. The catalog is not yet
 //! *complete* (aws comes next), so types of other providers are not rejected.
+//! The `mock` provider (latency, failure injection) joins them when the
+//! environment sets `INFRA_MOCK_PROVIDER=1`: it is for tests and
+//! benchmarks, and its objects live only as long as the process.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,31 +18,98 @@ use crate::eval::{
     AttributeSchema, BlockSchema, EvaluatedModule, ProviderSchemas, SchemaCatalog, TypeConstraint,
 };
 
-/// The providers compiled into infra.
-pub fn builtin() -> Vec<Box<dyn Provider>> {
-    vec![
-        Box::new(infra_provider_local::LocalProvider),
-        Box::new(infra_provider_random::RandomProvider),
-    ]
+/// A set of providers, shared by the tasks of a run.
+#[derive(Clone)]
+pub struct Providers(Arc<[Arc<dyn Provider>]>);
+
+impl Providers {
+    pub fn new(providers: Vec<Arc<dyn Provider>>) -> Providers {
+        Providers(providers.into())
+    }
+
+    /// The provider called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.0.iter().find(|p| p.name() == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.0.iter()
+    }
+
+    /// The catalog of their schemas, for the front end.
+    pub fn catalog(&self) -> SchemaCatalog {
+        let borrowed: Vec<&dyn Provider> = self.0.iter().map(|p| p.as_ref()).collect();
+        schema_catalog(&borrowed, false)
+    }
+
+    /// Applies the `provider NAME { … }` blocks to the providers they name.
+    pub async fn configure(&self, settings: &[(String, crate::eval::Value)]) -> Diagnostics {
+        let mut diagnostics = Diagnostics::new();
+        for (name, value) in settings {
+            let Some(provider) = self.get(name) else {
+                continue;
+            };
+            let config = match value.to_json() {
+                serde_json::Value::Object(fields) => fields.into_iter().collect(),
+                _ => Default::default(),
+            };
+            for problem in provider
+                .configure(infra_provider_sdk::ConfigureRequest { config })
+                .await
+            {
+                diagnostics.push(provider_diagnostic(
+                    problem,
+                    &format!("provider `{name}`: "),
+                ));
+            }
+        }
+        diagnostics
+    }
+}
+
+/// The providers compiled into infra (and `mock` when the environment asks
+/// for it with `INFRA_MOCK_PROVIDER=1`).
+pub fn builtin() -> Providers {
+    let mut providers: Vec<Arc<dyn Provider>> = vec![
+        Arc::new(infra_provider_local::LocalProvider),
+        Arc::new(infra_provider_random::RandomProvider),
+    ];
+    if std::env::var_os("INFRA_MOCK_PROVIDER").is_some_and(|v| v == "1") {
+        providers.push(Arc::new(infra_provider_mock::MockProvider::new()));
+    }
+    Providers::new(providers)
 }
 
 /// The schema catalog of the built-in providers.
 pub fn builtin_catalog() -> Arc<SchemaCatalog> {
-    let providers = builtin();
-    let borrowed: Vec<&dyn Provider> = providers.iter().map(|p| p.as_ref()).collect();
-    Arc::new(schema_catalog(&borrowed, false))
+    Arc::new(builtin().catalog())
+}
+
+/// A provider's diagnostic as infra shows it, its summary after `prefix`
+/// (which names the resource or provider); the caller labels it.
+pub fn provider_diagnostic(problem: infra_provider_sdk::Diagnostic, prefix: &str) -> Diagnostic {
+    let summary = format!("{prefix}{}", problem.summary);
+    let diagnostic = match problem.severity {
+        infra_provider_sdk::Severity::Error => {
+            Diagnostic::error("infra::provider_validation", summary)
+        }
+        infra_provider_sdk::Severity::Warning => {
+            Diagnostic::warning("infra::provider_validation", summary)
+        }
+    };
+    match problem.help {
+        Some(help) => diagnostic.with_help(help),
+        None => diagnostic,
+    }
 }
 
 /// Asks each resource's provider to check its argument values (ranges,
 /// combinations the schema cannot express). Only known values are passed.
-pub fn validate_with_providers(
-    evaluated: &EvaluatedModule,
-    providers: &[Box<dyn Provider>],
-) -> Diagnostics {
+pub fn validate_with_providers(evaluated: &EvaluatedModule, providers: &Providers) -> Diagnostics {
     let mut diagnostics = Diagnostics::new();
     for instance in evaluated.all_resources() {
         let provider_name = crate::eval::provider_of(&instance.id.type_name);
-        let Some(provider) = providers.iter().find(|p| p.name() == provider_name) else {
+        let Some(provider) = providers.get(provider_name) else {
             continue;
         };
         let known: infra_provider_sdk::Attributes = instance
@@ -49,19 +119,10 @@ pub fn validate_with_providers(
             .map(|(name, value)| (name.clone(), value.to_json()))
             .collect();
         for problem in provider.validate(&instance.id.type_name, &known) {
-            let mut diagnostic = match problem.severity {
-                infra_provider_sdk::Severity::Error => {
-                    Diagnostic::error("infra::provider_validation", problem.summary)
-                }
-                infra_provider_sdk::Severity::Warning => {
-                    Diagnostic::warning("infra::provider_validation", problem.summary)
-                }
-            }
-            .with_label(instance.span, format!("in `{}`", instance.address));
-            if let Some(help) = problem.help {
-                diagnostic = diagnostic.with_help(help);
-            }
-            diagnostics.push(diagnostic);
+            diagnostics.push(
+                provider_diagnostic(problem, "")
+                    .with_label(instance.span, format!("in `{}`", instance.address)),
+            );
         }
     }
     diagnostics

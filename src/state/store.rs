@@ -122,6 +122,13 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
 /// Returns whether anything changed on disk (an identical state is not
 /// rewritten).
 pub fn save(path: &Path, state: &State) -> Result<bool, StateError> {
+    save_with(path, state, true)
+}
+
+/// [`save`]; `backup` says whether the file being replaced becomes the
+/// backup (the first save of an apply) or not (its later saves, which keep
+/// the state from before the run as the backup).
+pub fn save_with(path: &Path, state: &State, backup: bool) -> Result<bool, StateError> {
     let text = state.to_canonical_json();
     let previous = match fs::read_to_string(path) {
         Ok(previous) => Some(previous),
@@ -135,7 +142,9 @@ pub fn save(path: &Path, state: &State) -> Result<bool, StateError> {
         if *previous == text {
             return Ok(false);
         }
-        write_atomically(&backup_path(path), previous.as_bytes())?;
+        if backup {
+            write_atomically(&backup_path(path), previous.as_bytes())?;
+        }
     }
     write_atomically(path, text.as_bytes())?;
     Ok(true)

@@ -1,0 +1,262 @@
+//! `infra apply` and `infra destroy`: plan (under the state lock), show the
+//! plan, ask for `yes`, then carry it out and keep the state file up to
+//! date as changes finish. Ctrl-C starts nothing new and lets changes in
+//! flight finish; a second Ctrl-C abandons them.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use crate::apply::{
+    ApplyJob, ApplyReport, Cancel, Outcome, Progress, ProgressMode, StateWriter, StepKind,
+    WorkingState, apply, record_dependencies, record_outputs,
+};
+use crate::diagnostics::ReportStyle;
+use crate::state::StateLock;
+
+use super::planning::{Planned, PlanningArgs, make_plan};
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Apply without asking for confirmation
+    #[arg(long)]
+    pub auto_approve: bool,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+}
+
+/// Exit code of an apply stopped by Ctrl-C (128 + SIGINT).
+const INTERRUPTED: u8 = 130;
+
+pub fn run(
+    directory: Option<PathBuf>,
+    args: &ApplyArgs,
+    destroying: bool,
+    style: ReportStyle,
+    no_color: bool,
+) -> ExitCode {
+    let command = if destroying { "destroy" } else { "apply" };
+    let planned = match make_plan(directory, &args.planning, destroying, Some(command), style) {
+        Ok(planned) => planned,
+        Err(code) => return code,
+    };
+    super::plan::show(&planned.plan, &planned.schemas, no_color);
+    if planned.plan.has_changes() && !args.auto_approve {
+        match confirm(command) {
+            Ok(()) => {}
+            Err(code) => return code,
+        }
+    }
+    println!();
+    carry_out(planned, args.planning.parallelism, destroying)
+}
+
+/// Asks for `yes` on a terminal; refuses without one.
+fn confirm(command: &str) -> Result<(), ExitCode> {
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: `infra {command}` needs confirmation, and stdin is not a terminal\n  help: review the plan above, then run `infra {command} --auto-approve` (e.g. in CI)"
+        );
+        return Err(ExitCode::from(1));
+    }
+    print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        println!("\n{command} cancelled; nothing was changed.");
+        Err(ExitCode::from(1))
+    }
+}
+
+fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode {
+    let Planned {
+        plan,
+        refreshed,
+        state_path,
+        lock,
+        providers,
+        instances,
+        evaluation,
+        runtime,
+        ..
+    } = planned;
+    let lock = Arc::new(Mutex::new(lock));
+    let working = WorkingState::new(refreshed.clone());
+    let writer = StateWriter::start(working.clone(), state_path.clone());
+    let mode = if std::io::stdout().is_terminal() {
+        ProgressMode::Live
+    } else {
+        ProgressMode::Plain
+    };
+    let progress = Arc::new(Progress::new(mode));
+    let cancel = Cancel::default();
+    let reevaluate: crate::apply::Reevaluate = {
+        let evaluation = evaluation.clone();
+        Arc::new(move |state| evaluation.against(state))
+    };
+    let job = ApplyJob {
+        plan,
+        instances: instances.clone(),
+        prior: refreshed,
+        providers,
+        parallelism,
+        reevaluate: Some(reevaluate),
+    };
+    let report = runtime.block_on(async {
+        let interrupts = tokio::spawn(watch_interrupts(
+            cancel.clone(),
+            progress.clone(),
+            working.clone(),
+            state_path.clone(),
+            lock.clone(),
+        ));
+        let report = apply(job, working.clone(), progress.clone(), &cancel).await;
+        interrupts.abort();
+        report
+    });
+    // Outputs and dependencies as the configuration now evaluates.
+    let (snapshot, _) = working.snapshot();
+    let final_evaluation = if destroying {
+        None
+    } else {
+        evaluation.against(&snapshot).ok()
+    };
+    working.record(|state| {
+        record_dependencies(state, &instances);
+        match &final_evaluation {
+            Some(evaluated) => record_outputs(state, evaluated),
+            None if state.resources.is_empty() => state.outputs.clear(),
+            None => {}
+        }
+    });
+    let saved = writer.finish();
+    drop(lock);
+    let interrupted = cancel.is_cancelled();
+    summarize(&report, destroying, interrupted);
+    if let Err(error) = saved {
+        eprintln!("error: the state could not be saved: {error}");
+        let rescue = std::path::Path::new("infra.state.errored.json");
+        if std::fs::write(rescue, working.snapshot().0.to_canonical_json()).is_ok() {
+            eprintln!(
+                "  help: the state was written to {} instead; move it to {} once the problem is fixed",
+                rescue.display(),
+                state_path.display()
+            );
+        }
+        return ExitCode::from(1);
+    }
+    if interrupted {
+        ExitCode::from(INTERRUPTED)
+    } else if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// First Ctrl-C: start nothing new. Second: save what finished, release
+/// the lock and exit at once, naming what is abandoned.
+async fn watch_interrupts(
+    cancel: Cancel,
+    progress: Arc<Progress>,
+    working: Arc<WorkingState>,
+    state_path: PathBuf,
+    lock: Arc<Mutex<Option<StateLock>>>,
+) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    cancel.cancel();
+    progress.note(
+        "Interrupt received: starting nothing new, waiting for the changes in flight to finish (Ctrl-C again to abandon them).",
+    );
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    let abandoned = progress.in_flight();
+    progress.close();
+    eprintln!(
+        "Second interrupt: abandoning {} change(s) in flight: {}",
+        abandoned.len(),
+        abandoned.join(", ")
+    );
+    eprintln!(
+        "  Their objects may exist without being in the state; the next `infra plan` refreshes and shows what is left."
+    );
+    let (state, _) = working.snapshot();
+    if let Err(error) = crate::state::save_with(&state_path, &state, false) {
+        eprintln!("error: the state could not be saved: {error}");
+    }
+    drop(lock.lock().map(|mut held| held.take()));
+    std::process::exit(i32::from(INTERRUPTED));
+}
+
+fn summarize(report: &ApplyReport, destroying: bool, interrupted: bool) {
+    let (added, changed, destroyed) = report.totals();
+    let done = report.count(|o| *o == Outcome::Done);
+    let failed = report.count(|o| matches!(o, Outcome::Failed(_)));
+    let skipped = report.count(|o| matches!(o, Outcome::Skipped { .. }));
+    let not_started = report.count(|o| *o == Outcome::NotStarted);
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!();
+    let title = if destroying { "Destroy" } else { "Apply" };
+    if failed == 0 && skipped == 0 && not_started == 0 {
+        if destroying {
+            println!("Destroy complete! Resources: {destroyed} destroyed.");
+        } else {
+            println!(
+                "Apply complete! Resources: {added} added, {changed} changed, {destroyed} destroyed."
+            );
+        }
+        return;
+    }
+    if interrupted {
+        println!(
+            "{title} interrupted: {done} change(s) done, {failed} failed, {} not started.",
+            not_started + skipped
+        );
+    } else {
+        println!("{title} failed: {done} change(s) done, {failed} failed, {skipped} skipped.");
+    }
+    let operation = |kind: StepKind| match kind {
+        StepKind::Create => "create",
+        StepKind::Update => "update",
+        StepKind::Destroy => "destroy",
+    };
+    for (step, outcome) in &report.results {
+        match outcome {
+            Outcome::Failed(message) => {
+                println!(
+                    "  failed   {} ({}): {message}",
+                    step.address,
+                    operation(step.kind)
+                );
+            }
+            Outcome::Skipped { because } => {
+                let (cause, _) = &report.results[*because];
+                println!(
+                    "  skipped  {} ({}): waits for {}, which failed",
+                    step.address,
+                    operation(step.kind),
+                    cause.address
+                );
+            }
+            _ => {}
+        }
+    }
+    println!(
+        "The state holds every change that finished; {} `infra {}` again to finish.",
+        if interrupted {
+            "run"
+        } else {
+            "fix the errors above and run"
+        },
+        if destroying { "destroy" } else { "apply" }
+    );
+}

@@ -1,0 +1,183 @@
+//! Plans other than "make it match the configuration": `--destroy`
+//! (everything in the state goes), `--target ADDR` (only some resources and
+//! what they need), `--replace ADDR` (a replacement nobody's attribute
+//! forces). And [`Evaluation`]: the configuration kept to be evaluated
+//! again while applying, when values unknown at plan time become known.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::config::{ModuleConfig, ResourceMode};
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::eval::{EvaluatedModule, RootVariables, SchemaCatalog, evaluate_configuration};
+use crate::state::State;
+use crate::syntax::SourceMap;
+
+use super::diff::{Action, Change, Plan, StatePlanner, to_values};
+
+/// A plan that destroys every object in the state, in reverse dependency
+/// order. `prevent_destroy` on a configured resource is an error.
+pub fn destroy_plan(state: &State, evaluated: Option<&EvaluatedModule>) -> (Plan, Diagnostics) {
+    let mut diagnostics = Diagnostics::new();
+    if let Some(evaluated) = evaluated {
+        for instance in evaluated.all_resources() {
+            if instance.lifecycle.prevent_destroy && state.resources.contains_key(&instance.address)
+            {
+                diagnostics.push(
+                    Diagnostic::error("infra::prevent_destroy", format!("`{}` would be destroyed, but it has `prevent_destroy`", instance.address))
+                        .with_label(instance.span, "has `lifecycle { prevent_destroy = true }`")
+                        .with_help("remove `prevent_destroy` from its `lifecycle` block if destroying it is intended, or leave it out with `--target`"),
+                );
+            }
+        }
+    }
+    let changes = state
+        .resources
+        .iter()
+        .map(|(address, resource)| Change {
+            address: address.clone(),
+            mode: ResourceMode::Managed,
+            type_name: resource.type_name.clone(),
+            action: Action::Delete,
+            before: Some(to_values(&resource.attributes)),
+            after: None,
+            replaced_because: Vec::new(),
+            changed: Vec::new(),
+        })
+        .collect();
+    (Plan { changes }, diagnostics)
+}
+
+/// Whether `address` (`aws_subnet.a[0]`) is named by `target`: the same
+/// instance, its whole resource (`aws_subnet.a`), or a module it is in
+/// (`module.net`).
+pub fn targets(target: &str, address: &str) -> bool {
+    address == target
+        || address
+            .strip_prefix(target)
+            .is_some_and(|rest| rest.starts_with('[') || rest.starts_with('.'))
+}
+
+/// Keeps only the changes of the targeted resources and of what they
+/// depend on (so that they can be applied); when destroying, of the
+/// targeted resources and of what depends on them (so that nothing is left
+/// pointing at a destroyed object). Targets that match nothing are errors.
+pub fn restrict_to_targets(
+    plan: &mut Plan,
+    wanted: &[String],
+    dependencies: &BTreeMap<String, Vec<String>>,
+    destroying: bool,
+) -> Diagnostics {
+    let mut diagnostics = Diagnostics::new();
+    let mut kept: BTreeSet<String> = BTreeSet::new();
+    for target in wanted {
+        let matched: Vec<&Change> = plan
+            .changes
+            .iter()
+            .filter(|c| targets(target, &c.address))
+            .collect();
+        if matched.is_empty() {
+            diagnostics.push(
+                Diagnostic::error("infra::target", format!("`--target {target}` matches no resource"))
+                    .with_help("name a resource (`random_id.x`), an instance (`random_id.x[0]`) or a module (`module.net`); `infra state list` shows what the state holds"),
+            );
+        }
+        kept.extend(matched.into_iter().map(|c| c.address.clone()));
+    }
+    // Follow edges: towards dependencies for a normal plan, towards
+    // dependents when destroying.
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (address, needs) in dependencies {
+        for need in needs {
+            if destroying {
+                edges.entry(need).or_default().push(address);
+            } else {
+                edges.entry(address).or_default().push(need);
+            }
+        }
+    }
+    let mut stack: Vec<String> = kept.iter().cloned().collect();
+    while let Some(address) = stack.pop() {
+        for &next in edges.get(address.as_str()).into_iter().flatten() {
+            if kept.insert(next.to_string()) {
+                stack.push(next.to_string());
+            }
+        }
+    }
+    plan.changes.retain(|c| kept.contains(&c.address));
+    diagnostics
+}
+
+/// `--replace ADDR`: the instance is replaced even though no attribute
+/// forces it (a server that misbehaves, a password to roll).
+pub fn force_replacements(
+    plan: &mut Plan,
+    wanted: &[String],
+    create_before_destroy: impl Fn(&str) -> bool,
+) -> Diagnostics {
+    let mut diagnostics = Diagnostics::new();
+    for target in wanted {
+        let mut matched = false;
+        for change in plan
+            .changes
+            .iter_mut()
+            .filter(|c| targets(target, &c.address))
+        {
+            matched = true;
+            if matches!(change.action, Action::NoOp | Action::Update) {
+                change.action = Action::Replace {
+                    create_before_destroy: create_before_destroy(&change.address),
+                };
+            }
+        }
+        let exists = plan
+            .changes
+            .iter()
+            .any(|c| targets(target, &c.address) && c.before.is_some());
+        if !matched || !exists {
+            diagnostics.push(
+                Diagnostic::error(
+                    "infra::replace",
+                    format!("`--replace {target}` matches no existing resource"),
+                )
+                .with_help(
+                    "only objects that exist can be replaced; `infra state list` shows them",
+                ),
+            );
+        }
+    }
+    diagnostics
+}
+
+/// A configuration kept after planning, to be evaluated again against the
+/// state as apply changes it.
+pub struct Evaluation {
+    pub config: ModuleConfig,
+    pub variables: RootVariables,
+    pub sources: SourceMap,
+    pub schemas: Arc<SchemaCatalog>,
+}
+
+impl Evaluation {
+    /// The configuration evaluated against `state`: references to applied
+    /// resources see their real values.
+    pub fn against(&self, state: &State) -> Result<EvaluatedModule, String> {
+        let planner = StatePlanner { state };
+        let mut diagnostics = Diagnostics::new();
+        let evaluated = evaluate_configuration(
+            &self.config,
+            &self.variables,
+            &self.schemas,
+            Some(&planner),
+            &self.sources,
+            &mut diagnostics,
+        );
+        match diagnostics.iter().find(|d| d.is_error()) {
+            Some(error) => Err(format!(
+                "evaluating the configuration again failed: {}",
+                error.message
+            )),
+            None => Ok(evaluated),
+        }
+    }
+}

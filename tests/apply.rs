@@ -1,0 +1,344 @@
+//! `infra apply` / `infra destroy` through the real binary: the whole
+//! lifecycle, partial failure, confirmation, the lock, Ctrl-C.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("NO_COLOR")
+        .env("INFRA_MOCK_PROVIDER", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+fn infra(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args).output().expect("run infra")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn both(output: &Output) -> String {
+    format!("{}{}", text(&output.stdout), text(&output.stderr))
+}
+
+fn write(dir: &Path, name: &str, content: &str) {
+    std::fs::write(dir.join(name), content).expect("write file");
+}
+
+fn state(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("infra.state.json")).expect("state"))
+        .expect("state is JSON")
+}
+
+fn addresses(dir: &Path) -> Vec<String> {
+    state(dir)["resources"]
+        .as_object()
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+const SITE: &str = r#"
+variable pages {
+  type    = list(string)
+  default = ["index", "about"]
+}
+
+resource random_id suffix {
+  byte_length = 4
+}
+
+resource local_file page {
+  for_each = toset(var.pages)
+  path     = "site-${random_id.suffix.hex}/${each.key}.html"
+  content  = "<h1>${each.key}</h1>\n"
+}
+
+output site {
+  value = "site-${random_id.suffix.hex}"
+}
+"#;
+
+#[test]
+fn apply_then_plan_is_clean_a_change_applies_exactly_and_destroy_empties_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "main.infra", SITE);
+
+    let applied = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    let out = text(&applied.stdout);
+    assert!(out.contains("random_id.suffix: creating…"), "{out}");
+    assert!(out.contains("random_id.suffix: created in "), "{out}");
+    assert!(
+        out.contains("Apply complete! Resources: 3 added, 0 changed, 0 destroyed."),
+        "{out}"
+    );
+    let site = state(dir.path())["outputs"]["site"]["value"]
+        .as_str()
+        .expect("the output is recorded")
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(&site).join("about.html")).unwrap(),
+        "<h1>about</h1>\n"
+    );
+    assert_eq!(
+        state(dir.path())["resources"]["local_file.page[\"index\"]"]["dependencies"],
+        serde_json::json!(["random_id.suffix"])
+    );
+
+    // Idempotence: nothing to do, and a second apply changes nothing.
+    let clean = infra(dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+    let before = std::fs::read(dir.path().join("infra.state.json")).unwrap();
+    let again = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert!(again.status.success(), "{}", both(&again));
+    assert!(text(&again.stdout).contains("Resources: 0 added, 0 changed, 0 destroyed."));
+    assert_eq!(
+        std::fs::read(dir.path().join("infra.state.json")).unwrap(),
+        before,
+        "an apply with nothing to do rewrites nothing"
+    );
+
+    // A change shows as exactly that change, and applies.
+    let pages = r#"pages=["index", "contact"]"#;
+    let planned = infra(dir.path(), &["plan", "--detailed-exitcode", "-var", pages]);
+    assert_eq!(planned.status.code(), Some(2));
+    let shown = text(&planned.stdout);
+    assert!(
+        shown.contains("# local_file.page[\"contact\"] will be created"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("# local_file.page[\"about\"] will be destroyed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Plan: 1 to add, 0 to change, 0 to replace, 1 to destroy."),
+        "{shown}"
+    );
+    let changed = infra(dir.path(), &["apply", "--auto-approve", "-var", pages]);
+    assert!(changed.status.success(), "{}", both(&changed));
+    assert!(!dir.path().join(&site).join("about.html").exists());
+    assert!(dir.path().join(&site).join("contact.html").exists());
+    let clean = infra(dir.path(), &["plan", "--detailed-exitcode", "-var", pages]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+
+    let destroyed = infra(dir.path(), &["destroy", "--auto-approve", "-var", pages]);
+    assert!(destroyed.status.success(), "{}", both(&destroyed));
+    assert!(text(&destroyed.stdout).contains("Destroy complete! Resources: 3 destroyed."));
+    assert!(addresses(dir.path()).is_empty());
+    assert_eq!(state(dir.path())["outputs"], serde_json::json!({}));
+    assert!(!dir.path().join(&site).join("index.html").exists());
+    // The state before the destroy is the backup.
+    assert!(dir.path().join("infra.state.json.backup").exists());
+}
+
+#[test]
+fn a_failure_keeps_the_successes_skips_the_dependents_and_a_rerun_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    // `blocker` is a plain file, so a path under it cannot be written.
+    write(dir.path(), "blocker", "not a directory\n");
+    write(
+        dir.path(),
+        "main.infra",
+        r#"
+variable parent {
+  default = "blocker"
+}
+
+resource random_id independent {
+  byte_length = 2
+}
+
+resource local_file broken {
+  path    = "${var.parent}/file.txt"
+  content = "x"
+}
+
+resource local_file after {
+  path    = "after-${local_file.broken.id}.txt"
+  content = "y"
+}
+"#,
+    );
+    let failed = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", both(&failed));
+    let out = text(&failed.stdout);
+    assert!(
+        out.contains("Apply failed: 1 change(s) done, 1 failed, 1 skipped."),
+        "{out}"
+    );
+    assert!(
+        out.contains("failed   local_file.broken (create): "),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "skipped  local_file.after (create): waits for local_file.broken, which failed"
+        ),
+        "{out}"
+    );
+    assert_eq!(addresses(dir.path()), vec!["random_id.independent"]);
+    let id = state(dir.path())["resources"]["random_id.independent"]["attributes"]["hex"].clone();
+
+    // Fixed: the rerun creates only what is missing.
+    let fixed = infra(
+        dir.path(),
+        &["apply", "--auto-approve", "-var", "parent=dir"],
+    );
+    assert!(fixed.status.success(), "{}", both(&fixed));
+    assert!(text(&fixed.stdout).contains("Resources: 2 added, 0 changed, 0 destroyed."));
+    assert_eq!(
+        state(dir.path())["resources"]["random_id.independent"]["attributes"]["hex"],
+        id,
+        "the first run's success was kept, not created twice"
+    );
+    assert_eq!(addresses(dir.path()).len(), 3);
+}
+
+#[test]
+fn without_a_terminal_apply_asks_for_auto_approve_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "main.infra", SITE);
+    let refused = infra(dir.path(), &["apply"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("run `infra apply --auto-approve`"),
+        "{}",
+        both(&refused)
+    );
+    assert!(text(&refused.stdout).contains("Plan: 3 to add"));
+    assert!(!dir.path().join("infra.state.json").exists());
+}
+
+#[test]
+fn a_corrupt_state_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "main.infra", SITE);
+    write(dir.path(), "infra.state.json", "{ not json");
+    let refused = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("infra.state.json"),
+        "{}",
+        both(&refused)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap(),
+        "{ not json"
+    );
+    assert!(
+        !dir.path().join("infra.state.json.lock").exists(),
+        "the lock is released"
+    );
+}
+
+/// A chain of slow mock objects: `a` then `b` then `c`, `latency` ms each.
+fn slow_chain(dir: &Path, latency: u64) {
+    write(
+        dir,
+        "main.infra",
+        &format!(
+            r#"
+resource mock_resource a {{
+  name       = "a"
+  latency_ms = {latency}
+}}
+
+resource mock_resource b {{
+  name       = "b-${{mock_resource.a.id}}"
+  latency_ms = {latency}
+}}
+
+resource mock_resource c {{
+  name       = "c-${{mock_resource.b.id}}"
+  latency_ms = {latency}
+}}
+"#
+        ),
+    );
+}
+
+/// Waits until `path` exists (the child has got that far), at most 20 s.
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills the child if a test fails before it is waited for.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_second_apply_is_stopped_by_the_lock_and_told_who_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    slow_chain(dir.path(), 400);
+    let mut first = Child(
+        command(dir.path(), &["apply", "--auto-approve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start apply"),
+    );
+    wait_for(&dir.path().join("infra.state.json.lock"));
+    let second = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(second.status.code(), Some(1));
+    let message = text(&second.stderr);
+    assert!(message.contains("locked"), "{message}");
+    assert!(
+        message.contains(&format!("pid {}", first.0.id())),
+        "{message}"
+    );
+    assert!(message.contains("apply"), "{message}");
+    assert!(first.0.wait().unwrap().success());
+    assert_eq!(addresses(dir.path()).len(), 3);
+    assert!(!dir.path().join("infra.state.json.lock").exists());
+}
+
+#[test]
+fn ctrl_c_lets_the_change_in_flight_finish_saves_it_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    slow_chain(dir.path(), 1500);
+    let mut apply = Child(
+        command(dir.path(), &["apply", "--auto-approve"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start apply"),
+    );
+    wait_for(&dir.path().join("infra.state.json.lock"));
+    // `a` is in flight (it takes 1.5 s).
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(apply.0.id() as i32, libc::SIGINT) };
+    let status = apply.0.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(apply.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(out.contains("Interrupt received"), "{out}");
+    assert!(out.contains("mock_resource.a: created in"), "{out}");
+    assert!(
+        out.contains("Apply interrupted: 1 change(s) done, 0 failed, 2 not started."),
+        "{out}"
+    );
+    assert_eq!(addresses(dir.path()), vec!["mock_resource.a"]);
+    assert!(!dir.path().join("infra.state.json.lock").exists());
+}
