@@ -12,7 +12,7 @@ mod steps;
 mod walker;
 mod working_state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use infra_provider_sdk::{
@@ -20,8 +20,8 @@ use infra_provider_sdk::{
 };
 
 use crate::eval::{EvaluatedModule, Value, provider_of};
-use crate::graph::ResourceGraph;
-use crate::plan::{Action, Plan};
+use crate::graph::{ResourceGraph, without_key};
+use crate::plan::{Action, Evaluation, Plan};
 use crate::providers::Providers;
 use crate::state::{OutputState, ResourceState, State};
 
@@ -29,10 +29,6 @@ pub use progress::{Progress, ProgressMode, Verb, seconds};
 pub use steps::{Step, StepKind, steps};
 pub use walker::{Cancel, Outcome, walk};
 pub use working_state::{StateWriter, WorkingState};
-
-/// Evaluates the configuration again against a state: how values unknown
-/// at plan time are learned once what they depend on is applied.
-pub type Reevaluate = Arc<dyn Fn(&State) -> Result<EvaluatedModule, String> + Send + Sync>;
 
 /// A configured instance as apply needs it.
 #[derive(Debug, Clone)]
@@ -55,7 +51,9 @@ pub struct ApplyJob {
     pub prior: State,
     pub providers: Providers,
     pub parallelism: usize,
-    pub reevaluate: Option<Reevaluate>,
+    /// The configuration, evaluated again to learn values unknown at plan
+    /// time once what they depend on is applied.
+    pub evaluation: Option<Arc<Evaluation>>,
 }
 
 impl ApplyJob {
@@ -96,6 +94,9 @@ pub struct ApplyReport {
     pub results: Vec<(Step, Outcome)>,
     /// Provider warnings, with the address they concern.
     pub warnings: Vec<String>,
+    /// How long the walk took, from the first step started to the last
+    /// finished.
+    pub elapsed: std::time::Duration,
 }
 
 impl ApplyReport {
@@ -151,8 +152,10 @@ pub async fn apply(
     let parallelism = job.parallelism;
     let shared = Arc::new(Shared {
         resolver: Resolver {
-            reevaluate: job.reevaluate.clone(),
-            cache: tokio::sync::Mutex::new(None),
+            evaluation: job.evaluation.clone(),
+            cores: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            ),
         },
         job,
         steps,
@@ -170,17 +173,20 @@ pub async fn apply(
             }
         })
     };
+    let started = std::time::Instant::now();
     let outcomes = walk(&waits, parallelism, cancel, |index| {
         let shared = shared.clone();
         async move { shared.run_step(index).await }
     })
     .await;
+    let elapsed = started.elapsed();
     ticker.abort();
     progress.close();
     let warnings = std::mem::take(&mut *shared.warnings.lock().expect("warnings"));
     ApplyReport {
         results: shared.steps.iter().cloned().zip(outcomes).collect(),
         warnings,
+        elapsed,
     }
 }
 
@@ -192,12 +198,10 @@ impl Shared {
             StepKind::Update => Verb::Update,
             StepKind::Destroy => Verb::Destroy,
         };
-        // Everything this step waits for is recorded by now.
-        let generation = self.working.generation();
         self.progress.started(&step.address, verb);
         let result = match step.kind {
             StepKind::Destroy => self.destroy(step).await,
-            StepKind::Create | StepKind::Update => self.create_or_update(step, generation).await,
+            StepKind::Create | StepKind::Update => self.create_or_update(step).await,
         };
         self.progress.finished(
             &step.address,
@@ -261,7 +265,7 @@ impl Shared {
         Ok(())
     }
 
-    async fn create_or_update(&self, step: &Step, generation: u64) -> Result<(), String> {
+    async fn create_or_update(&self, step: &Step) -> Result<(), String> {
         let instance = self
             .job
             .instances
@@ -271,7 +275,7 @@ impl Shared {
             instance.arguments.clone()
         } else {
             self.resolver
-                .arguments(&step.address, generation, &self.working)
+                .arguments(&step.address, &self.job.instances, &self.working)
                 .await?
         };
         let mut config: Attributes = arguments
@@ -332,48 +336,69 @@ impl Shared {
     }
 }
 
-/// Learns the arguments that were unknown at plan time by evaluating the
-/// configuration again against the working state. One evaluation serves
-/// every step that became ready before it started (they share it).
+/// Learns the arguments that were unknown at plan time, once everything
+/// the instance depends on is applied: the configuration is evaluated
+/// again, focused on its resource and what it needs, against the state of
+/// those dependencies — so the cost grows with the dependencies, not with
+/// the configuration, and steps resolve in parallel.
 struct Resolver {
-    reevaluate: Option<Reevaluate>,
-    cache: tokio::sync::Mutex<Option<Evaluation>>,
-}
-
-struct Evaluation {
-    generation: u64,
-    arguments: HashMap<String, Arc<BTreeMap<String, Value>>>,
+    evaluation: Option<Arc<Evaluation>>,
+    /// Evaluations are CPU work: one per core at a time, on threads the
+    /// blocking pool reuses (a thread per waiting step would spend more
+    /// time starting threads than evaluating).
+    cores: tokio::sync::Semaphore,
 }
 
 impl Resolver {
     async fn arguments(
         &self,
         address: &str,
-        generation: u64,
-        working: &Arc<WorkingState>,
+        instances: &BTreeMap<String, PlannedInstance>,
+        working: &WorkingState,
     ) -> Result<Arc<BTreeMap<String, Value>>, String> {
-        let Some(reevaluate) = self.reevaluate.clone() else {
+        let Some(evaluation) = self.evaluation.clone() else {
             return Err("its arguments are not known and cannot be evaluated again".into());
         };
-        let mut cache = self.cache.lock().await;
-        if cache.as_ref().is_none_or(|c| c.generation < generation) {
-            let (snapshot, at) = working.snapshot();
-            let evaluated = tokio::task::spawn_blocking(move || reevaluate(&snapshot))
-                .await
-                .map_err(|error| format!("evaluating the configuration again failed: {error}"))??;
-            *cache = Some(Evaluation {
-                generation: at,
-                arguments: evaluated
+        // The instance and everything it depends on, transitively.
+        let mut needed: BTreeSet<&str> = BTreeSet::new();
+        let mut pending = vec![address];
+        while let Some(next) = pending.pop() {
+            if needed.insert(next) {
+                pending.extend(
+                    instances
+                        .get(next)
+                        .into_iter()
+                        .flat_map(|i| i.dependencies.iter().map(String::as_str)),
+                );
+            }
+        }
+        let state = working.read(|state| State {
+            resources: needed
+                .iter()
+                .filter_map(|a| state.resources.get(*a).map(|r| (a.to_string(), r.clone())))
+                .collect(),
+            outputs: Default::default(),
+            ..State::new(state.lineage.clone())
+        });
+        let focus: BTreeSet<String> = [without_key(address).to_string()].into();
+        let wanted = address.to_string();
+        let _core = self
+            .cores
+            .acquire()
+            .await
+            .map_err(|_| "the apply is shutting down".to_string())?;
+        let arguments = tokio::task::spawn_blocking(move || {
+            evaluation.focused(&state, &focus).map(|evaluated| {
+                evaluated
                     .all_resources()
                     .into_iter()
-                    .map(|i| (i.address.clone(), i.arguments.clone()))
-                    .collect(),
-            });
-        }
-        let arguments = cache
-            .as_ref()
-            .and_then(|c| c.arguments.get(address).cloned())
-            .ok_or_else(|| format!("`{address}` is no longer in the configuration"))?;
+                    .find(|i| i.address == wanted)
+                    .map(|i| i.arguments.clone())
+            })
+        })
+        .await
+        .map_err(|error| format!("evaluating the configuration again failed: {error}"))??
+        .ok_or_else(|| format!("`{address}` is no longer in the configuration"))?;
         let unknown: Vec<&str> = arguments
             .iter()
             .filter(|(_, v)| !v.is_wholly_known())
@@ -392,7 +417,7 @@ impl Resolver {
 /// Records the root module's outputs of a final evaluation in the state:
 /// known ones are set, ones no longer configured are removed, and ones
 /// still unknown (after a partial failure) keep their previous value.
-pub fn record_outputs(state: &mut State, evaluated: &EvaluatedModule) {
+fn record_outputs(state: &mut State, evaluated: &EvaluatedModule) {
     state
         .outputs
         .retain(|name, _| evaluated.outputs.contains_key(name));
@@ -411,10 +436,83 @@ pub fn record_outputs(state: &mut State, evaluated: &EvaluatedModule) {
 
 /// After an apply, every configured instance records its current
 /// dependencies (a no-op change may still have new ones).
-pub fn record_dependencies(state: &mut State, instances: &BTreeMap<String, PlannedInstance>) {
+fn record_dependencies(state: &mut State, instances: &BTreeMap<String, PlannedInstance>) {
     for (address, instance) in instances {
         if let Some(resource) = state.resources.get_mut(address) {
             resource.dependencies = instance.dependencies.clone();
         }
+    }
+}
+
+/// Plans a configuration against a state and applies the plan, with no
+/// terminal, lock or state file: the engine as tests and benchmarks drive
+/// it (the CLI adds those around the same steps). `destroying` plans to
+/// destroy everything instead. Returns the state afterwards, or the
+/// diagnostics that stopped the plan.
+pub async fn plan_and_apply(
+    options: &crate::check::CheckOptions,
+    state: State,
+    providers: &Providers,
+    parallelism: usize,
+    destroying: bool,
+) -> Result<(State, ApplyReport), crate::diagnostics::Diagnostics> {
+    let loaded = crate::check::load(options);
+    let mut problems = providers
+        .configure(&loaded.provider_settings(options))
+        .await;
+    let (refreshed, diagnostics) = crate::plan::refresh(&state, providers, parallelism).await;
+    problems.extend(diagnostics);
+    let (mut checked, mut plan) = crate::plan::plan_loaded(loaded, options, &refreshed);
+    checked.diagnostics.extend(problems);
+    let evaluated = checked.evaluated.take().unwrap_or_default();
+    if destroying {
+        let (destroy, diagnostics) = crate::plan::destroy_plan(&refreshed, Some(&evaluated));
+        plan = destroy;
+        checked.diagnostics.extend(diagnostics);
+    }
+    let Some(config) = checked.config.take() else {
+        return Err(checked.diagnostics);
+    };
+    if checked.diagnostics.has_errors() {
+        return Err(checked.diagnostics);
+    }
+    let evaluation = Arc::new(crate::plan::Evaluation {
+        config,
+        variables: checked.variables,
+        sources: checked.sources,
+        schemas: options.schemas.clone(),
+    });
+    let instances = ApplyJob::instances_of(&evaluated);
+    let working = WorkingState::new(refreshed.clone());
+    let job = ApplyJob {
+        plan,
+        instances: instances.clone(),
+        prior: refreshed,
+        providers: providers.clone(),
+        parallelism,
+        evaluation: Some(evaluation.clone()),
+    };
+    let progress = Arc::new(Progress::new(ProgressMode::Quiet));
+    let report = apply(job, working.clone(), progress, &Cancel::default()).await;
+    let mut state = working.snapshot();
+    finish_state(&mut state, &instances, &evaluation, destroying);
+    Ok((state, report))
+}
+
+/// The last touches after an apply: every configured instance's
+/// dependencies, and the outputs as the configuration now evaluates.
+pub fn finish_state(
+    state: &mut State,
+    instances: &BTreeMap<String, PlannedInstance>,
+    evaluation: &crate::plan::Evaluation,
+    destroying: bool,
+) {
+    record_dependencies(state, instances);
+    if destroying {
+        if state.resources.is_empty() {
+            state.outputs.clear();
+        }
+    } else if let Ok(evaluated) = evaluation.against(state) {
+        record_outputs(state, &evaluated);
     }
 }

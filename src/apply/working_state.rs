@@ -14,9 +14,6 @@ use crate::state::{State, StateError};
 
 pub struct WorkingState {
     state: Mutex<State>,
-    /// How many changes have been recorded: a snapshot taken at generation
-    /// `g` holds every change recorded before it.
-    generation: Mutex<u64>,
     writes: Mutex<WriterSignal>,
     wake: Condvar,
 }
@@ -31,7 +28,6 @@ impl WorkingState {
     pub fn new(state: State) -> Arc<WorkingState> {
         Arc::new(WorkingState {
             state: Mutex::new(state),
-            generation: Mutex::new(0),
             writes: Mutex::new(WriterSignal::default()),
             wake: Condvar::new(),
         })
@@ -39,24 +35,14 @@ impl WorkingState {
 
     /// Records a change and wakes the writer.
     pub fn record(&self, change: impl FnOnce(&mut State)) {
-        {
-            let mut state = self.state.lock().expect("state");
-            change(&mut state);
-            *self.generation.lock().expect("generation") += 1;
-        }
+        change(&mut self.state.lock().expect("state"));
         self.writes.lock().expect("writer").dirty = true;
         self.wake.notify_all();
     }
 
-    pub fn generation(&self) -> u64 {
-        *self.generation.lock().expect("generation")
-    }
-
-    /// A copy of the state and the generation it holds.
-    pub fn snapshot(&self) -> (State, u64) {
-        let state = self.state.lock().expect("state");
-        let generation = *self.generation.lock().expect("generation");
-        (state.clone(), generation)
+    /// A copy of the state as it is now.
+    pub fn snapshot(&self) -> State {
+        self.state.lock().expect("state").clone()
     }
 
     pub fn read<T>(&self, look: impl FnOnce(&State) -> T) -> T {
@@ -90,7 +76,7 @@ impl StateWriter {
                     }
                     signal.dirty = false;
                 }
-                let (state, _) = shared.snapshot();
+                let state = shared.snapshot();
                 match crate::state::save_with(&path, &state, first) {
                     Ok(_) => {
                         first = false;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::apply::{
     ApplyJob, ApplyReport, Cancel, Outcome, Progress, ProgressMode, StateWriter, StepKind,
-    WorkingState, apply, record_dependencies, record_outputs,
+    WorkingState, apply,
 };
 use crate::diagnostics::ReportStyle;
 use crate::state::StateLock;
@@ -94,17 +94,13 @@ fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode
     };
     let progress = Arc::new(Progress::new(mode));
     let cancel = Cancel::default();
-    let reevaluate: crate::apply::Reevaluate = {
-        let evaluation = evaluation.clone();
-        Arc::new(move |state| evaluation.against(state))
-    };
     let job = ApplyJob {
         plan,
         instances: instances.clone(),
         prior: refreshed,
         providers,
         parallelism,
-        reevaluate: Some(reevaluate),
+        evaluation: Some(evaluation.clone()),
     };
     let report = runtime.block_on(async {
         let interrupts = tokio::spawn(watch_interrupts(
@@ -119,20 +115,9 @@ fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode
         report
     });
     // Outputs and dependencies as the configuration now evaluates.
-    let (snapshot, _) = working.snapshot();
-    let final_evaluation = if destroying {
-        None
-    } else {
-        evaluation.against(&snapshot).ok()
-    };
-    working.record(|state| {
-        record_dependencies(state, &instances);
-        match &final_evaluation {
-            Some(evaluated) => record_outputs(state, evaluated),
-            None if state.resources.is_empty() => state.outputs.clear(),
-            None => {}
-        }
-    });
+    let mut finished = working.snapshot();
+    crate::apply::finish_state(&mut finished, &instances, &evaluation, destroying);
+    working.record(|state| *state = finished);
     let saved = writer.finish();
     drop(lock);
     let interrupted = cancel.is_cancelled();
@@ -140,7 +125,7 @@ fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode
     if let Err(error) = saved {
         eprintln!("error: the state could not be saved: {error}");
         let rescue = std::path::Path::new("infra.state.errored.json");
-        if std::fs::write(rescue, working.snapshot().0.to_canonical_json()).is_ok() {
+        if std::fs::write(rescue, working.snapshot().to_canonical_json()).is_ok() {
             eprintln!(
                 "  help: the state was written to {} instead; move it to {} once the problem is fixed",
                 rescue.display(),
@@ -187,7 +172,7 @@ async fn watch_interrupts(
     eprintln!(
         "  Their objects may exist without being in the state; the next `infra plan` refreshes and shows what is left."
     );
-    let (state, _) = working.snapshot();
+    let state = working.snapshot();
     if let Err(error) = crate::state::save_with(&state_path, &state, false) {
         eprintln!("error: the state could not be saved: {error}");
     }

@@ -17,7 +17,7 @@ pub use evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance}
 pub use functions::{FUNCTIONS, function_names, io_reason};
 pub use module_evaluator::{
     InstancePlanner, ProvidedValue, RootVariables, VariableOrigin, evaluate_configuration,
-    evaluate_standalone_block,
+    evaluate_focused, evaluate_standalone_block,
 };
 pub use schema::{
     AttributeSchema, BlockSchema, ProviderSchemas, SchemaCatalog, SchemaLookup, provider_of,

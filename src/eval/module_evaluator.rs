@@ -57,16 +57,49 @@ pub fn evaluate_configuration(
     sources: &SourceMap,
     diagnostics: &mut Diagnostics,
 ) -> EvaluatedModule {
-    let mut budget = MAX_EVALUATION_STEPS;
-    let root_dir = root.dir.to_string_lossy().into_owned();
-    let inputs = Inputs::Root(variables);
     let context = Context {
-        root_dir: &root_dir,
+        root_dir: &root.dir.to_string_lossy(),
         schemas,
         planner,
         sources,
     };
-    evaluate_module(root, &inputs, &context, diagnostics, &mut budget)
+    evaluate_root(root, variables, &context, None, diagnostics)
+}
+
+fn evaluate_root(
+    root: &ModuleConfig,
+    variables: &RootVariables,
+    context: &Context,
+    focus: Option<&BTreeSet<String>>,
+    diagnostics: &mut Diagnostics,
+) -> EvaluatedModule {
+    let mut budget = MAX_EVALUATION_STEPS;
+    let inputs = Inputs::Root(variables);
+    evaluate_module(root, &inputs, context, focus, diagnostics, &mut budget)
+}
+
+/// [`evaluate_configuration`] of only what the resources named in `focus`
+/// need: those resources (addresses without instance keys, e.g.
+/// `module.net.aws_subnet.a`) and everything they depend on. Apply uses it
+/// to learn one resource's arguments once its dependencies exist, at a cost
+/// that grows with its dependencies rather than with the configuration.
+/// Problems are reported only as far as that part of it goes.
+pub fn evaluate_focused(
+    root: &ModuleConfig,
+    variables: &RootVariables,
+    schemas: &SchemaCatalog,
+    planner: Option<&dyn InstancePlanner>,
+    sources: &SourceMap,
+    focus: &BTreeSet<String>,
+    diagnostics: &mut Diagnostics,
+) -> EvaluatedModule {
+    let context = Context {
+        root_dir: &root.dir.to_string_lossy(),
+        schemas,
+        planner,
+        sources,
+    };
+    evaluate_root(root, variables, &context, Some(focus), diagnostics)
 }
 
 enum Inputs<'a> {
@@ -185,12 +218,19 @@ struct ModuleEvaluation<'c, 'd> {
     /// Resource addresses every resource of this module depends on: what
     /// the `module` block's inputs depend on in the calling module.
     inherited_dependencies: Vec<String>,
+    /// When set, only the resources named here (and what they need) are
+    /// evaluated; see [`evaluate_focused`].
+    focus: Option<&'d BTreeSet<String>>,
+    /// Module calls whose outputs a focused evaluation needs: evaluated
+    /// whole.
+    whole_modules: HashSet<&'c str>,
 }
 
 fn evaluate_module<'c>(
     config: &'c ModuleConfig,
     inputs: &Inputs,
     context: &'c Context<'c>,
+    focus: Option<&BTreeSet<String>>,
     diagnostics: &mut Diagnostics,
     budget: &mut u64,
 ) -> EvaluatedModule {
@@ -224,6 +264,8 @@ fn evaluate_module<'c>(
             Inputs::Child(_, _, inherited) => inherited.clone(),
             Inputs::Root(_) => Vec::new(),
         },
+        focus,
+        whole_modules: HashSet::default(),
     };
     evaluation.run(inputs);
     evaluation.result
@@ -271,38 +313,56 @@ impl<'c> ModuleEvaluation<'c, '_> {
         }
 
         // 2. References → edges (user → dependency), unknown names reported.
+        //    A focused evaluation analyses only the nodes it needs: the
+        //    focused ones and, transitively, what they refer to.
         let mut graph: DiGraph<Node<'c>, Span> = DiGraph::new();
         let mut index_of: HashMap<Node<'c>, NodeIndex> = HashMap::default();
         for (node, _) in &nodes {
             index_of.insert(*node, graph.add_node(*node));
         }
-        for (node, exprs) in &nodes {
-            let mut references = Vec::new();
-            let mut problems = Vec::new();
-            for expr in exprs {
-                collect_references(expr, &mut references, &mut problems);
-            }
-            for problem in problems {
-                self.diagnostics.push(problem);
-            }
-            let from = index_of[node];
-            let mut targets = BTreeSet::new();
-            for reference in references {
-                if let Some(target) = self.resolve(*node, &reference) {
-                    if let Some(&to) = index_of.get(&target) {
-                        graph.add_edge(from, to, reference.span);
-                    }
-                    targets.insert(target);
+        let mut needed: Option<HashSet<NodeIndex>> = None;
+        match self.focus {
+            None => {
+                for (node, exprs) in &nodes {
+                    self.analyse_node(*node, exprs, &mut graph, &index_of);
                 }
             }
-            if !targets.is_empty() {
-                self.dependencies.insert(*node, targets);
+            Some(focus) => {
+                let mut reached: HashSet<NodeIndex> = HashSet::default();
+                let mut pending: Vec<usize> = Vec::new();
+                for (position, (node, _)) in nodes.iter().enumerate() {
+                    if self.is_focused(*node, focus) {
+                        reached.insert(index_of[node]);
+                        pending.push(position);
+                    }
+                }
+                // Node indices follow the order of `nodes`.
+                while let Some(position) = pending.pop() {
+                    let (node, exprs) = &nodes[position];
+                    self.analyse_node(*node, exprs, &mut graph, &index_of);
+                    let dependencies: Vec<NodeIndex> = graph.neighbors(index_of[node]).collect();
+                    for dependency in dependencies {
+                        // A module whose outputs are needed is evaluated whole.
+                        if let Node::Module(name) = graph[dependency] {
+                            self.whole_modules.insert(name);
+                        }
+                        if reached.insert(dependency) {
+                            pending.push(dependency.index());
+                        }
+                    }
+                }
+                needed = Some(reached);
             }
         }
 
         // 3. Strongly connected components in dependency order; cycles reported.
         let components = petgraph::algo::kosaraju_scc(&graph);
         for component in components {
+            if let Some(needed) = &needed
+                && !component.iter().any(|index| needed.contains(index))
+            {
+                continue;
+            }
             let cyclic =
                 component.len() > 1 || graph.find_edge(component[0], component[0]).is_some();
             if cyclic {
@@ -316,6 +376,54 @@ impl<'c> ModuleEvaluation<'c, '_> {
             self.evaluate_node(node, inputs);
         }
         self.check_unused_inputs(inputs);
+    }
+
+    /// Step 2 for one node: its references become edges to what they name
+    /// (unknown names are reported) and its recorded dependencies.
+    fn analyse_node(
+        &mut self,
+        node: Node<'c>,
+        exprs: &[&'c Expr],
+        graph: &mut DiGraph<Node<'c>, Span>,
+        index_of: &HashMap<Node<'c>, NodeIndex>,
+    ) {
+        let mut references = Vec::new();
+        let mut problems = Vec::new();
+        for expr in exprs {
+            collect_references(expr, &mut references, &mut problems);
+        }
+        for problem in problems {
+            self.diagnostics.push(problem);
+        }
+        let from = index_of[&node];
+        let mut targets = BTreeSet::new();
+        for reference in references {
+            if let Some(target) = self.resolve(node, &reference) {
+                if let Some(&to) = index_of.get(&target) {
+                    graph.add_edge(from, to, reference.span);
+                }
+                targets.insert(target);
+            }
+        }
+        if !targets.is_empty() {
+            self.dependencies.insert(node, targets);
+        }
+    }
+
+    /// Whether a focused evaluation starts from `node`: a focused resource,
+    /// or a module call that contains one.
+    fn is_focused(&self, node: Node<'c>, focus: &BTreeSet<String>) -> bool {
+        match node {
+            Node::Resource(id) => focus.contains(&self.address_of(id, &InstanceKey::None)),
+            Node::Module(name) => {
+                let prefix = format!("{}module.{name}.", self.module_prefix);
+                focus
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|first| first.starts_with(&prefix))
+            }
+            _ => false,
+        }
     }
 
     /// Maps a reference to the node it names, or reports it.
@@ -938,10 +1046,12 @@ impl<'c> ModuleEvaluation<'c, '_> {
             &self.config.declarations.module_calls,
             name,
         )));
+        let focus = self.focus.filter(|_| !self.whole_modules.contains(name));
         let evaluated = evaluate_module(
             child,
             &Inputs::Child(values, call.span, inherited),
             self.context,
+            focus,
             self.diagnostics,
             self.budget,
         );

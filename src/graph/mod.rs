@@ -21,7 +21,7 @@ pub struct ResourceGraph<'e> {
 }
 
 /// `aws_subnet.a[0]` → `aws_subnet.a`; `module.m.x.y["k"]` → `module.m.x.y`.
-fn without_key(address: &str) -> &str {
+pub fn without_key(address: &str) -> &str {
     match address.strip_suffix(']') {
         Some(_) => address
             .rfind('[')

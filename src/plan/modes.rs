@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use crate::config::{ModuleConfig, ResourceMode};
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::eval::{EvaluatedModule, RootVariables, SchemaCatalog, evaluate_configuration};
+use crate::eval::{
+    EvaluatedModule, RootVariables, SchemaCatalog, evaluate_configuration, evaluate_focused,
+};
 use crate::state::State;
 use crate::syntax::SourceMap;
 
@@ -162,16 +164,45 @@ impl Evaluation {
     /// The configuration evaluated against `state`: references to applied
     /// resources see their real values.
     pub fn against(&self, state: &State) -> Result<EvaluatedModule, String> {
+        self.evaluate(state, None)
+    }
+
+    /// [`Evaluation::against`], of only the resources in `focus`
+    /// (addresses without instance keys) and what they depend on.
+    pub fn focused(
+        &self,
+        state: &State,
+        focus: &BTreeSet<String>,
+    ) -> Result<EvaluatedModule, String> {
+        self.evaluate(state, Some(focus))
+    }
+
+    fn evaluate(
+        &self,
+        state: &State,
+        focus: Option<&BTreeSet<String>>,
+    ) -> Result<EvaluatedModule, String> {
         let planner = StatePlanner { state };
         let mut diagnostics = Diagnostics::new();
-        let evaluated = evaluate_configuration(
-            &self.config,
-            &self.variables,
-            &self.schemas,
-            Some(&planner),
-            &self.sources,
-            &mut diagnostics,
-        );
+        let evaluated = match focus {
+            None => evaluate_configuration(
+                &self.config,
+                &self.variables,
+                &self.schemas,
+                Some(&planner),
+                &self.sources,
+                &mut diagnostics,
+            ),
+            Some(focus) => evaluate_focused(
+                &self.config,
+                &self.variables,
+                &self.schemas,
+                Some(&planner),
+                &self.sources,
+                focus,
+                &mut diagnostics,
+            ),
+        };
         match diagnostics.iter().find(|d| d.is_error()) {
             Some(error) => Err(format!(
                 "evaluating the configuration again failed: {}",

@@ -1,0 +1,280 @@
+//! The engine with the mock provider, in process: the mock's store shows
+//! how many real objects exist, so these tests prove no duplicates after a
+//! retried apply and no orphans after a destroy.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use infra::apply::{Outcome, StepKind, plan_and_apply};
+use infra::check::CheckOptions;
+use infra::providers::Providers;
+use infra::state::State;
+use infra_provider_mock::MockProvider;
+use infra_provider_sdk::Provider;
+
+fn setup(dir: &Path, config: &str) -> (CheckOptions, Arc<MockProvider>, Providers) {
+    std::fs::write(dir.join("main.infra"), config).unwrap();
+    let mock = Arc::new(MockProvider::new());
+    let providers = Providers::new(vec![mock.clone() as Arc<dyn Provider>]);
+    let options = CheckOptions {
+        dir: dir.to_path_buf(),
+        schemas: Arc::new(providers.catalog()),
+        ..CheckOptions::default()
+    };
+    (options, mock, providers)
+}
+
+fn run(
+    options: &CheckOptions,
+    state: State,
+    providers: &Providers,
+    destroying: bool,
+) -> (State, infra::apply::ApplyReport) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(plan_and_apply(options, state, providers, 10, destroying))
+        .unwrap_or_else(|diagnostics| panic!("plan failed: {:?}", diagnostics.into_vec()))
+}
+
+/// Every object in the state exists in the store, and nothing else does.
+fn assert_state_matches_store(state: &State, mock: &MockProvider) {
+    let mut recorded: Vec<String> = state
+        .resources
+        .values()
+        .map(|r| r.attributes["id"].as_str().unwrap().to_string())
+        .collect();
+    recorded.sort();
+    let existing: Vec<String> = mock.objects().keys().cloned().collect();
+    assert_eq!(recorded, existing, "state and real objects differ");
+}
+
+/// A network, 3 subnets in it, 2 servers in each subnet: 10 objects,
+/// three levels deep, every reference to an id known only after apply.
+const TREE: &str = r#"
+provider mock {
+  latency_ms = 5
+}
+
+resource mock_resource network {
+  name = "net"
+}
+
+resource mock_resource subnet {
+  count = 3
+  name  = "subnet-${count.index}-in-${mock_resource.network.id}"
+}
+
+resource mock_resource server {
+  count = 6
+  name  = "server-${count.index}"
+  value = mock_resource.subnet[count.index % 3].id
+}
+
+output first_server {
+  value = mock_resource.server[0].id
+}
+"#;
+
+#[test]
+fn apply_creates_each_object_once_resolves_unknowns_and_destroy_leaves_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, mock, providers) = setup(dir.path(), TREE);
+    let (state, report) = run(&options, State::new("t"), &providers, false);
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(state.resources.len(), 10);
+    assert_eq!(mock.counts().creates, 10);
+    assert_state_matches_store(&state, &mock);
+    // Values unknown at plan time were resolved from the applied objects.
+    let network_id = state.resources["mock_resource.network"].attributes["id"].clone();
+    let subnet = &state.resources["mock_resource.subnet[1]"].attributes;
+    assert_eq!(
+        subnet["name"].as_str().unwrap(),
+        format!("subnet-1-in-{}", network_id.as_str().unwrap())
+    );
+    assert_eq!(
+        state.resources["mock_resource.server[4]"].attributes["value"],
+        state.resources["mock_resource.subnet[1]"].attributes["id"]
+    );
+    assert_eq!(
+        state.outputs["first_server"].value,
+        state.resources["mock_resource.server[0]"].attributes["id"]
+    );
+    assert_eq!(
+        state.resources["mock_resource.server[4]"].dependencies,
+        vec![
+            "mock_resource.subnet[0]",
+            "mock_resource.subnet[1]",
+            "mock_resource.subnet[2]"
+        ],
+        "an index computed from count.index depends on every instance"
+    );
+
+    // Applying again changes nothing.
+    let (again, report) = run(&options, state.clone(), &providers, false);
+    assert!(report.results.is_empty(), "{report:?}");
+    assert_eq!(again, state);
+    assert_eq!(mock.counts().creates, 10);
+
+    let (destroyed, report) = run(&options, state, &providers, true);
+    assert!(report.succeeded());
+    assert!(destroyed.resources.is_empty());
+    assert!(destroyed.outputs.is_empty());
+    assert!(mock.objects().is_empty(), "no orphans");
+    assert_eq!(mock.counts().deletes, 10);
+}
+
+#[test]
+fn a_failed_create_skips_its_dependents_and_the_retry_creates_only_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = TREE.replace(
+        "  name  = \"subnet-${count.index}-in-${mock_resource.network.id}\"",
+        "  name  = \"subnet-${count.index}-in-${mock_resource.network.id}\"\n  fail_on = count.index == 1 ? \"create\" : null",
+    );
+    let (options, mock, providers) = setup(dir.path(), &failing);
+    let (state, report) = run(&options, State::new("t"), &providers, false);
+    assert!(!report.succeeded());
+    let failed: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+        .map(|(s, _)| s.address.as_str())
+        .collect();
+    assert_eq!(failed, vec!["mock_resource.subnet[1]"]);
+    // Every server depends on all subnets (the index is computed), so all
+    // six are skipped; the network and two subnets exist.
+    assert_eq!(report.count(|o| matches!(o, Outcome::Skipped { .. })), 6);
+    assert_eq!(state.resources.len(), 3);
+    assert_state_matches_store(&state, &mock);
+    assert!(
+        matches!(&report.results.iter().find(|(s, _)| s.address == "mock_resource.subnet[1]").unwrap().1,
+            Outcome::Failed(message) if message.contains("MockFailure")),
+        "the provider's error is kept"
+    );
+
+    // Fixed: the retry creates the 7 missing objects and nothing twice.
+    std::fs::write(dir.path().join("main.infra"), TREE).unwrap();
+    let (state, report) = run(&options, state, &providers, false);
+    assert!(report.succeeded(), "{report:?}");
+    let created = report
+        .results
+        .iter()
+        .filter(|(s, _)| s.kind == StepKind::Create)
+        .count();
+    assert_eq!(created, 7);
+    assert_eq!(
+        mock.counts().creates,
+        3 + 1 + 7,
+        "3 done, 1 failed, 7 on retry"
+    );
+    assert_eq!(state.resources.len(), 10);
+    assert_state_matches_store(&state, &mock);
+}
+
+#[test]
+fn replacement_and_drift_change_only_what_they_must() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, mock, providers) = setup(dir.path(), TREE);
+    let (state, _) = run(&options, State::new("t"), &providers, false);
+    let old_network = state.resources["mock_resource.network"].attributes["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A server deleted outside infra is re-created, nothing else.
+    let server = state.resources["mock_resource.server[2]"].attributes["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(mock.remove_outside_infra(&server));
+    let (state, report) = run(&options, state, &providers, false);
+    let steps: Vec<String> = report
+        .results
+        .iter()
+        .map(|(s, _)| format!("{:?} {}", s.kind, s.address))
+        .collect();
+    assert_eq!(steps, vec!["Create mock_resource.server[2]"]);
+    assert_state_matches_store(&state, &mock);
+
+    // `generation` forces a new network; the subnets, whose names embed
+    // its id, update in place onto the new one.
+    std::fs::write(
+        dir.path().join("main.infra"),
+        TREE.replace("  name = \"net\"", "  name = \"net\"\n  generation = \"2\""),
+    )
+    .unwrap();
+    let (state, report) = run(&options, state, &providers, false);
+    assert!(report.succeeded(), "{report:?}");
+    let new_network = state.resources["mock_resource.network"].attributes["id"]
+        .as_str()
+        .unwrap();
+    assert_ne!(new_network, old_network);
+    assert!(
+        state.resources["mock_resource.subnet[0]"].attributes["name"]
+            .as_str()
+            .unwrap()
+            .ends_with(new_network)
+    );
+    assert_eq!(mock.counts().updates, 3, "the three subnets");
+    assert_state_matches_store(&state, &mock);
+}
+
+#[test]
+fn values_flow_into_and_out_of_modules_during_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("net")).unwrap();
+    std::fs::write(
+        dir.path().join("net/main.infra"),
+        r#"
+variable network_id {
+  type = string
+}
+
+resource mock_resource subnet {
+  name = "subnet-in-${var.network_id}"
+}
+
+output subnet_id {
+  value = mock_resource.subnet.id
+}
+"#,
+    )
+    .unwrap();
+    let (options, mock, providers) = setup(
+        dir.path(),
+        r#"
+resource mock_resource network {
+  name = "net"
+}
+
+module net {
+  source     = "./net"
+  network_id = mock_resource.network.id
+}
+
+resource mock_resource server {
+  name  = "server"
+  value = module.net.subnet_id
+}
+"#,
+    );
+    let (state, report) = run(&options, State::new("t"), &providers, false);
+    assert!(report.succeeded(), "{report:?}");
+    let id = |address: &str| state.resources[address].attributes["id"].clone();
+    assert_eq!(
+        state.resources["module.net.mock_resource.subnet"].attributes["name"],
+        format!(
+            "subnet-in-{}",
+            id("mock_resource.network").as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        state.resources["mock_resource.server"].attributes["value"],
+        id("module.net.mock_resource.subnet")
+    );
+    assert_state_matches_store(&state, &mock);
+    let (_, again) = run(&options, state, &providers, false);
+    assert!(again.results.is_empty(), "{again:?}");
+}
