@@ -25,6 +25,8 @@ pub struct CheckOptions {
     pub var_files: Vec<PathBuf>,
     /// `INFRA_VAR_NAME=VALUE` pairs from the environment, prefix removed.
     pub env_vars: Vec<(String, String)>,
+    /// Values recorded in a saved plan: they win over all the others.
+    pub saved_values: Vec<(String, Value)>,
     /// Resource schemas to check resource blocks against (from the
     /// providers; empty until the engine supplies them).
     pub schemas: std::sync::Arc<SchemaCatalog>,
@@ -283,6 +285,15 @@ fn gather_variables(
         if let Some(value) = text_value(name, text, format!("-var {name}"), sources, diagnostics) {
             values.insert(name.to_string(), (VariableOrigin::CommandLine, value));
         }
+    }
+    for (name, value) in &options.saved_values {
+        values.insert(
+            name.clone(),
+            (
+                VariableOrigin::SavedPlan,
+                ProvidedValue::Value(value.clone()),
+            ),
+        );
     }
     RootVariables { values }
 }

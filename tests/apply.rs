@@ -342,3 +342,180 @@ fn ctrl_c_lets_the_change_in_flight_finish_saves_it_and_exits_130() {
     assert_eq!(addresses(dir.path()), vec!["mock_resource.a"]);
     assert!(!dir.path().join("infra.state.json.lock").exists());
 }
+
+#[test]
+fn a_saved_plan_applies_exactly_once_and_is_refused_when_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        r#"
+variable greeting {
+  default = "hello"
+}
+
+variable token {
+  type      = string
+  sensitive = true
+}
+
+resource random_id suffix {
+  byte_length = 4
+}
+
+resource local_file note {
+  path    = "note-${random_id.suffix.hex}.txt"
+  content = "${var.greeting} ${var.token}\n"
+}
+"#,
+    );
+    let token = "token=s3cr3t-value";
+    let planned = infra(
+        dir.path(),
+        &[
+            "plan",
+            "-out",
+            "tomorrow.plan",
+            "-var",
+            "greeting=hi",
+            "-var",
+            token,
+        ],
+    );
+    assert!(planned.status.success(), "{}", both(&planned));
+    assert!(text(&planned.stdout).contains("infra apply tomorrow.plan"));
+    let saved = std::fs::read_to_string(dir.path().join("tomorrow.plan")).unwrap();
+    assert!(
+        !saved.contains("s3cr3t"),
+        "no sensitive plaintext:\n{saved}"
+    );
+    assert!(saved.contains("\"greeting\""), "{saved}");
+
+    // The sensitive value must be given again; the plain one is recorded.
+    let refused = infra(
+        dir.path(),
+        &["apply", "tomorrow.plan", "-var", "token=other"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("the sensitive variable `token` is missing or differs"),
+        "{}",
+        both(&refused)
+    );
+    assert!(!dir.path().join("infra.state.json").exists());
+
+    let applied = infra(dir.path(), &["apply", "tomorrow.plan", "-var", token]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    assert!(text(&applied.stdout).contains("Resources: 2 added"));
+    let hex = state(dir.path())["resources"]["random_id.suffix"]["attributes"]["hex"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(format!("note-{hex}.txt"))).unwrap(),
+        "hi s3cr3t-value\n",
+        "the saved plan's variables were used"
+    );
+    // Applied once: the same file again finds a state it did not plan for.
+    let again = infra(dir.path(), &["apply", "tomorrow.plan", "-var", token]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("a state was created since the plan was made"));
+
+    // A plan made, then overtaken by another apply, is stale.
+    let planned = infra(
+        dir.path(),
+        &[
+            "plan",
+            "-out",
+            "old.plan",
+            "-var",
+            "greeting=hey",
+            "-var",
+            token,
+        ],
+    );
+    assert!(planned.status.success(), "{}", both(&planned));
+    let other = infra(
+        dir.path(),
+        &[
+            "apply",
+            "--auto-approve",
+            "-var",
+            "greeting=yo",
+            "-var",
+            token,
+        ],
+    );
+    assert!(other.status.success(), "{}", both(&other));
+    let before = std::fs::read(dir.path().join("infra.state.json")).unwrap();
+    let stale = infra(dir.path(), &["apply", "old.plan", "-var", token]);
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(
+        text(&stale.stderr)
+            .contains("the state of `local_file.note` changed since the plan was made"),
+        "{}",
+        both(&stale)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("infra.state.json")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn target_replace_and_destroy_plans_touch_only_what_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "main.infra", SITE);
+    // Only one page, and the suffix it needs.
+    let targeted = infra(
+        dir.path(),
+        &[
+            "apply",
+            "--auto-approve",
+            "--target",
+            "local_file.page[\"index\"]",
+        ],
+    );
+    assert!(targeted.status.success(), "{}", both(&targeted));
+    assert_eq!(
+        addresses(dir.path()),
+        vec!["local_file.page[\"index\"]", "random_id.suffix"]
+    );
+    let rest = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert!(
+        text(&rest.stdout).contains("Resources: 1 added"),
+        "{}",
+        both(&rest)
+    );
+
+    let replace = infra(dir.path(), &["plan", "--replace", "random_id.suffix"]);
+    let shown = text(&replace.stdout);
+    assert!(
+        shown.contains("# random_id.suffix must be replaced, as requested with --replace"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Plan: 0 to add, 0 to change, 3 to replace"),
+        "{shown}"
+    );
+    let unknown = infra(dir.path(), &["plan", "--target", "random_id.nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("`--target random_id.nope` matches no resource"));
+
+    // Destroying the suffix takes the pages that depend on it along.
+    let destroy_plan = infra(
+        dir.path(),
+        &["plan", "--destroy", "--target", "local_file.page"],
+    );
+    assert!(
+        text(&destroy_plan.stdout)
+            .contains("Plan: 0 to add, 0 to change, 0 to replace, 2 to destroy.")
+    );
+    let destroyed = infra(
+        dir.path(),
+        &["destroy", "--auto-approve", "--target", "random_id.suffix"],
+    );
+    assert!(destroyed.status.success(), "{}", both(&destroyed));
+    assert!(text(&destroyed.stdout).contains("Destroy complete! Resources: 3 destroyed."));
+    assert!(addresses(dir.path()).is_empty());
+}

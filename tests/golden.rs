@@ -42,8 +42,8 @@ fn options_for(dir: &Path) -> CheckOptions {
         display_dir: PathBuf::new(),
         vars,
         var_files,
-        env_vars: Vec::new(),
         schemas: std::sync::Arc::new(test_catalog()),
+        ..CheckOptions::default()
     }
 }
 

@@ -419,3 +419,37 @@ fn the_json_plan_is_complete_and_holds_no_secrets() {
         (Some("data"), Some("read"))
     );
 }
+
+#[test]
+fn create_before_destroy_spreads_to_the_replacements_it_depends_on() {
+    // The servers are replaced create-before-destroy (new image); the
+    // network they depend on is replaced too (new cidr), and must then
+    // outlive the old servers: it becomes create-before-destroy as well.
+    let config_with_cbd = CONFIG.replace(
+        "  network_id = test_network.main.id\n}",
+        "  network_id = test_network.main.id\n  lifecycle {\n    create_before_destroy = true\n  }\n}",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.infra"), config_with_cbd).unwrap();
+    let options = CheckOptions {
+        dir: PathBuf::from(dir.path()),
+        vars: vec!["cidr=10.9.0.0/16".into(), "image=img-2".into()],
+        schemas: Arc::new(catalog()),
+        ..CheckOptions::default()
+    };
+    let (checked, plan) = plan(&options, &applied_state());
+    assert!(!checked.diagnostics.has_errors());
+    for address in [
+        "test_network.main",
+        "test_server.web[0]",
+        "test_server.web[1]",
+    ] {
+        assert_eq!(
+            change(&plan, address).action,
+            Action::Replace {
+                create_before_destroy: true
+            },
+            "{address}"
+        );
+    }
+}

@@ -462,7 +462,7 @@ pub async fn plan_and_apply(
         .await;
     let (refreshed, diagnostics) = crate::plan::refresh(&state, providers, parallelism).await;
     problems.extend(diagnostics);
-    let (mut checked, mut plan) = crate::plan::plan_loaded(loaded, options, &refreshed);
+    let (mut checked, mut plan) = crate::plan::plan_loaded(loaded, options, &refreshed, &[]);
     checked.diagnostics.extend(problems);
     let evaluated = checked.evaluated.take().unwrap_or_default();
     if destroying {

@@ -13,12 +13,18 @@ use crate::apply::{
     WorkingState, apply,
 };
 use crate::diagnostics::ReportStyle;
+use crate::eval::Value;
+use crate::plan::{SavedPlan, SavedVariable};
 use crate::state::StateLock;
 
 use super::planning::{Planned, PlanningArgs, make_plan};
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
+    /// A plan saved by `infra plan -out FILE`: apply exactly it (no prompt),
+    /// or refuse if it is stale
+    #[arg(value_name = "FILE")]
+    pub plan_file: Option<PathBuf>,
     /// Apply without asking for confirmation
     #[arg(long)]
     pub auto_approve: bool,
@@ -37,6 +43,16 @@ pub fn run(
     no_color: bool,
 ) -> ExitCode {
     let command = if destroying { "destroy" } else { "apply" };
+    if let Some(path) = &args.plan_file {
+        if destroying {
+            eprintln!(
+                "error: `infra destroy` takes no plan file\n  help: save a destroy plan with `infra plan --destroy -out {0}` and run `infra apply {0}`",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+        return apply_saved(directory, args, path, style);
+    }
     let planned = match make_plan(directory, &args.planning, destroying, Some(command), style) {
         Ok(planned) => planned,
         Err(code) => return code,
@@ -50,6 +66,63 @@ pub fn run(
     }
     println!();
     carry_out(planned, args.planning.parallelism, destroying)
+}
+
+/// `infra apply FILE`: plans again with the saved plan's options and
+/// variables, and applies only if that gives the very same plan.
+fn apply_saved(
+    directory: Option<PathBuf>,
+    args: &ApplyArgs,
+    path: &std::path::Path,
+    style: ReportStyle,
+) -> ExitCode {
+    let saved = match SavedPlan::read(path) {
+        Ok(saved) => saved,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    if !args.planning.targets.is_empty() || !args.planning.replacements.is_empty() {
+        eprintln!(
+            "error: a saved plan carries its own --target and --replace\n  help: plan again with the options you want: `infra plan -out {}`",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
+    let mut planning = args.planning.clone();
+    planning.refresh = true;
+    planning.targets = saved.targets.clone();
+    planning.replacements = saved.replacements.clone();
+    planning.saved_values = saved
+        .variables
+        .iter()
+        .filter_map(|(name, value)| match value {
+            SavedVariable::Value(json) => Some((name.clone(), Value::from_json(json))),
+            SavedVariable::Sha256(_) => None,
+        })
+        .collect();
+    let planned = match make_plan(directory, &planning, saved.destroy, Some("apply"), style) {
+        Ok(planned) => planned,
+        Err(code) => return code,
+    };
+    let problems = saved.differences(&planned.to_saved(&planning, saved.destroy));
+    if !problems.is_empty() {
+        eprintln!(
+            "error: the saved plan {} cannot be applied; nothing was changed:",
+            path.display()
+        );
+        for problem in problems {
+            eprintln!("  - {problem}");
+        }
+        eprintln!(
+            "  help: review a new plan with `infra plan -out {}`",
+            path.display()
+        );
+        return ExitCode::from(1);
+    }
+    println!("Applying the saved plan {}.", path.display());
+    carry_out(planned, planning.parallelism, saved.destroy)
 }
 
 /// Asks for `yes` on a terminal; refuses without one.

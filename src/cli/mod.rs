@@ -53,6 +53,7 @@ impl VariableArgs {
             vars: self.vars.clone(),
             var_files: self.var_files.clone(),
             env_vars: Vec::new(),
+            saved_values: Vec::new(),
             schemas: crate::providers::builtin_catalog(),
         }
         .with_process_env()

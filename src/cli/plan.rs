@@ -21,6 +21,9 @@ pub struct PlanArgs {
     /// Plan to destroy everything the state holds
     #[arg(long)]
     pub destroy: bool,
+    /// Save the plan to FILE, to apply exactly it later with `infra apply FILE`
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     #[command(flatten)]
     pub planning: PlanningArgs,
 }
@@ -43,6 +46,18 @@ pub fn run(
         );
     } else {
         show(&planned.plan, &planned.schemas, no_color);
+    }
+    if let Some(path) = &args.out {
+        if let Err(message) = planned.to_saved(&args.planning, args.destroy).write(path) {
+            eprintln!("error: {message}");
+            return ExitCode::from(1);
+        }
+        if !args.json {
+            println!(
+                "\nSaved the plan to {0}. To perform exactly these actions: infra apply {0}",
+                path.display()
+            );
+        }
     }
     if args.detailed_exitcode && planned.plan.has_changes() {
         ExitCode::from(2)

@@ -13,7 +13,9 @@ use crate::apply::{ApplyJob, PlannedInstance};
 use crate::diagnostics::{Diagnostic, ReportStyle, render_all};
 use crate::eval::SchemaCatalog;
 use crate::plan::{
-    Evaluation, Plan, destroy_plan, force_replacements, plan_loaded, refresh, restrict_to_targets,
+    Evaluation, Plan, SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, SavedPlan, SavedVariable,
+    change_lines, check_replacements, configuration_digest, destroy_plan, json_digest, plan_loaded,
+    prior_digests, refresh, restrict_to_targets, to_json,
 };
 use crate::providers::Providers;
 use crate::state::{State, StateLock};
@@ -35,6 +37,9 @@ pub struct PlanningArgs {
     pub parallelism: usize,
     #[command(flatten)]
     pub variables: super::VariableArgs,
+    /// Variable values recorded in a saved plan (`infra apply FILE`).
+    #[arg(skip)]
+    pub saved_values: Vec<(String, crate::eval::Value)>,
 }
 
 /// A plan and what it takes to apply it.
@@ -52,6 +57,51 @@ pub struct Planned {
     pub evaluation: Arc<Evaluation>,
     /// What refreshed, and what applies.
     pub runtime: tokio::runtime::Runtime,
+    /// Whether the state file existed (a new state gets a new lineage).
+    pub state_existed: bool,
+    /// The root module's variables, and which are sensitive.
+    pub variables: BTreeMap<String, crate::eval::Value>,
+    pub sensitive_variables: Vec<String>,
+}
+
+impl Planned {
+    /// The saved form of this plan (`-out`), or what a saved plan must
+    /// equal to be applied.
+    pub fn to_saved(&self, args: &PlanningArgs, destroying: bool) -> SavedPlan {
+        let variables = self
+            .evaluation
+            .variables
+            .values
+            .keys()
+            .filter_map(|name| {
+                let value = self.variables.get(name)?.to_json();
+                let saved = if self.sensitive_variables.contains(name) {
+                    SavedVariable::Sha256(json_digest(&value))
+                } else {
+                    SavedVariable::Value(value)
+                };
+                Some((name.clone(), saved))
+            })
+            .collect();
+        SavedPlan {
+            format: SAVED_PLAN_FORMAT.to_string(),
+            version: SAVED_PLAN_VERSION,
+            lineage: if self.state_existed {
+                self.refreshed.lineage.clone()
+            } else {
+                String::new()
+            },
+            configuration: configuration_digest(&self.evaluation.config, &self.evaluation.sources),
+            destroy: destroying,
+            targets: args.targets.clone(),
+            replacements: args.replacements.clone(),
+            variables,
+            prior: prior_digests(&self.plan, &self.refreshed),
+            plan_sha256: json_digest(&to_json(&self.plan, &self.schemas)),
+            summary: self.plan.summary(),
+            changes: change_lines(&self.plan),
+        }
+    }
 }
 
 /// Plans for `plan` (no lock), `apply` and `destroy` (`lock_for` names the
@@ -65,7 +115,8 @@ pub fn make_plan(
 ) -> Result<Planned, ExitCode> {
     let runtime = runtime()?;
     let (dir, display_dir) = super::validate::directories(directory);
-    let options = args.variables.check_options(dir.clone(), display_dir);
+    let mut options = args.variables.check_options(dir.clone(), display_dir);
+    options.saved_values = args.saved_values.clone();
     // Parsed once: the backend says where the state is, and the same
     // sources are then evaluated against that state.
     let loaded = crate::check::load(&options);
@@ -98,8 +149,9 @@ pub fn make_plan(
         },
         None => None,
     };
-    let state = match crate::state::load(&state_path) {
-        Ok(state) => state.unwrap_or_else(|| State::new(crate::state::new_lineage())),
+    let (state, state_existed) = match crate::state::load(&state_path) {
+        Ok(Some(state)) => (state, true),
+        Ok(None) => (State::new(crate::state::new_lineage()), false),
         Err(error) => return Err(fail(error.to_string())),
     };
     let providers = crate::providers::builtin();
@@ -112,7 +164,7 @@ pub fn make_plan(
     } else {
         state.clone()
     };
-    let (mut checked, mut plan) = plan_loaded(loaded, &options, &refreshed);
+    let (mut checked, mut plan) = plan_loaded(loaded, &options, &refreshed, &args.replacements);
     checked.diagnostics.extend(problems);
     if let Some(evaluated) = &checked.evaluated {
         if !checked.diagnostics.has_errors() {
@@ -134,26 +186,16 @@ pub fn make_plan(
             }
         }
     }
-    let evaluated = checked.evaluated.take().unwrap_or_default();
+    let mut evaluated = checked.evaluated.take().unwrap_or_default();
     let instances = ApplyJob::instances_of(&evaluated);
     if destroying {
         let (destroy, diagnostics) = destroy_plan(&refreshed, Some(&evaluated));
         plan = destroy;
         checked.diagnostics.extend(diagnostics);
     }
-    if !args.replacements.is_empty() {
-        let create_before_destroy = |address: &str| {
-            evaluated
-                .all_resources()
-                .iter()
-                .any(|i| i.address == address && i.lifecycle.create_before_destroy)
-        };
-        checked.diagnostics.extend(force_replacements(
-            &mut plan,
-            &args.replacements,
-            create_before_destroy,
-        ));
-    }
+    checked
+        .diagnostics
+        .extend(check_replacements(&plan, &args.replacements));
     if !args.targets.is_empty() {
         let mut dependencies: BTreeMap<String, Vec<String>> = instances
             .iter()
@@ -203,6 +245,9 @@ pub fn make_plan(
         instances,
         evaluation,
         runtime,
+        state_existed,
+        variables: std::mem::take(&mut evaluated.variables),
+        sensitive_variables: std::mem::take(&mut evaluated.sensitive_variables),
     })
 }
 

@@ -32,6 +32,8 @@ pub enum VariableOrigin {
     File(Span),
     /// `INFRA_VAR_name`
     Environment,
+    /// Recorded in a saved plan (`infra apply FILE`).
+    SavedPlan,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub enum ProvidedValue {
     Text(String),
     /// An expression (from a `-var-file`, or a `-var` of a complex type).
     Expr(Expr),
+    /// A value already evaluated (from a saved plan).
+    Value(Value),
 }
 
 /// Values for the root module's variables, already merged by precedence.
@@ -845,16 +849,18 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     VariableOrigin::CommandLine => (None, format!("-var {name}=…")),
                     VariableOrigin::File(span) => (Some(*span), "the variable file".to_string()),
                     VariableOrigin::Environment => (None, format!("INFRA_VAR_{name}")),
+                    VariableOrigin::SavedPlan => (None, "the saved plan".to_string()),
                 };
                 let value = match provided {
                     ProvidedValue::Text(text) => Ok(Value::string(text)),
+                    ProvidedValue::Value(value) => Ok(value.clone()),
                     ProvidedValue::Expr(expr) => self.eval_provided(name, expr),
                 };
                 (
                     value,
                     span.or(match provided {
                         ProvidedValue::Expr(expr) => Some(expr.span),
-                        ProvidedValue::Text(_) => None,
+                        ProvidedValue::Text(_) | ProvidedValue::Value(_) => None,
                     }),
                     origin_text,
                 )
@@ -996,7 +1002,9 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         .with_label(*span, "not a declared variable")
                         .with_help(help),
                     ),
-                    VariableOrigin::Environment => {}
+                    // A saved plan is checked against the configuration
+                    // as a whole (its digest) before it is applied.
+                    VariableOrigin::Environment | VariableOrigin::SavedPlan => {}
                 }
             }
         }

@@ -18,6 +18,8 @@ use crate::state::State;
 /// one see unknowns.
 pub struct StatePlanner<'s> {
     pub state: &'s State,
+    /// `--replace` addresses: replaced although nothing forces it.
+    pub replace: &'s [String],
 }
 
 impl InstancePlanner for StatePlanner<'_> {
@@ -31,24 +33,39 @@ impl InstancePlanner for StatePlanner<'_> {
             .resources
             .get(&instance.address)
             .map(|p| &p.attributes);
-        plan_instance(instance, prior, schema).after
+        let forced = self.forces_replacement(&instance.address);
+        plan_instance(instance, prior, schema, forced).after
+    }
+}
+
+impl StatePlanner<'_> {
+    fn forces_replacement(&self, address: &str) -> bool {
+        self.replace
+            .iter()
+            .any(|target| super::modes::targets(target, address))
     }
 }
 
 /// Evaluates the configuration against the state and diffs it: the whole
 /// of planning, minus refresh.
 pub fn plan(options: &CheckOptions, state: &State) -> (Checked, Plan) {
-    plan_loaded(load(options), options, state)
+    plan_loaded(load(options), options, state, &[])
 }
 
 /// [`plan`] of a configuration already loaded (to find its state first).
-pub fn plan_loaded(loaded: Loaded, options: &CheckOptions, state: &State) -> (Checked, Plan) {
-    let planner = StatePlanner { state };
+/// `replace` lists `--replace` addresses.
+pub fn plan_loaded(
+    loaded: Loaded,
+    options: &CheckOptions,
+    state: &State,
+    replace: &[String],
+) -> (Checked, Plan) {
+    let planner = StatePlanner { state, replace };
     let mut checked = evaluate(loaded, options, Some(&planner));
     let Some(evaluated) = &checked.evaluated else {
         return (checked, Plan::default());
     };
-    let (plan, diagnostics) = diff(evaluated, state, &options.schemas);
+    let (plan, diagnostics) = diff(evaluated, &planner, &options.schemas);
     checked.diagnostics.extend(diagnostics);
     (checked, plan)
 }
@@ -151,9 +168,10 @@ impl Plan {
 /// are diagnostics; the plan still lists every change.
 pub fn diff(
     evaluated: &EvaluatedModule,
-    state: &State,
+    planner: &StatePlanner,
     schemas: &SchemaCatalog,
 ) -> (Plan, Diagnostics) {
+    let state = planner.state;
     let mut diagnostics = Diagnostics::new();
     let mut changes = Vec::new();
     let mut configured = BTreeSet::new();
@@ -164,7 +182,8 @@ pub fn diff(
             _ => None,
         };
         let prior = state.resources.get(&instance.address);
-        let change = plan_instance(instance, prior.map(|p| &p.attributes), schema);
+        let forced = planner.forces_replacement(&instance.address);
+        let change = plan_instance(instance, prior.map(|p| &p.attributes), schema, forced);
         if let Action::Replace { .. } = change.action
             && instance.lifecycle.prevent_destroy
         {
@@ -196,7 +215,49 @@ pub fn diff(
         });
     }
     changes.sort_by(|a, b| a.address.cmp(&b.address));
+    propagate_create_before_destroy(&mut changes, evaluated);
     (Plan { changes }, diagnostics)
+}
+
+/// A replacement created before its old object is destroyed needs what it
+/// depends on to outlive the old object too: replacements of its
+/// dependencies become create-before-destroy as well (otherwise a
+/// dependency would have to be destroyed before, and created after, it).
+fn propagate_create_before_destroy(changes: &mut [Change], evaluated: &EvaluatedModule) {
+    let graph = crate::graph::ResourceGraph::build(evaluated);
+    let position: BTreeMap<String, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.address.clone(), i))
+        .collect();
+    let mut pending: Vec<usize> = changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            c.action
+                == Action::Replace {
+                    create_before_destroy: true,
+                }
+        })
+        .map(|(i, _)| i)
+        .collect();
+    while let Some(index) = pending.pop() {
+        for dependency in graph.dependencies_of(&changes[index].address) {
+            let Some(&at) = position.get(dependency) else {
+                continue;
+            };
+            if changes[at].action
+                == (Action::Replace {
+                    create_before_destroy: false,
+                })
+            {
+                changes[at].action = Action::Replace {
+                    create_before_destroy: true,
+                };
+                pending.push(at);
+            }
+        }
+    }
 }
 
 fn code_names(names: &[String]) -> String {
@@ -228,10 +289,13 @@ fn same(planned: &Value, recorded: &Value) -> bool {
     }
 }
 
+/// `force_replace`: `--replace` names it (an existing object is replaced
+/// even if nothing forces it; `replaced_because` stays empty).
 fn plan_instance(
     instance: &ResourceInstance,
     prior: Option<&BTreeMap<String, serde_json::Value>>,
     schema: Option<&BlockSchema>,
+    force_replace: bool,
 ) -> Change {
     let mut change = Change {
         address: instance.address.clone(),
@@ -305,7 +369,7 @@ fn plan_instance(
         }
         after.insert(name.clone(), value.clone());
     }
-    change.action = if !change.replaced_because.is_empty() {
+    change.action = if !change.replaced_because.is_empty() || force_replace {
         // A replacement gets a new object: everything the provider computes
         // is unknown again.
         if let Some(schema) = schema {

@@ -13,9 +13,14 @@ mod json;
 mod modes;
 mod refresh;
 mod render;
+mod saved;
 
 pub use diff::{Action, Change, Plan, StatePlanner, diff, plan, plan_loaded};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
-pub use modes::{Evaluation, destroy_plan, force_replacements, restrict_to_targets, targets};
+pub use modes::{Evaluation, check_replacements, destroy_plan, restrict_to_targets, targets};
 pub use refresh::refresh;
 pub use render::{RenderOptions, render};
+pub use saved::{
+    SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, SavedPlan, SavedVariable, change_lines,
+    configuration_digest, json_digest, prior_digests,
+};

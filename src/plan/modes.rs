@@ -1,7 +1,6 @@
 //! Plans other than "make it match the configuration": `--destroy`
 //! (everything in the state goes), `--target ADDR` (only some resources and
-//! what they need), `--replace ADDR` (a replacement nobody's attribute
-//! forces). And [`Evaluation`]: the configuration kept to be evaluated
+//! what they need), and the check of `--replace ADDR`. And [`Evaluation`]: the configuration kept to be evaluated
 //! again while applying, when values unknown at plan time become known.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -110,33 +109,17 @@ pub fn restrict_to_targets(
     diagnostics
 }
 
-/// `--replace ADDR`: the instance is replaced even though no attribute
-/// forces it (a server that misbehaves, a password to roll).
-pub fn force_replacements(
-    plan: &mut Plan,
-    wanted: &[String],
-    create_before_destroy: impl Fn(&str) -> bool,
-) -> Diagnostics {
+/// `--replace ADDR` must name an object that exists (the replacement
+/// itself is planned by [`super::plan_loaded`], so that what depends on
+/// the object sees its new values as unknown).
+pub fn check_replacements(plan: &Plan, wanted: &[String]) -> Diagnostics {
     let mut diagnostics = Diagnostics::new();
     for target in wanted {
-        let mut matched = false;
-        for change in plan
-            .changes
-            .iter_mut()
-            .filter(|c| targets(target, &c.address))
-        {
-            matched = true;
-            if matches!(change.action, Action::NoOp | Action::Update) {
-                change.action = Action::Replace {
-                    create_before_destroy: create_before_destroy(&change.address),
-                };
-            }
-        }
         let exists = plan
             .changes
             .iter()
             .any(|c| targets(target, &c.address) && c.before.is_some());
-        if !matched || !exists {
+        if !exists {
             diagnostics.push(
                 Diagnostic::error(
                     "infra::replace",
@@ -182,7 +165,10 @@ impl Evaluation {
         state: &State,
         focus: Option<&BTreeSet<String>>,
     ) -> Result<EvaluatedModule, String> {
-        let planner = StatePlanner { state };
+        let planner = StatePlanner {
+            state,
+            replace: &[],
+        };
         let mut diagnostics = Diagnostics::new();
         let evaluated = match focus {
             None => evaluate_configuration(
