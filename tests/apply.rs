@@ -314,20 +314,27 @@ fn a_second_apply_is_stopped_by_the_lock_and_told_who_holds_it() {
     assert!(!dir.path().join("infra.state.json.lock").exists());
 }
 
-#[test]
-fn ctrl_c_lets_the_change_in_flight_finish_saves_it_and_exits_130() {
-    let dir = tempfile::tempdir().unwrap();
-    slow_chain(dir.path(), 1500);
-    let mut apply = Child(
-        command(dir.path(), &["apply", "--auto-approve"])
+/// Starts applying a slow chain and returns once its first object has
+/// been in flight for half a second.
+fn apply_slow_chain(dir: &Path, latency: u64) -> Child {
+    slow_chain(dir, latency);
+    let apply = Child(
+        command(dir, &["apply", "--auto-approve"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start apply"),
     );
-    wait_for(&dir.path().join("infra.state.json.lock"));
-    // `a` is in flight (it takes 1.5 s).
+    wait_for(&dir.join("infra.state.json.lock"));
     std::thread::sleep(Duration::from_millis(500));
+    apply
+}
+
+#[test]
+fn ctrl_c_lets_the_change_in_flight_finish_saves_it_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    // `a` is in flight (it takes 1.5 s).
+    let mut apply = apply_slow_chain(dir.path(), 1500);
     unsafe { libc::kill(apply.0.id() as i32, libc::SIGINT) };
     let status = apply.0.wait().unwrap();
     let mut out = String::new();
@@ -518,4 +525,121 @@ fn target_replace_and_destroy_plans_touch_only_what_they_name() {
     assert!(destroyed.status.success(), "{}", both(&destroyed));
     assert!(text(&destroyed.stdout).contains("Destroy complete! Resources: 3 destroyed."));
     assert!(addresses(dir.path()).is_empty());
+}
+
+#[test]
+fn drift_reports_what_changed_outside_infra_and_import_adopts_an_object() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        r#"
+resource local_file notes {
+  path    = "notes.txt"
+  content = "hello\n"
+}
+
+resource local_file motd {
+  path    = "motd.txt"
+  content = "welcome\n"
+}
+"#,
+    );
+    let nothing = infra(dir.path(), &["drift"]);
+    assert_eq!(
+        nothing.status.code(),
+        Some(0),
+        "no state yet: {}",
+        both(&nothing)
+    );
+
+    // motd.txt exists already: import it rather than overwrite it blindly.
+    write(dir.path(), "motd.txt", "made by hand\n");
+    let typo = infra(dir.path(), &["import", "local_file.mtd", "motd.txt"]);
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(
+        text(&typo.stderr).contains("did you mean `local_file.motd`?"),
+        "{}",
+        both(&typo)
+    );
+    let imported = infra(dir.path(), &["import", "local_file.motd", "motd.txt"]);
+    assert!(imported.status.success(), "{}", both(&imported));
+    assert_eq!(
+        state(dir.path())["resources"]["local_file.motd"]["attributes"]["content"],
+        "made by hand\n"
+    );
+    let plan = text(&infra(dir.path(), &["plan"]).stdout);
+    assert!(
+        plan.contains("# local_file.motd will be updated in place"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 1 to add, 1 to change, 0 to replace, 0 to destroy."),
+        "{plan}"
+    );
+    let twice = infra(dir.path(), &["import", "local_file.motd", "motd.txt"]);
+    assert!(text(&twice.stderr).contains("is already in the state"));
+
+    let applied = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    let clean = infra(dir.path(), &["drift"]);
+    assert_eq!(clean.status.code(), Some(0));
+    assert!(text(&clean.stdout).contains("No drift: the 2 resource(s) in the state match"));
+
+    write(dir.path(), "notes.txt", "edited\n");
+    std::fs::remove_file(dir.path().join("motd.txt")).unwrap();
+    let drifted = infra(dir.path(), &["drift"]);
+    assert_eq!(drifted.status.code(), Some(2));
+    let report = text(&drifted.stdout);
+    assert!(
+        report.contains("# local_file.notes was changed outside infra"),
+        "{report}"
+    );
+    assert!(
+        report.contains("~ content = \"hello\\n\" -> \"edited\\n\""),
+        "{report}"
+    );
+    assert!(
+        report.contains("# local_file.motd was deleted outside infra"),
+        "{report}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&infra(dir.path(), &["drift", "--json"]).stdout).unwrap();
+    assert_eq!(json["drifted"][0]["address"], "local_file.motd");
+    assert_eq!(json["drifted"][0]["status"], "deleted");
+    assert_eq!(
+        json["drifted"][1]["attributes"],
+        serde_json::json!(["content", "id"])
+    );
+    // drift changes nothing; apply undoes it.
+    assert!(!dir.path().join("motd.txt").exists());
+    assert!(
+        infra(dir.path(), &["apply", "--auto-approve"])
+            .status
+            .success()
+    );
+    assert_eq!(infra(dir.path(), &["drift"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_second_ctrl_c_abandons_the_change_in_flight_and_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut apply = apply_slow_chain(dir.path(), 5000);
+    let started = Instant::now();
+    unsafe { libc::kill(apply.0.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(apply.0.id() as i32, libc::SIGINT) };
+    let status = apply.0.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "it did not wait for `a`"
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(apply.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("abandoning 1 change(s) in flight: mock_resource.a"),
+        "{err}"
+    );
+    assert!(!dir.path().join("infra.state.json.lock").exists());
 }

@@ -50,15 +50,6 @@ fn version_prints_the_crate_version() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_exit_2() {
-    for command in ["drift", "import"] {
-        let output = infra(&[command, "-var", "x=1"], None);
-        assert_eq!(output.status.code(), Some(2), "`infra {command}`");
-        assert!(text(&output.stderr).contains(&format!("`infra {command}` is not built yet")));
-    }
-}
-
-#[test]
 fn validate_accepts_every_example() {
     let mut examples: Vec<_> = std::fs::read_dir("examples")
         .expect("examples")

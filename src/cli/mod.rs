@@ -1,9 +1,10 @@
 //! The command line: argument parsing (clap) and one module per command.
 
 mod apply;
+mod drift;
 mod fmt;
 mod graph;
-mod not_built;
+mod import;
 mod output;
 mod plan;
 mod planning;
@@ -79,8 +80,8 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Destroy everything the state tracks, in reverse dependency order
     Destroy(apply::ApplyArgs),
-    /// Report differences between real infrastructure and state (not built yet)
-    Drift(not_built::Rest),
+    /// Report what changed outside infra (exit 2 when something drifted)
+    Drift(drift::DriftArgs),
     /// Check the configuration: syntax, references, types, functions
     Validate(validate::ValidateArgs),
     /// Rewrite files in the canonical layout
@@ -96,8 +97,8 @@ pub enum Command {
         /// The lock id, as printed by the run that found the lock
         id: String,
     },
-    /// Adopt an existing object into the state (not built yet)
-    Import(not_built::Rest),
+    /// Adopt an existing object into the state: `infra import ADDR ID`
+    Import(import::ImportArgs),
 }
 
 /// Terraform-style single-dash long options (`-var`, `-var-file`, `-out`…)
@@ -158,11 +159,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan::run(directory, &args, style, cli.no_color),
         Command::Apply(args) => apply::run(directory, &args, false, style, cli.no_color),
         Command::Destroy(args) => apply::run(directory, &args, true, style, cli.no_color),
-        Command::Drift(_) => not_built::run("drift"),
+        Command::Drift(args) => drift::run(directory, &args, style),
         Command::Graph(args) => graph::run(directory, &args, style),
         Command::Output(args) => output::run(directory, &args, style),
         Command::State(args) => state::run(directory, &args, style),
         Command::ForceUnlock { id } => state::force(directory, &id, style),
-        Command::Import(_) => not_built::run("import"),
+        Command::Import(args) => import::run(directory, &args, style),
     }
 }

@@ -104,26 +104,38 @@ impl Planned {
     }
 }
 
-/// Plans for `plan` (no lock), `apply` and `destroy` (`lock_for` names the
-/// operation that holds the lock).
-pub fn make_plan(
+/// A configuration loaded, its state found (and locked, if asked) and
+/// read, its providers configured: where `plan`, `apply`, `destroy`,
+/// `drift` and `import` start.
+pub struct Opened {
+    pub options: crate::check::CheckOptions,
+    pub loaded: crate::check::Loaded,
+    pub state_path: PathBuf,
+    pub lock: Option<StateLock>,
+    pub state: State,
+    pub state_existed: bool,
+    pub providers: Providers,
+    /// Problems configuring the providers.
+    pub problems: crate::diagnostics::Diagnostics,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+/// Opens the configuration in `directory` and its state; `lock_for` names
+/// the operation that takes the state lock (none for read-only commands).
+pub fn open(
     directory: Option<PathBuf>,
-    args: &PlanningArgs,
-    destroying: bool,
+    variables: &super::VariableArgs,
+    saved_values: &[(String, crate::eval::Value)],
     lock_for: Option<&str>,
     style: ReportStyle,
-) -> Result<Planned, ExitCode> {
+) -> Result<Opened, ExitCode> {
     let runtime = runtime()?;
     let (dir, display_dir) = super::validate::directories(directory);
-    let mut options = args.variables.check_options(dir.clone(), display_dir);
-    options.saved_values = args.saved_values.clone();
+    let mut options = variables.check_options(dir.clone(), display_dir);
+    options.saved_values = saved_values.to_vec();
     // Parsed once: the backend says where the state is, and the same
     // sources are then evaluated against that state.
     let loaded = crate::check::load(&options);
-    let fail = |message: String| {
-        eprintln!("error: {message}");
-        ExitCode::from(1)
-    };
     let state_path = match super::state_file::path_from_backend(&dir, loaded.backend(&options)) {
         Ok(path) => path,
         Err(message) => {
@@ -155,7 +167,52 @@ pub fn make_plan(
         Err(error) => return Err(fail(error.to_string())),
     };
     let providers = crate::providers::builtin();
-    let mut problems = runtime.block_on(providers.configure(&loaded.provider_settings(&options)));
+    let problems = runtime.block_on(providers.configure(&loaded.provider_settings(&options)));
+    Ok(Opened {
+        options,
+        loaded,
+        state_path,
+        lock,
+        state,
+        state_existed,
+        providers,
+        problems,
+        runtime,
+    })
+}
+
+/// Prints `error: …` and gives exit code 1.
+pub fn fail(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(1)
+}
+
+/// Plans for `plan` (no lock), `apply` and `destroy` (`lock_for` names the
+/// operation that holds the lock).
+pub fn make_plan(
+    directory: Option<PathBuf>,
+    args: &PlanningArgs,
+    destroying: bool,
+    lock_for: Option<&str>,
+    style: ReportStyle,
+) -> Result<Planned, ExitCode> {
+    let Opened {
+        options,
+        loaded,
+        state_path,
+        lock,
+        state,
+        state_existed,
+        providers,
+        mut problems,
+        runtime,
+    } = open(
+        directory,
+        &args.variables,
+        &args.saved_values,
+        lock_for,
+        style,
+    )?;
     let refreshed = if args.refresh {
         let (refreshed, diagnostics) =
             runtime.block_on(refresh(&state, &providers, args.parallelism));

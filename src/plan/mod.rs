@@ -9,6 +9,7 @@
 //! nothing anywhere.
 
 mod diff;
+mod drift;
 mod json;
 mod modes;
 mod refresh;
@@ -16,6 +17,7 @@ mod render;
 mod saved;
 
 pub use diff::{Action, Change, Plan, StatePlanner, diff, plan, plan_loaded};
+pub use drift::{DriftReport, Drifted, drift};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
 pub use modes::{Evaluation, check_replacements, destroy_plan, restrict_to_targets, targets};
 pub use refresh::refresh;

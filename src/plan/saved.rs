@@ -26,7 +26,7 @@ use crate::syntax::SourceMap;
 
 use super::diff::{Action, Plan};
 
-pub const SAVED_PLAN_FORMAT: &str = "infra-plan";
+pub const SAVED_PLAN_FORMAT: &str = "infra-saved-plan";
 pub const SAVED_PLAN_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
