@@ -643,3 +643,32 @@ fn a_second_ctrl_c_abandons_the_change_in_flight_and_says_which() {
     );
     assert!(!dir.path().join("infra.state.json.lock").exists());
 }
+
+#[test]
+fn the_quickstart_applies_plans_clean_and_destroys() {
+    // A copy, so that the repository's example stays untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "infra") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let applied = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    assert!(text(&applied.stdout).contains("Apply complete! Resources: 6 added"));
+    let clean = infra(dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+    let conf = std::fs::read_to_string(dir.path().join("out/server.conf")).unwrap();
+    let name = state(dir.path())["outputs"]["server_name"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(conf.starts_with(&format!("name  = {name}\n")), "{conf}");
+    let output = infra(dir.path(), &["output", "admin_password"]);
+    assert_eq!(text(&output.stdout).trim(), "(sensitive)");
+    let destroyed = infra(dir.path(), &["destroy", "--auto-approve"]);
+    assert!(destroyed.status.success(), "{}", both(&destroyed));
+    assert!(!dir.path().join("out/server.conf").exists());
+}

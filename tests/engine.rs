@@ -36,7 +36,7 @@ fn run(
         .unwrap();
     runtime
         .block_on(plan_and_apply(options, state, providers, 10, destroying))
-        .unwrap_or_else(|diagnostics| panic!("plan failed: {:?}", diagnostics.into_vec()))
+        .unwrap_or_else(|(diagnostics, _)| panic!("plan failed: {:?}", diagnostics.into_vec()))
 }
 
 /// Every object in the state exists in the store, and nothing else does.

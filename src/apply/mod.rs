@@ -444,18 +444,31 @@ fn record_dependencies(state: &mut State, instances: &BTreeMap<String, PlannedIn
     }
 }
 
-/// Plans a configuration against a state and applies the plan, with no
-/// terminal, lock or state file: the engine as tests and benchmarks drive
-/// it (the CLI adds those around the same steps). `destroying` plans to
-/// destroy everything instead. Returns the state afterwards, or the
-/// diagnostics that stopped the plan.
-pub async fn plan_and_apply(
+/// A plan made without a terminal, lock or state file, with what applying
+/// it takes: the engine as tests and benchmarks drive it (the CLI adds
+/// those around the same steps).
+pub struct HeadlessPlan {
+    pub plan: Plan,
+    /// The state the plan was made against (refreshed).
+    pub refreshed: State,
+    pub evaluation: Arc<Evaluation>,
+    pub instances: BTreeMap<String, PlannedInstance>,
+    pub destroying: bool,
+}
+
+/// Why a headless plan was not made: its diagnostics, and the sources
+/// they point into.
+pub type PlanFailure = (crate::diagnostics::Diagnostics, crate::syntax::SourceMap);
+
+/// Refreshes `state` and plans the configuration against it (`destroying`:
+/// plans to destroy everything instead), with the providers' plan hooks.
+pub async fn plan_headless(
     options: &crate::check::CheckOptions,
     state: State,
     providers: &Providers,
     parallelism: usize,
     destroying: bool,
-) -> Result<(State, ApplyReport), crate::diagnostics::Diagnostics> {
+) -> Result<HeadlessPlan, PlanFailure> {
     let loaded = crate::check::load(options);
     let mut problems = providers
         .configure(&loaded.provider_settings(options))
@@ -464,39 +477,72 @@ pub async fn plan_and_apply(
     problems.extend(diagnostics);
     let (mut checked, mut plan) = crate::plan::plan_loaded(loaded, options, &refreshed, &[]);
     checked.diagnostics.extend(problems);
+    if !checked.diagnostics.has_errors() {
+        let refined = crate::plan::refine_with_providers(&mut plan, &refreshed, providers).await;
+        checked.diagnostics.extend(refined);
+    }
     let evaluated = checked.evaluated.take().unwrap_or_default();
     if destroying {
         let (destroy, diagnostics) = crate::plan::destroy_plan(&refreshed, Some(&evaluated));
         plan = destroy;
         checked.diagnostics.extend(diagnostics);
     }
-    let Some(config) = checked.config.take() else {
-        return Err(checked.diagnostics);
+    checked.diagnostics.sort();
+    let config = match checked.config.take() {
+        Some(config) if !checked.diagnostics.has_errors() => config,
+        _ => return Err((checked.diagnostics, checked.sources)),
     };
-    if checked.diagnostics.has_errors() {
-        return Err(checked.diagnostics);
-    }
-    let evaluation = Arc::new(crate::plan::Evaluation {
-        config,
-        variables: checked.variables,
-        sources: checked.sources,
-        schemas: options.schemas.clone(),
-    });
-    let instances = ApplyJob::instances_of(&evaluated);
-    let working = WorkingState::new(refreshed.clone());
-    let job = ApplyJob {
+    Ok(HeadlessPlan {
         plan,
-        instances: instances.clone(),
-        prior: refreshed,
+        refreshed,
+        evaluation: Arc::new(Evaluation {
+            config,
+            variables: checked.variables,
+            sources: checked.sources,
+            schemas: options.schemas.clone(),
+        }),
+        instances: ApplyJob::instances_of(&evaluated),
+        destroying,
+    })
+}
+
+/// Applies a headless plan; returns the state afterwards.
+pub async fn apply_headless(
+    planned: HeadlessPlan,
+    providers: &Providers,
+    parallelism: usize,
+) -> (State, ApplyReport) {
+    let working = WorkingState::new(planned.refreshed.clone());
+    let job = ApplyJob {
+        plan: planned.plan,
+        instances: planned.instances.clone(),
+        prior: planned.refreshed,
         providers: providers.clone(),
         parallelism,
-        evaluation: Some(evaluation.clone()),
+        evaluation: Some(planned.evaluation.clone()),
     };
     let progress = Arc::new(Progress::new(ProgressMode::Quiet));
     let report = apply(job, working.clone(), progress, &Cancel::default()).await;
     let mut state = working.snapshot();
-    finish_state(&mut state, &instances, &evaluation, destroying);
-    Ok((state, report))
+    finish_state(
+        &mut state,
+        &planned.instances,
+        &planned.evaluation,
+        planned.destroying,
+    );
+    (state, report)
+}
+
+/// [`plan_headless`] then [`apply_headless`].
+pub async fn plan_and_apply(
+    options: &crate::check::CheckOptions,
+    state: State,
+    providers: &Providers,
+    parallelism: usize,
+    destroying: bool,
+) -> Result<(State, ApplyReport), PlanFailure> {
+    let planned = plan_headless(options, state, providers, parallelism, destroying).await?;
+    Ok(apply_headless(planned, providers, parallelism).await)
 }
 
 /// The last touches after an apply: every configured instance's

@@ -15,7 +15,7 @@ use crate::eval::SchemaCatalog;
 use crate::plan::{
     Evaluation, Plan, SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, SavedPlan, SavedVariable,
     change_lines, check_replacements, configuration_digest, destroy_plan, json_digest, plan_loaded,
-    prior_digests, refresh, restrict_to_targets, to_json,
+    prior_digests, refine_with_providers, refresh, restrict_to_targets, to_json,
 };
 use crate::providers::Providers;
 use crate::state::{State, StateLock};
@@ -223,6 +223,10 @@ pub fn make_plan(
     };
     let (mut checked, mut plan) = plan_loaded(loaded, &options, &refreshed, &args.replacements);
     checked.diagnostics.extend(problems);
+    if !checked.diagnostics.has_errors() {
+        let refined = runtime.block_on(refine_with_providers(&mut plan, &refreshed, &providers));
+        checked.diagnostics.extend(refined);
+    }
     if let Some(evaluated) = &checked.evaluated {
         if !checked.diagnostics.has_errors() {
             checked

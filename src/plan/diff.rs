@@ -390,3 +390,87 @@ fn plan_instance(
     change.after = Some(after);
     change
 }
+
+/// Lets each provider refine the planned changes of its resources (the
+/// `plan` hook): values it knows in advance, and replacements its schema
+/// cannot express (a disk that can grow in place but not shrink).
+pub async fn refine_with_providers(
+    plan: &mut Plan,
+    state: &State,
+    providers: &crate::providers::Providers,
+) -> Diagnostics {
+    use infra_provider_sdk::{ObjectIdentity, PlanRequest, Planned};
+    let mut diagnostics = Diagnostics::new();
+    for change in &mut plan.changes {
+        if !matches!(
+            change.action,
+            Action::Create | Action::Update | Action::Replace { .. }
+        ) {
+            continue;
+        }
+        let Some(provider) = providers.get(crate::eval::provider_of(&change.type_name)) else {
+            continue;
+        };
+        let Some(after) = &change.after else {
+            continue;
+        };
+        let proposed = after
+            .iter()
+            .map(|(name, value)| {
+                let planned = if value.is_wholly_known() {
+                    Planned::Known(value.to_json())
+                } else {
+                    Planned::Unknown
+                };
+                (name.clone(), planned)
+            })
+            .collect();
+        let response = provider
+            .plan(PlanRequest {
+                type_name: change.type_name.clone(),
+                identity: ObjectIdentity {
+                    address: change.address.clone(),
+                    lineage: state.lineage.clone(),
+                },
+                prior: state
+                    .resources
+                    .get(&change.address)
+                    .map(|r| r.attributes.clone()),
+                proposed,
+            })
+            .await;
+        for problem in response.diagnostics {
+            diagnostics.push(crate::providers::provider_diagnostic(
+                problem,
+                &format!("`{}`: ", change.address),
+            ));
+        }
+        let refined: BTreeMap<String, Value> = response
+            .planned
+            .into_iter()
+            .map(|(name, planned)| {
+                let value = match planned {
+                    Planned::Known(json) => Value::from_json(&json),
+                    Planned::Unknown => Value::Unknown,
+                };
+                (name, value)
+            })
+            .collect();
+        change.after = Some(refined);
+        let forced: Vec<String> = response
+            .requires_replace
+            .into_iter()
+            .filter(|name| change.changed.contains(name) && !change.replaced_because.contains(name))
+            .collect();
+        if !forced.is_empty() && change.before.is_some() {
+            change.replaced_because.extend(forced);
+            change.replaced_because.sort();
+            if change.action == Action::Update {
+                change.action = Action::Replace {
+                    create_before_destroy: false,
+                };
+            }
+        }
+    }
+    diagnostics
+}

@@ -16,7 +16,9 @@ mod refresh;
 mod render;
 mod saved;
 
-pub use diff::{Action, Change, Plan, StatePlanner, diff, plan, plan_loaded};
+pub use diff::{
+    Action, Change, Plan, StatePlanner, diff, plan, plan_loaded, refine_with_providers,
+};
 pub use drift::{DriftReport, Drifted, drift};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
 pub use modes::{Evaluation, check_replacements, destroy_plan, restrict_to_targets, targets};

@@ -4,8 +4,9 @@
 //! objects exist — no duplicates after a retried apply, no orphans after a
 //! destroy.
 //!
-//! `mock_resource` takes `name`, `value` (anything), `size` (updates in
-//! place) and `generation` (forces a replacement), and per object:
+//! `mock_resource` takes `name`, `value` (anything), `size` (grows in
+//! place; shrinking replaces the object, decided by the `plan` hook) and
+//! `generation` (forces a replacement), and per object:
 //! `latency_ms` and `fail_on` (`"create"`, `"update"`, `"delete"`,
 //! `"read"`: that operation fails). The provider block may set a default
 //! `latency_ms` for every operation.
@@ -139,6 +140,36 @@ impl Provider for MockProvider {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// A `size` can grow in place but not shrink: the schema cannot say
+    /// that, so the plan hook does.
+    fn plan(&self, request: PlanRequest) -> BoxFuture<'_, PlanResponse> {
+        Box::pin(async move {
+            let size = |attributes: Option<f64>| attributes.unwrap_or(0.0);
+            let before = size(
+                request
+                    .prior
+                    .as_ref()
+                    .and_then(|p| p.get("size"))
+                    .and_then(Value::as_f64),
+            );
+            let after = match request.proposed.get("size") {
+                Some(Planned::Known(value)) => value.as_f64(),
+                _ => None,
+            };
+            let mut planned = request.proposed;
+            let mut requires_replace = Vec::new();
+            if request.prior.is_some() && after.is_some_and(|after| after < before) {
+                requires_replace.push("size".to_string());
+                planned.insert("id".into(), Planned::Unknown);
+            }
+            PlanResponse {
+                planned,
+                requires_replace,
+                diagnostics: Vec::new(),
+            }
+        })
     }
 
     fn create(

@@ -1,0 +1,145 @@
+//! Golden tests of the whole engine with the mock provider, one directory
+//! per case under `tests/plan_cases/`:
+//!
+//! - `before.infra` (optional): applied first, from an empty state, to make
+//!   the prior state (and the real objects);
+//! - `deleted_outside` (optional): addresses whose objects are deleted
+//!   behind infra's back before planning (drift);
+//! - `main.infra`: the configuration that is planned and applied.
+//!
+//! Expected: `plan.txt` (the plan as `infra plan` prints it, or the
+//! diagnostics that stop it), `plan.json` (`infra plan --json`) and
+//! `state.json` (the state after applying it). After the apply, planning
+//! again must give no changes. Parallelism 1 keeps the mock's ids stable.
+//! `INFRA_BLESS=1 cargo test --test plan_cases` rewrites the expected files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use infra::apply::{apply_headless, plan_headless};
+use infra::check::CheckOptions;
+use infra::diagnostics::{ReportStyle, render_all};
+use infra::plan::{RenderOptions, render, to_json};
+use infra::providers::Providers;
+use infra::state::State;
+use infra_provider_mock::MockProvider;
+use infra_provider_sdk::Provider;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Plans and applies `config` against `state`; returns the rendered plan,
+/// its JSON (none when it fails) and the state after.
+fn plan_and_apply(
+    work: &Path,
+    config: &str,
+    state: State,
+    providers: &Providers,
+) -> (String, Option<String>, State) {
+    std::fs::write(work.join("main.infra"), config).unwrap();
+    let options = CheckOptions {
+        dir: work.to_path_buf(),
+        schemas: Arc::new(providers.catalog()),
+        ..CheckOptions::default()
+    };
+    let runtime = runtime();
+    match runtime.block_on(plan_headless(&options, state.clone(), providers, 1, false)) {
+        Err((diagnostics, sources)) => (
+            render_all(&diagnostics, &sources, ReportStyle::Plain),
+            None,
+            state,
+        ),
+        Ok(planned) => {
+            let text = render(&planned.plan, &options.schemas, RenderOptions::default());
+            let json =
+                serde_json::to_string_pretty(&to_json(&planned.plan, &options.schemas)).unwrap();
+            let (after, report) = runtime.block_on(apply_headless(planned, providers, 1));
+            assert!(report.succeeded(), "{report:?}");
+            (text, Some(json), after)
+        }
+    }
+}
+
+fn compare(path: &Path, actual: &str, problems: &mut Vec<String>) {
+    if std::env::var_os("INFRA_BLESS").is_some() {
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_default();
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(&expected, actual)
+            .unified_diff()
+            .header("expected", "actual")
+            .to_string();
+        problems.push(format!("{} differs:\n{diff}", path.display()));
+    }
+}
+
+fn run_case(case: &Path, problems: &mut Vec<String>) {
+    let work = tempfile::tempdir().unwrap();
+    let mock = Arc::new(MockProvider::new());
+    let providers = Providers::new(vec![mock.clone() as Arc<dyn Provider>]);
+    let mut state = State::new("golden");
+    if let Ok(before) = std::fs::read_to_string(case.join("before.infra")) {
+        let (_, json, after) = plan_and_apply(work.path(), &before, state, &providers);
+        assert!(
+            json.is_some(),
+            "{}: before.infra must apply",
+            case.display()
+        );
+        state = after;
+    }
+    if let Ok(deleted) = std::fs::read_to_string(case.join("deleted_outside")) {
+        for address in deleted.lines().filter(|l| !l.trim().is_empty()) {
+            let id = state.resources[address.trim()].attributes["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(mock.remove_outside_infra(&id));
+        }
+    }
+    let config = std::fs::read_to_string(case.join("main.infra")).unwrap();
+    let (text, json, after) = plan_and_apply(work.path(), &config, state, &providers);
+    compare(&case.join("plan.txt"), &text, problems);
+    let Some(json) = json else {
+        return;
+    };
+    compare(&case.join("plan.json"), &format!("{json}\n"), problems);
+    compare(
+        &case.join("state.json"),
+        &after.to_canonical_json(),
+        problems,
+    );
+    // Idempotence: the applied configuration plans no changes.
+    let (again, _, _) = plan_and_apply(work.path(), &config, after, &providers);
+    if again != "No changes. The infrastructure matches the configuration.\n" {
+        problems.push(format!(
+            "{}: planning again after the apply is not clean:\n{again}",
+            case.display()
+        ));
+    }
+}
+
+#[test]
+fn every_plan_case_matches_its_expected_plan_json_and_state() {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir("tests/plan_cases")
+        .expect("tests/plan_cases")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "the cases are there");
+    let mut problems = Vec::new();
+    for case in &cases {
+        run_case(case, &mut problems);
+    }
+    assert!(
+        problems.is_empty(),
+        "{} (INFRA_BLESS=1 to regenerate, then review the diff)",
+        problems.join("\n")
+    );
+}
