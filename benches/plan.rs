@@ -47,6 +47,7 @@ fn generate(resources: usize, dir: &std::path::Path, mock: &MockProvider) -> Sta
                 provider: "mock".into(),
                 attributes: created.state,
                 dependencies,
+                sensitive: Vec::new(),
             },
         );
         id

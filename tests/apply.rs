@@ -672,3 +672,56 @@ fn the_quickstart_applies_plans_clean_and_destroys() {
     assert!(destroyed.status.success(), "{}", both(&destroyed));
     assert!(!dir.path().join("out/server.conf").exists());
 }
+
+/// Runs `infra ARGS` on a pseudo-terminal (util-linux `script`), typing
+/// `input`; returns what the terminal showed.
+fn on_a_terminal(dir: &Path, args: &str, input: &str) -> String {
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_infra"));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) runs commands on a pseudo-terminal");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    text(&output.stdout)
+}
+
+#[test]
+fn on_a_terminal_apply_asks_for_yes_and_shows_changes_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "main.infra", SITE);
+    let declined = on_a_terminal(dir.path(), "apply", "no\n");
+    assert!(
+        declined.contains("Only 'yes' will be accepted"),
+        "{declined}"
+    );
+    assert!(
+        declined.contains("apply cancelled; nothing was changed."),
+        "{declined}"
+    );
+    assert!(!dir.path().join("infra.state.json").exists());
+
+    let accepted = on_a_terminal(dir.path(), "apply", "yes\n");
+    assert!(
+        accepted.contains("Apply complete! Resources: 3 added"),
+        "{accepted}"
+    );
+    // The live block: in-flight lines, dimmed, erased as changes finish.
+    assert!(
+        accepted.contains("  \x1b[2mrandom_id.suffix: creating… 0s\x1b[0m"),
+        "{accepted:?}"
+    );
+    assert!(
+        accepted.contains("\x1b[1F\x1b[J"),
+        "the live block is redrawn: {accepted:?}"
+    );
+    assert!(
+        accepted.contains("random_id.suffix: created in "),
+        "{accepted}"
+    );
+    assert_eq!(addresses(dir.path()).len(), 3);
+}

@@ -129,6 +129,7 @@ fn applied_state() -> State {
                 provider: "test".into(),
                 attributes: serde_json::from_value(attributes).unwrap(),
                 dependencies: Vec::new(),
+                sensitive: Vec::new(),
             },
         );
     };
@@ -245,6 +246,7 @@ fn lifecycle_options_are_honoured() {
             )
             .unwrap(),
             dependencies: Vec::new(),
+            sensitive: Vec::new(),
         },
     );
     let extra = r#"
@@ -323,6 +325,7 @@ fn state_with_script() -> State {
             }))
             .unwrap(),
             dependencies: Vec::new(),
+            sensitive: Vec::new(),
         },
     );
     state

@@ -19,6 +19,7 @@ fn resource(
         provider: type_name.split('_').next().unwrap_or_default().into(),
         attributes: serde_json::from_value(attributes).expect("attribute map"),
         dependencies: dependencies.iter().map(|d| d.to_string()).collect(),
+        sensitive: Vec::new(),
     }
 }
 

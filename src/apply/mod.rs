@@ -39,6 +39,8 @@ pub struct PlannedInstance {
     pub ignore_changes: Vec<String>,
     /// Instances it depends on (recorded in the state).
     pub dependencies: Vec<String>,
+    /// Its sensitive attributes (recorded in the state).
+    pub sensitive: Vec<String>,
 }
 
 /// Everything an apply needs besides the working state.
@@ -81,6 +83,7 @@ impl ApplyJob {
                             .into_iter()
                             .map(str::to_string)
                             .collect(),
+                        sensitive: instance.sensitive.to_vec(),
                     },
                 )
             })
@@ -326,6 +329,7 @@ impl Shared {
         let recorded = ResourceState {
             type_name: instance.type_name.clone(),
             provider: provider.name().to_string(),
+            sensitive: held_secrets(&instance.sensitive, &response.state),
             attributes: response.state,
             dependencies: instance.dependencies.clone(),
         };
@@ -434,12 +438,23 @@ fn record_outputs(state: &mut State, evaluated: &EvaluatedModule) {
     }
 }
 
+/// The sensitive attributes that hold a value (the ones the state records).
+pub fn held_secrets(sensitive: &[String], attributes: &Attributes) -> Vec<String> {
+    sensitive
+        .iter()
+        .filter(|name| attributes.get(*name).is_some_and(|v| !v.is_null()))
+        .cloned()
+        .collect()
+}
+
 /// After an apply, every configured instance records its current
-/// dependencies (a no-op change may still have new ones).
+/// dependencies and sensitive attributes (a no-op change may still have
+/// new ones).
 fn record_dependencies(state: &mut State, instances: &BTreeMap<String, PlannedInstance>) {
     for (address, instance) in instances {
         if let Some(resource) = state.resources.get_mut(address) {
             resource.dependencies = instance.dependencies.clone();
+            resource.sensitive = held_secrets(&instance.sensitive, &resource.attributes);
         }
     }
 }

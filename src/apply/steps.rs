@@ -146,6 +146,7 @@ mod tests {
             after: None,
             replaced_because: Vec::new(),
             changed: Vec::new(),
+            sensitive: Vec::new(),
         }
     }
 
@@ -155,6 +156,7 @@ mod tests {
             provider: "mock".into(),
             attributes: Default::default(),
             dependencies: dependencies.iter().map(|d| d.to_string()).collect(),
+            sensitive: Vec::new(),
         }
     }
 

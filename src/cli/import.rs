@@ -94,6 +94,7 @@ pub fn run(directory: Option<PathBuf>, args: &ImportArgs, style: ReportStyle) ->
         ResourceState {
             type_name: instance.type_name.clone(),
             provider: provider.name().to_string(),
+            sensitive: crate::apply::held_secrets(&instance.sensitive, &imported.state),
             attributes: imported.state,
             dependencies: instance.dependencies.clone(),
         },

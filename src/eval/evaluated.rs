@@ -39,6 +39,9 @@ pub struct ResourceInstance {
     /// Addresses (without instance keys) of what this resource refers to or
     /// `depends_on`: resources, data sources and modules of the same module.
     pub dependencies: std::sync::Arc<[String]>,
+    /// Attributes whose values are sensitive: marked so by the schema, or
+    /// computed from a sensitive variable, output or attribute.
+    pub sensitive: std::sync::Arc<[String]>,
     pub lifecycle: Lifecycle,
     /// The `kind "type" "name"` header of the block, for diagnostics.
     pub span: Span,

@@ -4,6 +4,7 @@
 //! `for_each`), child modules, deployments and outputs in that order.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fmt;
@@ -109,8 +110,15 @@ pub fn evaluate_focused(
 enum Inputs<'a> {
     Root(&'a RootVariables),
     /// Values a `module` block passes, with the span of each expression,
-    /// and the span of the block (where a missing input must be added).
-    Child(BTreeMap<String, (Value, Span)>, Span, Vec<String>),
+    /// the span of the block (where a missing input must be added), the
+    /// addresses its inputs depend on, and the inputs whose values are
+    /// sensitive (computed from sensitive values).
+    Child(
+        BTreeMap<String, (Value, Span)>,
+        Span,
+        Vec<String>,
+        BTreeSet<String>,
+    ),
 }
 
 /// An instance to evaluate: its key, `count.index`, and `each.key`/`each.value`.
@@ -228,6 +236,11 @@ struct ModuleEvaluation<'c, 'd> {
     /// Module calls whose outputs a focused evaluation needs: evaluated
     /// whole.
     whole_modules: HashSet<&'c str>,
+    /// Locals computed from sensitive values.
+    sensitive_locals: HashSet<&'c str>,
+    /// Per resource, the attributes whose values are sensitive: those the
+    /// schema marks, and arguments computed from sensitive values.
+    sensitive_attributes: HashMap<&'c ResourceId, Arc<[String]>>,
 }
 
 fn evaluate_module<'c>(
@@ -265,11 +278,13 @@ fn evaluate_module<'c>(
             .collect(),
         module_prefix: ModuleEvaluation::compute_module_prefix(&config.path),
         inherited_dependencies: match inputs {
-            Inputs::Child(_, _, inherited) => inherited.clone(),
+            Inputs::Child(_, _, inherited, _) => inherited.clone(),
             Inputs::Root(_) => Vec::new(),
         },
         focus,
         whole_modules: HashSet::default(),
+        sensitive_locals: HashSet::default(),
+        sensitive_attributes: HashMap::default(),
     };
     evaluation.run(inputs);
     evaluation.result
@@ -690,6 +705,9 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let value = value.unwrap_or(Value::Unknown);
                 self.values.locals.insert(name.to_string(), value.clone());
                 self.result.locals.insert(name.to_string(), value);
+                if self.is_sensitive(expr) {
+                    self.sensitive_locals.insert(name);
+                }
                 ok
             }
             Node::Resource(id) => self.evaluate_resource(id),
@@ -717,7 +735,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     name.to_string(),
                     OutputValue {
                         value: value.unwrap_or(Value::Unknown),
-                        sensitive: output.sensitive,
+                        // A value computed from a secret is a secret.
+                        sensitive: output.sensitive || self.is_sensitive(expr),
                     },
                 );
                 ok
@@ -839,7 +858,9 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 }
             },
         };
-        if variable.sensitive {
+        let fed_a_secret =
+            matches!(inputs, Inputs::Child(_, _, _, sensitive) if sensitive.contains(name));
+        if variable.sensitive || fed_a_secret {
             self.result.sensitive_variables.push(name.to_string());
         }
         // Where the value comes from, and the span to blame if it is wrong.
@@ -865,7 +886,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     origin_text,
                 )
             }),
-            Inputs::Child(values, _, _) => values.get(name).map(|(value, span)| {
+            Inputs::Child(values, _, _, _) => values.get(name).map(|(value, span)| {
                 (
                     Ok(value.clone()),
                     Some(*span),
@@ -901,7 +922,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         .with_help(format!(
                             "set it with `-var {name}=…`, in a `-var-file`, or with the environment variable `INFRA_VAR_{name}`; or give it a `default`"
                         )),
-                        Inputs::Child(_, call_span, _) => {
+                        Inputs::Child(_, call_span, _, _) => {
                             let module = self.config.display_path();
                             Diagnostic::error(
                                 "infra::missing_variable",
@@ -1017,8 +1038,12 @@ impl<'c> ModuleEvaluation<'c, '_> {
             return false;
         };
         let mut values = BTreeMap::new();
+        let mut sensitive_inputs = BTreeSet::new();
         let mut ok = true;
         for input in &call.inputs {
+            if self.is_sensitive(&input.value) {
+                sensitive_inputs.insert(input.name.name.clone());
+            }
             match self.eval_in_scope(&input.value) {
                 Ok(value) => {
                     values.insert(input.name.name.clone(), (value, input.value.span));
@@ -1057,7 +1082,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let focus = self.focus.filter(|_| !self.whole_modules.contains(name));
         let evaluated = evaluate_module(
             child,
-            &Inputs::Child(values, call.span, inherited),
+            &Inputs::Child(values, call.span, inherited, sensitive_inputs),
             self.context,
             focus,
             self.diagnostics,
@@ -1073,6 +1098,75 @@ impl<'c> ModuleEvaluation<'c, '_> {
             .insert(name.to_string(), Value::map(outputs));
         self.result.children.insert(name.to_string(), evaluated);
         true
+    }
+
+    /// Whether `expr` is computed from a sensitive value: a sensitive
+    /// variable, a local or module output computed from one, or a sensitive
+    /// attribute of a resource. Values carry no mark; sensitivity follows
+    /// the references.
+    fn is_sensitive(&self, expr: &'c Expr) -> bool {
+        let mut references = Vec::new();
+        collect_references(expr, &mut references, &mut Vec::new());
+        references.iter().any(|reference| match reference.target {
+            Target::Variable(name) => self.result.sensitive_variables.iter().any(|v| v == name),
+            Target::Local(name) => self.sensitive_locals.contains(name),
+            Target::Resource {
+                mode,
+                type_name,
+                name,
+            } => {
+                let Some(id) = self.resource_index.get(&(mode, type_name, name)) else {
+                    return false;
+                };
+                let Some(sensitive) = self.sensitive_attributes.get(id) else {
+                    return false;
+                };
+                match reference.attribute {
+                    Some(attribute) => sensitive.contains(&attribute.name),
+                    None => !sensitive.is_empty(),
+                }
+            }
+            Target::Module(name) => {
+                let Some(child) = self.result.children.get(name) else {
+                    return false;
+                };
+                match reference.attribute {
+                    Some(output) => child.outputs.get(&output.name).is_some_and(|o| o.sensitive),
+                    None => child.outputs.values().any(|o| o.sensitive),
+                }
+            }
+            _ => false,
+        })
+    }
+
+    /// The attributes of a resource whose values are sensitive.
+    fn sensitive_attributes_of(
+        &self,
+        resource: &'c ResourceDecl,
+        schema: Option<&BlockSchema>,
+    ) -> Arc<[String]> {
+        let mut sensitive: BTreeSet<String> = schema
+            .map(|s| {
+                s.attributes
+                    .iter()
+                    .filter(|(_, a)| a.sensitive)
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for argument in &resource.arguments {
+            if self.is_sensitive(&argument.value) {
+                sensitive.insert(argument.name.name.clone());
+            }
+        }
+        for block in &resource.nested_blocks {
+            let mut expressions = Vec::new();
+            body_expressions(&block.body, &mut expressions);
+            if expressions.into_iter().any(|e| self.is_sensitive(e)) {
+                sensitive.insert(block.kind.name.clone());
+            }
+        }
+        sensitive.into_iter().collect()
     }
 
     fn resource_dependencies(&self, id: &'c ResourceId) -> Vec<String> {
@@ -1187,6 +1281,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
             self.check_references_against_schema(id, &referenced, schema);
         }
         let dependencies: std::sync::Arc<[String]> = self.resource_dependencies(id).into();
+        let sensitive = self.sensitive_attributes_of(resource, schema);
+        self.sensitive_attributes.insert(id, sensitive.clone());
         let mut ok = true;
         let mut objects: Vec<(InstanceKey, Value)> = Vec::new();
         for (key, count_index, each) in instances {
@@ -1277,6 +1373,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 key: key.clone(),
                 arguments,
                 dependencies: dependencies.clone(),
+                sensitive: sensitive.clone(),
                 lifecycle: resource.lifecycle.clone(),
                 span: resource.header_span,
             };

@@ -128,6 +128,10 @@ pub struct Change {
     pub replaced_because: Vec<String>,
     /// Every attribute that changes, sorted.
     pub changed: Vec<String>,
+    /// Attributes whose values are sensitive beyond those the schema marks
+    /// (computed from sensitive values), sorted: shown as `(sensitive
+    /// value)`.
+    pub sensitive: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -212,6 +216,7 @@ pub fn diff(
             after: None,
             replaced_because: Vec::new(),
             changed: Vec::new(),
+            sensitive: prior.sensitive.clone(),
         });
     }
     changes.sort_by(|a, b| a.address.cmp(&b.address));
@@ -306,6 +311,7 @@ fn plan_instance(
         after: None,
         replaced_because: Vec::new(),
         changed: Vec::new(),
+        sensitive: instance.sensitive.to_vec(),
     };
     // What the configuration asks for, with every computed attribute the
     // provider will set unknown until apply.

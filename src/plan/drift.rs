@@ -62,6 +62,9 @@ fn is_sensitive(schemas: &SchemaCatalog, state: &State, address: &str, attribute
     let Some(resource) = state.resources.get(address) else {
         return false;
     };
+    if resource.sensitive.iter().any(|s| s == attribute) {
+        return true;
+    }
     match schemas.lookup(ResourceMode::Managed, &resource.type_name) {
         SchemaLookup::Found(schema) => schema
             .attributes

@@ -60,9 +60,10 @@ pub fn to_json(plan: &Plan, schemas: &SchemaCatalog) -> serde_json::Value {
                 _ => None,
             };
             let is_sensitive = |name: &str| {
-                schema
-                    .and_then(|s| s.attributes.get(name))
-                    .is_some_and(|a| a.sensitive)
+                change.sensitive.iter().any(|s| s == name)
+                    || schema
+                        .and_then(|s| s.attributes.get(name))
+                        .is_some_and(|a| a.sensitive)
             };
             let mut sensitive: Vec<String> = Vec::new();
             let mut after_unknown: Vec<String> = Vec::new();

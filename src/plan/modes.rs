@@ -44,6 +44,7 @@ pub fn destroy_plan(state: &State, evaluated: Option<&EvaluatedModule>) -> (Plan
             after: None,
             replaced_because: Vec::new(),
             changed: Vec::new(),
+            sensitive: resource.sensitive.clone(),
         })
         .collect();
     (Plan { changes }, diagnostics)

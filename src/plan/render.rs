@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Values print in `.infra` syntax; unknown ones as `(known after apply)`,
-//! sensitive ones (per the schema) as `(sensitive value)`, multi-line strings
+//! sensitive ones (per the schema, or computed from sensitive values) as `(sensitive value)`, multi-line strings
 //! as a line diff. Colour only when asked for (a terminal).
 
 use std::collections::BTreeSet;
@@ -36,6 +36,8 @@ struct Printer<'a> {
     out: String,
     options: RenderOptions,
     schema: Option<&'a BlockSchema>,
+    /// Sensitive beyond the schema (computed from sensitive values).
+    sensitive: &'a [String],
 }
 
 fn color_of(sign: &str) -> &'static str {
@@ -58,9 +60,11 @@ impl Printer<'_> {
     }
 
     fn is_sensitive(&self, name: &str) -> bool {
-        self.schema
-            .and_then(|s| s.attributes.get(name))
-            .is_some_and(|a| a.sensitive)
+        self.sensitive.iter().any(|s| s == name)
+            || self
+                .schema
+                .and_then(|s| s.attributes.get(name))
+                .is_some_and(|a| a.sensitive)
     }
 
     fn value(&self, name: &str, value: &Value) -> String {
@@ -159,6 +163,7 @@ pub fn render(plan: &Plan, schemas: &SchemaCatalog, options: RenderOptions) -> S
             out: String::new(),
             options,
             schema,
+            sensitive: &change.sensitive,
         };
         render_change(&mut printer, change);
         out.push_str(&printer.out);

@@ -46,6 +46,12 @@ pub struct ResourceState {
     /// (deletes run in reverse order even after the configuration is gone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<String>,
+    /// Attributes whose values are sensitive, sorted: those the schema
+    /// marks and those computed from sensitive values. Plans and drift
+    /// reports hide them; they are what value-by-value encryption will
+    /// cover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
