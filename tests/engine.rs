@@ -278,3 +278,63 @@ resource mock_resource server {
     let (_, again) = run(&options, state, &providers, false);
     assert!(again.results.is_empty(), "{again:?}");
 }
+
+#[test]
+fn the_old_object_of_a_create_before_destroy_replacement_is_tracked_until_destroyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let blue = r#"
+resource mock_resource server {
+  name       = "server"
+  generation = "blue"
+  fail_on    = "delete"
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+"#;
+    let (options, mock, providers) = setup(dir.path(), blue);
+    let (state, _) = run(&options, State::new("t"), &providers, false);
+    let old_id = state.resources["mock_resource.server"].attributes["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The new object is created; destroying the old one fails.
+    std::fs::write(
+        dir.path().join("main.infra"),
+        blue.replace("\"blue\"", "\"green\"")
+            .replace("  fail_on    = \"delete\"\n", ""),
+    )
+    .unwrap();
+    let (state, report) = run(&options, state, &providers, false);
+    assert!(!report.succeeded());
+    let deposed: Vec<String> = state
+        .resources
+        .keys()
+        .filter(|a| a.starts_with("mock_resource.server (deposed "))
+        .cloned()
+        .collect();
+    assert_eq!(deposed.len(), 1, "{:?}", state.resources.keys());
+    assert_eq!(
+        state.resources[&deposed[0]].attributes["id"]
+            .as_str()
+            .unwrap(),
+        old_id
+    );
+    assert_eq!(mock.objects().len(), 2, "old and new both exist");
+    assert_state_matches_store(&state, &mock);
+
+    // Once the old object can go, the next apply destroys it, nothing else.
+    assert!(mock.edit_outside_infra(&old_id, "fail_on", None));
+    let (state, report) = run(&options, state, &providers, false);
+    assert!(report.succeeded(), "{report:?}");
+    let steps: Vec<String> = report
+        .results
+        .iter()
+        .map(|(s, _)| format!("{:?} {}", s.kind, s.address))
+        .collect();
+    assert_eq!(steps, vec![format!("Destroy {}", deposed[0])]);
+    assert_eq!(state.resources.len(), 1);
+    assert_state_matches_store(&state, &mock);
+}

@@ -253,18 +253,15 @@ impl Shared {
             .await
             .map_err(|error| error.to_string())?;
         // After a create-before-destroy replacement the address holds the
-        // new object already; otherwise the object leaves the state.
-        let keeps_new_object = matches!(
-            change.action,
-            Action::Replace {
-                create_before_destroy: true
-            }
-        );
-        if !keeps_new_object {
-            self.working.record(|state| {
-                state.resources.remove(&step.address);
-            });
-        }
+        // new object and the old one was kept as deposed: that entry goes.
+        let gone = if is_create_before_destroy(change.action) {
+            deposed_address(&step.address, &object.attributes)
+        } else {
+            step.address.clone()
+        };
+        self.working.record(|state| {
+            state.resources.remove(&gone);
+        });
         Ok(())
     }
 
@@ -333,7 +330,19 @@ impl Shared {
             attributes: response.state,
             dependencies: instance.dependencies.clone(),
         };
+        let change = &self.job.plan.changes[step.change];
         self.working.record(|state| {
+            // The old object of a create-before-destroy replacement stays in
+            // the state, as deposed, until its destroy step succeeds: an
+            // interrupted or failed run leaves no untracked object, and the
+            // next plan destroys it.
+            if is_create_before_destroy(change.action)
+                && let Some(old) = state.resources.remove(&step.address)
+            {
+                state
+                    .resources
+                    .insert(deposed_address(&step.address, &old.attributes), old);
+            }
             state.resources.insert(step.address.clone(), recorded);
         });
         Ok(())
@@ -436,6 +445,23 @@ fn record_outputs(state: &mut State, evaluated: &EvaluatedModule) {
             );
         }
     }
+}
+
+fn is_create_before_destroy(action: Action) -> bool {
+    action
+        == Action::Replace {
+            create_before_destroy: true,
+        }
+}
+
+/// Where the state keeps the old object of a create-before-destroy
+/// replacement until it is destroyed: `random_id.x (deposed 1a2b3c4d)`,
+/// named after a digest of its attributes so that each old object has its
+/// own entry. Not in the configuration, so a plan destroys it.
+pub fn deposed_address(address: &str, attributes: &Attributes) -> String {
+    let json = serde_json::to_value(attributes).unwrap_or_default();
+    let digest = crate::plan::json_digest(&json);
+    format!("{address} (deposed {})", &digest[..8])
 }
 
 /// The sensitive attributes that hold a value (the ones the state records).

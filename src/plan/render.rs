@@ -109,7 +109,8 @@ fn header_name(change: &Change) -> (String, String) {
         .rfind(&marker)
         .map(|at| &change.address[at + marker.len()..])
         .unwrap_or(&change.address);
-    let name = rest.split('[').next().unwrap_or(rest).to_string();
+    // `x[0]` and `x (deposed 1a2b3c4d)` are both instances of block `x`.
+    let name = rest.split(['[', ' ']).next().unwrap_or(rest).to_string();
     (change.type_name.clone(), name)
 }
 

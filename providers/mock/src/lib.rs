@@ -8,7 +8,9 @@
 //! place; shrinking replaces the object, decided by the `plan` hook) and
 //! `generation` (forces a replacement), and per object:
 //! `latency_ms` and `fail_on` (`"create"`, `"update"`, `"delete"`,
-//! `"read"`: that operation fails). The provider block may set a default
+//! `"read"`: that operation fails; for read and delete, the setting of the
+//! object as it is in the store counts, so a test can heal an object with
+//! `edit_outside_infra`). The provider block may set a default
 //! `latency_ms` for every operation.
 
 use std::collections::BTreeMap;
@@ -53,6 +55,31 @@ impl MockProvider {
     /// Removes an object behind infra's back (to test drift).
     pub fn remove_outside_infra(&self, id: &str) -> bool {
         self.objects.lock().expect("store").remove(id).is_some()
+    }
+
+    /// Changes an object behind infra's back: sets (or, with `None`,
+    /// removes) one attribute. Returns whether the object exists.
+    pub fn edit_outside_infra(&self, id: &str, name: &str, value: Option<Value>) -> bool {
+        let mut objects = self.objects.lock().expect("store");
+        let Some(object) = objects.get_mut(id) else {
+            return false;
+        };
+        match value {
+            Some(value) => object.insert(name.to_string(), value),
+            None => object.remove(name),
+        };
+        true
+    }
+
+    /// The `fail_on` of the object as it really is (for operations on an
+    /// existing object: its own setting decides, not the state's copy).
+    fn stored(&self, state: &Attributes) -> Attributes {
+        self.objects
+            .lock()
+            .expect("store")
+            .get(&id_of(state))
+            .cloned()
+            .unwrap_or_default()
     }
 
     async fn pause(&self, attributes: &Attributes) {
@@ -198,7 +225,7 @@ impl Provider for MockProvider {
         Box::pin(async move {
             self.pause(&request.state).await;
             self.count(|c| c.reads += 1);
-            self.injected(&request.state, "read")?;
+            self.injected(&self.stored(&request.state), "read")?;
             Ok(ReadResponse {
                 state: self
                     .objects
@@ -240,7 +267,7 @@ impl Provider for MockProvider {
         Box::pin(async move {
             self.pause(&request.state).await;
             self.count(|c| c.deletes += 1);
-            self.injected(&request.state, "delete")?;
+            self.injected(&self.stored(&request.state), "delete")?;
             self.objects
                 .lock()
                 .expect("store")
