@@ -725,3 +725,17 @@ fn on_a_terminal_apply_asks_for_yes_and_shows_changes_in_flight() {
     );
     assert_eq!(addresses(dir.path()).len(), 3);
 }
+
+#[test]
+fn sigterm_from_a_cancelled_ci_job_stops_as_gracefully_as_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut apply = apply_slow_chain(dir.path(), 1500);
+    unsafe { libc::kill(apply.0.id() as i32, libc::SIGTERM) };
+    let status = apply.0.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(apply.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(143), "{out}");
+    assert!(out.contains("mock_resource.a: created in"), "{out}");
+    assert_eq!(addresses(dir.path()), vec!["mock_resource.a"]);
+    assert!(!dir.path().join("infra.state.json.lock").exists());
+}

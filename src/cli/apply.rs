@@ -1,11 +1,12 @@
 //! `infra apply` and `infra destroy`: plan (under the state lock), show the
 //! plan, ask for `yes`, then carry it out and keep the state file up to
-//! date as changes finish. Ctrl-C starts nothing new and lets changes in
-//! flight finish; a second Ctrl-C abandons them.
+//! date as changes finish. Ctrl-C (or SIGTERM) starts nothing new and
+//! lets changes in flight finish; a second one abandons them.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::apply::{
@@ -34,6 +35,8 @@ pub struct ApplyArgs {
 
 /// Exit code of an apply stopped by Ctrl-C (128 + SIGINT).
 const INTERRUPTED: u8 = 130;
+/// Exit code of an apply stopped by SIGTERM (128 + 15).
+const TERMINATED: u8 = 143;
 
 pub fn run(
     directory: Option<PathBuf>,
@@ -167,6 +170,7 @@ fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode
     };
     let progress = Arc::new(Progress::new(mode));
     let cancel = Cancel::default();
+    let stopped_by = Arc::new(AtomicU8::new(0));
     let job = ApplyJob {
         plan,
         instances: instances.clone(),
@@ -178,6 +182,7 @@ fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode
     let report = runtime.block_on(async {
         let interrupts = tokio::spawn(watch_interrupts(
             cancel.clone(),
+            stopped_by.clone(),
             progress.clone(),
             working.clone(),
             state_path.clone(),
@@ -208,7 +213,7 @@ fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode
         return ExitCode::from(1);
     }
     if interrupted {
-        ExitCode::from(INTERRUPTED)
+        ExitCode::from(stopped_by.load(Ordering::SeqCst))
     } else if report.succeeded() {
         ExitCode::SUCCESS
     } else {
@@ -216,25 +221,42 @@ fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode
     }
 }
 
-/// First Ctrl-C: start nothing new. Second: save what finished, release
-/// the lock and exit at once, naming what is abandoned.
+/// The signal that stopped a run, as an exit code: 128 + its number.
+async fn next_stop_signal(
+    interrupt: &mut tokio::signal::unix::Signal,
+    terminate: &mut tokio::signal::unix::Signal,
+) -> u8 {
+    tokio::select! {
+        _ = interrupt.recv() => INTERRUPTED,
+        _ = terminate.recv() => TERMINATED,
+    }
+}
+
+/// First Ctrl-C (or SIGTERM, as CI sends when a job is cancelled): start
+/// nothing new; `stopped_by` records the exit code. Second: save what
+/// finished, release the lock and exit at once, naming what is abandoned.
 async fn watch_interrupts(
     cancel: Cancel,
+    stopped_by: Arc<AtomicU8>,
     progress: Arc<Progress>,
     working: Arc<WorkingState>,
     state_path: PathBuf,
     lock: Arc<Mutex<Option<StateLock>>>,
 ) {
-    if tokio::signal::ctrl_c().await.is_err() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
-    }
+    };
+    let code = next_stop_signal(&mut interrupt, &mut terminate).await;
+    stopped_by.store(code, Ordering::SeqCst);
     cancel.cancel();
     progress.note(
         "Interrupt received: starting nothing new, waiting for the changes in flight to finish (Ctrl-C again to abandon them).",
     );
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
+    next_stop_signal(&mut interrupt, &mut terminate).await;
     let abandoned = progress.in_flight();
     progress.close();
     eprintln!(
@@ -250,7 +272,7 @@ async fn watch_interrupts(
         eprintln!("error: the state could not be saved: {error}");
     }
     drop(lock.lock().map(|mut held| held.take()));
-    std::process::exit(i32::from(INTERRUPTED));
+    std::process::exit(i32::from(code));
 }
 
 fn summarize(report: &ApplyReport, destroying: bool, interrupted: bool) {
