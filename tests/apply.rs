@@ -739,3 +739,46 @@ fn sigterm_from_a_cancelled_ci_job_stops_as_gracefully_as_ctrl_c() {
     assert_eq!(addresses(dir.path()), vec!["mock_resource.a"]);
     assert!(!dir.path().join("infra.state.json.lock").exists());
 }
+
+#[test]
+fn a_crash_loses_no_finished_change_and_its_lock_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    slow_chain(dir.path(), 1500);
+    let mut apply = Child(
+        command(dir.path(), &["apply", "--auto-approve"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start apply"),
+    );
+    // Read progress until `a` is reported created; `b` is then in flight.
+    let stdout = apply.0.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "`a` was never created");
+        let line = lines.next().expect("output").unwrap();
+        if line.starts_with("mock_resource.a: created in") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(apply.0.id() as i32, libc::SIGKILL) };
+    apply.0.wait().unwrap();
+    assert_eq!(
+        addresses(dir.path()),
+        vec!["mock_resource.a"],
+        "the finished create was saved"
+    );
+    assert!(dir.path().join("infra.state.json.lock").exists());
+
+    // The dead process's lock is stale: the next run takes it over.
+    let next = infra(dir.path(), &["apply", "--auto-approve", "--refresh=false"]);
+    assert!(next.status.success(), "{}", both(&next));
+    assert!(
+        text(&next.stderr).contains("removed a stale lock"),
+        "{}",
+        both(&next)
+    );
+    assert_eq!(addresses(dir.path()).len(), 3);
+}
