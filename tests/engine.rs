@@ -338,3 +338,24 @@ resource mock_resource server {
     assert_eq!(state.resources.len(), 1);
     assert_state_matches_store(&state, &mock);
 }
+
+#[test]
+fn refresh_reads_objects_in_batches_the_provider_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, mock, providers) = setup(
+        dir.path(),
+        "resource mock_resource many {\n  count = 120\n  name  = \"n-${count.index}\"\n}\n",
+    );
+    let (state, _) = run(&options, State::new("t"), &providers, false);
+    let before = mock.counts();
+    let (_, report) = run(&options, state, &providers, false);
+    assert!(report.results.is_empty());
+    let after = mock.counts();
+    assert_eq!(after.reads - before.reads, 120, "every object is refreshed");
+    assert_eq!(
+        after.read_calls - before.read_calls,
+        3,
+        "in calls of {} objects",
+        MockProvider::READ_BATCH
+    );
+}

@@ -1,22 +1,22 @@
 //! Refresh: asking each provider what the objects in the state really are
-//! now, before planning — up to `parallelism` reads at a time. An object
-//! that is gone leaves the refreshed state (the plan re-creates it); a
-//! changed one shows as drift in the plan. Refresh changes nothing
-//! anywhere: the refreshed state is kept in memory.
+//! now, before planning — up to `parallelism` provider calls at a time, each
+//! reading as many objects of one type as the provider takes in one call
+//! (`Provider::read_batch_size`). An object that is gone leaves the
+//! refreshed state (the plan re-creates it); a changed one shows as drift in
+//! the plan. Refresh changes nothing anywhere: the refreshed state is kept
+//! in memory.
 
-use infra_provider_sdk::{ObjectIdentity, ReadRequest};
+use std::collections::BTreeMap;
+
+use infra_provider_sdk::{ObjectIdentity, ProviderError, ReadRequest, ReadResponse};
 use tokio::task::JoinSet;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::providers::Providers;
 use crate::state::State;
 
-/// What one read found.
-enum Found {
-    Now(infra_provider_sdk::Attributes),
-    Gone,
-    Failed(String),
-}
+/// One provider call: its addresses and what it answered for each.
+type Batch = Vec<(String, Result<ReadResponse, ProviderError>)>;
 
 pub async fn refresh(
     state: &State,
@@ -25,66 +25,87 @@ pub async fn refresh(
 ) -> (State, Diagnostics) {
     let mut refreshed = state.clone();
     let mut diagnostics = Diagnostics::new();
-    let mut reads: JoinSet<(String, Found)> = JoinSet::new();
-    let mut pending = state.resources.iter();
+    // Objects grouped by provider and type, then cut into batches.
+    let mut groups: BTreeMap<(&str, &str), Vec<(&String, ReadRequest)>> = BTreeMap::new();
+    for (address, resource) in &state.resources {
+        if providers.get(&resource.provider).is_none() {
+            diagnostics.push(
+                Diagnostic::warning(
+                    "infra::no_provider",
+                    format!(
+                        "`{address}` was not refreshed: no provider `{}` in this build",
+                        resource.provider
+                    ),
+                )
+                .with_help("its recorded attributes are planned against as they are"),
+            );
+            continue;
+        }
+        let request = ReadRequest {
+            type_name: resource.type_name.clone(),
+            identity: ObjectIdentity {
+                address: address.clone(),
+                lineage: state.lineage.clone(),
+            },
+            state: resource.attributes.clone(),
+        };
+        groups
+            .entry((&resource.provider, &resource.type_name))
+            .or_default()
+            .push((address, request));
+    }
+    let mut batches = Vec::new();
+    for ((provider_name, type_name), requests) in groups {
+        let provider = providers.get(provider_name).expect("checked above").clone();
+        let size = provider.read_batch_size(type_name).max(1);
+        let mut requests = requests.into_iter().peekable();
+        while requests.peek().is_some() {
+            let chunk: Vec<(&String, ReadRequest)> = requests.by_ref().take(size).collect();
+            batches.push((provider.clone(), chunk));
+        }
+    }
+    let mut calls: JoinSet<Batch> = JoinSet::new();
+    let mut pending = batches.into_iter();
     loop {
-        while reads.len() < parallelism.max(1) {
-            let Some((address, resource)) = pending.next() else {
+        while calls.len() < parallelism.max(1) {
+            let Some((provider, chunk)) = pending.next() else {
                 break;
             };
-            let Some(provider) = providers.get(&resource.provider).cloned() else {
-                diagnostics.push(
-                    Diagnostic::warning(
-                        "infra::no_provider",
-                        format!(
-                            "`{address}` was not refreshed: no provider `{}` in this build",
-                            resource.provider
-                        ),
-                    )
-                    .with_help("its recorded attributes are planned against as they are"),
-                );
-                continue;
-            };
-            let request = ReadRequest {
-                type_name: resource.type_name.clone(),
-                identity: ObjectIdentity {
-                    address: address.clone(),
-                    lineage: state.lineage.clone(),
-                },
-                state: resource.attributes.clone(),
-            };
-            let address = address.clone();
-            reads.spawn(async move {
-                let found = match provider.read(request).await {
-                    Ok(response) => match response.state {
-                        Some(attributes) => Found::Now(attributes),
-                        None => Found::Gone,
-                    },
-                    Err(error) => Found::Failed(error.to_string()),
-                };
-                (address, found)
+            let (addresses, requests): (Vec<String>, Vec<ReadRequest>) = chunk
+                .into_iter()
+                .map(|(address, request)| (address.clone(), request))
+                .unzip();
+            calls.spawn(async move {
+                let mut answers = provider.read_many(requests).await;
+                answers.truncate(addresses.len());
+                while answers.len() < addresses.len() {
+                    answers.push(Err(ProviderError::new("the provider gave no answer")));
+                }
+                addresses.into_iter().zip(answers).collect()
             });
         }
-        let Some(done) = reads.join_next().await else {
+        let Some(done) = calls.join_next().await else {
             break;
         };
-        let (address, found) = match done {
-            Ok(pair) => pair,
+        let batch = match done {
+            Ok(batch) => batch,
             Err(error) => std::panic::resume_unwind(error.into_panic()),
         };
-        match found {
-            Found::Now(attributes) => {
-                if let Some(entry) = refreshed.resources.get_mut(&address) {
-                    entry.attributes = attributes;
+        for (address, answer) in batch {
+            match answer {
+                Ok(ReadResponse { state: Some(attributes), .. }) => {
+                    if let Some(entry) = refreshed.resources.get_mut(&address) {
+                        entry.attributes = attributes;
+                    }
                 }
+                Ok(ReadResponse { state: None, .. }) => {
+                    refreshed.resources.remove(&address);
+                }
+                Err(error) => diagnostics.push(
+                    Diagnostic::error("infra::refresh", format!("refreshing `{address}` failed: {error}"))
+                        .with_help("check that the provider can reach the object; `--refresh=false` plans against the state as recorded"),
+                ),
             }
-            Found::Gone => {
-                refreshed.resources.remove(&address);
-            }
-            Found::Failed(error) => diagnostics.push(
-                Diagnostic::error("infra::refresh", format!("refreshing `{address}` failed: {error}"))
-                    .with_help("check that the provider can reach the object; `--refresh=false` plans against the state as recorded"),
-            ),
         }
     }
     (refreshed, diagnostics)

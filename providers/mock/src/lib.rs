@@ -25,7 +25,11 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub creates: u64,
+    /// Objects read (refreshed).
     pub reads: u64,
+    /// Calls that read them: `read_many` reads up to
+    /// [`MockProvider::READ_BATCH`] objects in one call.
+    pub read_calls: u64,
     pub updates: u64,
     pub deletes: u64,
 }
@@ -39,6 +43,10 @@ pub struct MockProvider {
 }
 
 impl MockProvider {
+    /// How many objects one `read_many` call takes (like an API that
+    /// describes many objects at once).
+    pub const READ_BATCH: usize = 50;
+
     pub fn new() -> MockProvider {
         MockProvider::default()
     }
@@ -104,6 +112,21 @@ impl MockProvider {
 
     fn count(&self, bump: impl FnOnce(&mut Counts)) {
         bump(&mut self.counts.lock().expect("counts"));
+    }
+
+    /// A read, without the pause (callers pause once per call).
+    fn read_now(&self, request: &ReadRequest) -> Result<ReadResponse, ProviderError> {
+        self.count(|c| c.reads += 1);
+        self.injected(&self.stored(&request.state), "read")?;
+        Ok(ReadResponse {
+            state: self
+                .objects
+                .lock()
+                .expect("store")
+                .get(&id_of(&request.state))
+                .cloned(),
+            diagnostics: Vec::new(),
+        })
     }
 }
 
@@ -221,20 +244,32 @@ impl Provider for MockProvider {
         })
     }
 
+    fn read_batch_size(&self, _type_name: &str) -> usize {
+        Self::READ_BATCH
+    }
+
+    /// One call (one pause) for the whole batch.
+    fn read_many(
+        &self,
+        requests: Vec<ReadRequest>,
+    ) -> BoxFuture<'_, Vec<Result<ReadResponse, ProviderError>>> {
+        Box::pin(async move {
+            if let Some(first) = requests.first() {
+                self.pause(&first.state).await;
+            }
+            self.count(|c| c.read_calls += 1);
+            requests
+                .into_iter()
+                .map(|request| self.read_now(&request))
+                .collect()
+        })
+    }
+
     fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResponse, ProviderError>> {
         Box::pin(async move {
             self.pause(&request.state).await;
-            self.count(|c| c.reads += 1);
-            self.injected(&self.stored(&request.state), "read")?;
-            Ok(ReadResponse {
-                state: self
-                    .objects
-                    .lock()
-                    .expect("store")
-                    .get(&id_of(&request.state))
-                    .cloned(),
-                diagnostics: Vec::new(),
-            })
+            self.count(|c| c.read_calls += 1);
+            self.read_now(&request)
         })
     }
 

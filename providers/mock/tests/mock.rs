@@ -71,6 +71,7 @@ async fn the_store_shows_exactly_the_objects_that_exist() {
         infra_provider_mock::Counts {
             creates: 2,
             reads: 1,
+            read_calls: 1,
             updates: 1,
             deletes: 1
         }

@@ -73,6 +73,29 @@ pub trait Provider: Send + Sync {
     /// Refresh: what the object really is now.
     fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResponse, ProviderError>>;
 
+    /// How many objects of `type_name` one [`Provider::read_many`] call
+    /// should get: more than 1 when the remote API describes many objects
+    /// in one call (AWS `Describe*`), so that refreshing 200 objects takes
+    /// a handful of calls, not 200.
+    fn read_batch_size(&self, _type_name: &str) -> usize {
+        1
+    }
+
+    /// Refresh of several objects of one type: one answer per request, in
+    /// order. By default, one [`Provider::read`] after another.
+    fn read_many(
+        &self,
+        requests: Vec<ReadRequest>,
+    ) -> BoxFuture<'_, Vec<Result<ReadResponse, ProviderError>>> {
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(requests.len());
+            for request in requests {
+                answers.push(self.read(request).await);
+            }
+            answers
+        })
+    }
+
     fn update(
         &self,
         request: UpdateRequest,
