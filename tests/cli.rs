@@ -307,9 +307,9 @@ fn graph_prints_instances_and_dependencies_clustered_by_module() {
     assert!(dot.starts_with("digraph infra {"));
     assert!(dot.contains("subgraph \"cluster_module.net\""), "{dot}");
     for edge in [
-        "\"aws_subnet.direct\" -> \"aws_vpc.main\";",
-        "\"module.net.aws_subnet.inner\" -> \"aws_vpc.main\";",
-        "\"aws_instance.web\" -> \"module.net.aws_subnet.inner\";",
+        "\"cloud_subnet.direct\" -> \"cloud_vpc.main\";",
+        "\"module.net.cloud_subnet.inner\" -> \"cloud_vpc.main\";",
+        "\"cloud_instance.web\" -> \"module.net.cloud_subnet.inner\";",
     ] {
         assert!(dot.contains(edge), "missing {edge} in\n{dot}");
     }
@@ -330,8 +330,8 @@ fn graph_prints_instances_and_dependencies_clustered_by_module() {
             .position(|l| l.starts_with(address))
             .unwrap_or_else(|| panic!("{address} in {listing}"))
     };
-    assert!(position("aws_vpc.main") < position("module.net.aws_subnet.inner"));
-    assert!(position("module.net.aws_subnet.inner") < position("aws_instance.web"));
+    assert!(position("cloud_vpc.main") < position("module.net.cloud_subnet.inner"));
+    assert!(position("module.net.cloud_subnet.inner") < position("cloud_instance.web"));
 
     let counted = infra(
         &[
@@ -349,7 +349,7 @@ fn graph_prints_instances_and_dependencies_clustered_by_module() {
     for index in 0..3 {
         assert!(
             counted.contains(&format!(
-                "\"aws_subnet.public[{index}]\" -> \"aws_vpc.main\";"
+                "\"cloud_subnet.public[{index}]\" -> \"cloud_vpc.main\";"
             )),
             "{counted}"
         );
@@ -683,9 +683,11 @@ fn plan_refuses_resources_without_a_built_in_provider() {
     write(
         dir.path(),
         "main.infra",
-        "resource aws_vpc main {\n  cidr_block = \"10.0.0.0/16\"\n}\n",
+        "resource cloud_network main {\n  cidr_block = \"10.0.0.0/16\"\n}\n",
     );
     let output = infra(&["plan"], Some(dir.path()));
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).contains("no provider `aws` in this build for `aws_vpc.main`"));
+    assert!(
+        text(&output.stderr).contains("no provider `cloud` in this build for `cloud_network.main`")
+    );
 }
