@@ -61,10 +61,12 @@ fn test_catalog() -> SchemaCatalog {
         ]
         .into(),
         blocks: Default::default(),
+        set: false,
     };
     let rule = BlockSchema {
         attributes: [("port".to_string(), A::required(T::Number))].into(),
         blocks: Default::default(),
+        set: false,
     };
     let server = BlockSchema {
         attributes: [
@@ -76,6 +78,7 @@ fn test_catalog() -> SchemaCatalog {
         ]
         .into(),
         blocks: [("rule".to_string(), rule)].into(),
+        set: false,
     };
     let image = BlockSchema {
         attributes: [
@@ -84,6 +87,7 @@ fn test_catalog() -> SchemaCatalog {
         ]
         .into(),
         blocks: Default::default(),
+        set: false,
     };
     let mut catalog = SchemaCatalog::default();
     catalog.providers.insert(

@@ -31,6 +31,7 @@ fn catalog() -> SchemaCatalog {
         ]
         .into(),
         blocks: Default::default(),
+        set: false,
     };
     let server = BlockSchema {
         attributes: [
@@ -43,6 +44,7 @@ fn catalog() -> SchemaCatalog {
         ]
         .into(),
         blocks: Default::default(),
+        set: false,
     };
     let image = BlockSchema {
         attributes: [
@@ -51,6 +53,7 @@ fn catalog() -> SchemaCatalog {
         ]
         .into(),
         blocks: Default::default(),
+        set: false,
     };
     let mut catalog = SchemaCatalog::default();
     catalog.providers.insert(

@@ -49,9 +49,11 @@ impl Provider for Shop {
                     )]
                     .into(),
                     blocks: BTreeMap::new(),
+                    set: true,
                 },
             )]
             .into(),
+            set: false,
         };
         Schema {
             resources: [("shop_item".to_string(), item)].into(),
@@ -100,6 +102,7 @@ fn the_sdk_schema_becomes_the_catalog() {
         TypeConstraint::Map(Box::new(TypeConstraint::String))
     );
     assert!(item.blocks["variant"].attributes["size"].required);
+    assert!(item.blocks["variant"].set, "a set of blocks stays one");
 }
 
 #[test]

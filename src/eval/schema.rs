@@ -68,6 +68,9 @@ impl AttributeSchema {
 pub struct BlockSchema {
     pub attributes: BTreeMap<String, AttributeSchema>,
     pub blocks: BTreeMap<String, BlockSchema>,
+    /// For a nested block: its blocks form a set (plans compare them
+    /// regardless of order).
+    pub set: bool,
 }
 
 /// The schemas of one provider, by type name.

@@ -8,7 +8,7 @@ use crate::config::ResourceMode;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::eval::{
     BlockSchema, EvaluatedModule, InstancePlanner, ResourceInstance, SchemaCatalog, SchemaLookup,
-    Value,
+    TypeConstraint, Value,
 };
 use crate::state::State;
 
@@ -296,6 +296,26 @@ fn same(planned: &Value, recorded: &Value) -> bool {
 
 /// `force_replace`: `--replace` names it (an existing object is replaced
 /// even if nothing forces it; `replaced_because` stays empty).
+/// Equal as sets: the same elements (by [`same`]) in any order.
+fn same_as_sets(planned: &Value, recorded: &Value) -> bool {
+    let (Value::List(planned), Value::List(recorded)) = (planned, recorded) else {
+        return same(planned, recorded);
+    };
+    if planned.len() != recorded.len() {
+        return false;
+    }
+    let mut unmatched: Vec<&Value> = recorded.iter().collect();
+    planned.iter().all(
+        |element| match unmatched.iter().position(|other| same(element, other)) {
+            Some(at) => {
+                unmatched.swap_remove(at);
+                true
+            }
+            None => false,
+        },
+    )
+}
+
 fn plan_instance(
     instance: &ResourceInstance,
     prior: Option<&BTreeMap<String, serde_json::Value>>,
@@ -363,7 +383,18 @@ fn plan_instance(
             && schema
                 .and_then(|s| s.attributes.get(name))
                 .is_some_and(|a| a.computed);
-        if keeps_provider_value || same(value, recorded) {
+        let unordered = schema.is_some_and(|s| {
+            s.blocks.get(name).is_some_and(|b| b.set)
+                || s.attributes
+                    .get(name)
+                    .is_some_and(|a| matches!(a.type_constraint, TypeConstraint::Set(_)))
+        });
+        let equal = if unordered {
+            same_as_sets(value, recorded)
+        } else {
+            same(value, recorded)
+        };
+        if keeps_provider_value || equal {
             continue;
         }
         change.changed.push(name.clone());

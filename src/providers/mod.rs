@@ -2,8 +2,10 @@
 //! before calling them: their schemas, as the front end's
 //! [`SchemaCatalog`], and their own checks of argument values.
 //!
-//! Built in so far: `local` (files) and `random`. The catalog is not yet
-//! *complete* (aws comes next), so types of other providers are not rejected.
+//! Built in: `local` (files), `random`, and `aws` (with the default `aws`
+//! feature; the engine and its tests build without it). The catalog is not
+//! *complete* — types of providers infra does not have are reported by
+//! `plan`, not `validate`.
 //! The `mock` provider (latency, failure injection) joins them when the
 //! environment sets `INFRA_MOCK_PROVIDER=1`: it is for tests and
 //! benchmarks, and its objects live only as long as the process.
@@ -74,6 +76,8 @@ pub fn builtin() -> Providers {
         Arc::new(infra_provider_local::LocalProvider),
         Arc::new(infra_provider_random::RandomProvider),
     ];
+    #[cfg(feature = "aws")]
+    providers.push(Arc::new(infra_provider_aws::AwsProvider::new()));
     if std::env::var_os("INFRA_MOCK_PROVIDER").is_some_and(|v| v == "1") {
         providers.push(Arc::new(infra_provider_mock::MockProvider::new()));
     }
@@ -167,6 +171,7 @@ fn convert_block(schema: &ResourceSchema) -> BlockSchema {
             .iter()
             .map(|(name, block)| (name.clone(), convert_block(block)))
             .collect(),
+        set: schema.set,
     }
 }
 

@@ -18,6 +18,9 @@ pub struct ResourceSchema {
     pub attributes: BTreeMap<String, Attribute>,
     /// Nested blocks (`ingress { … }`), each given as a list of objects.
     pub blocks: BTreeMap<String, ResourceSchema>,
+    /// For a nested block: its blocks form a set (order does not matter,
+    /// plans compare them as sets), like firewall rules.
+    pub set: bool,
 }
 
 impl ResourceSchema {
@@ -33,7 +36,14 @@ impl ResourceSchema {
                 .map(|(name, attribute)| (name.to_string(), attribute))
                 .collect(),
             blocks: BTreeMap::new(),
+            set: false,
         }
+    }
+
+    /// Marks a nested block as a set of blocks.
+    pub fn as_set(mut self) -> ResourceSchema {
+        self.set = true;
+        self
     }
 
     /// Adds a nested block (`ingress { … }`).
