@@ -242,7 +242,7 @@ pub fn make_plan(
                 checked.diagnostics.push(
                     Diagnostic::error("infra::no_provider", format!("no provider `{name}` in this build for `{}`", instance.address))
                         .with_label(instance.span, "cannot be planned or applied yet")
-                        .with_help("the built-in providers are `local` and `random`; `infra validate` checks other configurations"),
+                        .with_help("the built-in providers are `local`, `random` and `aws`; `infra validate` checks configurations of other providers without them"),
                 );
             }
         }

@@ -1,0 +1,143 @@
+//! The AWS clients and the one door every call goes through: it counts
+//! calls by operation (tests prove refresh is batched) and turns SDK errors
+//! into `ProviderError`s that name the operation, AWS's error code and its
+//! message. Retries of throttling and 5xx answers (exponential backoff with
+//! jitter) are the SDK's standard retry mode, set up in [`Api::connect`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use infra_provider_sdk::ProviderError;
+
+/// Where and how to reach AWS: from the `provider aws { … }` block, else
+/// the standard chain (environment, profile, SSO, instance metadata).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub region: Option<String>,
+    /// An endpoint override (moto, LocalStack); `AWS_ENDPOINT_URL` works
+    /// too, through the SDK.
+    pub endpoint: Option<String>,
+    /// Attempts per call, retries of throttling and 5xx included.
+    pub max_attempts: u32,
+    /// An access key id and secret, instead of the standard chain (tests).
+    pub static_credentials: Option<(String, String)>,
+}
+
+pub struct Api {
+    pub ec2: aws_sdk_ec2::Client,
+    calls: Mutex<BTreeMap<&'static str, u64>>,
+    /// How long to wait between polls (instance states, dependencies).
+    pub poll: Duration,
+}
+
+impl Api {
+    pub async fn connect(settings: &Settings) -> Api {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(settings.max_attempts.max(1)),
+        );
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &settings.endpoint {
+            loader = loader.endpoint_url(endpoint.clone());
+        }
+        if let Some((key, secret)) = &settings.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                key.clone(),
+                secret.clone(),
+                None,
+                None,
+                "infra",
+            ));
+        }
+        let config = loader.load().await;
+        // Against a local endpoint (moto), states change at once: poll fast.
+        let local = config
+            .endpoint_url()
+            .is_some_and(|url| url.contains("127.0.0.1") || url.contains("localhost"));
+        Api {
+            ec2: aws_sdk_ec2::Client::new(&config),
+            calls: Mutex::new(BTreeMap::new()),
+            poll: if local {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(5)
+            },
+        }
+    }
+
+    /// Runs one AWS call: counted, and its error made readable.
+    pub async fn call<T, E, R>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, ProviderError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        *self
+            .calls
+            .lock()
+            .expect("calls")
+            .entry(operation)
+            .or_default() += 1;
+        call.await
+            .map_err(|error| to_provider_error(operation, &error))
+    }
+
+    /// Calls made so far, by operation (`DescribeInstances` → 2).
+    pub fn calls(&self) -> BTreeMap<&'static str, u64> {
+        self.calls.lock().expect("calls").clone()
+    }
+}
+
+fn to_provider_error<E, R>(operation: &str, error: &SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = error.code().map(str::to_string);
+    let message = match error {
+        SdkError::ServiceError(_) => error
+            .message()
+            .map(str::to_string)
+            .unwrap_or_else(|| "no message".into()),
+        // Not an answer from AWS: say what went wrong on the way.
+        other => format!(
+            "{}",
+            aws_sdk_ec2::error::DisplayErrorContext(other as &dyn std::error::Error)
+        ),
+    };
+    let retryable = matches!(
+        error,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
+    ) || code.as_deref().is_some_and(|c| {
+        c.contains("Throttl") || c == "RequestLimitExceeded" || c.contains("Unavailable")
+    });
+    let mut provider_error = ProviderError::new(format!("{operation}: {message}"));
+    provider_error.code = code;
+    provider_error.retryable = retryable;
+    provider_error
+}
+
+/// Whether an error is AWS saying the object does not exist.
+pub fn is_not_found(error: &ProviderError) -> bool {
+    error
+        .code
+        .as_deref()
+        .is_some_and(|code| code.ends_with(".NotFound") || code.ends_with("NotFound"))
+}
+
+/// Whether an error is AWS refusing because something still depends on
+/// the object (a subnet with instances in it).
+pub fn is_dependency_violation(error: &ProviderError) -> bool {
+    error
+        .code
+        .as_deref()
+        .is_some_and(|code| code == "DependencyViolation" || code.ends_with("InUse"))
+}

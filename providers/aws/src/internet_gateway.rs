@@ -1,0 +1,149 @@
+//! `aws_internet_gateway`: a VPC's way to the internet. Attached to
+//! `vpc_id` (changing it detaches and attaches in place).
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{Filter, ResourceType};
+use infra_provider_sdk::{
+    Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
+};
+use serde_json::json;
+
+use crate::api::Api;
+use crate::values::{id_of, tag_specification, tags_to_state, text, update_tags};
+
+pub fn schema() -> ResourceSchema {
+    ResourceSchema::new(
+        "an internet gateway, attached to a VPC",
+        [
+            ("vpc_id", Attribute::optional(AttributeType::String)),
+            ("tags", crate::tags_attribute()),
+            ("id", Attribute::computed(AttributeType::String)),
+        ],
+    )
+}
+
+pub async fn create(
+    api: &Api,
+    identity: &ObjectIdentity,
+    config: &Attributes,
+) -> Result<String, ProviderError> {
+    let created = api
+        .call(
+            "CreateInternetGateway",
+            api.ec2
+                .create_internet_gateway()
+                .tag_specifications(tag_specification(
+                    ResourceType::InternetGateway,
+                    config,
+                    identity,
+                ))
+                .send(),
+        )
+        .await?;
+    let id = created
+        .internet_gateway()
+        .and_then(|g| g.internet_gateway_id())
+        .ok_or_else(|| ProviderError::new("CreateInternetGateway returned no id"))?
+        .to_string();
+    if let Some(vpc) = text(config, "vpc_id") {
+        attach(api, &id, vpc).await?;
+    }
+    Ok(id)
+}
+
+async fn attach(api: &Api, id: &str, vpc: &str) -> Result<(), ProviderError> {
+    api.call(
+        "AttachInternetGateway",
+        api.ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(id)
+            .vpc_id(vpc)
+            .send(),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn detach(api: &Api, id: &str, vpc: &str) -> Result<(), ProviderError> {
+    api.call(
+        "DetachInternetGateway",
+        api.ec2
+            .detach_internet_gateway()
+            .internet_gateway_id(id)
+            .vpc_id(vpc)
+            .send(),
+    )
+    .await
+    .map(|_| ())
+}
+
+pub async fn read_many(
+    api: &Api,
+    ids: &[String],
+) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+    let described = api
+        .call(
+            "DescribeInternetGateways",
+            api.ec2
+                .describe_internet_gateways()
+                .filters(
+                    Filter::builder()
+                        .name("internet-gateway-id")
+                        .set_values(Some(ids.to_vec()))
+                        .build(),
+                )
+                .send(),
+        )
+        .await?;
+    let mut found = BTreeMap::new();
+    for gateway in described.internet_gateways() {
+        let Some(id) = gateway.internet_gateway_id() else {
+            continue;
+        };
+        let mut state = Attributes::new();
+        state.insert("id".into(), json!(id));
+        let vpc = gateway.attachments().iter().find_map(|a| a.vpc_id());
+        state.insert("vpc_id".into(), json!(vpc));
+        tags_to_state(gateway.tags(), &mut state);
+        found.insert(id.to_string(), state);
+    }
+    Ok(found)
+}
+
+pub async fn update(
+    api: &Api,
+    prior: &Attributes,
+    config: &Attributes,
+) -> Result<(), ProviderError> {
+    let id = id_of(prior)?;
+    let (before, after) = (text(prior, "vpc_id"), text(config, "vpc_id"));
+    if before != after {
+        if let Some(vpc) = before {
+            detach(api, id, vpc).await?;
+        }
+        if let Some(vpc) = after {
+            attach(api, id, vpc).await?;
+        }
+    }
+    update_tags(api, id, prior, config).await
+}
+
+pub async fn delete(api: &Api, state: &Attributes) -> Result<(), ProviderError> {
+    let id = id_of(state)?;
+    if let Some(vpc) = text(state, "vpc_id") {
+        match detach(api, id, vpc).await {
+            Err(error) if !crate::api::is_not_found(&error) => return Err(error),
+            _ => {}
+        }
+    }
+    api.call(
+        "DeleteInternetGateway",
+        api.ec2
+            .delete_internet_gateway()
+            .internet_gateway_id(id)
+            .send(),
+    )
+    .await
+    .map(|_| ())
+}

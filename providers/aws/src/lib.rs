@@ -1,0 +1,405 @@
+//! infra's AWS provider: EC2 through the official Rust SDK.
+//!
+//! Resource types (one module each): `aws_vpc`, `aws_subnet`,
+//! `aws_security_group`, `aws_internet_gateway`, `aws_instance`. Each
+//! module says how to create, read (many at once), update and delete its
+//! objects; this file holds what they share:
+//! - every object is tagged `infra:address` and `infra:lineage`;
+//! - after a create or update the object is read back, so the state is
+//!   what AWS reports;
+//! - refresh reads up to 100 objects of a type in one Describe call;
+//! - a delete that AWS refuses because something still depends on the
+//!   object (`DependencyViolation`) is retried for up to 5 minutes, and one
+//!   of an object already gone succeeds;
+//! - credentials and region come from the standard chain, the endpoint
+//!   from `AWS_ENDPOINT_URL` or `provider aws { endpoint = … }`.
+
+mod api;
+mod instance;
+mod internet_gateway;
+mod security_group;
+mod subnet;
+mod values;
+mod vpc;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra_provider_sdk::*;
+use tokio::sync::OnceCell;
+
+pub use api::Settings;
+/// The SDK crates, for tests that look at AWS behind infra's back.
+pub use {aws_config, aws_sdk_ec2};
+
+/// How many objects one refresh call describes.
+const READ_BATCH: usize = 100;
+/// How long a delete waits for what depends on the object to go.
+const DEPENDENCY_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Default)]
+pub struct AwsProvider {
+    settings: std::sync::Mutex<Option<Settings>>,
+    api: OnceCell<Arc<api::Api>>,
+}
+
+/// `tags`: a map of strings, changed in place everywhere.
+pub(crate) fn tags_attribute() -> Attribute {
+    Attribute::optional(AttributeType::Map(Box::new(AttributeType::String)))
+        .describe("changed in place; infra adds `infra:address` and `infra:lineage`")
+}
+
+/// The resource types, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Vpc,
+    Subnet,
+    SecurityGroup,
+    InternetGateway,
+    Instance,
+}
+
+impl Kind {
+    fn of(type_name: &str) -> Result<Kind, ProviderError> {
+        Ok(match type_name {
+            "aws_vpc" => Kind::Vpc,
+            "aws_subnet" => Kind::Subnet,
+            "aws_security_group" => Kind::SecurityGroup,
+            "aws_internet_gateway" => Kind::InternetGateway,
+            "aws_instance" => Kind::Instance,
+            other => {
+                return Err(ProviderError::new(format!(
+                    "the aws provider has no resource type `{other}`"
+                )));
+            }
+        })
+    }
+}
+
+impl AwsProvider {
+    pub fn new() -> AwsProvider {
+        AwsProvider::default()
+    }
+
+    /// A provider with these settings (tests; the CLI uses the provider
+    /// block).
+    pub fn with_settings(settings: Settings) -> AwsProvider {
+        AwsProvider {
+            settings: std::sync::Mutex::new(Some(settings)),
+            api: OnceCell::new(),
+        }
+    }
+
+    /// The AWS clients, made at the first call.
+    async fn api(&self) -> Arc<api::Api> {
+        self.api
+            .get_or_init(|| async {
+                let settings =
+                    self.settings
+                        .lock()
+                        .expect("settings")
+                        .clone()
+                        .unwrap_or(Settings {
+                            max_attempts: 5,
+                            ..Settings::default()
+                        });
+                Arc::new(api::Api::connect(&settings).await)
+            })
+            .await
+            .clone()
+    }
+
+    /// AWS calls made so far, by operation.
+    pub async fn calls(&self) -> BTreeMap<&'static str, u64> {
+        self.api().await.calls()
+    }
+
+    async fn create_object(
+        &self,
+        kind: Kind,
+        identity: &ObjectIdentity,
+        config: &Attributes,
+    ) -> Result<String, ProviderError> {
+        let api = self.api().await;
+        match kind {
+            Kind::Vpc => vpc::create(&api, identity, config).await,
+            Kind::Subnet => subnet::create(&api, identity, config).await,
+            Kind::SecurityGroup => security_group::create(&api, identity, config).await,
+            Kind::InternetGateway => internet_gateway::create(&api, identity, config).await,
+            Kind::Instance => instance::create(&api, identity, config).await,
+        }
+    }
+
+    async fn read_objects(
+        &self,
+        kind: Kind,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+        let api = self.api().await;
+        match kind {
+            Kind::Vpc => vpc::read_many(&api, ids).await,
+            Kind::Subnet => subnet::read_many(&api, ids).await,
+            Kind::SecurityGroup => security_group::read_many(&api, ids).await,
+            Kind::InternetGateway => internet_gateway::read_many(&api, ids).await,
+            Kind::Instance => instance::read_many(&api, ids).await,
+        }
+    }
+
+    /// One object as AWS reports it, written the way `like` (the
+    /// configuration or the prior state) writes what is the same.
+    async fn read_one(
+        &self,
+        kind: Kind,
+        id: &str,
+        like: &Attributes,
+    ) -> Result<Option<Attributes>, ProviderError> {
+        let mut found = self.read_objects(kind, &[id.to_string()]).await?;
+        Ok(found.remove(id).map(|mut state| {
+            normalize(kind, &mut state, like);
+            state
+        }))
+    }
+
+    /// Reads back what was just created or changed. AWS is eventually
+    /// consistent: a new object may take a moment to be visible.
+    async fn read_back(
+        &self,
+        kind: Kind,
+        id: &str,
+        config: &Attributes,
+    ) -> Result<Attributes, ProviderError> {
+        let poll = self.api().await.poll;
+        for _ in 0..20 {
+            if let Some(state) = self.read_one(kind, id, config).await? {
+                return Ok(state);
+            }
+            tokio::time::sleep(poll).await;
+        }
+        Err(ProviderError::new(format!(
+            "{id} was created but cannot be read back"
+        )))
+    }
+}
+
+/// Keeps the configuration's way of writing values AWS reports differently
+/// but equally (rule grouping), and values AWS does not report.
+fn normalize(kind: Kind, state: &mut Attributes, like: &Attributes) {
+    match kind {
+        Kind::SecurityGroup => security_group::keep_grouping(state, like),
+        Kind::Instance => instance::keep_write_only(state, like),
+        _ => {}
+    }
+}
+
+impl Provider for AwsProvider {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    fn schema(&self) -> Schema {
+        Schema {
+            resources: [
+                ("aws_vpc", vpc::schema()),
+                ("aws_subnet", subnet::schema()),
+                ("aws_security_group", security_group::schema()),
+                ("aws_internet_gateway", internet_gateway::schema()),
+                ("aws_instance", instance::schema()),
+            ]
+            .into_iter()
+            .map(|(name, schema)| (name.to_string(), schema))
+            .collect(),
+            data_sources: BTreeMap::new(),
+        }
+    }
+
+    fn configure(&self, request: ConfigureRequest) -> BoxFuture<'_, Vec<Diagnostic>> {
+        Box::pin(async move {
+            let config = &request.config;
+            let max_attempts = values::number(config, "max_attempts").unwrap_or(5);
+            let settings = Settings {
+                region: values::text(config, "region").map(str::to_string),
+                endpoint: values::text(config, "endpoint").map(str::to_string),
+                max_attempts: max_attempts.clamp(1, 20) as u32,
+                static_credentials: None,
+            };
+            *self.settings.lock().expect("settings") = Some(settings);
+            Vec::new()
+        })
+    }
+
+    fn validate(&self, type_name: &str, config: &Attributes) -> Vec<Diagnostic> {
+        let mut problems = Vec::new();
+        for name in ["cidr_block"] {
+            if let Some(cidr) = values::text(config, name)
+                && !looks_like_cidr(cidr)
+            {
+                problems.push(
+                    Diagnostic::error(format!("`{cidr}` is not an IPv4 CIDR block"))
+                        .at(name)
+                        .help("write it as an address and a prefix length, e.g. \"10.0.0.0/16\""),
+                );
+            }
+        }
+        if type_name == "aws_instance"
+            && let Some(ami) = values::text(config, "ami")
+            && !ami.starts_with("ami-")
+        {
+            problems.push(
+                Diagnostic::error(format!("`{ami}` is not an AMI id"))
+                    .at("ami")
+                    .help("AMI ids look like \"ami-0abc12345\""),
+            );
+        }
+        problems
+    }
+
+    fn create(
+        &self,
+        request: CreateRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
+        Box::pin(async move {
+            let kind = Kind::of(&request.type_name)?;
+            let id = self
+                .create_object(kind, &request.identity, &request.config)
+                .await?;
+            let state = self.read_back(kind, &id, &request.config).await?;
+            Ok(ObjectResponse {
+                state,
+                diagnostics: Vec::new(),
+            })
+        })
+    }
+
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResponse, ProviderError>> {
+        Box::pin(async move {
+            let mut answers = self.read_many(vec![request]).await;
+            answers
+                .pop()
+                .unwrap_or_else(|| Err(ProviderError::new("no answer")))
+        })
+    }
+
+    fn read_batch_size(&self, _type_name: &str) -> usize {
+        READ_BATCH
+    }
+
+    fn read_many(
+        &self,
+        requests: Vec<ReadRequest>,
+    ) -> BoxFuture<'_, Vec<Result<ReadResponse, ProviderError>>> {
+        Box::pin(async move {
+            let Some(first) = requests.first() else {
+                return Vec::new();
+            };
+            let kind = match Kind::of(&first.type_name) {
+                Ok(kind) => kind,
+                Err(error) => return requests.iter().map(|_| Err(error.clone())).collect(),
+            };
+            let ids: Vec<String> = requests
+                .iter()
+                .filter_map(|r| values::text(&r.state, "id").map(str::to_string))
+                .collect();
+            match self.read_objects(kind, &ids).await {
+                Ok(mut found) => requests
+                    .iter()
+                    .map(|request| {
+                        let id = values::text(&request.state, "id").unwrap_or_default();
+                        let state = found.remove(id).map(|mut state| {
+                            normalize(kind, &mut state, &request.state);
+                            state
+                        });
+                        Ok(ReadResponse {
+                            state,
+                            diagnostics: Vec::new(),
+                        })
+                    })
+                    .collect(),
+                Err(error) => requests.iter().map(|_| Err(error.clone())).collect(),
+            }
+        })
+    }
+
+    fn update(
+        &self,
+        request: UpdateRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
+        Box::pin(async move {
+            let kind = Kind::of(&request.type_name)?;
+            let api = self.api().await;
+            let (prior, config) = (&request.prior, &request.config);
+            match kind {
+                Kind::Vpc => vpc::update(&api, prior, config).await?,
+                Kind::Subnet => subnet::update(&api, prior, config).await?,
+                Kind::SecurityGroup => security_group::update(&api, prior, config).await?,
+                Kind::InternetGateway => internet_gateway::update(&api, prior, config).await?,
+                Kind::Instance => instance::update(&api, prior, config).await?,
+            }
+            let id = values::id_of(prior)?;
+            let state = self.read_back(kind, id, config).await?;
+            Ok(ObjectResponse {
+                state,
+                diagnostics: Vec::new(),
+            })
+        })
+    }
+
+    fn delete(&self, request: DeleteRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(async move {
+            let kind = Kind::of(&request.type_name)?;
+            let api = self.api().await;
+            let deadline = tokio::time::Instant::now() + DEPENDENCY_WAIT;
+            loop {
+                let result = match kind {
+                    Kind::Vpc => vpc::delete(&api, &request.state).await,
+                    Kind::Subnet => subnet::delete(&api, &request.state).await,
+                    Kind::SecurityGroup => security_group::delete(&api, &request.state).await,
+                    Kind::InternetGateway => internet_gateway::delete(&api, &request.state).await,
+                    Kind::Instance => instance::delete(&api, &request.state).await,
+                };
+                match result {
+                    Ok(()) => return Ok(()),
+                    Err(error) if api::is_not_found(&error) => return Ok(()),
+                    Err(error)
+                        if api::is_dependency_violation(&error)
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(api.poll * 10).await;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        })
+    }
+
+    fn import(
+        &self,
+        request: ImportRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
+        Box::pin(async move {
+            let kind = Kind::of(&request.type_name)?;
+            match self.read_one(kind, &request.id, &Attributes::new()).await? {
+                Some(state) => Ok(ObjectResponse {
+                    state,
+                    diagnostics: Vec::new(),
+                }),
+                None => Err(ProviderError::new(format!(
+                    "no {} with id `{}`",
+                    request.type_name, request.id
+                ))
+                .with_code("NotFound")),
+            }
+        })
+    }
+}
+
+/// `a.b.c.d/n` with each part in range.
+fn looks_like_cidr(text: &str) -> bool {
+    let Some((address, prefix)) = text.split_once('/') else {
+        return false;
+    };
+    let octets: Vec<&str> = address.split('.').collect();
+    octets.len() == 4
+        && octets.iter().all(|o| o.parse::<u8>().is_ok())
+        && prefix.parse::<u8>().is_ok_and(|p| p <= 32)
+}

@@ -1,0 +1,159 @@
+//! `aws_vpc`: a virtual network. The CIDR block forces a new VPC; DNS
+//! settings and tags change in place.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, VpcAttributeName};
+use infra_provider_sdk::{
+    Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
+};
+use serde_json::json;
+
+use crate::api::Api;
+use crate::values::{flag, id_of, required, tag_specification, tags_to_state, update_tags};
+
+pub fn schema() -> ResourceSchema {
+    ResourceSchema::new(
+        "a virtual private cloud",
+        [
+            (
+                "cidr_block",
+                Attribute::required(AttributeType::String)
+                    .force_new()
+                    .describe("the IPv4 range, e.g. \"10.0.0.0/16\""),
+            ),
+            (
+                "enable_dns_support",
+                Attribute::optional_computed(AttributeType::Bool).describe("default true"),
+            ),
+            (
+                "enable_dns_hostnames",
+                Attribute::optional_computed(AttributeType::Bool).describe("default false"),
+            ),
+            ("tags", crate::tags_attribute()),
+            ("id", Attribute::computed(AttributeType::String)),
+            ("owner_id", Attribute::computed(AttributeType::String)),
+        ],
+    )
+}
+
+pub async fn create(
+    api: &Api,
+    identity: &ObjectIdentity,
+    config: &Attributes,
+) -> Result<String, ProviderError> {
+    let created = api
+        .call(
+            "CreateVpc",
+            api.ec2
+                .create_vpc()
+                .cidr_block(required(config, "cidr_block")?)
+                .tag_specifications(tag_specification(ResourceType::Vpc, config, identity))
+                .send(),
+        )
+        .await?;
+    let id = created
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .ok_or_else(|| ProviderError::new("CreateVpc returned no id"))?
+        .to_string();
+    set_dns(api, &id, &Attributes::new(), config).await?;
+    Ok(id)
+}
+
+async fn set_dns(
+    api: &Api,
+    id: &str,
+    prior: &Attributes,
+    config: &Attributes,
+) -> Result<(), ProviderError> {
+    // One attribute per call, as the API requires.
+    for name in ["enable_dns_support", "enable_dns_hostnames"] {
+        let Some(wanted) = flag(config, name) else {
+            continue;
+        };
+        if flag(prior, name) == Some(wanted) {
+            continue;
+        }
+        let value = AttributeBooleanValue::builder().value(wanted).build();
+        let request = api.ec2.modify_vpc_attribute().vpc_id(id);
+        let request = if name == "enable_dns_support" {
+            request.enable_dns_support(value)
+        } else {
+            request.enable_dns_hostnames(value)
+        };
+        api.call("ModifyVpcAttribute", request.send()).await?;
+    }
+    Ok(())
+}
+
+/// The VPCs that exist among `ids`, by id: one DescribeVpcs for all, then
+/// the DNS settings, which the API gives one attribute per call.
+pub async fn read_many(
+    api: &Api,
+    ids: &[String],
+) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+    let described = api
+        .call(
+            "DescribeVpcs",
+            api.ec2
+                .describe_vpcs()
+                .filters(
+                    Filter::builder()
+                        .name("vpc-id")
+                        .set_values(Some(ids.to_vec()))
+                        .build(),
+                )
+                .send(),
+        )
+        .await?;
+    let mut found = BTreeMap::new();
+    for vpc in described.vpcs() {
+        let Some(id) = vpc.vpc_id() else { continue };
+        let mut state = Attributes::new();
+        state.insert("id".into(), json!(id));
+        state.insert("cidr_block".into(), json!(vpc.cidr_block()));
+        state.insert("owner_id".into(), json!(vpc.owner_id()));
+        tags_to_state(vpc.tags(), &mut state);
+        for (name, attribute) in [
+            ("enable_dns_support", VpcAttributeName::EnableDnsSupport),
+            ("enable_dns_hostnames", VpcAttributeName::EnableDnsHostnames),
+        ] {
+            let answer = api
+                .call(
+                    "DescribeVpcAttribute",
+                    api.ec2
+                        .describe_vpc_attribute()
+                        .vpc_id(id)
+                        .attribute(attribute)
+                        .send(),
+                )
+                .await?;
+            let value = if name == "enable_dns_support" {
+                answer.enable_dns_support().and_then(|v| v.value())
+            } else {
+                answer.enable_dns_hostnames().and_then(|v| v.value())
+            };
+            state.insert(name.into(), json!(value.unwrap_or(false)));
+        }
+        found.insert(id.to_string(), state);
+    }
+    Ok(found)
+}
+
+pub async fn update(
+    api: &Api,
+    prior: &Attributes,
+    config: &Attributes,
+) -> Result<(), ProviderError> {
+    let id = id_of(prior)?;
+    set_dns(api, id, prior, config).await?;
+    update_tags(api, id, prior, config).await
+}
+
+pub async fn delete(api: &Api, state: &Attributes) -> Result<(), ProviderError> {
+    let id = id_of(state)?;
+    api.call("DeleteVpc", api.ec2.delete_vpc().vpc_id(id).send())
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,401 @@
+//! The AWS provider against moto, through the real AWS SDK: every object
+//! is created, read, changed, drifted and deleted as AWS would see it.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use infra_provider_aws::{AwsProvider, Settings};
+use infra_provider_sdk::*;
+use serde_json::{Value, json};
+use support::Moto;
+
+fn provider(moto: &Moto) -> AwsProvider {
+    AwsProvider::with_settings(Settings {
+        region: Some("us-east-1".into()),
+        endpoint: Some(moto.endpoint.clone()),
+        max_attempts: 3,
+        static_credentials: Some(("testing".into(), "testing".into())),
+    })
+}
+
+/// A plain SDK client, to look at and change things behind infra's back.
+async fn sdk(moto: &Moto) -> aws_sdk_ec2::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint.clone())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_ec2::Client::new(&config)
+}
+
+fn identity(address: &str) -> ObjectIdentity {
+    ObjectIdentity {
+        address: address.into(),
+        lineage: "lineage-1".into(),
+    }
+}
+
+fn attributes(value: Value) -> Attributes {
+    serde_json::from_value(value).expect("attributes")
+}
+
+async fn create(
+    provider: &AwsProvider,
+    type_name: &str,
+    address: &str,
+    config: Value,
+) -> Attributes {
+    provider
+        .create(CreateRequest {
+            type_name: type_name.into(),
+            identity: identity(address),
+            config: attributes(config),
+        })
+        .await
+        .unwrap_or_else(|error| panic!("create {address}: {error}"))
+        .state
+}
+
+async fn read(provider: &AwsProvider, type_name: &str, state: &Attributes) -> Option<Attributes> {
+    provider
+        .read(ReadRequest {
+            type_name: type_name.into(),
+            identity: identity("x"),
+            state: state.clone(),
+        })
+        .await
+        .expect("read")
+        .state
+}
+
+async fn delete(provider: &AwsProvider, type_name: &str, state: &Attributes) {
+    provider
+        .delete(DeleteRequest {
+            type_name: type_name.into(),
+            identity: identity("x"),
+            state: state.clone(),
+        })
+        .await
+        .unwrap_or_else(|error| panic!("delete {type_name}: {error}"));
+}
+
+async fn an_ami(client: &aws_sdk_ec2::Client) -> String {
+    client
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .expect("images")
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .expect("moto has AMIs")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_with_an_instance_is_created_read_changed_and_deleted() {
+    let moto = Moto::start();
+    let aws = provider(&moto);
+    let client = sdk(&moto).await;
+
+    let vpc = create(
+        &aws,
+        "aws_vpc",
+        "aws_vpc.main",
+        json!({ "cidr_block": "10.0.0.0/16", "enable_dns_hostnames": true, "tags": { "Name": "main" } }),
+    )
+    .await;
+    let vpc_id = vpc["id"].as_str().unwrap().to_string();
+    assert_eq!(vpc["cidr_block"], "10.0.0.0/16");
+    assert_eq!(vpc["enable_dns_hostnames"], true);
+    assert_eq!(
+        vpc["tags"],
+        json!({ "Name": "main" }),
+        "infra's own tags stay out of the state"
+    );
+    // …but they are on the object.
+    let described = client
+        .describe_vpcs()
+        .vpc_ids(&vpc_id)
+        .send()
+        .await
+        .unwrap();
+    let tags: BTreeMap<&str, &str> = described.vpcs()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert_eq!(tags["infra:address"], "aws_vpc.main");
+    assert_eq!(tags["infra:lineage"], "lineage-1");
+
+    let subnet = create(
+        &aws,
+        "aws_subnet",
+        "aws_subnet.a",
+        json!({ "vpc_id": vpc_id, "cidr_block": "10.0.1.0/24", "availability_zone": "us-east-1a" }),
+    )
+    .await;
+    assert_eq!(subnet["availability_zone"], "us-east-1a");
+    assert_eq!(subnet["map_public_ip_on_launch"], false);
+
+    let ingress = json!([
+        { "protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"] },
+        { "protocol": "tcp", "from_port": 80, "to_port": 80, "cidr_blocks": ["10.0.0.0/8", "0.0.0.0/0"] }
+    ]);
+    let group = create(
+        &aws,
+        "aws_security_group",
+        "aws_security_group.web",
+        json!({ "name": "web", "vpc_id": vpc_id, "ingress": ingress,
+                "egress": [{ "protocol": "-1", "cidr_blocks": ["0.0.0.0/0"] }] }),
+    )
+    .await;
+    assert_eq!(
+        group["ingress"], ingress,
+        "the configuration's way of writing the rules"
+    );
+    assert_eq!(group["description"], "Managed by infra");
+
+    let gateway = create(
+        &aws,
+        "aws_internet_gateway",
+        "aws_internet_gateway.main",
+        json!({ "vpc_id": vpc_id }),
+    )
+    .await;
+    assert_eq!(gateway["vpc_id"], vpc_id.as_str());
+
+    let ami = an_ami(&client).await;
+    let instance = create(
+        &aws,
+        "aws_instance",
+        "aws_instance.web",
+        json!({ "ami": ami, "instance_type": "t3.micro", "subnet_id": subnet["id"],
+                "vpc_security_group_ids": [group["id"]], "user_data": "#!/bin/sh\necho hi\n",
+                "tags": { "Role": "web" } }),
+    )
+    .await;
+    let instance_id = instance["id"].as_str().unwrap().to_string();
+    assert_eq!(instance["instance_type"], "t3.micro");
+    assert_eq!(instance["vpc_security_group_ids"], json!([group["id"]]));
+    assert!(instance["private_ip"].is_string());
+    let state = client
+        .describe_instances()
+        .instance_ids(&instance_id)
+        .send()
+        .await
+        .unwrap();
+    let described = &state.reservations()[0].instances()[0];
+    assert_eq!(
+        described.state().and_then(|s| s.name()).map(|n| n.as_str()),
+        Some("running"),
+        "create waits until the instance runs"
+    );
+
+    // Reading back gives the same state: a plan would be clean.
+    for (kind, object) in [
+        ("aws_vpc", &vpc),
+        ("aws_subnet", &subnet),
+        ("aws_security_group", &group),
+        ("aws_internet_gateway", &gateway),
+        ("aws_instance", &instance),
+    ] {
+        assert_eq!(
+            read(&aws, kind, object).await.as_ref(),
+            Some(object),
+            "{kind}"
+        );
+    }
+
+    // In place: a new instance type (stop, modify, start) and new tags.
+    let mut config = instance.clone();
+    config.insert("instance_type".into(), json!("t3.small"));
+    config.insert("tags".into(), json!({ "Role": "api", "Team": "core" }));
+    let updated = aws
+        .update(UpdateRequest {
+            type_name: "aws_instance".into(),
+            identity: identity("aws_instance.web"),
+            prior: instance.clone(),
+            config,
+        })
+        .await
+        .expect("update")
+        .state;
+    assert_eq!(updated["id"], instance_id.as_str(), "the same instance");
+    assert_eq!(updated["instance_type"], "t3.small");
+    assert_eq!(updated["tags"], json!({ "Role": "api", "Team": "core" }));
+
+    // Drift: a rule revoked behind infra's back shows in the next read.
+    client
+        .revoke_security_group_ingress()
+        .group_id(group["id"].as_str().unwrap())
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(443)
+                .to_port(443)
+                .ip_ranges(
+                    aws_sdk_ec2::types::IpRange::builder()
+                        .cidr_ip("0.0.0.0/0")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let drifted = read(&aws, "aws_security_group", &group).await.unwrap();
+    assert_eq!(
+        drifted["ingress"],
+        json!([{ "protocol": "tcp", "from_port": 80, "to_port": 80, "cidr_blocks": ["0.0.0.0/0", "10.0.0.0/8"] }])
+    );
+
+    // Deletes, dependents first; afterwards nothing is left.
+    delete(&aws, "aws_instance", &updated).await;
+    assert_eq!(
+        read(&aws, "aws_instance", &updated).await,
+        None,
+        "terminated is gone"
+    );
+    delete(&aws, "aws_internet_gateway", &gateway).await;
+    delete(&aws, "aws_security_group", &group).await;
+    delete(&aws, "aws_subnet", &subnet).await;
+    delete(&aws, "aws_vpc", &vpc).await;
+    assert_eq!(read(&aws, "aws_vpc", &vpc).await, None);
+    // Deleting what is already gone succeeds.
+    delete(&aws, "aws_subnet", &subnet).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshing_many_objects_takes_a_few_describe_calls() {
+    let moto = Moto::start();
+    let aws = provider(&moto);
+    let client = sdk(&moto).await;
+    let vpc = create(
+        &aws,
+        "aws_vpc",
+        "aws_vpc.v",
+        json!({ "cidr_block": "10.1.0.0/16" }),
+    )
+    .await;
+    let mut groups = Vec::new();
+    for index in 0..150 {
+        groups.push(
+            create(
+                &aws,
+                "aws_security_group",
+                &format!("aws_security_group.g[{index}]"),
+                json!({ "name": format!("g{index}"), "vpc_id": vpc["id"] }),
+            )
+            .await,
+        );
+    }
+    let ami = an_ami(&client).await;
+    let created = aws
+        .create(CreateRequest {
+            type_name: "aws_instance".into(),
+            identity: identity("aws_instance.one"),
+            config: attributes(json!({ "ami": ami, "instance_type": "t3.micro" })),
+        })
+        .await
+        .unwrap()
+        .state;
+    let before = aws.calls().await;
+    let requests = |objects: &[Attributes], type_name: &str| -> Vec<ReadRequest> {
+        objects
+            .iter()
+            .map(|state| ReadRequest {
+                type_name: type_name.into(),
+                identity: identity("x"),
+                state: state.clone(),
+            })
+            .collect()
+    };
+    // As the engine does: batches of read_batch_size.
+    let size = aws.read_batch_size("aws_security_group");
+    assert_eq!(size, 100);
+    let mut answers = Vec::new();
+    for chunk in groups.chunks(size) {
+        answers.extend(aws.read_many(requests(chunk, "aws_security_group")).await);
+    }
+    assert_eq!(answers.len(), 150);
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|r| r.state.is_some()))
+    );
+    let after = aws.calls().await;
+    let made =
+        |operation: &str| after.get(operation).unwrap_or(&0) - before.get(operation).unwrap_or(&0);
+    assert_eq!(made("DescribeSecurityGroups"), 2, "150 groups in 2 calls");
+
+    // A missing object in a batch is reported gone, the others found.
+    let mut gone = created.clone();
+    gone.insert("id".into(), json!("i-00000000000000000"));
+    let answers = aws
+        .read_many(requests(&[created.clone(), gone], "aws_instance"))
+        .await;
+    assert!(answers[0].as_ref().unwrap().state.is_some());
+    assert!(answers[1].as_ref().unwrap().state.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_errors_name_the_operation_code_and_message() {
+    let moto = Moto::start();
+    let aws = provider(&moto);
+    let vpc = create(
+        &aws,
+        "aws_vpc",
+        "aws_vpc.v",
+        json!({ "cidr_block": "10.2.0.0/16" }),
+    )
+    .await;
+    create(
+        &aws,
+        "aws_subnet",
+        "aws_subnet.a",
+        json!({ "vpc_id": vpc["id"], "cidr_block": "10.2.1.0/24" }),
+    )
+    .await;
+    let conflict = aws
+        .create(CreateRequest {
+            type_name: "aws_subnet".into(),
+            identity: identity("aws_subnet.b"),
+            config: attributes(json!({ "vpc_id": vpc["id"], "cidr_block": "10.2.1.0/24" })),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(conflict.code.as_deref(), Some("InvalidSubnet.Conflict"));
+    assert!(
+        conflict
+            .to_string()
+            .starts_with("InvalidSubnet.Conflict: CreateSubnet: "),
+        "{conflict}"
+    );
+    assert!(conflict.to_string().contains("10.2.1.0/24"), "{conflict}");
+
+    let unknown_ami = aws
+        .create(CreateRequest {
+            type_name: "aws_instance".into(),
+            identity: identity("aws_instance.x"),
+            config: attributes(json!({ "ami": "ami-00000000", "instance_type": "t3.micro" })),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        unknown_ami
+            .code
+            .as_deref()
+            .is_some_and(|c| c.starts_with("InvalidAMIID")),
+        "{unknown_ami:?}"
+    );
+    assert!(
+        unknown_ami.to_string().contains("RunInstances"),
+        "{unknown_ami}"
+    );
+}

@@ -1,0 +1,355 @@
+//! The `infra` binary with the AWS provider against moto: apply a network
+//! with instances, plan again (clean), change an instance type and a tag
+//! (exactly those updates), drift a firewall rule behind infra's back (the
+//! plan shows it), destroy (moto keeps none of our objects). Checked
+//! through the AWS SDK, not through infra.
+
+#[path = "../providers/aws/tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use infra_provider_aws::aws_sdk_ec2;
+use support::Moto;
+
+fn infra(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    for (name, value) in moto.environment() {
+        command.env(name, value);
+    }
+    command.output().expect("run infra")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn both(output: &Output) -> String {
+    format!("{}{}", text(&output.stdout), text(&output.stderr))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn client(moto: &Moto) -> aws_sdk_ec2::Client {
+    use infra_provider_aws::aws_config;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint.clone())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_ec2::Client::new(&config)
+}
+
+const NETWORK: &str = r#"
+variable ami {
+  type = string
+}
+
+variable web_type {
+  default = "t3.micro"
+}
+
+variable team {
+  default = "web"
+}
+
+provider aws {
+  region = "us-east-1"
+}
+
+resource aws_vpc main {
+  cidr_block           = "10.0.0.0/16"
+  enable_dns_hostnames = true
+  tags                 = { Name = "web" }
+}
+
+resource aws_subnet public {
+  count                   = 2
+  vpc_id                  = aws_vpc.main.id
+  cidr_block              = cidrsubnet("10.0.0.0/16", 8, count.index)
+  availability_zone       = ["us-east-1a", "us-east-1b"][count.index]
+  map_public_ip_on_launch = true
+}
+
+resource aws_internet_gateway gateway {
+  vpc_id = aws_vpc.main.id
+}
+
+resource aws_security_group web {
+  name   = "web"
+  vpc_id = aws_vpc.main.id
+
+  ingress {
+    protocol    = "tcp"
+    from_port   = 80
+    to_port     = 80
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+
+  ingress {
+    protocol    = "tcp"
+    from_port   = 22
+    to_port     = 22
+    cidr_blocks = ["10.0.0.0/8"]
+  }
+
+  egress {
+    protocol    = "-1"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+}
+
+resource aws_instance web {
+  count                  = 2
+  ami                    = var.ami
+  instance_type          = var.web_type
+  subnet_id              = aws_subnet.public[count.index].id
+  vpc_security_group_ids = [aws_security_group.web.id]
+  tags                   = { Team = var.team }
+}
+
+output instance_ids {
+  value = aws_instance.web[*].id
+}
+"#;
+
+#[test]
+fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
+    let moto = Moto::start();
+    let runtime = runtime();
+    let ec2 = runtime.block_on(client(&moto));
+    let ami = runtime
+        .block_on(ec2.describe_images().owners("amazon").send())
+        .unwrap()
+        .images()[0]
+        .image_id()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.infra"), NETWORK).unwrap();
+    let ami_var = format!("ami={ami}");
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-var", &ami_var]);
+        infra(&moto, dir.path(), &all)
+    };
+
+    let applied = run(&["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    assert!(
+        text(&applied.stdout)
+            .contains("Apply complete! Resources: 7 added, 0 changed, 0 destroyed."),
+        "{}",
+        both(&applied)
+    );
+
+    // Everything exists as declared, tagged with its address.
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap(),
+    )
+    .unwrap();
+    let id = |address: &str| {
+        state["resources"][address]["attributes"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{address} in the state"))
+            .to_string()
+    };
+    let vpcs = runtime
+        .block_on(ec2.describe_vpcs().vpc_ids(id("aws_vpc.main")).send())
+        .unwrap();
+    let vpc = &vpcs.vpcs()[0];
+    assert_eq!(vpc.cidr_block(), Some("10.0.0.0/16"));
+    assert!(
+        vpc.tags()
+            .iter()
+            .any(|t| t.key() == Some("infra:address") && t.value() == Some("aws_vpc.main"))
+    );
+    let subnets = runtime
+        .block_on(
+            ec2.describe_subnets()
+                .subnet_ids(id("aws_subnet.public[1]"))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(subnets.subnets()[0].cidr_block(), Some("10.0.1.0/24"));
+    assert_eq!(subnets.subnets()[0].availability_zone(), Some("us-east-1b"));
+    let instances = runtime
+        .block_on(
+            ec2.describe_instances()
+                .instance_ids(id("aws_instance.web[0]"))
+                .instance_ids(id("aws_instance.web[1]"))
+                .send(),
+        )
+        .unwrap();
+    let instances: Vec<_> = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(instances.len(), 2);
+    for instance in &instances {
+        assert_eq!(
+            instance.instance_type().map(|t| t.as_str()),
+            Some("t3.micro")
+        );
+        assert_eq!(
+            instance.state().and_then(|s| s.name()).map(|n| n.as_str()),
+            Some("running")
+        );
+        assert_eq!(
+            instance.security_groups()[0].group_id(),
+            Some(id("aws_security_group.web").as_str())
+        );
+    }
+
+    // Idempotent: the next plan is clean.
+    let clean = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+
+    // A new instance type and tag: exactly those two updates per instance.
+    let changed = run(&[
+        "plan",
+        "--detailed-exitcode",
+        "-var",
+        "web_type=t3.small",
+        "-var",
+        "team=api",
+    ]);
+    assert_eq!(changed.status.code(), Some(2), "{}", both(&changed));
+    let plan = text(&changed.stdout);
+    assert!(
+        plan.contains("~ instance_type = \"t3.micro\" -> \"t3.small\""),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 0 to add, 2 to change, 0 to replace, 0 to destroy."),
+        "{plan}"
+    );
+    let applied = run(&[
+        "apply",
+        "--auto-approve",
+        "-var",
+        "web_type=t3.small",
+        "-var",
+        "team=api",
+    ]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    let described = runtime
+        .block_on(
+            ec2.describe_instances()
+                .instance_ids(id("aws_instance.web[0]"))
+                .send(),
+        )
+        .unwrap();
+    let instance = &described.reservations()[0].instances()[0];
+    assert_eq!(
+        instance.instance_type().map(|t| t.as_str()),
+        Some("t3.small")
+    );
+    assert!(
+        instance
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("Team") && t.value() == Some("api"))
+    );
+    let clean = run(&[
+        "plan",
+        "--detailed-exitcode",
+        "-var",
+        "web_type=t3.small",
+        "-var",
+        "team=api",
+    ]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+
+    // A rule deleted behind infra's back: the plan shows that update.
+    runtime
+        .block_on(
+            ec2.revoke_security_group_ingress()
+                .group_id(id("aws_security_group.web"))
+                .ip_permissions(
+                    aws_sdk_ec2::types::IpPermission::builder()
+                        .ip_protocol("tcp")
+                        .from_port(22)
+                        .to_port(22)
+                        .ip_ranges(
+                            aws_sdk_ec2::types::IpRange::builder()
+                                .cidr_ip("10.0.0.0/8")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    let drift = run(&["drift", "-var", "web_type=t3.small"]);
+    assert_eq!(drift.status.code(), Some(2), "{}", both(&drift));
+    assert!(text(&drift.stdout).contains("# aws_security_group.web was changed outside infra"));
+    let plan = run(&["plan", "-var", "web_type=t3.small", "-var", "team=api"]);
+    let shown = text(&plan.stdout);
+    assert!(
+        shown.contains("# aws_security_group.web will be updated in place"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."),
+        "{shown}"
+    );
+
+    // Destroy: moto keeps none of our objects.
+    let destroyed = run(&[
+        "destroy",
+        "--auto-approve",
+        "-var",
+        "web_type=t3.small",
+        "-var",
+        "team=api",
+    ]);
+    assert!(destroyed.status.success(), "{}", both(&destroyed));
+    assert!(text(&destroyed.stdout).contains("Destroy complete! Resources: 7 destroyed."));
+    // Objects infra made carry the `infra:address` tag.
+    let tagged = || {
+        aws_sdk_ec2::types::Filter::builder()
+            .name("tag-key")
+            .values("infra:address")
+            .build()
+    };
+    let vpcs = runtime
+        .block_on(ec2.describe_vpcs().filters(tagged()).send())
+        .unwrap();
+    assert!(vpcs.vpcs().is_empty(), "{:?}", vpcs.vpcs());
+    let groups = runtime
+        .block_on(ec2.describe_security_groups().filters(tagged()).send())
+        .unwrap();
+    assert!(groups.security_groups().is_empty());
+    let running = runtime
+        .block_on(
+            ec2.describe_instances()
+                .filters(tagged())
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("instance-state-name")
+                        .values("pending")
+                        .values("running")
+                        .values("stopped")
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    assert!(running.reservations().is_empty());
+}
