@@ -1,5 +1,6 @@
 //! The `infra` binary with the AWS provider against moto: apply a network
-//! with instances, plan again (clean), change an instance type and a tag
+//! (VPC, two subnets, gateway, route table, security group) with two
+//! instances, plan again (clean), change an instance type and a tag
 //! (exactly those updates), drift a firewall rule behind infra's back (the
 //! plan shows it), destroy (moto keeps none of our objects). Checked
 //! through the AWS SDK, not through infra.
@@ -89,6 +90,16 @@ resource aws_internet_gateway gateway {
   vpc_id = aws_vpc.main.id
 }
 
+resource aws_route_table public {
+  vpc_id     = aws_vpc.main.id
+  subnet_ids = aws_subnet.public[*].id
+
+  route {
+    cidr_block = "0.0.0.0/0"
+    gateway_id = aws_internet_gateway.gateway.id
+  }
+}
+
 resource aws_security_group web {
   name   = "web"
   vpc_id = aws_vpc.main.id
@@ -152,7 +163,7 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
     assert!(applied.status.success(), "{}", both(&applied));
     assert!(
         text(&applied.stdout)
-            .contains("Apply complete! Resources: 7 added, 0 changed, 0 destroyed."),
+            .contains("Apply complete! Resources: 8 added, 0 changed, 0 destroyed."),
         "{}",
         both(&applied)
     );
@@ -320,7 +331,7 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
         "team=api",
     ]);
     assert!(destroyed.status.success(), "{}", both(&destroyed));
-    assert!(text(&destroyed.stdout).contains("Destroy complete! Resources: 7 destroyed."));
+    assert!(text(&destroyed.stdout).contains("Destroy complete! Resources: 8 destroyed."));
     // Objects infra made carry the `infra:address` tag.
     let tagged = || {
         aws_sdk_ec2::types::Filter::builder()

@@ -1,7 +1,8 @@
 //! infra's AWS provider: EC2 through the official Rust SDK.
 //!
 //! Resource types (one module each): `aws_vpc`, `aws_subnet`,
-//! `aws_security_group`, `aws_internet_gateway`, `aws_instance`. Each
+//! `aws_internet_gateway`, `aws_route_table`, `aws_security_group`,
+//! `aws_key_pair`, `aws_instance`, `aws_eip`. Each
 //! module says how to create, read (many at once), update and delete its
 //! objects; this file holds what they share:
 //! - every object is tagged `infra:address` and `infra:lineage`;
@@ -15,8 +16,11 @@
 //!   from `AWS_ENDPOINT_URL` or `provider aws { endpoint = … }`.
 
 mod api;
+mod eip;
 mod instance;
 mod internet_gateway;
+mod key_pair;
+mod route_table;
 mod security_group;
 mod subnet;
 mod values;
@@ -57,7 +61,10 @@ enum Kind {
     Subnet,
     SecurityGroup,
     InternetGateway,
+    RouteTable,
+    KeyPair,
     Instance,
+    Eip,
 }
 
 impl Kind {
@@ -67,7 +74,10 @@ impl Kind {
             "aws_subnet" => Kind::Subnet,
             "aws_security_group" => Kind::SecurityGroup,
             "aws_internet_gateway" => Kind::InternetGateway,
+            "aws_route_table" => Kind::RouteTable,
+            "aws_key_pair" => Kind::KeyPair,
             "aws_instance" => Kind::Instance,
+            "aws_eip" => Kind::Eip,
             other => {
                 return Err(ProviderError::new(format!(
                     "the aws provider has no resource type `{other}`"
@@ -127,7 +137,10 @@ impl AwsProvider {
             Kind::Subnet => subnet::create(&api, identity, config).await,
             Kind::SecurityGroup => security_group::create(&api, identity, config).await,
             Kind::InternetGateway => internet_gateway::create(&api, identity, config).await,
+            Kind::RouteTable => route_table::create(&api, identity, config).await,
+            Kind::KeyPair => key_pair::create(&api, identity, config).await,
             Kind::Instance => instance::create(&api, identity, config).await,
+            Kind::Eip => eip::create(&api, identity, config).await,
         }
     }
 
@@ -142,7 +155,10 @@ impl AwsProvider {
             Kind::Subnet => subnet::read_many(&api, ids).await,
             Kind::SecurityGroup => security_group::read_many(&api, ids).await,
             Kind::InternetGateway => internet_gateway::read_many(&api, ids).await,
+            Kind::RouteTable => route_table::read_many(&api, ids).await,
+            Kind::KeyPair => key_pair::read_many(&api, ids).await,
             Kind::Instance => instance::read_many(&api, ids).await,
+            Kind::Eip => eip::read_many(&api, ids).await,
         }
     }
 
@@ -188,6 +204,7 @@ fn normalize(kind: Kind, state: &mut Attributes, like: &Attributes) {
     match kind {
         Kind::SecurityGroup => security_group::keep_grouping(state, like),
         Kind::Instance => instance::keep_write_only(state, like),
+        Kind::KeyPair => key_pair::keep_write_only(state, like),
         _ => {}
     }
 }
@@ -204,7 +221,10 @@ impl Provider for AwsProvider {
                 ("aws_subnet", subnet::schema()),
                 ("aws_security_group", security_group::schema()),
                 ("aws_internet_gateway", internet_gateway::schema()),
+                ("aws_route_table", route_table::schema()),
+                ("aws_key_pair", key_pair::schema()),
                 ("aws_instance", instance::schema()),
+                ("aws_eip", eip::schema()),
             ]
             .into_iter()
             .map(|(name, schema)| (name.to_string(), schema))
@@ -333,7 +353,10 @@ impl Provider for AwsProvider {
                 Kind::Subnet => subnet::update(&api, prior, config).await?,
                 Kind::SecurityGroup => security_group::update(&api, prior, config).await?,
                 Kind::InternetGateway => internet_gateway::update(&api, prior, config).await?,
+                Kind::RouteTable => route_table::update(&api, prior, config).await?,
+                Kind::KeyPair => key_pair::update(&api, prior, config).await?,
                 Kind::Instance => instance::update(&api, prior, config).await?,
+                Kind::Eip => eip::update(&api, prior, config).await?,
             }
             let id = values::id_of(prior)?;
             let state = self.read_back(kind, id, config).await?;
@@ -355,7 +378,10 @@ impl Provider for AwsProvider {
                     Kind::Subnet => subnet::delete(&api, &request.state).await,
                     Kind::SecurityGroup => security_group::delete(&api, &request.state).await,
                     Kind::InternetGateway => internet_gateway::delete(&api, &request.state).await,
+                    Kind::RouteTable => route_table::delete(&api, &request.state).await,
+                    Kind::KeyPair => key_pair::delete(&api, &request.state).await,
                     Kind::Instance => instance::delete(&api, &request.state).await,
+                    Kind::Eip => eip::delete(&api, &request.state).await,
                 };
                 match result {
                     Ok(()) => return Ok(()),

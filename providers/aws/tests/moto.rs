@@ -399,3 +399,109 @@ async fn aws_errors_name_the_operation_code_and_message() {
         "{unknown_ami}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_tables_key_pairs_and_elastic_ips() {
+    let moto = Moto::start();
+    let aws = provider(&moto);
+    let client = sdk(&moto).await;
+    let vpc = create(
+        &aws,
+        "aws_vpc",
+        "aws_vpc.v",
+        json!({ "cidr_block": "10.3.0.0/16" }),
+    )
+    .await;
+    let subnet = |cidr: &str| json!({ "vpc_id": vpc["id"], "cidr_block": cidr });
+    let a = create(&aws, "aws_subnet", "aws_subnet.a", subnet("10.3.1.0/24")).await;
+    let b = create(&aws, "aws_subnet", "aws_subnet.b", subnet("10.3.2.0/24")).await;
+    let gateway = create(
+        &aws,
+        "aws_internet_gateway",
+        "aws_internet_gateway.g",
+        json!({ "vpc_id": vpc["id"] }),
+    )
+    .await;
+
+    let table = create(
+        &aws,
+        "aws_route_table",
+        "aws_route_table.public",
+        json!({ "vpc_id": vpc["id"], "subnet_ids": [a["id"]],
+                "route": [{ "cidr_block": "0.0.0.0/0", "gateway_id": gateway["id"] }] }),
+    )
+    .await;
+    assert_eq!(table["subnet_ids"], json!([a["id"]]));
+    assert_eq!(
+        table["route"],
+        json!([{ "cidr_block": "0.0.0.0/0", "gateway_id": gateway["id"] }]),
+        "the VPC's local route is not ours"
+    );
+    assert_eq!(
+        read(&aws, "aws_route_table", &table).await.as_ref(),
+        Some(&table)
+    );
+
+    // Move the association to the other subnet, in place.
+    let mut config = table.clone();
+    config.insert("subnet_ids".into(), json!([b["id"]]));
+    let moved = aws
+        .update(UpdateRequest {
+            type_name: "aws_route_table".into(),
+            identity: identity("aws_route_table.public"),
+            prior: table.clone(),
+            config,
+        })
+        .await
+        .expect("update")
+        .state;
+    assert_eq!(moved["id"], table["id"]);
+    assert_eq!(moved["subnet_ids"], json!([b["id"]]));
+
+    let key = create(
+        &aws,
+        "aws_key_pair",
+        "aws_key_pair.deploy",
+        json!({ "key_name": "deploy",
+                "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFGADv3qJJpPU4RpMmCFWaRucOTx2JJkBP2nNt3FlTTT deploy@example" }),
+    )
+    .await;
+    assert_eq!(key["id"], "deploy");
+    assert!(key["fingerprint"].is_string());
+
+    let ami = an_ami(&client).await;
+    let instance = create(
+        &aws,
+        "aws_instance",
+        "aws_instance.i",
+        json!({ "ami": ami, "instance_type": "t3.micro", "subnet_id": a["id"], "key_name": "deploy" }),
+    )
+    .await;
+    assert_eq!(instance["key_name"], "deploy");
+    let address = create(
+        &aws,
+        "aws_eip",
+        "aws_eip.ip",
+        json!({ "instance": instance["id"], "tags": { "Name": "front" } }),
+    )
+    .await;
+    assert!(address["public_ip"].is_string());
+    assert_eq!(address["instance"], instance["id"]);
+    assert_eq!(
+        read(&aws, "aws_eip", &address).await.as_ref(),
+        Some(&address)
+    );
+
+    // Everything goes, the address and table first.
+    delete(&aws, "aws_eip", &address).await;
+    assert_eq!(read(&aws, "aws_eip", &address).await, None);
+    delete(&aws, "aws_instance", &instance).await;
+    delete(&aws, "aws_key_pair", &key).await;
+    assert_eq!(read(&aws, "aws_key_pair", &key).await, None);
+    delete(&aws, "aws_route_table", &moved).await;
+    assert_eq!(read(&aws, "aws_route_table", &moved).await, None);
+    delete(&aws, "aws_internet_gateway", &gateway).await;
+    delete(&aws, "aws_subnet", &a).await;
+    delete(&aws, "aws_subnet", &b).await;
+    delete(&aws, "aws_vpc", &vpc).await;
+}
