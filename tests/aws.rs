@@ -364,3 +364,91 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
         .unwrap();
     assert!(running.reservations().is_empty());
 }
+
+const ONE_INSTANCE: &str = r#"
+variable ami {
+  type = string
+}
+
+resource aws_vpc main {
+  cidr_block = "10.5.0.0/16"
+}
+
+resource aws_subnet a {
+  vpc_id     = aws_vpc.main.id
+  cidr_block = "10.5.1.0/24"
+}
+
+resource aws_instance web {
+  ami           = var.ami
+  instance_type = "t3.micro"
+  subnet_id     = aws_subnet.a.id
+}
+"#;
+
+#[test]
+fn an_unknown_ami_fails_that_instance_and_keeps_the_rest_in_the_state() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.infra"), ONE_INSTANCE).unwrap();
+    let failed = infra(
+        &moto,
+        dir.path(),
+        &["apply", "--auto-approve", "-var", "ami=ami-00000000"],
+    );
+    assert_eq!(failed.status.code(), Some(1), "{}", both(&failed));
+    let out = text(&failed.stdout);
+    assert!(
+        out.contains("failed   aws_instance.web (create): InvalidAMIID.NotFound: RunInstances: "),
+        "the address, the operation, AWS's code and message:\n{out}"
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap(),
+    )
+    .unwrap();
+    let recorded: Vec<&String> = state["resources"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        recorded,
+        ["aws_subnet.a", "aws_vpc.main"],
+        "what was created is kept"
+    );
+    // The next plan wants only the instance.
+    let plan = infra(&moto, dir.path(), &["plan", "-var", "ami=ami-00000000"]);
+    assert!(
+        text(&plan.stdout).contains("Plan: 1 to add, 0 to change, 0 to replace, 0 to destroy.")
+    );
+}
+
+#[test]
+fn bad_credentials_are_a_clear_error_and_change_nothing() {
+    let moto = Moto::start_checking_credentials();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.infra"), ONE_INSTANCE).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
+    command
+        .args(["apply", "--auto-approve", "-var", "ami=ami-12c6146b"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    for (name, value) in moto.environment() {
+        command.env(name, value);
+    }
+    command
+        .env("AWS_ACCESS_KEY_ID", "AKIANOTAREALKEY")
+        .env("AWS_SECRET_ACCESS_KEY", "wrong");
+    let refused = command.output().unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", both(&refused));
+    let out = both(&refused);
+    assert!(
+        out.contains("failed   aws_vpc.main (create): AuthFailure: CreateVpc: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("skipped  aws_subnet.a (create): waits for aws_vpc.main"),
+        "{out}"
+    );
+    let state = std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap_or_default();
+    assert!(
+        !state.contains("aws_vpc.main"),
+        "nothing was recorded: {state}"
+    );
+}

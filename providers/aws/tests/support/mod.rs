@@ -30,6 +30,17 @@ fn server_binary() -> PathBuf {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// A server that checks credentials like AWS (moto's IAM
+    /// authentication from the first request): unknown keys are refused.
+    #[allow(dead_code)]
+    pub fn start_checking_credentials() -> Moto {
+        Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")])
+    }
+
+    fn start_with(environment: &[(&str, &str)]) -> Moto {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -40,6 +51,7 @@ impl Moto {
             // Like AWS: an unknown AMI or key pair is an error.
             .env("MOTO_ENABLE_AMI_VALIDATION", "true")
             .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
+            .envs(environment.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
