@@ -56,10 +56,6 @@ async fn client(moto: &Moto) -> aws_sdk_ec2::Client {
 }
 
 const NETWORK: &str = r#"
-variable ami {
-  type = string
-}
-
 variable web_type {
   default = "t3.micro"
 }
@@ -72,6 +68,14 @@ provider aws {
   region = "us-east-1"
 }
 
+# Read while planning: their values are known in the plan.
+data aws_availability_zones available {}
+
+data aws_ami base {
+  owners      = ["amazon"]
+  most_recent = true
+}
+
 resource aws_vpc main {
   cidr_block           = "10.0.0.0/16"
   enable_dns_hostnames = true
@@ -82,7 +86,7 @@ resource aws_subnet public {
   count                   = 2
   vpc_id                  = aws_vpc.main.id
   cidr_block              = cidrsubnet("10.0.0.0/16", 8, count.index)
-  availability_zone       = ["us-east-1a", "us-east-1b"][count.index]
+  availability_zone       = data.aws_availability_zones.available.names[count.index]
   map_public_ip_on_launch = true
 }
 
@@ -126,7 +130,7 @@ resource aws_security_group web {
 
 resource aws_instance web {
   count                  = 2
-  ami                    = var.ami
+  ami                    = data.aws_ami.base.id
   instance_type          = var.web_type
   subnet_id              = aws_subnet.public[count.index].id
   vpc_security_group_ids = [aws_security_group.web.id]
@@ -136,6 +140,15 @@ resource aws_instance web {
 output instance_ids {
   value = aws_instance.web[*].id
 }
+
+# Read during apply: it depends on a VPC that does not exist yet.
+data aws_vpc created {
+  id = aws_vpc.main.id
+}
+
+output vpc_cidr {
+  value = data.aws_vpc.created.cidr_block
+}
 "#;
 
 #[test]
@@ -143,21 +156,28 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
     let moto = Moto::start();
     let runtime = runtime();
     let ec2 = runtime.block_on(client(&moto));
-    let ami = runtime
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.infra"), NETWORK).unwrap();
+    let run = |args: &[&str]| infra(&moto, dir.path(), args);
+
+    // The AMI is looked up while planning: the plan shows it.
+    let images = runtime
         .block_on(ec2.describe_images().owners("amazon").send())
+        .unwrap();
+    let newest = images
+        .images()
+        .iter()
+        .max_by_key(|i| i.creation_date().unwrap_or_default().to_string())
         .unwrap()
-        .images()[0]
         .image_id()
         .unwrap()
         .to_string();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("main.infra"), NETWORK).unwrap();
-    let ami_var = format!("ami={ami}");
-    let run = |args: &[&str]| {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["-var", &ami_var]);
-        infra(&moto, dir.path(), &all)
-    };
+    let plan = run(&["plan"]);
+    assert!(
+        text(&plan.stdout).contains(&format!("+ ami                    = \"{newest}\"")),
+        "{}",
+        both(&plan)
+    );
 
     let applied = run(&["apply", "--auto-approve"]);
     assert!(applied.status.success(), "{}", both(&applied));
@@ -173,6 +193,18 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
         &std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap(),
     )
     .unwrap();
+    assert_eq!(
+        state["outputs"]["vpc_cidr"]["value"], "10.0.0.0/16",
+        "read during apply"
+    );
+    assert!(
+        state["resources"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|address| !address.starts_with("data.")),
+        "data sources are not saved"
+    );
     let id = |address: &str| {
         state["resources"][address]["attributes"]["id"]
             .as_str()

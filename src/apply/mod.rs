@@ -200,11 +200,14 @@ impl Shared {
             StepKind::Create => Verb::Create,
             StepKind::Update => Verb::Update,
             StepKind::Destroy => Verb::Destroy,
+            StepKind::Read => Verb::Read,
         };
         self.progress.started(&step.address, verb);
         let result = match step.kind {
             StepKind::Destroy => self.destroy(step).await,
-            StepKind::Create | StepKind::Update => self.create_or_update(step).await,
+            StepKind::Create | StepKind::Update | StepKind::Read => {
+                self.create_or_update(step).await
+            }
         };
         self.progress.finished(
             &step.address,
@@ -284,6 +287,27 @@ impl Shared {
             .map(|(name, value)| (name.clone(), value.to_json()))
             .collect();
         let provider = self.provider_for(&instance.type_name)?;
+        if step.kind == StepKind::Read {
+            let attributes = provider
+                .read_data(infra_provider_sdk::ReadDataRequest {
+                    type_name: instance.type_name.clone(),
+                    config,
+                })
+                .await
+                .map_err(|error| error.to_string())?;
+            let recorded = ResourceState {
+                type_name: instance.type_name.clone(),
+                provider: provider.name().to_string(),
+                attributes,
+                dependencies: instance.dependencies.clone(),
+                sensitive: Vec::new(),
+            };
+            // For what refers to it; never saved.
+            self.working.record(|state| {
+                state.resources.insert(step.address.clone(), recorded);
+            });
+            return Ok(());
+        }
         let response = match step.kind {
             StepKind::Update => {
                 let prior = self
@@ -514,8 +538,10 @@ pub async fn plan_headless(
     let mut problems = providers
         .configure(&loaded.provider_settings(options))
         .await;
-    let (refreshed, diagnostics) = crate::plan::refresh(&state, providers, parallelism).await;
+    let (mut refreshed, diagnostics) = crate::plan::refresh(&state, providers, parallelism).await;
     problems.extend(diagnostics);
+    problems
+        .extend(crate::plan::read_data_sources(&loaded, options, &mut refreshed, providers).await);
     let (mut checked, mut plan) = crate::plan::plan_loaded(loaded, options, &refreshed, &[]);
     checked.diagnostics.extend(problems);
     if !checked.diagnostics.has_errors() {
@@ -571,7 +597,7 @@ pub async fn apply_headless(
         &planned.evaluation,
         planned.destroying,
     );
-    (state, report)
+    (state.without_data_sources(), report)
 }
 
 /// [`plan_headless`] then [`apply_headless`].

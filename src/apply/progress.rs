@@ -17,6 +17,7 @@ pub enum Verb {
     Create,
     Update,
     Destroy,
+    Read,
 }
 
 impl Verb {
@@ -25,6 +26,7 @@ impl Verb {
             Verb::Create => "creating",
             Verb::Update => "updating",
             Verb::Destroy => "destroying",
+            Verb::Read => "reading",
         }
     }
 
@@ -33,6 +35,7 @@ impl Verb {
             Verb::Create => "created",
             Verb::Update => "updated",
             Verb::Destroy => "destroyed",
+            Verb::Read => "read",
         }
     }
 }

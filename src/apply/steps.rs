@@ -22,6 +22,8 @@ pub enum StepKind {
     /// Destroys the object a `Delete` removes, or the old object of a
     /// replacement.
     Destroy,
+    /// Reads a data source whose arguments were unknown while planning.
+    Read,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,7 +59,12 @@ pub fn steps(
     for (index, change) in plan.changes.iter().enumerate() {
         let address = change.address.as_str();
         match change.action {
-            Action::NoOp | Action::Read => {}
+            Action::NoOp => {}
+            // Read while planning, unless its arguments were unknown then.
+            Action::Read if change.before.is_some() => {}
+            Action::Read => {
+                apply_step.insert(address, push(&mut steps, address, StepKind::Read, index));
+            }
             Action::Create => {
                 apply_step.insert(address, push(&mut steps, address, StepKind::Create, index));
             }

@@ -76,7 +76,8 @@ impl StateWriter {
                     }
                     signal.dirty = false;
                 }
-                let state = shared.snapshot();
+                // Data sources are read anew by every plan: never saved.
+                let state = shared.snapshot().without_data_sources();
                 match crate::state::save_with(&path, &state, first) {
                     Ok(_) => {
                         first = false;

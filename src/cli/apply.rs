@@ -203,7 +203,8 @@ fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode
     if let Err(error) = saved {
         eprintln!("error: the state could not be saved: {error}");
         let rescue = std::path::Path::new("infra.state.errored.json");
-        if std::fs::write(rescue, working.snapshot().to_canonical_json()).is_ok() {
+        let state = working.snapshot().without_data_sources();
+        if std::fs::write(rescue, state.to_canonical_json()).is_ok() {
             eprintln!(
                 "  help: the state was written to {} instead; move it to {} once the problem is fixed",
                 rescue.display(),
@@ -267,7 +268,7 @@ async fn watch_interrupts(
     eprintln!(
         "  Their objects may exist without being in the state; the next `infra plan` refreshes and shows what is left."
     );
-    let state = working.snapshot();
+    let state = working.snapshot().without_data_sources();
     if let Err(error) = crate::state::save_with(&state_path, &state, false) {
         eprintln!("error: the state could not be saved: {error}");
     }
@@ -308,6 +309,7 @@ fn summarize(report: &ApplyReport, destroying: bool, interrupted: bool) {
         StepKind::Create => "create",
         StepKind::Update => "update",
         StepKind::Destroy => "destroy",
+        StepKind::Read => "read",
     };
     for (step, outcome) in &report.results {
         match outcome {

@@ -15,7 +15,7 @@ use crate::eval::SchemaCatalog;
 use crate::plan::{
     Evaluation, Plan, SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, SavedPlan, SavedVariable,
     change_lines, check_replacements, configuration_digest, destroy_plan, json_digest, plan_loaded,
-    prior_digests, refine_with_providers, refresh, restrict_to_targets, to_json,
+    prior_digests, read_data_sources, refine_with_providers, refresh, restrict_to_targets, to_json,
 };
 use crate::providers::Providers;
 use crate::state::{State, StateLock};
@@ -213,7 +213,7 @@ pub fn make_plan(
         lock_for,
         style,
     )?;
-    let refreshed = if args.refresh {
+    let mut refreshed = if args.refresh {
         let (refreshed, diagnostics) =
             runtime.block_on(refresh(&state, &providers, args.parallelism));
         problems.extend(diagnostics);
@@ -221,6 +221,12 @@ pub fn make_plan(
     } else {
         state.clone()
     };
+    problems.extend(runtime.block_on(read_data_sources(
+        &loaded,
+        &options,
+        &mut refreshed,
+        &providers,
+    )));
     let (mut checked, mut plan) = plan_loaded(loaded, &options, &refreshed, &args.replacements);
     checked.diagnostics.extend(problems);
     if !checked.diagnostics.has_errors() {

@@ -200,16 +200,12 @@ pub fn diff(
         changes.push(change);
     }
     for (address, prior) in &state.resources {
-        if configured.contains(address.as_str()) {
+        if configured.contains(address.as_str()) || crate::state::is_data_address(address) {
             continue;
         }
         changes.push(Change {
             address: address.clone(),
-            mode: if address.starts_with("data.") || address.contains(".data.") {
-                ResourceMode::Data
-            } else {
-                ResourceMode::Managed
-            },
+            mode: ResourceMode::Managed,
             type_name: prior.type_name.clone(),
             action: Action::Delete,
             before: Some(to_values(&prior.attributes)),
@@ -351,8 +347,9 @@ fn plan_instance(
         }
     }
     if instance.id.mode == ResourceMode::Data {
+        // Read while planning (its values are known), or during apply.
         change.action = Action::Read;
-        change.after = Some(wanted);
+        change.after = Some(change.before.clone().unwrap_or(wanted));
         return change;
     }
     let Some(before) = change.before.clone() else {

@@ -8,6 +8,7 @@
 //! `json.rs` show a plan; `saved.rs` is the `-out` file. Planning changes
 //! nothing anywhere.
 
+mod data;
 mod diff;
 mod drift;
 mod json;
@@ -16,6 +17,7 @@ mod refresh;
 mod render;
 mod saved;
 
+pub use data::read_data_sources;
 pub use diff::{
     Action, Change, Plan, StatePlanner, diff, plan, plan_loaded, refine_with_providers,
 };

@@ -35,6 +35,8 @@ pub fn destroy_plan(state: &State, evaluated: Option<&EvaluatedModule>) -> (Plan
     let changes = state
         .resources
         .iter()
+        // Data sources' results are not objects: nothing to destroy.
+        .filter(|(address, _)| !crate::state::is_data_address(address))
         .map(|(address, resource)| Change {
             address: address.clone(),
             mode: ResourceMode::Managed,

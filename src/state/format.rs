@@ -91,6 +91,23 @@ impl State {
     }
 }
 
+/// Whether an address is a data source's (`data.aws_ami.x`,
+/// `module.m.data.aws_ami.x`): read while planning, never saved.
+pub fn is_data_address(address: &str) -> bool {
+    address.starts_with("data.") || address.contains(".data.")
+}
+
+impl State {
+    /// The state without data sources' results (what is saved).
+    pub fn without_data_sources(&self) -> State {
+        let mut state = self.clone();
+        state
+            .resources
+            .retain(|address, _| !is_data_address(address));
+        state
+    }
+}
+
 /// A new lineage: random enough to tell states apart, from the OS.
 pub fn new_lineage() -> String {
     let mut bytes = [0u8; 16];

@@ -2,7 +2,8 @@
 //!
 //! Resource types (one module each): `aws_vpc`, `aws_subnet`,
 //! `aws_internet_gateway`, `aws_route_table`, `aws_security_group`,
-//! `aws_key_pair`, `aws_instance`, `aws_eip`. Each
+//! `aws_key_pair`, `aws_instance`, `aws_eip`; data sources (`data.rs`):
+//! `aws_ami`, `aws_availability_zones`, `aws_vpc`. Each
 //! module says how to create, read (many at once), update and delete its
 //! objects; this file holds what they share:
 //! - every object is tagged `infra:address` and `infra:lineage`;
@@ -16,6 +17,7 @@
 //!   from `AWS_ENDPOINT_URL` or `provider aws { endpoint = … }`.
 
 mod api;
+mod data;
 mod eip;
 mod instance;
 mod internet_gateway;
@@ -229,8 +231,18 @@ impl Provider for AwsProvider {
             .into_iter()
             .map(|(name, schema)| (name.to_string(), schema))
             .collect(),
-            data_sources: BTreeMap::new(),
+            data_sources: data::schemas(),
         }
+    }
+
+    fn read_data(
+        &self,
+        request: ReadDataRequest,
+    ) -> BoxFuture<'_, Result<Attributes, ProviderError>> {
+        Box::pin(async move {
+            let api = self.api().await;
+            data::read(&api, &request.type_name, &request.config).await
+        })
     }
 
     fn configure(&self, request: ConfigureRequest) -> BoxFuture<'_, Vec<Diagnostic>> {

@@ -11,7 +11,8 @@
 //! `"read"`: that operation fails; for read and delete, the setting of the
 //! object as it is in the store counts, so a test can heal an object with
 //! `edit_outside_infra`). The provider block may set a default
-//! `latency_ms` for every operation.
+//! `latency_ms` for every operation. The data source `mock_lookup { name }`
+//! finds `id = "found-NAME"` and `value = "value-of-NAME"`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -32,6 +33,8 @@ pub struct Counts {
     pub read_calls: u64,
     pub updates: u64,
     pub deletes: u64,
+    /// Data source lookups (`mock_lookup`).
+    pub data_reads: u64,
 }
 
 #[derive(Default)]
@@ -163,9 +166,17 @@ impl Provider for MockProvider {
                 ("id", Attribute::computed(AttributeType::String)),
             ],
         );
+        let lookup = ResourceSchema::new(
+            "a lookup: finds `found-NAME` with the value `value-of-NAME`",
+            [
+                ("name", Attribute::required(AttributeType::String)),
+                ("id", Attribute::computed(AttributeType::String)),
+                ("value", Attribute::computed(AttributeType::String)),
+            ],
+        );
         Schema {
             resources: [("mock_resource".to_string(), resource)].into(),
-            data_sources: BTreeMap::new(),
+            data_sources: [("mock_lookup".to_string(), lookup)].into(),
         }
     }
 
@@ -190,6 +201,25 @@ impl Provider for MockProvider {
             }
             _ => Vec::new(),
         }
+    }
+
+    fn read_data(
+        &self,
+        request: ReadDataRequest,
+    ) -> BoxFuture<'_, Result<Attributes, ProviderError>> {
+        Box::pin(async move {
+            self.count(|c| c.data_reads += 1);
+            let name = request
+                .config
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let mut found = request.config;
+            found.insert("id".into(), json!(format!("found-{name}")));
+            found.insert("value".into(), json!(format!("value-of-{name}")));
+            Ok(found)
+        })
     }
 
     /// A `size` can grow in place but not shrink: the schema cannot say

@@ -73,7 +73,8 @@ async fn the_store_shows_exactly_the_objects_that_exist() {
             reads: 1,
             read_calls: 1,
             updates: 1,
-            deletes: 1
+            deletes: 1,
+            data_reads: 0,
         }
     );
 }

@@ -185,3 +185,10 @@ pub struct ImportRequest {
     /// The provider's id of an existing object (`vpc-0abc…`).
     pub id: String,
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadDataRequest {
+    pub type_name: String,
+    /// Every value known.
+    pub config: Attributes,
+}

@@ -103,6 +103,21 @@ pub trait Provider: Send + Sync {
 
     fn delete(&self, request: DeleteRequest) -> BoxFuture<'_, Result<(), ProviderError>>;
 
+    /// Reads a data source (`data aws_ami ubuntu { … }`): a lookup that
+    /// creates nothing. Planning calls it as soon as the configuration is
+    /// known, apply when it was not. By default, no data sources.
+    fn read_data(
+        &self,
+        request: ReadDataRequest,
+    ) -> BoxFuture<'_, Result<Attributes, ProviderError>> {
+        Box::pin(async move {
+            Err(ProviderError::new(format!(
+                "`{}` is not a data source of this provider",
+                request.type_name
+            )))
+        })
+    }
+
     /// Adopts an existing object; by default, not supported.
     fn import(
         &self,
