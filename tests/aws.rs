@@ -42,114 +42,15 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+async fn elb(moto: &Moto) -> infra_provider_aws::aws_sdk_elasticloadbalancingv2::Client {
+    infra_provider_aws::aws_sdk_elasticloadbalancingv2::Client::new(&moto.sdk_config().await)
+}
+
 async fn client(moto: &Moto) -> aws_sdk_ec2::Client {
-    use infra_provider_aws::aws_config;
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint.clone())
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await;
-    aws_sdk_ec2::Client::new(&config)
+    aws_sdk_ec2::Client::new(&moto.sdk_config().await)
 }
 
-const NETWORK: &str = r#"
-variable web_type {
-  default = "t3.micro"
-}
-
-variable team {
-  default = "web"
-}
-
-provider aws {
-  region = "us-east-1"
-}
-
-# Read while planning: their values are known in the plan.
-data aws_availability_zones available {}
-
-data aws_ami base {
-  owners      = ["amazon"]
-  most_recent = true
-}
-
-resource aws_vpc main {
-  cidr_block           = "10.0.0.0/16"
-  enable_dns_hostnames = true
-  tags                 = { Name = "web" }
-}
-
-resource aws_subnet public {
-  count                   = 2
-  vpc_id                  = aws_vpc.main.id
-  cidr_block              = cidrsubnet("10.0.0.0/16", 8, count.index)
-  availability_zone       = data.aws_availability_zones.available.names[count.index]
-  map_public_ip_on_launch = true
-}
-
-resource aws_internet_gateway gateway {
-  vpc_id = aws_vpc.main.id
-}
-
-resource aws_route_table public {
-  vpc_id     = aws_vpc.main.id
-  subnet_ids = aws_subnet.public[*].id
-
-  route {
-    cidr_block = "0.0.0.0/0"
-    gateway_id = aws_internet_gateway.gateway.id
-  }
-}
-
-resource aws_security_group web {
-  name   = "web"
-  vpc_id = aws_vpc.main.id
-
-  ingress {
-    protocol    = "tcp"
-    from_port   = 80
-    to_port     = 80
-    cidr_blocks = ["0.0.0.0/0"]
-  }
-
-  ingress {
-    protocol    = "tcp"
-    from_port   = 22
-    to_port     = 22
-    cidr_blocks = ["10.0.0.0/8"]
-  }
-
-  egress {
-    protocol    = "-1"
-    cidr_blocks = ["0.0.0.0/0"]
-  }
-}
-
-resource aws_instance web {
-  count                  = 2
-  ami                    = data.aws_ami.base.id
-  instance_type          = var.web_type
-  subnet_id              = aws_subnet.public[count.index].id
-  vpc_security_group_ids = [aws_security_group.web.id]
-  tags                   = { Team = var.team }
-}
-
-output instance_ids {
-  value = aws_instance.web[*].id
-}
-
-# Read during apply: it depends on a VPC that does not exist yet.
-data aws_vpc created {
-  id = aws_vpc.main.id
-}
-
-output vpc_cidr {
-  value = data.aws_vpc.created.cidr_block
-}
-"#;
+const NETWORK: &str = include_str!("../examples/aws-web/main.infra");
 
 #[test]
 fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
@@ -183,7 +84,7 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
     assert!(applied.status.success(), "{}", both(&applied));
     assert!(
         text(&applied.stdout)
-            .contains("Apply complete! Resources: 8 added, 0 changed, 0 destroyed."),
+            .contains("Apply complete! Resources: 13 added, 0 changed, 0 destroyed."),
         "{}",
         both(&applied)
     );
@@ -258,6 +159,49 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
             Some(id("aws_security_group.web").as_str())
         );
     }
+
+    // The load balancer forwards to the target group, both instances in it.
+    let elb = runtime.block_on(elb(&moto));
+    let health = runtime
+        .block_on(
+            elb.describe_target_health()
+                .target_group_arn(id("aws_lb_target_group.web"))
+                .send(),
+        )
+        .unwrap();
+    let mut targets: Vec<&str> = health
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target().and_then(|t| t.id()))
+        .collect();
+    targets.sort_unstable();
+    let mut expected = vec![id("aws_instance.web[0]"), id("aws_instance.web[1]")];
+    expected.sort();
+    assert_eq!(targets, expected);
+    let listeners = runtime
+        .block_on(
+            elb.describe_listeners()
+                .load_balancer_arn(id("aws_lb.web"))
+                .send(),
+        )
+        .unwrap();
+    let forward = listeners.listeners()[0].default_actions()[0]
+        .forward_config()
+        .map(|f| f.target_groups()[0].target_group_arn().unwrap().to_string())
+        .or_else(|| {
+            listeners.listeners()[0].default_actions()[0]
+                .target_group_arn()
+                .map(str::to_string)
+        });
+    assert_eq!(forward, Some(id("aws_lb_target_group.web")));
+    assert!(
+        state["outputs"]["url"]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://web-"),
+        "{}",
+        state["outputs"]["url"]
+    );
 
     // Idempotent: the next plan is clean.
     let clean = run(&["plan", "--detailed-exitcode"]);
@@ -363,7 +307,7 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
         "team=api",
     ]);
     assert!(destroyed.status.success(), "{}", both(&destroyed));
-    assert!(text(&destroyed.stdout).contains("Destroy complete! Resources: 8 destroyed."));
+    assert!(text(&destroyed.stdout).contains("Destroy complete! Resources: 13 destroyed."));
     // Objects infra made carry the `infra:address` tag.
     let tagged = || {
         aws_sdk_ec2::types::Filter::builder()

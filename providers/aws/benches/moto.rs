@@ -112,28 +112,16 @@ fn main() {
         )
         .await;
         // An AMI moto knows, found the way a data source would.
-        let ami = {
-            let config = infra_provider_aws::aws_config::defaults(
-                infra_provider_aws::aws_config::BehaviorVersion::latest(),
-            )
-            .region(infra_provider_aws::aws_config::Region::new("us-east-1"))
-            .endpoint_url(moto.endpoint.clone())
-            .credentials_provider(infra_provider_aws::aws_sdk_ec2::config::Credentials::new(
-                "testing", "testing", None, None, "bench",
-            ))
-            .load()
-            .await;
-            infra_provider_aws::aws_sdk_ec2::Client::new(&config)
-                .describe_images()
-                .owners("amazon")
-                .send()
-                .await
-                .expect("images")
-                .images()[0]
-                .image_id()
-                .expect("id")
-                .to_string()
-        };
+        let ami = infra_provider_aws::aws_sdk_ec2::Client::new(&moto.sdk_config().await)
+            .describe_images()
+            .owners("amazon")
+            .send()
+            .await
+            .expect("images")
+            .images()[0]
+            .image_id()
+            .expect("id")
+            .to_string();
         println!("{GROUPS} security groups and {INSTANCES} instances on moto, parallelism {PARALLELISM}");
 
         let before = aws.calls().await;

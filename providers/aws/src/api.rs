@@ -28,6 +28,7 @@ pub struct Settings {
 
 pub struct Api {
     pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
     calls: Mutex<BTreeMap<&'static str, u64>>,
     /// How long to wait between polls (instance states, dependencies).
     pub poll: Duration,
@@ -61,6 +62,7 @@ impl Api {
             .is_some_and(|url| url.contains("127.0.0.1") || url.contains("localhost"));
         Api {
             ec2: aws_sdk_ec2::Client::new(&config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
             calls: Mutex::new(BTreeMap::new()),
             poll: if local {
                 Duration::from_millis(100)

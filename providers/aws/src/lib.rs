@@ -2,7 +2,9 @@
 //!
 //! Resource types (one module each): `aws_vpc`, `aws_subnet`,
 //! `aws_internet_gateway`, `aws_route_table`, `aws_security_group`,
-//! `aws_key_pair`, `aws_instance`, `aws_eip`; data sources (`data.rs`):
+//! `aws_key_pair`, `aws_instance`, `aws_eip`, and Elastic Load Balancing's
+//! `aws_lb`, `aws_lb_target_group`, `aws_lb_listener`,
+//! `aws_lb_target_group_attachment` (`load_balancer.rs`); data sources (`data.rs`):
 //! `aws_ami`, `aws_availability_zones`, `aws_vpc`. Each
 //! module says how to create, read (many at once), update and delete its
 //! objects; this file holds what they share:
@@ -22,6 +24,7 @@ mod eip;
 mod instance;
 mod internet_gateway;
 mod key_pair;
+mod load_balancer;
 mod route_table;
 mod security_group;
 mod subnet;
@@ -37,7 +40,7 @@ use tokio::sync::OnceCell;
 
 pub use api::Settings;
 /// The SDK crates, for tests that look at AWS behind infra's back.
-pub use {aws_config, aws_sdk_ec2};
+pub use {aws_config, aws_sdk_ec2, aws_sdk_elasticloadbalancingv2};
 
 /// How many objects one refresh call describes.
 const READ_BATCH: usize = 100;
@@ -67,6 +70,10 @@ enum Kind {
     KeyPair,
     Instance,
     Eip,
+    LoadBalancer,
+    TargetGroup,
+    Listener,
+    Attachment,
 }
 
 impl Kind {
@@ -80,6 +87,10 @@ impl Kind {
             "aws_key_pair" => Kind::KeyPair,
             "aws_instance" => Kind::Instance,
             "aws_eip" => Kind::Eip,
+            "aws_lb" => Kind::LoadBalancer,
+            "aws_lb_target_group" => Kind::TargetGroup,
+            "aws_lb_listener" => Kind::Listener,
+            "aws_lb_target_group_attachment" => Kind::Attachment,
             other => {
                 return Err(ProviderError::new(format!(
                     "the aws provider has no resource type `{other}`"
@@ -143,6 +154,10 @@ impl AwsProvider {
             Kind::KeyPair => key_pair::create(&api, identity, config).await,
             Kind::Instance => instance::create(&api, identity, config).await,
             Kind::Eip => eip::create(&api, identity, config).await,
+            Kind::LoadBalancer => load_balancer::create_lb(&api, identity, config).await,
+            Kind::TargetGroup => load_balancer::create_target_group(&api, identity, config).await,
+            Kind::Listener => load_balancer::create_listener(&api, config).await,
+            Kind::Attachment => load_balancer::create_attachment(&api, config).await,
         }
     }
 
@@ -161,6 +176,10 @@ impl AwsProvider {
             Kind::KeyPair => key_pair::read_many(&api, ids).await,
             Kind::Instance => instance::read_many(&api, ids).await,
             Kind::Eip => eip::read_many(&api, ids).await,
+            Kind::LoadBalancer => load_balancer::read_lbs(&api, ids).await,
+            Kind::TargetGroup => load_balancer::read_target_groups(&api, ids).await,
+            Kind::Listener => load_balancer::read_listeners(&api, ids).await,
+            Kind::Attachment => load_balancer::read_attachments(&api, ids).await,
         }
     }
 
@@ -207,6 +226,9 @@ fn normalize(kind: Kind, state: &mut Attributes, like: &Attributes) {
         Kind::SecurityGroup => security_group::keep_grouping(state, like),
         Kind::Instance => instance::keep_write_only(state, like),
         Kind::KeyPair => key_pair::keep_write_only(state, like),
+        Kind::TargetGroup => load_balancer::keep_health_check(state, like),
+        Kind::Listener => load_balancer::keep_forward(state, like),
+        Kind::Attachment => load_balancer::keep_port(state, like),
         _ => {}
     }
 }
@@ -227,6 +249,13 @@ impl Provider for AwsProvider {
                 ("aws_key_pair", key_pair::schema()),
                 ("aws_instance", instance::schema()),
                 ("aws_eip", eip::schema()),
+                ("aws_lb", load_balancer::lb_schema()),
+                ("aws_lb_target_group", load_balancer::target_group_schema()),
+                ("aws_lb_listener", load_balancer::listener_schema()),
+                (
+                    "aws_lb_target_group_attachment",
+                    load_balancer::attachment_schema(),
+                ),
             ]
             .into_iter()
             .map(|(name, schema)| (name.to_string(), schema))
@@ -369,6 +398,13 @@ impl Provider for AwsProvider {
                 Kind::KeyPair => key_pair::update(&api, prior, config).await?,
                 Kind::Instance => instance::update(&api, prior, config).await?,
                 Kind::Eip => eip::update(&api, prior, config).await?,
+                Kind::LoadBalancer => load_balancer::update_lb(&api, prior, config).await?,
+                Kind::TargetGroup => {
+                    load_balancer::update_target_group(&api, prior, config).await?
+                }
+                Kind::Listener => load_balancer::update_listener(&api, prior, config).await?,
+                // Every argument forces a new attachment.
+                Kind::Attachment => {}
             }
             let id = values::id_of(prior)?;
             let state = self.read_back(kind, id, config).await?;
@@ -394,6 +430,14 @@ impl Provider for AwsProvider {
                     Kind::KeyPair => key_pair::delete(&api, &request.state).await,
                     Kind::Instance => instance::delete(&api, &request.state).await,
                     Kind::Eip => eip::delete(&api, &request.state).await,
+                    Kind::LoadBalancer => load_balancer::delete_lb(&api, &request.state).await,
+                    Kind::TargetGroup => {
+                        load_balancer::delete_target_group(&api, &request.state).await
+                    }
+                    Kind::Listener => load_balancer::delete_listener(&api, &request.state).await,
+                    Kind::Attachment => {
+                        load_balancer::delete_attachment(&api, &request.state).await
+                    }
                 };
                 match result {
                     Ok(()) => return Ok(()),

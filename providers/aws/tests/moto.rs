@@ -21,15 +21,7 @@ fn provider(moto: &Moto) -> AwsProvider {
 
 /// A plain SDK client, to look at and change things behind infra's back.
 async fn sdk(moto: &Moto) -> aws_sdk_ec2::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint.clone())
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await;
-    aws_sdk_ec2::Client::new(&config)
+    aws_sdk_ec2::Client::new(&moto.sdk_config().await)
 }
 
 fn identity(address: &str) -> ObjectIdentity {
@@ -504,4 +496,109 @@ async fn route_tables_key_pairs_and_elastic_ips() {
     delete(&aws, "aws_subnet", &a).await;
     delete(&aws, "aws_subnet", &b).await;
     delete(&aws, "aws_vpc", &vpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_splits_traffic_by_weight_and_changes_it_in_place() {
+    let moto = Moto::start();
+    let aws = provider(&moto);
+    let vpc = create(
+        &aws,
+        "aws_vpc",
+        "aws_vpc.v",
+        json!({ "cidr_block": "10.4.0.0/16" }),
+    )
+    .await;
+    let subnet = |cidr: &str, zone: &str| json!({ "vpc_id": vpc["id"], "cidr_block": cidr, "availability_zone": zone });
+    let a = create(
+        &aws,
+        "aws_subnet",
+        "aws_subnet.a",
+        subnet("10.4.1.0/24", "us-east-1a"),
+    )
+    .await;
+    let b = create(
+        &aws,
+        "aws_subnet",
+        "aws_subnet.b",
+        subnet("10.4.2.0/24", "us-east-1b"),
+    )
+    .await;
+    let lb = create(
+        &aws,
+        "aws_lb",
+        "aws_lb.web",
+        json!({ "name": "web", "subnets": [a["id"], b["id"]], "tags": { "Team": "web" } }),
+    )
+    .await;
+    assert!(lb["dns_name"].is_string());
+    assert_eq!(lb["tags"], json!({ "Team": "web" }));
+    let group = |name: &str| {
+        json!({ "name": name, "port": 80, "vpc_id": vpc["id"], "deregistration_delay": 15,
+                "health_check": [{ "path": "/healthz", "interval": 10 }] })
+    };
+    let blue = create(
+        &aws,
+        "aws_lb_target_group",
+        "aws_lb_target_group.blue",
+        group("blue"),
+    )
+    .await;
+    let green = create(
+        &aws,
+        "aws_lb_target_group",
+        "aws_lb_target_group.green",
+        group("green"),
+    )
+    .await;
+    assert_eq!(blue["deregistration_delay"], 15);
+    assert_eq!(
+        blue["health_check"],
+        json!([{ "path": "/healthz", "interval": 10 }])
+    );
+    assert_eq!(
+        read(&aws, "aws_lb_target_group", &blue).await.as_ref(),
+        Some(&blue)
+    );
+
+    let split = |blue_weight: u32, green_weight: u32| {
+        json!([
+            { "target_group_arn": blue["arn"], "weight": blue_weight },
+            { "target_group_arn": green["arn"], "weight": green_weight }
+        ])
+    };
+    let listener = create(
+        &aws,
+        "aws_lb_listener",
+        "aws_lb_listener.http",
+        json!({ "load_balancer_arn": lb["arn"], "port": 80, "forward": split(90, 10) }),
+    )
+    .await;
+    assert_eq!(listener["forward"], split(90, 10));
+    assert_eq!(
+        read(&aws, "aws_lb_listener", &listener).await.as_ref(),
+        Some(&listener)
+    );
+
+    let mut config = listener.clone();
+    config.insert("forward".into(), split(50, 50));
+    let shifted = aws
+        .update(UpdateRequest {
+            type_name: "aws_lb_listener".into(),
+            identity: identity("aws_lb_listener.http"),
+            prior: listener.clone(),
+            config,
+        })
+        .await
+        .expect("update")
+        .state;
+    assert_eq!(shifted["id"], listener["id"], "the same listener");
+    assert_eq!(shifted["forward"], split(50, 50));
+
+    delete(&aws, "aws_lb_listener", &shifted).await;
+    assert_eq!(read(&aws, "aws_lb_listener", &shifted).await, None);
+    delete(&aws, "aws_lb_target_group", &blue).await;
+    delete(&aws, "aws_lb_target_group", &green).await;
+    delete(&aws, "aws_lb", &lb).await;
+    assert_eq!(read(&aws, "aws_lb", &lb).await, None);
 }

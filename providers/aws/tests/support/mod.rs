@@ -91,6 +91,23 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// An SDK configuration for this server, to look at and change things
+    /// behind infra's back.
+    #[allow(dead_code)]
+    pub async fn sdk_config(&self) -> infra_provider_aws::aws_config::SdkConfig {
+        use infra_provider_aws::aws_config;
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint.clone())
+            .credentials_provider(infra_provider_aws::aws_sdk_ec2::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .load()
+            .await
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
