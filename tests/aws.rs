@@ -297,6 +297,66 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
         "{shown}"
     );
 
+    // A tag changed and an instance terminated behind infra's back: the
+    // plan shows exactly that update and that re-create (with its target
+    // group attachment, which went with it), and apply repairs them.
+    runtime
+        .block_on(
+            ec2.create_tags()
+                .resources(id("aws_vpc.main"))
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("Name")
+                        .value("renamed")
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    runtime
+        .block_on(
+            ec2.terminate_instances()
+                .instance_ids(id("aws_instance.web[1]"))
+                .send(),
+        )
+        .unwrap();
+    let plan = run(&["plan", "-var", "web_type=t3.small", "-var", "team=api"]);
+    let shown = text(&plan.stdout);
+    assert!(
+        shown.contains("# aws_vpc.main will be updated in place"),
+        "{shown}"
+    );
+    assert!(shown.contains("\"renamed\""), "{shown}");
+    assert!(
+        shown.contains("# aws_instance.web[1] will be created"),
+        "{shown}"
+    );
+    // A terminated instance leaves its target group: the attachment is
+    // gone too, and is made again.
+    assert!(
+        shown.contains("# aws_lb_target_group_attachment.web[1] will be created"),
+        "{shown}"
+    );
+    assert!(!shown.contains("aws_instance.web[0] will"), "{shown}");
+    let repaired = run(&[
+        "apply",
+        "--auto-approve",
+        "-var",
+        "web_type=t3.small",
+        "-var",
+        "team=api",
+    ]);
+    assert!(repaired.status.success(), "{}", both(&repaired));
+    let clean = run(&[
+        "plan",
+        "--detailed-exitcode",
+        "-var",
+        "web_type=t3.small",
+        "-var",
+        "team=api",
+    ]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+
     // Destroy: moto keeps none of our objects.
     let destroyed = run(&[
         "destroy",
@@ -426,5 +486,102 @@ fn bad_credentials_are_a_clear_error_and_change_nothing() {
     assert!(
         !state.contains("aws_vpc.main"),
         "nothing was recorded: {state}"
+    );
+}
+
+#[test]
+fn existing_objects_are_imported_and_the_plan_shows_only_real_differences() {
+    let moto = Moto::start();
+    let runtime = runtime();
+    let ec2 = runtime.block_on(client(&moto));
+    // Made by hand, outside infra.
+    let vpc = runtime
+        .block_on(ec2.create_vpc().cidr_block("10.7.0.0/16").send())
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    let subnet = runtime
+        .block_on(
+            ec2.create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block("10.7.1.0/24")
+                .availability_zone("us-east-1a")
+                .send(),
+        )
+        .unwrap()
+        .subnet()
+        .unwrap()
+        .subnet_id()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.infra"),
+        r#"
+resource aws_vpc main {
+  cidr_block = "10.7.0.0/16"
+  tags       = { Name = "adopted" }
+}
+
+resource aws_subnet a {
+  vpc_id            = aws_vpc.main.id
+  cidr_block        = "10.7.1.0/24"
+  availability_zone = "us-east-1a"
+}
+"#,
+    )
+    .unwrap();
+    for (address, object) in [("aws_vpc.main", &vpc), ("aws_subnet.a", &subnet)] {
+        let imported = infra(&moto, dir.path(), &["import", address, object]);
+        assert!(imported.status.success(), "{}", both(&imported));
+    }
+    let plan = infra(&moto, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", both(&plan));
+    let shown = text(&plan.stdout);
+    assert!(
+        shown.contains("# aws_vpc.main will be updated in place"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("aws_subnet.a"),
+        "the subnet matches: {shown}"
+    );
+    assert!(
+        shown.contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."),
+        "{shown}"
+    );
+    let applied = infra(&moto, dir.path(), &["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    let described = runtime
+        .block_on(ec2.describe_vpcs().vpc_ids(&vpc).send())
+        .unwrap();
+    assert!(
+        described.vpcs()[0]
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("Name") && t.value() == Some("adopted")),
+        "the same VPC, now tagged"
+    );
+    let clean = infra(&moto, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+    // An id that does not exist is a clear error.
+    assert!(
+        infra(&moto, dir.path(), &["state", "rm", "aws_subnet.a"])
+            .status
+            .success()
+    );
+    let unknown = infra(
+        &moto,
+        dir.path(),
+        &["import", "aws_subnet.a", "subnet-00000000"],
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown.stderr).contains("no aws_subnet with id `subnet-00000000`"),
+        "{}",
+        both(&unknown)
     );
 }

@@ -602,3 +602,78 @@ async fn a_listener_splits_traffic_by_weight_and_changes_it_in_place() {
     delete(&aws, "aws_lb", &lb).await;
     assert_eq!(read(&aws, "aws_lb", &lb).await, None);
 }
+
+/// A stand-in for AWS that answers a DescribeSubnets first with
+/// throttling, then with a server error, then properly: the provider's
+/// retries (the SDK's standard mode) get through. Counts the requests.
+fn flaky_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(3) {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let (status, text) = match counter.fetch_add(1, Ordering::SeqCst) {
+                0 => (
+                    "503 Service Unavailable",
+                    "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>1</RequestID></Response>",
+                ),
+                1 => (
+                    "500 Internal Server Error",
+                    "<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has occurred.</Message></Error></Errors><RequestID>2</RequestID></Response>",
+                ),
+                _ => (
+                    "200 OK",
+                    "<DescribeSubnetsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>3</requestId><subnetSet><item><subnetId>subnet-1</subnetId><vpcId>vpc-1</vpcId><cidrBlock>10.0.1.0/24</cidrBlock><availabilityZone>us-east-1a</availabilityZone><mapPublicIpOnLaunch>false</mapPublicIpOnLaunch></item></subnetSet></DescribeSubnetsResponse>",
+                ),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (endpoint, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_are_retried() {
+    let (endpoint, requests) = flaky_endpoint();
+    let aws = AwsProvider::with_settings(Settings {
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint),
+        max_attempts: 5,
+        static_credentials: Some(("testing".into(), "testing".into())),
+    });
+    let found = read(&aws, "aws_subnet", &attributes(json!({ "id": "subnet-1" })))
+        .await
+        .expect("read through the retries");
+    assert_eq!(found["cidr_block"], "10.0.1.0/24");
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "throttled, failed, answered"
+    );
+    assert_eq!(
+        aws.calls().await["DescribeSubnets"],
+        1,
+        "one call, retried inside"
+    );
+}
