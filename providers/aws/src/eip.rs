@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{DomainType, Filter, ResourceType};
+use aws_sdk_ec2::types::{DomainType, ResourceType};
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
 };
@@ -87,12 +87,7 @@ pub async fn read_many(
             "DescribeAddresses",
             api.ec2
                 .describe_addresses()
-                .filters(
-                    Filter::builder()
-                        .name("allocation-id")
-                        .set_values(Some(ids.to_vec()))
-                        .build(),
-                )
+                .filters(crate::values::ids_filter("allocation-id", ids))
                 .send(),
         )
         .await?;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{AttributeValue, Filter, InstanceStateName, InstanceType, ResourceType};
+use aws_sdk_ec2::types::{AttributeValue, InstanceStateName, InstanceType, ResourceType};
 use base64::Engine as _;
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
@@ -141,12 +141,7 @@ pub async fn read_many(
                 "DescribeInstances",
                 api.ec2
                     .describe_instances()
-                    .filters(
-                        Filter::builder()
-                            .name("instance-id")
-                            .set_values(Some(ids.to_vec()))
-                            .build(),
-                    )
+                    .filters(crate::values::ids_filter("instance-id", ids))
                     .set_next_token(token.clone())
                     .send(),
             )

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{Filter, ResourceType};
+use aws_sdk_ec2::types::ResourceType;
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
 };
@@ -87,12 +87,7 @@ pub async fn read_many(
             "DescribeInternetGateways",
             api.ec2
                 .describe_internet_gateways()
-                .filters(
-                    Filter::builder()
-                        .name("internet-gateway-id")
-                        .set_values(Some(ids.to_vec()))
-                        .build(),
-                )
+                .filters(crate::values::ids_filter("internet-gateway-id", ids))
                 .send(),
         )
         .await?;

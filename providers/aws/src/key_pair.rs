@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{Filter, ResourceType};
+use aws_sdk_ec2::types::ResourceType;
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
 };
@@ -61,12 +61,7 @@ pub async fn read_many(
             "DescribeKeyPairs",
             api.ec2
                 .describe_key_pairs()
-                .filters(
-                    Filter::builder()
-                        .name("key-name")
-                        .set_values(Some(ids.to_vec()))
-                        .build(),
-                )
+                .filters(crate::values::ids_filter("key-name", ids))
                 .send(),
         )
         .await?;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_ec2::types::{Filter, ResourceType};
+use aws_sdk_ec2::types::ResourceType;
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
 };
@@ -166,12 +166,7 @@ pub async fn read_many(
             "DescribeRouteTables",
             api.ec2
                 .describe_route_tables()
-                .filters(
-                    Filter::builder()
-                        .name("route-table-id")
-                        .set_values(Some(ids.to_vec()))
-                        .build(),
-                )
+                .filters(crate::values::ids_filter("route-table-id", ids))
                 .send(),
         )
         .await?;

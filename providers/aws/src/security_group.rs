@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType};
+use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType};
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
 };
@@ -279,12 +279,7 @@ pub async fn read_many(
             "DescribeSecurityGroups",
             api.ec2
                 .describe_security_groups()
-                .filters(
-                    Filter::builder()
-                        .name("group-id")
-                        .set_values(Some(ids.to_vec()))
-                        .build(),
-                )
+                .filters(crate::values::ids_filter("group-id", ids))
                 .send(),
         )
         .await?;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
 };
@@ -98,12 +98,7 @@ pub async fn read_many(
             "DescribeSubnets",
             api.ec2
                 .describe_subnets()
-                .filters(
-                    Filter::builder()
-                        .name("subnet-id")
-                        .set_values(Some(ids.to_vec()))
-                        .build(),
-                )
+                .filters(crate::values::ids_filter("subnet-id", ids))
                 .send(),
         )
         .await?;

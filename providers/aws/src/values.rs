@@ -42,6 +42,16 @@ pub fn strings(config: &Attributes, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A Describe filter that selects these ids (`vpc-id`, `group-id`, …):
+/// unlike an id list, it answers without the missing ones instead of
+/// failing the whole call.
+pub fn ids_filter(name: &str, ids: &[String]) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .set_values(Some(ids.to_vec()))
+        .build()
+}
+
 /// The `id` recorded in a state.
 pub fn id_of(state: &Attributes) -> Result<&str, ProviderError> {
     text(state, "id").ok_or_else(|| ProviderError::new("the state has no `id`"))

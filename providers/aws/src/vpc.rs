@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, VpcAttributeName};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
 };
@@ -98,12 +98,7 @@ pub async fn read_many(
             "DescribeVpcs",
             api.ec2
                 .describe_vpcs()
-                .filters(
-                    Filter::builder()
-                        .name("vpc-id")
-                        .set_values(Some(ids.to_vec()))
-                        .build(),
-                )
+                .filters(crate::values::ids_filter("vpc-id", ids))
                 .send(),
         )
         .await?;
