@@ -536,7 +536,7 @@ pub async fn plan_headless(
 ) -> Result<HeadlessPlan, PlanFailure> {
     let loaded = crate::check::load(options);
     let mut problems = providers
-        .configure(&loaded.provider_settings(options))
+        .configure(&loaded.provider_settings(options), &options.dir)
         .await;
     let (mut refreshed, diagnostics) = crate::plan::refresh(&state, providers, parallelism).await;
     problems.extend(diagnostics);

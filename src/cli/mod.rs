@@ -99,6 +99,21 @@ pub enum Command {
     },
     /// Adopt an existing object into the state: `infra import ADDR ID`
     Import(import::ImportArgs),
+    /// Run a `local_lb` load balancer (started by the local provider, which
+    /// outlives infra; not for direct use)
+    #[command(hide = true)]
+    LocalLb {
+        /// Where clients connect, e.g. 127.0.0.1:8080
+        #[arg(long)]
+        listen: String,
+        /// Where the admin API listens (port 0: any free one)
+        #[arg(long, default_value = "127.0.0.1:0")]
+        admin: String,
+        /// Its runtime directory: the admin token is read from it, and
+        /// `admin.json` announces the process there
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Terraform-style single-dash long options (`-var`, `-var-file`, `-out`…)
@@ -165,5 +180,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::State(args) => state::run(directory, &args, style),
         Command::ForceUnlock { id } => state::force(directory, &id, style),
         Command::Import(args) => import::run(directory, &args, style),
+        Command::LocalLb { listen, admin, dir } => {
+            let options = infra_provider_local::lb::Options { listen, admin, dir };
+            ExitCode::from(infra_provider_local::lb::run(options) as u8)
+        }
     }
 }

@@ -167,7 +167,8 @@ pub fn open(
         Err(error) => return Err(fail(error.to_string())),
     };
     let providers = crate::providers::builtin();
-    let problems = runtime.block_on(providers.configure(&loaded.provider_settings(&options)));
+    let problems =
+        runtime.block_on(providers.configure(&loaded.provider_settings(&options), &options.dir));
     Ok(Opened {
         options,
         loaded,

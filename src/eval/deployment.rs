@@ -2,6 +2,7 @@
 //! arguments, one strategy of a known kind, valid durations, and the
 //! contradictions DEPLOYMENTS.md rules out.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
@@ -29,34 +30,7 @@ const DURATIONS: &[&str] = &[
     "drain",
 ];
 
-/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"` (also combined: `"1m30s"`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ms" => number / 1000.0,
-            "s" => number,
-            "m" => number * 60.0,
-            "h" => number * 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(seconds).ok()?;
-    }
-    Some(total)
-}
+pub use infra_provider_sdk::parse_duration;
 
 fn attribute_span(block: &Block, name: &str) -> Span {
     block
@@ -255,6 +229,36 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
             }
         }
     }
+}
+
+/// The resource a checked `deployment` block becomes: its provider's
+/// `<provider>_deployment` type and the arguments that provider takes. The
+/// `template` and `health` blocks become objects, and `load_balancer` (a
+/// `local_lb`) its `listen` address, which is known at plan time. `None`
+/// while the provider is unknown.
+pub fn deployment_resource(value: &Value) -> Option<(String, BTreeMap<String, Value>)> {
+    let Value::Map(fields) = value else {
+        return None;
+    };
+    let provider = fields.get("provider")?.as_str()?;
+    let mut arguments = BTreeMap::new();
+    for (name, field) in fields.iter() {
+        let field = match (name.as_str(), field) {
+            ("provider", _) => continue,
+            ("template" | "health", Value::List(blocks)) => match blocks.first() {
+                Some(block) => block.clone(),
+                None => continue,
+            },
+            ("load_balancer", Value::Map(balancer)) => balancer
+                .get("listen")
+                .or_else(|| balancer.get("id"))
+                .cloned()
+                .unwrap_or(Value::Unknown),
+            _ => field.clone(),
+        };
+        arguments.insert(name.clone(), field);
+    }
+    Some((format!("{provider}_deployment"), arguments))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::config::{ModuleConfig, ResourceDecl, ResourceId, ResourceMode};
 use crate::diagnostics::{Diagnostic, Diagnostics, code_list, did_you_mean};
 use crate::syntax::{Block, Body, Expr, ExprKind, Ident, Item, SourceMap, Span};
 
-use super::deployment::check_deployment;
+use super::deployment::{check_deployment, deployment_resource};
 use super::evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
 use super::evaluator::{EvalResult, Evaluator, Failed, MAX_EVALUATION_STEPS, ModuleValues, Scope};
 use super::functions::MAX_GENERATED_ELEMENTS;
@@ -434,6 +434,9 @@ impl<'c> ModuleEvaluation<'c, '_> {
     fn is_focused(&self, node: Node<'c>, focus: &BTreeSet<String>) -> bool {
         match node {
             Node::Resource(id) => focus.contains(&self.address_of(id, &InstanceKey::None)),
+            Node::Deployment(name) => {
+                focus.contains(&format!("{}deployment.{name}", self.module_prefix))
+            }
             Node::Module(name) => {
                 let prefix = format!("{}module.{name}.", self.module_prefix);
                 focus
@@ -717,7 +720,11 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let value = self.eval_block_body(&block.body, None, None);
                 let ok = value.is_ok();
                 if let Ok(value) = &value {
+                    let errors = self.diagnostics.error_count();
                     check_deployment(block, value, self.diagnostics);
+                    if self.diagnostics.error_count() == errors {
+                        self.add_deployment_instance(name, block, value);
+                    }
                 }
                 let value = value.unwrap_or(Value::Unknown);
                 self.values
@@ -1230,6 +1237,67 @@ impl<'c> ModuleEvaluation<'c, '_> {
             address.push_str(&key.suffix());
         }
         address
+    }
+
+    /// A checked `deployment` block as the resource instance its provider
+    /// manages (`deployment.NAME`, of type `<provider>_deployment`).
+    fn add_deployment_instance(&mut self, name: &'c str, block: &'c Block, value: &Value) {
+        let Some((type_name, arguments)) = deployment_resource(value) else {
+            return;
+        };
+        if type_name != "local_deployment" {
+            let span = block
+                .attributes()
+                .find(|a| a.name.name == "provider")
+                .map(|a| a.value.span)
+                .unwrap_or(block.header_span);
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "infra::unsupported_fleet",
+                    format!(
+                        "deployments on `{}` are not built yet",
+                        &type_name[..type_name.len() - "_deployment".len()]
+                    ),
+                )
+                .with_label(span, "no fleet for this provider yet")
+                .with_help("use `provider = local` (instances as processes behind a `local_lb`)"),
+            );
+            return;
+        }
+        // A block or argument computed from a secret is a secret.
+        let mut sensitive: Vec<String> = Vec::new();
+        for item in &block.body.items {
+            match item {
+                Item::Attribute(attribute) if self.is_sensitive(&attribute.value) => {
+                    sensitive.push(attribute.name.name.clone())
+                }
+                Item::Block(nested)
+                    if nested
+                        .attributes()
+                        .any(|attribute| self.is_sensitive(&attribute.value)) =>
+                {
+                    sensitive.push(nested.kind.name.clone())
+                }
+                _ => {}
+            }
+        }
+        sensitive.sort();
+        sensitive.dedup();
+        let id = ResourceId {
+            mode: ResourceMode::Managed,
+            type_name: type_name.into(),
+            name: name.into(),
+        };
+        self.result.resources.push(ResourceInstance {
+            address: format!("{}deployment.{name}", self.module_prefix),
+            id,
+            key: InstanceKey::None,
+            arguments: std::sync::Arc::new(arguments),
+            dependencies: self.transitive_dependencies(Node::Deployment(name)).into(),
+            sensitive: sensitive.into(),
+            lifecycle: Default::default(),
+            span: block.header_span,
+        });
     }
 
     fn evaluate_resource(&mut self, id: &'c ResourceId) -> bool {

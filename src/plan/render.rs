@@ -200,8 +200,17 @@ fn render_change(printer: &mut Printer, change: &Change) {
     );
     // Header signs are right-aligned in three columns: `  +`, `-/+`, ` <=`.
     let sign = format!("{:>3}", change.action.symbol());
+    // A deployment reads as the block the user wrote: `deployment "web"`.
+    let deployment = change
+        .type_name
+        .ends_with("_deployment")
+        .then(|| change.address.rsplit_once("deployment."))
+        .flatten()
+        .map(|(_, name)| name.split(['[', ' ']).next().unwrap_or(name).to_string());
     let keyword = if change.mode == ResourceMode::Data {
         "data"
+    } else if deployment.is_some() {
+        "deployment"
     } else {
         "resource"
     };
@@ -216,10 +225,11 @@ fn render_change(printer: &mut Printer, change: &Change) {
     } else {
         sign.to_string()
     };
-    let _ = writeln!(
-        printer.out,
-        "{colored} {keyword} \"{type_name}\" \"{name}\" {{"
-    );
+    let labels = match deployment {
+        Some(name) => format!("\"{name}\""),
+        None => format!("\"{type_name}\" \"{name}\""),
+    };
+    let _ = writeln!(printer.out, "{colored} {keyword} {labels} {{");
     let empty = Default::default();
     let before = change.before.as_ref().unwrap_or(&empty);
     let after = change.after.as_ref().unwrap_or(&empty);

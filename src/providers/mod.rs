@@ -44,10 +44,20 @@ impl Providers {
         schema_catalog(&borrowed, false)
     }
 
-    /// Applies the `provider NAME { … }` blocks to the providers they name.
-    pub async fn configure(&self, settings: &[(String, crate::eval::Value)]) -> Diagnostics {
+    /// Applies the `provider NAME { … }` blocks to the providers they name,
+    /// and tells the local provider (block or not) the configuration's
+    /// directory, where it keeps its runtime files.
+    pub async fn configure(
+        &self,
+        settings: &[(String, crate::eval::Value)],
+        directory: &std::path::Path,
+    ) -> Diagnostics {
         let mut diagnostics = Diagnostics::new();
-        for (name, value) in settings {
+        let mut settings = settings.to_vec();
+        if !settings.iter().any(|(name, _)| name == "local") {
+            settings.push(("local".into(), crate::eval::Value::Null));
+        }
+        for (name, value) in &settings {
             let Some(provider) = self.get(name) else {
                 continue;
             };
@@ -56,7 +66,10 @@ impl Providers {
                 _ => Default::default(),
             };
             for problem in provider
-                .configure(infra_provider_sdk::ConfigureRequest { config })
+                .configure(infra_provider_sdk::ConfigureRequest {
+                    config,
+                    directory: directory.to_path_buf(),
+                })
                 .await
             {
                 diagnostics.push(provider_diagnostic(
@@ -73,7 +86,7 @@ impl Providers {
 /// for it with `INFRA_MOCK_PROVIDER=1`).
 pub fn builtin() -> Providers {
     let mut providers: Vec<Arc<dyn Provider>> = vec![
-        Arc::new(infra_provider_local::LocalProvider),
+        Arc::new(infra_provider_local::LocalProvider::new()),
         Arc::new(infra_provider_random::RandomProvider),
     ];
     #[cfg(feature = "aws")]

@@ -1,91 +1,80 @@
-//! The `local` provider: objects on this machine.
+//! The `local` provider: objects on this machine, no cloud account needed.
 //!
-//! - `local_file`: a file with `content` at `path` (created with its
-//!   directories), `file_permission` as an octal string (`"0644"`). Its `id`
-//!   is the SHA-256 of the content. Refresh reads the file back: a file
-//!   edited outside infra shows as a changed `content` (the next apply
-//!   rewrites it), a deleted one as gone (re-created). Changing `path`
-//!   replaces it; `content` and permissions update in place.
+//! - `local_file` (`file.rs`): a file and its content.
+//! - `local_lb` (`load_balancer.rs`): infra's own HTTP load balancer, a
+//!   process that outlives infra (its code is in `lb/`).
+//! - `local_deployment` (`fleet.rs`): what a `deployment` block with
+//!   `provider = local` becomes: instances as processes behind a `local_lb`.
 //!
-//! Relative paths are relative to the directory infra runs in.
+//! `runtime/` holds what they share: the runtime directory `.infra/` next to
+//! the configuration, processes known by pid and start time, and a small
+//! HTTP client.
+
+mod file;
+mod fleet;
+pub mod lb;
+mod load_balancer;
+pub mod runtime;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::RwLock;
 
 use infra_provider_sdk::*;
-use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
-pub struct LocalProvider;
+use runtime::RuntimeDir;
 
-fn text<'a>(attributes: &'a Attributes, name: &str) -> Option<&'a str> {
-    attributes.get(name).and_then(Value::as_str)
+pub struct LocalProvider {
+    /// The configuration's directory (from `configure`).
+    directory: RwLock<PathBuf>,
+    /// What runs a load balancer: a program and its leading arguments.
+    lb_program: Vec<PathBuf>,
 }
 
-fn sha256(content: &str) -> String {
-    Sha256::digest(content.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn parse_permission(text: &str) -> Option<u32> {
-    let digits = text.trim_start_matches("0o");
-    (digits.len() == 3 || digits.len() == 4)
-        .then(|| u32::from_str_radix(digits, 8).ok())
-        .flatten()
-        .filter(|mode| *mode <= 0o7777)
-}
-
-fn io_error(action: &str, path: &str, error: std::io::Error) -> ProviderError {
-    ProviderError::new(format!("cannot {action} `{path}`: {error}"))
-        .with_code(format!("{:?}", error.kind()))
-}
-
-/// Writes the file (and its directories) and returns its full state.
-fn write_file(config: &Attributes) -> Result<Attributes, ProviderError> {
-    let path = text(config, "path").ok_or_else(|| ProviderError::new("`path` is required"))?;
-    let content = text(config, "content").unwrap_or("");
-    let permission = text(config, "file_permission").unwrap_or("0644");
-    let mode = parse_permission(permission)
-        .ok_or_else(|| ProviderError::new(format!("`{permission}` is not an octal permission")))?;
-    if let Some(parent) = Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| io_error("create the directory of", path, e))?;
+impl Default for LocalProvider {
+    fn default() -> LocalProvider {
+        LocalProvider::new()
     }
-    std::fs::write(path, content).map_err(|e| io_error("write", path, e))?;
-    set_mode(path, mode)?;
-    let mut state = config.clone();
-    state.insert("content".into(), json!(content));
-    state.insert("file_permission".into(), json!(permission));
-    state.insert("id".into(), json!(sha256(content)));
-    Ok(state)
 }
 
-#[cfg(unix)]
-fn set_mode(path: &str, mode: u32) -> Result<(), ProviderError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| io_error("set permissions of", path, e))
+impl LocalProvider {
+    /// The provider as the `infra` binary has it: load balancers are
+    /// `infra local-lb …`, this very executable.
+    pub fn new() -> LocalProvider {
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("infra"));
+        LocalProvider::with_lb_program(vec![exe, PathBuf::from("local-lb")])
+    }
+
+    /// A provider that runs load balancers with another program (which
+    /// must take `--listen ADDR --dir DIR`, as `infra local-lb` does).
+    pub fn with_lb_program(lb_program: Vec<PathBuf>) -> LocalProvider {
+        LocalProvider {
+            directory: RwLock::new(std::env::current_dir().unwrap_or_default()),
+            lb_program,
+        }
+    }
+
+    fn directory(&self) -> PathBuf {
+        self.directory.read().unwrap().clone()
+    }
+
+    fn runtime(&self) -> RuntimeDir {
+        RuntimeDir::new(&self.directory())
+    }
+
+    /// The deployment at `address` as `config` describes it.
+    fn fleet<'r>(
+        &self,
+        runtime: &'r RuntimeDir,
+        address: &str,
+        config: &Attributes,
+    ) -> Result<fleet::Fleet<'r>, ProviderError> {
+        fleet::Fleet::new(runtime, &self.directory(), address, config)
+    }
 }
 
-#[cfg(not(unix))]
-fn set_mode(_path: &str, _mode: u32) -> Result<(), ProviderError> {
-    Ok(())
-}
-
-#[cfg(unix)]
-fn current_mode(metadata: &std::fs::Metadata) -> String {
-    use std::os::unix::fs::PermissionsExt as _;
-    format!("{:04o}", metadata.permissions().mode() & 0o7777)
-}
-
-#[cfg(not(unix))]
-fn current_mode(_metadata: &std::fs::Metadata) -> String {
-    "0644".into()
+fn unknown_type(type_name: &str) -> ProviderError {
+    ProviderError::new(format!("the local provider has no `{type_name}`"))
 }
 
 impl Provider for LocalProvider {
@@ -94,52 +83,35 @@ impl Provider for LocalProvider {
     }
 
     fn schema(&self) -> Schema {
-        let file = ResourceSchema::new(
-            "a file on this machine",
-            [
-                (
-                    "path",
-                    Attribute::required(AttributeType::String)
-                        .force_new()
-                        .describe("where the file is"),
-                ),
-                (
-                    "content",
-                    Attribute::optional(AttributeType::String)
-                        .describe("what it holds (default empty)"),
-                ),
-                (
-                    "file_permission",
-                    Attribute::optional_computed(AttributeType::String)
-                        .describe("octal, e.g. \"0644\" (the default)"),
-                ),
-                (
-                    "id",
-                    Attribute::computed(AttributeType::String).describe("SHA-256 of the content"),
-                ),
-            ],
-        );
         Schema {
-            resources: [("local_file".to_string(), file)].into(),
+            resources: [
+                ("local_file".to_string(), file::schema()),
+                ("local_lb".to_string(), load_balancer::schema()),
+                ("local_deployment".to_string(), fleet::schema()),
+            ]
+            .into(),
             data_sources: BTreeMap::new(),
         }
     }
 
-    fn validate(&self, _type_name: &str, config: &Attributes) -> Vec<Diagnostic> {
-        let mut problems = Vec::new();
-        if let Some(permission) = text(config, "file_permission")
-            && parse_permission(permission).is_none()
-        {
-            problems.push(
-                Diagnostic::error(format!("`{permission}` is not an octal file permission"))
-                    .at("file_permission")
-                    .help("write three or four octal digits, e.g. \"0644\" or \"0600\""),
-            );
+    fn configure(&self, request: ConfigureRequest) -> BoxFuture<'_, Vec<Diagnostic>> {
+        Box::pin(async move {
+            if !request.directory.as_os_str().is_empty() {
+                let directory =
+                    std::path::absolute(&request.directory).unwrap_or(request.directory);
+                *self.directory.write().unwrap() = directory;
+            }
+            Vec::new()
+        })
+    }
+
+    fn validate(&self, type_name: &str, config: &Attributes) -> Vec<Diagnostic> {
+        match type_name {
+            "local_file" => file::validate(config),
+            "local_lb" => load_balancer::validate(config),
+            "local_deployment" => fleet::validate(config),
+            _ => Vec::new(),
         }
-        if text(config, "path").is_some_and(str::is_empty) {
-            problems.push(Diagnostic::error("`path` must not be empty").at("path"));
-        }
-        problems
     }
 
     fn create(
@@ -147,42 +119,37 @@ impl Provider for LocalProvider {
         request: CreateRequest,
     ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
         Box::pin(async move {
+            let state = match request.type_name.as_str() {
+                "local_file" => file::create(&request.config)?,
+                "local_lb" => {
+                    load_balancer::create(&self.runtime(), &self.lb_program, &request.config)
+                        .await?
+                }
+                "local_deployment" => {
+                    let runtime = self.runtime();
+                    self.fleet(&runtime, &request.identity.address, &request.config)?
+                        .create(&request.config)
+                        .await?
+                }
+                other => return Err(unknown_type(other)),
+            };
             Ok(ObjectResponse {
-                state: write_file(&request.config)?,
+                state,
                 diagnostics: Vec::new(),
             })
         })
     }
 
-    /// Reads the file back: edited content and permissions are drift; a
-    /// missing file is gone.
     fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResponse, ProviderError>> {
         Box::pin(async move {
-            let path = text(&request.state, "path").unwrap_or_default().to_string();
-            let metadata = match std::fs::metadata(&path) {
-                Ok(metadata) => metadata,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(ReadResponse::default());
-                }
-                Err(error) => return Err(io_error("read", &path, error)),
+            let state = match request.type_name.as_str() {
+                "local_file" => file::read(request.state)?,
+                "local_lb" => load_balancer::read(&self.runtime(), request.state).await,
+                "local_deployment" => Some(fleet::read(&self.runtime(), request.state).await),
+                other => return Err(unknown_type(other)),
             };
-            let content = match std::fs::read_to_string(&path) {
-                Ok(content) => content,
-                Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
-                    // Not text any more: certainly not what infra wrote.
-                    String::from_utf8_lossy(
-                        &std::fs::read(&path).map_err(|e| io_error("read", &path, e))?,
-                    )
-                    .into_owned()
-                }
-                Err(error) => return Err(io_error("read", &path, error)),
-            };
-            let mut state = request.state;
-            state.insert("content".into(), json!(content));
-            state.insert("file_permission".into(), json!(current_mode(&metadata)));
-            state.insert("id".into(), json!(sha256(&content)));
             Ok(ReadResponse {
-                state: Some(state),
+                state,
                 diagnostics: Vec::new(),
             })
         })
@@ -193,27 +160,49 @@ impl Provider for LocalProvider {
         request: UpdateRequest,
     ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
         Box::pin(async move {
-            let mut config = request.config;
-            if !config.contains_key("file_permission")
-                && let Some(previous) = request.prior.get("file_permission")
-            {
-                config.insert("file_permission".into(), previous.clone());
-            }
+            let state = match request.type_name.as_str() {
+                "local_file" => file::update(&request.prior, request.config)?,
+                "local_deployment" => {
+                    let runtime = self.runtime();
+                    self.fleet(&runtime, &request.identity.address, &request.config)?
+                        .update(&request.prior, &request.config)
+                        .await?
+                }
+                // `listen`, its only argument, replaces it.
+                "local_lb" => request.config,
+                other => return Err(unknown_type(other)),
+            };
             Ok(ObjectResponse {
-                state: write_file(&config)?,
+                state,
                 diagnostics: Vec::new(),
             })
         })
     }
 
-    /// Removes the file; one already gone is fine.
     fn delete(&self, request: DeleteRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
-            let path = text(&request.state, "path").unwrap_or_default();
-            match std::fs::remove_file(path) {
-                Ok(()) => Ok(()),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(error) => Err(io_error("delete", path, error)),
+            match request.type_name.as_str() {
+                "local_file" => file::delete(&request.state),
+                "local_lb" => {
+                    load_balancer::delete(&self.runtime(), &request.state).await;
+                    Ok(())
+                }
+                "local_deployment" => {
+                    let runtime = self.runtime();
+                    // Without a load balancer any more, the instances are
+                    // still stopped.
+                    let mut config = request.state.clone();
+                    if let Some(listen) = config.get("load_balancer").and_then(|v| v.as_str())
+                        && load_balancer::AdminApi::find(&runtime, listen).is_none()
+                    {
+                        config.remove("load_balancer");
+                    }
+                    self.fleet(&runtime, &request.identity.address, &config)?
+                        .delete(&request.state)
+                        .await;
+                    Ok(())
+                }
+                other => Err(unknown_type(other)),
             }
         })
     }
@@ -224,24 +213,17 @@ impl Provider for LocalProvider {
         request: ImportRequest,
     ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
         Box::pin(async move {
-            let state: Attributes = [("path".to_string(), json!(request.id))].into();
-            let read = self
-                .read(ReadRequest {
-                    type_name: request.type_name,
-                    identity: request.identity,
-                    state,
-                })
-                .await?;
-            match read.state {
-                Some(state) => Ok(ObjectResponse {
-                    state,
-                    diagnostics: Vec::new(),
-                }),
-                None => Err(
-                    ProviderError::new(format!("no file at `{}` to import", request.id))
-                        .with_code("NotFound"),
-                ),
+            if request.type_name != "local_file" {
+                return Err(ProviderError::new(format!(
+                    "`{}` cannot be imported: infra starts its processes itself",
+                    request.type_name
+                ))
+                .with_code("NotImportable"));
             }
+            Ok(ObjectResponse {
+                state: file::import(&request.id)?,
+                diagnostics: Vec::new(),
+            })
         })
     }
 }

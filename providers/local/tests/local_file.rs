@@ -24,7 +24,7 @@ fn a_file_is_created_read_back_updated_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/hello.txt");
     let path_text = path.to_str().unwrap().to_string();
-    let provider: Box<dyn Provider> = Box::new(LocalProvider);
+    let provider: Box<dyn Provider> = Box::new(LocalProvider::new());
     let created = run(provider.create(CreateRequest {
         type_name: "local_file".into(),
         identity: ObjectIdentity::default(),
@@ -86,7 +86,7 @@ fn a_file_is_created_read_back_updated_and_deleted() {
 fn edits_and_deletions_outside_infra_are_drift() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.ini");
-    let provider = LocalProvider;
+    let provider = LocalProvider::new();
     let state = run(provider.create(CreateRequest {
         type_name: "local_file".into(),
         identity: ObjectIdentity::default(),
@@ -112,7 +112,7 @@ fn import_adopts_an_existing_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("existing.txt");
     std::fs::write(&path, "already here").unwrap();
-    let provider = LocalProvider;
+    let provider = LocalProvider::new();
     let imported = run(provider.import(ImportRequest {
         type_name: "local_file".into(),
         identity: ObjectIdentity::default(),
@@ -131,7 +131,7 @@ fn import_adopts_an_existing_file() {
 
 #[test]
 fn bad_permissions_and_paths_are_reported_on_the_attribute() {
-    let provider = LocalProvider;
+    let provider = LocalProvider::new();
     let problems = provider.validate(
         "local_file",
         &attributes(json!({"path": "x", "file_permission": "rw-r--r--"})),

@@ -130,6 +130,7 @@ async fn latency_is_per_object_or_from_the_provider_block() {
     provider
         .configure(ConfigureRequest {
             config: attributes(json!({"latency_ms": 50})),
+            ..Default::default()
         })
         .await;
     let started = tokio::time::Instant::now();

@@ -11,10 +11,12 @@
 //! The contract is runtime-agnostic: operations return boxed futures
 //! ([`BoxFuture`]) that the engine drives (on tokio).
 
+mod duration;
 mod protocol;
 mod provider;
 mod schema;
 
+pub use duration::parse_duration;
 pub use protocol::*;
 pub use provider::{BoxFuture, Provider, run_ready};
 pub use schema::*;

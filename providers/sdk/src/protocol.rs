@@ -99,6 +99,10 @@ impl std::error::Error for ProviderError {}
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConfigureRequest {
     pub config: Attributes,
+    /// The configuration's directory: where relative paths in the
+    /// settings point, and where a provider keeps the files it needs
+    /// between runs (the local provider's `.infra/`).
+    pub directory: std::path::PathBuf,
 }
 
 /// Identifies the object an operation is about, for tagging and messages.

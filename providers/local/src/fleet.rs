@@ -1,0 +1,715 @@
+//! `local_deployment`: what a `deployment` block with `provider = local`
+//! becomes. Each instance is a process in its own process group, started
+//! from `template.command` with `{port}` replaced by a free loopback port,
+//! logging to `.infra/deployments/<address>/<instance>.log`, and known by
+//! pid and start time.
+//!
+//! - Create starts `replicas` instances, waits until each passes its health
+//!   check `healthy_threshold` times in a row and then stays healthy for
+//!   `min_ready`, registers them in the load balancer, and waits until the
+//!   load balancer's own checks find them healthy. An instance not healthy
+//!   by `healthy_deadline` fails the create, and every instance it started
+//!   is stopped.
+//! - Refresh keeps the instances still running (a dead process, or another
+//!   process under a recorded pid, is gone) and reports as `replicas` those
+//!   that are running and registered: a killed instance shows as
+//!   `replicas: 2 → 3`.
+//! - Update starts what is missing, replaces instances of another version
+//!   (template or `version` changed) one by one — a new one healthy and
+//!   registered before an old one is drained and stopped — and retires
+//!   what is too many. The strategies (rolling, blue/green, canary) build
+//!   on the same steps.
+//! - Delete deregisters (draining for `drain`) and stops every instance:
+//!   SIGTERM to its group, then SIGKILL after a grace period.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use infra_provider_sdk::*;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::load_balancer::AdminApi;
+use crate::runtime::http;
+use crate::runtime::process::{self, Detach, ProcessId, Spawn};
+use crate::runtime::{RuntimeDir, free_port};
+
+/// How long a stopped instance gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub(crate) fn schema() -> ResourceSchema {
+    let any = |description: &str| Attribute::optional(AttributeType::Any).describe(description);
+    ResourceSchema::new(
+        "a fleet of processes on this machine (a `deployment` with `provider = local`)",
+        [
+            (
+                "replicas",
+                Attribute::required(AttributeType::Number).describe("how many instances"),
+            ),
+            ("version", any("the version; a change is a new version")),
+            (
+                "template",
+                Attribute::required(AttributeType::Any).describe(
+                    "one instance: `command` (list, `{port}` replaced), `env` (map), `workdir`",
+                ),
+            ),
+            (
+                "health",
+                any("path, interval, timeout, healthy_threshold, unhealthy_threshold"),
+            ),
+            (
+                "load_balancer",
+                any("the `listen` address of the local_lb the instances join"),
+            ),
+            (
+                "min_ready",
+                any("healthy this long before an instance counts (default 10s)"),
+            ),
+            (
+                "healthy_deadline",
+                any("an instance not healthy by then fails (default 5m)"),
+            ),
+            (
+                "progress_deadline",
+                any("the whole change must finish by then (default 10m)"),
+            ),
+            (
+                "drain",
+                any("time given to requests in flight when an instance leaves (default 30s)"),
+            ),
+            ("auto_rollback", any("roll back a failed rollout")),
+            ("strategy", any("rolling, blue_green or canary")),
+            (
+                "instances",
+                Attribute::computed(AttributeType::Any)
+                    .describe("the running instances: name, port, pid, start time, version"),
+            ),
+            (
+                "id",
+                Attribute::computed(AttributeType::String).describe("the deployment's address"),
+            ),
+        ],
+    )
+}
+
+pub(crate) fn validate(config: &Attributes) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let command = config
+        .get("template")
+        .and_then(|t| t.get("command"))
+        .and_then(Value::as_array);
+    match command {
+        Some(words) if !words.is_empty() && words.iter().all(Value::is_string) => {}
+        Some(_) | None if config.get("template").is_some_and(|t| !t.is_null()) => problems.push(
+            Diagnostic::error("`template.command` must be a non-empty list of strings")
+                .at("template")
+                .help("e.g. command = [\"./server\", \"--port\", \"{port}\"]"),
+        ),
+        _ => {}
+    }
+    if let Some(replicas) = config.get("replicas").and_then(Value::as_f64)
+        && (replicas < 0.0 || replicas.fract() != 0.0)
+    {
+        problems.push(
+            Diagnostic::error(format!(
+                "`replicas` must be a whole number ≥ 0, not {replicas}"
+            ))
+            .at("replicas"),
+        );
+    }
+    problems
+}
+
+/// One running instance, as the state records it.
+#[derive(Debug, Clone, PartialEq)]
+struct Instance {
+    name: String,
+    port: u16,
+    process: ProcessId,
+    version: String,
+}
+
+impl Instance {
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn to_json(&self) -> Value {
+        let (pid, started) = self.process.to_json();
+        json!({
+            "name": self.name,
+            "port": self.port,
+            "pid": pid,
+            "started": started,
+            "version": self.version,
+        })
+    }
+
+    fn from_json(value: &Value) -> Option<Instance> {
+        Some(Instance {
+            name: value["name"].as_str()?.to_string(),
+            port: u16::try_from(value["port"].as_u64()?).ok()?,
+            process: ProcessId::from_json(value.get("pid"), value.get("started"))?,
+            version: value["version"].as_str()?.to_string(),
+        })
+    }
+}
+
+fn instances_of(state: &Attributes) -> Vec<Instance> {
+    state
+        .get("instances")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(Instance::from_json).collect())
+        .unwrap_or_default()
+}
+
+/// The health check a deployment asks for, with ELBv2-like defaults.
+#[derive(Debug, Clone)]
+struct Health {
+    path: String,
+    interval: Duration,
+    timeout: Duration,
+    healthy_threshold: u32,
+    unhealthy_threshold: u32,
+}
+
+/// A deployment's configuration, read once per operation.
+struct Spec {
+    address: String,
+    replicas: usize,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    workdir: PathBuf,
+    health: Health,
+    load_balancer: Option<String>,
+    min_ready: Duration,
+    healthy_deadline: Duration,
+    drain: Duration,
+    version: String,
+}
+
+fn duration(config: &Attributes, name: &str, default: Duration) -> Result<Duration, ProviderError> {
+    match config.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::String(text)) => parse_duration(text).ok_or_else(|| {
+            ProviderError::new(format!(
+                "`{name}` = \"{text}\" is not a duration like \"30s\""
+            ))
+        }),
+        Some(other) => Err(ProviderError::new(format!(
+            "`{name}` must be a duration, not {other}"
+        ))),
+    }
+}
+
+impl Spec {
+    fn read(config: &Attributes, address: &str, config_dir: &Path) -> Result<Spec, ProviderError> {
+        let template = config.get("template").cloned().unwrap_or(Value::Null);
+        let command: Vec<String> = template["command"]
+            .as_array()
+            .map(|words| {
+                words
+                    .iter()
+                    .filter_map(|w| w.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if command.is_empty() {
+            return Err(ProviderError::new("`template.command` is required"));
+        }
+        let env = template["env"]
+            .as_object()
+            .map(|vars| {
+                vars.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(String::from)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let workdir = match template["workdir"].as_str() {
+            Some(dir) => config_dir.join(dir),
+            None => config_dir.to_path_buf(),
+        };
+        let health = config.get("health").cloned().unwrap_or(Value::Null);
+        let health_duration = |name: &str, default: Duration| -> Result<Duration, ProviderError> {
+            let fields: Attributes = health
+                .as_object()
+                .map(|o| o.clone().into_iter().collect())
+                .unwrap_or_default();
+            duration(&fields, name, default)
+        };
+        let threshold = |name: &str, default: u32| {
+            health[name]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default)
+        };
+        let health = Health {
+            path: health["path"].as_str().unwrap_or("/healthz").to_string(),
+            interval: health_duration("interval", Duration::from_secs(10))?,
+            timeout: health_duration("timeout", Duration::from_secs(2))?,
+            healthy_threshold: threshold("healthy_threshold", 2),
+            unhealthy_threshold: threshold("unhealthy_threshold", 3),
+        };
+        // Any change of the template (or of `version`) is a new version.
+        let digest = Sha256::digest(
+            json!({ "template": template, "version": config.get("version") }).to_string(),
+        );
+        Ok(Spec {
+            address: address.to_string(),
+            replicas: config.get("replicas").and_then(Value::as_u64).unwrap_or(1) as usize,
+            command,
+            env,
+            workdir,
+            health,
+            load_balancer: config
+                .get("load_balancer")
+                .and_then(Value::as_str)
+                .map(String::from),
+            min_ready: duration(config, "min_ready", Duration::from_secs(10))?,
+            healthy_deadline: duration(config, "healthy_deadline", Duration::from_secs(300))?,
+            drain: duration(config, "drain", Duration::from_secs(30))?,
+            version: digest.iter().take(6).map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+
+    /// The load balancer's pool for this deployment's instances.
+    fn pool(&self) -> &str {
+        &self.address
+    }
+}
+
+/// Carries out one operation on a deployment.
+pub(crate) struct Fleet<'a> {
+    runtime: &'a RuntimeDir,
+    spec: Spec,
+    admin: Option<AdminApi>,
+}
+
+fn failed(message: String) -> ProviderError {
+    ProviderError::new(message).with_code("DeploymentFailed")
+}
+
+impl<'a> Fleet<'a> {
+    pub(crate) fn new(
+        runtime: &'a RuntimeDir,
+        config_dir: &Path,
+        address: &str,
+        config: &Attributes,
+    ) -> Result<Fleet<'a>, ProviderError> {
+        let spec = Spec::read(config, address, config_dir)?;
+        let admin = match &spec.load_balancer {
+            None => None,
+            Some(listen) => Some(AdminApi::find(runtime, listen).ok_or_else(|| {
+                failed(format!(
+                    "the load balancer on {listen} is not running (no {}/admin.json)",
+                    runtime.load_balancer(listen).display()
+                ))
+            })?),
+        };
+        Ok(Fleet {
+            runtime,
+            spec,
+            admin,
+        })
+    }
+
+    fn log_of(&self, name: &str) -> PathBuf {
+        self.runtime
+            .deployment(&self.spec.address)
+            .join(format!("{name}.log"))
+    }
+
+    /// Starts `count` instances and brings them into service; on failure
+    /// stops all of them.
+    async fn add(
+        &self,
+        count: usize,
+        taken: &mut BTreeSet<String>,
+    ) -> Result<Vec<Instance>, ProviderError> {
+        let mut started = Vec::new();
+        for _ in 0..count {
+            match self.start(taken) {
+                Ok(instance) => started.push(instance),
+                Err(error) => {
+                    self.remove_all(&started).await;
+                    return Err(error);
+                }
+            }
+        }
+        if let Err(error) = self.bring_into_service(&started).await {
+            self.remove_all(&started).await;
+            return Err(error);
+        }
+        Ok(started)
+    }
+
+    fn start(&self, taken: &mut BTreeSet<String>) -> Result<Instance, ProviderError> {
+        let base = self.spec.address.rsplit('.').next().unwrap_or("instance");
+        let name = (0..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|name| !taken.contains(name))
+            .unwrap_or_default();
+        taken.insert(name.clone());
+        let port = free_port().map_err(|e| failed(format!("no free port: {e}")))?;
+        let fill = |text: &str| text.replace("{port}", &port.to_string());
+        let words: Vec<String> = self.spec.command.iter().map(|w| fill(w)).collect();
+        let mut env: Vec<(String, String)> = self
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), fill(v)))
+            .collect();
+        env.push(("PORT".into(), port.to_string()));
+        env.push(("INFRA_INSTANCE".into(), name.clone()));
+        let log = self.log_of(&name);
+        let program = resolve_program(&words[0], &self.spec.workdir);
+        let process = process::spawn(Spawn {
+            program: &program,
+            args: &words[1..],
+            env: &env,
+            workdir: &self.spec.workdir,
+            log: &log,
+            detach: Detach::Group,
+        })
+        .map_err(|e| failed(format!("cannot start `{}` for {name}: {e}", words[0])))?;
+        Ok(Instance {
+            name,
+            port,
+            process,
+            version: self.spec.version.clone(),
+        })
+    }
+
+    /// Healthy `healthy_threshold` times in a row, still healthy after
+    /// `min_ready`, registered, and healthy in the load balancer's eyes.
+    async fn bring_into_service(&self, instances: &[Instance]) -> Result<(), ProviderError> {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.spec.healthy_deadline;
+        let health = &self.spec.health;
+        let mut passes = vec![0u32; instances.len()];
+        let mut last_problem = vec![String::from("not checked yet"); instances.len()];
+        loop {
+            for (at, instance) in instances.iter().enumerate() {
+                if passes[at] >= health.healthy_threshold {
+                    continue;
+                }
+                if !instance.process.is_running() {
+                    return Err(failed(format!(
+                        "instance {} exited before it became healthy; its log ends with:\n{}",
+                        instance.name,
+                        process::log_tail(&self.log_of(&instance.name), 5)
+                    )));
+                }
+                match http::get(&instance.addr(), &health.path, health.timeout).await {
+                    Ok(answer) if (200..400).contains(&answer.status) => passes[at] += 1,
+                    Ok(answer) => {
+                        passes[at] = 0;
+                        last_problem[at] =
+                            format!("GET {} answered {}", health.path, answer.status);
+                    }
+                    Err(error) => {
+                        passes[at] = 0;
+                        last_problem[at] = format!("GET {}: {error}", health.path);
+                    }
+                }
+            }
+            if passes.iter().all(|p| *p >= health.healthy_threshold) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let at = passes
+                    .iter()
+                    .position(|p| *p < health.healthy_threshold)
+                    .unwrap_or(0);
+                return Err(failed(format!(
+                    "instance {} was not healthy within healthy_deadline ({:?}): {}",
+                    instances[at].name, self.spec.healthy_deadline, last_problem[at]
+                )));
+            }
+            tokio::time::sleep(health.interval.min(Duration::from_secs(1))).await;
+        }
+        if !self.spec.min_ready.is_zero() {
+            tokio::time::sleep(self.spec.min_ready).await;
+            for instance in instances {
+                let answer = http::get(&instance.addr(), &health.path, health.timeout).await;
+                if !matches!(answer, Ok(ref a) if (200..400).contains(&a.status)) {
+                    return Err(failed(format!(
+                        "instance {} failed its health check during min_ready ({:?})",
+                        instance.name, self.spec.min_ready
+                    )));
+                }
+            }
+        }
+        self.register(instances).await?;
+        self.wait_in_service(instances, deadline).await
+    }
+
+    async fn register(&self, instances: &[Instance]) -> Result<(), ProviderError> {
+        let Some(admin) = &self.admin else {
+            return Ok(());
+        };
+        let health = &self.spec.health;
+        for instance in instances {
+            let body = json!({
+                "pool": self.spec.pool(),
+                "addr": instance.addr(),
+                "health": {
+                    "path": health.path,
+                    "interval_ms": health.interval.as_millis() as u64,
+                    "timeout_ms": health.timeout.as_millis() as u64,
+                    "healthy_threshold": health.healthy_threshold,
+                    "unhealthy_threshold": health.unhealthy_threshold,
+                },
+            });
+            admin
+                .call(
+                    "PUT",
+                    &format!(
+                        "/backends/{}",
+                        backend_id(&self.spec.address, &instance.name)
+                    ),
+                    Some(&body),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the load balancer reports every instance healthy.
+    async fn wait_in_service(
+        &self,
+        instances: &[Instance],
+        deadline: Instant,
+    ) -> Result<(), ProviderError> {
+        let Some(admin) = &self.admin else {
+            return Ok(());
+        };
+        let wanted: BTreeSet<String> = instances
+            .iter()
+            .map(|i| backend_id(&self.spec.address, &i.name))
+            .collect();
+        loop {
+            let healthy = healthy_backends(&admin.status().await?);
+            if wanted.is_subset(&healthy) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let missing: Vec<&String> = wanted.difference(&healthy).collect();
+                return Err(failed(format!(
+                    "the load balancer did not find {missing:?} healthy within healthy_deadline ({:?})",
+                    self.spec.healthy_deadline
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Deregisters (letting requests in flight finish, up to `drain`) and
+    /// stops an instance.
+    async fn remove(&self, instance: &Instance) {
+        if let Some(admin) = &self.admin {
+            let path = format!(
+                "/backends/{}?drain_ms={}",
+                backend_id(&self.spec.address, &instance.name),
+                self.spec.drain.as_millis()
+            );
+            // A load balancer that is gone sends it nothing anyway.
+            let _ = admin.call("DELETE", &path, None).await;
+        }
+        process::stop(instance.process, true, STOP_GRACE).await;
+    }
+
+    async fn remove_all(&self, instances: &[Instance]) {
+        for instance in instances {
+            self.remove(instance).await;
+        }
+    }
+
+    fn state(&self, config: &Attributes, instances: &[Instance]) -> Attributes {
+        let mut state = config.clone();
+        state.insert("id".into(), json!(self.spec.address));
+        state.insert(
+            "instances".into(),
+            Value::Array(instances.iter().map(Instance::to_json).collect()),
+        );
+        state
+    }
+
+    pub(crate) async fn create(&self, config: &Attributes) -> Result<Attributes, ProviderError> {
+        self.runtime
+            .ensure()
+            .map_err(|e| failed(format!("cannot create the runtime directory .infra/: {e}")))?;
+        let mut taken = BTreeSet::new();
+        let instances = self.add(self.spec.replicas, &mut taken).await?;
+        Ok(self.state(config, &instances))
+    }
+
+    pub(crate) async fn update(
+        &self,
+        prior: &Attributes,
+        config: &Attributes,
+    ) -> Result<Attributes, ProviderError> {
+        let running: Vec<Instance> = instances_of(prior)
+            .into_iter()
+            .filter(|i| i.process.is_running())
+            .collect();
+        let mut taken: BTreeSet<String> = running.iter().map(|i| i.name.clone()).collect();
+        let (mut current, mut old): (Vec<Instance>, Vec<Instance>) = running
+            .into_iter()
+            .partition(|i| i.version == self.spec.version);
+        // Those of this version that the load balancer lost (it was
+        // restarted) or whose health check changed: registered again.
+        self.register(&current).await?;
+        self.wait_in_service(&current, Instant::now() + self.spec.healthy_deadline)
+            .await?;
+        let wanted = self.spec.replicas;
+        // Missing instances first: capacity before anything is replaced.
+        let missing = wanted.saturating_sub(current.len() + old.len());
+        current.extend(self.add(missing, &mut taken).await?);
+        // One by one: a new instance in service before an old one leaves.
+        while current.len() < wanted && !old.is_empty() {
+            current.extend(self.add(1, &mut taken).await?);
+            let retiring = old.remove(0);
+            self.remove(&retiring).await;
+        }
+        self.remove_all(&old).await;
+        while current.len() > wanted {
+            let newest = current.pop().expect("more than wanted");
+            self.remove(&newest).await;
+        }
+        Ok(self.state(config, &current))
+    }
+
+    pub(crate) async fn delete(&self, state: &Attributes) {
+        self.remove_all(&instances_of(state)).await;
+    }
+}
+
+/// The load balancer's name for an instance.
+fn backend_id(address: &str, instance: &str) -> String {
+    let deployment: String = address
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{deployment}.{instance}")
+}
+
+fn healthy_backends(status: &Value) -> BTreeSet<String> {
+    status["pools"]
+        .as_object()
+        .into_iter()
+        .flat_map(|pools| pools.values())
+        .flat_map(|pool| pool["backends"].as_array().into_iter().flatten())
+        .filter(|b| b["healthy"] == json!(true) && b["draining"] == json!(false))
+        .filter_map(|b| b["id"].as_str().map(String::from))
+        .collect()
+}
+
+/// `./bin/app` relative to the instance's working directory; a bare name
+/// is looked up on the PATH by the OS.
+fn resolve_program(program: &str, workdir: &Path) -> String {
+    if program.contains('/') && !Path::new(program).is_absolute() {
+        workdir.join(program).to_string_lossy().into_owned()
+    } else {
+        program.to_string()
+    }
+}
+
+/// Refresh: the instances still running; `replicas` counts those the load
+/// balancer has (all running ones when there is none).
+pub(crate) async fn read(runtime: &RuntimeDir, mut state: Attributes) -> Attributes {
+    let running: Vec<Instance> = instances_of(&state)
+        .into_iter()
+        .filter(|i| i.process.is_running())
+        .collect();
+    let address = state
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let serving = match state.get("load_balancer").and_then(Value::as_str) {
+        None => running.len(),
+        Some(listen) => match AdminApi::find(runtime, listen) {
+            None => 0,
+            Some(admin) => match admin.status().await {
+                Err(_) => 0,
+                Ok(status) => {
+                    let registered: BTreeSet<String> = status["pools"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|pools| pools.values())
+                        .flat_map(|pool| pool["backends"].as_array().into_iter().flatten())
+                        .filter_map(|b| b["id"].as_str().map(String::from))
+                        .collect();
+                    running
+                        .iter()
+                        .filter(|i| registered.contains(&backend_id(&address, &i.name)))
+                        .count()
+                }
+            },
+        },
+    };
+    state.insert("replicas".into(), json!(serving));
+    state.insert(
+        "instances".into(),
+        Value::Array(running.iter().map(Instance::to_json).collect()),
+    );
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_change_is_a_new_version_and_env_order_is_not() {
+        let dir = Path::new("/tmp");
+        let config = |env: Value, command: &str| -> Attributes {
+            [
+                ("replicas".to_string(), json!(2)),
+                (
+                    "template".to_string(),
+                    json!({"command": [command], "env": env}),
+                ),
+            ]
+            .into()
+        };
+        let a = Spec::read(
+            &config(json!({"A": "1", "B": "2"}), "app"),
+            "deployment.x",
+            dir,
+        )
+        .unwrap();
+        let b = Spec::read(
+            &config(json!({"B": "2", "A": "1"}), "app"),
+            "deployment.x",
+            dir,
+        )
+        .unwrap();
+        let c = Spec::read(
+            &config(json!({"A": "1", "B": "2"}), "app2"),
+            "deployment.x",
+            dir,
+        )
+        .unwrap();
+        assert_eq!(a.version, b.version);
+        assert_ne!(a.version, c.version);
+    }
+}

@@ -1,0 +1,222 @@
+//! The admin API, on its own loopback port. Every call but `GET /metrics`
+//! needs `Authorization: Bearer TOKEN`, the token the provider keeps in the
+//! runtime directory (mode 0600).
+//!
+//! | call | body | does |
+//! |---|---|---|
+//! | `GET /status` | | pools, weights, backends with health, draining, in flight |
+//! | `PUT /backends/ID` | `{"pool", "addr", "health": {"path", "interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold"}}` | registers (the same again changes nothing) |
+//! | `DELETE /backends/ID?drain_ms=N` | | no new requests; waits up to N ms for those in flight; removes |
+//! | `PUT /weights` | `{"POOL": WEIGHT, …}` | sets pool weights at once, connections untouched |
+//! | `GET /metrics` | | Prometheus text (see `metrics.rs`) |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::health;
+use super::pools::{Backend, HealthCheck};
+use super::proxy::{Balancer, Body, plain};
+
+pub struct Admin {
+    pub balancer: Arc<Balancer>,
+    pub token: String,
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = plain(status, &format!("{value}\n"));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &json!({ "error": message }))
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn millis(value: &Value, name: &str, default: Duration) -> Duration {
+    value
+        .get(name)
+        .and_then(Value::as_u64)
+        .map(Duration::from_millis)
+        .unwrap_or(default)
+}
+
+fn health_check(value: &Value) -> HealthCheck {
+    let defaults = HealthCheck::default();
+    let threshold = |name: &str, default: u32| {
+        value
+            .get(name)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(default)
+    };
+    HealthCheck {
+        path: value
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or(&defaults.path)
+            .to_string(),
+        interval: millis(value, "interval_ms", defaults.interval),
+        timeout: millis(value, "timeout_ms", defaults.timeout),
+        healthy_threshold: threshold("healthy_threshold", defaults.healthy_threshold),
+        unhealthy_threshold: threshold("unhealthy_threshold", defaults.unhealthy_threshold),
+    }
+}
+
+impl Admin {
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let path = request.uri().path().to_string();
+        let query = request.uri().query().unwrap_or("").to_string();
+        let method = request.method().clone();
+        if method == Method::GET && path == "/metrics" {
+            let text = self.balancer.metrics.render(&self.balancer.pools);
+            let mut response = plain(StatusCode::OK, &text);
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return response;
+        }
+        let authorized = request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| same_token(given.as_bytes(), self.token.as_bytes()));
+        if !authorized {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "this call needs `Authorization: Bearer TOKEN` (the token is in the runtime directory)",
+            );
+        }
+        let body = match request.into_body().collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+        };
+        let body: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(value) => value,
+                Err(why) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {why}")),
+            }
+        };
+        let pools = &self.balancer.pools;
+        match (&method, path.as_str()) {
+            (&Method::GET, "/status") => json_response(StatusCode::OK, &pools.status()),
+            (&Method::PUT, "/weights") => {
+                let Some(weights) = body.as_object().and_then(|fields| {
+                    fields
+                        .iter()
+                        .map(|(pool, weight)| {
+                            let weight = u32::try_from(weight.as_u64()?).ok()?;
+                            Some((pool.clone(), weight))
+                        })
+                        .collect::<Option<BTreeMap<String, u32>>>()
+                }) else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "weights are an object of pool names to whole numbers, e.g. {\"stable\": 90, \"canary\": 10}",
+                    );
+                };
+                pools.set_weights(&weights);
+                json_response(StatusCode::OK, &pools.status())
+            }
+            (_, backend_path) if backend_path.starts_with("/backends/") => {
+                let id = &backend_path["/backends/".len()..];
+                if id.is_empty() {
+                    return error(StatusCode::NOT_FOUND, "name the backend: /backends/ID");
+                }
+                match method {
+                    Method::PUT => self.register(id, &body),
+                    Method::DELETE => {
+                        let drain = query
+                            .split('&')
+                            .find_map(|pair| pair.strip_prefix("drain_ms="))
+                            .and_then(|n| n.parse().ok())
+                            .map(Duration::from_millis)
+                            .unwrap_or(Duration::from_secs(30));
+                        self.deregister(id, drain).await
+                    }
+                    _ => error(StatusCode::METHOD_NOT_ALLOWED, "use PUT or DELETE"),
+                }
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such call; see GET /status"),
+        }
+    }
+
+    fn register(&self, id: &str, body: &Value) -> Response<Body> {
+        let (Some(pool), Some(addr)) = (
+            body.get("pool").and_then(Value::as_str),
+            body.get("addr")
+                .and_then(Value::as_str)
+                .and_then(|a| a.parse().ok()),
+        ) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "a backend needs `pool` and `addr` (\"127.0.0.1:PORT\")",
+            );
+        };
+        let check = health_check(body.get("health").unwrap_or(&Value::Null));
+        let pools = &self.balancer.pools;
+        if let Some(existing) = pools.find(id)
+            && existing.pool == pool
+            && existing.addr == addr
+            && existing.check == check
+            && !existing.draining.load(Ordering::Acquire)
+        {
+            return json_response(StatusCode::OK, &existing.to_json());
+        }
+        let backend = Arc::new(Backend::new(id.to_string(), pool.to_string(), addr, check));
+        if let Some(replaced) = pools.register(backend.clone()) {
+            replaced.removed.store(true, Ordering::Release);
+        }
+        health::watch(backend.clone(), self.balancer.client.clone());
+        json_response(StatusCode::CREATED, &backend.to_json())
+    }
+
+    async fn deregister(&self, id: &str, drain: Duration) -> Response<Body> {
+        let pools = &self.balancer.pools;
+        let Some(backend) = pools.find(id) else {
+            return error(StatusCode::NOT_FOUND, &format!("no backend `{id}`"));
+        };
+        pools.start_draining(&backend);
+        let deadline = Instant::now() + drain;
+        loop {
+            let idle = backend.idle.notified();
+            if backend.in_flight.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, idle).await.is_err() {
+                break;
+            }
+        }
+        let abandoned = backend.in_flight.load(Ordering::Acquire);
+        pools.remove(id);
+        json_response(
+            StatusCode::OK,
+            &json!({ "id": id, "drained": abandoned == 0, "in_flight": abandoned }),
+        )
+    }
+}

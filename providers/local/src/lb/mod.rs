@@ -1,0 +1,199 @@
+//! `local_lb`'s process: an HTTP/1.1 load balancer on tokio and hyper.
+//!
+//! It is started detached by the provider (`infra local-lb --listen ADDR
+//! --dir DIR`) and outlives infra. It reads its admin token from
+//! `DIR/token`, binds the listener and an admin port on 127.0.0.1, and
+//! writes `DIR/admin.json` (`pid`, `listen`, `admin`) once both accept
+//! connections. SIGTERM stops it.
+//!
+//! - `pools.rs`: pools with weights, backends with health and draining,
+//!   the choice of a backend;
+//! - `proxy.rs`: forwarding, with one retry on another backend;
+//! - `health.rs`: active health checks;
+//! - `admin.rs`: register / deregister (drain) / weights / status, and
+//!   `metrics.rs`: Prometheus metrics.
+
+mod admin;
+mod health;
+mod metrics;
+mod pools;
+mod proxy;
+
+pub use pools::HealthCheck;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::runtime::write_atomically;
+
+/// What `infra local-lb` takes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: String,
+    pub admin: String,
+    pub dir: PathBuf,
+}
+
+impl Options {
+    /// `--listen ADDR [--admin ADDR] --dir DIR`.
+    pub fn parse(args: &[String]) -> Result<Options, String> {
+        let mut listen = None;
+        let mut admin = "127.0.0.1:0".to_string();
+        let mut dir = None;
+        let mut args = args.iter();
+        while let Some(flag) = args.next() {
+            let mut value = || {
+                args.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--listen" => listen = Some(value()?),
+                "--admin" => admin = value()?,
+                "--dir" => dir = Some(PathBuf::from(value()?)),
+                other => return Err(format!("unknown argument `{other}`")),
+            }
+        }
+        Ok(Options {
+            listen: listen.ok_or("--listen is required")?,
+            admin,
+            dir: dir.ok_or("--dir is required")?,
+        })
+    }
+}
+
+/// Runs the load balancer until SIGTERM or SIGINT; the exit code.
+pub fn run(options: Options) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("local-lb: cannot start the runtime: {error}");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(options)) {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("local-lb: {error}");
+            1
+        }
+    }
+}
+
+async fn serve(options: Options) -> Result<(), String> {
+    let token = std::fs::read_to_string(options.dir.join("token"))
+        .map_err(|e| {
+            format!(
+                "cannot read the admin token in {}: {e}",
+                options.dir.display()
+            )
+        })?
+        .trim()
+        .to_string();
+    let listener = TcpListener::bind(&options.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let admin_listener = TcpListener::bind(&options.admin)
+        .await
+        .map_err(|e| format!("cannot listen on {} (admin): {e}", options.admin))?;
+    let listen_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(1)));
+    connector.set_nodelay(true);
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .pool_timer(TokioTimer::new())
+        .build(connector);
+    let balancer = Arc::new(proxy::Balancer {
+        pools: pools::Pools::default(),
+        metrics: metrics::Metrics::default(),
+        client,
+    });
+    let admin = Arc::new(admin::Admin {
+        balancer: balancer.clone(),
+        token,
+    });
+
+    tokio::spawn(accept(admin_listener, move |request| {
+        admin.clone().handle(request)
+    }));
+    let proxying = balancer.clone();
+    tokio::spawn(accept(listener, move |request| {
+        proxying.clone().handle(request)
+    }));
+
+    let announcement = serde_json::json!({
+        "pid": std::process::id(),
+        "listen": listen_addr.to_string(),
+        "admin": admin_addr.to_string(),
+    });
+    let admin_file = options.dir.join("admin.json");
+    write_atomically(&admin_file, announcement.to_string().as_bytes(), 0o644)
+        .map_err(|e| format!("cannot write {}: {e}", admin_file.display()))?;
+    eprintln!("local-lb: listening on {listen_addr}, admin on {admin_addr}");
+
+    wait_for_stop().await;
+    let _ = std::fs::remove_file(&admin_file);
+    eprintln!("local-lb: stopped");
+    Ok(())
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Accepts connections and serves each with HTTP/1.1 keep-alive.
+async fn accept<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<proxy::Body>> + Send + 'static,
+{
+    loop {
+        let (stream, _peer): (_, SocketAddr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: wait, don't spin.
+                eprintln!("local-lb: accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let answer = handle(request);
+                async move { Ok::<_, Infallible>(answer.await) }
+            });
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

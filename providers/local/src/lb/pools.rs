@@ -1,0 +1,370 @@
+//! Backends grouped in pools with weights, and the choice of a backend for
+//! each request.
+//!
+//! Pools are chosen by smooth weighted round-robin (nginx's): over any run
+//! of requests each pool's share is as close to its weight as whole
+//! requests allow, with no randomness, so a 90/10 split is 90/10. Only
+//! pools with a backend that can take traffic (healthy, not draining)
+//! count. Inside a pool, backends take turns.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+/// An active health check, as ELBv2 defines one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passes that make an unhealthy backend healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a healthy backend unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> HealthCheck {
+        HealthCheck {
+            path: "/healthz".into(),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+pub struct Backend {
+    pub id: String,
+    pub pool: String,
+    pub addr: SocketAddr,
+    pub check: HealthCheck,
+    /// A new backend gets traffic only once it passed `healthy_threshold`
+    /// checks.
+    pub healthy: AtomicBool,
+    pub draining: AtomicBool,
+    /// Deregistered: its health checks stop.
+    pub removed: AtomicBool,
+    pub in_flight: AtomicU64,
+    pub passes: AtomicU32,
+    pub failures: AtomicU32,
+    /// Notified when `in_flight` drops to zero.
+    pub idle: Notify,
+}
+
+impl Backend {
+    pub fn new(id: String, pool: String, addr: SocketAddr, check: HealthCheck) -> Backend {
+        Backend {
+            id,
+            pool,
+            addr,
+            check,
+            healthy: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            in_flight: AtomicU64::new(0),
+            passes: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    pub fn takes_traffic(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub fn start_request(self: &Arc<Backend>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// Records a check's result; returns the new health if it changed.
+    pub fn record_check(&self, passed: bool) -> Option<bool> {
+        if passed {
+            self.failures.store(0, Ordering::Relaxed);
+            let passes = self.passes.fetch_add(1, Ordering::Relaxed) + 1;
+            if passes >= self.check.healthy_threshold && !self.healthy.swap(true, Ordering::AcqRel)
+            {
+                return Some(true);
+            }
+        } else {
+            self.passes.store(0, Ordering::Relaxed);
+            let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if failures >= self.check.unhealthy_threshold
+                && self.healthy.swap(false, Ordering::AcqRel)
+            {
+                return Some(false);
+            }
+        }
+        None
+    }
+
+    /// A connection to it was refused: out at once (the checks bring it
+    /// back when it answers again).
+    pub fn mark_down(&self) {
+        self.passes.store(0, Ordering::Relaxed);
+        self.healthy.store(false, Ordering::Release);
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "pool": self.pool,
+            "addr": self.addr.to_string(),
+            "healthy": self.healthy.load(Ordering::Relaxed),
+            "draining": self.draining.load(Ordering::Relaxed),
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// A request counted in flight at a backend until dropped.
+pub struct InFlight(Arc<Backend>);
+
+impl InFlight {
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Pool {
+    weight: u32,
+    /// Smooth weighted round-robin's running score.
+    current: i64,
+    backends: Vec<Arc<Backend>>,
+    next: usize,
+}
+
+/// Every pool and backend of the load balancer.
+#[derive(Default)]
+pub struct Pools {
+    inner: Mutex<BTreeMap<String, Pool>>,
+}
+
+/// The weight a pool gets when its first backend registers.
+pub const DEFAULT_WEIGHT: u32 = 100;
+
+impl Pools {
+    /// Adds a backend (replacing one with the same id); returns the one it
+    /// replaced.
+    pub fn register(&self, backend: Arc<Backend>) -> Option<Arc<Backend>> {
+        let mut pools = self.inner.lock().unwrap();
+        let mut replaced = None;
+        for pool in pools.values_mut() {
+            if let Some(at) = pool.backends.iter().position(|b| b.id == backend.id) {
+                replaced = Some(pool.backends.remove(at));
+            }
+        }
+        pools
+            .entry(backend.pool.clone())
+            .or_insert_with(|| Pool {
+                weight: DEFAULT_WEIGHT,
+                ..Pool::default()
+            })
+            .backends
+            .push(backend);
+        replaced
+    }
+
+    pub fn find(&self, id: &str) -> Option<Arc<Backend>> {
+        let pools = self.inner.lock().unwrap();
+        pools
+            .values()
+            .flat_map(|p| p.backends.iter())
+            .find(|b| b.id == id)
+            .cloned()
+    }
+
+    /// Takes a backend out of its pool (after draining).
+    pub fn remove(&self, id: &str) -> Option<Arc<Backend>> {
+        let mut pools = self.inner.lock().unwrap();
+        for pool in pools.values_mut() {
+            if let Some(at) = pool.backends.iter().position(|b| b.id == id) {
+                let backend = pool.backends.remove(at);
+                backend.removed.store(true, Ordering::Release);
+                return Some(backend);
+            }
+        }
+        None
+    }
+
+    /// Sets the weights of the pools named (creating empty pools for new
+    /// names, so a weight can be set before the backends come).
+    pub fn set_weights(&self, weights: &BTreeMap<String, u32>) {
+        let mut pools = self.inner.lock().unwrap();
+        for (name, weight) in weights {
+            let pool = pools.entry(name.clone()).or_default();
+            pool.weight = *weight;
+            pool.current = 0;
+        }
+        for pool in pools.values_mut() {
+            pool.current = 0;
+        }
+    }
+
+    /// The backend for the next request, other than `except` (a retry),
+    /// counted in flight before the choice is visible to anyone else: a
+    /// drain that starts after this cannot miss the request.
+    pub fn choose(&self, except: Option<&str>) -> Option<InFlight> {
+        let mut pools = self.inner.lock().unwrap();
+        let usable = |pool: &Pool| {
+            pool.weight > 0
+                && pool
+                    .backends
+                    .iter()
+                    .any(|b| b.takes_traffic() && Some(b.id.as_str()) != except)
+        };
+        let total: i64 = pools
+            .values()
+            .filter(|p| usable(p))
+            .map(|p| i64::from(p.weight))
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut best: Option<&mut Pool> = None;
+        for pool in pools.values_mut() {
+            if !usable(pool) {
+                continue;
+            }
+            pool.current += i64::from(pool.weight);
+            if best.as_ref().is_none_or(|b| pool.current > b.current) {
+                best = Some(pool);
+            }
+        }
+        let pool = best?;
+        pool.current -= total;
+        let count = pool.backends.len();
+        for step in 0..count {
+            let backend = &pool.backends[(pool.next + step) % count];
+            if backend.takes_traffic() && Some(backend.id.as_str()) != except {
+                pool.next = (pool.next + step + 1) % count;
+                return Some(backend.start_request());
+            }
+        }
+        None
+    }
+
+    /// Stops new requests to a backend. Once this returns, every request
+    /// that will ever reach it is counted in `in_flight`.
+    pub fn start_draining(&self, backend: &Backend) {
+        let _barrier = self.inner.lock().unwrap();
+        backend.draining.store(true, Ordering::Release);
+    }
+
+    /// Every backend, for health checks and metrics.
+    pub fn backends(&self) -> Vec<Arc<Backend>> {
+        let pools = self.inner.lock().unwrap();
+        pools
+            .values()
+            .flat_map(|p| p.backends.iter().cloned())
+            .collect()
+    }
+
+    pub fn status(&self) -> Value {
+        let pools = self.inner.lock().unwrap();
+        let pools: serde_json::Map<String, Value> = pools
+            .iter()
+            .map(|(name, pool)| {
+                (
+                    name.clone(),
+                    json!({
+                        "weight": pool.weight,
+                        "backends": pool.backends.iter().map(|b| b.to_json()).collect::<Vec<_>>(),
+                    }),
+                )
+            })
+            .collect();
+        json!({ "pools": pools })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(id: &str, pool: &str) -> Arc<Backend> {
+        let backend = Backend::new(
+            id.into(),
+            pool.into(),
+            "127.0.0.1:1".parse().unwrap(),
+            HealthCheck::default(),
+        );
+        backend.healthy.store(true, Ordering::Relaxed);
+        Arc::new(backend)
+    }
+
+    #[test]
+    fn pools_share_requests_exactly_by_weight() {
+        let pools = Pools::default();
+        pools.register(backend("a1", "stable"));
+        pools.register(backend("a2", "stable"));
+        pools.register(backend("b1", "canary"));
+        pools.set_weights(&[("stable".into(), 90), ("canary".into(), 10)].into());
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for _ in 0..1000 {
+            *counts
+                .entry(pools.choose(None).unwrap().backend().id.clone())
+                .or_default() += 1;
+        }
+        assert_eq!(counts["a1"] + counts["a2"], 900);
+        assert_eq!(counts["a1"], 450);
+        assert_eq!(counts["b1"], 100);
+    }
+
+    #[test]
+    fn unhealthy_draining_and_zero_weight_backends_get_nothing() {
+        let pools = Pools::default();
+        let a = backend("a", "stable");
+        let b = backend("b", "stable");
+        let c = backend("c", "canary");
+        pools.register(a.clone());
+        pools.register(b.clone());
+        pools.register(c.clone());
+        pools.set_weights(&[("canary".into(), 0)].into());
+        b.draining.store(true, Ordering::Relaxed);
+        for _ in 0..10 {
+            assert_eq!(pools.choose(None).unwrap().backend().id, "a");
+        }
+        assert!(
+            pools.choose(Some("a")).is_none(),
+            "a retry never goes back to `a`"
+        );
+        a.mark_down();
+        assert!(pools.choose(None).is_none());
+    }
+
+    #[test]
+    fn health_flips_after_the_thresholds() {
+        let b = Backend::new(
+            "b".into(),
+            "p".into(),
+            "127.0.0.1:1".parse().unwrap(),
+            HealthCheck::default(),
+        );
+        assert_eq!(b.record_check(true), None);
+        assert_eq!(b.record_check(true), Some(true));
+        assert_eq!(b.record_check(false), None);
+        assert_eq!(b.record_check(false), None);
+        assert_eq!(b.record_check(true), None, "a pass resets the failures");
+        assert_eq!(b.record_check(false), None);
+        assert_eq!(b.record_check(false), None);
+        assert_eq!(b.record_check(false), Some(false));
+    }
+}

@@ -1,0 +1,159 @@
+//! The data path: every client request goes to a backend chosen by
+//! [`Pools::choose`], over pooled keep-alive connections.
+//!
+//! A request that got no answer from its backend is sent once more to
+//! another backend when that is safe: always if the connection could not be
+//! made (nothing was sent), and for idempotent methods (GET, HEAD, PUT,
+//! DELETE, OPTIONS) if the backend closed the connection before answering —
+//! as nginx's `proxy_next_upstream error` does. A backend that refused a
+//! connection is marked down at once; its health checks bring it back.
+//!
+//! Bodies are read whole before they are forwarded (both ways): a request
+//! can then be retried, and a backend counts a request in flight until its
+//! answer has been read, which is what draining waits for.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use super::metrics::Metrics;
+use super::pools::Pools;
+
+pub type Body = Full<Bytes>;
+pub type BackendClient = Client<HttpConnector, Body>;
+
+/// What a load balancer process shares between its connections.
+pub struct Balancer {
+    pub pools: Pools,
+    pub metrics: Metrics,
+    pub client: BackendClient,
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers the `Connection` header names are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
+}
+
+pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(text.to_string())));
+    *response.status_mut() = status;
+    response
+}
+
+impl Balancer {
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let (mut parts, body) = request.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return plain(StatusCode::BAD_REQUEST, "unreadable request body\n"),
+        };
+        strip_hop_by_hop(&mut parts.headers);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let mut tried: Option<String> = None;
+        for attempt in 0..2 {
+            let Some(in_flight) = self.pools.choose(tried.as_deref()) else {
+                break;
+            };
+            let backend = in_flight.backend().clone();
+            let mut outgoing = Request::new(Full::new(body.clone()));
+            *outgoing.method_mut() = parts.method.clone();
+            *outgoing.uri_mut() = match format!("http://{}{path}", backend.addr).parse() {
+                Ok(uri) => uri,
+                Err(_) => return plain(StatusCode::BAD_REQUEST, "invalid request target\n"),
+            };
+            *outgoing.headers_mut() = parts.headers.clone();
+            outgoing
+                .headers_mut()
+                .append("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
+            let answer = match self.client.request(outgoing).await {
+                Ok(response) => {
+                    let (mut response_parts, response_body) = response.into_parts();
+                    match response_body.collect().await {
+                        Ok(collected) => {
+                            strip_hop_by_hop(&mut response_parts.headers);
+                            Ok(Response::from_parts(
+                                response_parts,
+                                Full::new(collected.to_bytes()),
+                            ))
+                        }
+                        // Part of the answer came: it cannot be sent again.
+                        Err(_) => Err(false),
+                    }
+                }
+                Err(error) => {
+                    if error.is_connect() {
+                        backend.mark_down();
+                    }
+                    Err(error.is_connect() || idempotent(&parts.method))
+                }
+            };
+            drop(in_flight);
+            match answer {
+                Ok(response) => {
+                    self.metrics.record(
+                        &backend.pool,
+                        &backend.id,
+                        response.status().as_u16(),
+                        started.elapsed(),
+                    );
+                    return response;
+                }
+                Err(retry) if retry && attempt == 0 => tried = Some(backend.id.clone()),
+                Err(_) => {
+                    self.metrics
+                        .record(&backend.pool, &backend.id, 502, started.elapsed());
+                    return plain(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
+                }
+            }
+        }
+        self.metrics.record("none", "none", 503, started.elapsed());
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no healthy backend can take this request\n",
+        )
+    }
+}

@@ -1,0 +1,260 @@
+//! `local_lb`: infra's load balancer as a resource. Create starts the
+//! process (see `lb/`) detached in its own session, so it outlives infra,
+//! and waits until its admin API answers. Refresh checks that the very
+//! process started (pid and start time) still runs and answers: a dead one
+//! is gone, and the next apply starts it again. Destroy stops it.
+//!
+//! Its files are in `.infra/lb/<listen>/`: `token` (the admin token, mode
+//! 0600), `admin.json` (what the process announces), `lb.log`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use infra_provider_sdk::*;
+use serde_json::{Value, json};
+
+use crate::runtime::http::{self, Request};
+use crate::runtime::process::{self, Detach, ProcessId, Spawn};
+use crate::runtime::{RuntimeDir, random_token, write_atomically};
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) fn schema() -> ResourceSchema {
+    ResourceSchema::new(
+        "infra's HTTP load balancer, a process on this machine",
+        [
+            (
+                "listen",
+                Attribute::required(AttributeType::String)
+                    .force_new()
+                    .describe("where clients connect, e.g. \"127.0.0.1:8080\" (loopback)"),
+            ),
+            (
+                "id",
+                Attribute::computed(AttributeType::String).describe("the listen address"),
+            ),
+            (
+                "admin",
+                Attribute::computed(AttributeType::String)
+                    .describe("the admin API and /metrics, e.g. \"127.0.0.1:40123\""),
+            ),
+            (
+                "pid",
+                Attribute::computed(AttributeType::Number).describe("its process id"),
+            ),
+            (
+                "started",
+                Attribute::computed(AttributeType::Number).describe(
+                    "its start time (clock ticks after boot): with the pid, which process it is",
+                ),
+            ),
+        ],
+    )
+}
+
+pub(crate) fn validate(config: &Attributes) -> Vec<Diagnostic> {
+    let Some(listen) = config.get("listen").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_loopback() => Vec::new(),
+        Ok(_) => vec![
+            Diagnostic::error(format!("`{listen}` is not a loopback address"))
+                .at("listen")
+                .help("the local load balancer serves this machine only: use 127.0.0.1:PORT"),
+        ],
+        Err(_) => vec![
+            Diagnostic::error(format!("`{listen}` is not an address and port"))
+                .at("listen")
+                .help("write it as \"127.0.0.1:8080\""),
+        ],
+    }
+}
+
+/// How to reach a running load balancer's admin API.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    pub addr: String,
+    pub token: String,
+}
+
+impl AdminApi {
+    /// The load balancer listening on `listen`, from its runtime files.
+    pub fn find(runtime: &RuntimeDir, listen: &str) -> Option<AdminApi> {
+        let dir = runtime.load_balancer(listen);
+        let announced: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("admin.json")).ok()?).ok()?;
+        Some(AdminApi {
+            addr: announced["admin"].as_str()?.to_string(),
+            token: std::fs::read_to_string(dir.join("token"))
+                .ok()?
+                .trim()
+                .to_string(),
+        })
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ProviderError> {
+        let text = body.map(Value::to_string);
+        let request = Request {
+            method,
+            path,
+            token: Some(&self.token),
+            body: text.as_deref().map(str::as_bytes),
+        };
+        // Draining waits on the server side: allow for it.
+        let timeout = ADMIN_TIMEOUT + Duration::from_secs(600);
+        let response = http::send(&self.addr, request, timeout)
+            .await
+            .map_err(|e| {
+                ProviderError::new(format!(
+                    "the load balancer's admin API at {} does not answer: {e}",
+                    self.addr
+                ))
+                .with_code("LoadBalancerUnreachable")
+            })?;
+        let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        if response.status >= 400 && response.status != 404 {
+            return Err(ProviderError::new(format!(
+                "{method} {path} on the load balancer: {} {}",
+                response.status,
+                value["error"].as_str().unwrap_or(&response.text())
+            ))
+            .with_code("LoadBalancerRefused"));
+        }
+        Ok(value)
+    }
+
+    pub async fn status(&self) -> Result<Value, ProviderError> {
+        self.call("GET", "/status", None).await
+    }
+}
+
+fn listen_of(attributes: &Attributes) -> Result<&str, ProviderError> {
+    attributes
+        .get("listen")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProviderError::new("`listen` is required"))
+}
+
+fn state_of(listen: &str, admin: &str, id: ProcessId) -> Attributes {
+    let (pid, started) = id.to_json();
+    [
+        ("listen".to_string(), json!(listen)),
+        ("id".to_string(), json!(listen)),
+        ("admin".to_string(), json!(admin)),
+        ("pid".to_string(), pid),
+        ("started".to_string(), started),
+    ]
+    .into()
+}
+
+/// The running load balancer announced in `dir`, if it answers.
+async fn running_in(dir: &Path, runtime: &RuntimeDir, listen: &str) -> Option<(String, ProcessId)> {
+    let announced: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("admin.json")).ok()?).ok()?;
+    let pid = i32::try_from(announced["pid"].as_i64()?).ok()?;
+    let api = AdminApi::find(runtime, listen)?;
+    api.status().await.ok()?;
+    let started = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let started = started[started.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    Some((api.addr, ProcessId { pid, started }))
+}
+
+pub(crate) async fn create(
+    runtime: &RuntimeDir,
+    program: &[PathBuf],
+    config: &Attributes,
+) -> Result<Attributes, ProviderError> {
+    let listen = listen_of(config)?;
+    let io = |what: &str, e: std::io::Error| ProviderError::new(format!("cannot {what}: {e}"));
+    runtime
+        .ensure()
+        .map_err(|e| io("create the runtime directory .infra/", e))?;
+    let dir = runtime.load_balancer(listen);
+    std::fs::create_dir_all(&dir).map_err(|e| io(&format!("create {}", dir.display()), e))?;
+    // One left by an apply that was killed before it could save: adopt it.
+    if let Some((admin, id)) = running_in(&dir, runtime, listen).await {
+        return Ok(state_of(listen, &admin, id));
+    }
+    let token_file = dir.join("token");
+    if !token_file.exists() {
+        let token = random_token().map_err(|e| io("make an admin token", e))?;
+        write_atomically(&token_file, token.as_bytes(), 0o600)
+            .map_err(|e| io(&format!("write {}", token_file.display()), e))?;
+    }
+    let _ = std::fs::remove_file(dir.join("admin.json"));
+    let (executable, leading) = program
+        .split_first()
+        .ok_or_else(|| ProviderError::new("no program to run the load balancer with"))?;
+    let mut args: Vec<String> = leading
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    args.extend([
+        "--listen".to_string(),
+        listen.to_string(),
+        "--dir".to_string(),
+        dir.to_string_lossy().into_owned(),
+    ]);
+    let log = dir.join("lb.log");
+    let id = process::spawn(Spawn {
+        program: &executable.to_string_lossy(),
+        args: &args,
+        env: &[],
+        workdir: &dir,
+        log: &log,
+        detach: Detach::Session,
+    })
+    .map_err(|e| {
+        io(
+            &format!("start the load balancer ({})", executable.display()),
+            e,
+        )
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some((admin, announced)) = running_in(&dir, runtime, listen).await
+            && announced.pid == id.pid
+        {
+            return Ok(state_of(listen, &admin, id));
+        }
+        if !id.is_running() || Instant::now() > deadline {
+            process::stop(id, false, Duration::from_secs(2)).await;
+            return Err(ProviderError::new(format!(
+                "the load balancer on {listen} did not start: {}",
+                process::log_tail(&log, 3)
+            ))
+            .with_code("LoadBalancerFailed"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Still the process infra started, and answering?
+pub(crate) async fn read(runtime: &RuntimeDir, state: Attributes) -> Option<Attributes> {
+    let id = ProcessId::from_json(state.get("pid"), state.get("started"))?;
+    if !id.is_running() {
+        return None;
+    }
+    let listen = listen_of(&state).ok()?;
+    let (admin, announced) = running_in(&runtime.load_balancer(listen), runtime, listen).await?;
+    (announced.pid == id.pid).then(|| state_of(listen, &admin, id))
+}
+
+pub(crate) async fn delete(runtime: &RuntimeDir, state: &Attributes) {
+    if let Some(id) = ProcessId::from_json(state.get("pid"), state.get("started")) {
+        process::stop(id, false, Duration::from_secs(10)).await;
+    }
+    if let Ok(listen) = listen_of(state) {
+        let _ = std::fs::remove_file(runtime.load_balancer(listen).join("admin.json"));
+    }
+}

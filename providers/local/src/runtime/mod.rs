@@ -1,0 +1,111 @@
+//! What the local provider keeps on this machine between runs: the runtime
+//! directory `.infra/` next to the configuration (kept out of git), the
+//! processes it started, and a small HTTP client to talk to them.
+
+pub mod http;
+pub mod process;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The runtime directory of one configuration.
+#[derive(Debug, Clone)]
+pub struct RuntimeDir {
+    root: PathBuf,
+}
+
+impl RuntimeDir {
+    /// `.infra/` inside `config_dir`.
+    pub fn new(config_dir: &Path) -> RuntimeDir {
+        RuntimeDir {
+            root: config_dir.join(".infra"),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates it (and adds it to the configuration's `.gitignore`: what
+    /// it holds is this machine's, and the admin token is a secret).
+    pub fn ensure(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
+        let Some(config_dir) = self.root.parent() else {
+            return Ok(());
+        };
+        let gitignore = config_dir.join(".gitignore");
+        let existing = std::fs::read_to_string(&gitignore).unwrap_or_default();
+        let listed = existing
+            .lines()
+            .any(|line| matches!(line.trim(), ".infra" | ".infra/" | "/.infra" | "/.infra/"));
+        if !listed {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&gitignore)?;
+            if !existing.is_empty() && !existing.ends_with('\n') {
+                writeln!(file)?;
+            }
+            writeln!(
+                file,
+                "# infra's runtime files on this machine (logs, pids, tokens)"
+            )?;
+            writeln!(file, ".infra/")?;
+        }
+        Ok(())
+    }
+
+    /// Where the load balancer listening on `listen` keeps its files.
+    pub fn load_balancer(&self, listen: &str) -> PathBuf {
+        self.root.join("lb").join(file_name(listen))
+    }
+
+    /// Where the instances of the deployment at `address` log.
+    pub fn deployment(&self, address: &str) -> PathBuf {
+        self.root.join("deployments").join(file_name(address))
+    }
+}
+
+/// `127.0.0.1:8080` → `127.0.0.1_8080`: a name safe in any file system.
+fn file_name(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// 32 random bytes from the OS, as hex: the load balancer's admin token.
+pub fn random_token() -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A loopback port free right now (the OS picks it).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, with
+/// `mode`, so that a reader never sees half of it.
+pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}

@@ -1,0 +1,146 @@
+//! Processes that outlive infra: started detached, logged to a file, and
+//! known by pid **and** start time, so that a pid the kernel has reused for
+//! something else is never taken for ours (nor signalled).
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A process as infra recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessId {
+    pub pid: i32,
+    /// When it started, in clock ticks after boot (`/proc/PID/stat`, field 22).
+    pub started: u64,
+}
+
+impl ProcessId {
+    pub fn to_json(self) -> (Value, Value) {
+        (json!(self.pid), json!(self.started))
+    }
+
+    pub fn from_json(pid: Option<&Value>, started: Option<&Value>) -> Option<ProcessId> {
+        Some(ProcessId {
+            pid: i32::try_from(pid?.as_i64()?).ok()?,
+            started: started?.as_u64()?,
+        })
+    }
+
+    /// Whether this very process still runs (not a zombie, not a newer
+    /// process under the same pid).
+    pub fn is_running(self) -> bool {
+        matches!(stat(self.pid), Some((state, started)) if started == self.started && state != 'Z' && state != 'X')
+    }
+}
+
+/// State letter and start time of `pid`, from `/proc/PID/stat`.
+fn stat(pid: i32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields after it start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); field 22 is starttime.
+    let state = fields.first()?.chars().next()?;
+    let started = fields.get(19)?.parse().ok()?;
+    Some((state, started))
+}
+
+/// How a started process is detached from infra.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detach {
+    /// Its own session: no terminal's signals reach it (the load balancer).
+    Session,
+    /// Its own process group, which `stop` signals as a whole (instances).
+    Group,
+}
+
+pub struct Spawn<'a> {
+    pub program: &'a str,
+    pub args: &'a [String],
+    pub env: &'a [(String, String)],
+    pub workdir: &'a Path,
+    pub log: &'a Path,
+    pub detach: Detach,
+}
+
+/// Starts a process with stdin from /dev/null and stdout and stderr
+/// appended to `log`. A thread reaps it if it exits while infra still runs,
+/// so that it does not linger as a zombie that looks alive.
+pub fn spawn(spec: Spawn<'_>) -> std::io::Result<ProcessId> {
+    if let Some(parent) = spec.log.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(spec.log)?;
+    let mut command = Command::new(spec.program);
+    command
+        .args(spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(spec.workdir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    match spec.detach {
+        Detach::Group => {
+            command.process_group(0);
+        }
+        Detach::Session => {
+            // SAFETY: setsid is async-signal-safe and touches no memory.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::setsid() == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+    }
+    let mut child = command.spawn()?;
+    let pid = child.id() as i32;
+    let started = stat(pid).map(|(_, started)| started).unwrap_or(0);
+    std::thread::spawn(move || child.wait());
+    Ok(ProcessId { pid, started })
+}
+
+/// Stops the process (and, for an instance, its group): SIGTERM, up to
+/// `grace` to exit, then SIGKILL. A process that is not ours any more (or
+/// already gone) is left alone.
+pub async fn stop(id: ProcessId, group: bool, grace: Duration) {
+    if !id.is_running() {
+        return;
+    }
+    let target = if group { -id.pid } else { id.pid };
+    // SAFETY: plain syscalls on a pid we checked is still the one we started.
+    unsafe { libc::kill(target, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !id.is_running() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if id.is_running() {
+        unsafe { libc::kill(target, libc::SIGKILL) };
+        for _ in 0..100 {
+            if !id.is_running() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The last lines of a log, to explain why a process failed.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

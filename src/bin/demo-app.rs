@@ -1,0 +1,224 @@
+//! `demo-app`: a small HTTP service to deploy with infra, made to show how
+//! rollouts behave — including when the new version is bad.
+//!
+//! - `GET /` answers `demo-app VERSION (INSTANCE)`; `?sleep_ms=N` waits N
+//!   ms first (a slow request, to see draining finish it).
+//! - `GET /healthz` answers 200 `ok` (or 503 when `NEVER_HEALTHY=1`).
+//! - `GET /metrics`: `demo_app_requests_total{code}` in Prometheus text.
+//!
+//! Settings (environment): `APP_VERSION` (default `v1`), `FAIL_RATE` (the
+//! share of `/` requests answered 500, 0…1), `LATENCY_MS` (added to every
+//! `/`), `STARTUP_DELAY_MS` (listen only after this long), `NEVER_HEALTHY`.
+//! The port is `--port N` (or `PORT`). SIGTERM stops accepting connections
+//! and lets the requests in flight finish (up to 30 s).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+struct Settings {
+    port: u16,
+    version: String,
+    instance: String,
+    fail_rate: f64,
+    latency: Duration,
+    startup_delay: Duration,
+    never_healthy: bool,
+}
+
+fn env_number(name: &str) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn settings() -> Result<Settings, String> {
+    let mut port = std::env::var("PORT").ok();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => port = args.next(),
+            "--help" | "-h" => {
+                return Err("usage: demo-app --port N  (settings: APP_VERSION, FAIL_RATE, LATENCY_MS, STARTUP_DELAY_MS, NEVER_HEALTHY)".into());
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    let port = port
+        .ok_or("give a port: --port N")?
+        .parse()
+        .map_err(|_| "the port must be a number")?;
+    let fail_rate = env_number("FAIL_RATE");
+    if !(0.0..=1.0).contains(&fail_rate) {
+        return Err(format!(
+            "FAIL_RATE must be between 0 and 1, not {fail_rate}"
+        ));
+    }
+    Ok(Settings {
+        port,
+        version: std::env::var("APP_VERSION").unwrap_or_else(|_| "v1".into()),
+        instance: std::env::var("INFRA_INSTANCE").unwrap_or_default(),
+        fail_rate,
+        latency: Duration::from_millis(env_number("LATENCY_MS") as u64),
+        startup_delay: Duration::from_millis(env_number("STARTUP_DELAY_MS") as u64),
+        never_healthy: std::env::var("NEVER_HEALTHY").is_ok_and(|v| v == "1" || v == "true"),
+    })
+}
+
+struct App {
+    settings: Settings,
+    /// Answers to `/` so far: the n-th fails if ⌊n·rate⌋ grew, so a rate of
+    /// 0.1 fails exactly every tenth request.
+    served: AtomicU64,
+    counts: Mutex<BTreeMap<u16, u64>>,
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+impl App {
+    async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        let response = match request.uri().path() {
+            "/healthz" if self.settings.never_healthy => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "never healthy\n".into())
+            }
+            "/healthz" => text(StatusCode::OK, "ok\n".into()),
+            "/metrics" => {
+                let counts = self.counts.lock().unwrap().clone();
+                let mut body = String::from("# TYPE demo_app_requests_total counter\n");
+                for (code, count) in counts {
+                    body.push_str(&format!(
+                        "demo_app_requests_total{{code=\"{code}\"}} {count}\n"
+                    ));
+                }
+                return text(StatusCode::OK, body);
+            }
+            "/" => {
+                let sleep = request
+                    .uri()
+                    .query()
+                    .unwrap_or("")
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("sleep_ms="))
+                    .and_then(|n| n.parse().ok())
+                    .map(Duration::from_millis)
+                    .unwrap_or_default();
+                let wait = self.settings.latency + sleep;
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                let n = self.served.fetch_add(1, Ordering::Relaxed);
+                let rate = self.settings.fail_rate;
+                let fails = ((n + 1) as f64 * rate).floor() > (n as f64 * rate).floor();
+                if fails {
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("demo-app {} failed (FAIL_RATE)\n", self.settings.version),
+                    )
+                } else {
+                    text(
+                        StatusCode::OK,
+                        format!(
+                            "demo-app {} ({})\n",
+                            self.settings.version, self.settings.instance
+                        ),
+                    )
+                }
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+        };
+        *self
+            .counts
+            .lock()
+            .unwrap()
+            .entry(response.status().as_u16())
+            .or_default() += 1;
+        response
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let settings = match settings() {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("demo-app: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    tokio::time::sleep(settings.startup_delay).await;
+    let listener = match TcpListener::bind(("127.0.0.1", settings.port)).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "demo-app: cannot listen on 127.0.0.1:{}: {error}",
+                settings.port
+            );
+            return std::process::ExitCode::from(1);
+        }
+    };
+    eprintln!(
+        "demo-app {} listening on 127.0.0.1:{}",
+        settings.version, settings.port
+    );
+    let app = Arc::new(App {
+        settings,
+        served: AtomicU64::new(0),
+        counts: Mutex::new(BTreeMap::new()),
+    });
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                // Forget the connections that ended.
+                while connections.try_join_next().is_some() {}
+                let app = app.clone();
+                let mut stop = stop.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |request| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(app.handle(request).await) }
+                    });
+                    let connection = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        _ = connection.as_mut() => return,
+                        _ = stop.changed() => {}
+                    }
+                    // Idle keep-alive connections close now; a request in
+                    // flight is answered first.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                });
+            }
+            _ = terminate.recv() => break,
+        }
+    }
+    drop(listener);
+    eprintln!("demo-app: SIGTERM, finishing requests in flight");
+    let _ = stopping.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    std::process::ExitCode::SUCCESS
+}
