@@ -34,6 +34,7 @@ struct Settings {
     latency: Duration,
     startup_delay: Duration,
     never_healthy: bool,
+    unhealthy_if_exists: Option<std::path::PathBuf>,
 }
 
 fn env_number(name: &str) -> f64 {
@@ -73,6 +74,7 @@ fn settings() -> Result<Settings, String> {
         latency: Duration::from_millis(env_number("LATENCY_MS") as u64),
         startup_delay: Duration::from_millis(env_number("STARTUP_DELAY_MS") as u64),
         never_healthy: std::env::var("NEVER_HEALTHY").is_ok_and(|v| v == "1" || v == "true"),
+        unhealthy_if_exists: std::env::var_os("UNHEALTHY_IF_EXISTS").map(Into::into),
     })
 }
 
@@ -93,7 +95,14 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 impl App {
     async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let response = match request.uri().path() {
-            "/healthz" if self.settings.never_healthy => {
+            "/healthz"
+                if self.settings.never_healthy
+                    || self
+                        .settings
+                        .unhealthy_if_exists
+                        .as_ref()
+                        .is_some_and(|path| path.exists()) =>
+            {
                 text(StatusCode::SERVICE_UNAVAILABLE, "never healthy\n".into())
             }
             "/healthz" => text(StatusCode::OK, "ok\n".into()),

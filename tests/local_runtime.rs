@@ -1,0 +1,327 @@
+//! The local runtime through the real binary: `examples/local-web` (a
+//! `local_lb` and a deployment of demo-app) applied, answered through the
+//! load balancer, drifted by killing processes, repaired, rolled to a new
+//! version under load, scaled, and destroyed. Every process a test starts
+//! runs in the test's directory; whatever is left there is killed when the
+//! test ends, pass or fail.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use infra_provider_local::runtime::http;
+use infra_provider_local::runtime::process::ProcessId;
+use serde_json::Value;
+use support::*;
+
+/// A copy of an example in a temporary directory, whose processes are
+/// killed on drop.
+struct Workspace {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        for pid in processes_under(self.dir.path()) {
+            // SAFETY: a process running in this test's own directory.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Live processes whose working directory is `dir` or inside it.
+fn processes_under(dir: &Path) -> Vec<i32> {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cwd: Option<PathBuf> = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = state
+                .rfind(')')
+                .is_some_and(|at| state[at + 2..].starts_with('Z'));
+            !zombie && cwd.is_some_and(|cwd| cwd.starts_with(&dir))
+        })
+        .collect()
+}
+
+impl Workspace {
+    fn new(example: &str) -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(example),
+            dir.path(),
+        );
+        // infra adds its runtime directory to .gitignore itself.
+        let _ = std::fs::remove_file(dir.path().join(".gitignore"));
+        Workspace {
+            dir,
+            port: free_port(),
+        }
+    }
+
+    fn infra(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(INFRA);
+        command
+            .args(args)
+            .arg("-var")
+            .arg(format!("demo_app={DEMO_APP}"))
+            .arg("-var")
+            .arg(format!("port={}", self.port))
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1");
+        for (name, value) in vars {
+            command.arg("-var").arg(format!("{name}={value}"));
+        }
+        command.output().unwrap()
+    }
+
+    fn apply(&self, vars: &[(&str, &str)]) -> String {
+        let output = self.infra(&["apply", "--auto-approve"], vars);
+        let text = both(&output);
+        assert!(output.status.success(), "apply failed:\n{text}");
+        text
+    }
+
+    fn plan(&self, vars: &[(&str, &str)]) -> String {
+        both(&self.infra(&["plan"], vars))
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.dir.path().join("infra.state.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn instances(&self) -> Vec<(String, ProcessId)> {
+        self.state()["resources"]["deployment.web"]["attributes"]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["name"].as_str().unwrap().to_string(),
+                    ProcessId::from_json(i.get("pid"), i.get("started")).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn lb_process(&self) -> ProcessId {
+        let lb = &self.state()["resources"]["local_lb.front"]["attributes"];
+        ProcessId::from_json(lb.get("pid"), lb.get("started")).unwrap()
+    }
+
+    fn listen(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+fn both(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+async fn get(addr: &str) -> String {
+    http::get(addr, "/", Duration::from_secs(10))
+        .await
+        .unwrap()
+        .text()
+}
+
+fn kill(id: ProcessId) {
+    assert!(id.is_running());
+    // SAFETY: a process this test's apply started (checked by start time).
+    unsafe { libc::kill(id.pid, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while id.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {} survived SIGKILL",
+            id.pid
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+const CLEAN: &str = "No changes. The infrastructure matches the configuration.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_web_serves_survives_kills_rolls_without_errors_and_is_destroyed() {
+    let work = Workspace::new("local-web");
+    let listen = work.listen();
+
+    // Apply: a load balancer and three healthy instances behind it.
+    let applied = work.apply(&[]);
+    assert!(applied.contains("Resources: 2 added"), "{applied}");
+    let gitignore = std::fs::read_to_string(work.dir.path().join(".gitignore")).unwrap();
+    assert!(gitignore.lines().any(|l| l == ".infra/"), "{gitignore}");
+    let instances = work.instances();
+    assert_eq!(instances.len(), 3);
+    assert!(instances.iter().all(|(_, id)| id.is_running()));
+    let answers = load(&listen, "/", 30, 3, Arc::new(AtomicUsize::new(0))).await;
+    assert_eq!(answers.failed(), 0);
+    for (name, _) in &instances {
+        assert!(answers.served_by(name) > 0, "{name} got no traffic");
+    }
+    assert!(get(&listen).await.starts_with("demo-app v1"));
+    assert!(work.plan(&[]).contains(CLEAN));
+
+    // Kill an instance: drift, then apply starts exactly one replacement.
+    let (victim, victim_id) = instances[1].clone();
+    kill(victim_id);
+    let drift = work.infra(&["drift"], &[]);
+    assert_eq!(drift.status.code(), Some(2), "{}", both(&drift));
+    let plan = work.plan(&[]);
+    assert!(plan.contains("~ deployment \"web\""), "{plan}");
+    assert!(plan.contains("replicas = 2 -> 3"), "{plan}");
+    work.apply(&[]);
+    let repaired = work.instances();
+    assert_eq!(repaired.len(), 3);
+    assert!(repaired.iter().all(|(_, id)| id.is_running()));
+    let kept: Vec<_> = repaired.iter().filter(|(_, id)| *id != victim_id).collect();
+    assert_eq!(kept.len(), 3, "{victim} was replaced");
+    for (name, id) in [&instances[0], &instances[2]] {
+        assert!(
+            repaired.contains(&(name.clone(), *id)),
+            "{name} was left alone"
+        );
+    }
+    assert!(work.plan(&[]).contains(CLEAN));
+
+    // A new version under load: instances replaced one by one, 0 failures.
+    let progress = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn({
+        let (listen, progress, stop) = (listen.clone(), progress.clone(), stop.clone());
+        async move {
+            // Load for the whole rollout, in rounds of 200 requests.
+            let mut total = LoadResult::default();
+            while !stop.load(Ordering::Relaxed) {
+                let part = load(&listen, "/", 200, 4, progress.clone()).await;
+                total.answers.extend(part.answers);
+                total.errors.extend(part.errors);
+            }
+            total
+        }
+    });
+    let rolled = work.apply(&[("app_version", "v2")]);
+    let served_during = progress.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let during = running.await.unwrap();
+    assert!(rolled.contains("1 changed"), "{rolled}");
+    assert!(
+        served_during > 100,
+        "only {served_during} requests during the rollout"
+    );
+    assert_eq!(
+        during.failed(),
+        0,
+        "failed requests during the rollout: {:?}",
+        &during.errors[..during.errors.len().min(5)]
+    );
+    let v2 = work.instances();
+    assert_eq!(v2.len(), 3);
+    assert!(
+        repaired.iter().all(|(_, id)| !id.is_running()),
+        "old instances stopped"
+    );
+    let after = load(&listen, "/", 30, 3, Arc::new(AtomicUsize::new(0))).await;
+    assert!(
+        after
+            .answers
+            .iter()
+            .all(|(status, body)| *status == 200 && body.starts_with("demo-app v2"))
+    );
+    assert!(work.plan(&[("app_version", "v2")]).contains(CLEAN));
+
+    // Scale down by one: exactly one instance stops.
+    work.apply(&[("app_version", "v2"), ("replicas", "2")]);
+    let scaled = work.instances();
+    assert_eq!(scaled.len(), 2);
+    assert!(scaled.iter().all(|kept| v2.contains(kept)));
+    assert_eq!(v2.iter().filter(|(_, id)| id.is_running()).count(), 2);
+
+    // The load balancer dies: re-created, instances registered again.
+    let lb = work.lb_process();
+    kill(lb);
+    let plan = work.plan(&[("app_version", "v2"), ("replicas", "2")]);
+    assert!(plan.contains("local_lb.front will be created"), "{plan}");
+    work.apply(&[("app_version", "v2"), ("replicas", "2")]);
+    assert_eq!(work.instances(), scaled, "the instances were kept");
+    assert!(get(&listen).await.starts_with("demo-app v2"));
+    assert!(
+        work.plan(&[("app_version", "v2"), ("replicas", "2")])
+            .contains(CLEAN)
+    );
+
+    // Destroy stops every process.
+    let lb = work.lb_process();
+    let output = work.infra(&["destroy", "--auto-approve"], &[]);
+    assert!(output.status.success(), "{}", both(&output));
+    assert!(!lb.is_running());
+    assert!(scaled.iter().all(|(_, id)| !id.is_running()));
+    assert_eq!(processes_under(work.dir.path()), Vec::<i32>::new());
+}
+
+const NEVER_HEALTHY: &str = r#"
+variable "demo_app" { type = string }
+variable "port" { type = number }
+
+resource "local_lb" "front" {
+  listen = "127.0.0.1:${var.port}"
+}
+
+deployment web {
+  provider = local
+  replicas = 2
+  template {
+    command = [var.demo_app, "--port", "{port}"]
+    env     = { NEVER_HEALTHY = "1" }
+  }
+  load_balancer = local_lb.front
+  health {
+    path     = "/healthz"
+    interval = "100ms"
+  }
+  min_ready        = "0s"
+  healthy_deadline = "2s"
+}
+"#;
+
+#[test]
+fn an_instance_that_never_becomes_healthy_fails_the_apply_and_leaves_nothing_running() {
+    let work = Workspace::new("local-web");
+    std::fs::write(work.dir.path().join("main.infra"), NEVER_HEALTHY).unwrap();
+    let output = work.infra(&["apply", "--auto-approve"], &[]);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("was not healthy within healthy_deadline"),
+        "{text}"
+    );
+    assert!(text.contains("GET /healthz answered 503"), "{text}");
+    // Its instances were stopped; only the load balancer runs.
+    let state = work.state();
+    assert!(state["resources"].get("deployment.web").is_none());
+    let lb = work.lb_process();
+    assert_eq!(processes_under(work.dir.path()), vec![lb.pid]);
+    // The logs say what happened.
+    let logs = work.dir.path().join(".infra/deployments/deployment.web");
+    assert!(std::fs::read_dir(&logs).unwrap().count() >= 2);
+}

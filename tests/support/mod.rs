@@ -1,0 +1,300 @@
+//! Real processes for the local-runtime tests: demo-app backends and
+//! `infra local-lb`, each stopped (SIGKILL to its process group, then
+//! reaped) when its guard drops — also when a test fails — and a load
+//! generator that opens a new connection per request, as the rollout tests
+//! demand.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use infra_provider_local::runtime::http::{self, Request};
+use serde_json::Value;
+
+pub const INFRA: &str = env!("CARGO_BIN_EXE_infra");
+pub const DEMO_APP: &str = env!("CARGO_BIN_EXE_demo-app");
+
+/// A child process killed (with its group) when dropped.
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Process {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL now, as a crash would.
+    pub fn kill(&mut self) {
+        // SAFETY: signals a process group this test started.
+        unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn in_own_group(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    command.process_group(0)
+}
+
+pub fn free_port() -> u16 {
+    infra_provider_local::runtime::free_port().unwrap()
+}
+
+/// Waits until `addr` accepts connections.
+pub fn wait_listening(addr: &str, process: &mut Process) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("{} exited early: {status}", process.name);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never listened on {addr}",
+            process.name
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A demo-app backend on a free port; `env` adds settings.
+pub struct Backend {
+    pub process: Process,
+    pub addr: String,
+    pub name: String,
+}
+
+pub fn demo_app(name: &str, env: &[(&str, &str)]) -> Backend {
+    let port = free_port();
+    let mut command = Command::new(DEMO_APP);
+    command
+        .args(["--port", &port.to_string()])
+        .env("INFRA_INSTANCE", name)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut process = Process {
+        child: in_own_group(&mut command).spawn().expect("start demo-app"),
+        name: format!("demo-app {name}"),
+    };
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening(&addr, &mut process);
+    Backend {
+        process,
+        addr,
+        name: name.to_string(),
+    }
+}
+
+/// `infra local-lb` with its runtime directory, and its admin API.
+pub struct LoadBalancer {
+    pub process: Process,
+    pub listen: String,
+    pub admin: String,
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+pub fn load_balancer() -> LoadBalancer {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "test-token-0123456789abcdef".to_string();
+    std::fs::write(dir.path().join("token"), &token).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(INFRA);
+    command
+        .args(["local-lb", "--listen", &listen, "--dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut process = Process {
+        child: in_own_group(&mut command)
+            .spawn()
+            .expect("start infra local-lb"),
+        name: "infra local-lb".into(),
+    };
+    let announced = dir.path().join("admin.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let admin = loop {
+        if let Ok(text) = std::fs::read_to_string(&announced)
+            && let Ok(value) = serde_json::from_str::<Value>(&text)
+        {
+            break value["admin"].as_str().unwrap().to_string();
+        }
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("local-lb exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "local-lb never announced itself");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    LoadBalancer {
+        process,
+        listen,
+        admin,
+        token,
+        _dir: dir,
+    }
+}
+
+impl LoadBalancer {
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let text = body.map(|b| b.to_string());
+        let response = http::send(
+            &self.admin,
+            Request {
+                method,
+                path,
+                token: Some(&self.token),
+                body: text.as_deref().map(str::as_bytes),
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        (
+            response.status,
+            serde_json::from_slice(&response.body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Registers `backend` in `pool` with fast health checks.
+    pub async fn register(&self, pool: &str, backend: &Backend) {
+        let body = serde_json::json!({
+            "pool": pool,
+            "addr": backend.addr,
+            "health": {"path": "/healthz", "interval_ms": 100, "timeout_ms": 500,
+                       "healthy_threshold": 2, "unhealthy_threshold": 2},
+        });
+        let (status, answer) = self
+            .call("PUT", &format!("/backends/{}", backend.name), Some(body))
+            .await;
+        assert!(status < 300, "register {}: {status} {answer}", backend.name);
+    }
+
+    pub async fn backend_status(&self, name: &str) -> Value {
+        let (_, status) = self.call("GET", "/status", None).await;
+        status["pools"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|pool| pool["backends"].as_array().unwrap().iter())
+            .find(|b| b["id"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until the load balancer's checks agree on `name`'s health.
+    pub async fn wait_health(&self, name: &str, healthy: bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.backend_status(name).await["healthy"] != Value::Bool(healthy) {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never became healthy={healthy}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        http::get(&self.admin, "/metrics", Duration::from_secs(10))
+            .await
+            .unwrap()
+            .text()
+    }
+}
+
+/// What a load run saw: every answer's status and body, and every error.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    pub answers: Vec<(u16, String)>,
+    pub errors: Vec<String>,
+}
+
+impl LoadResult {
+    pub fn failed(&self) -> usize {
+        self.errors.len()
+            + self
+                .answers
+                .iter()
+                .filter(|(s, _)| !(200..300).contains(s))
+                .count()
+    }
+
+    /// Answers whose body names `instance`.
+    pub fn served_by(&self, instance: &str) -> usize {
+        let marker = format!("({instance})");
+        self.answers
+            .iter()
+            .filter(|(_, body)| body.contains(&marker))
+            .count()
+    }
+}
+
+/// `count` GETs of `path` on `addr`, `concurrency` at a time, each on a new
+/// connection. `progress` counts finished requests for the caller.
+pub async fn load(
+    addr: &str,
+    path: &str,
+    count: usize,
+    concurrency: usize,
+    progress: Arc<AtomicUsize>,
+) -> LoadResult {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (addr, path, next, progress) = (
+            addr.to_string(),
+            path.to_string(),
+            next.clone(),
+            progress.clone(),
+        );
+        workers.spawn(async move {
+            let mut result = LoadResult::default();
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                match http::get(&addr, &path, Duration::from_secs(30)).await {
+                    Ok(answer) => result.answers.push((answer.status, answer.text())),
+                    Err(error) => result.errors.push(error.to_string()),
+                }
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+            result
+        });
+    }
+    let mut all = LoadResult::default();
+    while let Some(part) = workers.join_next().await {
+        let part = part.unwrap();
+        all.answers.extend(part.answers);
+        all.errors.extend(part.errors);
+    }
+    all
+}
+
+/// Sum of a Prometheus counter's samples whose labels contain `filter`.
+pub fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(filter))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target: PathBuf = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
