@@ -197,6 +197,7 @@ async fn main() -> std::process::ExitCode {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
                 // Forget the connections that ended.
                 while connections.try_join_next().is_some() {}
                 let app = app.clone();

@@ -22,10 +22,12 @@ use serde_json::{Value, json};
 
 use super::health;
 use super::pools::{Backend, HealthCheck};
-use super::proxy::{Balancer, Body, plain};
+use super::proxy::{BackendClient, Body, Shared, plain};
 
 pub struct Admin {
-    pub balancer: Arc<Balancer>,
+    pub shared: Arc<Shared>,
+    /// For the health checks.
+    pub client: BackendClient,
     pub token: String,
 }
 
@@ -89,7 +91,7 @@ impl Admin {
         let query = request.uri().query().unwrap_or("").to_string();
         let method = request.method().clone();
         if method == Method::GET && path == "/metrics" {
-            let text = self.balancer.metrics.render(&self.balancer.pools);
+            let text = self.shared.metrics.render(&self.shared.pools);
             let mut response = plain(StatusCode::OK, &text);
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
@@ -121,7 +123,7 @@ impl Admin {
                 Err(why) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {why}")),
             }
         };
-        let pools = &self.balancer.pools;
+        let pools = &self.shared.pools;
         match (&method, path.as_str()) {
             (&Method::GET, "/status") => json_response(StatusCode::OK, &pools.status()),
             (&Method::PUT, "/weights") => {
@@ -178,7 +180,7 @@ impl Admin {
             );
         };
         let check = health_check(body.get("health").unwrap_or(&Value::Null));
-        let pools = &self.balancer.pools;
+        let pools = &self.shared.pools;
         if let Some(existing) = pools.find(id)
             && existing.pool == pool
             && existing.addr == addr
@@ -187,16 +189,29 @@ impl Admin {
         {
             return json_response(StatusCode::OK, &existing.to_json());
         }
-        let backend = Arc::new(Backend::new(id.to_string(), pool.to_string(), addr, check));
+        let series = self.shared.metrics.series(pool, id);
+        let backend = Arc::new(Backend::new(
+            id.to_string(),
+            pool.to_string(),
+            addr,
+            check,
+            series,
+        ));
         if let Some(replaced) = pools.register(backend.clone()) {
             replaced.removed.store(true, Ordering::Release);
+            // The same instance with new settings keeps its health: no gap
+            // in service while the checks confirm it.
+            if replaced.addr == backend.addr {
+                let healthy = replaced.healthy.load(Ordering::Acquire);
+                backend.healthy.store(healthy, Ordering::Release);
+            }
         }
-        health::watch(backend.clone(), self.balancer.client.clone());
+        health::watch(backend.clone(), self.client.clone());
         json_response(StatusCode::CREATED, &backend.to_json())
     }
 
     async fn deregister(&self, id: &str, drain: Duration) -> Response<Body> {
-        let pools = &self.balancer.pools;
+        let pools = &self.shared.pools;
         let Some(backend) = pools.find(id) else {
             return error(StatusCode::NOT_FOUND, &format!("no backend `{id}`"));
         };

@@ -10,11 +10,14 @@
 //!   and `infra_lb_pool_weight{pool}`: gauges.
 //!
 //! This is what canary analysis reads, and what a Prometheus server scrapes.
+//! Each backend holds its own counters (atomics: the request path takes no
+//! lock for them); they stay registered after the backend leaves, so a
+//! counter never goes backwards.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::pools::{Backend, Pools};
@@ -24,87 +27,112 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Answers by status code (100…599).
+pub struct Codes([AtomicU64; 500]);
+
+impl Default for Codes {
+    fn default() -> Codes {
+        Codes(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+#[derive(Default)]
+pub struct Latency {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+/// The counters one backend's answers go to.
+#[derive(Clone, Default)]
+pub struct Series {
+    codes: Arc<Codes>,
+    latency: Arc<Latency>,
+}
+
+impl Series {
+    pub fn record(&self, code: u16, took: Duration) {
+        if let Some(count) = self.codes.0.get(usize::from(code).wrapping_sub(100)) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        let seconds = took.as_secs_f64();
+        if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.latency.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency.count.fetch_add(1, Ordering::Relaxed);
+        self.latency
+            .sum_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Every series, by pool and backend.
+#[derive(Default)]
+pub struct Metrics {
+    codes: Mutex<BTreeMap<(String, String), Arc<Codes>>>,
+    latency: Mutex<BTreeMap<String, Arc<Latency>>>,
+}
+
 /// A backend gauge: name, help, and how to read it.
 type Gauge = (&'static str, &'static str, fn(&Backend) -> u64);
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-#[derive(Default)]
-struct Counts {
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
-}
-
-#[derive(Default)]
-pub struct Metrics {
-    counts: Mutex<Counts>,
-}
-
 impl Metrics {
-    pub fn record(&self, pool: &str, backend: &str, code: u16, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let mut counts = self.counts.lock().unwrap();
-        // Look up before inserting: no allocation on the usual path.
-        let key = (pool.to_string(), backend.to_string(), code);
-        *counts.requests.entry(key).or_default() += 1;
-        let histogram = match counts.latency.get_mut(pool) {
-            Some(histogram) => histogram,
-            None => counts.latency.entry(pool.to_string()).or_default(),
-        };
-        histogram.count += 1;
-        histogram.sum += seconds;
-        if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
-            histogram.counts[bucket] += 1;
-        }
+    /// The series of `backend` in `pool` (the same one if it comes back).
+    pub fn series(&self, pool: &str, backend: &str) -> Series {
+        let codes = self
+            .codes
+            .lock()
+            .unwrap()
+            .entry((pool.to_string(), backend.to_string()))
+            .or_default()
+            .clone();
+        let latency = self
+            .latency
+            .lock()
+            .unwrap()
+            .entry(pool.to_string())
+            .or_default()
+            .clone();
+        Series { codes, latency }
     }
 
     /// The text exposition format.
     pub fn render(&self, pools: &Pools) -> String {
-        let (requests, latency) = {
-            let counts = self.counts.lock().unwrap();
-            (counts.requests.clone(), counts.latency.clone())
-        };
         let mut out = String::new();
         out.push_str(
             "# HELP infra_lb_requests_total Answers given, by pool, backend and status code.\n",
         );
         out.push_str("# TYPE infra_lb_requests_total counter\n");
-        for ((pool, backend, code), count) in &requests {
-            let _ = writeln!(
-                out,
-                "infra_lb_requests_total{{pool=\"{pool}\",backend=\"{backend}\",code=\"{code}\"}} {count}"
-            );
+        for ((pool, backend), codes) in self.codes.lock().unwrap().iter() {
+            for (at, count) in codes.0.iter().enumerate() {
+                let count = count.load(Ordering::Relaxed);
+                if count > 0 {
+                    let code = at + 100;
+                    let _ = writeln!(
+                        out,
+                        "infra_lb_requests_total{{pool=\"{pool}\",backend=\"{backend}\",code=\"{code}\"}} {count}"
+                    );
+                }
+            }
         }
         out.push_str("# HELP infra_lb_request_duration_seconds Time to answer, per pool.\n");
         out.push_str("# TYPE infra_lb_request_duration_seconds histogram\n");
-        for (pool, histogram) in &latency {
+        for (pool, latency) in self.latency.lock().unwrap().iter() {
+            let count = latency.count.load(Ordering::Relaxed);
             let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(histogram.counts) {
-                cumulative += count;
+            for (bound, bucket) in BUCKETS.iter().zip(&latency.buckets) {
+                cumulative += bucket.load(Ordering::Relaxed);
                 let _ = writeln!(
                     out,
                     "infra_lb_request_duration_seconds_bucket{{pool=\"{pool}\",le=\"{bound}\"}} {cumulative}"
                 );
             }
+            let sum = latency.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
             let _ = writeln!(
                 out,
-                "infra_lb_request_duration_seconds_bucket{{pool=\"{pool}\",le=\"+Inf\"}} {}",
-                histogram.count
-            );
-            let _ = writeln!(
-                out,
-                "infra_lb_request_duration_seconds_sum{{pool=\"{pool}\"}} {}",
-                histogram.sum
-            );
-            let _ = writeln!(
-                out,
-                "infra_lb_request_duration_seconds_count{{pool=\"{pool}\"}} {}",
-                histogram.count
+                "infra_lb_request_duration_seconds_bucket{{pool=\"{pool}\",le=\"+Inf\"}} {count}\n\
+                 infra_lb_request_duration_seconds_sum{{pool=\"{pool}\"}} {sum}\n\
+                 infra_lb_request_duration_seconds_count{{pool=\"{pool}\"}} {count}"
             );
         }
         let backends = pools.backends();

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::runtime::write_atomically;
 
@@ -71,8 +71,13 @@ impl Options {
 }
 
 /// Runs the load balancer until SIGTERM or SIGINT; the exit code.
+///
+/// Like nginx's workers, one thread per core accepts on its own listening
+/// socket (SO_REUSEPORT: the kernel spreads connections) and serves them
+/// on a single-threaded runtime, with its own connections to the backends.
+/// The admin API and the health checks run on the main thread.
 pub fn run(options: Options) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -91,6 +96,29 @@ pub fn run(options: Options) -> i32 {
     }
 }
 
+/// `count` sockets bound to `listen` with SO_REUSEPORT (the first one picks
+/// the port if `listen` says 0).
+fn bind_reuseport(listen: &str, count: usize) -> std::io::Result<Vec<TcpSocket>> {
+    let mut addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address"))?;
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(addr)?;
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
 async fn serve(options: Options) -> Result<(), String> {
     let token = std::fs::read_to_string(options.dir.join("token"))
         .map_err(|e| {
@@ -101,40 +129,67 @@ async fn serve(options: Options) -> Result<(), String> {
         })?
         .trim()
         .to_string();
-    let listener = TcpListener::bind(&options.listen)
-        .await
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sockets = bind_reuseport(&options.listen, workers)
         .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let listen_addr = sockets[0].local_addr().map_err(|e| e.to_string())?;
     let admin_listener = TcpListener::bind(&options.admin)
         .await
         .map_err(|e| format!("cannot listen on {} (admin): {e}", options.admin))?;
-    let listen_addr = listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
 
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(1)));
-    connector.set_nodelay(true);
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(256)
-        .pool_timer(TokioTimer::new())
-        .build(connector);
-    let balancer = Arc::new(proxy::Balancer {
-        pools: pools::Pools::default(),
-        metrics: metrics::Metrics::default(),
-        client,
-    });
+    let shared = Arc::new(proxy::Shared::new());
     let admin = Arc::new(admin::Admin {
-        balancer: balancer.clone(),
+        shared: shared.clone(),
+        client: proxy::backend_client(),
         token,
     });
-
     tokio::spawn(accept(admin_listener, move |request| {
         admin.clone().handle(request)
     }));
-    let proxying = balancer.clone();
-    tokio::spawn(accept(listener, move |request| {
-        proxying.clone().handle(request)
-    }));
+
+    let (started, mut ready) = tokio::sync::mpsc::channel::<Result<(), String>>(workers);
+    for (index, socket) in sockets.into_iter().enumerate() {
+        let shared = shared.clone();
+        let started = started.clone();
+        std::thread::Builder::new()
+            .name(format!("lb-worker-{index}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started.blocking_send(Err(error.to_string()));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let listener = match socket.listen(1024) {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            let _ = started.send(Err(error.to_string())).await;
+                            return;
+                        }
+                    };
+                    let proxy = Arc::new(proxy::Proxy {
+                        shared,
+                        client: proxy::backend_client(),
+                    });
+                    let _ = started.send(Ok(())).await;
+                    accept(listener, move |request| proxy.clone().handle(request)).await;
+                });
+            })
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+    }
+    for _ in 0..workers {
+        match ready.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => return Err(format!("a worker failed to start: {error}")),
+            None => return Err("a worker failed to start".into()),
+        }
+    }
 
     let announcement = serde_json::json!({
         "pid": std::process::id(),
@@ -144,7 +199,7 @@ async fn serve(options: Options) -> Result<(), String> {
     let admin_file = options.dir.join("admin.json");
     write_atomically(&admin_file, announcement.to_string().as_bytes(), 0o644)
         .map_err(|e| format!("cannot write {}: {e}", admin_file.display()))?;
-    eprintln!("local-lb: listening on {listen_addr}, admin on {admin_addr}");
+    eprintln!("local-lb: listening on {listen_addr} ({workers} workers), admin on {admin_addr}");
 
     wait_for_stop().await;
     let _ = std::fs::remove_file(&admin_file);

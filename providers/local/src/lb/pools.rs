@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use super::metrics::Series;
+
 /// An active health check, as ELBv2 defines one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
@@ -56,10 +58,18 @@ pub struct Backend {
     pub failures: AtomicU32,
     /// Notified when `in_flight` drops to zero.
     pub idle: Notify,
+    /// Where its answers are counted.
+    pub series: Series,
 }
 
 impl Backend {
-    pub fn new(id: String, pool: String, addr: SocketAddr, check: HealthCheck) -> Backend {
+    pub fn new(
+        id: String,
+        pool: String,
+        addr: SocketAddr,
+        check: HealthCheck,
+        series: Series,
+    ) -> Backend {
         Backend {
             id,
             pool,
@@ -72,6 +82,7 @@ impl Backend {
             passes: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             idle: Notify::new(),
+            series,
         }
     }
 
@@ -305,6 +316,7 @@ mod tests {
             pool.into(),
             "127.0.0.1:1".parse().unwrap(),
             HealthCheck::default(),
+            Series::default(),
         );
         backend.healthy.store(true, Ordering::Relaxed);
         Arc::new(backend)
@@ -357,6 +369,7 @@ mod tests {
             "p".into(),
             "127.0.0.1:1".parse().unwrap(),
             HealthCheck::default(),
+            Series::default(),
         );
         assert_eq!(b.record_check(true), None);
         assert_eq!(b.record_check(true), Some(true));

@@ -23,17 +23,50 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use super::metrics::Metrics;
+use super::metrics::{Metrics, Series};
 use super::pools::Pools;
 
 pub type Body = Full<Bytes>;
 pub type BackendClient = Client<HttpConnector, Body>;
 
-/// What a load balancer process shares between its connections.
-pub struct Balancer {
+/// What every thread of a load balancer process shares.
+pub struct Shared {
     pub pools: Pools,
     pub metrics: Metrics,
+    /// Where 503s for requests no backend could take are counted.
+    pub unrouted: Series,
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        let metrics = Metrics::default();
+        let unrouted = metrics.series("none", "none");
+        Shared {
+            pools: Pools::default(),
+            metrics,
+            unrouted,
+        }
+    }
+}
+
+/// One proxying thread: the shared pools, and its own pooled connections
+/// to the backends (a thread's client and server connections never wake
+/// another thread).
+pub struct Proxy {
+    pub shared: std::sync::Arc<Shared>,
     pub client: BackendClient,
+}
+
+/// A client with keep-alive connections to backends, on the current thread.
+pub fn backend_client() -> BackendClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(std::time::Duration::from_secs(1)));
+    connector.set_nodelay(true);
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_max_idle_per_host(1024)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector)
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
@@ -78,7 +111,7 @@ pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
     response
 }
 
-impl Balancer {
+impl Proxy {
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let (mut parts, body) = request.into_parts();
@@ -95,7 +128,7 @@ impl Balancer {
             .to_string();
         let mut tried: Option<String> = None;
         for attempt in 0..2 {
-            let Some(in_flight) = self.pools.choose(tried.as_deref()) else {
+            let Some(in_flight) = self.shared.pools.choose(tried.as_deref()) else {
                 break;
             };
             let backend = in_flight.backend().clone();
@@ -134,23 +167,19 @@ impl Balancer {
             drop(in_flight);
             match answer {
                 Ok(response) => {
-                    self.metrics.record(
-                        &backend.pool,
-                        &backend.id,
-                        response.status().as_u16(),
-                        started.elapsed(),
-                    );
+                    backend
+                        .series
+                        .record(response.status().as_u16(), started.elapsed());
                     return response;
                 }
                 Err(retry) if retry && attempt == 0 => tried = Some(backend.id.clone()),
                 Err(_) => {
-                    self.metrics
-                        .record(&backend.pool, &backend.id, 502, started.elapsed());
+                    backend.series.record(502, started.elapsed());
                     return plain(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
                 }
             }
         }
-        self.metrics.record("none", "none", 503, started.elapsed());
+        self.shared.unrouted.record(503, started.elapsed());
         plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "no healthy backend can take this request\n",
