@@ -325,3 +325,94 @@ fn an_instance_that_never_becomes_healthy_fails_the_apply_and_leaves_nothing_run
     let logs = work.dir.path().join(".infra/deployments/deployment.web");
     assert!(std::fs::read_dir(&logs).unwrap().count() >= 2);
 }
+
+const SLOW_TO_BE_READY: &str = r#"
+variable "demo_app" { type = string }
+variable "port" { type = number }
+
+resource "local_lb" "front" {
+  listen = "127.0.0.1:${var.port}"
+}
+
+deployment web {
+  provider = local
+  replicas = 3
+  template {
+    command = [var.demo_app, "--port", "{port}"]
+  }
+  load_balancer = local_lb.front
+  health {
+    path     = "/healthz"
+    interval = "100ms"
+  }
+  min_ready = "3s"
+}
+"#;
+
+#[test]
+fn an_apply_killed_while_instances_start_is_taken_over_not_doubled() {
+    let work = Workspace::new("local-web");
+    std::fs::write(work.dir.path().join("main.infra"), SLOW_TO_BE_READY).unwrap();
+    let mut first = Command::new(INFRA)
+        .args(["apply", "--auto-approve", "-var"])
+        .arg(format!("demo_app={DEMO_APP}"))
+        .arg("-var")
+        .arg(format!("port={}", work.port))
+        .current_dir(work.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the three instances run, while they wait out min_ready.
+    let journal = work
+        .dir
+        .path()
+        .join(".infra/deployments/deployment.web/instances.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let started: Vec<i64> = loop {
+        let pids: Vec<i64> = std::fs::read_to_string(&journal)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .map(|list| {
+                list.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["pid"].as_i64().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if pids.len() == 3 {
+            break pids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instances never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let state = work.state();
+    assert!(
+        state["resources"].get("deployment.web").is_none(),
+        "not recorded yet"
+    );
+
+    let plan = work.plan(&[]);
+    assert!(plan.contains("deployment.web will be created"), "{plan}");
+    work.apply(&[]);
+    let instances = work.instances();
+    assert_eq!(instances.len(), 3);
+    let taken_over: Vec<i64> = instances.iter().map(|(_, id)| i64::from(id.pid)).collect();
+    assert_eq!(taken_over, started, "the running instances were taken over");
+    let mut running = processes_under(work.dir.path());
+    running.sort();
+    let mut expected: Vec<i32> = instances.iter().map(|(_, id)| id.pid).collect();
+    expected.push(work.lb_process().pid);
+    expected.sort();
+    assert_eq!(
+        running, expected,
+        "one load balancer and three instances, no more"
+    );
+    assert!(work.plan(&[]).contains(CLEAN));
+}

@@ -14,6 +14,9 @@
 //!   process under a recorded pid, is gone) and reports as `replicas` those
 //!   that are running and registered: a killed instance shows as
 //!   `replicas: 2 → 3`.
+//! - Every started instance is journaled at once (`Journal`): instances an
+//!   interrupted apply started are taken over by the next operation, never
+//!   doubled.
 //! - Update starts what is missing, replaces instances of another version
 //!   (template or `version` changed) one by one — a new one healthy and
 //!   registered before an old one is drained and stopped — and retires
@@ -164,6 +167,66 @@ fn instances_of(state: &Attributes) -> Vec<Instance> {
         .unwrap_or_default()
 }
 
+/// Every instance a deployment's operations started and have not stopped,
+/// in `.infra/deployments/<address>/instances.json`, written as soon as a
+/// process starts or stops. An apply killed before it could save its state
+/// leaves instances the state does not know: the next operation finds them
+/// here and takes them over (or retires them) instead of starting a second
+/// fleet beside them.
+struct Journal(PathBuf);
+
+impl Journal {
+    fn of(runtime: &RuntimeDir, address: &str) -> Journal {
+        Journal(runtime.deployment(address).join("instances.json"))
+    }
+
+    fn read(&self) -> Vec<Instance> {
+        std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|value| {
+                value
+                    .as_array()
+                    .map(|list| list.iter().filter_map(Instance::from_json).collect())
+            })
+            .unwrap_or_default()
+    }
+
+    fn write(&self, instances: &[Instance]) -> Result<(), ProviderError> {
+        let text = Value::Array(instances.iter().map(Instance::to_json).collect()).to_string();
+        if let Some(dir) = self.0.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        crate::runtime::write_atomically(&self.0, text.as_bytes(), 0o644)
+            .map_err(|e| failed(format!("cannot write {}: {e}", self.0.display())))
+    }
+
+    fn add(&self, instance: &Instance) -> Result<(), ProviderError> {
+        let mut all = self.read();
+        all.retain(|i| i.process.is_running());
+        all.push(instance.clone());
+        self.write(&all)
+    }
+
+    fn remove(&self, instance: &Instance) {
+        let mut all = self.read();
+        all.retain(|i| i.process != instance.process && i.process.is_running());
+        let _ = self.write(&all);
+    }
+
+    /// The running instances among those `recorded` and those journaled.
+    fn running(&self, recorded: Vec<Instance>) -> Vec<Instance> {
+        let mut all: Vec<Instance> = Vec::new();
+        for instance in recorded.into_iter().chain(self.read()) {
+            if instance.process.is_running() && !all.iter().any(|i| i.process == instance.process) {
+                all.push(instance);
+            }
+        }
+        all
+    }
+}
+
 /// The health check a deployment asks for, with ELBv2-like defaults.
 #[derive(Debug, Clone)]
 struct Health {
@@ -292,6 +355,7 @@ pub(crate) struct Fleet<'a> {
     runtime: &'a RuntimeDir,
     spec: Spec,
     admin: Option<AdminApi>,
+    journal: Journal,
 }
 
 fn failed(message: String) -> ProviderError {
@@ -317,6 +381,7 @@ impl<'a> Fleet<'a> {
         };
         Ok(Fleet {
             runtime,
+            journal: Journal::of(runtime, address),
             spec,
             admin,
         })
@@ -381,12 +446,19 @@ impl<'a> Fleet<'a> {
             detach: Detach::Group,
         })
         .map_err(|e| failed(format!("cannot start `{}` for {name}: {e}", words[0])))?;
-        Ok(Instance {
+        let instance = Instance {
             name,
             port,
             process,
             version: self.spec.version.clone(),
-        })
+        };
+        if let Err(error) = self.journal.add(&instance) {
+            // Not recorded anywhere: it must not outlive this call.
+            // SAFETY: the process group this call just started.
+            unsafe { libc::kill(-instance.process.pid, libc::SIGKILL) };
+            return Err(error);
+        }
+        Ok(instance)
     }
 
     /// Healthy `healthy_threshold` times in a row, still healthy after
@@ -528,6 +600,7 @@ impl<'a> Fleet<'a> {
             let _ = admin.call("DELETE", &path, None).await;
         }
         process::stop(instance.process, true, STOP_GRACE).await;
+        self.journal.remove(instance);
     }
 
     async fn remove_all(&self, instances: &[Instance]) {
@@ -550,9 +623,8 @@ impl<'a> Fleet<'a> {
         self.runtime
             .ensure()
             .map_err(|e| failed(format!("cannot create the runtime directory .infra/: {e}")))?;
-        let mut taken = BTreeSet::new();
-        let instances = self.add(self.spec.replicas, &mut taken).await?;
-        Ok(self.state(config, &instances))
+        // Instances of an interrupted create are taken over, not doubled.
+        self.update(&Attributes::new(), config).await
     }
 
     pub(crate) async fn update(
@@ -560,10 +632,7 @@ impl<'a> Fleet<'a> {
         prior: &Attributes,
         config: &Attributes,
     ) -> Result<Attributes, ProviderError> {
-        let running: Vec<Instance> = instances_of(prior)
-            .into_iter()
-            .filter(|i| i.process.is_running())
-            .collect();
+        let running = self.journal.running(instances_of(prior));
         let mut taken: BTreeSet<String> = running.iter().map(|i| i.name.clone()).collect();
         let (mut current, mut old): (Vec<Instance>, Vec<Instance>) = running
             .into_iter()
@@ -592,7 +661,8 @@ impl<'a> Fleet<'a> {
     }
 
     pub(crate) async fn delete(&self, state: &Attributes) {
-        self.remove_all(&instances_of(state)).await;
+        self.remove_all(&self.journal.running(instances_of(state)))
+            .await;
     }
 }
 
@@ -635,15 +705,12 @@ fn resolve_program(program: &str, workdir: &Path) -> String {
 /// Refresh: the instances still running; `replicas` counts those the load
 /// balancer has (all running ones when there is none).
 pub(crate) async fn read(runtime: &RuntimeDir, mut state: Attributes) -> Attributes {
-    let running: Vec<Instance> = instances_of(&state)
-        .into_iter()
-        .filter(|i| i.process.is_running())
-        .collect();
     let address = state
         .get("id")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    let running = Journal::of(runtime, &address).running(instances_of(&state));
     let serving = match state.get("load_balancer").and_then(Value::as_str) {
         None => running.len(),
         Some(listen) => match AdminApi::find(runtime, listen) {

@@ -144,3 +144,34 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_process_is_ours_only_with_its_start_time_and_stop_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = spawn(Spawn {
+            program: "sleep",
+            args: &["30".to_string()],
+            env: &[],
+            workdir: dir.path(),
+            log: &dir.path().join("sleep.log"),
+            detach: Detach::Group,
+        })
+        .unwrap();
+        assert!(id.is_running());
+        // The same pid with another start time: a different process (pid
+        // reuse), never taken for ours, never signalled.
+        let impostor = ProcessId {
+            pid: id.pid,
+            started: id.started + 1,
+        };
+        assert!(!impostor.is_running());
+        stop(impostor, true, Duration::from_millis(100)).await;
+        assert!(id.is_running(), "stopping the impostor left ours alone");
+        stop(id, true, Duration::from_secs(5)).await;
+        assert!(!id.is_running());
+    }
+}
