@@ -279,35 +279,48 @@ async fn local_web_serves_survives_kills_rolls_without_errors_and_is_destroyed()
     assert_eq!(processes_under(work.dir.path()), Vec::<i32>::new());
 }
 
-const NEVER_HEALTHY: &str = r#"
-variable "demo_app" { type = string }
-variable "port" { type = number }
+/// A load balancer and a deployment `web` of `replicas` demo-apps with
+/// `env`, fast health checks, and `timing` (min_ready, deadlines).
+fn fleet_config(replicas: usize, env: &str, timing: &str) -> String {
+    format!(
+        r#"
+variable "demo_app" {{ type = string }}
+variable "port" {{ type = number }}
 
-resource "local_lb" "front" {
-  listen = "127.0.0.1:${var.port}"
-}
+resource "local_lb" "front" {{
+  listen = "127.0.0.1:${{var.port}}"
+}}
 
-deployment web {
+deployment web {{
   provider = local
-  replicas = 2
-  template {
-    command = [var.demo_app, "--port", "{port}"]
-    env     = { NEVER_HEALTHY = "1" }
-  }
+  replicas = {replicas}
+  template {{
+    command = [var.demo_app, "--port", "{{port}}"]
+    env     = {env}
+  }}
   load_balancer = local_lb.front
-  health {
+  health {{
     path     = "/healthz"
     interval = "100ms"
-  }
-  min_ready        = "0s"
-  healthy_deadline = "2s"
+  }}
+  {timing}
+}}
+"#
+    )
 }
-"#;
 
 #[test]
 fn an_instance_that_never_becomes_healthy_fails_the_apply_and_leaves_nothing_running() {
     let work = Workspace::new("local-web");
-    std::fs::write(work.dir.path().join("main.infra"), NEVER_HEALTHY).unwrap();
+    std::fs::write(
+        work.dir.path().join("main.infra"),
+        fleet_config(
+            2,
+            r#"{ NEVER_HEALTHY = "1" }"#,
+            r#"min_ready = "0s"  healthy_deadline = "2s""#,
+        ),
+    )
+    .unwrap();
     let output = work.infra(&["apply", "--auto-approve"], &[]);
     let text = both(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
@@ -326,33 +339,14 @@ fn an_instance_that_never_becomes_healthy_fails_the_apply_and_leaves_nothing_run
     assert!(std::fs::read_dir(&logs).unwrap().count() >= 2);
 }
 
-const SLOW_TO_BE_READY: &str = r#"
-variable "demo_app" { type = string }
-variable "port" { type = number }
-
-resource "local_lb" "front" {
-  listen = "127.0.0.1:${var.port}"
-}
-
-deployment web {
-  provider = local
-  replicas = 3
-  template {
-    command = [var.demo_app, "--port", "{port}"]
-  }
-  load_balancer = local_lb.front
-  health {
-    path     = "/healthz"
-    interval = "100ms"
-  }
-  min_ready = "3s"
-}
-"#;
-
 #[test]
 fn an_apply_killed_while_instances_start_is_taken_over_not_doubled() {
     let work = Workspace::new("local-web");
-    std::fs::write(work.dir.path().join("main.infra"), SLOW_TO_BE_READY).unwrap();
+    std::fs::write(
+        work.dir.path().join("main.infra"),
+        fleet_config(3, "{}", r#"min_ready = "3s""#),
+    )
+    .unwrap();
     let mut first = Command::new(INFRA)
         .args(["apply", "--auto-approve", "-var"])
         .arg(format!("demo_app={DEMO_APP}"))
