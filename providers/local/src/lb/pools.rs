@@ -46,6 +46,8 @@ pub struct Backend {
     pub id: String,
     pub pool: String,
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once.
+    pub authority: hyper::http::uri::Authority,
     pub check: HealthCheck,
     /// A new backend gets traffic only once it passed `healthy_threshold`
     /// checks.
@@ -71,6 +73,10 @@ impl Backend {
         series: Series,
     ) -> Backend {
         Backend {
+            authority: addr
+                .to_string()
+                .parse()
+                .expect("a socket address is a valid authority"),
             id,
             pool,
             addr,

@@ -19,7 +19,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -82,6 +83,13 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: look before removing (each removal hashes).
+    let any = headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(&name.as_str()));
+    if !any {
+        return;
+    }
     // Headers the `Connection` header names are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(hyper::header::CONNECTION)
@@ -123,9 +131,8 @@ impl Proxy {
         let path = parts
             .uri
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut tried: Option<String> = None;
         for attempt in 0..2 {
             let Some(in_flight) = self.shared.pools.choose(tried.as_deref()) else {
@@ -134,7 +141,12 @@ impl Proxy {
             let backend = in_flight.backend().clone();
             let mut outgoing = Request::new(Full::new(body.clone()));
             *outgoing.method_mut() = parts.method.clone();
-            *outgoing.uri_mut() = match format!("http://{}{path}", backend.addr).parse() {
+            *outgoing.uri_mut() = match Uri::builder()
+                .scheme(Scheme::HTTP)
+                .authority(backend.authority.clone())
+                .path_and_query(path.clone())
+                .build()
+            {
                 Ok(uri) => uri,
                 Err(_) => return plain(StatusCode::BAD_REQUEST, "invalid request target\n"),
             };
