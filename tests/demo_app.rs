@@ -1,0 +1,74 @@
+//! demo-app's settings, which the rollout tests rely on: an exact failure
+//! rate, added latency, a slow start, and health that can be switched.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use infra_provider_local::runtime::http;
+use support::*;
+
+#[tokio::test]
+async fn fail_rate_is_exact_and_metrics_count_every_answer() {
+    let app = demo_app("bad", &[("APP_VERSION", "v9"), ("FAIL_RATE", "0.1")]);
+    let mut failed = 0;
+    for _ in 0..1000 {
+        let answer = http::get(&app.addr, "/", Duration::from_secs(5))
+            .await
+            .unwrap();
+        match answer.status {
+            200 => assert_eq!(answer.text(), "demo-app v9 (bad)\n"),
+            500 => failed += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(failed, 100, "FAIL_RATE=0.1 fails every tenth request");
+    let metrics = http::get(&app.addr, "/metrics", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("demo_app_requests_total{code=\"200\"} 900"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("demo_app_requests_total{code=\"500\"} 100"),
+        "{metrics}"
+    );
+    let health = http::get(&app.addr, "/healthz", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200);
+}
+
+#[tokio::test]
+async fn latency_and_slow_requests_wait_and_never_healthy_stays_unhealthy() {
+    let app = demo_app("slow", &[("LATENCY_MS", "150"), ("NEVER_HEALTHY", "1")]);
+    let started = Instant::now();
+    let answer = http::get(&app.addr, "/?sleep_ms=100", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    let health = http::get(&app.addr, "/healthz", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(health.status, 503);
+}
+
+#[test]
+fn a_slow_start_listens_only_after_its_delay() {
+    let started = Instant::now();
+    let app = demo_app("late", &[("STARTUP_DELAY_MS", "700")]);
+    // `demo_app` returns once the port accepts connections.
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(app);
+}
