@@ -231,8 +231,8 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
     }
 }
 
-/// The resource a checked `deployment` block becomes: its provider's
-/// `<provider>_deployment` type and the arguments that provider takes. The
+/// The resource a checked `deployment` block becomes: the provider named
+/// (whose `<provider>_deployment` type manages it) and the arguments. The
 /// `template` and `health` blocks become objects, and `load_balancer` (a
 /// `local_lb`) its `listen` address, which is known at plan time. `None`
 /// while the provider is unknown.
@@ -258,7 +258,7 @@ pub fn deployment_resource(value: &Value) -> Option<(String, BTreeMap<String, Va
         };
         arguments.insert(name.clone(), field);
     }
-    Some((format!("{provider}_deployment"), arguments))
+    Some((provider.to_string(), arguments))
 }
 
 #[cfg(test)]

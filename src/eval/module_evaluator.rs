@@ -1242,10 +1242,10 @@ impl<'c> ModuleEvaluation<'c, '_> {
     /// A checked `deployment` block as the resource instance its provider
     /// manages (`deployment.NAME`, of type `<provider>_deployment`).
     fn add_deployment_instance(&mut self, name: &'c str, block: &'c Block, value: &Value) {
-        let Some((type_name, arguments)) = deployment_resource(value) else {
+        let Some((provider, arguments)) = deployment_resource(value) else {
             return;
         };
-        if type_name != "local_deployment" {
+        if provider != "local" {
             let span = block
                 .attributes()
                 .find(|a| a.name.name == "provider")
@@ -1254,10 +1254,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             self.diagnostics.push(
                 Diagnostic::error(
                     "infra::unsupported_fleet",
-                    format!(
-                        "deployments on `{}` are not built yet",
-                        &type_name[..type_name.len() - "_deployment".len()]
-                    ),
+                    format!("deployments on `{provider}` are not built yet"),
                 )
                 .with_label(span, "no fleet for this provider yet")
                 .with_help("use `provider = local` (instances as processes behind a `local_lb`)"),
@@ -1285,7 +1282,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         sensitive.dedup();
         let id = ResourceId {
             mode: ResourceMode::Managed,
-            type_name: type_name.into(),
+            type_name: format!("{provider}_deployment").into(),
             name: name.into(),
         };
         self.result.resources.push(ResourceInstance {

@@ -252,8 +252,12 @@ struct Spec {
     version: String,
 }
 
-fn duration(config: &Attributes, name: &str, default: Duration) -> Result<Duration, ProviderError> {
-    match config.get(name) {
+fn duration(
+    value: Option<&Value>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ProviderError> {
+    match value {
         None | Some(Value::Null) => Ok(default),
         Some(Value::String(text)) => parse_duration(text).ok_or_else(|| {
             ProviderError::new(format!(
@@ -301,13 +305,8 @@ impl Spec {
             None => config_dir.to_path_buf(),
         };
         let health = config.get("health").cloned().unwrap_or(Value::Null);
-        let health_duration = |name: &str, default: Duration| -> Result<Duration, ProviderError> {
-            let fields: Attributes = health
-                .as_object()
-                .map(|o| o.clone().into_iter().collect())
-                .unwrap_or_default();
-            duration(&fields, name, default)
-        };
+        let health_duration =
+            |name: &str, default: Duration| duration(health.get(name), name, default);
         let threshold = |name: &str, default: u32| {
             health[name]
                 .as_u64()
@@ -337,9 +336,17 @@ impl Spec {
                 .get("load_balancer")
                 .and_then(Value::as_str)
                 .map(String::from),
-            min_ready: duration(config, "min_ready", Duration::from_secs(10))?,
-            healthy_deadline: duration(config, "healthy_deadline", Duration::from_secs(300))?,
-            drain: duration(config, "drain", Duration::from_secs(30))?,
+            min_ready: duration(
+                config.get("min_ready"),
+                "min_ready",
+                Duration::from_secs(10),
+            )?,
+            healthy_deadline: duration(
+                config.get("healthy_deadline"),
+                "healthy_deadline",
+                Duration::from_secs(300),
+            )?,
+            drain: duration(config.get("drain"), "drain", Duration::from_secs(30))?,
             version: digest.iter().take(6).map(|b| format!("{b:02x}")).collect(),
         })
     }
@@ -370,21 +377,28 @@ impl<'a> Fleet<'a> {
         config: &Attributes,
     ) -> Result<Fleet<'a>, ProviderError> {
         let spec = Spec::read(config, address, config_dir)?;
-        let admin = match &spec.load_balancer {
-            None => None,
-            Some(listen) => Some(AdminApi::find(runtime, listen).ok_or_else(|| {
-                failed(format!(
-                    "the load balancer on {listen} is not running (no {}/admin.json)",
-                    runtime.load_balancer(listen).display()
-                ))
-            })?),
-        };
+        let admin = spec
+            .load_balancer
+            .as_deref()
+            .and_then(|listen| AdminApi::find(runtime, listen));
         Ok(Fleet {
             runtime,
             journal: Journal::of(runtime, address),
             spec,
             admin,
         })
+    }
+
+    /// The admin API of the deployment's load balancer (`None` without
+    /// one); an error if it has one that is not running.
+    fn admin(&self) -> Result<Option<&AdminApi>, ProviderError> {
+        match (&self.spec.load_balancer, &self.admin) {
+            (Some(listen), None) => Err(failed(format!(
+                "the load balancer on {listen} is not running (no {}/admin.json)",
+                self.runtime.load_balancer(listen).display()
+            ))),
+            (_, admin) => Ok(admin.as_ref()),
+        }
     }
 
     fn log_of(&self, name: &str) -> PathBuf {
@@ -483,16 +497,11 @@ impl<'a> Fleet<'a> {
                         process::log_tail(&self.log_of(&instance.name), 5)
                     )));
                 }
-                match http::get(&instance.addr(), &health.path, health.timeout).await {
-                    Ok(answer) if (200..400).contains(&answer.status) => passes[at] += 1,
-                    Ok(answer) => {
+                match self.check(instance).await {
+                    Ok(()) => passes[at] += 1,
+                    Err(problem) => {
                         passes[at] = 0;
-                        last_problem[at] =
-                            format!("GET {} answered {}", health.path, answer.status);
-                    }
-                    Err(error) => {
-                        passes[at] = 0;
-                        last_problem[at] = format!("GET {}: {error}", health.path);
+                        last_problem[at] = problem;
                     }
                 }
             }
@@ -514,8 +523,7 @@ impl<'a> Fleet<'a> {
         if !self.spec.min_ready.is_zero() {
             tokio::time::sleep(self.spec.min_ready).await;
             for instance in instances {
-                let answer = http::get(&instance.addr(), &health.path, health.timeout).await;
-                if !matches!(answer, Ok(ref a) if (200..400).contains(&a.status)) {
+                if self.check(instance).await.is_err() {
                     return Err(failed(format!(
                         "instance {} failed its health check during min_ready ({:?})",
                         instance.name, self.spec.min_ready
@@ -527,8 +535,19 @@ impl<'a> Fleet<'a> {
         self.wait_in_service(instances, deadline).await
     }
 
+    /// One health check of `instance`: a 2xx or 3xx within the timeout, or
+    /// what went wrong.
+    async fn check(&self, instance: &Instance) -> Result<(), String> {
+        let health = &self.spec.health;
+        match http::get(&instance.addr(), &health.path, health.timeout).await {
+            Ok(answer) if (200..400).contains(&answer.status) => Ok(()),
+            Ok(answer) => Err(format!("GET {} answered {}", health.path, answer.status)),
+            Err(error) => Err(format!("GET {}: {error}", health.path)),
+        }
+    }
+
     async fn register(&self, instances: &[Instance]) -> Result<(), ProviderError> {
-        let Some(admin) = &self.admin else {
+        let Some(admin) = self.admin()? else {
             return Ok(());
         };
         let health = &self.spec.health;
@@ -564,20 +583,27 @@ impl<'a> Fleet<'a> {
         instances: &[Instance],
         deadline: Instant,
     ) -> Result<(), ProviderError> {
-        let Some(admin) = &self.admin else {
+        let Some(admin) = self.admin()? else {
             return Ok(());
         };
-        let wanted: BTreeSet<String> = instances
+        let wanted_ids: Vec<String> = instances
             .iter()
             .map(|i| backend_id(&self.spec.address, &i.name))
             .collect();
         loop {
-            let healthy = healthy_backends(&admin.status().await?);
-            if wanted.is_subset(&healthy) {
+            let status = admin.status().await?;
+            let healthy: BTreeSet<&str> = backends_in(&status)
+                .filter(|b| b["healthy"] == json!(true) && b["draining"] == json!(false))
+                .filter_map(|b| b["id"].as_str())
+                .collect();
+            let missing: Vec<&String> = wanted_ids
+                .iter()
+                .filter(|id| !healthy.contains(id.as_str()))
+                .collect();
+            if missing.is_empty() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                let missing: Vec<&String> = wanted.difference(&healthy).collect();
                 return Err(failed(format!(
                     "the load balancer did not find {missing:?} healthy within healthy_deadline ({:?})",
                     self.spec.healthy_deadline
@@ -632,6 +658,8 @@ impl<'a> Fleet<'a> {
         prior: &Attributes,
         config: &Attributes,
     ) -> Result<Attributes, ProviderError> {
+        // No instance starts without the load balancer it must join.
+        self.admin()?;
         let running = self.journal.running(instances_of(prior));
         let mut taken: BTreeSet<String> = running.iter().map(|i| i.name.clone()).collect();
         let (mut current, mut old): (Vec<Instance>, Vec<Instance>) = running
@@ -668,28 +696,16 @@ impl<'a> Fleet<'a> {
 
 /// The load balancer's name for an instance.
 fn backend_id(address: &str, instance: &str) -> String {
-    let deployment: String = address
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{deployment}.{instance}")
+    format!("{}.{instance}", crate::runtime::file_name(address))
 }
 
-fn healthy_backends(status: &Value) -> BTreeSet<String> {
+/// Every backend of every pool in a load balancer's `GET /status`.
+fn backends_in(status: &Value) -> impl Iterator<Item = &Value> {
     status["pools"]
         .as_object()
         .into_iter()
         .flat_map(|pools| pools.values())
         .flat_map(|pool| pool["backends"].as_array().into_iter().flatten())
-        .filter(|b| b["healthy"] == json!(true) && b["draining"] == json!(false))
-        .filter_map(|b| b["id"].as_str().map(String::from))
-        .collect()
 }
 
 /// `./bin/app` relative to the instance's working directory; a bare name
@@ -718,16 +734,12 @@ pub(crate) async fn read(runtime: &RuntimeDir, mut state: Attributes) -> Attribu
             Some(admin) => match admin.status().await {
                 Err(_) => 0,
                 Ok(status) => {
-                    let registered: BTreeSet<String> = status["pools"]
-                        .as_object()
-                        .into_iter()
-                        .flat_map(|pools| pools.values())
-                        .flat_map(|pool| pool["backends"].as_array().into_iter().flatten())
-                        .filter_map(|b| b["id"].as_str().map(String::from))
+                    let registered: BTreeSet<&str> = backends_in(&status)
+                        .filter_map(|b| b["id"].as_str())
                         .collect();
                     running
                         .iter()
-                        .filter(|i| registered.contains(&backend_id(&address, &i.name)))
+                        .filter(|i| registered.contains(backend_id(&address, &i.name).as_str()))
                         .count()
                 }
             },

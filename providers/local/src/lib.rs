@@ -190,14 +190,8 @@ impl Provider for LocalProvider {
                 "local_deployment" => {
                     let runtime = self.runtime();
                     // Without a load balancer any more, the instances are
-                    // still stopped.
-                    let mut config = request.state.clone();
-                    if let Some(listen) = config.get("load_balancer").and_then(|v| v.as_str())
-                        && load_balancer::AdminApi::find(&runtime, listen).is_none()
-                    {
-                        config.remove("load_balancer");
-                    }
-                    self.fleet(&runtime, &request.identity.address, &config)?
+                    // still stopped (`Fleet::remove` needs none).
+                    self.fleet(&runtime, &request.identity.address, &request.state)?
                         .delete(&request.state)
                         .await;
                     Ok(())

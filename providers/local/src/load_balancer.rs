@@ -7,7 +7,7 @@
 //! Its files are in `.infra/lb/<listen>/`: `token` (the admin token, mode
 //! 0600), `admin.json` (what the process announces), `lb.log`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use infra_provider_sdk::*;
@@ -76,6 +76,8 @@ pub(crate) fn validate(config: &Attributes) -> Vec<Diagnostic> {
 pub struct AdminApi {
     pub addr: String,
     pub token: String,
+    /// The pid it announced.
+    pub pid: i32,
 }
 
 impl AdminApi {
@@ -90,6 +92,7 @@ impl AdminApi {
                 .ok()?
                 .trim()
                 .to_string(),
+            pid: i32::try_from(announced["pid"].as_i64()?).ok()?,
         })
     }
 
@@ -153,20 +156,11 @@ fn state_of(listen: &str, admin: &str, id: ProcessId) -> Attributes {
     .into()
 }
 
-/// The running load balancer announced in `dir`, if it answers.
-async fn running_in(dir: &Path, runtime: &RuntimeDir, listen: &str) -> Option<(String, ProcessId)> {
-    let announced: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("admin.json")).ok()?).ok()?;
-    let pid = i32::try_from(announced["pid"].as_i64()?).ok()?;
+/// The load balancer announced for `listen`, if it runs and answers.
+async fn running(runtime: &RuntimeDir, listen: &str) -> Option<(String, ProcessId)> {
     let api = AdminApi::find(runtime, listen)?;
     api.status().await.ok()?;
-    let started = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let started = started[started.rfind(')')? + 2..]
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()?;
-    Some((api.addr, ProcessId { pid, started }))
+    Some((api.addr, ProcessId::of(api.pid)?))
 }
 
 pub(crate) async fn create(
@@ -182,7 +176,7 @@ pub(crate) async fn create(
     let dir = runtime.load_balancer(listen);
     std::fs::create_dir_all(&dir).map_err(|e| io(&format!("create {}", dir.display()), e))?;
     // One left by an apply that was killed before it could save: adopt it.
-    if let Some((admin, id)) = running_in(&dir, runtime, listen).await {
+    if let Some((admin, id)) = running(runtime, listen).await {
         return Ok(state_of(listen, &admin, id));
     }
     let token_file = dir.join("token");
@@ -222,7 +216,7 @@ pub(crate) async fn create(
     })?;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if let Some((admin, announced)) = running_in(&dir, runtime, listen).await
+        if let Some((admin, announced)) = running(runtime, listen).await
             && announced.pid == id.pid
         {
             return Ok(state_of(listen, &admin, id));
@@ -246,7 +240,7 @@ pub(crate) async fn read(runtime: &RuntimeDir, state: Attributes) -> Option<Attr
         return None;
     }
     let listen = listen_of(&state).ok()?;
-    let (admin, announced) = running_in(&runtime.load_balancer(listen), runtime, listen).await?;
+    let (admin, announced) = running(runtime, listen).await?;
     (announced.pid == id.pid).then(|| state_of(listen, &admin, id))
 }
 

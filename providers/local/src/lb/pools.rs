@@ -247,19 +247,15 @@ impl Pools {
                     .iter()
                     .any(|b| b.takes_traffic() && Some(b.id.as_str()) != except)
         };
-        let total: i64 = pools
-            .values()
-            .filter(|p| usable(p))
-            .map(|p| i64::from(p.weight))
-            .sum();
-        if total == 0 {
-            return None;
-        }
+        // One pass: every usable pool gains its weight, the highest score
+        // wins and gives back the total.
+        let mut total: i64 = 0;
         let mut best: Option<&mut Pool> = None;
         for pool in pools.values_mut() {
             if !usable(pool) {
                 continue;
             }
+            total += i64::from(pool.weight);
             pool.current += i64::from(pool.weight);
             if best.as_ref().is_none_or(|b| pool.current > b.current) {
                 best = Some(pool);

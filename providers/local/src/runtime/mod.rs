@@ -67,7 +67,7 @@ impl RuntimeDir {
 }
 
 /// `127.0.0.1:8080` → `127.0.0.1_8080`: a name safe in any file system.
-fn file_name(text: &str) -> String {
+pub(crate) fn file_name(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {

@@ -19,6 +19,11 @@ pub struct ProcessId {
 }
 
 impl ProcessId {
+    /// The process running now under `pid`, whatever it is.
+    pub fn of(pid: i32) -> Option<ProcessId> {
+        stat(pid).map(|(_, started)| ProcessId { pid, started })
+    }
+
     pub fn to_json(self) -> (Value, Value) {
         (json!(self.pid), json!(self.started))
     }
@@ -105,9 +110,9 @@ pub fn spawn(spec: Spawn<'_>) -> std::io::Result<ProcessId> {
     }
     let mut child = command.spawn()?;
     let pid = child.id() as i32;
-    let started = stat(pid).map(|(_, started)| started).unwrap_or(0);
+    let id = ProcessId::of(pid).unwrap_or(ProcessId { pid, started: 0 });
     std::thread::spawn(move || child.wait());
-    Ok(ProcessId { pid, started })
+    Ok(id)
 }
 
 /// Stops the process (and, for an instance, its group): SIGTERM, up to
