@@ -15,9 +15,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use infra::apply::plan_and_apply;
-use infra::check::CheckOptions;
-use infra::providers::Providers;
+use infra::apply::apply_in_memory;
+use infra::check::{CheckOptions, load};
+use infra::events::Events;
+use infra::plan::{PlanOptions, Planner};
+use infra::providers::ProviderRegistry;
 use infra::state::State;
 use infra_provider_mock::MockProvider;
 use infra_provider_sdk::Provider;
@@ -93,22 +95,27 @@ fn main() {
                 continue;
             }
             let mock = Arc::new(MockProvider::new());
-            let providers = Providers::new(vec![mock.clone() as Arc<dyn Provider>]);
+            let providers = ProviderRegistry::new(vec![mock.clone() as Arc<dyn Provider>]);
             let options = CheckOptions {
                 dir: dir.path().to_path_buf(),
-                schemas: Arc::new(providers.catalog()),
+                schemas: providers.catalog(),
                 ..CheckOptions::default()
             };
             let started = Instant::now();
-            let (state, report) = runtime
-                .block_on(plan_and_apply(
-                    &options,
-                    State::new("bench"),
-                    &providers,
+            let planner = Planner::new(
+                &providers,
+                PlanOptions {
                     parallelism,
-                    false,
-                ))
-                .unwrap_or_else(|_| panic!("plan failed"));
+                    ..PlanOptions::default()
+                },
+            );
+            let (state, report) = runtime.block_on(async {
+                let planned = planner
+                    .plan(load(&options), &options, &State::new("bench"))
+                    .await
+                    .unwrap_or_else(|_| panic!("plan failed"));
+                apply_in_memory(planned, &providers, parallelism, Events::none()).await
+            });
             let total = started.elapsed().as_secs_f64();
             assert!(report.succeeded());
             assert_eq!(state.resources.len(), resources);

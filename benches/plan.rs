@@ -11,10 +11,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use infra::apply::plan_headless;
-use infra::check::CheckOptions;
-use infra::plan::Action;
-use infra::providers::Providers;
+use infra::check::{CheckOptions, load};
+use infra::plan::{Action, PlanOptions, Planner};
+use infra::providers::ProviderRegistry;
 use infra::state::{ResourceState, State};
 use infra_provider_mock::MockProvider;
 use infra_provider_sdk::{CreateRequest, ObjectIdentity, Provider, run_ready};
@@ -95,11 +94,11 @@ fn main() {
     for resources in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
         let mock = Arc::new(MockProvider::new());
-        let providers = Providers::new(vec![mock.clone() as Arc<dyn Provider>]);
+        let providers = ProviderRegistry::new(vec![mock.clone() as Arc<dyn Provider>]);
         let applied = generate(resources, dir.path(), &mock);
         let options = CheckOptions {
             dir: dir.path().to_path_buf(),
-            schemas: Arc::new(providers.catalog()),
+            schemas: providers.catalog(),
             ..CheckOptions::default()
         };
         let empty = State::new("bench");
@@ -114,14 +113,9 @@ fn main() {
                 let allocations_before = allocations();
                 let base = start_peak();
                 let started = Instant::now();
+                let planner = Planner::new(&providers, PlanOptions::default());
                 let planned = runtime
-                    .block_on(plan_headless(
-                        &options,
-                        state.clone(),
-                        &providers,
-                        10,
-                        false,
-                    ))
+                    .block_on(planner.plan(load(&options), &options, state))
                     .unwrap_or_else(|_| panic!("the generated configuration must plan"));
                 times.push(started.elapsed().as_secs_f64());
                 allocated = allocations() - allocations_before;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::{ModuleConfig, load_root, read_and_parse};
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{
     EvaluatedModule, InstancePlanner, ProvidedValue, RootVariables, SchemaCatalog, TypeConstraint,
     Value, VariableOrigin, evaluate_configuration, evaluate_standalone_block,
@@ -261,7 +261,7 @@ fn gather_variables(
                 }
                 Item::Block(block) => diagnostics.push(
                     Diagnostic::error(
-                        "infra::var_file",
+                        Code::VarFile,
                         "a variable file holds only `name = value` lines",
                     )
                     .with_label(block.header_span, "a block is not allowed here")
@@ -274,7 +274,7 @@ fn gather_variables(
         let Some((name, text)) = assignment.split_once('=') else {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::var_syntax",
+                    Code::VarSyntax,
                     format!("`-var {assignment}` is not NAME=VALUE"),
                 )
                 .with_help(format!("write `-var {assignment}=VALUE`")),

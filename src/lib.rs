@@ -6,14 +6,17 @@
 //! dependencies) → [`plan`] (refresh, diff against the [`state`]) →
 //! [`apply`] (the changes, through the [`providers`], in dependency order).
 //! [`format`] prints trees back canonically; [`diagnostics`] is how every
-//! stage reports; [`cli`] wires commands.
+//! stage reports problems, [`events`] how plan and apply report progress;
+//! [`cli`] wires commands.
 
 pub mod apply;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod diagnostics;
 pub mod eval;
+pub mod events;
 pub mod format;
 pub mod graph;
 pub mod plan;

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use infra_provider_local::runtime::process::{Signal, signal};
+
 fn command(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
     command
@@ -309,6 +311,17 @@ fn a_second_apply_is_stopped_by_the_lock_and_told_who_holds_it() {
         "{message}"
     );
     assert!(message.contains("apply"), "{message}");
+    // With `-lock-timeout` (Terraform's flag), it says so and waits.
+    let waited = infra(
+        dir.path(),
+        &["apply", "--auto-approve", "-lock-timeout=60s"],
+    );
+    assert!(waited.status.success(), "{}", both(&waited));
+    assert!(
+        text(&waited.stdout).contains("Waiting for the state lock, held by"),
+        "{}",
+        both(&waited)
+    );
     assert!(first.0.wait().unwrap().success());
     assert_eq!(addresses(dir.path()).len(), 3);
     assert!(!dir.path().join("infra.state.json.lock").exists());
@@ -335,7 +348,7 @@ fn ctrl_c_lets_the_change_in_flight_finish_saves_it_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     // `a` is in flight (it takes 1.5 s).
     let mut apply = apply_slow_chain(dir.path(), 1500);
-    unsafe { libc::kill(apply.0.id() as i32, libc::SIGINT) };
+    signal(apply.0.id() as i32, false, Signal::INT);
     let status = apply.0.wait().unwrap();
     let mut out = String::new();
     std::io::Read::read_to_string(apply.0.stdout.as_mut().unwrap(), &mut out).unwrap();
@@ -508,6 +521,13 @@ fn target_replace_and_destroy_plans_touch_only_what_they_name() {
     let unknown = infra(dir.path(), &["plan", "--target", "random_id.nope"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(text(&unknown.stderr).contains("`--target random_id.nope` matches no resource"));
+    assert!(text(&unknown.stderr).contains("infra::target\n"));
+    let unknown = infra(dir.path(), &["plan", "--replace", "random_id.nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown.stderr).contains("`--replace random_id.nope` matches no existing resource")
+    );
+    assert!(text(&unknown.stderr).contains("infra::replace\n"));
 
     // Destroying the suffix takes the pages that depend on it along.
     let destroy_plan = infra(
@@ -626,9 +646,9 @@ fn a_second_ctrl_c_abandons_the_change_in_flight_and_says_which() {
     let dir = tempfile::tempdir().unwrap();
     let mut apply = apply_slow_chain(dir.path(), 5000);
     let started = Instant::now();
-    unsafe { libc::kill(apply.0.id() as i32, libc::SIGINT) };
+    signal(apply.0.id() as i32, false, Signal::INT);
     std::thread::sleep(Duration::from_millis(300));
-    unsafe { libc::kill(apply.0.id() as i32, libc::SIGINT) };
+    signal(apply.0.id() as i32, false, Signal::INT);
     let status = apply.0.wait().unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -710,14 +730,15 @@ fn on_a_terminal_apply_asks_for_yes_and_shows_changes_in_flight() {
         accepted.contains("Apply complete! Resources: 3 added"),
         "{accepted}"
     );
-    // The live block: in-flight lines, dimmed, erased as changes finish.
+    // The live view: a dimmed spinner per change in flight with its
+    // elapsed time, cleared and redrawn in place as changes finish.
     assert!(
-        accepted.contains("  \x1b[2mrandom_id.suffix: creating… 0s\x1b[0m"),
+        accepted.contains("\x1b[2mrandom_id.suffix: creating…\x1b[0m \x1b[2m0s\x1b[0m"),
         "{accepted:?}"
     );
     assert!(
-        accepted.contains("\x1b[1F\x1b[J"),
-        "the live block is redrawn: {accepted:?}"
+        accepted.contains("\r\x1b[2K"),
+        "the live view is redrawn: {accepted:?}"
     );
     assert!(
         accepted.contains("random_id.suffix: created in "),
@@ -730,7 +751,7 @@ fn on_a_terminal_apply_asks_for_yes_and_shows_changes_in_flight() {
 fn sigterm_from_a_cancelled_ci_job_stops_as_gracefully_as_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let mut apply = apply_slow_chain(dir.path(), 1500);
-    unsafe { libc::kill(apply.0.id() as i32, libc::SIGTERM) };
+    signal(apply.0.id() as i32, false, Signal::TERM);
     let status = apply.0.wait().unwrap();
     let mut out = String::new();
     std::io::Read::read_to_string(apply.0.stdout.as_mut().unwrap(), &mut out).unwrap();
@@ -758,12 +779,12 @@ fn a_crash_loses_no_finished_change_and_its_lock_is_taken_over() {
     loop {
         assert!(Instant::now() < deadline, "`a` was never created");
         let line = lines.next().expect("output").unwrap();
-        if line.starts_with("mock_resource.a: created in") {
+        if line.contains(" mock_resource.a: created in") {
             break;
         }
     }
     std::thread::sleep(Duration::from_millis(300));
-    unsafe { libc::kill(apply.0.id() as i32, libc::SIGKILL) };
+    signal(apply.0.id() as i32, false, Signal::KILL);
     apply.0.wait().unwrap();
     assert_eq!(
         addresses(dir.path()),
@@ -781,4 +802,137 @@ fn a_crash_loses_no_finished_change_and_its_lock_is_taken_over() {
         both(&next)
     );
     assert_eq!(addresses(dir.path()).len(), 3);
+}
+
+#[test]
+fn a_failed_change_is_a_diagnostic_at_the_attribute_the_provider_names() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "resource mock_resource ok {\n  name = \"ok\"\n}\n\nresource mock_resource bad {\n  name    = \"bad\"\n  fail_on = \"create\"\n}\n",
+    );
+    let failed = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", both(&failed));
+    let error = text(&failed.stderr);
+    let expected = "infra::apply
+
+  × create of `mock_resource.bad` failed: MockFailure: injected failure on create
+  │   note: the provider's error code is `MockFailure`
+   ╭─[main.infra:7:13]
+ 6 │   name    = \"bad\"
+ 7 │   fail_on = \"create\"
+   ·             ────┬───
+   ·                 ╰── the provider rejected this `fail_on`
+ 8 │ }
+   ╰────
+  help: fix this value and run the same command again; every change that finished is in the state
+";
+    assert!(error.contains(expected), "{error}");
+    // The summary on stdout still lists it; what finished is kept.
+    assert!(
+        text(&failed.stdout).contains(
+            "failed   mock_resource.bad (create): MockFailure: injected failure on create"
+        )
+    );
+    assert_eq!(addresses(dir.path()), vec!["mock_resource.ok"]);
+}
+
+#[test]
+fn a_failed_lookup_keeps_the_providers_code() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "data mock_lookup gone {\n  name = \"missing-one\"\n}\n",
+    );
+    let plan = infra(dir.path(), &["plan"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", both(&plan));
+    let error = text(&plan.stderr);
+    for expected in [
+        "infra::data_source\n",
+        "reading `data.mock_lookup.gone` failed: MockNotFound: no lookup named `missing-one`",
+        "1 error(s); nothing was planned",
+    ] {
+        assert!(error.contains(expected), "{expected}: {error}");
+    }
+}
+
+#[test]
+fn infra_log_debug_names_every_provider_call() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "resource mock_resource a {\n  name = \"a\"\n}\n",
+    );
+    let log = dir.path().join("infra.log");
+    let applied = command(dir.path(), &["apply", "--auto-approve"])
+        .env("INFRA_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", both(&applied));
+    let logged = text(&applied.stderr);
+    for expected in [
+        "infra::provider: provider configured provider=\"local\"",
+        "provider call succeeded provider=\"mock\" operation=\"plan\" type_name=\"mock_resource\" address=\"mock_resource.a\"",
+        "provider call succeeded provider=\"mock\" operation=\"create\" type_name=\"mock_resource\" address=\"mock_resource.a\" elapsed_ms=",
+        "lock taken",
+        "state saved",
+        "provider closed provider=\"mock\"",
+    ] {
+        assert!(logged.contains(expected), "{expected}:\n{logged}");
+    }
+    // To a file instead, and a refresh is logged as a batch.
+    let planned = command(dir.path(), &["plan"])
+        .env("INFRA_LOG", "infra::provider=debug")
+        .env("INFRA_LOG_FILE", &log)
+        .output()
+        .unwrap();
+    assert!(planned.status.success(), "{}", both(&planned));
+    assert!(!text(&planned.stderr).contains("provider call"));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("operation=\"read_many\" type_name=\"mock_resource\" objects=1 failed=0"),
+        "{logged}"
+    );
+    assert!(!logged.contains("lock taken"), "only the provider target");
+    // A filter that is not one is a clear error.
+    let bad = command(dir.path(), &["plan"])
+        .env("INFRA_LOG", "debug=[")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("INFRA_LOG=debug=[ is not a log filter"));
+}
+
+#[test]
+fn apply_json_streams_the_plan_and_every_change_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "main.infra", SITE);
+    let refused = infra(dir.path(), &["apply", "--json"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("cannot ask for confirmation"));
+    let applied = infra(dir.path(), &["apply", "--json", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    let lines: Vec<serde_json::Value> = text(&applied.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "planned_change").count(),
+        3,
+        "{types:?}"
+    );
+    assert_eq!(types.iter().filter(|t| **t == "apply_start").count(), 3);
+    assert_eq!(types.iter().filter(|t| **t == "apply_complete").count(), 3);
+    let started = lines.iter().find(|l| l["type"] == "apply_start").unwrap();
+    assert_eq!(started["hook"]["resource"]["addr"], "random_id.suffix");
+    assert_eq!(started["hook"]["action"], "create");
+    assert!(started["@timestamp"].as_str().unwrap().ends_with('Z'));
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "change_summary");
+    assert_eq!(summary["changes"]["add"], 3);
+    assert_eq!(summary["changes"]["operation"], "apply");
 }

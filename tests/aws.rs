@@ -142,16 +142,21 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
     let instances: Vec<_> = instances
         .reservations()
         .iter()
-        .flat_map(|r| r.instances())
+        .flat_map(aws_sdk_ec2::types::Reservation::instances)
         .collect();
     assert_eq!(instances.len(), 2);
     for instance in &instances {
         assert_eq!(
-            instance.instance_type().map(|t| t.as_str()),
+            instance
+                .instance_type()
+                .map(aws_sdk_ec2::types::InstanceType::as_str),
             Some("t3.micro")
         );
         assert_eq!(
-            instance.state().and_then(|s| s.name()).map(|n| n.as_str()),
+            instance
+                .state()
+                .and_then(|s| s.name())
+                .map(aws_sdk_ec2::types::InstanceStateName::as_str),
             Some("running")
         );
         assert_eq!(
@@ -244,7 +249,9 @@ fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
         .unwrap();
     let instance = &described.reservations()[0].instances()[0];
     assert_eq!(
-        instance.instance_type().map(|t| t.as_str()),
+        instance
+            .instance_type()
+            .map(aws_sdk_ec2::types::InstanceType::as_str),
         Some("t3.small")
     );
     assert!(
@@ -438,6 +445,19 @@ fn an_unknown_ami_fails_that_instance_and_keeps_the_rest_in_the_state() {
         out.contains("failed   aws_instance.web (create): InvalidAMIID.NotFound: RunInstances: "),
         "the address, the operation, AWS's code and message:\n{out}"
     );
+    // On stderr, a diagnostic at the value of `ami`, with AWS's code.
+    let error = text(&failed.stderr);
+    for expected in [
+        "infra::apply\n",
+        "create of `aws_instance.web` failed: InvalidAMIID.NotFound: RunInstances:",
+        "note: the provider's error code is `InvalidAMIID.NotFound`",
+        "╭─[main.infra:16:19]",
+        "16 │   ami           = var.ami",
+        "╰── the provider rejected this `ami`",
+        "help: fix this value and run the same command again",
+    ] {
+        assert!(error.contains(expected), "{expected}:\n{error}");
+    }
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap(),
     )
@@ -579,9 +599,13 @@ resource aws_subnet a {
         &["import", "aws_subnet.a", "subnet-00000000"],
     );
     assert_eq!(unknown.status.code(), Some(1));
-    assert!(
-        text(&unknown.stderr).contains("no aws_subnet with id `subnet-00000000`"),
-        "{}",
-        both(&unknown)
-    );
+    let error = text(&unknown.stderr);
+    for expected in [
+        "infra::import",
+        "importing `aws_subnet.a` from `subnet-00000000` failed: NotFound: no aws_subnet with id",
+        "resource aws_subnet a {",
+        "imported into this resource",
+    ] {
+        assert!(error.contains(expected), "{expected}: {}", both(&unknown));
+    }
 }

@@ -177,6 +177,7 @@ fn variables_come_from_flags_files_and_environment_in_order() {
         "{}",
         text(&missing_file.stderr)
     );
+    assert!(text(&missing_file.stderr).contains("infra::io\n"));
 
     write(
         dir.path(),
@@ -191,10 +192,12 @@ fn variables_come_from_flags_files_and_environment_in_order() {
     assert!(
         text(&block_in_file.stderr).contains("a variable file holds only `name = value` lines")
     );
+    assert!(text(&block_in_file.stderr).contains("infra::var_file\n"));
 
     let malformed = infra(&["validate", "-var", "a"], Some(dir.path()));
     assert_eq!(malformed.status.code(), Some(1));
     assert!(text(&malformed.stderr).contains("`-var a` is not NAME=VALUE"));
+    assert!(text(&malformed.stderr).contains("infra::var_syntax\n"));
 
     let bad_number = infra(
         &["validate", "-var", "a=1", "-var", "b=2", "-var", "n=many"],
@@ -260,6 +263,7 @@ fn a_missing_directory_is_a_clear_error() {
     let output = infra(&["-C", "/nonexistent/infra-config", "validate"], None);
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("`/nonexistent/infra-config` is not a directory"));
+    assert!(text(&output.stderr).contains("infra::no_configuration\n"));
 }
 
 /// Runs `infra ARGS` under a pseudo-terminal (util-linux `script`, part of
@@ -432,7 +436,7 @@ fn state_commands_list_show_move_and_remove_under_the_lock() {
 #[test]
 fn a_held_lock_stops_state_edits_until_force_unlocked() {
     let dir = configuration_with_state();
-    let mut holder = std::process::Command::new("sleep")
+    let mut holder = Command::new("sleep")
         .arg("30")
         .spawn()
         .expect("spawn sleep");
@@ -560,6 +564,7 @@ fn validate_checks_resources_of_built_in_providers() {
         "{}",
         text(&output.stderr)
     );
+    assert!(text(&output.stderr).contains("infra::provider_validation\n"));
 
     write(
         dir.path(),
@@ -573,7 +578,7 @@ fn validate_checks_resources_of_built_in_providers() {
 const PLAN_CONFIG: &str = "resource random_id suffix {\n  byte_length = 4\n}\n\nresource local_file greeting {\n  path    = \"out/hello-${random_id.suffix.hex}.txt\"\n  content = \"hello\\n\"\n}\n";
 
 /// The state an apply of PLAN_CONFIG would leave, and the file it wrote.
-fn applied_plan_config(dir: &std::path::Path) {
+fn applied_plan_config(dir: &Path) {
     write(dir, "main.infra", PLAN_CONFIG);
     std::fs::create_dir_all(dir.join("out")).unwrap();
     write(dir, "out/hello-a1b2c3d4.txt", "hello\n");
@@ -689,5 +694,24 @@ fn plan_refuses_resources_without_a_built_in_provider() {
     assert_eq!(output.status.code(), Some(1));
     assert!(
         text(&output.stderr).contains("no provider `cloud` in this build for `cloud_network.main`")
+    );
+    assert!(text(&output.stderr).contains("infra::no_provider\n"));
+}
+
+#[test]
+fn a_deployment_on_a_provider_without_fleets_is_refused_at_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "deployment web {\n  provider = aws\n  replicas = 2\n  template {\n    command = [\"app\"]\n  }\n}\n",
+    );
+    let output = infra(&["validate"], Some(dir.path()));
+    assert_eq!(output.status.code(), Some(1));
+    let error = text(&output.stderr);
+    assert!(error.contains("infra::unsupported_fleet\n"), "{error}");
+    assert!(
+        error.contains("deployments on `aws` are not built yet"),
+        "{error}"
     );
 }

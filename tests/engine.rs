@@ -2,32 +2,32 @@
 //! how many real objects exist, so these tests prove no duplicates after a
 //! retried apply and no orphans after a destroy.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use infra::apply::{Outcome, StepKind, plan_and_apply};
+use infra::apply::{Outcome, StepKind};
 use infra::check::CheckOptions;
-use infra::providers::Providers;
+use infra::diagnostics::Code;
+use infra::providers::ProviderRegistry;
 use infra::state::State;
 use infra_provider_mock::MockProvider;
 use infra_provider_sdk::Provider;
+use support::engine;
 
-fn setup(dir: &Path, config: &str) -> (CheckOptions, Arc<MockProvider>, Providers) {
+fn setup(dir: &Path, config: &str) -> (CheckOptions, Arc<MockProvider>, ProviderRegistry) {
     std::fs::write(dir.join("main.infra"), config).unwrap();
     let mock = Arc::new(MockProvider::new());
-    let providers = Providers::new(vec![mock.clone() as Arc<dyn Provider>]);
-    let options = CheckOptions {
-        dir: dir.to_path_buf(),
-        schemas: Arc::new(providers.catalog()),
-        ..CheckOptions::default()
-    };
+    let providers = ProviderRegistry::new(vec![mock.clone() as Arc<dyn Provider>]);
+    let options = engine::options(dir, &providers);
     (options, mock, providers)
 }
 
 fn run(
     options: &CheckOptions,
     state: State,
-    providers: &Providers,
+    providers: &ProviderRegistry,
     destroying: bool,
 ) -> (State, infra::apply::ApplyReport) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -35,8 +35,10 @@ fn run(
         .build()
         .unwrap();
     runtime
-        .block_on(plan_and_apply(options, state, providers, 10, destroying))
-        .unwrap_or_else(|(diagnostics, _)| panic!("plan failed: {:?}", diagnostics.into_vec()))
+        .block_on(engine::plan_and_apply(
+            options, state, providers, 10, destroying,
+        ))
+        .unwrap_or_else(|failure| panic!("plan failed: {:?}", failure.diagnostics.into_vec()))
 }
 
 /// Every object in the state exists in the store, and nothing else does.
@@ -150,8 +152,9 @@ fn a_failed_create_skips_its_dependents_and_the_retry_creates_only_what_is_missi
     assert_state_matches_store(&state, &mock);
     assert!(
         matches!(&report.results.iter().find(|(s, _)| s.address == "mock_resource.subnet[1]").unwrap().1,
-            Outcome::Failed(message) if message.contains("MockFailure")),
-        "the provider's error is kept"
+            Outcome::Failed(failure) if failure.code.as_deref() == Some("MockFailure")
+                && failure.operation == infra::providers::Operation::Create),
+        "the provider's error code and the operation are kept"
     );
 
     // Fixed: the retry creates the 7 missing objects and nothing twice.
@@ -357,5 +360,38 @@ fn refresh_reads_objects_in_batches_the_provider_takes() {
         3,
         "in calls of {} objects",
         MockProvider::READ_BATCH
+    );
+}
+
+#[test]
+fn a_refresh_that_fails_stops_the_plan_with_the_providers_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, _mock, providers) = setup(
+        dir.path(),
+        "resource mock_resource flaky {\n  name    = \"flaky\"\n  fail_on = \"read\"\n}\n",
+    );
+    let (state, report) = run(&options, State::new("t"), &providers, false);
+    assert!(report.succeeded(), "{report:?}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Err(failure) = runtime.block_on(engine::plan(&options, &state, &providers, 10, false))
+    else {
+        panic!("the refresh fails, so does the plan");
+    };
+    let refresh: Vec<_> = failure
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == Code::Refresh)
+        .collect();
+    assert_eq!(refresh.len(), 1, "{:?}", failure.diagnostics);
+    assert_eq!(
+        refresh[0].message,
+        "refreshing `mock_resource.flaky` failed: MockFailure: injected failure on read"
+    );
+    assert_eq!(
+        refresh[0].notes,
+        ["the provider's error code is `MockFailure`"]
     );
 }

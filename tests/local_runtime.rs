@@ -28,11 +28,9 @@ struct Workspace {
 impl Drop for Workspace {
     fn drop(&mut self) {
         for pid in processes_under(self.dir.path()) {
-            // SAFETY: a process running in this test's own directory.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-                libc::kill(pid, libc::SIGKILL);
-            }
+            // A process running in this test's own directory.
+            signal(pid, true, Signal::KILL);
+            signal(pid, false, Signal::KILL);
         }
     }
 }
@@ -76,7 +74,7 @@ impl Workspace {
         command
             .args(args)
             .arg("-var")
-            .arg(format!("demo_app={DEMO_APP}"))
+            .arg(format!("demo_app={}", *DEMO_APP))
             .arg("-var")
             .arg(format!("port={}", self.port))
             .current_dir(self.dir.path())
@@ -146,8 +144,8 @@ async fn get(addr: &str) -> String {
 
 fn kill(id: ProcessId) {
     assert!(id.is_running());
-    // SAFETY: a process this test's apply started (checked by start time).
-    unsafe { libc::kill(id.pid, libc::SIGKILL) };
+    // A process this test's apply started (checked by start time).
+    signal(id.pid, false, Signal::KILL);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while id.is_running() {
         assert!(
@@ -349,7 +347,7 @@ fn an_apply_killed_while_instances_start_is_taken_over_not_doubled() {
     .unwrap();
     let mut first = Command::new(INFRA)
         .args(["apply", "--auto-approve", "-var"])
-        .arg(format!("demo_app={DEMO_APP}"))
+        .arg(format!("demo_app={}", *DEMO_APP))
         .arg("-var")
         .arg(format!("port={}", work.port))
         .current_dir(work.dir.path())

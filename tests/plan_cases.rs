@@ -13,17 +13,20 @@
 //! again must give no changes. Parallelism 1 keeps the mock's ids stable.
 //! `INFRA_BLESS=1 cargo test --test plan_cases` rewrites the expected files.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use infra::apply::{apply_headless, plan_headless};
-use infra::check::CheckOptions;
+use infra::apply::apply_in_memory;
 use infra::diagnostics::{ReportStyle, render_all};
+use infra::events::Events;
 use infra::plan::{RenderOptions, render, to_json};
-use infra::providers::Providers;
+use infra::providers::ProviderRegistry;
 use infra::state::State;
 use infra_provider_mock::MockProvider;
 use infra_provider_sdk::Provider;
+use support::engine;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -38,18 +41,14 @@ fn plan_and_apply(
     work: &Path,
     config: &str,
     state: State,
-    providers: &Providers,
+    providers: &ProviderRegistry,
 ) -> (String, Option<String>, State) {
     std::fs::write(work.join("main.infra"), config).unwrap();
-    let options = CheckOptions {
-        dir: work.to_path_buf(),
-        schemas: Arc::new(providers.catalog()),
-        ..CheckOptions::default()
-    };
+    let options = engine::options(work, providers);
     let runtime = runtime();
-    match runtime.block_on(plan_headless(&options, state.clone(), providers, 1, false)) {
-        Err((diagnostics, sources)) => (
-            render_all(&diagnostics, &sources, ReportStyle::Plain),
+    match runtime.block_on(engine::plan(&options, &state, providers, 1, false)) {
+        Err(failure) => (
+            render_all(&failure.diagnostics, &failure.sources, ReportStyle::Plain),
             None,
             state,
         ),
@@ -57,7 +56,8 @@ fn plan_and_apply(
             let text = render(&planned.plan, &options.schemas, RenderOptions::default());
             let json =
                 serde_json::to_string_pretty(&to_json(&planned.plan, &options.schemas)).unwrap();
-            let (after, report) = runtime.block_on(apply_headless(planned, providers, 1));
+            let (after, report) =
+                runtime.block_on(apply_in_memory(planned, providers, 1, Events::none()));
             assert!(report.succeeded(), "{report:?}");
             (text, Some(json), after)
         }
@@ -82,7 +82,7 @@ fn compare(path: &Path, actual: &str, problems: &mut Vec<String>) {
 fn run_case(case: &Path, problems: &mut Vec<String>) {
     let work = tempfile::tempdir().unwrap();
     let mock = Arc::new(MockProvider::new());
-    let providers = Providers::new(vec![mock.clone() as Arc<dyn Provider>]);
+    let providers = ProviderRegistry::new(vec![mock.clone() as Arc<dyn Provider>]);
     let mut state = State::new("golden");
     if let Ok(before) = std::fs::read_to_string(case.join("before.infra")) {
         let (_, json, after) = plan_and_apply(work.path(), &before, state, &providers);

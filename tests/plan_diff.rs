@@ -109,7 +109,7 @@ fn plan_with(state: &State, vars: &[&str], extra: &str) -> (Plan, Vec<String>) {
     std::fs::write(dir.path().join("main.infra"), format!("{CONFIG}\n{extra}")).unwrap();
     let options = CheckOptions {
         dir: PathBuf::from(dir.path()),
-        vars: vars.iter().map(|v| v.to_string()).collect(),
+        vars: vars.iter().map(ToString::to_string).collect(),
         schemas: Arc::new(catalog()),
         ..CheckOptions::default()
     };

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use infra::check::{CheckOptions, check};
+use infra::diagnostics::Code;
 use infra::format::format_source;
 use infra::syntax::{FileId, MAX_NESTING, parse_file};
 use proptest::prelude::*;
@@ -170,7 +171,7 @@ fn deep_nesting_is_a_clear_error_not_a_crash() {
         assert!(
             diagnostics
                 .iter()
-                .any(|d| d.message == "nesting is too deep"),
+                .any(|d| d.message == "nesting is too deep" && d.code == Code::TooDeep),
             "{open}: {diagnostics:?}"
         );
     }
@@ -198,7 +199,7 @@ fn long_operator_chains_are_bounded() {
     assert_eq!(
         diagnostics
             .iter()
-            .filter(|d| d.message == "expression has too many operators")
+            .filter(|d| d.message == "expression has too many operators" && d.code == Code::TooDeep)
             .count(),
         2
     );
@@ -213,10 +214,12 @@ fn binary_and_huge_inputs_are_refused_cleanly() {
         "{:?}",
         messages(&checked)
     );
+    assert!(checked.diagnostics.iter().any(|d| d.code == Code::NotUtf8));
 
     let huge = "x".repeat(infra::syntax::MAX_FILE_BYTES + 1);
     let (_, diagnostics) = parse_file(FileId(0), &huge);
     assert!(diagnostics[0].message.starts_with("file is too large"));
+    assert_eq!(diagnostics[0].code, Code::FileTooLarge);
 }
 
 #[test]
@@ -227,5 +230,11 @@ fn exponential_evaluation_is_bounded() {
         messages(&checked).contains(&"evaluation is too large"),
         "{:?}",
         messages(&checked)
+    );
+    assert!(
+        checked
+            .diagnostics
+            .iter()
+            .any(|d| d.code == Code::EvaluationTooLarge)
     );
 }

@@ -18,7 +18,7 @@ fn resource(
         type_name: type_name.into(),
         provider: type_name.split('_').next().unwrap_or_default().into(),
         attributes: serde_json::from_value(attributes).expect("attribute map"),
-        dependencies: dependencies.iter().map(|d| d.to_string()).collect(),
+        dependencies: dependencies.iter().map(ToString::to_string).collect(),
         sensitive: Vec::new(),
     }
 }

@@ -4,44 +4,31 @@
 //! for; `walker.rs` runs them as soon as their dependencies finish, up to
 //! `parallelism` at a time; this module runs one step (resolving values
 //! that were unknown at plan time, calling the provider, recording the
-//! result); `working_state.rs` keeps the state file up to date as steps
-//! finish; `progress.rs` prints what happens.
+//! result) and reports each as an event; `working_state.rs` keeps the state
+//! saved through the backend as steps finish.
 
-mod progress;
 mod steps;
 mod walker;
 mod working_state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use infra_provider_sdk::{
     Attributes, CreateRequest, DeleteRequest, ObjectIdentity, Provider, UpdateRequest,
 };
 
 use crate::eval::{EvaluatedModule, Value, provider_of};
-use crate::graph::{ResourceGraph, without_key};
-use crate::plan::{Action, Evaluation, Plan};
-use crate::providers::Providers;
+use crate::events::{Event, Events, Verb};
+use crate::graph::without_key;
+use crate::plan::{Action, Evaluation, Plan, Planned, PlannedInstance};
+use crate::providers::{Operation, OperationFailure, ProviderRegistry};
 use crate::state::{OutputState, ResourceState, State};
 
-pub use progress::{Progress, ProgressMode, Verb, seconds};
 pub use steps::{Step, StepKind, steps};
 pub use walker::{Cancel, Outcome, walk};
 pub use working_state::{StateWriter, WorkingState};
-
-/// A configured instance as apply needs it.
-#[derive(Debug, Clone)]
-pub struct PlannedInstance {
-    pub type_name: String,
-    /// As evaluated at plan time; unknown values are resolved before use.
-    pub arguments: Arc<BTreeMap<String, Value>>,
-    pub ignore_changes: Vec<String>,
-    /// Instances it depends on (recorded in the state).
-    pub dependencies: Vec<String>,
-    /// Its sensitive attributes (recorded in the state).
-    pub sensitive: Vec<String>,
-}
 
 /// Everything an apply needs besides the working state.
 pub struct ApplyJob {
@@ -51,59 +38,102 @@ pub struct ApplyJob {
     /// The state the plan was made against (refreshed): the objects that
     /// destroys remove.
     pub prior: State,
-    pub providers: Providers,
+    pub providers: ProviderRegistry,
     pub parallelism: usize,
     /// The configuration, evaluated again to learn values unknown at plan
-    /// time once what they depend on is applied.
-    pub evaluation: Option<Arc<Evaluation>>,
+    /// time once what they depend on is applied, and at the end for the
+    /// outputs.
+    pub evaluation: Arc<Evaluation>,
+    pub destroying: bool,
 }
 
 impl ApplyJob {
-    /// The instances of an evaluated configuration, with their dependencies
-    /// from the resource graph.
-    pub fn instances_of(evaluated: &EvaluatedModule) -> BTreeMap<String, PlannedInstance> {
-        let graph = ResourceGraph::build(evaluated);
-        evaluated
-            .all_resources()
-            .into_iter()
-            .map(|instance| {
-                (
-                    instance.address.clone(),
-                    PlannedInstance {
-                        type_name: instance.id.type_name.to_string(),
-                        arguments: instance.arguments.clone(),
-                        ignore_changes: instance
-                            .lifecycle
-                            .ignore_changes
-                            .iter()
-                            .map(|i| i.name.clone())
-                            .collect(),
-                        dependencies: graph
-                            .dependencies_of(&instance.address)
-                            .into_iter()
-                            .map(str::to_string)
-                            .collect(),
-                        sensitive: instance.sensitive.to_vec(),
-                    },
-                )
-            })
-            .collect()
+    /// The job of carrying out `planned` with `providers`.
+    pub fn new(planned: Planned, providers: &ProviderRegistry, parallelism: usize) -> ApplyJob {
+        ApplyJob {
+            plan: planned.plan,
+            instances: planned.instances,
+            prior: planned.refreshed,
+            providers: providers.clone(),
+            parallelism,
+            evaluation: planned.evaluation,
+            destroying: planned.destroying,
+        }
     }
 }
+
+/// The changes in flight, with when each started: what the progress ticker
+/// reports on, and what a second Ctrl-C abandons.
+#[derive(Default)]
+pub struct InFlight {
+    running: Mutex<BTreeMap<String, (Verb, Instant, u64)>>,
+}
+
+impl InFlight {
+    fn start(&self, address: &str, verb: Verb) {
+        self.running
+            .lock()
+            .expect("in flight")
+            .insert(address.to_string(), (verb, Instant::now(), 0));
+    }
+
+    /// Removes `address`; how long it ran.
+    fn finish(&self, address: &str) -> Duration {
+        self.running
+            .lock()
+            .expect("in flight")
+            .remove(address)
+            .map(|(_, since, _)| since.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// The addresses in flight now.
+    pub fn addresses(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .expect("in flight")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// A `Progress` event for each change that has run another `every`.
+    fn report(&self, events: &Events, every: Duration) {
+        let mut due = Vec::new();
+        for (address, (verb, since, reported)) in self.running.lock().expect("in flight").iter_mut()
+        {
+            let periods = since.elapsed().as_secs() / every.as_secs().max(1);
+            if periods > *reported {
+                *reported = periods;
+                due.push(Event::Progress {
+                    address: address.clone(),
+                    verb: *verb,
+                    elapsed: every * u32::try_from(periods).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        for event in due {
+            events.emit(event);
+        }
+    }
+}
+
+/// How often a long operation is reported still running.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// What happened to each step.
 #[derive(Debug)]
 pub struct ApplyReport {
-    pub results: Vec<(Step, Outcome)>,
+    pub results: Vec<(Step, Outcome<OperationFailure>)>,
     /// Provider warnings, with the address they concern.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<(String, infra_provider_sdk::Diagnostic)>,
     /// How long the walk took, from the first step started to the last
     /// finished.
-    pub elapsed: std::time::Duration,
+    pub elapsed: Duration,
 }
 
 impl ApplyReport {
-    pub fn count(&self, wanted: impl Fn(&Outcome) -> bool) -> usize {
+    pub fn count(&self, wanted: impl Fn(&Outcome<OperationFailure>) -> bool) -> usize {
         self.results.iter().filter(|(_, o)| wanted(o)).count()
     }
 
@@ -126,23 +156,55 @@ impl ApplyReport {
             done(StepKind::Destroy),
         )
     }
+
+    /// The failures, in step order.
+    pub fn failures(&self) -> impl Iterator<Item = (&Step, &OperationFailure)> {
+        self.results
+            .iter()
+            .filter_map(|(step, outcome)| match outcome {
+                Outcome::Failed(failure) => Some((step, failure)),
+                _ => None,
+            })
+    }
 }
 
 struct Shared {
     job: ApplyJob,
     steps: Vec<Step>,
     working: Arc<WorkingState>,
-    progress: Arc<Progress>,
+    events: Events,
+    in_flight: Arc<InFlight>,
     resolver: Resolver,
-    warnings: Mutex<Vec<String>>,
+    warnings: Mutex<Vec<(String, infra_provider_sdk::Diagnostic)>>,
 }
 
-/// Runs the plan's changes. The working state holds every finished change
-/// as it happens (a [`StateWriter`] on it saves them).
+fn verb_of(kind: StepKind) -> Verb {
+    match kind {
+        StepKind::Create => Verb::Create,
+        StepKind::Update => Verb::Update,
+        StepKind::Destroy => Verb::Destroy,
+        StepKind::Read => Verb::Read,
+    }
+}
+
+fn operation_of(kind: StepKind) -> Operation {
+    match kind {
+        StepKind::Create => Operation::Create,
+        StepKind::Update => Operation::Update,
+        StepKind::Destroy => Operation::Delete,
+        StepKind::Read => Operation::ReadData,
+    }
+}
+
+/// Runs the plan's changes, then records the outputs and dependencies as
+/// the configuration now evaluates. The working state holds every finished
+/// change as it happens (a [`StateWriter`] on it saves them); each change
+/// is reported to `events`; `in_flight` shows what runs now.
 pub async fn apply(
     job: ApplyJob,
     working: Arc<WorkingState>,
-    progress: Arc<Progress>,
+    events: Events,
+    in_flight: Arc<InFlight>,
     cancel: &Cancel,
 ) -> ApplyReport {
     let dependencies: BTreeMap<String, Vec<String>> = job
@@ -151,8 +213,16 @@ pub async fn apply(
         .map(|(address, instance)| (address.clone(), instance.dependencies.clone()))
         .collect();
     let steps = steps(&job.plan, &dependencies, &job.prior);
+    tracing::debug!(
+        steps = steps.len(),
+        parallelism = job.parallelism,
+        "apply: walking the steps"
+    );
     let waits: Vec<Vec<usize>> = steps.iter().map(|s| s.waits_for.clone()).collect();
     let parallelism = job.parallelism;
+    events.emit(Event::ApplyStarted {
+        changes: steps.len(),
+    });
     let shared = Arc::new(Shared {
         resolver: Resolver {
             evaluation: job.evaluation.clone(),
@@ -163,20 +233,21 @@ pub async fn apply(
         job,
         steps,
         working,
-        progress: progress.clone(),
+        events: events.clone(),
+        in_flight: in_flight.clone(),
         warnings: Mutex::new(Vec::new()),
     });
     let ticker = {
-        let progress = progress.clone();
+        let (events, in_flight) = (events.clone(), in_flight.clone());
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(std::time::Duration::from_millis(250));
+            let mut interval = tokio::time::interval(Duration::from_millis(250));
             loop {
                 interval.tick().await;
-                progress.tick();
+                in_flight.report(&events, PROGRESS_EVERY);
             }
         })
     };
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let outcomes = walk(&waits, parallelism, cancel, |index| {
         let shared = shared.clone();
         async move { shared.run_step(index).await }
@@ -184,46 +255,82 @@ pub async fn apply(
     .await;
     let elapsed = started.elapsed();
     ticker.abort();
-    progress.close();
+    for (index, outcome) in outcomes.iter().enumerate() {
+        if let Outcome::Skipped { because } = outcome {
+            let step = &shared.steps[index];
+            events.emit(Event::Skipped {
+                address: step.address.clone(),
+                verb: verb_of(step.kind),
+                because: shared.steps[*because].address.clone(),
+            });
+        }
+    }
+    shared.finish();
     let warnings = std::mem::take(&mut *shared.warnings.lock().expect("warnings"));
-    ApplyReport {
+    let report = ApplyReport {
         results: shared.steps.iter().cloned().zip(outcomes).collect(),
         warnings,
         elapsed,
-    }
+    };
+    let (added, changed, destroyed) = report.totals();
+    events.emit(Event::ApplyFinished {
+        added,
+        changed,
+        destroyed,
+        failed: report.count(|o| matches!(o, Outcome::Failed(_))),
+        skipped: report.count(|o| matches!(o, Outcome::Skipped { .. })),
+        not_started: report.count(|o| *o == Outcome::NotStarted),
+        elapsed,
+    });
+    report
 }
 
 impl Shared {
-    async fn run_step(&self, index: usize) -> Result<(), String> {
+    async fn run_step(&self, index: usize) -> Result<(), OperationFailure> {
         let step = &self.steps[index];
-        let verb = match step.kind {
-            StepKind::Create => Verb::Create,
-            StepKind::Update => Verb::Update,
-            StepKind::Destroy => Verb::Destroy,
-            StepKind::Read => Verb::Read,
-        };
-        self.progress.started(&step.address, verb);
+        let verb = verb_of(step.kind);
+        self.in_flight.start(&step.address, verb);
+        self.events.emit(Event::Started {
+            address: step.address.clone(),
+            verb,
+        });
         let result = match step.kind {
             StepKind::Destroy => self.destroy(step).await,
             StepKind::Create | StepKind::Update | StepKind::Read => {
                 self.create_or_update(step).await
             }
         };
-        self.progress.finished(
-            &step.address,
-            verb,
-            result.as_ref().map(|_| ()).map_err(String::as_str),
-        );
+        let elapsed = self.in_flight.finish(&step.address);
+        let address = step.address.clone();
+        match &result {
+            Ok(()) => self.events.emit(Event::Finished {
+                address,
+                verb,
+                elapsed,
+            }),
+            Err(failure) => self.events.emit(Event::Failed {
+                address,
+                verb,
+                elapsed,
+                failure: failure.clone(),
+            }),
+        }
         result
     }
 
-    fn provider_for(&self, type_name: &str) -> Result<Arc<dyn Provider>, String> {
+    fn provider_for(
+        &self,
+        step: &Step,
+        type_name: &str,
+    ) -> Result<Arc<dyn Provider>, OperationFailure> {
         let name = provider_of(type_name);
-        self.job
-            .providers
-            .get(name)
-            .cloned()
-            .ok_or_else(|| format!("no provider `{name}` in this build"))
+        self.job.providers.get(name).cloned().ok_or_else(|| {
+            OperationFailure::engine(
+                operation_of(step.kind),
+                &step.address,
+                format!("no provider `{name}` in this build"),
+            )
+        })
     }
 
     fn identity(&self, address: &str) -> ObjectIdentity {
@@ -236,17 +343,17 @@ impl Shared {
     fn warn(&self, address: &str, diagnostics: Vec<infra_provider_sdk::Diagnostic>) {
         let mut warnings = self.warnings.lock().expect("warnings");
         for diagnostic in diagnostics {
-            warnings.push(format!("{address}: {}", diagnostic.summary));
+            warnings.push((address.to_string(), diagnostic));
         }
     }
 
-    async fn destroy(&self, step: &Step) -> Result<(), String> {
+    async fn destroy(&self, step: &Step) -> Result<(), OperationFailure> {
         let change = &self.job.plan.changes[step.change];
         let Some(object) = self.job.prior.resources.get(&step.address) else {
             // Gone already (refresh found it missing): nothing to do.
             return Ok(());
         };
-        let provider = self.provider_for(&object.type_name)?;
+        let provider = self.provider_for(step, &object.type_name)?;
         provider
             .delete(DeleteRequest {
                 type_name: object.type_name.clone(),
@@ -254,7 +361,9 @@ impl Shared {
                 state: object.attributes.clone(),
             })
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| {
+                OperationFailure::from_provider(Operation::Delete, &step.address, error)
+            })?;
         // After a create-before-destroy replacement the address holds the
         // new object and the old one was kept as deposed: that entry goes.
         let gone = if is_create_before_destroy(change.action) {
@@ -268,25 +377,30 @@ impl Shared {
         Ok(())
     }
 
-    async fn create_or_update(&self, step: &Step) -> Result<(), String> {
-        let instance = self
-            .job
-            .instances
-            .get(&step.address)
-            .ok_or_else(|| format!("`{}` is not in the configuration", step.address))?;
+    async fn create_or_update(&self, step: &Step) -> Result<(), OperationFailure> {
+        let operation = operation_of(step.kind);
+        let instance = self.job.instances.get(&step.address).ok_or_else(|| {
+            OperationFailure::engine(
+                operation,
+                &step.address,
+                format!("`{}` is not in the configuration", step.address),
+            )
+        })?;
         let arguments = if instance.arguments.values().all(Value::is_wholly_known) {
             instance.arguments.clone()
         } else {
             self.resolver
                 .arguments(&step.address, &self.job.instances, &self.working)
-                .await?
+                .await
+                .map_err(|message| OperationFailure::engine(operation, &step.address, message))?
         };
         let mut config: Attributes = arguments
             .iter()
             .filter(|(_, value)| !matches!(value, Value::Null))
             .map(|(name, value)| (name.clone(), value.to_json()))
             .collect();
-        let provider = self.provider_for(&instance.type_name)?;
+        let provider = self.provider_for(step, &instance.type_name)?;
+        let failed = |error| OperationFailure::from_provider(operation, &step.address, error);
         if step.kind == StepKind::Read {
             let attributes = provider
                 .read_data(infra_provider_sdk::ReadDataRequest {
@@ -294,7 +408,7 @@ impl Shared {
                     config,
                 })
                 .await
-                .map_err(|error| error.to_string())?;
+                .map_err(failed)?;
             let recorded = ResourceState {
                 type_name: instance.type_name.clone(),
                 provider: provider.name().to_string(),
@@ -345,7 +459,7 @@ impl Shared {
                     .await
             }
         }
-        .map_err(|error| error.to_string())?;
+        .map_err(failed)?;
         self.warn(&step.address, response.diagnostics);
         let recorded = ResourceState {
             type_name: instance.type_name.clone(),
@@ -371,6 +485,42 @@ impl Shared {
         });
         Ok(())
     }
+
+    /// The last touches after the walk: every configured instance's
+    /// dependencies, and the outputs as the configuration now evaluates.
+    fn finish(&self) {
+        let mut finished = self.working.snapshot();
+        finish_state(
+            &mut finished,
+            &self.job.instances,
+            &self.job.evaluation,
+            self.job.destroying,
+        );
+        self.working.record(|state| *state = finished);
+    }
+}
+
+/// Applies `planned` with no stored state around it (tests, benchmarks):
+/// the same [`apply`] the CLI runs, without a state writer or signal
+/// handling; returns the state afterwards (without data sources, as it
+/// would be saved).
+pub async fn apply_in_memory(
+    planned: Planned,
+    providers: &ProviderRegistry,
+    parallelism: usize,
+    events: Events,
+) -> (State, ApplyReport) {
+    let working = WorkingState::new(planned.refreshed.clone());
+    let job = ApplyJob::new(planned, providers, parallelism);
+    let report = apply(
+        job,
+        working.clone(),
+        events,
+        Arc::new(InFlight::default()),
+        &Cancel::default(),
+    )
+    .await;
+    (working.snapshot().without_data_sources(), report)
 }
 
 /// Learns the arguments that were unknown at plan time, once everything
@@ -379,7 +529,7 @@ impl Shared {
 /// those dependencies — so the cost grows with the dependencies, not with
 /// the configuration, and steps resolve in parallel.
 struct Resolver {
-    evaluation: Option<Arc<Evaluation>>,
+    evaluation: Arc<Evaluation>,
     /// Evaluations are CPU work: one per core at a time, on threads the
     /// blocking pool reuses (a thread per waiting step would spend more
     /// time starting threads than evaluating).
@@ -393,9 +543,7 @@ impl Resolver {
         instances: &BTreeMap<String, PlannedInstance>,
         working: &WorkingState,
     ) -> Result<Arc<BTreeMap<String, Value>>, String> {
-        let Some(evaluation) = self.evaluation.clone() else {
-            return Err("its arguments are not known and cannot be evaluated again".into());
-        };
+        let evaluation = self.evaluation.clone();
         // The instance and everything it depends on, transitively.
         let mut needed: BTreeSet<&str> = BTreeSet::new();
         let mut pending = vec![address];
@@ -509,115 +657,12 @@ fn record_dependencies(state: &mut State, instances: &BTreeMap<String, PlannedIn
     }
 }
 
-/// A plan made without a terminal, lock or state file, with what applying
-/// it takes: the engine as tests and benchmarks drive it (the CLI adds
-/// those around the same steps).
-pub struct HeadlessPlan {
-    pub plan: Plan,
-    /// The state the plan was made against (refreshed).
-    pub refreshed: State,
-    pub evaluation: Arc<Evaluation>,
-    pub instances: BTreeMap<String, PlannedInstance>,
-    pub destroying: bool,
-}
-
-/// Why a headless plan was not made: its diagnostics, and the sources
-/// they point into.
-pub type PlanFailure = (crate::diagnostics::Diagnostics, crate::syntax::SourceMap);
-
-/// Refreshes `state` and plans the configuration against it (`destroying`:
-/// plans to destroy everything instead), with the providers' plan hooks.
-pub async fn plan_headless(
-    options: &crate::check::CheckOptions,
-    state: State,
-    providers: &Providers,
-    parallelism: usize,
-    destroying: bool,
-) -> Result<HeadlessPlan, PlanFailure> {
-    let loaded = crate::check::load(options);
-    let mut problems = providers
-        .configure(&loaded.provider_settings(options), &options.dir)
-        .await;
-    let (mut refreshed, diagnostics) = crate::plan::refresh(&state, providers, parallelism).await;
-    problems.extend(diagnostics);
-    problems
-        .extend(crate::plan::read_data_sources(&loaded, options, &mut refreshed, providers).await);
-    let (mut checked, mut plan) = crate::plan::plan_loaded(loaded, options, &refreshed, &[]);
-    checked.diagnostics.extend(problems);
-    if !checked.diagnostics.has_errors() {
-        let refined = crate::plan::refine_with_providers(&mut plan, &refreshed, providers).await;
-        checked.diagnostics.extend(refined);
-    }
-    let evaluated = checked.evaluated.take().unwrap_or_default();
-    if destroying {
-        let (destroy, diagnostics) = crate::plan::destroy_plan(&refreshed, Some(&evaluated));
-        plan = destroy;
-        checked.diagnostics.extend(diagnostics);
-    }
-    checked.diagnostics.sort();
-    let config = match checked.config.take() {
-        Some(config) if !checked.diagnostics.has_errors() => config,
-        _ => return Err((checked.diagnostics, checked.sources)),
-    };
-    Ok(HeadlessPlan {
-        plan,
-        refreshed,
-        evaluation: Arc::new(Evaluation {
-            config,
-            variables: checked.variables,
-            sources: checked.sources,
-            schemas: options.schemas.clone(),
-        }),
-        instances: ApplyJob::instances_of(&evaluated),
-        destroying,
-    })
-}
-
-/// Applies a headless plan; returns the state afterwards.
-pub async fn apply_headless(
-    planned: HeadlessPlan,
-    providers: &Providers,
-    parallelism: usize,
-) -> (State, ApplyReport) {
-    let working = WorkingState::new(planned.refreshed.clone());
-    let job = ApplyJob {
-        plan: planned.plan,
-        instances: planned.instances.clone(),
-        prior: planned.refreshed,
-        providers: providers.clone(),
-        parallelism,
-        evaluation: Some(planned.evaluation.clone()),
-    };
-    let progress = Arc::new(Progress::new(ProgressMode::Quiet));
-    let report = apply(job, working.clone(), progress, &Cancel::default()).await;
-    let mut state = working.snapshot();
-    finish_state(
-        &mut state,
-        &planned.instances,
-        &planned.evaluation,
-        planned.destroying,
-    );
-    (state.without_data_sources(), report)
-}
-
-/// [`plan_headless`] then [`apply_headless`].
-pub async fn plan_and_apply(
-    options: &crate::check::CheckOptions,
-    state: State,
-    providers: &Providers,
-    parallelism: usize,
-    destroying: bool,
-) -> Result<(State, ApplyReport), PlanFailure> {
-    let planned = plan_headless(options, state, providers, parallelism, destroying).await?;
-    Ok(apply_headless(planned, providers, parallelism).await)
-}
-
 /// The last touches after an apply: every configured instance's
 /// dependencies, and the outputs as the configuration now evaluates.
-pub fn finish_state(
+fn finish_state(
     state: &mut State,
     instances: &BTreeMap<String, PlannedInstance>,
-    evaluation: &crate::plan::Evaluation,
+    evaluation: &Evaluation,
     destroying: bool,
 ) {
     record_dependencies(state, instances);

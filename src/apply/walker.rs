@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-/// What became of one task.
+/// What became of one task; `E` is how a task fails.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Outcome<E> {
     Done,
-    Failed(String),
+    Failed(E),
     /// Not run because the task it names (an index) failed, or was itself
     /// skipped because of that failure.
     Skipped {
@@ -51,15 +51,16 @@ impl Cancel {
 /// Runs task `i` of `waits_for` (the indices task `i` waits for) by calling
 /// `run(i)`. Returns an outcome per task. `waits_for` must be acyclic; the
 /// tasks in a cycle would never start and are reported `NotStarted`.
-pub async fn walk<F, Fut>(
+pub async fn walk<F, Fut, E>(
     waits_for: &[Vec<usize>],
     parallelism: usize,
     cancel: &Cancel,
     run: F,
-) -> Vec<Outcome>
+) -> Vec<Outcome<E>>
 where
     F: Fn(usize) -> Fut,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Clone + Send + 'static,
 {
     let count = waits_for.len();
     let parallelism = parallelism.max(1);
@@ -71,18 +72,19 @@ where
         }
     }
     let priority = chain_lengths(&dependents, waits_for);
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; count];
+    let mut outcomes: Vec<Option<Outcome<E>>> = vec![None; count];
     let mut ready: BinaryHeap<(usize, std::cmp::Reverse<usize>)> = (0..count)
         .filter(|&task| waiting_on[task] == 0)
         .map(|task| (priority[task], std::cmp::Reverse(task)))
         .collect();
-    let mut running: JoinSet<(usize, Result<(), String>)> = JoinSet::new();
+    let mut running: JoinSet<(usize, Result<(), E>)> = JoinSet::new();
     loop {
         while running.len() < parallelism && !cancel.is_cancelled() {
             let Some((_, std::cmp::Reverse(task))) = ready.pop() else {
                 break;
             };
             let future = run(task);
+            tracing::trace!(task, "walker: starting");
             running.spawn(async move { (task, future.await) });
         }
         if running.is_empty() {
@@ -109,9 +111,14 @@ where
                     }
                 }
             }
-            Err(message) => {
-                outcomes[task] = Some(Outcome::Failed(message));
-                skip_dependents(task, &dependents, &mut outcomes);
+            Err(failure) => {
+                outcomes[task] = Some(Outcome::Failed(failure));
+                let skipped = skip_dependents(task, &dependents, &mut outcomes);
+                tracing::debug!(
+                    task,
+                    skipped,
+                    "walker: task failed; its dependents are skipped"
+                );
             }
         }
     }
@@ -121,14 +128,22 @@ where
         .collect()
 }
 
-fn skip_dependents(failed: usize, dependents: &[Vec<usize>], outcomes: &mut [Option<Outcome>]) {
+/// Marks everything that waits on `failed` skipped; returns how many.
+fn skip_dependents<E>(
+    failed: usize,
+    dependents: &[Vec<usize>],
+    outcomes: &mut [Option<Outcome<E>>],
+) -> usize {
+    let mut skipped = 0;
     let mut stack = dependents[failed].clone();
     while let Some(task) = stack.pop() {
         if outcomes[task].is_none() {
             outcomes[task] = Some(Outcome::Skipped { because: failed });
+            skipped += 1;
             stack.extend(dependents[task].iter().copied());
         }
     }
+    skipped
 }
 
 /// For each task, the number of tasks on the longest chain that starts with
@@ -179,7 +194,7 @@ mod tests {
                 Ok(())
             }
         }));
-        assert_eq!(outcomes, vec![Outcome::Done; 3]);
+        assert_eq!(outcomes, vec![Outcome::<String>::Done; 3]);
         assert_eq!(*order.lock().unwrap(), vec![1, 2, 0]);
     }
 
@@ -219,7 +234,7 @@ mod tests {
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 in_flight.lock().unwrap().0 -= 1;
-                Ok(())
+                Ok::<(), String>(())
             }
         }));
         assert_eq!(in_flight.lock().unwrap().1, 3);
@@ -236,7 +251,7 @@ mod tests {
                     cancel.cancel();
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Ok(())
+                Ok::<(), String>(())
             }
         }));
         assert_eq!(outcomes, vec![Outcome::Done, Outcome::NotStarted]);
@@ -252,7 +267,7 @@ mod tests {
             let order = order.clone();
             async move {
                 order.lock().unwrap().push(task);
-                Ok(())
+                Ok::<(), String>(())
             }
         }));
         assert_eq!(order.lock().unwrap()[0], 0);

@@ -1,16 +1,15 @@
-//! The state while an apply runs, and the writer that keeps the state file
-//! up to date with it.
+//! The state while an apply runs, and the writer that keeps the stored
+//! state (through its backend) up to date with it.
 //!
 //! Every finished change is recorded in memory at once and marked dirty; a
 //! writer thread saves the state as soon as it is dirty, so changes that
 //! finish while a save is in progress share the next one (coalesced). A
 //! finished create is on disk one save later, not at the end of the run.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::state::{State, StateError};
+use crate::state::{Backend, State, StateError, StateVersion};
 
 pub struct WorkingState {
     state: Mutex<State>,
@@ -50,20 +49,24 @@ impl WorkingState {
     }
 }
 
-/// Saves the working state to its file whenever it changed.
+/// Saves the working state through its backend whenever it changed.
 pub struct StateWriter {
     working: Arc<WorkingState>,
     thread: Option<JoinHandle<Result<(), StateError>>>,
 }
 
 impl StateWriter {
-    /// Starts writing `working` to `path`. The file's current content becomes
-    /// the backup at the first save; later saves of this run keep that
-    /// backup (the state before the run), not an intermediate one.
-    pub fn start(working: Arc<WorkingState>, path: PathBuf) -> StateWriter {
+    /// Starts saving `working` through `backend`, over the stored state
+    /// `version` (what the run read): a save finds someone else's state in
+    /// its place refused (compare-and-swap).
+    pub fn start(
+        working: Arc<WorkingState>,
+        backend: Arc<dyn Backend>,
+        version: StateVersion,
+    ) -> StateWriter {
         let shared = working.clone();
         let thread = std::thread::spawn(move || {
-            let mut first = true;
+            let mut version = version;
             let mut failure = None;
             loop {
                 {
@@ -78,9 +81,15 @@ impl StateWriter {
                 }
                 // Data sources are read anew by every plan: never saved.
                 let state = shared.snapshot().without_data_sources();
-                match crate::state::save_with(&path, &state, first) {
-                    Ok(_) => {
-                        first = false;
+                let started = std::time::Instant::now();
+                match backend.save(&state, &version) {
+                    Ok(saved) => {
+                        tracing::debug!(
+                            resources = state.resources.len(),
+                            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                            "state saved"
+                        );
+                        version = saved;
                         failure = None;
                     }
                     // Kept and retried at the next change; the last one is

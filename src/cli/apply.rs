@@ -1,7 +1,10 @@
 //! `infra apply` and `infra destroy`: plan (under the state lock), show the
-//! plan, ask for `yes`, then carry it out and keep the state file up to
-//! date as changes finish. Ctrl-C (or SIGTERM) starts nothing new and
-//! lets changes in flight finish; a second one abandons them.
+//! plan, ask for `yes`, then carry it out and keep the stored state up to
+//! date as changes finish. Progress is an event stream: a live view on a
+//! terminal, timestamped lines otherwise, JSON lines with `--json`. A
+//! failed change is a diagnostic pointing at its resource (or at the
+//! attribute the provider names). Ctrl-C (or SIGTERM) starts nothing new
+//! and lets changes in flight finish; a second one abandons them.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -10,15 +13,17 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::apply::{
-    ApplyJob, ApplyReport, Cancel, Outcome, Progress, ProgressMode, StateWriter, StepKind,
-    WorkingState, apply,
+    ApplyJob, ApplyReport, Cancel, InFlight, Outcome, StateWriter, Step, StepKind, WorkingState,
+    apply,
 };
-use crate::diagnostics::ReportStyle;
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, ReportStyle, render_all};
 use crate::eval::Value;
-use crate::plan::{SavedPlan, SavedVariable};
-use crate::state::StateLock;
+use crate::events::{Events, JsonLines, Live, Plain};
+use crate::plan::{Evaluation, PlannedInstance, SavedPlan, SavedVariable};
+use crate::providers::OperationFailure;
+use crate::state::{Backend, LockGuard};
 
-use super::planning::{Planned, PlanningArgs, make_plan};
+use super::planning::{PlannedRun, PlanningArgs, make_plan};
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
@@ -29,6 +34,10 @@ pub struct ApplyArgs {
     /// Apply without asking for confirmation
     #[arg(long)]
     pub auto_approve: bool,
+    /// Stream the plan and the progress as JSON lines (needs
+    /// `--auto-approve` or a saved plan)
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub planning: PlanningArgs,
 }
@@ -46,6 +55,13 @@ pub fn run(
     no_color: bool,
 ) -> ExitCode {
     let command = if destroying { "destroy" } else { "apply" };
+    if args.json && !args.auto_approve && args.plan_file.is_none() {
+        eprintln!(
+            "error: `infra {command} --json` cannot ask for confirmation\n  help: review the plan first, then run `infra {command} --json --auto-approve`, or apply a saved plan"
+        );
+        return ExitCode::from(1);
+    }
+    let events = events_for(args.json);
     if let Some(path) = &args.plan_file {
         if destroying {
             eprintln!(
@@ -54,21 +70,46 @@ pub fn run(
             );
             return ExitCode::from(2);
         }
-        return apply_saved(directory, args, path, style);
+        return apply_saved(directory, args, path, &events, style);
     }
-    let planned = match make_plan(directory, &args.planning, destroying, Some(command), style) {
-        Ok(planned) => planned,
+    let run = match make_plan(
+        directory,
+        &args.planning,
+        destroying,
+        Some(command),
+        &events,
+        style,
+    ) {
+        Ok(run) => run,
         Err(code) => return code,
     };
-    super::plan::show(&planned.plan, &planned.schemas, no_color);
-    if planned.plan.has_changes() && !args.auto_approve {
+    if args.json {
+        super::plan::print_json_lines(&run.planned.plan);
+    } else {
+        super::plan::show(&run.planned.plan, &run.schemas, no_color);
+    }
+    if run.planned.plan.has_changes() && !args.auto_approve {
         match confirm(command) {
             Ok(()) => {}
             Err(code) => return code,
         }
     }
-    println!();
-    carry_out(planned, args.planning.parallelism, destroying)
+    if !args.json {
+        println!();
+    }
+    carry_out(run, args.planning.parallelism, &events, args.json, style)
+}
+
+/// Where progress goes: JSON lines, a live view on a terminal, or
+/// timestamped lines (CI, logs).
+fn events_for(json: bool) -> Events {
+    if json {
+        Events::new(Arc::new(JsonLines))
+    } else if std::io::stdout().is_terminal() {
+        Events::new(Arc::new(Live::new()))
+    } else {
+        Events::new(Arc::new(Plain))
+    }
 }
 
 /// `infra apply FILE`: plans again with the saved plan's options and
@@ -77,6 +118,7 @@ fn apply_saved(
     directory: Option<PathBuf>,
     args: &ApplyArgs,
     path: &std::path::Path,
+    events: &Events,
     style: ReportStyle,
 ) -> ExitCode {
     let saved = match SavedPlan::read(path) {
@@ -105,11 +147,18 @@ fn apply_saved(
             SavedVariable::Sha256(_) => None,
         })
         .collect();
-    let planned = match make_plan(directory, &planning, saved.destroy, Some("apply"), style) {
-        Ok(planned) => planned,
+    let run = match make_plan(
+        directory,
+        &planning,
+        saved.destroy,
+        Some("apply"),
+        events,
+        style,
+    ) {
+        Ok(run) => run,
         Err(code) => return code,
     };
-    let problems = saved.differences(&planned.to_saved(&planning, saved.destroy));
+    let problems = saved.differences(&run.to_saved(&planning));
     if !problems.is_empty() {
         eprintln!(
             "error: the saved plan {} cannot be applied; nothing was changed:",
@@ -124,8 +173,10 @@ fn apply_saved(
         );
         return ExitCode::from(1);
     }
-    println!("Applying the saved plan {}.", path.display());
-    carry_out(planned, planning.parallelism, saved.destroy)
+    if !args.json {
+        println!("Applying the saved plan {}.", path.display());
+    }
+    carry_out(run, planning.parallelism, events, args.json, style)
 }
 
 /// Asks for `yes` on a terminal; refuses without one.
@@ -148,58 +199,63 @@ fn confirm(command: &str) -> Result<(), ExitCode> {
     }
 }
 
-fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode {
-    let Planned {
-        plan,
-        refreshed,
-        state_path,
+fn carry_out(
+    run: PlannedRun,
+    parallelism: usize,
+    events: &Events,
+    json: bool,
+    style: ReportStyle,
+) -> ExitCode {
+    let PlannedRun {
+        planned,
+        backend,
         lock,
+        version,
         providers,
-        instances,
-        evaluation,
         runtime,
         ..
-    } = planned;
+    } = run;
+    let destroying = planned.destroying;
+    let instances = planned.instances.clone();
+    let evaluation = planned.evaluation.clone();
     let lock = Arc::new(Mutex::new(lock));
-    let working = WorkingState::new(refreshed.clone());
-    let writer = StateWriter::start(working.clone(), state_path.clone());
-    let mode = if std::io::stdout().is_terminal() {
-        ProgressMode::Live
-    } else {
-        ProgressMode::Plain
-    };
-    let progress = Arc::new(Progress::new(mode));
+    let working = WorkingState::new(planned.refreshed.clone());
+    let writer = StateWriter::start(working.clone(), backend.clone(), version);
     let cancel = Cancel::default();
     let stopped_by = Arc::new(AtomicU8::new(0));
-    let job = ApplyJob {
-        plan,
-        instances: instances.clone(),
-        prior: refreshed,
-        providers,
-        parallelism,
-        evaluation: Some(evaluation.clone()),
-    };
+    let in_flight = Arc::new(InFlight::default());
+    let job = ApplyJob::new(planned, &providers, parallelism);
     let report = runtime.block_on(async {
         let interrupts = tokio::spawn(watch_interrupts(
             cancel.clone(),
             stopped_by.clone(),
-            progress.clone(),
+            events.clone(),
+            in_flight.clone(),
             working.clone(),
-            state_path.clone(),
+            backend.clone(),
             lock.clone(),
         ));
-        let report = apply(job, working.clone(), progress.clone(), &cancel).await;
+        let report = apply(
+            job,
+            working.clone(),
+            events.clone(),
+            in_flight.clone(),
+            &cancel,
+        )
+        .await;
         interrupts.abort();
+        providers.close().await;
         report
     });
-    // Outputs and dependencies as the configuration now evaluates.
-    let mut finished = working.snapshot();
-    crate::apply::finish_state(&mut finished, &instances, &evaluation, destroying);
-    working.record(|state| *state = finished);
     let saved = writer.finish();
     drop(lock);
+    events.close();
     let interrupted = cancel.is_cancelled();
-    summarize(&report, destroying, interrupted);
+    let problems = report_diagnostics(&report, &instances, &evaluation);
+    eprint!("{}", render_all(&problems, &evaluation.sources, style));
+    if !json {
+        summarize(&report, destroying, interrupted);
+    }
     if let Err(error) = saved {
         eprintln!("error: the state could not be saved: {error}");
         let rescue = std::path::Path::new("infra.state.errored.json");
@@ -208,7 +264,7 @@ fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode
             eprintln!(
                 "  help: the state was written to {} instead; move it to {} once the problem is fixed",
                 rescue.display(),
-                state_path.display()
+                backend.describe()
             );
         }
         return ExitCode::from(1);
@@ -220,6 +276,73 @@ fn carry_out(planned: Planned, parallelism: usize, destroying: bool) -> ExitCode
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The apply's failures and the providers' warnings as diagnostics: each
+/// points at the attribute the provider names (its value in the
+/// configuration) or at the resource block, and keeps the provider's code.
+fn report_diagnostics(
+    report: &ApplyReport,
+    instances: &std::collections::BTreeMap<String, PlannedInstance>,
+    evaluation: &Evaluation,
+) -> Diagnostics {
+    let mut diagnostics = Diagnostics::new();
+    for (step, failure) in report.failures() {
+        diagnostics.push(failure_diagnostic(step, failure, instances, evaluation));
+    }
+    for (address, warning) in &report.warnings {
+        let mut diagnostic =
+            crate::providers::provider_diagnostic(warning.clone(), &format!("{address}: "));
+        if let Some(span) = warning
+            .attribute
+            .as_deref()
+            .and_then(|attribute| evaluation.argument_span(address, attribute))
+            .or_else(|| instances.get(address).map(|i| i.span))
+        {
+            diagnostic = diagnostic.with_label(span, format!("in `{address}`"));
+        }
+        diagnostics.push(diagnostic);
+    }
+    diagnostics
+}
+
+/// One failed change as a diagnostic.
+pub fn failure_diagnostic(
+    step: &Step,
+    failure: &OperationFailure,
+    instances: &std::collections::BTreeMap<String, PlannedInstance>,
+    evaluation: &Evaluation,
+) -> Diagnostic {
+    let address = &step.address;
+    let mut diagnostic = Diagnostic::error(
+        Code::Apply,
+        format!(
+            "{} of `{address}` failed: {}",
+            failure.operation.as_str(),
+            failure.reason()
+        ),
+    );
+    let at_attribute = failure.attribute.as_deref().and_then(|attribute| {
+        evaluation
+            .argument_span(address, attribute)
+            .map(|span| (span, attribute))
+    });
+    if let Some((span, attribute)) = at_attribute {
+        diagnostic =
+            diagnostic.with_label(span, format!("the provider rejected this `{attribute}`"));
+    } else if let Some(instance) = instances.get(address) {
+        diagnostic = diagnostic.with_label(instance.span, format!("in `{address}`"));
+    }
+    if let Some(code) = &failure.code {
+        diagnostic = diagnostic.with_note(format!("the provider's error code is `{code}`"));
+    }
+    diagnostic.with_help(if failure.retryable {
+        "the provider says this may pass if tried again: run the same command again; every change that finished is in the state"
+    } else if at_attribute.is_some() {
+        "fix this value and run the same command again; every change that finished is in the state"
+    } else {
+        "fix the cause above and run the same command again; every change that finished is in the state"
+    })
 }
 
 /// The signal that stopped a run, as an exit code: 128 + its number.
@@ -239,10 +362,11 @@ async fn next_stop_signal(
 async fn watch_interrupts(
     cancel: Cancel,
     stopped_by: Arc<AtomicU8>,
-    progress: Arc<Progress>,
+    events: Events,
+    in_flight: Arc<InFlight>,
     working: Arc<WorkingState>,
-    state_path: PathBuf,
-    lock: Arc<Mutex<Option<StateLock>>>,
+    backend: Arc<dyn Backend>,
+    lock: Arc<Mutex<Option<LockGuard>>>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
@@ -254,12 +378,12 @@ async fn watch_interrupts(
     let code = next_stop_signal(&mut interrupt, &mut terminate).await;
     stopped_by.store(code, Ordering::SeqCst);
     cancel.cancel();
-    progress.note(
-        "Interrupt received: starting nothing new, waiting for the changes in flight to finish (Ctrl-C again to abandon them).",
-    );
+    events.emit(crate::events::Event::Note {
+        message: "Interrupt received: starting nothing new, waiting for the changes in flight to finish (Ctrl-C again to abandon them).".into(),
+    });
     next_stop_signal(&mut interrupt, &mut terminate).await;
-    let abandoned = progress.in_flight();
-    progress.close();
+    let abandoned = in_flight.addresses();
+    events.close();
     eprintln!(
         "Second interrupt: abandoning {} change(s) in flight: {}",
         abandoned.len(),
@@ -269,7 +393,13 @@ async fn watch_interrupts(
         "  Their objects may exist without being in the state; the next `infra plan` refreshes and shows what is left."
     );
     let state = working.snapshot().without_data_sources();
-    if let Err(error) = crate::state::save_with(&state_path, &state, false) {
+    // The writer thread may be saving too; whichever saves last, the file
+    // holds every change that finished.
+    let version = backend
+        .read()
+        .map(|stored| stored.version)
+        .unwrap_or_default();
+    if let Err(error) = backend.save(&state, &version) {
         eprintln!("error: the state could not be saved: {error}");
     }
     drop(lock.lock().map(|mut held| held.take()));
@@ -282,9 +412,6 @@ fn summarize(report: &ApplyReport, destroying: bool, interrupted: bool) {
     let failed = report.count(|o| matches!(o, Outcome::Failed(_)));
     let skipped = report.count(|o| matches!(o, Outcome::Skipped { .. }));
     let not_started = report.count(|o| *o == Outcome::NotStarted);
-    for warning in &report.warnings {
-        eprintln!("warning: {warning}");
-    }
     println!();
     let title = if destroying { "Destroy" } else { "Apply" };
     if failed == 0 && skipped == 0 && not_started == 0 {
@@ -313,9 +440,9 @@ fn summarize(report: &ApplyReport, destroying: bool, interrupted: bool) {
     };
     for (step, outcome) in &report.results {
         match outcome {
-            Outcome::Failed(message) => {
+            Outcome::Failed(failure) => {
                 println!(
-                    "  failed   {} ({}): {message}",
+                    "  failed   {} ({}): {failure}",
                     step.address,
                     operation(step.kind)
                 );

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::diagnostics::{ReportStyle, render_all};
+use crate::events::Events;
 use crate::plan::{drift, refresh};
 
 use super::planning::{Opened, open};
@@ -30,20 +31,33 @@ pub fn run(directory: Option<PathBuf>, args: &DriftArgs, style: ReportStyle) -> 
         options,
         loaded,
         state,
-        state_existed,
+        version,
         providers,
-        mut problems,
         runtime,
         ..
-    } = match open(directory, &args.variables, &[], None, style) {
+    } = match open(
+        directory,
+        &args.variables,
+        &[],
+        None,
+        &Events::none(),
+        style,
+    ) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    if !state_existed {
+    if !version.exists() {
         eprintln!("No state yet: nothing can have drifted (apply creates the state).");
         return ExitCode::SUCCESS;
     }
-    let (refreshed, diagnostics) = runtime.block_on(refresh(&state, &providers, args.parallelism));
+    let (mut problems, (refreshed, diagnostics)) = runtime.block_on(async {
+        let problems = providers
+            .configure(&loaded.provider_settings(&options), &options.dir)
+            .await;
+        let refreshed = refresh(&state, &providers, args.parallelism).await;
+        providers.close().await;
+        (problems, refreshed)
+    });
     problems.extend(diagnostics);
     problems.sort();
     eprint!("{}", render_all(&problems, &loaded.sources, style));

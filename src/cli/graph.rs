@@ -25,7 +25,11 @@ pub struct GraphArgs {
 
 pub fn run(directory: Option<PathBuf>, args: &GraphArgs, style: ReportStyle) -> ExitCode {
     let (dir, display_dir) = super::validate::directories(directory);
-    let options = args.variables.check_options(dir, display_dir);
+    let options = args.variables.check_options(
+        dir,
+        display_dir,
+        crate::providers::ProviderRegistry::builtin().catalog(),
+    );
     let checked = check(&options);
     eprint!(
         "{}",

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 
 use infra_provider_sdk::{ImportRequest, ObjectIdentity};
 
-use crate::apply::ApplyJob;
-use crate::diagnostics::{ReportStyle, did_you_mean, render_all};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, ReportStyle, did_you_mean, render_all};
 use crate::eval::provider_of;
-use crate::plan::plan_loaded;
+use crate::events::Events;
+use crate::plan::{plan_loaded, planned_instances};
+use crate::providers::{Operation, OperationFailure};
 use crate::state::ResourceState;
 
-use super::planning::{Opened, fail, open};
+use super::planning::{LockArgs, Opened, fail, open};
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
@@ -22,6 +23,8 @@ pub struct ImportArgs {
     /// The provider's id of the existing object (for `local_file`, its path)
     pub id: String,
     #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
     pub variables: super::VariableArgs,
 }
 
@@ -29,17 +32,25 @@ pub fn run(directory: Option<PathBuf>, args: &ImportArgs, style: ReportStyle) ->
     let Opened {
         options,
         loaded,
-        state_path,
+        backend,
         lock,
         mut state,
+        version,
         providers,
-        problems,
         runtime,
-        ..
-    } = match open(directory, &args.variables, &[], Some("import"), style) {
+    } = match open(
+        directory,
+        &args.variables,
+        &[],
+        Some(("import", &args.lock)),
+        &Events::none(),
+        style,
+    ) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
+    let problems =
+        runtime.block_on(providers.configure(&loaded.provider_settings(&options), &options.dir));
     let (mut checked, _) = plan_loaded(loaded, &options, &state, &[]);
     checked.diagnostics.extend(problems);
     checked.diagnostics.sort();
@@ -50,8 +61,9 @@ pub fn run(directory: Option<PathBuf>, args: &ImportArgs, style: ReportStyle) ->
     if checked.diagnostics.has_errors() {
         return ExitCode::from(1);
     }
+    let sources = checked.sources;
     let evaluated = checked.evaluated.unwrap_or_default();
-    let instances = ApplyJob::instances_of(&evaluated);
+    let instances = planned_instances(&evaluated);
     let Some(instance) = instances.get(&args.address) else {
         let help = did_you_mean(&args.address, instances.keys().map(String::as_str))
             .unwrap_or_else(|| {
@@ -80,13 +92,27 @@ pub fn run(directory: Option<PathBuf>, args: &ImportArgs, style: ReportStyle) ->
         },
         id: args.id.clone(),
     };
-    let imported = match runtime.block_on(provider.import(request)) {
+    let imported = match runtime.block_on(async {
+        let imported = provider.import(request).await;
+        providers.close().await;
+        imported
+    }) {
         Ok(response) => response,
         Err(error) => {
-            return fail(format!(
-                "importing `{}` from `{}` failed: {error}",
-                args.address, args.id
-            ));
+            let failure = OperationFailure::from_provider(Operation::Import, &args.address, error);
+            let mut diagnostic = Diagnostic::error(
+                Code::Import,
+                format!("importing `{}` from `{}` failed: {}", args.address, args.id, failure.reason()),
+            )
+            .with_label(instance.span, "imported into this resource")
+            .with_help("check the id: it must name an existing object of this type (`infra state list` shows what is already imported)");
+            if let Some(code) = &failure.code {
+                diagnostic = diagnostic.with_note(format!("the provider's error code is `{code}`"));
+            }
+            let mut diagnostics = Diagnostics::new();
+            diagnostics.push(diagnostic);
+            eprint!("{}", render_all(&diagnostics, &sources, style));
+            return ExitCode::from(1);
         }
     };
     state.resources.insert(
@@ -99,7 +125,7 @@ pub fn run(directory: Option<PathBuf>, args: &ImportArgs, style: ReportStyle) ->
             dependencies: instance.dependencies.clone(),
         },
     );
-    if let Err(error) = crate::state::save(&state_path, &state) {
+    if let Err(error) = backend.save(&state, &version) {
         return fail(error.to_string());
     }
     drop(lock);

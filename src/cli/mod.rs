@@ -5,11 +5,11 @@ mod drift;
 mod fmt;
 mod graph;
 mod import;
+mod logging;
 mod output;
 mod plan;
 mod planning;
 mod state;
-mod state_file;
 mod validate;
 
 use std::io::IsTerminal;
@@ -42,11 +42,12 @@ pub struct Cli {
 
 impl VariableArgs {
     /// What a command that evaluates the configuration in `dir` checks it
-    /// with: these variables, `INFRA_VAR_*`, the built-in providers' schemas.
+    /// with: these variables, `INFRA_VAR_*`, the providers' schemas.
     pub fn check_options(
         &self,
-        dir: std::path::PathBuf,
-        display_dir: std::path::PathBuf,
+        dir: PathBuf,
+        display_dir: PathBuf,
+        schemas: std::sync::Arc<crate::eval::SchemaCatalog>,
     ) -> crate::check::CheckOptions {
         crate::check::CheckOptions {
             dir,
@@ -55,7 +56,7 @@ impl VariableArgs {
             var_files: self.var_files.clone(),
             env_vars: Vec::new(),
             saved_values: Vec::new(),
-            schemas: crate::providers::builtin_catalog(),
+            schemas,
         }
         .with_process_env()
     }
@@ -65,10 +66,10 @@ impl VariableArgs {
 #[derive(Debug, Clone, clap::Args, Default)]
 pub struct VariableArgs {
     /// Set a variable: -var NAME=VALUE (repeatable)
-    #[arg(long = "var", value_name = "NAME=VALUE")]
+    #[arg(long = "var", value_name = "NAME=VALUE", global = true)]
     pub vars: Vec<String>,
     /// Read variables from a file of `name = value` lines (repeatable)
-    #[arg(long = "var-file", value_name = "FILE")]
+    #[arg(long = "var-file", value_name = "FILE", global = true)]
     pub var_files: Vec<PathBuf>,
 }
 
@@ -112,7 +113,7 @@ pub enum Command {
         /// Its runtime directory: the admin token is read from it, and
         /// `admin.json` announces the process there
         #[arg(long)]
-        dir: std::path::PathBuf,
+        dir: PathBuf,
     },
 }
 
@@ -166,6 +167,12 @@ pub fn report_style(no_color: bool) -> ReportStyle {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    // The load balancer runs detached; its log file is its only voice.
+    let default_log = matches!(cli.command, Command::LocalLb { .. }).then_some("info");
+    if let Err(message) = logging::init(default_log) {
+        eprintln!("error: {message}");
+        return ExitCode::from(1);
+    }
     let directory = cli.directory.clone();
     let style = report_style(cli.no_color);
     match cli.command {

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use crate::diagnostics::{ReportStyle, did_you_mean};
 use crate::eval::Value;
-use crate::state::load;
 
 #[derive(Debug, clap::Args)]
 pub struct OutputArgs {
@@ -18,19 +17,17 @@ pub struct OutputArgs {
     /// Print sensitive values instead of `(sensitive)`
     #[arg(long)]
     pub show_sensitive: bool,
+    #[command(flatten)]
+    pub variables: super::VariableArgs,
 }
 
 pub fn run(directory: Option<PathBuf>, args: &OutputArgs, style: ReportStyle) -> ExitCode {
-    let (dir, display_dir) = super::validate::directories(directory);
-    let path = match super::state_file::state_path(&dir, &display_dir, style) {
-        Ok(path) => path,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(1);
-        }
+    let backend = match super::planning::open_backend(directory, &args.variables, style) {
+        Ok(backend) => backend,
+        Err(code) => return code,
     };
-    let state = match load(&path) {
-        Ok(state) => state.unwrap_or_else(|| crate::state::State::new("")),
+    let state = match backend.read() {
+        Ok(stored) => stored.state.unwrap_or_else(|| crate::state::State::new("")),
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(1);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::diagnostics::ReportStyle;
+use crate::events::Events;
 use crate::plan::{Plan, RenderOptions, render, to_json};
 
 use super::planning::{PlanningArgs, make_plan};
@@ -34,21 +35,29 @@ pub fn run(
     style: ReportStyle,
     no_color: bool,
 ) -> ExitCode {
-    let planned = match make_plan(directory, &args.planning, args.destroy, None, style) {
-        Ok(planned) => planned,
+    let run = match make_plan(
+        directory,
+        &args.planning,
+        args.destroy,
+        None,
+        &Events::none(),
+        style,
+    ) {
+        Ok(run) => run,
         Err(code) => return code,
     };
+    run.runtime.block_on(run.providers.close());
+    let plan = &run.planned.plan;
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&to_json(&planned.plan, &planned.schemas))
-                .unwrap_or_default()
+            serde_json::to_string_pretty(&to_json(plan, &run.schemas)).unwrap_or_default()
         );
     } else {
-        show(&planned.plan, &planned.schemas, no_color);
+        show(plan, &run.schemas, no_color);
     }
     if let Some(path) = &args.out {
-        if let Err(message) = planned.to_saved(&args.planning, args.destroy).write(path) {
+        if let Err(message) = run.to_saved(&args.planning).write(path) {
             eprintln!("error: {message}");
             return ExitCode::from(1);
         }
@@ -59,7 +68,7 @@ pub fn run(
             );
         }
     }
-    if args.detailed_exitcode && planned.plan.has_changes() {
+    if args.detailed_exitcode && plan.has_changes() {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
@@ -72,4 +81,41 @@ pub fn show(plan: &Plan, schemas: &crate::eval::SchemaCatalog, no_color: bool) {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::io::stdout().is_terminal();
     print!("{}", render(plan, schemas, RenderOptions { color }));
+}
+
+/// The planned changes as JSON lines (`infra apply --json`), in the shape
+/// of Terraform's `planned_change` messages, then a `change_summary`.
+pub fn print_json_lines(plan: &Plan) {
+    use std::io::Write as _;
+    let now = crate::events::timestamp(std::time::SystemTime::now());
+    let mut out = std::io::stdout().lock();
+    for change in plan
+        .changes
+        .iter()
+        .filter(|c| c.action != crate::plan::Action::NoOp)
+    {
+        let line = serde_json::json!({
+            "@level": "info",
+            "@message": format!("{}: plan to {}", change.address, change.action.name()),
+            "@timestamp": now,
+            "type": "planned_change",
+            "change": { "resource": { "addr": change.address }, "action": change.action.name() },
+        });
+        let _ = writeln!(out, "{line}");
+    }
+    let count = |wanted: fn(crate::plan::Action) -> bool| {
+        plan.changes.iter().filter(|c| wanted(c.action)).count()
+    };
+    let replace = count(|a| matches!(a, crate::plan::Action::Replace { .. }));
+    let add = count(|a| a == crate::plan::Action::Create) + replace;
+    let change = count(|a| a == crate::plan::Action::Update);
+    let remove = count(|a| a == crate::plan::Action::Delete) + replace;
+    let summary = serde_json::json!({
+        "@level": "info",
+        "@message": plan.summary(),
+        "@timestamp": now,
+        "type": "change_summary",
+        "changes": { "add": add, "change": change, "remove": remove, "operation": "plan" },
+    });
+    let _ = writeln!(out, "{summary}");
 }

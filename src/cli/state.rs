@@ -6,12 +6,19 @@ use std::process::ExitCode;
 
 use crate::diagnostics::{ReportStyle, did_you_mean};
 use crate::eval::Value;
-use crate::state::{State, StateLock, force_unlock, load, save};
+use crate::events::Events;
+use crate::state::{Backend, State};
+
+use super::planning::{LockArgs, open_backend, take_lock};
 
 #[derive(Debug, clap::Args)]
 pub struct StateArgs {
     #[command(subcommand)]
     pub command: StateCommand,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub variables: super::VariableArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -34,12 +41,15 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn open(path: &std::path::Path) -> Result<State, ExitCode> {
-    match load(path) {
-        Ok(Some(state)) => Ok(state),
-        Ok(None) => Err(fail(format!(
-            "no state file at `{}`\n  help: nothing has been applied with this configuration yet",
-            path.display()
+fn open(backend: &dyn Backend) -> Result<(State, crate::state::StateVersion), ExitCode> {
+    match backend.read() {
+        Ok(crate::state::StoredState {
+            state: Some(state),
+            version,
+        }) => Ok((state, version)),
+        Ok(_) => Err(fail(format!(
+            "no state yet ({})\n  help: nothing has been applied with this configuration yet",
+            backend.describe()
         ))),
         Err(error) => Err(fail(error)),
     }
@@ -52,14 +62,14 @@ fn unknown_address(state: &State, address: &str) -> ExitCode {
 }
 
 pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> ExitCode {
-    let (dir, display_dir) = super::validate::directories(directory);
-    let path = match super::state_file::state_path(&dir, &display_dir, style) {
-        Ok(path) => path,
-        Err(message) => return fail(message),
+    let backend = match open_backend(directory, &args.variables, style) {
+        Ok(backend) => backend,
+        Err(code) => return code,
     };
+    let backend = backend.as_ref();
     match &args.command {
-        StateCommand::List => match open(&path) {
-            Ok(state) => {
+        StateCommand::List => match open(backend) {
+            Ok((state, _)) => {
                 for address in state.resources.keys() {
                     println!("{address}");
                 }
@@ -68,8 +78,8 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             Err(code) => code,
         },
         StateCommand::Show { address } => {
-            let state = match open(&path) {
-                Ok(state) => state,
+            let state = match open(backend) {
+                Ok((state, _)) => state,
                 Err(code) => return code,
             };
             let Some(resource) = state.resources.get(address) else {
@@ -93,7 +103,7 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             }
             ExitCode::SUCCESS
         }
-        StateCommand::Rm { addresses } => edit(&path, "state rm", |state| {
+        StateCommand::Rm { addresses } => edit(backend, "state rm", &args.lock, |state| {
             for address in addresses {
                 if !state.resources.contains_key(address) {
                     return Err(unknown_address(state, address));
@@ -105,7 +115,7 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             }
             Ok(())
         }),
-        StateCommand::Mv { from, to } => edit(&path, "state mv", |state| {
+        StateCommand::Mv { from, to } => edit(backend, "state mv", &args.lock, |state| {
             if state.resources.contains_key(to) {
                 return Err(fail(format!(
                     "`{to}` is already in the state\n  help: remove it first with `infra state rm {to}`"
@@ -116,7 +126,7 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             };
             state.resources.insert(to.clone(), resource);
             for other in state.resources.values_mut() {
-                for dependency in other.dependencies.iter_mut() {
+                for dependency in &mut other.dependencies {
                     if dependency == from {
                         *dependency = to.clone();
                     }
@@ -130,28 +140,23 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
 
 /// Changes the state under its lock and saves it (keeping a backup).
 fn edit(
-    path: &std::path::Path,
+    backend: &dyn Backend,
     operation: &str,
+    lock: &LockArgs,
     change: impl FnOnce(&mut State) -> Result<(), ExitCode>,
 ) -> ExitCode {
-    let lock = match StateLock::acquire(path, operation) {
+    let _lock = match take_lock(backend, operation, lock, &Events::none()) {
         Ok(lock) => lock,
-        Err(error) => return fail(error),
+        Err(code) => return code,
     };
-    if let Some(stale) = &lock.replaced_stale {
-        eprintln!(
-            "warning: took over a stale lock of pid {} on {} ({} since {})",
-            stale.pid, stale.host, stale.operation, stale.when
-        );
-    }
-    let mut state = match open(path) {
-        Ok(state) => state,
+    let (mut state, version) = match open(backend) {
+        Ok(opened) => opened,
         Err(code) => return code,
     };
     if let Err(code) = change(&mut state) {
         return code;
     }
-    match save(path, &state) {
+    match backend.save(&state, &version) {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => fail(error),
     }
@@ -159,12 +164,11 @@ fn edit(
 
 /// `infra force-unlock ID`.
 pub fn force(directory: Option<PathBuf>, id: &str, style: ReportStyle) -> ExitCode {
-    let (dir, display_dir) = super::validate::directories(directory);
-    let path = match super::state_file::state_path(&dir, &display_dir, style) {
-        Ok(path) => path,
-        Err(message) => return fail(message),
+    let backend = match open_backend(directory, &super::VariableArgs::default(), style) {
+        Ok(backend) => backend,
+        Err(code) => return code,
     };
-    match force_unlock(&path, id) {
+    match backend.force_unlock(id) {
         Ok(held) => {
             println!(
                 "Removed the lock of {} (pid {} on {}, `{}` since {})",

@@ -29,13 +29,15 @@ pub fn directories(directory: Option<PathBuf>) -> (PathBuf, PathBuf) {
 
 pub fn run(directory: Option<PathBuf>, args: &ValidateArgs, style: ReportStyle) -> ExitCode {
     let (dir, display_dir) = directories(directory);
-    let options = args.variables.check_options(dir, display_dir);
+    let providers = crate::providers::ProviderRegistry::builtin();
+    let options = args
+        .variables
+        .check_options(dir, display_dir, providers.catalog());
     let mut checked = check(&options);
     if !checked.diagnostics.has_errors()
         && let Some(evaluated) = &checked.evaluated
     {
-        let problems =
-            crate::providers::validate_with_providers(evaluated, &crate::providers::builtin());
+        let problems = crate::providers::validate_with_providers(evaluated, &providers);
         checked.diagnostics.extend(problems);
         checked.diagnostics.sort();
     }

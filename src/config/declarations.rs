@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::diagnostics::{Diagnostic, Diagnostics, code_list, did_you_mean};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, code_list, did_you_mean};
 use crate::syntax::{Attribute, Block, Expr, ExprKind, File, Ident, Item, Label, Span};
 
 /// Managed resources (`resource`) and data sources (`data`).
@@ -140,7 +140,7 @@ pub const BLOCK_KINDS: &[&str] = &[
 ];
 
 fn duplicate(kind: &str, name: &str, first: Span, second: Span) -> Diagnostic {
-    Diagnostic::error("infra::duplicate", format!("duplicate {kind} `{name}`"))
+    Diagnostic::error(Code::Duplicate, format!("duplicate {kind} `{name}`"))
         .with_label(second, format!("`{name}` declared again here"))
         .with_label(first, "first declared here")
         .with_help(format!(
@@ -151,7 +151,7 @@ fn duplicate(kind: &str, name: &str, first: Span, second: Span) -> Diagnostic {
 fn unknown_attribute(block_kind: &str, attribute: &Attribute, allowed: &[&str]) -> Diagnostic {
     let name = &attribute.name.name;
     Diagnostic::error(
-        "infra::unknown_argument",
+        Code::UnknownArgument,
         format!("unknown argument `{name}` in a `{block_kind}` block"),
     )
     .with_label(attribute.name.span, "not an argument of this block")
@@ -164,7 +164,7 @@ fn unknown_attribute(block_kind: &str, attribute: &Attribute, allowed: &[&str]) 
 
 fn unexpected_block(block_kind: &str, nested: &Block) -> Diagnostic {
     Diagnostic::error(
-        "infra::unexpected_block",
+        Code::UnexpectedBlock,
         format!(
             "unexpected block `{}` in a `{block_kind}` block",
             nested.kind.name
@@ -193,7 +193,7 @@ fn literal_string(attribute: &Attribute, diagnostics: &mut Diagnostics) -> Optio
     }
     diagnostics.push(
         Diagnostic::error(
-            "infra::type_mismatch",
+            Code::TypeMismatch,
             format!("`{}` must be a literal string", attribute.name.name),
         )
         .with_label(attribute.value.span, "not a literal string")
@@ -208,7 +208,7 @@ fn literal_bool(attribute: &Attribute, diagnostics: &mut Diagnostics) -> bool {
         _ => {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::type_mismatch",
+                    Code::TypeMismatch,
                     format!("`{}` must be `true` or `false`", attribute.name.name),
                 )
                 .with_label(attribute.value.span, "not a literal bool")
@@ -232,7 +232,7 @@ fn reference_list(attribute: &Attribute, diagnostics: &mut Diagnostics) -> Vec<E
                     references.push(item.clone());
                 } else {
                     diagnostics.push(
-                        Diagnostic::error("infra::type_mismatch", format!("`{}` takes references only", attribute.name.name))
+                        Diagnostic::error(Code::TypeMismatch, format!("`{}` takes references only", attribute.name.name))
                             .with_label(item.span, "not a reference")
                             .with_help("list resources or modules by name, e.g. [aws_vpc.main, module.network]"),
                     );
@@ -243,7 +243,7 @@ fn reference_list(attribute: &Attribute, diagnostics: &mut Diagnostics) -> Vec<E
         _ => {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::type_mismatch",
+                    Code::TypeMismatch,
                     format!("`{}` must be a list of references", attribute.name.name),
                 )
                 .with_label(attribute.value.span, "not a list")
@@ -270,7 +270,7 @@ fn expect_labels(block: &Block, names: &[&str], diagnostics: &mut Diagnostics) -
         format!("too many labels for a `{kind}` block")
     };
     diagnostics.push(
-        Diagnostic::error("infra::block_labels", message)
+        Diagnostic::error(Code::BlockLabels, message)
             .with_label(
                 block.header_span,
                 format!("expected {} label(s)", names.len()),
@@ -293,7 +293,7 @@ impl ModuleDeclarations {
                 match item {
                     Item::Attribute(attribute) => diagnostics.push(
                         Diagnostic::error(
-                            "infra::unexpected_attribute",
+                            Code::UnexpectedAttribute,
                             format!("attribute `{}` outside a block", attribute.name.name),
                         )
                         .with_label(attribute.name.span, "top-level attributes are not allowed")
@@ -324,7 +324,7 @@ impl ModuleDeclarations {
                 }
                 if let Some(previous) = &self.backend {
                     diagnostics.push(
-                        Diagnostic::error("infra::duplicate", "duplicate `backend` block")
+                        Diagnostic::error(Code::Duplicate, "duplicate `backend` block")
                             .with_label(block.header_span, "second backend here")
                             .with_label(previous.block.header_span, "first backend here")
                             .with_help("a configuration has one backend; remove one of them"),
@@ -335,7 +335,7 @@ impl ModuleDeclarations {
                 if !["local", "s3"].contains(&kind.value.as_str()) {
                     diagnostics.push(
                         Diagnostic::error(
-                            "infra::unknown_backend",
+                            Code::UnknownBackend,
                             format!("unknown backend `{}`", kind.value),
                         )
                         .with_label(kind.span, "not a backend")
@@ -369,16 +369,13 @@ impl ModuleDeclarations {
                     .insert(name.name.clone(), DeploymentDecl { name, block });
             }
             other => diagnostics.push(
-                Diagnostic::error(
-                    "infra::unknown_block",
-                    format!("unknown block type `{other}`"),
-                )
-                .with_label(block.kind.span, "not a block type")
-                .with_help(
-                    did_you_mean(other, BLOCK_KINDS.iter().copied()).unwrap_or_else(|| {
-                        format!("the block types are {}", code_list(BLOCK_KINDS))
-                    }),
-                ),
+                Diagnostic::error(Code::UnknownBlock, format!("unknown block type `{other}`"))
+                    .with_label(block.kind.span, "not a block type")
+                    .with_help(
+                        did_you_mean(other, BLOCK_KINDS.iter().copied()).unwrap_or_else(|| {
+                            format!("the block types are {}", code_list(BLOCK_KINDS))
+                        }),
+                    ),
             ),
         }
     }
@@ -395,7 +392,7 @@ impl ModuleDeclarations {
         {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::reserved_name",
+                    Code::ReservedName,
                     format!("`{}` is a reserved name", name.name),
                 )
                 .with_label(name.span, "reserved")
@@ -530,7 +527,7 @@ impl ModuleDeclarations {
             let name = attribute.name.name.as_str();
             if let Some(first) = first {
                 diagnostics.push(
-                    Diagnostic::error("infra::duplicate", format!("duplicate argument `{name}`"))
+                    Diagnostic::error(Code::Duplicate, format!("duplicate argument `{name}`"))
                         .with_label(attribute.name.span, "set again here")
                         .with_label(first, "first set here")
                         .with_help("an argument may be set once per block; remove one of them"),
@@ -548,7 +545,7 @@ impl ModuleDeclarations {
         if let (Some(count), Some(for_each)) = (&resource.count, &resource.for_each) {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::count_and_for_each",
+                    Code::CountAndForEach,
                     format!("`{id}` sets both `count` and `for_each`"),
                 )
                 .with_label(for_each.span, "`for_each` here")
@@ -610,7 +607,7 @@ impl ModuleDeclarations {
         if output.value.is_none() {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::missing_argument",
+                    Code::MissingArgument,
                     format!("output `{}` has no `value`", name.name),
                 )
                 .with_label(block.header_span, "missing `value`")
@@ -641,12 +638,12 @@ impl ModuleDeclarations {
             match attribute.name.name.as_str() {
                 "source" => {
                     source =
-                        literal_string(attribute, diagnostics).map(|s| (s, attribute.value.span))
+                        literal_string(attribute, diagnostics).map(|s| (s, attribute.value.span));
                 }
                 "depends_on" => depends_on = reference_list(attribute, diagnostics),
                 "count" | "for_each" => diagnostics.push(
                     Diagnostic::error(
-                        "infra::unsupported",
+                        Code::Unsupported,
                         format!("`{}` is not supported on modules yet", attribute.name.name),
                     )
                     .with_label(attribute.name.span, "not supported here")
@@ -661,7 +658,7 @@ impl ModuleDeclarations {
         let Some((source, source_span)) = source else {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::missing_argument",
+                    Code::MissingArgument,
                     format!("module `{}` has no `source`", name.name),
                 )
                 .with_label(block.header_span, "missing `source`")
@@ -705,7 +702,7 @@ fn lifecycle(block: &Block, diagnostics: &mut Diagnostics) -> Lifecycle {
     for attribute in block.attributes() {
         match attribute.name.name.as_str() {
             "create_before_destroy" => {
-                lifecycle.create_before_destroy = literal_bool(attribute, diagnostics)
+                lifecycle.create_before_destroy = literal_bool(attribute, diagnostics);
             }
             "prevent_destroy" => lifecycle.prevent_destroy = literal_bool(attribute, diagnostics),
             "ignore_changes" => {
@@ -715,7 +712,7 @@ fn lifecycle(block: &Block, diagnostics: &mut Diagnostics) -> Lifecycle {
                             match &item.kind {
                             ExprKind::Variable(ident) => lifecycle.ignore_changes.push(ident.clone()),
                             _ => diagnostics.push(
-                                Diagnostic::error("infra::type_mismatch", "`ignore_changes` takes attribute names")
+                                Diagnostic::error(Code::TypeMismatch, "`ignore_changes` takes attribute names")
                                     .with_label(item.span, "not an attribute name")
                                     .with_help("list attribute names without quotes, e.g. [tags, user_data]"),
                             ),
@@ -724,7 +721,7 @@ fn lifecycle(block: &Block, diagnostics: &mut Diagnostics) -> Lifecycle {
                     }
                     _ => diagnostics.push(
                         Diagnostic::error(
-                            "infra::type_mismatch",
+                            Code::TypeMismatch,
                             "`ignore_changes` must be a list of attribute names",
                         )
                         .with_label(attribute.value.span, "not a list")

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use super::declarations::ModuleDeclarations;
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::syntax::{File, FileId, SourceMap, Span, parse_file};
 
 /// One module directory, parsed and checked for shape, with its children.
@@ -59,7 +59,7 @@ pub fn read_and_parse(
         Err(error) => {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::io",
+                    Code::Io,
                     format!(
                         "cannot read `{display_name}`: {}",
                         crate::eval::io_reason(&error)
@@ -83,12 +83,9 @@ pub fn read_and_parse(
     let id = sources.add(display_name.clone(), path.to_path_buf(), text);
     if let Some(at) = bad_utf8_at {
         diagnostics.push(
-            Diagnostic::error(
-                "infra::not_utf8",
-                format!("`{display_name}` is not UTF-8 text"),
-            )
-            .with_label(Span::new(id, at, at + 1), "invalid UTF-8 starts here")
-            .with_help("`.infra` files must be UTF-8; is this a binary file?"),
+            Diagnostic::error(Code::NotUtf8, format!("`{display_name}` is not UTF-8 text"))
+                .with_label(Span::new(id, at, at + 1), "invalid UTF-8 starts here")
+                .with_help("`.infra` files must be UTF-8; is this a binary file?"),
         );
         return None;
     }
@@ -127,7 +124,7 @@ pub fn load_root(
     if !dir.is_dir() {
         diagnostics.push(
             Diagnostic::error(
-                "infra::no_configuration",
+                Code::NoConfiguration,
                 format!("`{}` is not a directory", dir.display()),
             )
             .with_help("run infra in a configuration directory, or point to one with `-C DIR`"),
@@ -147,7 +144,7 @@ pub fn load_root(
     if module.files.is_empty() && !diagnostics.has_errors() {
         diagnostics.push(
             Diagnostic::error(
-                "infra::no_configuration",
+                Code::NoConfiguration,
                 format!("no `.infra` files in `{}`", dir.display()),
             )
             .with_help("create a `main.infra`, or point to a configuration with `-C DIR`"),
@@ -170,7 +167,7 @@ fn load_module(
         Ok(files) => files,
         Err(error) => {
             let mut diagnostic = Diagnostic::error(
-                "infra::module_source",
+                Code::ModuleSource,
                 format!("cannot read module directory `{}`: {}", display_dir.display(), crate::eval::io_reason(&error)),
             )
             .with_help("`source` is a directory relative to the module that calls it, e.g. \"./modules/network\"");
@@ -186,7 +183,7 @@ fn load_module(
     {
         diagnostics.push(
             Diagnostic::error(
-                "infra::module_source",
+                Code::ModuleSource,
                 format!(
                     "no `.infra` files in module directory `{}`",
                     display_dir.display()
@@ -218,7 +215,7 @@ fn load_module(
         if !(call.source.starts_with("./") || call.source.starts_with("../")) {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::module_source",
+                    Code::ModuleSource,
                     format!("module source `{}` is not a local path", call.source),
                 )
                 .with_label(
@@ -252,7 +249,7 @@ fn load_module(
                 .collect();
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::module_cycle",
+                    Code::ModuleCycle,
                     format!("module `{name}` includes itself: {}", chain.join(" → ")),
                 )
                 .with_label(

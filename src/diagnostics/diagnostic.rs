@@ -5,6 +5,7 @@
 //! Every stage of the pipeline reports through this one type, so `validate`,
 //! `plan` and editors all see the same errors.
 
+use super::Code;
 use crate::syntax::Span;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,8 +33,8 @@ pub struct Label {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
     pub severity: Severity,
-    /// A stable identifier of the kind of problem, e.g. `infra::syntax`.
-    pub code: &'static str,
+    /// The kind of problem, shown as `infra::syntax`.
+    pub code: Code,
     pub message: String,
     pub help: Option<String>,
     /// The first label is the primary location.
@@ -42,7 +43,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, message: impl Into<String>) -> Diagnostic {
+    pub fn error(code: Code, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             code,
@@ -53,7 +54,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Diagnostic {
+    pub fn warning(code: Code, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, message)

@@ -11,7 +11,7 @@ use miette::{
     SourceCode, SourceSpan, SpanContents,
 };
 
-use super::{Diagnostic, Diagnostics, Severity};
+use super::{Code, Diagnostic, Diagnostics, Severity};
 use crate::syntax::{FileId, SourceFile, SourceMap};
 
 /// How to draw reports.
@@ -58,7 +58,7 @@ struct Report<'a> {
     severity: Severity,
     /// A continuation in another file, not a problem of its own.
     is_related: bool,
-    code: &'static str,
+    code: Code,
     help: Option<String>,
     source: Option<FileSource<'a>>,
     labels: Vec<LabeledSpan>,
@@ -181,7 +181,7 @@ impl miette::Diagnostic for Report<'_> {
         if self.is_related {
             return None;
         }
-        Some(Box::new(self.code))
+        Some(Box::new(self.code.as_str()))
     }
 
     fn severity(&self) -> Option<miette::Severity> {
@@ -227,7 +227,7 @@ impl miette::Diagnostic for Report<'_> {
 pub fn to_json(diagnostic: &Diagnostic, sources: &SourceMap) -> serde_json::Value {
     let mut object = serde_json::json!({
         "severity": diagnostic.severity.as_str(),
-        "code": diagnostic.code,
+        "code": diagnostic.code.as_str(),
         "message": diagnostic.message,
         "help": diagnostic.help,
         "notes": diagnostic.notes,

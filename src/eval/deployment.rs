@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, did_you_mean};
 use crate::syntax::{Block, Item, Span};
 
 use super::value::Value;
@@ -52,7 +52,7 @@ fn check_duration(
             None => {
                 diagnostics.push(
                     Diagnostic::error(
-                        "infra::invalid_duration",
+                        Code::InvalidDuration,
                         format!("`{name}` is not a duration: \"{text}\""),
                     )
                     .with_label(attribute_span(block, name), "not a duration")
@@ -65,7 +65,7 @@ fn check_duration(
         other => {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::invalid_duration",
+                    Code::InvalidDuration,
                     format!(
                         "`{name}` must be a duration string, not a {}",
                         other.type_name()
@@ -86,7 +86,7 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
             Item::Attribute(attribute) if !ARGUMENTS.contains(&attribute.name.name.as_str()) => {
                 diagnostics.push(
                     Diagnostic::error(
-                        "infra::unknown_argument",
+                        Code::UnknownArgument,
                         format!(
                             "unknown argument `{}` in a `deployment` block",
                             attribute.name.name
@@ -99,12 +99,12 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
                                 format!("the arguments are {}", ARGUMENTS.join(", "))
                             }),
                     ),
-                )
+                );
             }
             Item::Block(nested) if !BLOCKS.contains(&nested.kind.name.as_str()) => diagnostics
                 .push(
                     Diagnostic::error(
-                        "infra::unexpected_block",
+                        Code::UnexpectedBlock,
                         format!(
                             "unexpected block `{}` in a `deployment` block",
                             nested.kind.name
@@ -125,7 +125,7 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
     {
         diagnostics.push(
             Diagnostic::error(
-                "infra::unknown_provider",
+                Code::UnknownProvider,
                 format!("unknown deployment provider `{provider}`"),
             )
             .with_label(attribute_span(block, "provider"), "not a fleet provider")
@@ -148,7 +148,7 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
     {
         diagnostics.push(
             Diagnostic::warning(
-                "infra::deadlines",
+                Code::Deadlines,
                 "`progress_deadline` should be longer than `healthy_deadline`",
             )
             .with_label(
@@ -175,7 +175,7 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
         .collect();
     if strategies.len() > 1 {
         diagnostics.push(
-            Diagnostic::error("infra::duplicate", "a deployment has one `strategy` block")
+            Diagnostic::error(Code::Duplicate, "a deployment has one `strategy` block")
                 .with_label(strategies[1].header_span, "second strategy here")
                 .with_label(strategies[0].header_span, "first strategy here")
                 .with_help("keep one of them"),
@@ -184,7 +184,7 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
     for strategy in strategies {
         let Some(label) = strategy.labels.first() else {
             diagnostics.push(
-                Diagnostic::error("infra::block_labels", "missing strategy kind")
+                Diagnostic::error(Code::BlockLabels, "missing strategy kind")
                     .with_label(strategy.header_span, "which strategy?")
                     .with_help("write `strategy rolling { … }`, `strategy blue_green { … }` or `strategy canary { … }`"),
             );
@@ -193,7 +193,7 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
         if !STRATEGIES.contains(&label.value.as_str()) {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::unknown_strategy",
+                    Code::UnknownStrategy,
                     format!("unknown strategy `{}`", label.value),
                 )
                 .with_label(label.span, "not a strategy")
@@ -222,7 +222,7 @@ pub fn check_deployment(block: &Block, value: &Value, diagnostics: &mut Diagnost
                 .unwrap_or(Value::Number(0.0));
             if surge == Value::Number(0.0) && unavailable == Value::Number(0.0) {
                 diagnostics.push(
-                    Diagnostic::error("infra::invalid_strategy", "`max_surge` and `max_unavailable` cannot both be 0")
+                    Diagnostic::error(Code::InvalidStrategy, "`max_surge` and `max_unavailable` cannot both be 0")
                         .with_label(strategy.header_span, "this rollout could never make progress")
                         .with_help("allow one extra instance (`max_surge = 1`) or one missing instance (`max_unavailable = 1`)"),
                 );

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 
 use crate::config::{ResourceId, ResourceMode};
-use crate::diagnostics::{Diagnostic, Diagnostics, code_list, did_you_mean};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, code_list, did_you_mean};
 use crate::syntax::{
     BinaryOp, Expr, ExprKind, ForIntro, Ident, ObjectKey, Span, Step, TemplatePart, UnaryOp,
 };
@@ -94,7 +94,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
 
     fn error(
         &mut self,
-        code: &'static str,
+        code: Code,
         span: Span,
         message: impl Into<String>,
         label: impl Into<String>,
@@ -115,7 +115,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         help: impl Into<String>,
     ) -> Failed {
         let message = message.into();
-        self.error("infra::type_mismatch", span, message.clone(), message, help)
+        self.error(Code::TypeMismatch, span, message.clone(), message, help)
     }
 
     pub fn eval(&mut self, expr: &Expr) -> EvalResult {
@@ -125,7 +125,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         *self.budget -= 1;
         if *self.budget == 0 {
             return Err(self.error(
-                "infra::too_large",
+                Code::EvaluationTooLarge,
                 expr.span,
                 "evaluation is too large",
                 "evaluation stopped here",
@@ -304,7 +304,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             };
             if let Some(first) = spans.insert(key.clone(), item.key.span()) {
                 self.diagnostics.push(
-                    Diagnostic::error("infra::duplicate", format!("duplicate object key `{key}`"))
+                    Diagnostic::error(Code::Duplicate, format!("duplicate object key `{key}`"))
                         .with_label(item.key.span(), "set again here")
                         .with_label(first, "first set here")
                         .with_help("each key may appear once; remove one of them"),
@@ -359,7 +359,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             Multiply => Value::Number(a * b),
             Divide | Modulo if b == 0.0 => {
                 return Err(self.error(
-                    "infra::division_by_zero",
+                    Code::DivisionByZero,
                     right_span,
                     "division by zero",
                     "this is zero",
@@ -442,7 +442,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         {
             if expand_final {
                 return Err(self.error(
-                    "infra::function_arity",
+                    Code::FunctionArity,
                     name.span,
                     format!(
                         "`{}` got {} arguments after expansion",
@@ -470,7 +470,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                     .help
                     .unwrap_or_else(|| format!("call it as `{}`", function.signature));
                 Err(self.error(
-                    "infra::function_error",
+                    Code::FunctionError,
                     span,
                     format!("`{}`: {}", name.name, error.message),
                     error.message.clone(),
@@ -582,7 +582,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                     let help = did_you_mean(name, entries.keys().map(String::as_str)).unwrap_or_else(|| {
                         if entries.is_empty() { "the object is empty".into() } else { format!("it has {}", code_list(entries.keys().take(8))) }
                     });
-                    Err(self.error("infra::unknown_attribute", ident.span, format!("unknown attribute `{name}`"), "not in this object", help))
+                    Err(self.error(Code::UnknownAttribute, ident.span, format!("unknown attribute `{name}`"), "not in this object", help))
                 }
             },
             Value::List(_) => Err(self.type_error(
@@ -601,7 +601,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             (Value::List(items), Value::Number(number)) => {
                 if number.fract() != 0.0 || number < 0.0 || number as usize >= items.len() {
                     return Err(self.error(
-                        "infra::invalid_index",
+                        Code::InvalidIndex,
                         span,
                         format!("index {} is out of range", format_number(number)),
                         format!("the list has {} element(s)", items.len()),
@@ -641,7 +641,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                                 }
                             });
                         Err(self.error(
-                            "infra::invalid_index",
+                            Code::InvalidIndex,
                             span,
                             format!("no key \"{key}\""),
                             "not in this map",
@@ -796,7 +796,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                     slot.insert(value);
                 } else {
                     return Err(self.error(
-                        "infra::duplicate",
+                        Code::Duplicate,
                         key_expr.span,
                         format!("duplicate key \"{key}\" in a for-expression"),
                         "produces the same key twice",
@@ -809,7 +809,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             result?;
             if out.len() > MAX_GENERATED_ELEMENTS {
                 return Err(self.error(
-                    "infra::too_large",
+                    Code::EvaluationTooLarge,
                     key_expr.span,
                     "for-expression builds too many keys",
                     "here",

@@ -12,7 +12,7 @@ use std::fmt;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::config::{ModuleConfig, ResourceDecl, ResourceId, ResourceMode};
-use crate::diagnostics::{Diagnostic, Diagnostics, code_list, did_you_mean};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, code_list, did_you_mean};
 use crate::syntax::{Block, Body, Expr, ExprKind, Ident, Item, SourceMap, Span};
 
 use super::deployment::{check_deployment, deployment_resource};
@@ -455,7 +455,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let span = reference.span;
         let unknown = |kind: &str, written: String, candidates: Vec<String>, help: String| {
             Diagnostic::error(
-                "infra::unknown_reference",
+                Code::UnknownReference,
                 format!("unknown {kind} `{written}`"),
             )
             .with_label(span, "not declared")
@@ -469,7 +469,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     if matches!(from, Node::Variable(_)) {
                         self.diagnostics.push(
                             Diagnostic::error(
-                                "infra::invalid_reference",
+                                Code::InvalidReference,
                                 "a variable's default cannot refer to other values",
                             )
                             .with_label(span, "not allowed in a default")
@@ -577,7 +577,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     let outputs = &child.declarations.outputs;
                     self.diagnostics.push(
                         Diagnostic::error(
-                            "infra::unknown_attribute",
+                            Code::UnknownAttribute,
                             format!("module `{name}` has no output `{output}`"),
                         )
                         .with_label(span, "no such output")
@@ -616,7 +616,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 if !allowed {
                     self.diagnostics.push(
                         Diagnostic::error(
-                            "infra::invalid_reference",
+                            Code::InvalidReference,
                             "`count.index` used where there is no `count`",
                         )
                         .with_label(span, "no `count` here")
@@ -630,7 +630,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let allowed = matches!(from, Node::Resource(id) if declarations.resources[id].for_each.is_some());
                 if !allowed {
                     self.diagnostics.push(
-                        Diagnostic::error("infra::invalid_reference", "`each` used where there is no `for_each`")
+                        Diagnostic::error(Code::InvalidReference, "`each` used where there is no `for_each`")
                             .with_label(span, "no `for_each` here")
                             .with_help("`each.key` and `each.value` are available only in a resource block that sets `for_each`"),
                     );
@@ -662,7 +662,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             .chain(std::iter::once(format!("`{}`", graph[cycle[0].0])))
             .collect();
         let mut diagnostic = Diagnostic::error(
-            "infra::cycle",
+            Code::Cycle,
             format!("dependency cycle: {}", names.join(" → ")),
         );
         for (position, (index, span)) in cycle.iter().enumerate() {
@@ -768,7 +768,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 {
                     self.diagnostics.push(
                         Diagnostic::error(
-                            "infra::unknown_value",
+                            Code::UnknownValue,
                             "backend settings must be known before apply",
                         )
                         .with_label(
@@ -855,7 +855,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         _ => String::new(),
                     };
                     self.diagnostics.push(
-                        Diagnostic::error("infra::invalid_type", "invalid type constraint")
+                        Diagnostic::error(Code::InvalidType, "invalid type constraint")
                             .with_label(bad.span, "not a type")
                             .with_help(did_you_mean(&written, TYPE_NAMES.iter().copied()).unwrap_or_else(|| {
                                 "types are string, number, bool, any, list(T), set(T), map(T) and object({ name = T })".into()
@@ -922,7 +922,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 None => {
                     let diagnostic = match inputs {
                         Inputs::Root(_) => Diagnostic::error(
-                            "infra::missing_variable",
+                            Code::MissingVariable,
                             format!("no value for required variable `{name}`"),
                         )
                         .with_label(variable.span, "declared here without a default")
@@ -932,7 +932,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         Inputs::Child(_, call_span, _, _) => {
                             let module = self.config.display_path();
                             Diagnostic::error(
-                                "infra::missing_variable",
+                                Code::MissingVariable,
                                 format!("`{module}` needs a value for its variable `{name}`"),
                             )
                             .with_label(*call_span, format!("no `{name}` given here"))
@@ -961,7 +961,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 true
             }
             Err(why) => {
-                let mut diagnostic = Diagnostic::error("infra::type_mismatch", format!("invalid value for variable `{name}`: {why}"))
+                let mut diagnostic = Diagnostic::error(Code::TypeMismatch, format!("invalid value for variable `{name}`: {why}"))
                     .with_help(format!("the variable is declared as `{type_constraint}`; fix the value given by {origin}"));
                 if let Some(span) = blame_span {
                     diagnostic =
@@ -989,7 +989,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         if let Some(reference) = references.first() {
             self.diagnostics.push(
                 Diagnostic::error(
-                    "infra::invalid_reference",
+                    Code::InvalidReference,
                     format!("the value of variable `{name}` refers to other values"),
                 )
                 .with_label(reference.span, "not allowed in a variable value")
@@ -1017,14 +1017,14 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 match origin {
                     VariableOrigin::CommandLine => self.diagnostics.push(
                         Diagnostic::error(
-                            "infra::undeclared_variable",
+                            Code::UndeclaredVariable,
                             format!("`-var {name}` sets a variable that is not declared"),
                         )
                         .with_help(help),
                     ),
                     VariableOrigin::File(span) => self.diagnostics.push(
                         Diagnostic::warning(
-                            "infra::undeclared_variable",
+                            Code::UndeclaredVariable,
                             format!("the variable file sets `{name}`, which is not declared"),
                         )
                         .with_label(*span, "not a declared variable")
@@ -1061,7 +1061,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let declared = child.declarations.variables.keys().map(String::as_str);
                 self.diagnostics.push(
                     Diagnostic::error(
-                        "infra::unknown_argument",
+                        Code::UnknownArgument,
                         format!("module `{name}` has no variable `{}`", input.name.name),
                     )
                     .with_label(input.name.span, "not a variable of the module")
@@ -1199,7 +1199,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 Node::Resource(other) => out.push(self.address_of(other, &InstanceKey::None)),
                 Node::Module(name) => out.push(format!("{}module.{name}", self.module_prefix)),
                 Node::Deployment(name) => {
-                    out.push(format!("{}deployment.{name}", self.module_prefix))
+                    out.push(format!("{}deployment.{name}", self.module_prefix));
                 }
                 // Values computed from others: look through them.
                 Node::Local(_)
@@ -1253,7 +1253,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 .unwrap_or(block.header_span);
             self.diagnostics.push(
                 Diagnostic::error(
-                    "infra::unsupported_fleet",
+                    Code::UnsupportedFleet,
                     format!("deployments on `{provider}` are not built yet"),
                 )
                 .with_label(span, "no fleet for this provider yet")
@@ -1266,14 +1266,14 @@ impl<'c> ModuleEvaluation<'c, '_> {
         for item in &block.body.items {
             match item {
                 Item::Attribute(attribute) if self.is_sensitive(&attribute.value) => {
-                    sensitive.push(attribute.name.name.clone())
+                    sensitive.push(attribute.name.name.clone());
                 }
                 Item::Block(nested)
                     if nested
                         .attributes()
                         .any(|attribute| self.is_sensitive(&attribute.value)) =>
                 {
-                    sensitive.push(nested.kind.name.clone())
+                    sensitive.push(nested.kind.name.clone());
                 }
                 _ => {}
             }
@@ -1289,7 +1289,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             address: format!("{}deployment.{name}", self.module_prefix),
             id,
             key: InstanceKey::None,
-            arguments: std::sync::Arc::new(arguments),
+            arguments: Arc::new(arguments),
             dependencies: self.transitive_dependencies(Node::Deployment(name)).into(),
             sensitive: sensitive.into(),
             lifecycle: Default::default(),
@@ -1345,7 +1345,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         if let Some(schema) = schema {
             self.check_references_against_schema(id, &referenced, schema);
         }
-        let dependencies: std::sync::Arc<[String]> = self.resource_dependencies(id).into();
+        let dependencies: Arc<[String]> = self.resource_dependencies(id).into();
         let sensitive = self.sensitive_attributes_of(resource, schema);
         self.sensitive_attributes.insert(id, sensitive.clone());
         let mut ok = true;
@@ -1369,7 +1369,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                                 Err(why) => {
                                     evaluator.diagnostics.push(
                                         Diagnostic::error(
-                                            "infra::type_mismatch",
+                                            Code::TypeMismatch,
                                             format!(
                                                 "invalid value for `{}`: {why}",
                                                 argument.name.name
@@ -1406,7 +1406,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             // What references see: the arguments, plus every attribute the
             // schema has (unknown if the provider computes it, else null);
             // without a schema, unknown for every attribute read but not set.
-            let arguments = std::sync::Arc::new(arguments);
+            let arguments = Arc::new(arguments);
             let object = match schema {
                 Some(schema) => {
                     let mut object = (*arguments).clone();
@@ -1536,7 +1536,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
     ) {
         self.diagnostics.push(
             Diagnostic::error(
-                "infra::unknown_resource_type",
+                Code::UnknownResourceType,
                 format!("unknown {kind} type `{}`", resource.id.type_name),
             )
             .with_label(resource.type_label.span, label)
@@ -1564,7 +1564,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 .map(String::as_str);
             self.diagnostics.push(
                 Diagnostic::error(
-                    "infra::unknown_attribute",
+                    Code::UnknownAttribute,
                     format!("`{id}` has no attribute `{}`", attribute.name),
                 )
                 .with_label(
@@ -1586,7 +1586,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
 
     fn must_be_known(&mut self, what: &str, expr: &Expr) {
         self.diagnostics.push(
-            Diagnostic::error("infra::unknown_value", format!("`{what}` must be known before apply"))
+            Diagnostic::error(Code::UnknownValue, format!("`{what}` must be known before apply"))
                 .with_label(expr.span, "depends on values known only after apply")
                 .with_help(format!("`{what}` decides how many instances to plan, so it may only use variables, locals and data sources")),
         );
@@ -1611,7 +1611,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             }
             Value::Number(n) => {
                 self.diagnostics.push(
-                    Diagnostic::error("infra::type_mismatch", format!("`count` must be a whole number from 0 to {MAX_GENERATED_ELEMENTS}, not {}", format_number(*n)))
+                    Diagnostic::error(Code::TypeMismatch, format!("`count` must be a whole number from 0 to {MAX_GENERATED_ELEMENTS}, not {}", format_number(*n)))
                         .with_label(expr.span, "invalid count")
                         .with_help("use a non-negative whole number"),
                 );
@@ -1620,7 +1620,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             other => {
                 self.diagnostics.push(
                     Diagnostic::error(
-                        "infra::type_mismatch",
+                        Code::TypeMismatch,
                         format!("`count` must be a number, not a {}", other.type_name()),
                     )
                     .with_label(expr.span, "not a number")
@@ -1652,7 +1652,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         }
                         other => {
                             self.diagnostics.push(
-                                Diagnostic::error("infra::type_mismatch", format!("`for_each` over a list needs strings, not a {}", other.type_name()))
+                                Diagnostic::error(Code::TypeMismatch, format!("`for_each` over a list needs strings, not a {}", other.type_name()))
                                     .with_label(expr.span, "not a set of strings")
                                     .with_help("use a map (key → value) or a set of strings, e.g. toset([\"a\", \"b\"])"),
                             );
@@ -1669,7 +1669,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             other => {
                 self.diagnostics.push(
                     Diagnostic::error(
-                        "infra::type_mismatch",
+                        Code::TypeMismatch,
                         format!(
                             "`for_each` needs a map or a set of strings, not a {}",
                             other.type_name()
@@ -1709,7 +1709,7 @@ fn check_block_against_schema(
             Some(found) if found.is_settable() => {}
             Some(_) => problems.push(
                 Diagnostic::error(
-                    "infra::computed_argument",
+                    Code::ComputedArgument,
                     format!("`{name}` of `{what}` is set by the provider"),
                 )
                 .with_label(attribute.name.span, "cannot be configured")
@@ -1719,7 +1719,7 @@ fn check_block_against_schema(
             ),
             None if schema.blocks.contains_key(name) => problems.push(
                 Diagnostic::error(
-                    "infra::unknown_argument",
+                    Code::UnknownArgument,
                     format!("`{name}` of `{what}` is a block, not an argument"),
                 )
                 .with_label(attribute.name.span, "written as an argument")
@@ -1727,7 +1727,7 @@ fn check_block_against_schema(
             ),
             None => problems.push(
                 Diagnostic::error(
-                    "infra::unknown_argument",
+                    Code::UnknownArgument,
                     format!("unknown argument `{name}` for `{what}`"),
                 )
                 .with_label(
@@ -1744,7 +1744,7 @@ fn check_block_against_schema(
         if attribute.required && !attributes.iter().any(|a| a.name.name == *name) {
             problems.push(
                 Diagnostic::error(
-                    "infra::missing_argument",
+                    Code::MissingArgument,
                     format!("missing required argument `{name}` for `{what}`"),
                 )
                 .with_label(header_span, format!("needs `{name}`"))
@@ -1773,7 +1773,7 @@ fn check_block_against_schema(
             }
             None if schema.attributes.contains_key(name) => problems.push(
                 Diagnostic::error(
-                    "infra::unexpected_block",
+                    Code::UnexpectedBlock,
                     format!("`{name}` of `{what}` is an argument, not a block"),
                 )
                 .with_label(block.header_span, "written as a block")
@@ -1781,7 +1781,7 @@ fn check_block_against_schema(
             ),
             None => problems.push(
                 Diagnostic::error(
-                    "infra::unexpected_block",
+                    Code::UnexpectedBlock,
                     format!("unknown block `{name}` in `{what}`"),
                 )
                 .with_label(block.header_span, format!("`{what}` has no such block"))
@@ -1847,13 +1847,10 @@ pub(super) fn eval_body(evaluator: &mut Evaluator, body: &Body, skip: &[&str]) -
                 }
                 if let Some(first) = seen.insert(name, attribute.name.span) {
                     evaluator.diagnostics.push(
-                        Diagnostic::error(
-                            "infra::duplicate",
-                            format!("duplicate argument `{name}`"),
-                        )
-                        .with_label(attribute.name.span, "set again here")
-                        .with_label(first, "first set here")
-                        .with_help("an argument may be set once per block; remove one of them"),
+                        Diagnostic::error(Code::Duplicate, format!("duplicate argument `{name}`"))
+                            .with_label(attribute.name.span, "set again here")
+                            .with_label(first, "first set here")
+                            .with_help("an argument may be set once per block; remove one of them"),
                     );
                     ok = false;
                     continue;
@@ -1913,7 +1910,7 @@ fn eval_nested_blocks(
             _ => {
                 evaluator.diagnostics.push(
                     Diagnostic::error(
-                        "infra::block_labels",
+                        Code::BlockLabels,
                         format!("too many labels on a nested `{}` block", block.kind.name),
                     )
                     .with_label(block.header_span, "at most one label")

@@ -5,7 +5,7 @@
 //! module can be built.
 
 use crate::config::ResourceMode;
-use crate::diagnostics::{Diagnostic, did_you_mean};
+use crate::diagnostics::{Code, Diagnostic, did_you_mean};
 use crate::syntax::{Expr, ExprKind, Ident, Span, Step, TemplatePart};
 
 use super::functions::{function_names, lookup_function};
@@ -72,7 +72,7 @@ fn attr_name(steps: &[Step], index: usize) -> Option<&Ident> {
 fn attribute_after_key(steps: &[Step], index: usize) -> Option<&Ident> {
     match steps.get(index) {
         Some(Step::Attr(ident)) => Some(ident),
-        Some(Step::Index(_)) | Some(Step::Splat(_)) => attr_name(steps, index + 1),
+        Some(Step::Index(_) | Step::Splat(_)) => attr_name(steps, index + 1),
         None => None,
     }
 }
@@ -116,7 +116,7 @@ impl<'a> Walker<'a, '_> {
             ExprKind::Traversal { root, steps } => {
                 match &root.kind {
                     ExprKind::Variable(ident) if !self.bound.contains(&ident.name.as_str()) => {
-                        self.root(ident, steps, expr.span)
+                        self.root(ident, steps, expr.span);
                     }
                     _ => self.walk(root),
                 }
@@ -190,7 +190,7 @@ impl<'a> Walker<'a, '_> {
         let Some(function) = lookup_function(&name.name) else {
             self.diagnostics.push(
                 Diagnostic::error(
-                    "infra::unknown_function",
+                    Code::UnknownFunction,
                     format!("unknown function `{}`", name.name),
                 )
                 .with_label(name.span, "no such function")
@@ -211,7 +211,7 @@ impl<'a> Walker<'a, '_> {
             };
             self.diagnostics.push(
                 Diagnostic::error(
-                    "infra::function_arity",
+                    Code::FunctionArity,
                     format!(
                         "`{}` takes {expected} argument{}, not {arity}",
                         name.name,
@@ -227,7 +227,7 @@ impl<'a> Walker<'a, '_> {
     fn missing_name(&mut self, root: &Ident, example: &str) {
         self.diagnostics.push(
             Diagnostic::error(
-                "infra::invalid_reference",
+                Code::InvalidReference,
                 format!("`{}` must be followed by a name", root.name),
             )
             .with_label(root.span, "incomplete reference")
@@ -294,7 +294,7 @@ impl<'a> Walker<'a, '_> {
                             .join(" or ");
                         self.diagnostics.push(
                             Diagnostic::error(
-                                "infra::unknown_attribute",
+                                Code::UnknownAttribute,
                                 format!("`{}` has no attribute `{written}`", root.name),
                             )
                             .with_label(span, "not available here")
@@ -327,7 +327,7 @@ impl<'a> Walker<'a, '_> {
                 self.push(Target::Module(&name.name), span_to(0), attr_name(steps, 1));
             }
             "self" => self.diagnostics.push(
-                Diagnostic::error("infra::invalid_reference", "`self` is not supported")
+                Diagnostic::error(Code::InvalidReference, "`self` is not supported")
                     .with_label(root.span, "not supported")
                     .with_help("refer to the resource by its address, e.g. `aws_instance.web.id`"),
             ),
@@ -344,7 +344,7 @@ impl<'a> Walker<'a, '_> {
                     });
                     self.diagnostics.push(
                         Diagnostic::error(
-                            "infra::unknown_reference",
+                            Code::UnknownReference,
                             format!("unknown name `{}`", root.name),
                         )
                         .with_label(root.span, "not defined")

@@ -10,9 +10,9 @@ use infra_provider_sdk::ReadDataRequest;
 
 use crate::check::{CheckOptions, Loaded};
 use crate::config::{ModuleConfig, ResourceMode};
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{evaluate_configuration, provider_of};
-use crate::providers::Providers;
+use crate::providers::ProviderRegistry;
 use crate::state::{ResourceState, State};
 
 use super::diff::StatePlanner;
@@ -34,7 +34,7 @@ pub async fn read_data_sources(
     loaded: &Loaded,
     options: &CheckOptions,
     state: &mut State,
-    providers: &Providers,
+    providers: &ProviderRegistry,
 ) -> Diagnostics {
     let mut diagnostics = Diagnostics::new();
     let Some(config) = loaded.config.as_ref() else {
@@ -101,7 +101,7 @@ pub async fn read_data_sources(
                 Err(error) => {
                     diagnostics.push(
                         Diagnostic::error(
-                            "infra::data_source",
+                            Code::DataSource,
                             format!("reading `{}` failed: {error}", instance.address),
                         )
                         .with_label(instance.span, "this data source")

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::check::{CheckOptions, Checked, Loaded, evaluate, load};
 use crate::config::ResourceMode;
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{
     BlockSchema, EvaluatedModule, InstancePlanner, ResourceInstance, SchemaCatalog, SchemaLookup,
     TypeConstraint, Value,
@@ -90,6 +90,19 @@ pub enum Action {
 }
 
 impl Action {
+    /// `create`, `update`, `replace`, `delete`, `read`, `no-op`: as the JSON
+    /// plan and events name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::NoOp => "no-op",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace { .. } => "replace",
+            Action::Delete => "delete",
+            Action::Read => "read",
+        }
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             Action::NoOp => " ",
@@ -192,7 +205,7 @@ pub fn diff(
             && instance.lifecycle.prevent_destroy
         {
             diagnostics.push(
-                Diagnostic::error("infra::prevent_destroy", format!("`{}` would be replaced, but it has `prevent_destroy`", instance.address))
+                Diagnostic::error(Code::PreventDestroy, format!("`{}` would be replaced, but it has `prevent_destroy`", instance.address))
                     .with_label(instance.span, format!("replacement forced by {}", code_names(&change.replaced_because)))
                     .with_help("keep the attributes that force replacement unchanged, or remove `prevent_destroy` from its `lifecycle` block if destroying it is intended"),
             );
@@ -431,7 +444,7 @@ fn plan_instance(
 pub async fn refine_with_providers(
     plan: &mut Plan,
     state: &State,
-    providers: &crate::providers::Providers,
+    providers: &crate::providers::ProviderRegistry,
 ) -> Diagnostics {
     use infra_provider_sdk::{ObjectIdentity, PlanRequest, Planned};
     let mut diagnostics = Diagnostics::new();

@@ -29,14 +29,7 @@ use crate::eval::{SchemaCatalog, SchemaLookup, Value};
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
 fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::NoOp => "no-op",
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Replace { .. } => "replace",
-        Action::Delete => "delete",
-        Action::Read => "read",
-    }
+    action.name()
 }
 
 pub fn to_json(plan: &Plan, schemas: &SchemaCatalog) -> serde_json::Value {

@@ -4,7 +4,8 @@
 //! `diff.rs` compares the evaluated configuration with that state,
 //! resource instance by instance, using the providers' schemas to know
 //! which attributes force a replacement and which the provider computes;
-//! `modes.rs` holds `--destroy`, `--target`, `--replace`; `render.rs` and
+//! `modes.rs` holds `--destroy`, `--target`, `--replace`; `planner.rs` is
+//! the pipeline that puts them together (the only one); `render.rs` and
 //! `json.rs` show a plan; `saved.rs` is the `-out` file. Planning changes
 //! nothing anywhere.
 
@@ -13,6 +14,7 @@ mod diff;
 mod drift;
 mod json;
 mod modes;
+mod planner;
 mod refresh;
 mod render;
 mod saved;
@@ -24,6 +26,7 @@ pub use diff::{
 pub use drift::{DriftReport, Drifted, drift};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
 pub use modes::{Evaluation, check_replacements, destroy_plan, restrict_to_targets, targets};
+pub use planner::{PlanFailure, PlanOptions, Planned, PlannedInstance, Planner, planned_instances};
 pub use refresh::refresh;
 pub use render::{RenderOptions, render};
 pub use saved::{

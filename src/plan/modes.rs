@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::config::{ModuleConfig, ResourceMode};
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{
     EvaluatedModule, RootVariables, SchemaCatalog, evaluate_configuration, evaluate_focused,
 };
@@ -25,7 +25,7 @@ pub fn destroy_plan(state: &State, evaluated: Option<&EvaluatedModule>) -> (Plan
             if instance.lifecycle.prevent_destroy && state.resources.contains_key(&instance.address)
             {
                 diagnostics.push(
-                    Diagnostic::error("infra::prevent_destroy", format!("`{}` would be destroyed, but it has `prevent_destroy`", instance.address))
+                    Diagnostic::error(Code::PreventDestroy, format!("`{}` would be destroyed, but it has `prevent_destroy`", instance.address))
                         .with_label(instance.span, "has `lifecycle { prevent_destroy = true }`")
                         .with_help("remove `prevent_destroy` from its `lifecycle` block if destroying it is intended, or leave it out with `--target`"),
                 );
@@ -82,7 +82,7 @@ pub fn restrict_to_targets(
             .collect();
         if matched.is_empty() {
             diagnostics.push(
-                Diagnostic::error("infra::target", format!("`--target {target}` matches no resource"))
+                Diagnostic::error(Code::Target, format!("`--target {target}` matches no resource"))
                     .with_help("name a resource (`random_id.x`), an instance (`random_id.x[0]`) or a module (`module.net`); `infra state list` shows what the state holds"),
             );
         }
@@ -125,7 +125,7 @@ pub fn check_replacements(plan: &Plan, wanted: &[String]) -> Diagnostics {
         if !exists {
             diagnostics.push(
                 Diagnostic::error(
-                    "infra::replace",
+                    Code::Replace,
                     format!("`--replace {target}` matches no existing resource"),
                 )
                 .with_help(
@@ -147,6 +147,30 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// Where the value of argument `attribute` (`ami`, or `ingress.0.port`
+    /// for its first part) of the resource at `address` is written, if the
+    /// resource's block sets it.
+    pub fn argument_span(&self, address: &str, attribute: &str) -> Option<crate::syntax::Span> {
+        let mut module = &self.config;
+        let mut rest = crate::graph::without_key(address);
+        while let Some(after) = rest.strip_prefix("module.") {
+            let (name, tail) = after.split_once('.')?;
+            module = module.children.get(name.split('[').next()?)?;
+            rest = tail;
+        }
+        let (_, resource) = module
+            .declarations
+            .resources
+            .iter()
+            .find(|(id, _)| id.to_string() == rest)?;
+        let name = attribute.split(['.', '[']).next()?;
+        resource
+            .arguments
+            .iter()
+            .find(|argument| argument.name.name == name)
+            .map(|argument| argument.value.span)
+    }
+
     /// The configuration evaluated against `state`: references to applied
     /// resources see their real values.
     pub fn against(&self, state: &State) -> Result<EvaluatedModule, String> {

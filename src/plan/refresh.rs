@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use infra_provider_sdk::{ObjectIdentity, ProviderError, ReadRequest, ReadResponse};
 use tokio::task::JoinSet;
 
-use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::providers::Providers;
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::providers::{Operation, OperationFailure, ProviderRegistry};
 use crate::state::State;
 
 /// One provider call: its addresses and what it answered for each.
@@ -20,7 +20,7 @@ type Batch = Vec<(String, Result<ReadResponse, ProviderError>)>;
 
 pub async fn refresh(
     state: &State,
-    providers: &Providers,
+    providers: &ProviderRegistry,
     parallelism: usize,
 ) -> (State, Diagnostics) {
     let mut refreshed = state.clone();
@@ -31,7 +31,7 @@ pub async fn refresh(
         if providers.get(&resource.provider).is_none() {
             diagnostics.push(
                 Diagnostic::warning(
-                    "infra::no_provider",
+                    Code::NoProvider,
                     format!(
                         "`{address}` was not refreshed: no provider `{}` in this build",
                         resource.provider
@@ -93,7 +93,10 @@ pub async fn refresh(
         };
         for (address, answer) in batch {
             match answer {
-                Ok(ReadResponse { state: Some(attributes), .. }) => {
+                Ok(ReadResponse {
+                    state: Some(attributes),
+                    ..
+                }) => {
                     if let Some(entry) = refreshed.resources.get_mut(&address) {
                         entry.attributes = attributes;
                     }
@@ -101,10 +104,19 @@ pub async fn refresh(
                 Ok(ReadResponse { state: None, .. }) => {
                     refreshed.resources.remove(&address);
                 }
-                Err(error) => diagnostics.push(
-                    Diagnostic::error("infra::refresh", format!("refreshing `{address}` failed: {error}"))
-                        .with_help("check that the provider can reach the object; `--refresh=false` plans against the state as recorded"),
-                ),
+                Err(error) => {
+                    let failure = OperationFailure::from_provider(Operation::Read, &address, error);
+                    let mut diagnostic = Diagnostic::error(
+                        Code::Refresh,
+                        format!("refreshing `{address}` failed: {}", failure.reason()),
+                    )
+                    .with_help("check that the provider can reach the object; `--refresh=false` plans against the state as recorded");
+                    if let Some(code) = &failure.code {
+                        diagnostic =
+                            diagnostic.with_note(format!("the provider's error code is `{code}`"));
+                    }
+                    diagnostics.push(diagnostic);
+                }
             }
         }
     }

@@ -223,7 +223,7 @@ fn render_change(printer: &mut Printer, change: &Change) {
         };
         format!("{color}{sign}{RESET}")
     } else {
-        sign.to_string()
+        sign.clone()
     };
     let labels = match deployment {
         Some(name) => format!("\"{name}\""),

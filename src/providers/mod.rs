@@ -2,46 +2,88 @@
 //! before calling them: their schemas, as the front end's
 //! [`SchemaCatalog`], and their own checks of argument values.
 //!
-//! Built in: `local` (files), `random`, and `aws` (with the default `aws`
-//! feature; the engine and its tests build without it). The catalog is not
-//! *complete* — types of providers infra does not have are reported by
-//! `plan`, not `validate`.
-//! The `mock` provider (latency, failure injection) joins them when the
-//! environment sets `INFRA_MOCK_PROVIDER=1`: it is for tests and
-//! benchmarks, and its objects live only as long as the process.
+//! A run builds one [`ProviderRegistry`]: the providers, their schemas
+//! read once, configured once from the `provider` blocks, every call
+//! logged (`INFRA_LOG=debug`), closed when the run ends.
+//!
+//! Built in: `local` (files, processes, a load balancer), `random`, and
+//! `aws` (with the default `aws` feature; the engine and its tests build
+//! without it). The catalog is not *complete* — types of providers infra
+//! does not have are reported by `plan`, not `validate`. The `mock`
+//! provider (latency, failure injection) is compiled only into test builds
+//! (feature `mock`) and joins them when the environment sets
+//! `INFRA_MOCK_PROVIDER=1`; its objects live only as long as the process.
+
+mod failure;
+mod logged;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use infra_provider_sdk::{Attribute, AttributeType, Presence, Provider, ResourceSchema};
 
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+
 use crate::eval::{
     AttributeSchema, BlockSchema, EvaluatedModule, ProviderSchemas, SchemaCatalog, TypeConstraint,
 };
+pub use failure::{Operation, OperationFailure};
 
-/// A set of providers, shared by the tasks of a run.
+/// The providers of one run, shared by its tasks: each provider once, its
+/// schema read once (the [`SchemaCatalog`] the front end checks against),
+/// every call through a logging wrapper.
 #[derive(Clone)]
-pub struct Providers(Arc<[Arc<dyn Provider>]>);
+pub struct ProviderRegistry {
+    providers: Arc<[Arc<dyn Provider>]>,
+    catalog: Arc<SchemaCatalog>,
+}
 
-impl Providers {
-    pub fn new(providers: Vec<Arc<dyn Provider>>) -> Providers {
-        Providers(providers.into())
+impl ProviderRegistry {
+    pub fn new(providers: Vec<Arc<dyn Provider>>) -> ProviderRegistry {
+        let catalog = {
+            let borrowed: Vec<&dyn Provider> = providers.iter().map(AsRef::as_ref).collect();
+            Arc::new(schema_catalog(&borrowed, false))
+        };
+        let providers: Vec<Arc<dyn Provider>> = providers
+            .into_iter()
+            .map(|provider| Arc::new(logged::Logged::new(provider)) as Arc<dyn Provider>)
+            .collect();
+        ProviderRegistry {
+            providers: providers.into(),
+            catalog,
+        }
+    }
+
+    /// The providers compiled into infra (and `mock` in a test build, when
+    /// the environment asks for it with `INFRA_MOCK_PROVIDER=1`).
+    pub fn builtin() -> ProviderRegistry {
+        #[allow(unused_mut)]
+        let mut providers: Vec<Arc<dyn Provider>> = vec![
+            Arc::new(infra_provider_local::LocalProvider::new()),
+            Arc::new(infra_provider_random::RandomProvider),
+        ];
+        #[cfg(feature = "aws")]
+        providers.push(Arc::new(infra_provider_aws::AwsProvider::new()));
+        #[cfg(feature = "mock")]
+        if std::env::var_os("INFRA_MOCK_PROVIDER").is_some_and(|v| v == "1") {
+            providers.push(Arc::new(infra_provider_mock::MockProvider::new()));
+        }
+        ProviderRegistry::new(providers)
     }
 
     /// The provider called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
-        self.0.iter().find(|p| p.name() == name)
+        self.providers.iter().find(|p| p.name() == name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
-        self.0.iter()
+        self.providers.iter()
     }
 
-    /// The catalog of their schemas, for the front end.
-    pub fn catalog(&self) -> SchemaCatalog {
-        let borrowed: Vec<&dyn Provider> = self.0.iter().map(|p| p.as_ref()).collect();
-        schema_catalog(&borrowed, false)
+    /// Their schemas, for the front end (read once, when the registry was
+    /// built).
+    pub fn catalog(&self) -> Arc<SchemaCatalog> {
+        self.catalog.clone()
     }
 
     /// Applies the `provider NAME { … }` blocks to the providers they name,
@@ -63,7 +105,7 @@ impl Providers {
             };
             let config = match value.to_json() {
                 serde_json::Value::Object(fields) => fields.into_iter().collect(),
-                _ => Default::default(),
+                _ => BTreeMap::default(),
             };
             for problem in provider
                 .configure(infra_provider_sdk::ConfigureRequest {
@@ -80,26 +122,13 @@ impl Providers {
         }
         diagnostics
     }
-}
 
-/// The providers compiled into infra (and `mock` when the environment asks
-/// for it with `INFRA_MOCK_PROVIDER=1`).
-pub fn builtin() -> Providers {
-    let mut providers: Vec<Arc<dyn Provider>> = vec![
-        Arc::new(infra_provider_local::LocalProvider::new()),
-        Arc::new(infra_provider_random::RandomProvider),
-    ];
-    #[cfg(feature = "aws")]
-    providers.push(Arc::new(infra_provider_aws::AwsProvider::new()));
-    if std::env::var_os("INFRA_MOCK_PROVIDER").is_some_and(|v| v == "1") {
-        providers.push(Arc::new(infra_provider_mock::MockProvider::new()));
+    /// Ends the run for every provider; nothing is called afterwards.
+    pub async fn close(&self) {
+        for provider in self.providers.iter() {
+            provider.close().await;
+        }
     }
-    Providers::new(providers)
-}
-
-/// The schema catalog of the built-in providers.
-pub fn builtin_catalog() -> Arc<SchemaCatalog> {
-    Arc::new(builtin().catalog())
 }
 
 /// A provider's diagnostic as infra shows it, its summary after `prefix`
@@ -107,11 +136,9 @@ pub fn builtin_catalog() -> Arc<SchemaCatalog> {
 pub fn provider_diagnostic(problem: infra_provider_sdk::Diagnostic, prefix: &str) -> Diagnostic {
     let summary = format!("{prefix}{}", problem.summary);
     let diagnostic = match problem.severity {
-        infra_provider_sdk::Severity::Error => {
-            Diagnostic::error("infra::provider_validation", summary)
-        }
+        infra_provider_sdk::Severity::Error => Diagnostic::error(Code::ProviderValidation, summary),
         infra_provider_sdk::Severity::Warning => {
-            Diagnostic::warning("infra::provider_validation", summary)
+            Diagnostic::warning(Code::ProviderValidation, summary)
         }
     };
     match problem.help {
@@ -122,7 +149,10 @@ pub fn provider_diagnostic(problem: infra_provider_sdk::Diagnostic, prefix: &str
 
 /// Asks each resource's provider to check its argument values (ranges,
 /// combinations the schema cannot express). Only known values are passed.
-pub fn validate_with_providers(evaluated: &EvaluatedModule, providers: &Providers) -> Diagnostics {
+pub fn validate_with_providers(
+    evaluated: &EvaluatedModule,
+    providers: &ProviderRegistry,
+) -> Diagnostics {
     let mut diagnostics = Diagnostics::new();
     for instance in evaluated.all_resources() {
         let provider_name = crate::eval::provider_of(&instance.id.type_name);

@@ -104,7 +104,7 @@ impl StateLock {
             host: hostname(),
             pid: std::process::id(),
             process_start: process_start(std::process::id()),
-            when: rfc3339_now(),
+            when: crate::clock::now(),
             operation: operation.to_string(),
         };
         let mut replaced_stale = None;
@@ -194,41 +194,10 @@ fn is_stale(held: &LockInfo) -> bool {
 }
 
 fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| fs::read_to_string("/etc/hostname"))
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into())
+    infra_provider_sdk::host::hostname()
 }
 
-/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks.
+/// When the process `pid` started (clock ticks after boot), if it runs.
 pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces.
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn rfc3339_now() -> String {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    infra_provider_sdk::host::process_stat(pid).map(|stat| stat.started)
 }

@@ -5,10 +5,12 @@
 //! or newer files) and the lock that keeps two runs apart (`lock.rs`).
 //! Knows nothing of providers or plans.
 
+pub mod backend;
 mod format;
 mod lock;
 mod store;
 
+pub use backend::{Backend, LocalBackend, LockGuard, LockWait, StateVersion, StoredState};
 pub use format::{
     FORMAT_NAME, FORMAT_VERSION, OutputState, ResourceState, State, is_data_address, new_lineage,
 };

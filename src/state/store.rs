@@ -8,8 +8,7 @@
 //! version — is refused, and never overwritten.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::format::{FORMAT_NAME, FORMAT_VERSION, State};
@@ -27,6 +26,8 @@ pub enum StateError {
         action: &'static str,
         error: std::io::Error,
     },
+    /// Someone else saved the state since this run read it.
+    Changed { path: PathBuf },
 }
 
 impl fmt::Display for StateError {
@@ -55,6 +56,11 @@ impl fmt::Display for StateError {
             } => {
                 write!(f, "cannot {action} `{}`: {error}", path.display())
             }
+            StateError::Changed { path } => write!(
+                f,
+                "state file `{}` was changed by someone else since this run read it; this run's changes were not saved over it\n  help: make sure runs take the lock (another run, or an edit by hand, wrote it), then plan again",
+                path.display()
+            ),
         }
     }
 }
@@ -111,9 +117,14 @@ fn parse(path: &Path, text: &str) -> Result<State, StateError> {
 
 /// Reads the state; `None` when there is no state file yet.
 pub fn load(path: &Path) -> Result<Option<State>, StateError> {
+    load_text(path).map(|(state, _)| state)
+}
+
+/// [`load`], with the text it was read from.
+pub(super) fn load_text(path: &Path) -> Result<(Option<State>, Option<String>), StateError> {
     match fs::read_to_string(path) {
-        Ok(text) => parse(path, &text).map(Some),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Ok(text) => Ok((Some(parse(path, &text)?), Some(text))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok((None, None)),
         Err(error) => Err(io(path, "read")(error)),
     }
 }
@@ -129,54 +140,51 @@ pub fn save(path: &Path, state: &State) -> Result<bool, StateError> {
 /// backup (the first save of an apply) or not (its later saves, which keep
 /// the state from before the run as the backup).
 pub fn save_with(path: &Path, state: &State, backup: bool) -> Result<bool, StateError> {
+    let mut changed = false;
+    save_text(path, state, backup, |previous| {
+        changed = previous != Some(state.to_canonical_json().as_str());
+        Ok(())
+    })?;
+    Ok(changed)
+}
+
+/// Saves `state` unless the file holds it already; `check` sees the text
+/// being replaced (none when there is no file) and may refuse the save.
+/// Returns the text now in the file.
+pub(super) fn save_text(
+    path: &Path,
+    state: &State,
+    backup: bool,
+    check: impl FnOnce(Option<&str>) -> Result<(), StateError>,
+) -> Result<String, StateError> {
     let text = state.to_canonical_json();
     let previous = match fs::read_to_string(path) {
         Ok(previous) => Some(previous),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(io(path, "read")(error)),
     };
+    check(previous.as_deref())?;
     if let Some(previous) = &previous {
         // Never replace a state this build cannot read: it may be someone's
         // newer state, or the only copy of a damaged one.
         parse(path, previous)?;
         if *previous == text {
-            return Ok(false);
+            return Ok(text);
         }
         if backup {
             write_atomically(&backup_path(path), previous.as_bytes())?;
         }
     }
     write_atomically(path, text.as_bytes())?;
-    Ok(true)
+    Ok(text)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut temporary_name = std::ffi::OsString::from(".");
-    temporary_name.push(path.file_name().unwrap_or_default());
-    temporary_name.push(format!(".tmp.{}", std::process::id()));
-    let temporary = directory.join(temporary_name);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temporary)
-            .map_err(io(&temporary, "create"))?;
-        file.write_all(bytes).map_err(io(&temporary, "write"))?;
-        file.sync_all().map_err(io(&temporary, "flush"))?;
-        fs::rename(&temporary, path).map_err(io(path, "replace"))?;
-        // Make the rename itself durable.
-        if let Ok(dir) = File::open(&directory) {
-            let _ = dir.sync_all();
+    infra_provider_sdk::host::write_atomically(path, bytes, 0o644).map_err(|failure| {
+        StateError::Io {
+            path: failure.path,
+            action: failure.step,
+            error: failure.error,
         }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    result
+    })
 }

@@ -12,7 +12,7 @@ use pest::iterators::Pair;
 use super::ast::*;
 use super::scanner::{self, MAX_NESTING};
 use super::{FileId, Span};
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/infra.pest"]
@@ -52,7 +52,7 @@ pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     if text.len() > MAX_FILE_BYTES {
         diagnostics.push(
             Diagnostic::error(
-                "infra::file_too_large",
+                Code::FileTooLarge,
                 format!("file is too large ({} bytes)", text.len()),
             )
             .with_label(Span::new(file, 0, 0), "this file")
@@ -66,7 +66,7 @@ pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     let scan = scanner::scan(file, text);
     if let Some(span) = scan.too_deep {
         diagnostics.push(
-            Diagnostic::error("infra::too_deep", "nesting is too deep")
+            Diagnostic::error(Code::TooDeep, "nesting is too deep")
                 .with_label(span, format!("more than {MAX_NESTING} levels deep here"))
                 .with_help("flatten the expression, e.g. move inner parts into `locals`"),
         );
@@ -95,7 +95,7 @@ pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
         // The heredoc ran to the end of the file; any "unexpected end of
         // file" is a consequence, not a second problem.
         diagnostics.retain(|d| {
-            d.code != "infra::syntax"
+            d.code != Code::Syntax
                 || d.primary_span()
                     .is_none_or(|s| (s.start as usize) < text.len())
         });
@@ -104,12 +104,9 @@ pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
             .trim_start_matches('-')
             .to_string();
         diagnostics.push(
-            Diagnostic::error(
-                "infra::syntax",
-                format!("heredoc `{marker}` is never closed"),
-            )
-            .with_label(opener, "opened here")
-            .with_help(format!("end it with a line holding only `{marker}`")),
+            Diagnostic::error(Code::Syntax, format!("heredoc `{marker}` is never closed"))
+                .with_label(opener, "opened here")
+                .with_help(format!("end it with a line holding only `{marker}`")),
         );
     }
     items.sort_by_key(|item| item.span().start);
@@ -124,7 +121,7 @@ pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
 pub fn parse_expression(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
     let scan = scanner::scan(file, text);
     if let Some(span) = scan.too_deep {
-        return Err(Diagnostic::error("infra::too_deep", "nesting is too deep")
+        return Err(Diagnostic::error(Code::TooDeep, "nesting is too deep")
             .with_label(span, format!("more than {MAX_NESTING} levels deep here")));
     }
     set_call_limit(text.len());
@@ -336,7 +333,7 @@ fn syntax_error(
         format!("expected {expected_text}")
     };
     let help = syntax_help(text, at, &found, &expected);
-    Diagnostic::error("infra::syntax", message)
+    Diagnostic::error(Code::Syntax, message)
         .with_label(span, label)
         .with_help(help)
 }
@@ -681,7 +678,7 @@ impl Builder<'_> {
 
     fn too_many_operators(&mut self, span: Span) -> Expr {
         self.diagnostics.push(
-            Diagnostic::error("infra::too_deep", "expression has too many operators")
+            Diagnostic::error(Code::TooDeep, "expression has too many operators")
                 .with_label(
                     span,
                     format!("more than {MAX_EXPRESSION_OPERATORS} operators"),
@@ -846,9 +843,9 @@ impl Builder<'_> {
                 Rule::template_text => {
                     let text = part.as_str();
                     if text.contains("$${") {
-                        push_literal(&mut parts, &text.replace("$${", "${"))
+                        push_literal(&mut parts, &text.replace("$${", "${"));
                     } else {
-                        push_literal(&mut parts, text)
+                        push_literal(&mut parts, text);
                     }
                 }
                 Rule::template_escape => push_literal(&mut parts, &unescape(part.as_str())),

@@ -12,10 +12,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use infra_provider_local::runtime::http::{self, Request};
+pub use infra_provider_local::runtime::process::{Signal, signal};
 use serde_json::Value;
 
 pub const INFRA: &str = env!("CARGO_BIN_EXE_infra");
-pub const DEMO_APP: &str = env!("CARGO_BIN_EXE_demo-app");
+/// demo-app, the service the local examples deploy: its own crate, built
+/// beside infra by `cargo test --workspace` (or `cargo build -p demo-app`).
+pub static DEMO_APP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let here = std::env::current_exe().expect("the test's own path");
+    // target/debug/deps/<test> → target/debug/demo-app
+    let built = here
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("demo-app"))
+        .expect("a target directory");
+    assert!(
+        built.exists(),
+        "{} is not built: run the tests with `cargo test --workspace`, or `cargo build -p demo-app` first",
+        built.display()
+    );
+    built.display().to_string()
+});
 
 /// A child process killed (with its group) when dropped.
 pub struct Process {
@@ -30,8 +47,8 @@ impl Process {
 
     /// SIGKILL now, as a crash would.
     pub fn kill(&mut self) {
-        // SAFETY: signals a process group this test started.
-        unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+        // A process group this test started.
+        signal(self.pid(), true, Signal::KILL);
         let _ = self.child.wait();
     }
 }
@@ -76,7 +93,7 @@ pub struct Backend {
 
 pub fn demo_app(name: &str, env: &[(&str, &str)]) -> Backend {
     let port = free_port();
-    let mut command = Command::new(DEMO_APP);
+    let mut command = Command::new(&*DEMO_APP);
     command
         .args(["--port", &port.to_string()])
         .env("INFRA_INSTANCE", name)
@@ -295,6 +312,55 @@ pub fn copy_dir(from: &Path, to: &Path) {
         let target: PathBuf = to.join(entry.file_name());
         if entry.file_type().unwrap().is_file() {
             std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The engine in process, as the CLI drives it but without a state file:
+/// the one planning pipeline ([`infra::plan::Planner`]), then apply.
+pub mod engine {
+    use infra::apply::{ApplyReport, apply_in_memory};
+    use infra::check::{CheckOptions, load};
+    use infra::events::Events;
+    use infra::plan::{PlanFailure, PlanOptions, Planned, Planner};
+    use infra::providers::ProviderRegistry;
+    use infra::state::State;
+
+    pub async fn plan(
+        options: &CheckOptions,
+        state: &State,
+        providers: &ProviderRegistry,
+        parallelism: usize,
+        destroy: bool,
+    ) -> Result<Planned, PlanFailure> {
+        let planner = Planner::new(
+            providers,
+            PlanOptions {
+                parallelism,
+                destroy,
+                ..PlanOptions::default()
+            },
+        );
+        planner.plan(load(options), options, state).await
+    }
+
+    pub async fn plan_and_apply(
+        options: &CheckOptions,
+        state: State,
+        providers: &ProviderRegistry,
+        parallelism: usize,
+        destroy: bool,
+    ) -> Result<(State, ApplyReport), PlanFailure> {
+        let planned = plan(options, &state, providers, parallelism, destroy).await?;
+        Ok(apply_in_memory(planned, providers, parallelism, Events::none()).await)
+    }
+
+    /// Options to check the configuration in `dir` with `providers`' schemas.
+    pub fn options(dir: &std::path::Path, providers: &ProviderRegistry) -> CheckOptions {
+        CheckOptions {
+            dir: dir.to_path_buf(),
+            schemas: providers.catalog(),
+            ..CheckOptions::default()
         }
     }
 }

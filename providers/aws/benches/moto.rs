@@ -112,7 +112,7 @@ fn main() {
         )
         .await;
         // An AMI moto knows, found the way a data source would.
-        let ami = infra_provider_aws::aws_sdk_ec2::Client::new(&moto.sdk_config().await)
+        let ami = aws_sdk_ec2::Client::new(&moto.sdk_config().await)
             .describe_images()
             .owners("amazon")
             .send()

@@ -122,9 +122,35 @@ where
         c.contains("Throttl") || c == "RequestLimitExceeded" || c.contains("Unavailable")
     });
     let mut provider_error = ProviderError::new(format!("{operation}: {message}"));
+    provider_error.attribute = code
+        .as_deref()
+        .and_then(attribute_at_fault)
+        .map(str::to_string);
     provider_error.code = code;
     provider_error.retryable = retryable;
     provider_error
+}
+
+/// The argument an EC2 error code is about, so that infra can point at its
+/// value: `InvalidAMIID.NotFound` → `ami`. Only codes that name one
+/// argument whatever the resource type; the engine falls back to the
+/// resource block when the argument is not set in it.
+fn attribute_at_fault(code: &str) -> Option<&'static str> {
+    let family = code.split('.').next().unwrap_or(code);
+    Some(match family {
+        "InvalidAMIID" => "ami",
+        "InvalidSubnetID" => "subnet_id",
+        "InvalidVpcID" => "vpc_id",
+        "InvalidKeyPair" => "key_name",
+        "InvalidInstanceType" => "instance_type",
+        "InvalidGroup" | "InvalidGroupId" => "vpc_security_group_ids",
+        "InvalidSubnet" | "InvalidVpc"
+            if code.ends_with(".Range") || code.ends_with(".Conflict") =>
+        {
+            "cidr_block"
+        }
+        _ => return None,
+    })
 }
 
 /// Whether an error is AWS saying the object does not exist.

@@ -400,7 +400,7 @@ impl Provider for AwsProvider {
                 Kind::Eip => eip::update(&api, prior, config).await?,
                 Kind::LoadBalancer => load_balancer::update_lb(&api, prior, config).await?,
                 Kind::TargetGroup => {
-                    load_balancer::update_target_group(&api, prior, config).await?
+                    load_balancer::update_target_group(&api, prior, config).await?;
                 }
                 Kind::Listener => load_balancer::update_listener(&api, prior, config).await?,
                 // Every argument forces a new attachment.

@@ -264,7 +264,7 @@ async fn update_elb_tags(
 async fn describe_each<T, F, Fut>(ids: &[String], describe: F) -> Result<Vec<T>, ProviderError>
 where
     F: Fn(Vec<String>) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<T>, ProviderError>>,
+    Fut: Future<Output = Result<Vec<T>, ProviderError>>,
 {
     match describe(ids.to_vec()).await {
         Ok(found) => Ok(found),

@@ -468,8 +468,7 @@ impl<'a> Fleet<'a> {
         };
         if let Err(error) = self.journal.add(&instance) {
             // Not recorded anywhere: it must not outlive this call.
-            // SAFETY: the process group this call just started.
-            unsafe { libc::kill(-instance.process.pid, libc::SIGKILL) };
+            process::signal(instance.process.pid, true, rustix::process::Signal::KILL);
             return Err(error);
         }
         Ok(instance)

@@ -108,7 +108,8 @@ impl MockProvider {
             Some(failing) if failing == operation => Err(ProviderError::new(format!(
                 "injected failure on {operation}"
             ))
-            .with_code("MockFailure")),
+            .with_code("MockFailure")
+            .at("fail_on")),
             _ => Ok(()),
         }
     }
@@ -167,7 +168,7 @@ impl Provider for MockProvider {
             ],
         );
         let lookup = ResourceSchema::new(
-            "a lookup: finds `found-NAME` with the value `value-of-NAME`",
+            "a lookup: finds `found-NAME` with the value `value-of-NAME` (a NAME starting with `missing` is not found)",
             [
                 ("name", Attribute::required(AttributeType::String)),
                 ("id", Attribute::computed(AttributeType::String)),
@@ -215,6 +216,11 @@ impl Provider for MockProvider {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            if name.starts_with("missing") {
+                return Err(ProviderError::new(format!("no lookup named `{name}`"))
+                    .with_code("MockNotFound")
+                    .at("name"));
+            }
             let mut found = request.config;
             found.insert("id".into(), json!(format!("found-{name}")));
             found.insert("value".into(), json!(format!("value-of-{name}")));

@@ -9,10 +9,9 @@
 //!   one of each enabled class; `result` is sensitive.
 //! - `random_integer`: `result` uniformly in `min..=max`.
 //!
-//! Randomness comes from the operating system (`/dev/urandom`).
+//! Randomness comes from the operating system (`getrandom`).
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 
 use infra_provider_sdk::*;
 use serde_json::{Value, json};
@@ -27,11 +26,9 @@ fn keepers() -> Attribute {
 
 fn random_bytes(count: usize) -> Result<Vec<u8>, ProviderError> {
     let mut bytes = vec![0u8; count];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut source| source.read_exact(&mut bytes))
-        .map_err(|error| {
-            ProviderError::new(format!("cannot read randomness from /dev/urandom: {error}"))
-        })?;
+    getrandom::fill(&mut bytes).map_err(|error| {
+        ProviderError::new(format!("cannot read randomness from the OS: {error}"))
+    })?;
     Ok(bytes)
 }
 
@@ -95,7 +92,7 @@ fn generate(type_name: &str, config: &Attributes) -> Result<Attributes, Provider
             let mut digits = vec![0u32];
             for byte in &bytes {
                 let mut carry = u32::from(*byte);
-                for digit in digits.iter_mut() {
+                for digit in &mut digits {
                     let value = *digit * 256 + carry;
                     *digit = value % 10;
                     carry = value / 10;

@@ -12,6 +12,7 @@
 //! ([`BoxFuture`]) that the engine drives (on tokio).
 
 mod duration;
+pub mod host;
 mod protocol;
 mod provider;
 mod schema;

@@ -63,6 +63,9 @@ impl Diagnostic {
 pub struct ProviderError {
     pub message: String,
     pub code: Option<String>,
+    /// The argument at fault (`ami`), when the provider can tell: the
+    /// engine then points at its value in the configuration.
+    pub attribute: Option<String>,
     /// Whether trying the same operation again may succeed (throttling, a
     /// 5xx answer). Providers retry within an operation themselves; this
     /// tells the engine what to say.
@@ -74,12 +77,19 @@ impl ProviderError {
         ProviderError {
             message: message.into(),
             code: None,
+            attribute: None,
             retryable: false,
         }
     }
 
     pub fn with_code(mut self, code: impl Into<String>) -> ProviderError {
         self.code = Some(code.into());
+        self
+    }
+
+    /// Names the argument at fault.
+    pub fn at(mut self, attribute: impl Into<String>) -> ProviderError {
+        self.attribute = Some(attribute.into());
         self
     }
 }

@@ -118,6 +118,13 @@ pub trait Provider: Send + Sync {
         })
     }
 
+    /// The run is over: release what the provider holds (connections,
+    /// processes it waits for). Nothing is called after it. By default,
+    /// nothing to do.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     /// Adopts an existing object; by default, not supported.
     fn import(
         &self,

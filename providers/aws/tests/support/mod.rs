@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use infra_provider_aws::{aws_config, aws_sdk_ec2};
+
 pub struct Moto {
     child: Child,
     pub endpoint: String,
@@ -95,12 +97,11 @@ impl Moto {
     /// An SDK configuration for this server, to look at and change things
     /// behind infra's back.
     #[allow(dead_code)]
-    pub async fn sdk_config(&self) -> infra_provider_aws::aws_config::SdkConfig {
-        use infra_provider_aws::aws_config;
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(self.endpoint.clone())
-            .credentials_provider(infra_provider_aws::aws_sdk_ec2::config::Credentials::new(
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
                 "testing", "testing", None, None, "test",
             ))
             .load()

@@ -21,10 +21,11 @@ pub fn watch(backend: Arc<Backend>, client: BackendClient) {
                 break;
             }
             if let Some(healthy) = backend.record_check(passed) {
-                eprintln!(
-                    "backend {} ({}) is now {}",
-                    backend.id,
-                    backend.addr,
+                tracing::info!(
+                    backend = %backend.id,
+                    addr = %backend.addr,
+                    healthy,
+                    "backend is now {}",
                     if healthy { "healthy" } else { "unhealthy" }
                 );
             }

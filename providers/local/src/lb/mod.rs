@@ -83,14 +83,14 @@ pub fn run(options: Options) -> i32 {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("local-lb: cannot start the runtime: {error}");
+            tracing::error!("cannot start the runtime: {error}");
             return 1;
         }
     };
     match runtime.block_on(serve(options)) {
         Ok(()) => 0,
         Err(error) => {
-            eprintln!("local-lb: {error}");
+            tracing::error!("{error}");
             1
         }
     }
@@ -129,7 +129,7 @@ async fn serve(options: Options) -> Result<(), String> {
         })?
         .trim()
         .to_string();
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let sockets = bind_reuseport(&options.listen, workers)
         .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
     let listen_addr = sockets[0].local_addr().map_err(|e| e.to_string())?;
@@ -199,11 +199,11 @@ async fn serve(options: Options) -> Result<(), String> {
     let admin_file = options.dir.join("admin.json");
     write_atomically(&admin_file, announcement.to_string().as_bytes(), 0o644)
         .map_err(|e| format!("cannot write {}: {e}", admin_file.display()))?;
-    eprintln!("local-lb: listening on {listen_addr} ({workers} workers), admin on {admin_addr}");
+    tracing::info!(listen = %listen_addr, workers, admin = %admin_addr, "listening");
 
     wait_for_stop().await;
     let _ = std::fs::remove_file(&admin_file);
-    eprintln!("local-lb: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -226,14 +226,14 @@ async fn wait_for_stop() {
 async fn accept<F, Fut>(listener: TcpListener, handle: F)
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = hyper::Response<proxy::Body>> + Send + 'static,
+    Fut: Future<Output = hyper::Response<proxy::Body>> + Send + 'static,
 {
     loop {
         let (stream, _peer): (_, SocketAddr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: wait, don't spin.
-                eprintln!("local-lb: accept failed: {error}");
+                tracing::warn!("accept failed: {error}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

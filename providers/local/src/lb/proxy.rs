@@ -54,7 +54,7 @@ impl Shared {
 /// to the backends (a thread's client and server connections never wake
 /// another thread).
 pub struct Proxy {
-    pub shared: std::sync::Arc<Shared>,
+    pub shared: Arc<Shared>,
     pub client: BackendClient,
 }
 

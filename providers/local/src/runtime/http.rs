@@ -1,11 +1,15 @@
-//! A minimal HTTP/1.1 client for loopback: one request per connection
-//! (`Connection: close`). The provider talks to its load balancer's admin
-//! API and checks instances' health with it; tests use it as a load
-//! generator that, like the rollout tests demand, never reuses connections.
+//! A small HTTP/1.1 client for loopback, on hyper: one request per
+//! connection (`Connection: close`). The provider talks to its load
+//! balancer's admin API and checks instances' health with it; tests use it
+//! as a load generator that, like the rollout tests demand, never reuses
+//! connections.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 #[derive(Debug, Clone)]
@@ -62,100 +66,93 @@ pub async fn get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<R
     send(addr, request, timeout).await
 }
 
+fn invalid(error: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string())
+}
+
 async fn exchange(addr: &str, request: Request<'_>) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(addr).await?;
+    let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let body = request.body.unwrap_or_default();
-    let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        request.method,
-        request.path,
-        body.len()
-    );
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(invalid)?;
+    let mut builder = hyper::Request::builder()
+        .method(request.method)
+        .uri(request.path)
+        .header(HOST, addr)
+        .header(CONNECTION, "close");
     if let Some(token) = request.token {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
     }
     if request.body.is_some() {
-        head.push_str("Content-Type: application/json\r\n");
+        builder = builder.header(CONTENT_TYPE, "application/json");
     }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
-    stream.write_all(&bytes).await?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await?;
-    parse(&answer)
-}
-
-fn invalid(why: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string())
-}
-
-fn parse(answer: &[u8]) -> std::io::Result<Response> {
-    let end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| invalid("the connection closed before a complete answer"))?;
-    let head =
-        std::str::from_utf8(&answer[..end]).map_err(|_| invalid("a head that is not text"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid("no status code"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let raw = &answer[end + 4..];
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    let body = if chunked { dechunk(raw)? } else { raw.to_vec() };
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| invalid("a truncated chunk"))?;
-        let size_text = std::str::from_utf8(&raw[..line_end]).map_err(|_| invalid("chunk size"))?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| invalid("chunk size"))?;
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        if raw.len() < size + 2 {
-            return Err(invalid("a truncated chunk"));
-        }
-        body.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
-    }
+    let body = Full::new(Bytes::copy_from_slice(request.body.unwrap_or_default()));
+    let request = builder.body(body).map_err(invalid)?;
+    let answer = async {
+        let response = sender.send_request(request).await.map_err(invalid)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(invalid)?
+            .to_bytes()
+            .to_vec();
+        Ok::<_, std::io::Error>(Response {
+            status,
+            headers,
+            body,
+        })
+    };
+    // The connection ends after the answer (`Connection: close`): drive it
+    // until then, beside the request.
+    let (answer, _closed) = tokio::join!(answer, connection);
+    answer
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    #[test]
-    fn parses_plain_and_chunked_answers() {
-        let plain = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").unwrap();
+    /// A server that answers one connection with `answer`, whatever it
+    /// is asked.
+    async fn answering(answer: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            stream.write_all(answer).await.unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn reads_plain_and_chunked_answers() {
+        let addr = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let plain = get(&addr, "/", Duration::from_secs(5)).await.unwrap();
         assert_eq!((plain.status, plain.text()), (200, "ok".to_string()));
-        let chunked = parse(
+        let addr = answering(
             b"HTTP/1.1 503 x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
         )
-        .unwrap();
+        .await;
+        let chunked = get(&addr, "/", Duration::from_secs(5)).await.unwrap();
         assert_eq!((chunked.status, chunked.text()), (503, "abcde".to_string()));
-        assert!(parse(b"HTTP/1.1 200 OK\r\n").is_err());
+        assert_eq!(chunked.header("Transfer-Encoding"), Some("chunked"));
+        let addr = answering(b"HTTP/1.1 200 OK\r\n").await;
+        assert!(get(&addr, "/", Duration::from_secs(5)).await.is_err());
     }
 }

@@ -81,9 +81,8 @@ pub(crate) fn file_name(text: &str) -> String {
 
 /// 32 random bytes from the OS, as hex: the load balancer's admin token.
 pub fn random_token() -> std::io::Result<String> {
-    use std::io::Read as _;
     let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -97,15 +96,6 @@ pub fn free_port() -> std::io::Result<u16> {
 /// Writes `contents` to `path` through a temporary file and a rename, with
 /// `mode`, so that a reader never sees half of it.
 pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&temporary)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
+    infra_provider_sdk::host::write_atomically(path, contents, mode)
+        .map_err(|failure| std::io::Error::new(failure.error.kind(), failure.to_string()))
 }

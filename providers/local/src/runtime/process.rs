@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use rustix::process::Signal;
 use serde_json::{Value, json};
 
 /// A process as infra recorded it.
@@ -44,15 +45,8 @@ impl ProcessId {
 
 /// State letter and start time of `pid`, from `/proc/PID/stat`.
 fn stat(pid: i32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: the
-    // fields after it start after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state); field 22 is starttime.
-    let state = fields.first()?.chars().next()?;
-    let started = fields.get(19)?.parse().ok()?;
-    Some((state, started))
+    let stat = infra_provider_sdk::host::process_stat(u32::try_from(pid).ok()?)?;
+    Some((stat.state, stat.started))
 }
 
 /// How a started process is detached from infra.
@@ -97,12 +91,13 @@ pub fn spawn(spec: Spawn<'_>) -> std::io::Result<ProcessId> {
             command.process_group(0);
         }
         Detach::Session => {
-            // SAFETY: setsid is async-signal-safe and touches no memory.
+            // SAFETY: the closure runs in the child between fork and exec,
+            // where only async-signal-safe calls are allowed: setsid is one,
+            // and it touches no memory of the parent.
+            #[allow(unsafe_code)]
             unsafe {
                 command.pre_exec(|| {
-                    if libc::setsid() == -1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    rustix::process::setsid()?;
                     Ok(())
                 });
             }
@@ -115,6 +110,19 @@ pub fn spawn(spec: Spawn<'_>) -> std::io::Result<ProcessId> {
     Ok(id)
 }
 
+/// Sends `signal` to the process `pid`, or to its whole group. A process
+/// that is gone already is not an error.
+pub fn signal(pid: i32, group: bool, signal: Signal) {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return;
+    };
+    let _ = if group {
+        rustix::process::kill_process_group(pid, signal)
+    } else {
+        rustix::process::kill_process(pid, signal)
+    };
+}
+
 /// Stops the process (and, for an instance, its group): SIGTERM, up to
 /// `grace` to exit, then SIGKILL. A process that is not ours any more (or
 /// already gone) is left alone.
@@ -122,9 +130,8 @@ pub async fn stop(id: ProcessId, group: bool, grace: Duration) {
     if !id.is_running() {
         return;
     }
-    let target = if group { -id.pid } else { id.pid };
-    // SAFETY: plain syscalls on a pid we checked is still the one we started.
-    unsafe { libc::kill(target, libc::SIGTERM) };
+    // A pid we checked is still the process we started.
+    signal(id.pid, group, Signal::TERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if !id.is_running() {
@@ -133,7 +140,7 @@ pub async fn stop(id: ProcessId, group: bool, grace: Duration) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if id.is_running() {
-        unsafe { libc::kill(target, libc::SIGKILL) };
+        signal(id.pid, group, Signal::KILL);
         for _ in 0..100 {
             if !id.is_running() {
                 break;

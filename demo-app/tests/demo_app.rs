@@ -1,12 +1,50 @@
 //! demo-app's settings, which the rollout tests rely on: an exact failure
 //! rate, added latency, a slow start, and health that can be switched.
 
-mod support;
-
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use infra_provider_local::runtime::http;
-use support::*;
+
+/// A demo-app process on a free port, killed when dropped (also when a
+/// test fails).
+struct App {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn demo_app(name: &str, env: &[(&str, &str)]) -> App {
+    let port = infra_provider_local::runtime::free_port().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_demo-app"))
+        .args(["--port", &port.to_string()])
+        .env("INFRA_INSTANCE", name)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start demo-app");
+    let mut app = App {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&app.addr).is_err() {
+        if let Ok(Some(status)) = app.child.try_wait() {
+            panic!("demo-app {name} exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "demo-app {name} never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    app
+}
 
 #[tokio::test]
 async fn fail_rate_is_exact_and_metrics_count_every_answer() {

@@ -1,0 +1,195 @@
+//! Every provider call, logged: which provider, which operation on what,
+//! how long it took and how it ended (`INFRA_LOG=debug`, target
+//! `infra::provider`). The registry wraps each provider in one.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use infra_provider_sdk::{
+    Attributes, BoxFuture, ConfigureRequest, CreateRequest, DeleteRequest, Diagnostic,
+    ImportRequest, ObjectResponse, PlanRequest, PlanResponse, Provider, ProviderError,
+    ReadDataRequest, ReadRequest, ReadResponse, Schema, UpdateRequest,
+};
+
+pub struct Logged {
+    inner: Arc<dyn Provider>,
+}
+
+impl Logged {
+    pub fn new(inner: Arc<dyn Provider>) -> Logged {
+        Logged { inner }
+    }
+
+    /// Runs `call` (an operation on the object at `address`), timed and
+    /// logged.
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        type_name: String,
+        address: String,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let started = Instant::now();
+        let result = call.await;
+        self.log(operation, &type_name, &address, started, &result);
+        result
+    }
+
+    fn log<T>(
+        &self,
+        operation: &'static str,
+        type_name: &str,
+        address: &str,
+        started: Instant,
+        result: &Result<T, ProviderError>,
+    ) {
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(_) => tracing::debug!(
+                target: "infra::provider",
+                provider = self.inner.name(),
+                operation,
+                type_name,
+                address,
+                elapsed_ms,
+                "provider call succeeded"
+            ),
+            Err(error) => tracing::debug!(
+                target: "infra::provider",
+                provider = self.inner.name(),
+                operation,
+                type_name,
+                address,
+                elapsed_ms,
+                code = error.code.as_deref().unwrap_or(""),
+                error = %error.message,
+                "provider call failed"
+            ),
+        }
+    }
+}
+
+impl Provider for Logged {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn schema(&self) -> Schema {
+        self.inner.schema()
+    }
+
+    fn configure(&self, request: ConfigureRequest) -> BoxFuture<'_, Vec<Diagnostic>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let problems = self.inner.configure(request).await;
+            tracing::debug!(
+                target: "infra::provider",
+                provider = self.inner.name(),
+                operation = "configure",
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                problems = problems.len(),
+                "provider configured"
+            );
+            problems
+        })
+    }
+
+    fn validate(&self, type_name: &str, config: &Attributes) -> Vec<Diagnostic> {
+        self.inner.validate(type_name, config)
+    }
+
+    fn plan(&self, request: PlanRequest) -> BoxFuture<'_, PlanResponse> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let (type_name, address) =
+                (request.type_name.clone(), request.identity.address.clone());
+            let response = self.inner.plan(request).await;
+            self.log::<()>("plan", &type_name, &address, started, &Ok(()));
+            response
+        })
+    }
+
+    fn create(
+        &self,
+        request: CreateRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
+        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
+        Box::pin(self.timed("create", type_name, address, self.inner.create(request)))
+    }
+
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResponse, ProviderError>> {
+        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
+        Box::pin(self.timed("read", type_name, address, self.inner.read(request)))
+    }
+
+    fn read_batch_size(&self, type_name: &str) -> usize {
+        self.inner.read_batch_size(type_name)
+    }
+
+    fn read_many(
+        &self,
+        requests: Vec<ReadRequest>,
+    ) -> BoxFuture<'_, Vec<Result<ReadResponse, ProviderError>>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let type_name = requests
+                .first()
+                .map(|r| r.type_name.clone())
+                .unwrap_or_default();
+            let count = requests.len();
+            let answers = self.inner.read_many(requests).await;
+            tracing::debug!(
+                target: "infra::provider",
+                provider = self.inner.name(),
+                operation = "read_many",
+                type_name,
+                objects = count,
+                failed = answers.iter().filter(|a| a.is_err()).count(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "provider call finished"
+            );
+            answers
+        })
+    }
+
+    fn update(
+        &self,
+        request: UpdateRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
+        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
+        Box::pin(self.timed("update", type_name, address, self.inner.update(request)))
+    }
+
+    fn delete(&self, request: DeleteRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
+        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
+        Box::pin(self.timed("delete", type_name, address, self.inner.delete(request)))
+    }
+
+    fn read_data(
+        &self,
+        request: ReadDataRequest,
+    ) -> BoxFuture<'_, Result<Attributes, ProviderError>> {
+        let type_name = request.type_name.clone();
+        Box::pin(self.timed(
+            "read_data",
+            type_name,
+            String::new(),
+            self.inner.read_data(request),
+        ))
+    }
+
+    fn import(
+        &self,
+        request: ImportRequest,
+    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
+        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
+        Box::pin(self.timed("import", type_name, address, self.inner.import(request)))
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.inner.close().await;
+            tracing::debug!(target: "infra::provider", provider = self.inner.name(), "provider closed");
+        })
+    }
+}

@@ -1,0 +1,269 @@
+//! Where a configuration's state lives: a [`Backend`], resolved once from
+//! the root module's `backend` block and passed to every command that
+//! reads, writes or locks the state.
+//!
+//! The interface is what a remote backend (S3 with a lock) needs as well:
+//! read the state with a version, save it only if it is still the version
+//! that was read (compare-and-swap, so two writers can't overwrite each
+//! other), take and release a lock that names its holder, force-unlock.
+//! [`LocalBackend`] is the state file next to the configuration.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+use super::format::State;
+use super::lock::{LockError, LockInfo, StateLock, force_unlock};
+use super::store::{StateError, load_text, save_text};
+use crate::eval::Value;
+
+/// What a save compares against: the state as it was read (its digest),
+/// or `None` when there was no state yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateVersion(Option<String>);
+
+impl StateVersion {
+    fn of(text: Option<&str>) -> StateVersion {
+        StateVersion(text.map(|text| hex(&Sha256::digest(text.as_bytes()))))
+    }
+
+    /// Whether there was a state at all.
+    pub fn exists(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A state as read from a backend, with the version a save must match.
+#[derive(Debug, Clone)]
+pub struct StoredState {
+    /// `None`: no state yet (the first apply creates it).
+    pub state: Option<State>,
+    pub version: StateVersion,
+}
+
+/// A held lock; released when dropped.
+pub struct LockGuard {
+    pub info: LockInfo,
+    /// A stale lock of a gone process that this one replaced.
+    pub replaced_stale: Option<LockInfo>,
+    _held: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+/// How long to wait for a lock someone else holds, and whom to tell.
+pub struct LockWait<'a> {
+    /// Zero: fail at once (the default, as Terraform's `-lock-timeout=0s`).
+    pub timeout: Duration,
+    /// Called once when the lock is held by another run and we wait.
+    pub waiting: &'a (dyn Fn(&LockInfo) + Sync),
+}
+
+impl LockWait<'_> {
+    pub const NONE: LockWait<'static> = LockWait {
+        timeout: Duration::ZERO,
+        waiting: &|_| {},
+    };
+}
+
+/// Where the state is kept.
+pub trait Backend: Send + Sync {
+    /// How messages name it: `` local state file `infra.state.json` ``.
+    fn describe(&self) -> String;
+
+    /// The state now (and its version).
+    fn read(&self) -> Result<StoredState, StateError>;
+
+    /// Saves `state` if the stored state is still `expected`; returns the
+    /// new version. Saving an identical state writes nothing.
+    fn save(&self, state: &State, expected: &StateVersion) -> Result<StateVersion, StateError>;
+
+    /// Takes the lock for `operation` (`apply`, `state rm`, …).
+    fn lock(&self, operation: &str, wait: &LockWait<'_>) -> Result<LockGuard, LockError>;
+
+    /// Removes the lock whose id is `id`, whoever holds it.
+    fn force_unlock(&self, id: &str) -> Result<LockInfo, LockError>;
+
+    /// The local file this state is kept in, if it is one (for messages
+    /// that tell the user where to restore a rescued state).
+    fn local_path(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// The state as a file on this machine (`backend local { path = … }`, by
+/// default `infra.state.json` next to the configuration), with a
+/// `<state>.backup` of the state before this run and a `<state>.lock`.
+pub struct LocalBackend {
+    path: PathBuf,
+    /// Whether this run has saved already: its first save keeps the state
+    /// from before the run as the backup, later ones leave that backup be.
+    saved_once: Mutex<bool>,
+}
+
+impl LocalBackend {
+    pub fn new(path: impl Into<PathBuf>) -> LocalBackend {
+        LocalBackend {
+            path: path.into(),
+            saved_once: Mutex::new(false),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Backend for LocalBackend {
+    fn describe(&self) -> String {
+        format!("local state file `{}`", self.path.display())
+    }
+
+    fn read(&self) -> Result<StoredState, StateError> {
+        let (state, text) = load_text(&self.path)?;
+        Ok(StoredState {
+            state,
+            version: StateVersion::of(text.as_deref()),
+        })
+    }
+
+    fn save(&self, state: &State, expected: &StateVersion) -> Result<StateVersion, StateError> {
+        let mut saved_once = self.saved_once.lock().expect("backend");
+        let text = save_text(&self.path, state, !*saved_once, |previous| {
+            let found = StateVersion::of(previous);
+            if found == *expected {
+                Ok(())
+            } else {
+                Err(StateError::Changed {
+                    path: self.path.clone(),
+                })
+            }
+        })?;
+        *saved_once = true;
+        Ok(StateVersion::of(Some(&text)))
+    }
+
+    fn lock(&self, operation: &str, wait: &LockWait<'_>) -> Result<LockGuard, LockError> {
+        let deadline = Instant::now() + wait.timeout;
+        let mut told = false;
+        loop {
+            match StateLock::acquire(&self.path, operation) {
+                Ok(lock) => {
+                    tracing::debug!(path = %self.path.display(), id = %lock.info.id, operation, "lock taken");
+                    return Ok(LockGuard {
+                        info: lock.info.clone(),
+                        replaced_stale: lock.replaced_stale.clone(),
+                        _held: Box::new(lock),
+                    });
+                }
+                Err(LockError::Held(holder)) if Instant::now() < deadline => {
+                    if !told {
+                        tracing::debug!(holder = %holder.who, pid = holder.pid, "lock held; waiting");
+                        (wait.waiting)(&holder);
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200).min(wait.timeout));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn force_unlock(&self, id: &str) -> Result<LockInfo, LockError> {
+        force_unlock(&self.path, id)
+    }
+
+    fn local_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+}
+
+/// The backend the root module's `backend` block (its kind and settings)
+/// names, for the configuration in `dir`; `Err` says why there is none.
+pub fn resolve(dir: &Path, declared: Option<(String, Value)>) -> Result<Arc<dyn Backend>, String> {
+    let path = match declared {
+        None => dir.join("infra.state.json"),
+        Some((kind, Value::Map(entries))) if kind == "local" => match entries.get("path") {
+            Some(Value::String(path)) => dir.join(&**path),
+            None | Some(Value::Null) => dir.join("infra.state.json"),
+            Some(_) => return Err("`backend local { path = … }` must be a string".into()),
+        },
+        Some((kind, _)) if kind == "local" => dir.join("infra.state.json"),
+        Some((kind, _)) => {
+            return Err(format!(
+                "the `{kind}` backend is not supported yet; use `backend local`"
+            ));
+        }
+    };
+    tracing::debug!(path = %path.display(), "backend: local state file");
+    Ok(Arc::new(LocalBackend::new(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_save_against_a_state_that_changed_since_it_was_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("infra.state.json");
+        let first = LocalBackend::new(&path);
+        let second = LocalBackend::new(&path);
+        let none = first.read().unwrap();
+        assert!(!none.version.exists());
+        let v1 = first.save(&State::new("l"), &none.version).unwrap();
+        // The second writer read before the first saved.
+        let error = second.save(&State::new("l"), &none.version).unwrap_err();
+        assert!(matches!(error, StateError::Changed { .. }), "{error}");
+        // Read again, then it may save.
+        let read = second.read().unwrap();
+        assert_eq!(read.version, v1);
+        let mut changed = State::new("l");
+        changed.outputs.insert(
+            "x".into(),
+            crate::state::OutputState {
+                value: serde_json::json!(1),
+                sensitive: false,
+            },
+        );
+        second.save(&changed, &read.version).unwrap();
+        assert!(first.save(&State::new("l"), &v1).is_err());
+    }
+
+    #[test]
+    fn the_backend_block_names_the_file() {
+        let dir = Path::new("/config");
+        let local = |settings: Value| resolve(dir, Some(("local".into(), settings)));
+        assert_eq!(
+            resolve(dir, None).unwrap().local_path(),
+            Some(Path::new("/config/infra.state.json"))
+        );
+        let custom = local(Value::map(
+            [("path".to_string(), Value::String("state/prod.json".into()))].into(),
+        ))
+        .unwrap();
+        assert_eq!(
+            custom.local_path(),
+            Some(Path::new("/config/state/prod.json"))
+        );
+        assert!(local(Value::map([("path".to_string(), Value::Bool(true))].into())).is_err());
+        let s3 = resolve(dir, Some(("s3".into(), Value::Null)));
+        assert!(
+            s3.err()
+                .unwrap()
+                .contains("`s3` backend is not supported yet")
+        );
+    }
+}
