@@ -35,7 +35,7 @@ pub fn run(directory: Option<PathBuf>, args: &FmtArgs, style: ReportStyle) -> Ex
                 eprintln!(
                     "error: cannot read `{}`: {}",
                     dir.display(),
-                    crate::eval::io_reason(&error)
+                    crate::diagnostics::io_reason(&error)
                 );
                 return ExitCode::from(1);
             }
@@ -56,7 +56,7 @@ pub fn run(directory: Option<PathBuf>, args: &FmtArgs, style: ReportStyle) -> Ex
             Err(error) => {
                 eprintln!(
                     "error: cannot read `{name}`: {}",
-                    crate::eval::io_reason(&error)
+                    crate::diagnostics::io_reason(&error)
                 );
                 failed = true;
                 continue;

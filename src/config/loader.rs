@@ -62,7 +62,7 @@ pub fn read_and_parse(
                     Code::Io,
                     format!(
                         "cannot read `{display_name}`: {}",
-                        crate::eval::io_reason(&error)
+                        crate::diagnostics::io_reason(&error)
                     ),
                 )
                 .with_help("check that the file exists and is readable"),
@@ -168,7 +168,7 @@ fn load_module(
         Err(error) => {
             let mut diagnostic = Diagnostic::error(
                 Code::ModuleSource,
-                format!("cannot read module directory `{}`: {}", display_dir.display(), crate::eval::io_reason(&error)),
+                format!("cannot read module directory `{}`: {}", display_dir.display(), crate::diagnostics::io_reason(&error)),
             )
             .with_help("`source` is a directory relative to the module that calls it, e.g. \"./modules/network\"");
             if let Some(span) = called_from {

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use sha2::Digest as _;
 
 use super::value::{Value, format_number};
+use crate::diagnostics::io_reason;
 
 /// Lists built by functions (`range`, `format` widths …) are bounded so that
 /// no configuration can exhaust memory.
@@ -342,15 +343,6 @@ fn file(args: &[Value], context: &CallContext) -> Result<Value, FunctionError> {
         )
     })?;
     Ok(Value::string(text))
-}
-
-pub fn io_reason(error: &std::io::Error) -> String {
-    match error.kind() {
-        std::io::ErrorKind::NotFound => "no such file".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        std::io::ErrorKind::InvalidData => "it is not UTF-8 text".into(),
-        _ => error.to_string(),
-    }
 }
 
 fn flatten(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {

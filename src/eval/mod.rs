@@ -14,7 +14,7 @@ mod value;
 
 pub use deployment::parse_duration;
 pub use evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
-pub use functions::{FUNCTIONS, function_names, io_reason};
+pub use functions::{FUNCTIONS, function_names};
 pub use module_evaluator::{
     InstancePlanner, ProvidedValue, RootVariables, VariableOrigin, evaluate_configuration,
     evaluate_focused, evaluate_standalone_block,

@@ -1,8 +1,10 @@
 //! pest pairs → [`ast`](super::ast) nodes, and syntax errors → diagnostics.
 //!
 //! A file with syntax errors still yields a tree: after an error the parser
-//! skips to the next top-level block (a line starting with a block keyword in
-//! column 0) and carries on, so one run reports the errors of every block.
+//! skips to the next top-level block (a line that opens a block in column 0:
+//! a name, its labels, `{`) and carries on, so one run reports the errors of
+//! every block. Like the rest of the syntax layer, recovery knows the shape
+//! of a block, not which kinds of blocks exist.
 
 use std::num::NonZeroUsize;
 
@@ -24,18 +26,6 @@ pub const MAX_FILE_BYTES: usize = 64 << 20;
 pub const MAX_EXPRESSION_OPERATORS: usize = 512;
 /// Syntax errors reported per file before giving up on it.
 const MAX_SYNTAX_ERRORS_PER_FILE: usize = 20;
-
-const TOP_LEVEL_KEYWORDS: &[&str] = &[
-    "resource",
-    "data",
-    "variable",
-    "locals",
-    "output",
-    "module",
-    "provider",
-    "backend",
-    "deployment",
-];
 
 /// Parses one file. Never fails: problems come back as diagnostics next to
 /// whatever part of the tree could be built.
@@ -251,11 +241,36 @@ impl Region<'_> {
     }
 }
 
-fn starts_with_keyword(line: &str) -> bool {
-    TOP_LEVEL_KEYWORDS.iter().any(|keyword| {
-        line.strip_prefix(keyword)
-            .is_some_and(|rest| rest.starts_with([' ', '\t', '"']))
-    })
+/// Whether `text` starts with a block header in column 0: a name, then
+/// labels (names or quoted strings), then `{` — `resource "a" "b" {`.
+fn starts_block_header(text: &str) -> bool {
+    let line = text.split('\n').next().unwrap_or("");
+    let is_name_start = |c: char| c.is_ascii_alphabetic() || c == '_';
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !line.starts_with(is_name_start) {
+        return false;
+    }
+    let mut rest = line.trim_start_matches(is_name);
+    loop {
+        let trimmed = rest.trim_start_matches([' ', '\t']);
+        if trimmed.starts_with('{') {
+            return true;
+        }
+        if trimmed.len() == rest.len() {
+            // A name must be followed by a space, a label or `{`.
+            return false;
+        }
+        rest = if let Some(quoted) = trimmed.strip_prefix('"') {
+            match quoted.find('"') {
+                Some(end) => &quoted[end + 1..],
+                None => return false,
+            }
+        } else if trimmed.starts_with(is_name_start) {
+            trimmed.trim_start_matches(is_name)
+        } else {
+            return false;
+        };
+    }
 }
 
 fn top_level_line_at_or_before(text: &str, start: usize, position: usize) -> usize {
@@ -264,7 +279,7 @@ fn top_level_line_at_or_before(text: &str, start: usize, position: usize) -> usi
         if line_start <= start {
             return start;
         }
-        if starts_with_keyword(&text[line_start..]) {
+        if starts_block_header(&text[line_start..]) {
             return line_start;
         }
         line_start = text[..line_start - 1]
@@ -278,7 +293,7 @@ fn top_level_line_after(text: &str, position: usize, end: usize) -> Option<usize
     let mut cursor = position;
     while let Some(newline) = text[cursor..end].find('\n') {
         cursor += newline + 1;
-        if cursor < end && starts_with_keyword(&text[cursor..end]) {
+        if cursor < end && starts_block_header(&text[cursor..end]) {
             return Some(cursor);
         }
     }
@@ -1193,6 +1208,29 @@ mod tests {
             .map(|item| &source[item.span().range()])
             .collect();
         assert_eq!(spans, ["a = 1 + 2", "b = \"x\""]);
+    }
+
+    #[test]
+    fn recovery_finds_block_headers_by_their_shape() {
+        for header in [
+            "resource \"aws_vpc\" \"main\" {",
+            "resource aws_vpc main {",
+            "locals {",
+            "strategy canary{",
+            "anything_at_all \"x\" {\n",
+        ] {
+            assert!(starts_block_header(header), "{header}");
+        }
+        for not_header in [
+            "  resource aws_vpc main {",
+            "x = {",
+            "resource aws_vpc main",
+            "resource \"unclosed {",
+            "}",
+            "# resource a b {",
+        ] {
+            assert!(!starts_block_header(not_header), "{not_header}");
+        }
     }
 
     #[test]
