@@ -1,7 +1,7 @@
 //! Golden tests: every directory in `tests/fixtures/` is a configuration;
 //! its rendered diagnostics (no-colour theme) and, when valid, its evaluated
 //! configuration must equal `expected.txt`. Regenerate with
-//! `INFRA_BLESS=1 cargo test --test golden` and review the diff.
+//! `UPDATE_EXPECT=1 cargo test --test it golden` and review the diff.
 //!
 //! A fixture may hold `vars` (one `NAME=VALUE` per line, passed as `-var`)
 //! and `*.infravars` files (passed as `-var-file`).
@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use infra::check::{CheckOptions, check};
+
+use crate::support;
 use infra::diagnostics::{Code, ReportStyle, render_all};
 use infra::eval::{BlockSchema, ProviderSchemas, SchemaCatalog};
 
@@ -122,8 +124,6 @@ fn render_case(dir: &Path) -> String {
 
 #[test]
 fn fixtures_match_their_expected_output() {
-    let bless = std::env::var_os("INFRA_BLESS").is_some();
-    let mut failures = Vec::new();
     let dirs = fixture_dirs();
     assert!(
         dirs.len() >= 10,
@@ -131,27 +131,8 @@ fn fixtures_match_their_expected_output() {
         dirs.len()
     );
     for dir in dirs {
-        let actual = render_case(&dir);
-        let expected_path = dir.join("expected.txt");
-        if bless {
-            std::fs::write(&expected_path, &actual).expect("write expected.txt");
-            continue;
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if expected != actual {
-            let diff = similar::TextDiff::from_lines(&expected, &actual);
-            failures.push(format!(
-                "{}:\n{}",
-                dir.display(),
-                diff.unified_diff().header("expected", "actual")
-            ));
-        }
+        support::golden(&dir.join("expected.txt"), &render_case(&dir));
     }
-    assert!(
-        failures.is_empty(),
-        "golden mismatches (INFRA_BLESS=1 to regenerate):\n{}",
-        failures.join("\n")
-    );
 }
 
 /// Every error kind LANGUAGE.md promises has at least one fixture.

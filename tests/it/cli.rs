@@ -3,39 +3,36 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::support::{self, text, write};
+
 fn infra(args: &[&str], dir: Option<&Path>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
-    command
-        .args(args)
-        .env_remove("NO_COLOR")
-        .env("INFRA_VAR_from_env", "env-value");
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    command.output().expect("run infra")
+    support::command(dir, args)
+        .env("INFRA_VAR_from_env", "env-value")
+        .output()
+        .expect("run infra")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn write(dir: &Path, name: &str, content: &str) {
-    std::fs::write(dir.join(name), content).expect("write file");
-}
-
+/// `--help` of infra and of its main commands, and a usage error, pinned
+/// whole in `tests/cli_output/` (`UPDATE_EXPECT=1` to rewrite): a command
+/// or an option that disappears or changes shows as a diff.
 #[test]
-fn help_lists_every_planned_command() {
-    let output = infra(&["--help"], None);
-    assert!(output.status.success());
-    let help = text(&output.stdout);
-    for command in [
-        "plan", "apply", "destroy", "drift", "validate", "fmt", "graph", "output", "state",
-        "import",
+fn help_and_usage_errors_are_pinned_whole() {
+    for (name, args, code) in [
+        ("help", &["--help"][..], 0),
+        ("plan_help", &["plan", "--help"], 0),
+        ("apply_help", &["apply", "--help"], 0),
+        ("state_help", &["state", "--help"], 0),
+        ("unknown_option", &["plan", "--bogus"], 2),
+        ("unknown_command", &["plna"], 2),
     ] {
-        assert!(
-            help.contains(command),
-            "--help does not list `{command}`:\n{help}"
-        );
+        let output = infra(args, None);
+        assert_eq!(output.status.code(), Some(code), "{name}");
+        let shown = if code == 0 {
+            text(&output.stdout)
+        } else {
+            text(&output.stderr)
+        };
+        support::golden(Path::new(&format!("tests/cli_output/{name}.txt")), &shown);
     }
 }
 
@@ -266,21 +263,14 @@ fn a_missing_directory_is_a_clear_error() {
     assert!(text(&output.stderr).contains("infra::no_configuration\n"));
 }
 
-/// Runs `infra ARGS` under a pseudo-terminal (util-linux `script`, part of
-/// every Debian system) and returns what the terminal showed.
+/// `infra ARGS` on a pseudo-terminal; what it showed.
 fn on_a_terminal(args: &str, no_color_env: bool) -> String {
-    let command = format!("{} {args}", env!("CARGO_BIN_EXE_infra"));
-    let mut script = Command::new("script");
-    script
-        .args(["-qec", &command, "/dev/null"])
-        .env_remove("NO_COLOR");
-    if no_color_env {
-        script.env("NO_COLOR", "1");
-    }
-    let output = script
-        .output()
-        .expect("`script` (util-linux) runs commands on a pseudo-terminal");
-    text(&output.stdout)
+    let env: &[(&str, &str)] = if no_color_env {
+        &[("NO_COLOR", "1")]
+    } else {
+        &[]
+    };
+    support::on_a_terminal(None, args, "", env)
 }
 
 #[test]

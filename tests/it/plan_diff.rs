@@ -295,26 +295,6 @@ fn removed_instances_are_deleted() {
     );
 }
 
-/// Renders the plan of a scenario and compares it with
-/// `tests/plans/<name>.txt` (`INFRA_BLESS=1` rewrites the files).
-fn check_rendering(name: &str, state: &State, vars: &[&str], extra: &str) {
-    let (plan, _) = plan_with(state, vars, extra);
-    let text = infra::plan::render(&plan, &catalog(), infra::plan::RenderOptions::default());
-    let path = PathBuf::from("tests/plans").join(format!("{name}.txt"));
-    if std::env::var_os("INFRA_BLESS").is_some() {
-        std::fs::create_dir_all("tests/plans").unwrap();
-        std::fs::write(&path, &text).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        text,
-        expected,
-        "{} differs (INFRA_BLESS=1 to regenerate):\n{text}",
-        path.display()
-    );
-}
-
 fn state_with_script() -> State {
     let mut state = applied_state();
     state.resources.insert(
@@ -345,21 +325,6 @@ resource test_server script {
   EOT
 }
 "#;
-
-#[test]
-fn plans_render_as_people_read_them() {
-    check_rendering("create_everything", &State::new("l"), &[], "");
-    check_rendering("no_changes", &applied_state(), &[], "");
-    check_rendering("update_in_place", &applied_state(), &["size=4"], "");
-    check_rendering(
-        "replace_and_ripple",
-        &applied_state(),
-        &["cidr=10.9.0.0/16", "servers=3"],
-        "",
-    );
-    check_rendering("destroy_removed", &applied_state(), &["servers=0"], "");
-    check_rendering("text_diff_and_sensitive", &state_with_script(), &[], SCRIPT);
-}
 
 #[test]
 fn colour_is_only_used_when_asked() {

@@ -2,7 +2,7 @@
 //! how many real objects exist, so these tests prove no duplicates after a
 //! retried apply and no orphans after a destroy.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::sync::Arc;

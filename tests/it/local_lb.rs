@@ -2,7 +2,7 @@
 //! real demo-app processes, under load from a client that opens a new
 //! connection per request.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,7 +5,7 @@
 //! runs in the test's directory; whatever is left there is killed when the
 //! test ends, pass or fail.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -69,20 +69,23 @@ impl Workspace {
         }
     }
 
-    fn infra(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
-        let mut command = Command::new(INFRA);
+    /// `infra ARGS` in the copy, with its demo-app and port.
+    fn infra_command(&self, args: &[&str], vars: &[(&str, &str)]) -> Command {
+        let mut command = command(Some(self.dir.path()), args);
         command
-            .args(args)
             .arg("-var")
             .arg(format!("demo_app={}", *DEMO_APP))
             .arg("-var")
             .arg(format!("port={}", self.port))
-            .current_dir(self.dir.path())
             .env("NO_COLOR", "1");
         for (name, value) in vars {
             command.arg("-var").arg(format!("{name}={value}"));
         }
-        command.output().unwrap()
+        command
+    }
+
+    fn infra(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        self.infra_command(args, vars).output().unwrap()
     }
 
     fn apply(&self, vars: &[(&str, &str)]) -> String {
@@ -125,14 +128,6 @@ impl Workspace {
     fn listen(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
-}
-
-fn both(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 async fn get(addr: &str) -> String {
@@ -345,12 +340,8 @@ fn an_apply_killed_while_instances_start_is_taken_over_not_doubled() {
         fleet_config(3, "{}", r#"min_ready = "3s""#),
     )
     .unwrap();
-    let mut first = Command::new(INFRA)
-        .args(["apply", "--auto-approve", "-var"])
-        .arg(format!("demo_app={}", *DEMO_APP))
-        .arg("-var")
-        .arg(format!("port={}", work.port))
-        .current_dir(work.dir.path())
+    let mut first = work
+        .infra_command(&["apply", "--auto-approve"], &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

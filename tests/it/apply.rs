@@ -5,33 +5,17 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use infra_provider_local::runtime::process::{Signal, signal};
+use crate::support::{self, Signal, both, signal, text, write};
 
+/// `infra ARGS` in `dir`, with the mock provider.
 fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_remove("NO_COLOR")
-        .env("INFRA_MOCK_PROVIDER", "1")
-        .stdin(Stdio::null());
+    let mut command = support::command(Some(dir), args);
+    command.env("INFRA_MOCK_PROVIDER", "1");
     command
 }
 
 fn infra(dir: &Path, args: &[&str]) -> Output {
     command(dir, args).output().expect("run infra")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn both(output: &Output) -> String {
-    format!("{}{}", text(&output.stdout), text(&output.stderr))
-}
-
-fn write(dir: &Path, name: &str, content: &str) {
-    std::fs::write(dir.join(name), content).expect("write file");
 }
 
 fn state(dir: &Path) -> serde_json::Value {
@@ -693,21 +677,8 @@ fn the_quickstart_applies_plans_clean_and_destroys() {
     assert!(!dir.path().join("out/server.conf").exists());
 }
 
-/// Runs `infra ARGS` on a pseudo-terminal (util-linux `script`), typing
-/// `input`; returns what the terminal showed.
 fn on_a_terminal(dir: &Path, args: &str, input: &str) -> String {
-    let command = format!("{} {args}", env!("CARGO_BIN_EXE_infra"));
-    let mut child = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .current_dir(dir)
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("`script` (util-linux) runs commands on a pseudo-terminal");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    text(&output.stdout)
+    support::on_a_terminal(Some(dir), args, input, &[])
 }
 
 #[test]

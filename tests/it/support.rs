@@ -1,12 +1,13 @@
-//! Real processes for the local-runtime tests: demo-app backends and
-//! `infra local-lb`, each stopped (SIGKILL to its process group, then
-//! reaped) when its guard drops — also when a test fails — and a load
-//! generator that opens a new connection per request, as the rollout tests
-//! demand.
+//! What the tests share: the one way to run the `infra` binary
+//! ([`command`], [`on_a_terminal`]), real processes for the local-runtime
+//! tests — demo-app backends and `infra local-lb`, each stopped (SIGKILL to
+//! its process group, then reaped) when its guard drops, also when a test
+//! fails — a load generator that opens a new connection per request, as the
+//! rollout tests demand, and the engine in process ([`engine`]).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,6 +17,70 @@ pub use infra_provider_local::runtime::process::{Signal, signal};
 use serde_json::Value;
 
 pub const INFRA: &str = env!("CARGO_BIN_EXE_infra");
+
+/// `infra ARGS`, in `dir` (or the package root), without a terminal: no
+/// stdin, colour settings of the environment removed. The caller adds
+/// what its area needs (the mock provider, moto's endpoint, variables).
+pub fn command(dir: Option<&Path>, args: &[&str]) -> Command {
+    let mut command = Command::new(INFRA);
+    command
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env_remove("INFRA_LOG")
+        .stdin(Stdio::null());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    command
+}
+
+/// Runs `infra ARGS` on a pseudo-terminal (util-linux `script`), in `dir`,
+/// typing `input`; returns what the terminal showed.
+pub fn on_a_terminal(dir: Option<&Path>, args: &str, input: &str, env: &[(&str, &str)]) -> String {
+    let line = format!("{INFRA} {args}");
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    if let Some(dir) = dir {
+        script.current_dir(dir);
+    }
+    let mut child = script
+        .spawn()
+        .expect("`script` (util-linux) runs commands on a pseudo-terminal");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    text(&output.stdout)
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// stdout then stderr, for failure messages.
+pub fn both(output: &Output) -> String {
+    format!("{}{}", text(&output.stdout), text(&output.stderr))
+}
+
+/// Compares `actual` with the golden file `path` (relative to the package
+/// root) and shows the difference; `UPDATE_EXPECT=1` rewrites the file
+/// instead (then review the diff). The one snapshot mechanism of the tests
+/// (expect-test).
+pub fn golden(path: &Path, actual: &str) {
+    let path = std::env::current_dir().expect("cwd").join(path);
+    expect_test::ExpectFile {
+        path,
+        position: file!(),
+    }
+    .assert_eq(actual);
+}
+
+pub fn write(dir: &Path, name: &str, content: &str) {
+    std::fs::write(dir.join(name), content).expect("write file");
+}
 /// demo-app, the service the local examples deploy: its own crate, built
 /// beside infra by `cargo test --workspace` (or `cargo build -p demo-app`).
 pub static DEMO_APP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {

@@ -11,9 +11,10 @@
 //! diagnostics that stop it), `plan.json` (`infra plan --json`) and
 //! `state.json` (the state after applying it). After the apply, planning
 //! again must give no changes. Parallelism 1 keeps the mock's ids stable.
-//! `INFRA_BLESS=1 cargo test --test plan_cases` rewrites the expected files.
+//! `UPDATE_EXPECT=1 cargo test --test it plan_cases` rewrites the expected
+//! files.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,21 +65,6 @@ fn plan_and_apply(
     }
 }
 
-fn compare(path: &Path, actual: &str, problems: &mut Vec<String>) {
-    if std::env::var_os("INFRA_BLESS").is_some() {
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_default();
-    if expected != actual {
-        let diff = similar::TextDiff::from_lines(&expected, actual)
-            .unified_diff()
-            .header("expected", "actual")
-            .to_string();
-        problems.push(format!("{} differs:\n{diff}", path.display()));
-    }
-}
-
 fn run_case(case: &Path, problems: &mut Vec<String>) {
     let work = tempfile::tempdir().unwrap();
     let mock = Arc::new(MockProvider::new());
@@ -104,16 +90,18 @@ fn run_case(case: &Path, problems: &mut Vec<String>) {
     }
     let config = std::fs::read_to_string(case.join("main.infra")).unwrap();
     let (text, json, after) = plan_and_apply(work.path(), &config, state, &providers);
-    compare(&case.join("plan.txt"), &text, problems);
+    support::golden(&case.join("plan.txt"), &text);
     let Some(json) = json else {
         return;
     };
-    compare(&case.join("plan.json"), &format!("{json}\n"), problems);
-    compare(
-        &case.join("state.json"),
-        &after.to_canonical_json(),
-        problems,
+    support::golden(
+        &case.join("plan.json"),
+        &format!(
+            "{json}
+"
+        ),
     );
+    support::golden(&case.join("state.json"), &after.to_canonical_json());
     // Idempotence: the applied configuration plans no changes.
     let (again, _, _) = plan_and_apply(work.path(), &config, after, &providers);
     if again != "No changes. The infrastructure matches the configuration.\n" {
@@ -137,9 +125,53 @@ fn every_plan_case_matches_its_expected_plan_json_and_state() {
     for case in &cases {
         run_case(case, &mut problems);
     }
-    assert!(
-        problems.is_empty(),
-        "{} (INFRA_BLESS=1 to regenerate, then review the diff)",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every example plans, through the same `Planner` the CLI runs, against an
+/// empty state with the built-in providers (nothing is called: no state to
+/// refresh, no data source), and its plan is pinned in
+/// `tests/examples/<example>.plan.txt`. `aws-web` reads AMIs and zones
+/// while planning, so it is planned (and applied) against moto in
+/// `aws.rs` instead.
+#[test]
+fn every_example_plans() {
+    let mut examples: Vec<PathBuf> = std::fs::read_dir("examples")
+        .expect("examples")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .collect();
+    examples.sort();
+    let planned_against_moto = ["aws-web"];
+    let aws_tests = std::fs::read_to_string("tests/it/aws.rs").unwrap();
+    let runtime = runtime();
+    for example in &examples {
+        let name = example.file_name().unwrap().to_string_lossy().into_owned();
+        if planned_against_moto.contains(&name.as_str()) {
+            assert!(aws_tests.contains(&format!("examples/{name}/")), "{name}");
+            continue;
+        }
+        let providers = ProviderRegistry::builtin();
+        let options = engine::options(example, &providers);
+        let planned = runtime
+            .block_on(engine::plan(
+                &options,
+                &State::new("example"),
+                &providers,
+                10,
+                false,
+            ))
+            .unwrap_or_else(|failure| {
+                panic!(
+                    "{name} does not plan:\n{}",
+                    render_all(&failure.diagnostics, &failure.sources, ReportStyle::Plain)
+                )
+            });
+        assert!(planned.plan.has_changes(), "{name}");
+        let text = render(&planned.plan, &options.schemas, RenderOptions::default());
+        support::golden(
+            &PathBuf::from("tests/examples").join(format!("{name}.plan.txt")),
+            &text,
+        );
+    }
 }

@@ -175,7 +175,7 @@ fn plan_apply_and_destroy_plan_only_through_the_planner() {
             assert!(!text.contains(gone), "{} uses `{gone}`", path.display());
         }
     }
-    let support = std::fs::read_to_string("tests/support/mod.rs").unwrap();
+    let support = std::fs::read_to_string("tests/it/support.rs").unwrap();
     assert!(support.contains("Planner::new("));
 }
 

@@ -5,34 +5,22 @@
 //! plan shows it), destroy (moto keeps none of our objects). Checked
 //! through the AWS SDK, not through infra.
 
-#[path = "../providers/aws/tests/support/mod.rs"]
-mod support;
-
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use crate::moto::Moto;
+use crate::support::{self, both, text};
 use infra_provider_aws::aws_sdk_ec2;
-use support::Moto;
+
+/// `infra ARGS` in `dir`, talking to `moto`.
+fn command(moto: &Moto, dir: &Path, args: &[&str]) -> Command {
+    let mut command = support::command(Some(dir), args);
+    command.envs(moto.environment());
+    command
+}
 
 fn infra(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null());
-    for (name, value) in moto.environment() {
-        command.env(name, value);
-    }
-    command.output().expect("run infra")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn both(output: &Output) -> String {
-    format!("{}{}", text(&output.stdout), text(&output.stderr))
+    command(moto, dir, args).output().expect("run infra")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -50,7 +38,7 @@ async fn client(moto: &Moto) -> aws_sdk_ec2::Client {
     aws_sdk_ec2::Client::new(&moto.sdk_config().await)
 }
 
-const NETWORK: &str = include_str!("../examples/aws-web/main.infra");
+const NETWORK: &str = include_str!("../../examples/aws-web/main.infra");
 
 #[test]
 fn a_network_applies_plans_clean_changes_exactly_drifts_and_destroys() {
@@ -480,14 +468,11 @@ fn bad_credentials_are_a_clear_error_and_change_nothing() {
     let moto = Moto::start_checking_credentials();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("main.infra"), ONE_INSTANCE).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_infra"));
-    command
-        .args(["apply", "--auto-approve", "-var", "ami=ami-12c6146b"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null());
-    for (name, value) in moto.environment() {
-        command.env(name, value);
-    }
+    let mut command = command(
+        &moto,
+        dir.path(),
+        &["apply", "--auto-approve", "-var", "ami=ami-12c6146b"],
+    );
     command
         .env("AWS_ACCESS_KEY_ID", "AKIANOTAREALKEY")
         .env("AWS_SECRET_ACCESS_KEY", "wrong");
