@@ -6,7 +6,7 @@ mod deployment;
 mod evaluated;
 mod evaluator;
 mod functions;
-mod module_evaluator;
+mod module;
 mod references;
 mod schema;
 mod types;
@@ -15,7 +15,7 @@ mod value;
 pub use deployment::parse_duration;
 pub use evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
 pub use functions::{FUNCTIONS, function_names};
-pub use module_evaluator::{
+pub use module::{
     InstancePlanner, ProvidedValue, RootVariables, VariableOrigin, evaluate_configuration,
     evaluate_focused, evaluate_standalone_block,
 };

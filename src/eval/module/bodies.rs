@@ -1,0 +1,130 @@
+//! Bodies: attributes and nested blocks evaluated into an object, and a
+//! block evaluated on its own when it refers to nothing (a backend or
+//! provider block written with literals).
+
+use super::*;
+
+/// The value of a block whose expressions refer to nothing (a backend
+/// written with literals), evaluated on its own, without the rest of the
+/// configuration. `None` when it refers to something or does not evaluate.
+pub fn evaluate_standalone_block(block: &Block, module_dir: &std::path::Path) -> Option<Value> {
+    let mut expressions = Vec::new();
+    body_expressions(&block.body, &mut expressions);
+    let mut references = Vec::new();
+    let mut problems = Vec::new();
+    for expr in expressions {
+        collect_references(expr, &mut references, &mut problems);
+    }
+    if !references.is_empty() || !problems.is_empty() {
+        return None;
+    }
+    let values = ModuleValues::default();
+    let mut diagnostics = Diagnostics::new();
+    let mut budget = MAX_EVALUATION_STEPS;
+    let scope = Scope {
+        values: &values,
+        module_dir,
+        count_index: None,
+        each: None,
+    };
+    let mut evaluator = Evaluator::new(scope, &mut diagnostics, &mut budget);
+    eval_body(&mut evaluator, &block.body, &[]).ok()
+}
+
+/// Evaluates a body: attributes, and nested blocks as described at
+/// [`ModuleEvaluation::eval_block_body`]. Reports every failing attribute.
+pub(super) fn eval_body(evaluator: &mut Evaluator, body: &Body, skip: &[&str]) -> EvalResult {
+    let mut object = BTreeMap::new();
+    let mut seen: HashMap<&str, Span> = HashMap::default();
+    let mut ok = true;
+    let mut blocks = Vec::new();
+    for item in &body.items {
+        match item {
+            Item::Attribute(attribute) => {
+                let name = attribute.name.name.as_str();
+                if skip.contains(&name) {
+                    continue;
+                }
+                if let Some(first) = seen.insert(name, attribute.name.span) {
+                    evaluator.diagnostics.push(
+                        Diagnostic::error(Code::Duplicate, format!("duplicate argument `{name}`"))
+                            .with_label(attribute.name.span, "set again here")
+                            .with_label(first, "first set here")
+                            .with_help("an argument may be set once per block; remove one of them"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                if name == "provider"
+                    && let ExprKind::Variable(ident) = &attribute.value.kind
+                {
+                    // `provider = local`: a bare provider name.
+                    object.insert(name.to_string(), Value::string(&ident.name));
+                    continue;
+                }
+                match evaluator.eval(&attribute.value) {
+                    Ok(value) => {
+                        object.insert(name.to_string(), value);
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+            Item::Block(block) => blocks.push(block.clone()),
+        }
+    }
+    if eval_nested_blocks(evaluator, &blocks, &mut object).is_err() {
+        ok = false;
+    }
+    if ok {
+        Ok(Value::map(object))
+    } else {
+        Err(Failed)
+    }
+}
+
+pub(super) fn eval_nested_blocks(
+    evaluator: &mut Evaluator,
+    blocks: &[Block],
+    object: &mut BTreeMap<String, Value>,
+) -> Result<(), Failed> {
+    let mut ok = true;
+    let mut lists: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut labelled: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    for block in blocks {
+        let value = eval_body(evaluator, &block.body, &[]);
+        let Ok(value) = value else {
+            ok = false;
+            continue;
+        };
+        match block.labels.as_slice() {
+            [] => lists
+                .entry(block.kind.name.clone())
+                .or_default()
+                .push(value),
+            [label] => {
+                labelled
+                    .entry(block.kind.name.clone())
+                    .or_default()
+                    .insert(label.value.clone(), value);
+            }
+            _ => {
+                evaluator.diagnostics.push(
+                    Diagnostic::error(
+                        Code::BlockLabels,
+                        format!("too many labels on a nested `{}` block", block.kind.name),
+                    )
+                    .with_label(block.header_span, "at most one label")
+                    .with_help("nested blocks take at most one label"),
+                );
+                ok = false;
+            }
+        }
+    }
+    for (kind, values) in lists {
+        object.insert(kind, Value::list(values));
+    }
+    for (kind, values) in labelled {
+        object.insert(kind, Value::map(values));
+    }
+    if ok { Ok(()) } else { Err(Failed) }
+}

@@ -1,0 +1,517 @@
+//! Evaluates one module: resolves every reference to a declared object,
+//! orders the objects by their dependencies (reporting cycles as the shortest
+//! chain), and evaluates variables, locals, resources (expanding `count` and
+//! `for_each`), child modules, deployments and outputs in that order.
+//!
+//! This file holds the evaluation of one module as a whole (`run`) and of
+//! one node; the concepts it puts together have a file each:
+//! `resolution.rs` (references → the dependency graph, cycles),
+//! `variables.rs`, `module_calls.rs`, `resources.rs` (`count`/`for_each`,
+//! deployments), `sensitivity.rs`, `schema_checks.rs`, `bodies.rs`.
+
+mod bodies;
+mod module_calls;
+mod resolution;
+mod resources;
+mod schema_checks;
+mod sensitivity;
+mod variables;
+
+pub use bodies::evaluate_standalone_block;
+use bodies::{eval_body, eval_nested_blocks};
+use resolution::{Node, body_expressions, resource_expressions};
+pub use variables::{ProvidedValue, RootVariables, VariableOrigin};
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::fmt;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::config::{ModuleConfig, ResourceDecl, ResourceId, ResourceMode};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, code_list, did_you_mean};
+use crate::syntax::{Block, Body, Expr, ExprKind, Ident, Item, SourceMap, Span};
+
+use super::deployment::{check_deployment, deployment_resource};
+use super::evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
+use super::evaluator::{EvalResult, Evaluator, Failed, MAX_EVALUATION_STEPS, ModuleValues, Scope};
+use super::functions::MAX_GENERATED_ELEMENTS;
+use super::references::{Reference, Target, collect_references};
+use super::schema::{BlockSchema, SchemaCatalog, SchemaLookup, provider_of};
+use super::types::{TYPE_NAMES, TypeConstraint};
+use super::value::{Value, format_number};
+
+/// Evaluates the root module and, through it, every child module.
+pub fn evaluate_configuration(
+    root: &ModuleConfig,
+    variables: &RootVariables,
+    schemas: &SchemaCatalog,
+    planner: Option<&dyn InstancePlanner>,
+    sources: &SourceMap,
+    diagnostics: &mut Diagnostics,
+) -> EvaluatedModule {
+    let context = Context {
+        root_dir: &root.dir.to_string_lossy(),
+        schemas,
+        planner,
+        sources,
+    };
+    evaluate_root(root, variables, &context, None, diagnostics)
+}
+
+fn evaluate_root(
+    root: &ModuleConfig,
+    variables: &RootVariables,
+    context: &Context,
+    focus: Option<&BTreeSet<String>>,
+    diagnostics: &mut Diagnostics,
+) -> EvaluatedModule {
+    let mut budget = MAX_EVALUATION_STEPS;
+    let inputs = Inputs::Root(variables);
+    evaluate_module(root, &inputs, context, focus, diagnostics, &mut budget)
+}
+
+/// [`evaluate_configuration`] of only what the resources named in `focus`
+/// need: those resources (addresses without instance keys, e.g.
+/// `module.net.aws_subnet.a`) and everything they depend on. Apply uses it
+/// to learn one resource's arguments once its dependencies exist, at a cost
+/// that grows with its dependencies rather than with the configuration.
+/// Problems are reported only as far as that part of it goes.
+pub fn evaluate_focused(
+    root: &ModuleConfig,
+    variables: &RootVariables,
+    schemas: &SchemaCatalog,
+    planner: Option<&dyn InstancePlanner>,
+    sources: &SourceMap,
+    focus: &BTreeSet<String>,
+    diagnostics: &mut Diagnostics,
+) -> EvaluatedModule {
+    let context = Context {
+        root_dir: &root.dir.to_string_lossy(),
+        schemas,
+        planner,
+        sources,
+    };
+    evaluate_root(root, variables, &context, Some(focus), diagnostics)
+}
+
+enum Inputs<'a> {
+    Root(&'a RootVariables),
+    /// Values a `module` block passes, with the span of each expression,
+    /// the span of the block (where a missing input must be added), the
+    /// addresses its inputs depend on, and the inputs whose values are
+    /// sensitive (computed from sensitive values).
+    Child(
+        BTreeMap<String, (Value, Span)>,
+        Span,
+        Vec<String>,
+        BTreeSet<String>,
+    ),
+}
+
+/// An instance to evaluate: its key, `count.index`, and `each.key`/`each.value`.
+type PlannedInstance = (InstanceKey, Option<usize>, Option<(Value, Value)>);
+
+/// The key of a map entry as a `&str` borrowed from the map.
+fn name_key<'m, V>(map: &'m BTreeMap<String, V>, name: &str) -> &'m str {
+    map.get_key_value(name)
+        .map(|(key, _)| key.as_str())
+        .unwrap_or("")
+}
+
+/// What every module of one evaluation shares.
+struct Context<'c> {
+    root_dir: &'c str,
+    schemas: &'c SchemaCatalog,
+    planner: Option<&'c dyn InstancePlanner>,
+    sources: &'c SourceMap,
+}
+
+/// Decides what a resource instance will look like after apply, so that the
+/// resources that refer to it see the truth while they are evaluated: an
+/// unchanged dependency keeps its recorded `id`, a replaced one gets an
+/// unknown one. Planning (`plan/`) implements it against the state; without
+/// a planner (`validate`), everything the provider computes is unknown.
+pub trait InstancePlanner {
+    /// The planned attributes of `instance`, or `None` to use the default
+    /// (configured values, computed attributes unknown).
+    fn planned_object(
+        &self,
+        instance: &ResourceInstance,
+        schema: Option<&BlockSchema>,
+    ) -> Option<BTreeMap<String, Value>>;
+}
+
+struct ModuleEvaluation<'c, 'd> {
+    config: &'c ModuleConfig,
+    sources: &'c SourceMap,
+    schemas: &'c SchemaCatalog,
+    context: &'c Context<'c>,
+    values: ModuleValues,
+    result: EvaluatedModule,
+    diagnostics: &'d mut Diagnostics,
+    budget: &'d mut u64,
+    /// Attributes read from each resource (with where they are read), so
+    /// that unset ones can be unknown, or reported when the schema lacks them.
+    referenced_attributes: HashMap<&'c ResourceId, Vec<&'c Ident>>,
+    /// What each node refers to (for resource dependencies).
+    dependencies: HashMap<Node<'c>, BTreeSet<Node<'c>>>,
+    failed: HashSet<Node<'c>>,
+    /// Declared resources by mode, type and name, to resolve references
+    /// (which borrow their names from the syntax tree) without allocating.
+    resource_index: HashMap<(ResourceMode, &'c str, &'c str), &'c ResourceId>,
+    /// `module.a.module.b.` for addresses; empty in the root module.
+    module_prefix: String,
+    /// Resource addresses every resource of this module depends on: what
+    /// the `module` block's inputs depend on in the calling module.
+    inherited_dependencies: Vec<String>,
+    /// When set, only the resources named here (and what they need) are
+    /// evaluated; see [`evaluate_focused`].
+    focus: Option<&'d BTreeSet<String>>,
+    /// Module calls whose outputs a focused evaluation needs: evaluated
+    /// whole.
+    whole_modules: HashSet<&'c str>,
+    /// Locals computed from sensitive values.
+    sensitive_locals: HashSet<&'c str>,
+    /// Per resource, the attributes whose values are sensitive: those the
+    /// schema marks, and arguments computed from sensitive values.
+    sensitive_attributes: HashMap<&'c ResourceId, Arc<[String]>>,
+}
+
+fn evaluate_module<'c>(
+    config: &'c ModuleConfig,
+    inputs: &Inputs,
+    context: &'c Context<'c>,
+    focus: Option<&BTreeSet<String>>,
+    diagnostics: &mut Diagnostics,
+    budget: &mut u64,
+) -> EvaluatedModule {
+    let mut evaluation = ModuleEvaluation {
+        config,
+        sources: context.sources,
+        schemas: context.schemas,
+        context,
+        values: ModuleValues {
+            path_module: config.dir.to_string_lossy().into_owned(),
+            path_root: context.root_dir.to_string(),
+            ..ModuleValues::default()
+        },
+        result: EvaluatedModule {
+            path: config.path.clone(),
+            ..EvaluatedModule::default()
+        },
+        diagnostics,
+        budget,
+        referenced_attributes: HashMap::default(),
+        dependencies: HashMap::default(),
+        failed: HashSet::default(),
+        resource_index: config
+            .declarations
+            .resources
+            .keys()
+            .map(|id| ((id.mode, &*id.type_name, &*id.name), id))
+            .collect(),
+        module_prefix: ModuleEvaluation::compute_module_prefix(&config.path),
+        inherited_dependencies: match inputs {
+            Inputs::Child(_, _, inherited, _) => inherited.clone(),
+            Inputs::Root(_) => Vec::new(),
+        },
+        focus,
+        whole_modules: HashSet::default(),
+        sensitive_locals: HashSet::default(),
+        sensitive_attributes: HashMap::default(),
+    };
+    evaluation.run(inputs);
+    evaluation.result
+}
+
+impl<'c> ModuleEvaluation<'c, '_> {
+    fn run(&mut self, inputs: &Inputs) {
+        let config: &'c ModuleConfig = self.config;
+        let declarations = &config.declarations;
+        // 1. The nodes and their expressions.
+        let mut nodes: Vec<(Node<'c>, Vec<&'c Expr>)> = Vec::new();
+        for (name, variable) in &declarations.variables {
+            nodes.push((Node::Variable(name), variable.default.iter().collect()));
+        }
+        for (name, local) in &declarations.locals {
+            nodes.push((Node::Local(name), vec![&local.value]));
+        }
+        for (id, resource) in &declarations.resources {
+            nodes.push((Node::Resource(id), resource_expressions(resource)));
+        }
+        for (name, call) in &declarations.module_calls {
+            let mut exprs: Vec<&Expr> = call.inputs.iter().map(|a| &a.value).collect();
+            exprs.extend(call.depends_on.iter());
+            nodes.push((Node::Module(name), exprs));
+        }
+        for (name, deployment) in &declarations.deployments {
+            let mut exprs = Vec::new();
+            body_expressions(&deployment.block.body, &mut exprs);
+            nodes.push((Node::Deployment(name), exprs));
+        }
+        for (name, output) in &declarations.outputs {
+            let mut exprs: Vec<&Expr> = output.value.iter().collect();
+            exprs.extend(output.depends_on.iter());
+            nodes.push((Node::Output(name), exprs));
+        }
+        for (index, provider) in declarations.providers.iter().enumerate() {
+            let mut exprs = Vec::new();
+            body_expressions(&provider.block.body, &mut exprs);
+            nodes.push((Node::Provider(index), exprs));
+        }
+        if let Some(backend) = &declarations.backend {
+            let mut exprs = Vec::new();
+            body_expressions(&backend.block.body, &mut exprs);
+            nodes.push((Node::Backend, exprs));
+        }
+
+        // 2. References → edges (user → dependency), unknown names reported.
+        //    A focused evaluation analyses only the nodes it needs: the
+        //    focused ones and, transitively, what they refer to.
+        let mut graph: DiGraph<Node<'c>, Span> = DiGraph::new();
+        let mut index_of: HashMap<Node<'c>, NodeIndex> = HashMap::default();
+        for (node, _) in &nodes {
+            index_of.insert(*node, graph.add_node(*node));
+        }
+        let mut needed: Option<HashSet<NodeIndex>> = None;
+        match self.focus {
+            None => {
+                for (node, exprs) in &nodes {
+                    self.analyse_node(*node, exprs, &mut graph, &index_of);
+                }
+            }
+            Some(focus) => {
+                let mut reached: HashSet<NodeIndex> = HashSet::default();
+                let mut pending: Vec<usize> = Vec::new();
+                for (position, (node, _)) in nodes.iter().enumerate() {
+                    if self.is_focused(*node, focus) {
+                        reached.insert(index_of[node]);
+                        pending.push(position);
+                    }
+                }
+                // Node indices follow the order of `nodes`.
+                while let Some(position) = pending.pop() {
+                    let (node, exprs) = &nodes[position];
+                    self.analyse_node(*node, exprs, &mut graph, &index_of);
+                    let dependencies: Vec<NodeIndex> = graph.neighbors(index_of[node]).collect();
+                    for dependency in dependencies {
+                        // A module whose outputs are needed is evaluated whole.
+                        if let Node::Module(name) = graph[dependency] {
+                            self.whole_modules.insert(name);
+                        }
+                        if reached.insert(dependency) {
+                            pending.push(dependency.index());
+                        }
+                    }
+                }
+                needed = Some(reached);
+            }
+        }
+
+        // 3. Strongly connected components in dependency order; cycles reported.
+        let components = petgraph::algo::kosaraju_scc(&graph);
+        for component in components {
+            if let Some(needed) = &needed
+                && !component.iter().any(|index| needed.contains(index))
+            {
+                continue;
+            }
+            let cyclic =
+                component.len() > 1 || graph.find_edge(component[0], component[0]).is_some();
+            if cyclic {
+                self.report_cycle(&graph, &component);
+                for index in &component {
+                    self.failed.insert(graph[*index]);
+                }
+                continue;
+            }
+            let node = graph[component[0]];
+            self.evaluate_node(node, inputs);
+        }
+        self.check_unused_inputs(inputs);
+    }
+
+    fn location(&self, span: Span) -> String {
+        self.sources.file_line(span)
+    }
+
+    fn depends_on_failed(&self, node: Node<'c>) -> bool {
+        self.dependencies
+            .get(&node)
+            .is_some_and(|deps| deps.iter().any(|d| self.failed.contains(d)))
+    }
+
+    fn evaluate_node(&mut self, node: Node<'c>, inputs: &Inputs) {
+        if self.depends_on_failed(node) {
+            // Its inputs already failed with a diagnostic; don't cascade.
+            self.failed.insert(node);
+            self.mark_unknown(node);
+            return;
+        }
+        let ok = match node {
+            Node::Variable(name) => self.evaluate_variable(name, inputs),
+            Node::Local(name) => {
+                let expr = &self.config.declarations.locals[name].value;
+                let value = self.eval_in_scope(expr);
+                let ok = value.is_ok();
+                let value = value.unwrap_or(Value::Unknown);
+                self.values.locals.insert(name.to_string(), value.clone());
+                self.result.locals.insert(name.to_string(), value);
+                if self.is_sensitive(expr) {
+                    self.sensitive_locals.insert(name);
+                }
+                ok
+            }
+            Node::Resource(id) => self.evaluate_resource(id),
+            Node::Module(name) => self.evaluate_module_call(name),
+            Node::Deployment(name) => {
+                let block = &self.config.declarations.deployments[name].block;
+                let value = self.eval_block_body(&block.body, None, None);
+                let ok = value.is_ok();
+                if let Ok(value) = &value {
+                    let errors = self.diagnostics.error_count();
+                    check_deployment(block, value, self.diagnostics);
+                    if self.diagnostics.error_count() == errors {
+                        self.add_deployment_instance(name, block, value);
+                    }
+                }
+                let value = value.unwrap_or(Value::Unknown);
+                self.values
+                    .deployments
+                    .insert(name.to_string(), value.clone());
+                self.result.deployments.insert(name.to_string(), value);
+                ok
+            }
+            Node::Output(name) => {
+                let output = &self.config.declarations.outputs[name];
+                let Some(expr) = &output.value else { return };
+                let value = self.eval_in_scope(expr);
+                let ok = value.is_ok();
+                self.result.outputs.insert(
+                    name.to_string(),
+                    OutputValue {
+                        value: value.unwrap_or(Value::Unknown),
+                        // A value computed from a secret is a secret.
+                        sensitive: output.sensitive || self.is_sensitive(expr),
+                    },
+                );
+                ok
+            }
+            Node::Provider(index) => {
+                let provider = &self.config.declarations.providers[index];
+                let value = self.eval_block_body(&provider.block.body, None, None);
+                let ok = value.is_ok();
+                self.result
+                    .providers
+                    .push((provider.name.value.clone(), value.unwrap_or(Value::Unknown)));
+                ok
+            }
+            Node::Backend => {
+                let Some(backend) = &self.config.declarations.backend else {
+                    return;
+                };
+                let value = self.eval_block_body(&backend.block.body, None, None);
+                let ok = value.is_ok();
+                if let Ok(value) = &value
+                    && !value.is_wholly_known()
+                {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::UnknownValue,
+                            "backend settings must be known before apply",
+                        )
+                        .with_label(
+                            backend.block.header_span,
+                            "refers to values known only after apply",
+                        )
+                        .with_help("use literal values or variables in the `backend` block"),
+                    );
+                }
+                self.result.backend =
+                    Some((backend.kind.value.clone(), value.unwrap_or(Value::Unknown)));
+                ok
+            }
+        };
+        if !ok {
+            self.failed.insert(node);
+        }
+    }
+
+    fn mark_unknown(&mut self, node: Node<'c>) {
+        match node {
+            Node::Variable(name) => {
+                self.values
+                    .variables
+                    .insert(name.to_string(), Value::Unknown);
+            }
+            Node::Local(name) => {
+                self.values.locals.insert(name.to_string(), Value::Unknown);
+            }
+            Node::Resource(id) => {
+                self.values.set_resource(id, Value::Unknown);
+            }
+            Node::Module(name) => {
+                self.values.modules.insert(name.to_string(), Value::Unknown);
+            }
+            Node::Deployment(name) => {
+                self.values
+                    .deployments
+                    .insert(name.to_string(), Value::Unknown);
+            }
+            _ => {}
+        }
+    }
+
+    fn eval_in_scope(&mut self, expr: &Expr) -> EvalResult {
+        let scope = Scope {
+            values: &self.values,
+            module_dir: &self.config.dir,
+            count_index: None,
+            each: None,
+        };
+        Evaluator::new(scope, self.diagnostics, self.budget).eval(expr)
+    }
+
+    /// Evaluates a block body into an object: attributes by name; unlabelled
+    /// nested blocks as a list of objects under their kind; labelled ones as
+    /// an object keyed by label.
+    fn eval_block_body(
+        &mut self,
+        body: &Body,
+        count_index: Option<usize>,
+        each: Option<(Value, Value)>,
+    ) -> EvalResult {
+        let scope = Scope {
+            values: &self.values,
+            module_dir: &self.config.dir,
+            count_index,
+            each,
+        };
+        let mut evaluator = Evaluator::new(scope, self.diagnostics, self.budget);
+        eval_body(&mut evaluator, body, &[])
+    }
+
+    fn compute_module_prefix(path: &[String]) -> String {
+        path.iter().map(|p| format!("module.{p}.")).collect()
+    }
+
+    fn address_of(&self, id: &ResourceId, key: &InstanceKey) -> String {
+        let mut address = String::with_capacity(
+            self.module_prefix.len() + id.type_name.len() + id.name.len() + 8,
+        );
+        address.push_str(&self.module_prefix);
+        if id.mode == ResourceMode::Data {
+            address.push_str("data.");
+        }
+        address.push_str(&id.type_name);
+        address.push('.');
+        address.push_str(&id.name);
+        if *key != InstanceKey::None {
+            address.push_str(&key.suffix());
+        }
+        address
+    }
+}

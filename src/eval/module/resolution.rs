@@ -1,0 +1,431 @@
+//! Resolution: every reference of a module's declarations mapped to the
+//! object it names (or reported once, with a "did you mean"), the
+//! dependency graph they make, cycles reported as the shortest chain, and
+//! the resource dependencies recorded in the state.
+
+use super::*;
+
+/// A named object of a module: a node of its dependency graph. It borrows
+/// its name from the module's declarations, so nodes are copied freely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Node<'c> {
+    Variable(&'c str),
+    Local(&'c str),
+    Resource(&'c ResourceId),
+    Module(&'c str),
+    Deployment(&'c str),
+    Output(&'c str),
+    Provider(usize),
+    Backend,
+}
+
+impl fmt::Display for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Variable(name) => write!(f, "var.{name}"),
+            Node::Local(name) => write!(f, "local.{name}"),
+            Node::Resource(id) => write!(f, "{id}"),
+            Node::Module(name) => write!(f, "module.{name}"),
+            Node::Deployment(name) => write!(f, "deployment.{name}"),
+            Node::Output(name) => write!(f, "output.{name}"),
+            Node::Provider(index) => write!(f, "provider #{index}"),
+            Node::Backend => f.write_str("backend"),
+        }
+    }
+}
+
+/// Every expression in a body, nested blocks included, except `provider`
+/// (a bare provider name, not a reference).
+pub(super) fn body_expressions<'b>(body: &'b Body, out: &mut Vec<&'b Expr>) {
+    for item in &body.items {
+        match item {
+            Item::Attribute(attribute) if attribute.name.name == "provider" => {}
+            Item::Attribute(attribute) => out.push(&attribute.value),
+            Item::Block(block) => body_expressions(&block.body, out),
+        }
+    }
+}
+
+pub(super) fn resource_expressions(resource: &ResourceDecl) -> Vec<&Expr> {
+    let mut out: Vec<&Expr> = Vec::new();
+    out.extend(resource.count.iter());
+    out.extend(resource.for_each.iter());
+    out.extend(resource.arguments.iter().map(|a| &a.value));
+    for block in &resource.nested_blocks {
+        body_expressions(&block.body, &mut out);
+    }
+    out.extend(resource.depends_on.iter());
+    out
+}
+
+/// The shortest cycle from `start` back to itself inside one component,
+/// as (node, span of the reference to the next node) hops.
+pub(super) fn shortest_cycle_through(
+    graph: &DiGraph<Node, Span>,
+    start: NodeIndex,
+    members: &HashSet<NodeIndex>,
+) -> Option<Vec<(NodeIndex, Span)>> {
+    use petgraph::visit::EdgeRef;
+    let mut previous: HashMap<NodeIndex, (NodeIndex, Span)> = HashMap::default();
+    let mut queue = VecDeque::from([start]);
+    let mut visited: HashSet<NodeIndex> = HashSet::from_iter([start]);
+    while let Some(current) = queue.pop_front() {
+        let mut edges: Vec<_> = graph
+            .edges(current)
+            .filter(|e| members.contains(&e.target()))
+            .collect();
+        edges.sort_by_key(|e| (e.weight().file, e.weight().start));
+        for edge in edges {
+            let target = edge.target();
+            if target == start {
+                let mut hops = vec![(current, *edge.weight())];
+                let mut at = current;
+                while at != start {
+                    let (before, span) = previous[&at];
+                    hops.push((before, span));
+                    at = before;
+                }
+                hops.reverse();
+                return Some(hops);
+            }
+            if visited.insert(target) {
+                previous.insert(target, (current, *edge.weight()));
+                queue.push_back(target);
+            }
+        }
+    }
+    None
+}
+
+impl<'c> ModuleEvaluation<'c, '_> {
+    /// Step 2 for one node: its references become edges to what they name
+    /// (unknown names are reported) and its recorded dependencies.
+    pub(super) fn analyse_node(
+        &mut self,
+        node: Node<'c>,
+        exprs: &[&'c Expr],
+        graph: &mut DiGraph<Node<'c>, Span>,
+        index_of: &HashMap<Node<'c>, NodeIndex>,
+    ) {
+        let mut references = Vec::new();
+        let mut problems = Vec::new();
+        for expr in exprs {
+            collect_references(expr, &mut references, &mut problems);
+        }
+        for problem in problems {
+            self.diagnostics.push(problem);
+        }
+        let from = index_of[&node];
+        let mut targets = BTreeSet::new();
+        for reference in references {
+            if let Some(target) = self.resolve(node, &reference) {
+                if let Some(&to) = index_of.get(&target) {
+                    graph.add_edge(from, to, reference.span);
+                }
+                targets.insert(target);
+            }
+        }
+        if !targets.is_empty() {
+            self.dependencies.insert(node, targets);
+        }
+    }
+
+    /// Whether a focused evaluation starts from `node`: a focused resource,
+    /// or a module call that contains one.
+    pub(super) fn is_focused(&self, node: Node<'c>, focus: &BTreeSet<String>) -> bool {
+        match node {
+            Node::Resource(id) => focus.contains(&self.address_of(id, &InstanceKey::None)),
+            Node::Deployment(name) => {
+                focus.contains(&format!("{}deployment.{name}", self.module_prefix))
+            }
+            Node::Module(name) => {
+                let prefix = format!("{}module.{name}.", self.module_prefix);
+                focus
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|first| first.starts_with(&prefix))
+            }
+            _ => false,
+        }
+    }
+
+    /// Maps a reference to the node it names, or reports it.
+    pub(super) fn resolve(
+        &mut self,
+        from: Node<'c>,
+        reference: &Reference<'c>,
+    ) -> Option<Node<'c>> {
+        let config: &'c ModuleConfig = self.config;
+        let declarations = &config.declarations;
+        let span = reference.span;
+        let unknown = |kind: &str, written: String, candidates: Vec<String>, help: String| {
+            Diagnostic::error(
+                Code::UnknownReference,
+                format!("unknown {kind} `{written}`"),
+            )
+            .with_label(span, "not declared")
+            .with_help(
+                did_you_mean(&written, candidates.iter().map(String::as_str)).unwrap_or(help),
+            )
+        };
+        match reference.target {
+            Target::Variable(name) => {
+                if let Some((declared, _)) = declarations.variables.get_key_value(name) {
+                    if matches!(from, Node::Variable(_)) {
+                        self.diagnostics.push(
+                            Diagnostic::error(
+                                Code::InvalidReference,
+                                "a variable's default cannot refer to other values",
+                            )
+                            .with_label(span, "not allowed in a default")
+                            .with_help(
+                                "use a literal default, and compute derived values in `locals`",
+                            ),
+                        );
+                        return None;
+                    }
+                    return Some(Node::Variable(declared));
+                }
+                let candidates = declarations
+                    .variables
+                    .keys()
+                    .map(|n| format!("var.{n}"))
+                    .collect();
+                self.diagnostics.push(unknown(
+                    "variable",
+                    format!("var.{name}"),
+                    candidates,
+                    format!("declare it: `variable {name} {{ type = string }}`"),
+                ));
+            }
+            Target::Local(name) => {
+                if let Some((declared, _)) = declarations.locals.get_key_value(name) {
+                    return Some(Node::Local(declared));
+                }
+                let candidates = declarations
+                    .locals
+                    .keys()
+                    .map(|n| format!("local.{n}"))
+                    .collect();
+                self.diagnostics.push(unknown(
+                    "local value",
+                    format!("local.{name}"),
+                    candidates,
+                    format!("define it in a `locals {{ {name} = … }}` block"),
+                ));
+            }
+            Target::Resource {
+                mode,
+                type_name,
+                name,
+            } => {
+                if let Some(&id) = self.resource_index.get(&(mode, type_name, name)) {
+                    if let Some(attribute) = reference.attribute {
+                        self.referenced_attributes
+                            .entry(id)
+                            .or_default()
+                            .push(attribute);
+                    }
+                    return Some(Node::Resource(id));
+                }
+                let id = ResourceId {
+                    mode,
+                    type_name: type_name.into(),
+                    name: name.into(),
+                };
+                let kind = if id.mode == ResourceMode::Data {
+                    "data source"
+                } else {
+                    "resource"
+                };
+                let candidates = declarations
+                    .resources
+                    .keys()
+                    .filter(|r| r.mode == id.mode)
+                    .map(|r| r.to_string())
+                    .collect();
+                let keyword = if id.mode == ResourceMode::Data {
+                    "data"
+                } else {
+                    "resource"
+                };
+                self.diagnostics.push(unknown(
+                    kind,
+                    id.to_string(),
+                    candidates,
+                    format!(
+                        "declare it: `{keyword} {} {} {{ … }}`",
+                        id.type_name, id.name
+                    ),
+                ));
+            }
+            Target::Module(name) => {
+                let Some((declared, call)) = declarations.module_calls.get_key_value(name) else {
+                    let candidates = declarations
+                        .module_calls
+                        .keys()
+                        .map(|n| format!("module.{n}"))
+                        .collect();
+                    self.diagnostics.push(unknown(
+                        "module",
+                        format!("module.{name}"),
+                        candidates,
+                        format!("declare it: `module {name} {{ source = \"./modules/{name}\" }}`"),
+                    ));
+                    return None;
+                };
+                if let (Some(output), Some(child)) = (
+                    reference.attribute.map(|a| a.name.as_str()),
+                    self.config.children.get(name),
+                ) && !child.declarations.outputs.contains_key(output)
+                {
+                    let outputs = &child.declarations.outputs;
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::UnknownAttribute,
+                            format!("module `{name}` has no output `{output}`"),
+                        )
+                        .with_label(span, "no such output")
+                        .with_help(
+                            did_you_mean(output, outputs.keys().map(String::as_str))
+                                .unwrap_or_else(|| {
+                                    format!(
+                                        "declare `output {output} {{ value = … }}` in `{}`",
+                                        call.source
+                                    )
+                                }),
+                        ),
+                    );
+                    return None;
+                }
+                return Some(Node::Module(declared));
+            }
+            Target::Deployment(name) => {
+                if let Some((declared, _)) = declarations.deployments.get_key_value(name) {
+                    return Some(Node::Deployment(declared));
+                }
+                let candidates = declarations
+                    .deployments
+                    .keys()
+                    .map(|n| format!("deployment.{n}"))
+                    .collect();
+                self.diagnostics.push(unknown(
+                    "deployment",
+                    format!("deployment.{name}"),
+                    candidates,
+                    format!("declare it: `deployment {name} {{ … }}`"),
+                ));
+            }
+            Target::CountIndex => {
+                let allowed = matches!(from, Node::Resource(id) if declarations.resources[id].count.is_some());
+                if !allowed {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::InvalidReference,
+                            "`count.index` used where there is no `count`",
+                        )
+                        .with_label(span, "no `count` here")
+                        .with_help(
+                            "`count.index` is available only in a resource block that sets `count`",
+                        ),
+                    );
+                }
+            }
+            Target::EachKey | Target::EachValue => {
+                let allowed = matches!(from, Node::Resource(id) if declarations.resources[id].for_each.is_some());
+                if !allowed {
+                    self.diagnostics.push(
+                        Diagnostic::error(Code::InvalidReference, "`each` used where there is no `for_each`")
+                            .with_label(span, "no `for_each` here")
+                            .with_help("`each.key` and `each.value` are available only in a resource block that sets `for_each`"),
+                    );
+                }
+            }
+            Target::Path => {}
+        }
+        None
+    }
+
+    /// Reports the shortest cycle in a strongly connected component as a
+    /// chain `a → b → a`, each hop with its file:line.
+    pub(super) fn report_cycle(&mut self, graph: &DiGraph<Node, Span>, component: &[NodeIndex]) {
+        let members: HashSet<NodeIndex> = component.iter().copied().collect();
+        let mut best: Option<Vec<(NodeIndex, Span)>> = None;
+        let mut starts: Vec<NodeIndex> = component.to_vec();
+        starts.sort_by_key(|index| graph[*index]);
+        for &start in starts.iter().take(64) {
+            if let Some(cycle) = shortest_cycle_through(graph, start, &members)
+                && best.as_ref().is_none_or(|b| cycle.len() < b.len())
+            {
+                best = Some(cycle);
+            }
+        }
+        let Some(cycle) = best else { return };
+        let names: Vec<String> = cycle
+            .iter()
+            .map(|(index, _)| format!("`{}`", graph[*index]))
+            .chain(std::iter::once(format!("`{}`", graph[cycle[0].0])))
+            .collect();
+        let mut diagnostic = Diagnostic::error(
+            Code::Cycle,
+            format!("dependency cycle: {}", names.join(" → ")),
+        );
+        for (position, (index, span)) in cycle.iter().enumerate() {
+            let next = &graph[cycle[(position + 1) % cycle.len()].0];
+            diagnostic =
+                diagnostic.with_label(*span, format!("`{}` refers to `{next}`", graph[*index]));
+        }
+        for (position, (index, span)) in cycle.iter().enumerate() {
+            let next = &graph[cycle[(position + 1) % cycle.len()].0];
+            let location = self.location(*span);
+            diagnostic =
+                diagnostic.with_note(format!("{location}: `{}` → `{next}`", graph[*index]));
+        }
+        self.diagnostics.push(
+            diagnostic
+                .with_help("break the cycle: one of these values must not depend on the others"),
+        );
+    }
+
+    pub(super) fn resource_dependencies(&self, id: &'c ResourceId) -> Vec<String> {
+        self.transitive_dependencies(Node::Resource(id))
+    }
+
+    /// The resources, modules and deployments `node` depends on, directly or
+    /// through locals, variables and outputs, as addresses (`module.x` stands
+    /// for every resource in it), plus what this module inherits.
+    pub(super) fn transitive_dependencies(&self, node: Node<'c>) -> Vec<String> {
+        let mut out: Vec<String> = self.inherited_dependencies.clone();
+        let mut seen: HashSet<Node<'c>> = HashSet::default();
+        let mut pending: Vec<Node<'c>> = self
+            .dependencies
+            .get(&node)
+            .map(|d| d.iter().copied().collect())
+            .unwrap_or_default();
+        while let Some(dependency) = pending.pop() {
+            if !seen.insert(dependency) {
+                continue;
+            }
+            match dependency {
+                Node::Resource(other) => out.push(self.address_of(other, &InstanceKey::None)),
+                Node::Module(name) => out.push(format!("{}module.{name}", self.module_prefix)),
+                Node::Deployment(name) => {
+                    out.push(format!("{}deployment.{name}", self.module_prefix));
+                }
+                // Values computed from others: look through them.
+                Node::Local(_)
+                | Node::Variable(_)
+                | Node::Output(_)
+                | Node::Provider(_)
+                | Node::Backend => {
+                    if let Some(next) = self.dependencies.get(&dependency) {
+                        pending.extend(next.iter().copied());
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}

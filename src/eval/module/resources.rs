@@ -1,0 +1,348 @@
+//! Resources and deployments: `count` and `for_each` expanded into
+//! instances, each instance's arguments evaluated (or planned, through the
+//! `InstancePlanner`), with its address and dependencies.
+
+use super::*;
+
+impl<'c> ModuleEvaluation<'c, '_> {
+    /// A checked `deployment` block as the resource instance its provider
+    /// manages (`deployment.NAME`, of type `<provider>_deployment`).
+    pub(super) fn add_deployment_instance(
+        &mut self,
+        name: &'c str,
+        block: &'c Block,
+        value: &Value,
+    ) {
+        let Some((provider, arguments)) = deployment_resource(value) else {
+            return;
+        };
+        if provider != "local" {
+            let span = block
+                .attributes()
+                .find(|a| a.name.name == "provider")
+                .map(|a| a.value.span)
+                .unwrap_or(block.header_span);
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::UnsupportedFleet,
+                    format!("deployments on `{provider}` are not built yet"),
+                )
+                .with_label(span, "no fleet for this provider yet")
+                .with_help("use `provider = local` (instances as processes behind a `local_lb`)"),
+            );
+            return;
+        }
+        // A block or argument computed from a secret is a secret.
+        let mut sensitive: Vec<String> = Vec::new();
+        for item in &block.body.items {
+            match item {
+                Item::Attribute(attribute) if self.is_sensitive(&attribute.value) => {
+                    sensitive.push(attribute.name.name.clone());
+                }
+                Item::Block(nested)
+                    if nested
+                        .attributes()
+                        .any(|attribute| self.is_sensitive(&attribute.value)) =>
+                {
+                    sensitive.push(nested.kind.name.clone());
+                }
+                _ => {}
+            }
+        }
+        sensitive.sort();
+        sensitive.dedup();
+        let id = ResourceId {
+            mode: ResourceMode::Managed,
+            type_name: format!("{provider}_deployment").into(),
+            name: name.into(),
+        };
+        self.result.resources.push(ResourceInstance {
+            address: format!("{}deployment.{name}", self.module_prefix),
+            id,
+            key: InstanceKey::None,
+            arguments: Arc::new(arguments),
+            dependencies: self.transitive_dependencies(Node::Deployment(name)).into(),
+            sensitive: sensitive.into(),
+            lifecycle: Default::default(),
+            span: block.header_span,
+        });
+    }
+
+    pub(super) fn evaluate_resource(&mut self, id: &'c ResourceId) -> bool {
+        let resource = &self.config.declarations.resources[id];
+        // Which instances exist.
+        let instances: Vec<PlannedInstance> = if let Some(count_expr) = &resource.count {
+            let Ok(count) = self.eval_in_scope(count_expr) else {
+                self.values.set_resource(id, Value::Unknown);
+                return false;
+            };
+            match self.known_count(&count, count_expr) {
+                Some(n) => (0..n)
+                    .map(|i| (InstanceKey::Index(i), Some(i), None))
+                    .collect(),
+                None => {
+                    self.values.set_resource(id, Value::Unknown);
+                    return false;
+                }
+            }
+        } else if let Some(for_each_expr) = &resource.for_each {
+            let Ok(collection) = self.eval_in_scope(for_each_expr) else {
+                self.values.set_resource(id, Value::Unknown);
+                return false;
+            };
+            match self.for_each_pairs(&collection, for_each_expr) {
+                Some(pairs) => pairs
+                    .into_iter()
+                    .map(|(key, value)| {
+                        (
+                            InstanceKey::Key(key.clone()),
+                            None,
+                            Some((Value::string(&key), value)),
+                        )
+                    })
+                    .collect(),
+                None => {
+                    self.values.set_resource(id, Value::Unknown);
+                    return false;
+                }
+            }
+        } else {
+            vec![(InstanceKey::None, None, None)]
+        };
+
+        let schema = self.resource_schema(resource);
+        // Each resource is evaluated once, so its list can be taken.
+        let referenced = self.referenced_attributes.remove(id).unwrap_or_default();
+        if let Some(schema) = schema {
+            self.check_references_against_schema(id, &referenced, schema);
+        }
+        let dependencies: Arc<[String]> = self.resource_dependencies(id).into();
+        let sensitive = self.sensitive_attributes_of(resource, schema);
+        self.sensitive_attributes.insert(id, sensitive.clone());
+        let mut ok = true;
+        let mut objects: Vec<(InstanceKey, Value)> = Vec::new();
+        for (key, count_index, each) in instances {
+            let scope = Scope {
+                values: &self.values,
+                module_dir: &self.config.dir,
+                count_index,
+                each,
+            };
+            let mut evaluator = Evaluator::new(scope, self.diagnostics, self.budget);
+            let mut arguments = BTreeMap::new();
+            for argument in &resource.arguments {
+                match evaluator.eval(&argument.value) {
+                    Ok(value) => {
+                        let value = match schema.and_then(|s| s.attributes.get(&argument.name.name))
+                        {
+                            Some(attribute) => match attribute.type_constraint.convert(&value) {
+                                Ok(converted) => converted,
+                                Err(why) => {
+                                    evaluator.diagnostics.push(
+                                        Diagnostic::error(
+                                            Code::TypeMismatch,
+                                            format!(
+                                                "invalid value for `{}`: {why}",
+                                                argument.name.name
+                                            ),
+                                        )
+                                        .with_label(
+                                            argument.value.span,
+                                            format!("not a valid `{}`", attribute.type_constraint),
+                                        )
+                                        .with_help(
+                                            format!(
+                                                "`{}` of `{}` takes a `{}`",
+                                                argument.name.name,
+                                                id.type_name,
+                                                attribute.type_constraint
+                                            ),
+                                        ),
+                                    );
+                                    ok = false;
+                                    continue;
+                                }
+                            },
+                            None => value,
+                        };
+                        arguments.insert(argument.name.name.clone(), value);
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+            match eval_nested_blocks(&mut evaluator, &resource.nested_blocks, &mut arguments) {
+                Ok(()) => {}
+                Err(_) => ok = false,
+            }
+            // What references see: the arguments, plus every attribute the
+            // schema has (unknown if the provider computes it, else null);
+            // without a schema, unknown for every attribute read but not set.
+            let arguments = Arc::new(arguments);
+            let object = match schema {
+                Some(schema) => {
+                    let mut object = (*arguments).clone();
+                    for (name, attribute) in &schema.attributes {
+                        object.entry(name.clone()).or_insert(if attribute.computed {
+                            Value::Unknown
+                        } else {
+                            Value::Null
+                        });
+                    }
+                    Value::map(object)
+                }
+                None if referenced.iter().all(|a| arguments.contains_key(&a.name)) => {
+                    Value::Map(arguments.clone())
+                }
+                None => {
+                    let mut object = (*arguments).clone();
+                    for attribute in &referenced {
+                        object
+                            .entry(attribute.name.clone())
+                            .or_insert(Value::Unknown);
+                    }
+                    Value::map(object)
+                }
+            };
+            let instance = ResourceInstance {
+                id: id.clone(),
+                address: self.address_of(id, &key),
+                key: key.clone(),
+                arguments,
+                dependencies: dependencies.clone(),
+                sensitive: sensitive.clone(),
+                lifecycle: resource.lifecycle.clone(),
+                span: resource.header_span,
+            };
+            let object = match self
+                .context
+                .planner
+                .and_then(|planner| planner.planned_object(&instance, schema))
+            {
+                Some(planned) => Value::map(planned),
+                None => object,
+            };
+            objects.push((key, object));
+            self.result.resources.push(instance);
+        }
+        let value = if resource.count.is_some() {
+            Value::list(objects.into_iter().map(|(_, v)| v).collect())
+        } else if resource.for_each.is_some() {
+            Value::map(
+                objects
+                    .into_iter()
+                    .map(|(key, v)| match key {
+                        InstanceKey::Key(k) => (k, v),
+                        _ => unreachable!("for_each instances have string keys"),
+                    })
+                    .collect(),
+            )
+        } else {
+            objects.pop().map(|(_, v)| v).unwrap_or(Value::Unknown)
+        };
+        self.values.set_resource(id, value);
+        ok
+    }
+
+    pub(super) fn must_be_known(&mut self, what: &str, expr: &Expr) {
+        self.diagnostics.push(
+            Diagnostic::error(Code::UnknownValue, format!("`{what}` must be known before apply"))
+                .with_label(expr.span, "depends on values known only after apply")
+                .with_help(format!("`{what}` decides how many instances to plan, so it may only use variables, locals and data sources")),
+        );
+    }
+
+    pub(super) fn known_count(&mut self, count: &Value, expr: &Expr) -> Option<usize> {
+        // "3" counts as 3, as everywhere a number is expected (an untyped
+        // `-var n=3` is a string).
+        let converted = match count {
+            Value::String(_) => TypeConstraint::Number.convert(count).ok(),
+            _ => None,
+        };
+        match converted.as_ref().unwrap_or(count) {
+            Value::Unknown => {
+                self.must_be_known("count", expr);
+                None
+            }
+            Value::Number(n)
+                if n.fract() == 0.0 && *n >= 0.0 && *n <= MAX_GENERATED_ELEMENTS as f64 =>
+            {
+                Some(*n as usize)
+            }
+            Value::Number(n) => {
+                self.diagnostics.push(
+                    Diagnostic::error(Code::TypeMismatch, format!("`count` must be a whole number from 0 to {MAX_GENERATED_ELEMENTS}, not {}", format_number(*n)))
+                        .with_label(expr.span, "invalid count")
+                        .with_help("use a non-negative whole number"),
+                );
+                None
+            }
+            other => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::TypeMismatch,
+                        format!("`count` must be a number, not a {}", other.type_name()),
+                    )
+                    .with_label(expr.span, "not a number")
+                    .with_help("for one instance per element of a collection, use `for_each`"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn for_each_pairs(
+        &mut self,
+        collection: &Value,
+        expr: &Expr,
+    ) -> Option<Vec<(String, Value)>> {
+        match collection {
+            Value::Map(entries) => Some(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            Value::List(items) => {
+                let mut keys = BTreeMap::new();
+                for item in items.iter() {
+                    match item {
+                        Value::String(text) => {
+                            keys.insert(text.to_string(), item.clone());
+                        }
+                        Value::Unknown => {
+                            self.must_be_known("for_each", expr);
+                            return None;
+                        }
+                        other => {
+                            self.diagnostics.push(
+                                Diagnostic::error(Code::TypeMismatch, format!("`for_each` over a list needs strings, not a {}", other.type_name()))
+                                    .with_label(expr.span, "not a set of strings")
+                                    .with_help("use a map (key → value) or a set of strings, e.g. toset([\"a\", \"b\"])"),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Some(keys.into_iter().collect())
+            }
+            Value::Unknown => {
+                self.must_be_known("for_each", expr);
+                None
+            }
+            other => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::TypeMismatch,
+                        format!(
+                            "`for_each` needs a map or a set of strings, not a {}",
+                            other.type_name()
+                        ),
+                    )
+                    .with_label(expr.span, "not a map or set")
+                    .with_help("for N alike instances, use `count`"),
+                );
+                None
+            }
+        }
+    }
+}
