@@ -33,6 +33,7 @@ use infra_provider_sdk::*;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use crate::lb::protocol::{HealthSettings, Registration};
 use crate::load_balancer::AdminApi;
 use crate::runtime::http;
 use crate::runtime::process::{self, Detach, ProcessId, Spawn};
@@ -135,7 +136,11 @@ struct Instance {
 
 impl Instance {
     fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.socket_addr().to_string()
+    }
+
+    fn socket_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     fn to_json(&self) -> Value {
@@ -549,27 +554,23 @@ impl<'a> Fleet<'a> {
         let Some(admin) = self.admin()? else {
             return Ok(());
         };
-        let health = &self.spec.health;
+        let health = HealthSettings {
+            path: Some(self.spec.health.path.clone()),
+            interval_ms: Some(millis(self.spec.health.interval)),
+            timeout_ms: Some(millis(self.spec.health.timeout)),
+            healthy_threshold: Some(self.spec.health.healthy_threshold),
+            unhealthy_threshold: Some(self.spec.health.unhealthy_threshold),
+        };
         for instance in instances {
-            let body = json!({
-                "pool": self.spec.pool(),
-                "addr": instance.addr(),
-                "health": {
-                    "path": health.path,
-                    "interval_ms": health.interval.as_millis() as u64,
-                    "timeout_ms": health.timeout.as_millis() as u64,
-                    "healthy_threshold": health.healthy_threshold,
-                    "unhealthy_threshold": health.unhealthy_threshold,
-                },
-            });
+            let registration = Registration {
+                pool: self.spec.pool().to_string(),
+                addr: instance.socket_addr(),
+                health: health.clone(),
+            };
             admin
-                .call(
-                    "PUT",
-                    &format!(
-                        "/backends/{}",
-                        backend_id(&self.spec.address, &instance.name)
-                    ),
-                    Some(&body),
+                .register(
+                    &backend_id(&self.spec.address, &instance.name),
+                    &registration,
                 )
                 .await?;
         }
@@ -591,9 +592,10 @@ impl<'a> Fleet<'a> {
             .collect();
         loop {
             let status = admin.status().await?;
-            let healthy: BTreeSet<&str> = backends_in(&status)
-                .filter(|b| b["healthy"] == json!(true) && b["draining"] == json!(false))
-                .filter_map(|b| b["id"].as_str())
+            let healthy: BTreeSet<&str> = status
+                .backends()
+                .filter(|b| b.healthy && !b.draining)
+                .map(|b| b.id.as_str())
                 .collect();
             let missing: Vec<&String> = wanted_ids
                 .iter()
@@ -616,13 +618,9 @@ impl<'a> Fleet<'a> {
     /// stops an instance.
     async fn remove(&self, instance: &Instance) {
         if let Some(admin) = &self.admin {
-            let path = format!(
-                "/backends/{}?drain_ms={}",
-                backend_id(&self.spec.address, &instance.name),
-                self.spec.drain.as_millis()
-            );
+            let id = backend_id(&self.spec.address, &instance.name);
             // A load balancer that is gone sends it nothing anyway.
-            let _ = admin.call("DELETE", &path, None).await;
+            let _ = admin.deregister(&id, self.spec.drain).await;
         }
         process::stop(instance.process, true, STOP_GRACE).await;
         self.journal.remove(instance);
@@ -698,13 +696,9 @@ fn backend_id(address: &str, instance: &str) -> String {
     format!("{}.{instance}", crate::runtime::file_name(address))
 }
 
-/// Every backend of every pool in a load balancer's `GET /status`.
-fn backends_in(status: &Value) -> impl Iterator<Item = &Value> {
-    status["pools"]
-        .as_object()
-        .into_iter()
-        .flat_map(|pools| pools.values())
-        .flat_map(|pool| pool["backends"].as_array().into_iter().flatten())
+/// A duration in whole milliseconds, as the admin protocol writes it.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `./bin/app` relative to the instance's working directory; a bare name
@@ -733,9 +727,8 @@ pub(crate) async fn read(runtime: &RuntimeDir, mut state: Attributes) -> Attribu
             Some(admin) => match admin.status().await {
                 Err(_) => 0,
                 Ok(status) => {
-                    let registered: BTreeSet<&str> = backends_in(&status)
-                        .filter_map(|b| b["id"].as_str())
-                        .collect();
+                    let registered: BTreeSet<&str> =
+                        status.backends().map(|b| b.id.as_str()).collect();
                     running
                         .iter()
                         .filter(|i| registered.contains(backend_id(&address, &i.name).as_str()))

@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 use infra_provider_sdk::*;
 use serde_json::{Value, json};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::lb::protocol::{
+    Announcement, BackendStatus, Deregistered, ErrorBody, Registration, Status,
+};
 use crate::runtime::http::{self, Request};
 use crate::runtime::process::{self, Detach, ProcessId, Spawn};
 use crate::runtime::{RuntimeDir, random_token, write_atomically};
@@ -84,25 +90,26 @@ impl AdminApi {
     /// The load balancer listening on `listen`, from its runtime files.
     pub fn find(runtime: &RuntimeDir, listen: &str) -> Option<AdminApi> {
         let dir = runtime.load_balancer(listen);
-        let announced: Value =
+        let announced: Announcement =
             serde_json::from_str(&std::fs::read_to_string(dir.join("admin.json")).ok()?).ok()?;
         Some(AdminApi {
-            addr: announced["admin"].as_str()?.to_string(),
+            addr: announced.admin,
             token: std::fs::read_to_string(dir.join("token"))
                 .ok()?
                 .trim()
                 .to_string(),
-            pid: i32::try_from(announced["pid"].as_i64()?).ok()?,
+            pid: i32::try_from(announced.pid).ok()?,
         })
     }
 
-    pub async fn call(
+    /// One call; the answer read as `T`. A 404 is `None` (nothing to do).
+    async fn call<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ProviderError> {
-        let text = body.map(Value::to_string);
+        body: Option<&impl Serialize>,
+    ) -> Result<Option<T>, ProviderError> {
+        let text = body.map(|body| serde_json::to_string(body).expect("protocol types serialise"));
         let request = Request {
             method,
             path,
@@ -120,20 +127,56 @@ impl AdminApi {
                 ))
                 .with_code("LoadBalancerUnreachable")
             })?;
-        let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        if response.status >= 400 && response.status != 404 {
+        if response.status == 404 {
+            return Ok(None);
+        }
+        if response.status >= 400 {
+            let error = serde_json::from_slice::<ErrorBody>(&response.body)
+                .map_or_else(|_| response.text(), |body| body.error);
             return Err(ProviderError::new(format!(
-                "{method} {path} on the load balancer: {} {}",
-                response.status,
-                value["error"].as_str().unwrap_or(&response.text())
+                "{method} {path} on the load balancer: {} {error}",
+                response.status
             ))
             .with_code("LoadBalancerRefused"));
         }
-        Ok(value)
+        serde_json::from_slice(&response.body)
+            .map(Some)
+            .map_err(|error| {
+                ProviderError::new(format!(
+                    "{method} {path} on the load balancer: an answer infra cannot read: {error}"
+                ))
+                .with_code("LoadBalancerRefused")
+            })
     }
 
-    pub async fn status(&self) -> Result<Value, ProviderError> {
-        self.call("GET", "/status", None).await
+    /// `GET /status`: pools, weights, backends.
+    pub async fn status(&self) -> Result<Status, ProviderError> {
+        Ok(self
+            .call::<Status>("GET", "/status", None::<&()>)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// `PUT /backends/ID` (the same registration again changes nothing).
+    pub async fn register(
+        &self,
+        id: &str,
+        registration: &Registration,
+    ) -> Result<(), ProviderError> {
+        self.call::<BackendStatus>("PUT", &format!("/backends/{id}"), Some(registration))
+            .await
+            .map(drop)
+    }
+
+    /// `DELETE /backends/ID`: no new requests, up to `drain` for those in
+    /// flight, then removed. `None` when it was not registered.
+    pub async fn deregister(
+        &self,
+        id: &str,
+        drain: Duration,
+    ) -> Result<Option<Deregistered>, ProviderError> {
+        let path = format!("/backends/{id}?drain_ms={}", drain.as_millis());
+        self.call("DELETE", &path, None::<&()>).await
     }
 }
 

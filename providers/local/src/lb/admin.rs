@@ -10,7 +10,6 @@
 //! | `PUT /weights` | `{"POOL": WEIGHT, …}` | sets pool weights at once, connections untouched |
 //! | `GET /metrics` | | Prometheus text (see `metrics.rs`) |
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -18,10 +17,11 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::health;
-use super::pools::{Backend, HealthCheck};
+use super::pools::Backend;
+use super::protocol::{Deregistered, ErrorBody, Registration, Weights};
 use super::proxy::{BackendClient, Body, Shared, plain};
 
 pub struct Admin {
@@ -31,8 +31,9 @@ pub struct Admin {
     pub token: String,
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut response = plain(status, &format!("{value}\n"));
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let text = serde_json::to_string(value).expect("protocol types serialise");
+    let mut response = plain(status, &format!("{text}\n"));
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
@@ -41,7 +42,12 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(status, &json!({ "error": message }))
+    json_response(
+        status,
+        &ErrorBody {
+            error: message.to_string(),
+        },
+    )
 }
 
 /// Compares in time independent of where the first difference is.
@@ -52,37 +58,6 @@ fn same_token(given: &[u8], expected: &[u8]) -> bool {
             .zip(expected)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
-}
-
-fn millis(value: &Value, name: &str, default: Duration) -> Duration {
-    value
-        .get(name)
-        .and_then(Value::as_u64)
-        .map(Duration::from_millis)
-        .unwrap_or(default)
-}
-
-fn health_check(value: &Value) -> HealthCheck {
-    let defaults = HealthCheck::default();
-    let threshold = |name: &str, default: u32| {
-        value
-            .get(name)
-            .and_then(Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(default)
-    };
-    HealthCheck {
-        path: value
-            .get("path")
-            .and_then(Value::as_str)
-            .unwrap_or(&defaults.path)
-            .to_string(),
-        interval: millis(value, "interval_ms", defaults.interval),
-        timeout: millis(value, "timeout_ms", defaults.timeout),
-        healthy_threshold: threshold("healthy_threshold", defaults.healthy_threshold),
-        unhealthy_threshold: threshold("unhealthy_threshold", defaults.unhealthy_threshold),
-    }
 }
 
 impl Admin {
@@ -115,27 +90,11 @@ impl Admin {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
         };
-        let body: Value = if body.is_empty() {
-            Value::Null
-        } else {
-            match serde_json::from_slice(&body) {
-                Ok(value) => value,
-                Err(why) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {why}")),
-            }
-        };
         let pools = &self.shared.pools;
         match (&method, path.as_str()) {
             (&Method::GET, "/status") => json_response(StatusCode::OK, &pools.status()),
             (&Method::PUT, "/weights") => {
-                let Some(weights) = body.as_object().and_then(|fields| {
-                    fields
-                        .iter()
-                        .map(|(pool, weight)| {
-                            let weight = u32::try_from(weight.as_u64()?).ok()?;
-                            Some((pool.clone(), weight))
-                        })
-                        .collect::<Option<BTreeMap<String, u32>>>()
-                }) else {
+                let Ok(weights) = serde_json::from_slice::<Weights>(&body) else {
                     return error(
                         StatusCode::BAD_REQUEST,
                         "weights are an object of pool names to whole numbers, e.g. {\"stable\": 90, \"canary\": 10}",
@@ -150,7 +109,15 @@ impl Admin {
                     return error(StatusCode::NOT_FOUND, "name the backend: /backends/ID");
                 }
                 match method {
-                    Method::PUT => self.register(id, &body),
+                    Method::PUT => match serde_json::from_slice::<Registration>(&body) {
+                        Ok(registration) => self.register(id, registration),
+                        Err(why) => error(
+                            StatusCode::BAD_REQUEST,
+                            &format!(
+                                "a backend needs `pool` and `addr` (\"127.0.0.1:PORT\"): {why}"
+                            ),
+                        ),
+                    },
                     Method::DELETE => {
                         let drain = query
                             .split('&')
@@ -167,19 +134,10 @@ impl Admin {
         }
     }
 
-    fn register(&self, id: &str, body: &Value) -> Response<Body> {
-        let (Some(pool), Some(addr)) = (
-            body.get("pool").and_then(Value::as_str),
-            body.get("addr")
-                .and_then(Value::as_str)
-                .and_then(|a| a.parse().ok()),
-        ) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "a backend needs `pool` and `addr` (\"127.0.0.1:PORT\")",
-            );
-        };
-        let check = health_check(body.get("health").unwrap_or(&Value::Null));
+    fn register(&self, id: &str, registration: Registration) -> Response<Body> {
+        let Registration { pool, addr, health } = registration;
+        let pool = pool.as_str();
+        let check = health.check();
         let pools = &self.shared.pools;
         if let Some(existing) = pools.find(id)
             && existing.pool == pool
@@ -187,7 +145,7 @@ impl Admin {
             && existing.check == check
             && !existing.draining.load(Ordering::Acquire)
         {
-            return json_response(StatusCode::OK, &existing.to_json());
+            return json_response(StatusCode::OK, &existing.status());
         }
         let series = self.shared.metrics.series(pool, id);
         let backend = Arc::new(Backend::new(
@@ -207,7 +165,7 @@ impl Admin {
             }
         }
         health::watch(backend.clone(), self.client.clone());
-        json_response(StatusCode::CREATED, &backend.to_json())
+        json_response(StatusCode::CREATED, &backend.status())
     }
 
     async fn deregister(&self, id: &str, drain: Duration) -> Response<Body> {
@@ -231,7 +189,11 @@ impl Admin {
         pools.remove(id);
         json_response(
             StatusCode::OK,
-            &json!({ "id": id, "drained": abandoned == 0, "in_flight": abandoned }),
+            &Deregistered {
+                id: id.to_string(),
+                drained: abandoned == 0,
+                in_flight: abandoned,
+            },
         )
     }
 }

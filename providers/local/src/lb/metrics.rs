@@ -164,14 +164,12 @@ impl Metrics {
             "# HELP infra_lb_pool_weight The pool's share of traffic, relative to the others.\n",
         );
         out.push_str("# TYPE infra_lb_pool_weight gauge\n");
-        if let Some(status) = pools.status()["pools"].as_object() {
-            for (pool, value) in status {
-                let _ = writeln!(
-                    out,
-                    "infra_lb_pool_weight{{pool=\"{pool}\"}} {}",
-                    value["weight"]
-                );
-            }
+        for (pool, status) in pools.status().pools {
+            let _ = writeln!(
+                out,
+                "infra_lb_pool_weight{{pool=\"{pool}\"}} {}",
+                status.weight
+            );
         }
         out
     }

@@ -17,6 +17,7 @@ mod admin;
 mod health;
 mod metrics;
 mod pools;
+pub mod protocol;
 mod proxy;
 
 pub use pools::HealthCheck;
@@ -191,13 +192,14 @@ async fn serve(options: Options) -> Result<(), String> {
         }
     }
 
-    let announcement = serde_json::json!({
-        "pid": std::process::id(),
-        "listen": listen_addr.to_string(),
-        "admin": admin_addr.to_string(),
-    });
+    let announcement = protocol::Announcement {
+        pid: std::process::id(),
+        listen: listen_addr.to_string(),
+        admin: admin_addr.to_string(),
+    };
     let admin_file = options.dir.join("admin.json");
-    write_atomically(&admin_file, announcement.to_string().as_bytes(), 0o644)
+    let announced = serde_json::to_string(&announcement).expect("an announcement serialises");
+    write_atomically(&admin_file, announced.as_bytes(), 0o644)
         .map_err(|e| format!("cannot write {}: {e}", admin_file.display()))?;
     tracing::info!(listen = %listen_addr, workers, admin = %admin_addr, "listening");
 

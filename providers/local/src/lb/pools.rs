@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::metrics::Series;
+use super::protocol::{BackendStatus, PoolStatus, Status};
 
 /// An active health check, as ELBv2 defines one.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,15 +130,16 @@ impl Backend {
         self.healthy.store(false, Ordering::Release);
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "pool": self.pool,
-            "addr": self.addr.to_string(),
-            "healthy": self.healthy.load(Ordering::Relaxed),
-            "draining": self.draining.load(Ordering::Relaxed),
-            "in_flight": self.in_flight.load(Ordering::Relaxed),
-        })
+    /// How `GET /status` shows it.
+    pub fn status(&self) -> BackendStatus {
+        BackendStatus {
+            id: self.id.clone(),
+            pool: self.pool.clone(),
+            addr: self.addr.to_string(),
+            healthy: self.healthy.load(Ordering::Relaxed),
+            draining: self.draining.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -290,21 +291,22 @@ impl Pools {
             .collect()
     }
 
-    pub fn status(&self) -> Value {
+    pub fn status(&self) -> Status {
         let pools = self.inner.lock().unwrap();
-        let pools: serde_json::Map<String, Value> = pools
-            .iter()
-            .map(|(name, pool)| {
-                (
-                    name.clone(),
-                    json!({
-                        "weight": pool.weight,
-                        "backends": pool.backends.iter().map(|b| b.to_json()).collect::<Vec<_>>(),
-                    }),
-                )
-            })
-            .collect();
-        json!({ "pools": pools })
+        Status {
+            pools: pools
+                .iter()
+                .map(|(name, pool)| {
+                    (
+                        name.clone(),
+                        PoolStatus {
+                            weight: pool.weight,
+                            backends: pool.backends.iter().map(|b| b.status()).collect(),
+                        },
+                    )
+                })
+                .collect(),
+        }
     }
 }
 
