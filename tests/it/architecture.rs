@@ -5,24 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-/// Every `.rs` file under `dir`, with its text.
+use crate::support;
+
 fn sources(dir: &str) -> Vec<(PathBuf, String)> {
-    let mut found = Vec::new();
-    let mut pending = vec![PathBuf::from(dir)];
-    while let Some(path) = pending.pop() {
-        if path.is_dir() {
-            pending.extend(
-                std::fs::read_dir(&path)
-                    .expect("read dir")
-                    .map(|entry| entry.expect("entry").path()),
-            );
-        } else if path.extension().is_some_and(|ext| ext == "rs") {
-            let text = std::fs::read_to_string(&path).expect("read source");
-            found.push((path, text));
-        }
-    }
-    found.sort();
-    found
+    support::files_under(dir, ".rs")
 }
 
 /// The code of a file without its `#[cfg(test)]` module (tests may use

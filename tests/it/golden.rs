@@ -12,16 +12,10 @@ use infra::check::{CheckOptions, check};
 
 use crate::support;
 use infra::diagnostics::{Code, ReportStyle, render_all};
-use infra::eval::{BlockSchema, ProviderSchemas, SchemaCatalog};
+use infra::eval::{BlockSchema, SchemaCatalog};
 
 fn fixture_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("tests/fixtures")
-        .expect("tests/fixtures exists")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.is_dir())
-        .collect();
-    dirs.sort();
-    dirs
+    support::directories_in("tests/fixtures")
 }
 
 fn options_for(dir: &Path) -> CheckOptions {
@@ -82,28 +76,7 @@ fn test_catalog() -> SchemaCatalog {
         blocks: [("rule".to_string(), rule)].into(),
         set: false,
     };
-    let image = BlockSchema {
-        attributes: [
-            ("name".to_string(), A::required(T::String)),
-            ("id".to_string(), A::computed(T::String)),
-        ]
-        .into(),
-        blocks: Default::default(),
-        set: false,
-    };
-    let mut catalog = SchemaCatalog::default();
-    catalog.providers.insert(
-        "test".into(),
-        ProviderSchemas {
-            resources: [
-                ("test_network".to_string(), network),
-                ("test_server".to_string(), server),
-            ]
-            .into(),
-            data_sources: [("test_image".to_string(), image)].into(),
-        },
-    );
-    catalog
+    support::test_provider_catalog(network, server)
 }
 
 fn render_case(dir: &Path) -> String {
@@ -233,19 +206,11 @@ fn readme_lists_every_function_and_the_docs_every_diagnostic_code() {
 /// in a test of the library.
 #[test]
 fn every_diagnostic_code_is_produced_by_a_test() {
-    let mut texts = String::new();
-    let mut paths = vec![PathBuf::from("tests")];
-    while let Some(path) = paths.pop() {
-        if path.is_dir() {
-            paths.extend(
-                std::fs::read_dir(&path)
-                    .expect("read tests")
-                    .map(|e| e.expect("entry").path()),
-            );
-        } else if path.file_name().is_some_and(|name| name != "golden.rs") {
-            texts.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
-        }
-    }
+    let texts: String = support::files_under("tests", "")
+        .into_iter()
+        .filter(|(path, _)| !path.ends_with("golden.rs"))
+        .map(|(_, text)| text)
+        .collect();
     let produced = |code: &Code| {
         let rendered = code.as_str();
         let named = format!("Code::{code:?}");

@@ -114,12 +114,7 @@ fn run_case(case: &Path, problems: &mut Vec<String>) {
 
 #[test]
 fn every_plan_case_matches_its_expected_plan_json_and_state() {
-    let mut cases: Vec<PathBuf> = std::fs::read_dir("tests/plan_cases")
-        .expect("tests/plan_cases")
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_dir())
-        .collect();
-    cases.sort();
+    let cases = support::directories_in("tests/plan_cases");
     assert!(cases.len() >= 10, "the cases are there");
     let mut problems = Vec::new();
     for case in &cases {
@@ -136,12 +131,7 @@ fn every_plan_case_matches_its_expected_plan_json_and_state() {
 /// `aws.rs` instead.
 #[test]
 fn every_example_plans() {
-    let mut examples: Vec<PathBuf> = std::fs::read_dir("examples")
-        .expect("examples")
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_dir())
-        .collect();
-    examples.sort();
+    let examples = support::directories_in("examples");
     let planned_against_moto = ["aws-web"];
     let aws_tests = std::fs::read_to_string("tests/it/aws.rs").unwrap();
     let runtime = runtime();

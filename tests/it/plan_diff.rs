@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use infra::check::CheckOptions;
-use infra::eval::{
-    AttributeSchema as A, BlockSchema, ProviderSchemas, SchemaCatalog, TypeConstraint as T, Value,
-};
+use infra::eval::{AttributeSchema as A, BlockSchema, SchemaCatalog, TypeConstraint as T, Value};
 use infra::plan::{Action, Change, Plan, plan};
 use infra::state::{ResourceState, State};
 use serde_json::json;
+
+use crate::support;
 
 fn force_new(mut attribute: A) -> A {
     attribute.force_new = true;
@@ -46,28 +46,7 @@ fn catalog() -> SchemaCatalog {
         blocks: Default::default(),
         set: false,
     };
-    let image = BlockSchema {
-        attributes: [
-            ("name".to_string(), A::required(T::String)),
-            ("id".to_string(), A::computed(T::String)),
-        ]
-        .into(),
-        blocks: Default::default(),
-        set: false,
-    };
-    let mut catalog = SchemaCatalog::default();
-    catalog.providers.insert(
-        "test".into(),
-        ProviderSchemas {
-            resources: [
-                ("test_network".to_string(), network),
-                ("test_server".to_string(), server),
-            ]
-            .into(),
-            data_sources: [("test_image".to_string(), image)].into(),
-        },
-    );
-    catalog
+    support::test_provider_catalog(network, server)
 }
 
 const CONFIG: &str = r#"

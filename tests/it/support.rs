@@ -78,6 +78,70 @@ pub fn golden(path: &Path, actual: &str) {
     .assert_eq(actual);
 }
 
+/// The directories in `dir` (fixtures, plan cases, examples), sorted.
+pub fn directories_in(dir: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|error| panic!("{dir}: {error}"))
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.is_dir())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Every file under `dir` whose name ends with `ending` (`.rs`, or `""`
+/// for all), with its text, sorted by path.
+pub fn files_under(dir: &str, ending: &str) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let mut pending = vec![PathBuf::from(dir)];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(
+                std::fs::read_dir(&path)
+                    .expect("read dir")
+                    .map(|entry| entry.expect("entry").path()),
+            );
+        } else if path.to_string_lossy().ends_with(ending) {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            found.push((path, text));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The schemas of a fictional provider `test` (`test_network`,
+/// `test_server` as the caller shapes them, and a data source
+/// `test_image`), to exercise the front end's and the diff's schema rules.
+pub fn test_provider_catalog(
+    network: infra::eval::BlockSchema,
+    server: infra::eval::BlockSchema,
+) -> infra::eval::SchemaCatalog {
+    use infra::eval::{AttributeSchema as A, BlockSchema, ProviderSchemas, TypeConstraint as T};
+    let image = BlockSchema {
+        attributes: [
+            ("name".to_string(), A::required(T::String)),
+            ("id".to_string(), A::computed(T::String)),
+        ]
+        .into(),
+        blocks: Default::default(),
+        set: false,
+    };
+    let mut catalog = infra::eval::SchemaCatalog::default();
+    catalog.providers.insert(
+        "test".into(),
+        ProviderSchemas {
+            resources: [
+                ("test_network".to_string(), network),
+                ("test_server".to_string(), server),
+            ]
+            .into(),
+            data_sources: [("test_image".to_string(), image)].into(),
+        },
+    );
+    catalog
+}
+
 pub fn write(dir: &Path, name: &str, content: &str) {
     std::fs::write(dir.join(name), content).expect("write file");
 }
