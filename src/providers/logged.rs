@@ -69,7 +69,32 @@ impl Logged {
     }
 }
 
+/// The operations on one object, each timed and logged with the object's
+/// type and address.
+macro_rules! on_an_object {
+    ($($operation:ident($request:ty) -> $response:ty;)*) => {$(
+        fn $operation(&self, request: $request) -> BoxFuture<'_, Result<$response, ProviderError>> {
+            let (type_name, address) =
+                (request.type_name.clone(), request.identity.address.clone());
+            Box::pin(self.timed(
+                stringify!($operation),
+                type_name,
+                address,
+                self.inner.$operation(request),
+            ))
+        }
+    )*};
+}
+
 impl Provider for Logged {
+    on_an_object! {
+        create(CreateRequest) -> ObjectResponse;
+        read(ReadRequest) -> ReadResponse;
+        update(UpdateRequest) -> ObjectResponse;
+        delete(DeleteRequest) -> ();
+        import(ImportRequest) -> ObjectResponse;
+    }
+
     fn name(&self) -> &'static str {
         self.inner.name()
     }
@@ -109,19 +134,6 @@ impl Provider for Logged {
         })
     }
 
-    fn create(
-        &self,
-        request: CreateRequest,
-    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
-        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
-        Box::pin(self.timed("create", type_name, address, self.inner.create(request)))
-    }
-
-    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResponse, ProviderError>> {
-        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
-        Box::pin(self.timed("read", type_name, address, self.inner.read(request)))
-    }
-
     fn read_batch_size(&self, type_name: &str) -> usize {
         self.inner.read_batch_size(type_name)
     }
@@ -152,19 +164,6 @@ impl Provider for Logged {
         })
     }
 
-    fn update(
-        &self,
-        request: UpdateRequest,
-    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
-        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
-        Box::pin(self.timed("update", type_name, address, self.inner.update(request)))
-    }
-
-    fn delete(&self, request: DeleteRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
-        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
-        Box::pin(self.timed("delete", type_name, address, self.inner.delete(request)))
-    }
-
     fn read_data(
         &self,
         request: ReadDataRequest,
@@ -176,14 +175,6 @@ impl Provider for Logged {
             String::new(),
             self.inner.read_data(request),
         ))
-    }
-
-    fn import(
-        &self,
-        request: ImportRequest,
-    ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
-        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
-        Box::pin(self.timed("import", type_name, address, self.inner.import(request)))
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -19,7 +19,7 @@ mod variables;
 
 pub use bodies::evaluate_standalone_block;
 use bodies::{eval_body, eval_nested_blocks};
-use resolution::{Node, body_expressions, resource_expressions};
+use resolution::{Node, body_expressions};
 pub use variables::{ProvidedValue, RootVariables, VariableOrigin};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -52,25 +52,35 @@ pub fn evaluate_configuration(
     sources: &SourceMap,
     diagnostics: &mut Diagnostics,
 ) -> EvaluatedModule {
+    evaluate_root(
+        root,
+        variables,
+        schemas,
+        planner,
+        sources,
+        None,
+        diagnostics,
+    )
+}
+
+fn evaluate_root(
+    root: &ModuleConfig,
+    variables: &RootVariables,
+    schemas: &SchemaCatalog,
+    planner: Option<&dyn InstancePlanner>,
+    sources: &SourceMap,
+    focus: Option<&BTreeSet<String>>,
+    diagnostics: &mut Diagnostics,
+) -> EvaluatedModule {
     let context = Context {
         root_dir: &root.dir.to_string_lossy(),
         schemas,
         planner,
         sources,
     };
-    evaluate_root(root, variables, &context, None, diagnostics)
-}
-
-fn evaluate_root(
-    root: &ModuleConfig,
-    variables: &RootVariables,
-    context: &Context,
-    focus: Option<&BTreeSet<String>>,
-    diagnostics: &mut Diagnostics,
-) -> EvaluatedModule {
     let mut budget = MAX_EVALUATION_STEPS;
     let inputs = Inputs::Root(variables);
-    evaluate_module(root, &inputs, context, focus, diagnostics, &mut budget)
+    evaluate_module(root, &inputs, &context, focus, diagnostics, &mut budget)
 }
 
 /// [`evaluate_configuration`] of only what the resources named in `focus`
@@ -88,13 +98,15 @@ pub fn evaluate_focused(
     focus: &BTreeSet<String>,
     diagnostics: &mut Diagnostics,
 ) -> EvaluatedModule {
-    let context = Context {
-        root_dir: &root.dir.to_string_lossy(),
+    evaluate_root(
+        root,
+        variables,
         schemas,
         planner,
         sources,
-    };
-    evaluate_root(root, variables, &context, Some(focus), diagnostics)
+        Some(focus),
+        diagnostics,
+    )
 }
 
 enum Inputs<'a> {
@@ -161,7 +173,8 @@ struct ModuleEvaluation<'c, 'd> {
     failed: HashSet<Node<'c>>,
     /// Declared resources by mode, type and name, to resolve references
     /// (which borrow their names from the syntax tree) without allocating.
-    resource_index: HashMap<(ResourceMode, &'c str, &'c str), &'c ResourceId>,
+    /// (`None` in a focused evaluation, which looks them up one by one.)
+    resource_index: Option<HashMap<(ResourceMode, &'c str, &'c str), &'c ResourceId>>,
     /// `module.a.module.b.` for addresses; empty in the root module.
     module_prefix: String,
     /// Resource addresses every resource of this module depends on: what
@@ -207,12 +220,16 @@ fn evaluate_module<'c>(
         referenced_attributes: HashMap::default(),
         dependencies: HashMap::default(),
         failed: HashSet::default(),
-        resource_index: config
-            .declarations
-            .resources
-            .keys()
-            .map(|id| ((id.mode, &*id.type_name, &*id.name), id))
-            .collect(),
+        // An index of every resource costs a pass over the module: a
+        // focused evaluation looks up the few it needs instead.
+        resource_index: focus.is_none().then(|| {
+            config
+                .declarations
+                .resources
+                .keys()
+                .map(|id| ((id.mode, &*id.type_name, &*id.name), id))
+                .collect()
+        }),
         module_prefix: ModuleEvaluation::compute_module_prefix(&config.path),
         inherited_dependencies: match inputs {
             Inputs::Child(_, _, inherited, _) => inherited.clone(),
@@ -229,96 +246,46 @@ fn evaluate_module<'c>(
 
 impl<'c> ModuleEvaluation<'c, '_> {
     fn run(&mut self, inputs: &Inputs) {
-        let config: &'c ModuleConfig = self.config;
-        let declarations = &config.declarations;
-        // 1. The nodes and their expressions.
-        let mut nodes: Vec<(Node<'c>, Vec<&'c Expr>)> = Vec::new();
-        for (name, variable) in &declarations.variables {
-            nodes.push((Node::Variable(name), variable.default.iter().collect()));
-        }
-        for (name, local) in &declarations.locals {
-            nodes.push((Node::Local(name), vec![&local.value]));
-        }
-        for (id, resource) in &declarations.resources {
-            nodes.push((Node::Resource(id), resource_expressions(resource)));
-        }
-        for (name, call) in &declarations.module_calls {
-            let mut exprs: Vec<&Expr> = call.inputs.iter().map(|a| &a.value).collect();
-            exprs.extend(call.depends_on.iter());
-            nodes.push((Node::Module(name), exprs));
-        }
-        for (name, deployment) in &declarations.deployments {
-            let mut exprs = Vec::new();
-            body_expressions(&deployment.block.body, &mut exprs);
-            nodes.push((Node::Deployment(name), exprs));
-        }
-        for (name, output) in &declarations.outputs {
-            let mut exprs: Vec<&Expr> = output.value.iter().collect();
-            exprs.extend(output.depends_on.iter());
-            nodes.push((Node::Output(name), exprs));
-        }
-        for (index, provider) in declarations.providers.iter().enumerate() {
-            let mut exprs = Vec::new();
-            body_expressions(&provider.block.body, &mut exprs);
-            nodes.push((Node::Provider(index), exprs));
-        }
-        if let Some(backend) = &declarations.backend {
-            let mut exprs = Vec::new();
-            body_expressions(&backend.block.body, &mut exprs);
-            nodes.push((Node::Backend, exprs));
-        }
-
-        // 2. References → edges (user → dependency), unknown names reported.
-        //    A focused evaluation analyses only the nodes it needs: the
-        //    focused ones and, transitively, what they refer to.
+        // 1. The nodes, 2. their references → edges (user → dependency),
+        //    unknown names reported. A focused evaluation starts from the
+        //    focused nodes and adds only what they refer to, transitively:
+        //    its graph, and its cost, grow with what the focus needs, not
+        //    with the module.
         let mut graph: DiGraph<Node<'c>, Span> = DiGraph::new();
         let mut index_of: HashMap<Node<'c>, NodeIndex> = HashMap::default();
-        for (node, _) in &nodes {
-            index_of.insert(*node, graph.add_node(*node));
-        }
-        let mut needed: Option<HashSet<NodeIndex>> = None;
         match self.focus {
             None => {
-                for (node, exprs) in &nodes {
-                    self.analyse_node(*node, exprs, &mut graph, &index_of);
+                let nodes = self.all_nodes();
+                for node in &nodes {
+                    index_of.insert(*node, graph.add_node(*node));
+                }
+                for node in nodes {
+                    let exprs = self.expressions_of(node);
+                    self.analyse_node(node, &exprs, &mut graph, &mut index_of, false);
                 }
             }
             Some(focus) => {
-                let mut reached: HashSet<NodeIndex> = HashSet::default();
-                let mut pending: Vec<usize> = Vec::new();
-                for (position, (node, _)) in nodes.iter().enumerate() {
-                    if self.is_focused(*node, focus) {
-                        reached.insert(index_of[node]);
-                        pending.push(position);
-                    }
+                let mut pending = self.focused_nodes(focus);
+                for node in &pending {
+                    index_of.insert(*node, graph.add_node(*node));
                 }
-                // Node indices follow the order of `nodes`.
-                while let Some(position) = pending.pop() {
-                    let (node, exprs) = &nodes[position];
-                    self.analyse_node(*node, exprs, &mut graph, &index_of);
-                    let dependencies: Vec<NodeIndex> = graph.neighbors(index_of[node]).collect();
-                    for dependency in dependencies {
+                while let Some(node) = pending.pop() {
+                    let exprs = self.expressions_of(node);
+                    let added = self.analyse_node(node, &exprs, &mut graph, &mut index_of, true);
+                    for dependency in added {
                         // A module whose outputs are needed is evaluated whole.
-                        if let Node::Module(name) = graph[dependency] {
+                        if let Node::Module(name) = dependency {
                             self.whole_modules.insert(name);
                         }
-                        if reached.insert(dependency) {
-                            pending.push(dependency.index());
-                        }
+                        pending.push(dependency);
                     }
                 }
-                needed = Some(reached);
             }
         }
 
         // 3. Strongly connected components in dependency order; cycles reported.
         let components = petgraph::algo::kosaraju_scc(&graph);
         for component in components {
-            if let Some(needed) = &needed
-                && !component.iter().any(|index| needed.contains(index))
-            {
-                continue;
-            }
             let cyclic =
                 component.len() > 1 || graph.find_edge(component[0], component[0]).is_some();
             if cyclic {

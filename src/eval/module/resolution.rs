@@ -98,15 +98,145 @@ pub(super) fn shortest_cycle_through(
 }
 
 impl<'c> ModuleEvaluation<'c, '_> {
+    /// Every node of the module, in declaration order.
+    pub(super) fn all_nodes(&self) -> Vec<Node<'c>> {
+        let declarations = &self.config.declarations;
+        let mut nodes: Vec<Node<'c>> = Vec::new();
+        nodes.extend(
+            declarations
+                .variables
+                .keys()
+                .map(|name| Node::Variable(name)),
+        );
+        nodes.extend(declarations.locals.keys().map(|name| Node::Local(name)));
+        nodes.extend(declarations.resources.keys().map(Node::Resource));
+        nodes.extend(
+            declarations
+                .module_calls
+                .keys()
+                .map(|name| Node::Module(name)),
+        );
+        nodes.extend(
+            declarations
+                .deployments
+                .keys()
+                .map(|name| Node::Deployment(name)),
+        );
+        nodes.extend(declarations.outputs.keys().map(|name| Node::Output(name)));
+        nodes.extend((0..declarations.providers.len()).map(Node::Provider));
+        if declarations.backend.is_some() {
+            nodes.push(Node::Backend);
+        }
+        nodes
+    }
+
+    /// The expressions of a node: what it may refer to.
+    pub(super) fn expressions_of(&self, node: Node<'c>) -> Vec<&'c Expr> {
+        let declarations = &self.config.declarations;
+        let mut exprs: Vec<&'c Expr> = Vec::new();
+        match node {
+            Node::Variable(name) => exprs.extend(declarations.variables[name].default.iter()),
+            Node::Local(name) => exprs.push(&declarations.locals[name].value),
+            Node::Resource(id) => exprs = resource_expressions(&declarations.resources[id]),
+            Node::Module(name) => {
+                let call = &declarations.module_calls[name];
+                exprs.extend(call.inputs.iter().map(|a| &a.value));
+                exprs.extend(call.depends_on.iter());
+            }
+            Node::Deployment(name) => {
+                body_expressions(&declarations.deployments[name].block.body, &mut exprs);
+            }
+            Node::Output(name) => {
+                let output = &declarations.outputs[name];
+                exprs.extend(output.value.iter());
+                exprs.extend(output.depends_on.iter());
+            }
+            Node::Provider(index) => {
+                body_expressions(&declarations.providers[index].block.body, &mut exprs);
+            }
+            Node::Backend => {
+                if let Some(backend) = &declarations.backend {
+                    body_expressions(&backend.block.body, &mut exprs);
+                }
+            }
+        }
+        exprs
+    }
+
+    /// The nodes a focused evaluation starts from: the focused resources
+    /// and deployments of this module, and the module calls that contain
+    /// focused ones.
+    pub(super) fn focused_nodes(&self, focus: &BTreeSet<String>) -> Vec<Node<'c>> {
+        let declarations = &self.config.declarations;
+        let prefix = self.module_prefix.as_str();
+        let mut nodes: Vec<Node<'c>> = Vec::new();
+        for address in focus
+            .range(prefix.to_string()..)
+            .take_while(|address| address.starts_with(prefix))
+        {
+            let rest = &address[prefix.len()..];
+            if let Some(inside) = rest.strip_prefix("module.") {
+                let name = inside.split('.').next().unwrap_or(inside);
+                if let Some((name, _)) = declarations.module_calls.get_key_value(name) {
+                    nodes.push(Node::Module(name));
+                }
+            } else if let Some(name) = rest.strip_prefix("deployment.") {
+                if let Some((name, _)) = declarations.deployments.get_key_value(name) {
+                    nodes.push(Node::Deployment(name));
+                }
+            } else {
+                let (mode, rest) = match rest.strip_prefix("data.") {
+                    Some(rest) => (ResourceMode::Data, rest),
+                    None => (ResourceMode::Managed, rest),
+                };
+                if let Some((type_name, name)) = rest.split_once('.')
+                    && let Some(id) = self.find_resource(mode, type_name, name)
+                {
+                    nodes.push(Node::Resource(id));
+                }
+            }
+        }
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
+    /// The declared resource `type_name.name` of `mode`.
+    pub(super) fn find_resource(
+        &self,
+        mode: ResourceMode,
+        type_name: &str,
+        name: &str,
+    ) -> Option<&'c ResourceId> {
+        if let Some(index) = &self.resource_index {
+            return index.get(&(mode, type_name, name)).copied();
+        }
+        let config: &'c ModuleConfig = self.config;
+        let key = ResourceId {
+            mode,
+            type_name: type_name.into(),
+            name: name.into(),
+        };
+        config
+            .declarations
+            .resources
+            .get_key_value(&key)
+            .map(|(id, _)| id)
+    }
+
     /// Step 2 for one node: its references become edges to what they name
-    /// (unknown names are reported) and its recorded dependencies.
+    /// (unknown names are reported) and its recorded dependencies. With
+    /// `add_missing`, a node it refers to that the graph lacks is added;
+    /// returns those added.
     pub(super) fn analyse_node(
         &mut self,
         node: Node<'c>,
         exprs: &[&'c Expr],
         graph: &mut DiGraph<Node<'c>, Span>,
-        index_of: &HashMap<Node<'c>, NodeIndex>,
-    ) {
+        index_of: &mut HashMap<Node<'c>, NodeIndex>,
+        add_missing: bool,
+    ) -> Vec<Node<'c>> {
+        let mut added = Vec::new();
         let mut references = Vec::new();
         let mut problems = Vec::new();
         for expr in exprs {
@@ -119,7 +249,17 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let mut targets = BTreeSet::new();
         for reference in references {
             if let Some(target) = self.resolve(node, &reference) {
-                if let Some(&to) = index_of.get(&target) {
+                let to = match index_of.get(&target) {
+                    Some(&to) => Some(to),
+                    None if add_missing => {
+                        let to = graph.add_node(target);
+                        index_of.insert(target, to);
+                        added.push(target);
+                        Some(to)
+                    }
+                    None => None,
+                };
+                if let Some(to) = to {
                     graph.add_edge(from, to, reference.span);
                 }
                 targets.insert(target);
@@ -128,25 +268,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         if !targets.is_empty() {
             self.dependencies.insert(node, targets);
         }
-    }
-
-    /// Whether a focused evaluation starts from `node`: a focused resource,
-    /// or a module call that contains one.
-    pub(super) fn is_focused(&self, node: Node<'c>, focus: &BTreeSet<String>) -> bool {
-        match node {
-            Node::Resource(id) => focus.contains(&self.address_of(id, &InstanceKey::None)),
-            Node::Deployment(name) => {
-                focus.contains(&format!("{}deployment.{name}", self.module_prefix))
-            }
-            Node::Module(name) => {
-                let prefix = format!("{}module.{name}.", self.module_prefix);
-                focus
-                    .range(prefix.clone()..)
-                    .next()
-                    .is_some_and(|first| first.starts_with(&prefix))
-            }
-            _ => false,
-        }
+        added
     }
 
     /// Maps a reference to the node it names, or reports it.
@@ -219,7 +341,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 type_name,
                 name,
             } => {
-                if let Some(&id) = self.resource_index.get(&(mode, type_name, name)) {
+                if let Some(id) = self.find_resource(mode, type_name, name) {
                     if let Some(attribute) = reference.attribute {
                         self.referenced_attributes
                             .entry(id)

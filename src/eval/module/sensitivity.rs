@@ -19,7 +19,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 type_name,
                 name,
             } => {
-                let Some(id) = self.resource_index.get(&(mode, type_name, name)) else {
+                let Some(id) = self.find_resource(mode, type_name, name) else {
                     return false;
                 };
                 let Some(sensitive) = self.sensitive_attributes.get(id) else {
