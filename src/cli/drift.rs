@@ -27,15 +27,7 @@ pub struct DriftArgs {
 const DRIFTED: u8 = 2;
 
 pub fn run(directory: Option<PathBuf>, args: &DriftArgs, style: ReportStyle) -> ExitCode {
-    let Opened {
-        options,
-        loaded,
-        state,
-        version,
-        providers,
-        runtime,
-        ..
-    } = match open(
+    let opened = match open(
         directory,
         &args.variables,
         &[],
@@ -46,10 +38,18 @@ pub fn run(directory: Option<PathBuf>, args: &DriftArgs, style: ReportStyle) -> 
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    if !version.exists() {
+    if !opened.version.exists() {
         eprintln!("No state yet: nothing can have drifted (apply creates the state).");
         return ExitCode::SUCCESS;
     }
+    let Opened {
+        options,
+        loaded,
+        state,
+        providers,
+        runtime,
+        ..
+    } = opened;
     let (mut problems, (refreshed, diagnostics)) = runtime.block_on(async {
         let problems = providers
             .configure(&loaded.provider_settings(&options), &options.dir)

@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use crate::config::{ModuleConfig, ResourceMode};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
-use crate::eval::{
-    EvaluatedModule, RootVariables, SchemaCatalog, evaluate_configuration, evaluate_focused,
-};
+use crate::eval::{EvaluatedModule, RootVariables, SchemaCatalog, evaluate_focused};
 use crate::state::State;
 use crate::syntax::SourceMap;
 
@@ -197,25 +195,15 @@ impl Evaluation {
             replace: &[],
         };
         let mut diagnostics = Diagnostics::new();
-        let evaluated = match focus {
-            None => evaluate_configuration(
-                &self.config,
-                &self.variables,
-                &self.schemas,
-                Some(&planner),
-                &self.sources,
-                &mut diagnostics,
-            ),
-            Some(focus) => evaluate_focused(
-                &self.config,
-                &self.variables,
-                &self.schemas,
-                Some(&planner),
-                &self.sources,
-                focus,
-                &mut diagnostics,
-            ),
-        };
+        let evaluated = evaluate_focused(
+            &self.config,
+            &self.variables,
+            &self.schemas,
+            Some(&planner),
+            &self.sources,
+            focus,
+            &mut diagnostics,
+        );
         match diagnostics.iter().find(|d| d.is_error()) {
             Some(error) => Err(format!(
                 "evaluating the configuration again failed: {}",

@@ -43,29 +43,25 @@ impl Logged {
         started: Instant,
         result: &Result<T, ProviderError>,
     ) {
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match result {
-            Ok(_) => tracing::debug!(
-                target: "infra::provider",
-                provider = self.inner.name(),
-                operation,
-                type_name,
-                address,
-                elapsed_ms,
-                "provider call succeeded"
+        let (outcome, code, error) = match result {
+            Ok(_) => ("succeeded", "", ""),
+            Err(error) => (
+                "failed",
+                error.code.as_deref().unwrap_or(""),
+                error.message.as_str(),
             ),
-            Err(error) => tracing::debug!(
-                target: "infra::provider",
-                provider = self.inner.name(),
-                operation,
-                type_name,
-                address,
-                elapsed_ms,
-                code = error.code.as_deref().unwrap_or(""),
-                error = %error.message,
-                "provider call failed"
-            ),
-        }
+        };
+        tracing::debug!(
+            target: "infra::provider",
+            provider = self.inner.name(),
+            operation,
+            type_name,
+            address,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            code,
+            error,
+            "provider call {outcome}"
+        );
     }
 }
 

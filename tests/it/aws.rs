@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::moto::Moto;
-use crate::support::{self, both, text};
+use crate::support::{self, both, runtime, text};
 use infra_provider_aws::aws_sdk_ec2;
 
 /// `infra ARGS` in `dir`, talking to `moto`.
@@ -21,13 +21,6 @@ fn command(moto: &Moto, dir: &Path, args: &[&str]) -> Command {
 
 fn infra(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
     command(moto, dir, args).output().expect("run infra")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn elb(moto: &Moto) -> infra_provider_aws::aws_sdk_elasticloadbalancingv2::Client {

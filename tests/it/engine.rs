@@ -14,7 +14,7 @@ use infra::providers::ProviderRegistry;
 use infra::state::State;
 use infra_provider_mock::MockProvider;
 use infra_provider_sdk::Provider;
-use support::engine;
+use support::{engine, runtime};
 
 fn setup(dir: &Path, config: &str) -> (CheckOptions, Arc<MockProvider>, ProviderRegistry) {
     std::fs::write(dir.join("main.infra"), config).unwrap();
@@ -30,11 +30,7 @@ fn run(
     providers: &ProviderRegistry,
     destroying: bool,
 ) -> (State, infra::apply::ApplyReport) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime
+    runtime()
         .block_on(engine::plan_and_apply(
             options, state, providers, 10, destroying,
         ))
@@ -365,18 +361,12 @@ fn refresh_reads_objects_in_batches_the_provider_takes() {
 
 #[test]
 fn a_refresh_that_fails_stops_the_plan_with_the_providers_code() {
+    let flaky = "resource mock_resource flaky {\n  name    = \"flaky\"\n  fail_on = \"read\"\n}\n";
     let dir = tempfile::tempdir().unwrap();
-    let (options, _mock, providers) = setup(
-        dir.path(),
-        "resource mock_resource flaky {\n  name    = \"flaky\"\n  fail_on = \"read\"\n}\n",
-    );
+    let (options, _mock, providers) = setup(dir.path(), flaky);
     let (state, report) = run(&options, State::new("t"), &providers, false);
     assert!(report.succeeded(), "{report:?}");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let Err(failure) = runtime.block_on(engine::plan(&options, &state, &providers, 10, false))
+    let Err(failure) = runtime().block_on(engine::plan(&options, &state, &providers, 10, false))
     else {
         panic!("the refresh fails, so does the plan");
     };

@@ -27,14 +27,7 @@ use infra::providers::ProviderRegistry;
 use infra::state::State;
 use infra_provider_mock::MockProvider;
 use infra_provider_sdk::Provider;
-use support::engine;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::{engine, runtime};
 
 /// Plans and applies `config` against `state`; returns the rendered plan,
 /// its JSON (none when it fails) and the state after.

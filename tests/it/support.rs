@@ -56,6 +56,14 @@ pub fn on_a_terminal(dir: Option<&Path>, args: &str, input: &str, env: &[(&str, 
     text(&output.stdout)
 }
 
+/// A runtime for the engine's async calls in a test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

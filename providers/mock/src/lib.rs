@@ -93,6 +93,19 @@ impl MockProvider {
             .unwrap_or_default()
     }
 
+    /// What every create and update does first: wait its latency, count
+    /// it, fail if told to.
+    async fn begin(
+        &self,
+        config: &Attributes,
+        operation: &str,
+        bump: impl FnOnce(&mut Counts),
+    ) -> Result<(), ProviderError> {
+        self.pause(config).await;
+        self.count(bump);
+        self.injected(config, operation)
+    }
+
     async fn pause(&self, attributes: &Attributes) {
         let millis = attributes
             .get("latency_ms")
@@ -263,9 +276,8 @@ impl Provider for MockProvider {
         request: CreateRequest,
     ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
         Box::pin(async move {
-            self.pause(&request.config).await;
-            self.count(|c| c.creates += 1);
-            self.injected(&request.config, "create")?;
+            self.begin(&request.config, "create", |c| c.creates += 1)
+                .await?;
             let id = format!("mock-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
             let mut state = request.config;
             state.insert("id".into(), json!(id));
@@ -314,9 +326,8 @@ impl Provider for MockProvider {
         request: UpdateRequest,
     ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
         Box::pin(async move {
-            self.pause(&request.config).await;
-            self.count(|c| c.updates += 1);
-            self.injected(&request.config, "update")?;
+            self.begin(&request.config, "update", |c| c.updates += 1)
+                .await?;
             let id = id_of(&request.prior);
             let mut objects = self.objects.lock().expect("store");
             if !objects.contains_key(&id) {

@@ -52,7 +52,7 @@ pub fn evaluate_configuration(
     sources: &SourceMap,
     diagnostics: &mut Diagnostics,
 ) -> EvaluatedModule {
-    evaluate_root(
+    evaluate_focused(
         root,
         variables,
         schemas,
@@ -63,7 +63,14 @@ pub fn evaluate_configuration(
     )
 }
 
-fn evaluate_root(
+/// [`evaluate_configuration`], of only what the resources named in `focus`
+/// need when there is a focus: those resources (addresses without
+/// instance keys, e.g. `module.net.aws_subnet.a`) and everything they
+/// depend on. Apply uses it to learn one resource's arguments once its
+/// dependencies exist, at a cost that grows with its dependencies rather
+/// than with the configuration. Problems are reported only as far as that
+/// part of it goes.
+pub fn evaluate_focused(
     root: &ModuleConfig,
     variables: &RootVariables,
     schemas: &SchemaCatalog,
@@ -81,32 +88,6 @@ fn evaluate_root(
     let mut budget = MAX_EVALUATION_STEPS;
     let inputs = Inputs::Root(variables);
     evaluate_module(root, &inputs, &context, focus, diagnostics, &mut budget)
-}
-
-/// [`evaluate_configuration`] of only what the resources named in `focus`
-/// need: those resources (addresses without instance keys, e.g.
-/// `module.net.aws_subnet.a`) and everything they depend on. Apply uses it
-/// to learn one resource's arguments once its dependencies exist, at a cost
-/// that grows with its dependencies rather than with the configuration.
-/// Problems are reported only as far as that part of it goes.
-pub fn evaluate_focused(
-    root: &ModuleConfig,
-    variables: &RootVariables,
-    schemas: &SchemaCatalog,
-    planner: Option<&dyn InstancePlanner>,
-    sources: &SourceMap,
-    focus: &BTreeSet<String>,
-    diagnostics: &mut Diagnostics,
-) -> EvaluatedModule {
-    evaluate_root(
-        root,
-        variables,
-        schemas,
-        planner,
-        sources,
-        Some(focus),
-        diagnostics,
-    )
 }
 
 enum Inputs<'a> {
@@ -432,14 +413,24 @@ impl<'c> ModuleEvaluation<'c, '_> {
         }
     }
 
-    fn eval_in_scope(&mut self, expr: &Expr) -> EvalResult {
+    /// An evaluator in this module's scope (with `count.index` and
+    /// `each` when evaluating an instance).
+    fn evaluator(
+        &mut self,
+        count_index: Option<usize>,
+        each: Option<(Value, Value)>,
+    ) -> Evaluator<'_, '_> {
         let scope = Scope {
             values: &self.values,
             module_dir: &self.config.dir,
-            count_index: None,
-            each: None,
+            count_index,
+            each,
         };
-        Evaluator::new(scope, self.diagnostics, self.budget).eval(expr)
+        Evaluator::new(scope, self.diagnostics, self.budget)
+    }
+
+    fn eval_in_scope(&mut self, expr: &Expr) -> EvalResult {
+        self.evaluator(None, None).eval(expr)
     }
 
     /// Evaluates a block body into an object: attributes by name; unlabelled
@@ -451,14 +442,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         count_index: Option<usize>,
         each: Option<(Value, Value)>,
     ) -> EvalResult {
-        let scope = Scope {
-            values: &self.values,
-            module_dir: &self.config.dir,
-            count_index,
-            each,
-        };
-        let mut evaluator = Evaluator::new(scope, self.diagnostics, self.budget);
-        eval_body(&mut evaluator, body, &[])
+        eval_body(&mut self.evaluator(count_index, each), body, &[])
     }
 
     fn compute_module_prefix(path: &[String]) -> String {

@@ -122,13 +122,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let mut ok = true;
         let mut objects: Vec<(InstanceKey, Value)> = Vec::new();
         for (key, count_index, each) in instances {
-            let scope = Scope {
-                values: &self.values,
-                module_dir: &self.config.dir,
-                count_index,
-                each,
-            };
-            let mut evaluator = Evaluator::new(scope, self.diagnostics, self.budget);
+            let mut evaluator = self.evaluator(count_index, each);
             let mut arguments = BTreeMap::new();
             for argument in &resource.arguments {
                 match evaluator.eval(&argument.value) {
