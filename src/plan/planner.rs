@@ -145,10 +145,6 @@ impl<'r> Planner<'r> {
         self
     }
 
-    pub fn options(&self) -> &PlanOptions {
-        &self.options
-    }
-
     /// Plans `loaded` (read with `options`) against `state`: configures the
     /// providers from its `provider` blocks, then the whole pipeline.
     pub async fn plan(

@@ -71,13 +71,6 @@ pub struct LockWait<'a> {
     pub waiting: &'a (dyn Fn(&LockInfo) + Sync),
 }
 
-impl LockWait<'_> {
-    pub const NONE: LockWait<'static> = LockWait {
-        timeout: Duration::ZERO,
-        waiting: &|_| {},
-    };
-}
-
 /// Where the state is kept.
 pub trait Backend: Send + Sync {
     /// How messages name it: `` local state file `infra.state.json` ``.

@@ -15,4 +15,4 @@ pub use format::{
     FORMAT_NAME, FORMAT_VERSION, OutputState, ResourceState, State, is_data_address, new_lineage,
 };
 pub use lock::{LockError, LockInfo, StateLock, force_unlock, lock_path, process_start};
-pub use store::{StateError, backup_path, load, save, save_with};
+pub use store::{StateError, backup_path, load, save};

@@ -133,16 +133,10 @@ pub(super) fn load_text(path: &Path) -> Result<(Option<State>, Option<String>), 
 /// Returns whether anything changed on disk (an identical state is not
 /// rewritten).
 pub fn save(path: &Path, state: &State) -> Result<bool, StateError> {
-    save_with(path, state, true)
-}
-
-/// [`save`]; `backup` says whether the file being replaced becomes the
-/// backup (the first save of an apply) or not (its later saves, which keep
-/// the state from before the run as the backup).
-pub fn save_with(path: &Path, state: &State, backup: bool) -> Result<bool, StateError> {
     let mut changed = false;
-    save_text(path, state, backup, |previous| {
-        changed = previous != Some(state.to_canonical_json().as_str());
+    let text = state.to_canonical_json();
+    save_text(path, state, true, |previous| {
+        changed = previous != Some(text.as_str());
         Ok(())
     })?;
     Ok(changed)
