@@ -164,16 +164,23 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1_000, 2_000, 4_000, 10_000]);
+    for shape in ["groups", "chains"] {
+        zero_latency(&runtime, shape, &sizes);
+    }
+}
+
+/// Part 2 for one shape: the engine's own cost at each size, and its growth.
+fn zero_latency(runtime: &tokio::runtime::Runtime, shape: &str, sizes: &[usize]) {
     println!();
     println!(
-        "zero latency, groups, parallelism 10\n{:>9} {:>8} {:>8} {:>12} {:>14}",
+        "zero latency, {shape}, parallelism 10\n{:>9} {:>8} {:>8} {:>12} {:>14}",
         "resources", "walk s", "total s", "µs/resource", "growth"
     );
     let mut previous: Option<(usize, f64)> = None;
-    for size in sizes {
+    for &size in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (resources, _) = generate("groups", size, 0, dir.path());
-        let (total, walk) = plan_and_apply(&runtime, dir.path(), 10, resources);
+        let (resources, _) = generate(shape, size, 0, dir.path());
+        let (total, walk) = plan_and_apply(runtime, dir.path(), 10, resources);
         let growth = previous.map_or(String::from("-"), |(size, time)| {
             let cost = total / time;
             let scale = resources as f64 / size as f64;

@@ -21,8 +21,7 @@ use infra_provider_sdk::{
 
 use crate::eval::{EvaluatedModule, Value, provider_of};
 use crate::events::{Event, Events, Verb};
-use crate::graph::without_key;
-use crate::plan::{Action, Evaluation, Plan, Planned, PlannedInstance};
+use crate::plan::{Action, Evaluation, Plan, Planned, PlannedInstance, Records};
 use crate::providers::{Operation, OperationFailure, ProviderRegistry};
 use crate::state::{OutputState, ResourceState, State};
 
@@ -390,7 +389,7 @@ impl Shared {
             instance.arguments.clone()
         } else {
             self.resolver
-                .arguments(&step.address, &self.job.instances, &self.working)
+                .arguments(&step.address, &self.working)
                 .await
                 .map_err(|message| OperationFailure::engine(operation, &step.address, message))?
         };
@@ -525,9 +524,10 @@ pub async fn apply_in_memory(
 
 /// Learns the arguments that were unknown at plan time, once everything
 /// the instance depends on is applied: the configuration is evaluated
-/// again, focused on its resource and what it needs, against the state of
-/// those dependencies — so the cost grows with the dependencies, not with
-/// the configuration, and steps resolve in parallel.
+/// again, focused on the instance, reading what it refers to from the
+/// working state — so the cost grows with its direct dependencies, not
+/// with the configuration or the chain behind them, and steps resolve in
+/// parallel.
 struct Resolver {
     evaluation: Arc<Evaluation>,
     /// Evaluations are CPU work: one per core at a time, on threads the
@@ -536,36 +536,21 @@ struct Resolver {
     cores: tokio::sync::Semaphore,
 }
 
+impl Records for WorkingState {
+    fn with_record<T>(&self, address: &str, look: impl FnOnce(Option<&ResourceState>) -> T) -> T {
+        self.read(|state| look(state.resources.get(address)))
+    }
+}
+
 impl Resolver {
     async fn arguments(
         &self,
         address: &str,
-        instances: &BTreeMap<String, PlannedInstance>,
-        working: &WorkingState,
+        working: &Arc<WorkingState>,
     ) -> Result<Arc<BTreeMap<String, Value>>, String> {
         let evaluation = self.evaluation.clone();
-        // The instance and everything it depends on, transitively.
-        let mut needed: BTreeSet<&str> = BTreeSet::new();
-        let mut pending = vec![address];
-        while let Some(next) = pending.pop() {
-            if needed.insert(next) {
-                pending.extend(
-                    instances
-                        .get(next)
-                        .into_iter()
-                        .flat_map(|i| i.dependencies.iter().map(String::as_str)),
-                );
-            }
-        }
-        let state = working.read(|state| State {
-            resources: needed
-                .iter()
-                .filter_map(|a| state.resources.get(*a).map(|r| (a.to_string(), r.clone())))
-                .collect(),
-            outputs: Default::default(),
-            ..State::new(state.lineage.clone())
-        });
-        let focus: BTreeSet<String> = [without_key(address).to_string()].into();
+        let working = working.clone();
+        let focus: BTreeSet<String> = [address.to_string()].into();
         let wanted = address.to_string();
         let _core = self
             .cores
@@ -573,7 +558,7 @@ impl Resolver {
             .await
             .map_err(|_| "the apply is shutting down".to_string())?;
         let arguments = tokio::task::spawn_blocking(move || {
-            evaluation.focused(&state, &focus).map(|evaluated| {
+            evaluation.focused(&*working, &focus).map(|evaluated| {
                 evaluated
                     .all_resources()
                     .into_iter()

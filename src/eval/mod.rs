@@ -16,8 +16,8 @@ pub use deployment::parse_duration;
 pub use evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
 pub use functions::{FUNCTIONS, function_names};
 pub use module::{
-    InstancePlanner, ProvidedValue, RootVariables, VariableOrigin, evaluate_configuration,
-    evaluate_focused, evaluate_standalone_block,
+    InstancePlanner, ProvidedValue, RecordedObject, RootVariables, VariableOrigin,
+    evaluate_configuration, evaluate_focused, evaluate_standalone_block,
 };
 pub use schema::{
     AttributeSchema, BlockSchema, ProviderSchemas, SchemaCatalog, SchemaLookup, provider_of,

@@ -7,38 +7,56 @@ use crate::check::{CheckOptions, Checked, Loaded, evaluate, load};
 use crate::config::ResourceMode;
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{
-    BlockSchema, EvaluatedModule, InstancePlanner, ResourceInstance, SchemaCatalog, SchemaLookup,
-    TypeConstraint, Value,
+    BlockSchema, EvaluatedModule, InstancePlanner, RecordedObject, ResourceInstance, SchemaCatalog,
+    SchemaLookup, TypeConstraint, Value,
 };
-use crate::state::State;
+use crate::state::{ResourceState, State};
+
+/// Where a [`StatePlanner`] finds the record of an instance: a [`State`],
+/// or apply's working state behind its lock.
+pub trait Records {
+    fn with_record<T>(&self, address: &str, look: impl FnOnce(Option<&ResourceState>) -> T) -> T;
+}
+
+impl Records for State {
+    fn with_record<T>(&self, address: &str, look: impl FnOnce(Option<&ResourceState>) -> T) -> T {
+        look(self.resources.get(address))
+    }
+}
 
 /// Tells evaluation what each instance will look like after apply, from
 /// the state: the same decision [`diff`] reports, so that references to an
 /// unchanged resource see its recorded values, and references to a replaced
 /// one see unknowns.
-pub struct StatePlanner<'s> {
-    pub state: &'s State,
+pub struct StatePlanner<'s, R: Records = State> {
+    pub state: &'s R,
     /// `--replace` addresses: replaced although nothing forces it.
     pub replace: &'s [String],
 }
 
-impl InstancePlanner for StatePlanner<'_> {
+impl<R: Records> InstancePlanner for StatePlanner<'_, R> {
     fn planned_object(
         &self,
         instance: &ResourceInstance,
         schema: Option<&BlockSchema>,
     ) -> Option<BTreeMap<String, Value>> {
-        let prior = self
-            .state
-            .resources
-            .get(&instance.address)
-            .map(|p| &p.attributes);
         let forced = self.forces_replacement(&instance.address);
-        plan_instance(instance, prior, schema, forced).after
+        self.state.with_record(&instance.address, |prior| {
+            plan_instance(instance, prior.map(|p| &p.attributes), schema, forced).after
+        })
+    }
+
+    fn recorded_object(&self, address: &str) -> Option<RecordedObject> {
+        self.state.with_record(address, |record| {
+            record.map(|record| RecordedObject {
+                attributes: to_values(&record.attributes),
+                sensitive: record.sensitive.clone(),
+            })
+        })
     }
 }
 
-impl StatePlanner<'_> {
+impl<R: Records> StatePlanner<'_, R> {
     fn forces_replacement(&self, address: &str) -> bool {
         self.replace
             .iter()

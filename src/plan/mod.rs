@@ -21,7 +21,7 @@ mod saved;
 
 pub use data::read_data_sources;
 pub use diff::{
-    Action, Change, Plan, StatePlanner, diff, plan, plan_loaded, refine_with_providers,
+    Action, Change, Plan, Records, StatePlanner, diff, plan, plan_loaded, refine_with_providers,
 };
 pub use drift::{DriftReport, Drifted, drift};
 pub use json::{PLAN_FORMAT_VERSION, to_json};

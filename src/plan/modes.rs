@@ -12,7 +12,7 @@ use crate::eval::{EvaluatedModule, RootVariables, SchemaCatalog, evaluate_focuse
 use crate::state::State;
 use crate::syntax::SourceMap;
 
-use super::diff::{Action, Change, Plan, StatePlanner, to_values};
+use super::diff::{Action, Change, Plan, Records, StatePlanner, to_values};
 
 /// A plan that destroys every object in the state, in reverse dependency
 /// order. `prevent_destroy` on a configured resource is an error.
@@ -175,11 +175,12 @@ impl Evaluation {
         self.evaluate(state, None)
     }
 
-    /// [`Evaluation::against`], of only the resources in `focus`
-    /// (addresses without instance keys) and what they depend on.
+    /// [`Evaluation::against`], of only the resources or instances in
+    /// `focus` (see [`evaluate_focused`]): what they depend on is read from
+    /// its records in `state`.
     pub fn focused(
         &self,
-        state: &State,
+        state: &impl Records,
         focus: &BTreeSet<String>,
     ) -> Result<EvaluatedModule, String> {
         self.evaluate(state, Some(focus))
@@ -187,7 +188,7 @@ impl Evaluation {
 
     fn evaluate(
         &self,
-        state: &State,
+        state: &impl Records,
         focus: Option<&BTreeSet<String>>,
     ) -> Result<EvaluatedModule, String> {
         let planner = StatePlanner {

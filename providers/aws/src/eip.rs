@@ -1,8 +1,6 @@
 //! `aws_eip`: an elastic (fixed public) IP address, optionally associated
 //! with an instance (`instance`, changed in place).
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ec2::types::{DomainType, ResourceType};
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
@@ -10,7 +8,7 @@ use infra_provider_sdk::{
 use serde_json::json;
 
 use crate::api::Api;
-use crate::values::{id_of, tag_specification, tags_to_state, text, update_tags};
+use crate::values::{Found, found_by_id, id_of, tag_specification, text, update_tags};
 
 pub fn schema() -> ResourceSchema {
     ResourceSchema::new(
@@ -78,10 +76,7 @@ async fn disassociate(api: &Api, state: &Attributes) -> Result<(), ProviderError
     .map(|_| ())
 }
 
-pub async fn read_many(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_many(api: &Api, ids: &[String]) -> Found {
     let described = api
         .call(
             "DescribeAddresses",
@@ -91,19 +86,16 @@ pub async fn read_many(
                 .send(),
         )
         .await?;
-    let mut found = BTreeMap::new();
-    for address in described.addresses() {
-        let Some(id) = address.allocation_id() else {
-            continue;
-        };
-        let mut state = Attributes::new();
-        state.insert("id".into(), json!(id));
-        state.insert("public_ip".into(), json!(address.public_ip()));
-        state.insert("instance".into(), json!(address.instance_id()));
-        state.insert("association_id".into(), json!(address.association_id()));
-        tags_to_state(address.tags(), &mut state);
-        found.insert(id.to_string(), state);
-    }
+    let found = found_by_id(
+        described.addresses(),
+        |address| address.allocation_id(),
+        |address| address.tags(),
+        |address, state| {
+            state.insert("public_ip".into(), json!(address.public_ip()));
+            state.insert("instance".into(), json!(address.instance_id()));
+            state.insert("association_id".into(), json!(address.association_id()));
+        },
+    );
     Ok(found)
 }
 

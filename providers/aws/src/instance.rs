@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::api::Api;
 use crate::values::{
-    id_of, required, strings, tag_specification, tags_to_state, text, update_tags,
+    Found, id_of, required, strings, tag_specification, tags_to_state, text, update_tags,
 };
 
 pub fn schema() -> ResourceSchema {
@@ -129,10 +129,7 @@ async fn wait_for(api: &Api, id: &str, wanted: InstanceStateName) -> Result<(), 
     }
 }
 
-pub async fn read_many(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_many(api: &Api, ids: &[String]) -> Found {
     let mut found = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {

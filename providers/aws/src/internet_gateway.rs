@@ -1,8 +1,6 @@
 //! `aws_internet_gateway`: a VPC's way to the internet. Attached to
 //! `vpc_id` (changing it detaches and attaches in place).
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ec2::types::ResourceType;
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
@@ -10,7 +8,7 @@ use infra_provider_sdk::{
 use serde_json::json;
 
 use crate::api::Api;
-use crate::values::{id_of, tag_specification, tags_to_state, text, update_tags};
+use crate::values::{Found, found_by_id, id_of, tag_specification, text, update_tags};
 
 pub fn schema() -> ResourceSchema {
     ResourceSchema::new(
@@ -78,10 +76,7 @@ async fn detach(api: &Api, id: &str, vpc: &str) -> Result<(), ProviderError> {
     .map(|_| ())
 }
 
-pub async fn read_many(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_many(api: &Api, ids: &[String]) -> Found {
     let described = api
         .call(
             "DescribeInternetGateways",
@@ -91,18 +86,15 @@ pub async fn read_many(
                 .send(),
         )
         .await?;
-    let mut found = BTreeMap::new();
-    for gateway in described.internet_gateways() {
-        let Some(id) = gateway.internet_gateway_id() else {
-            continue;
-        };
-        let mut state = Attributes::new();
-        state.insert("id".into(), json!(id));
-        let vpc = gateway.attachments().iter().find_map(|a| a.vpc_id());
-        state.insert("vpc_id".into(), json!(vpc));
-        tags_to_state(gateway.tags(), &mut state);
-        found.insert(id.to_string(), state);
-    }
+    let found = found_by_id(
+        described.internet_gateways(),
+        |gateway| gateway.internet_gateway_id(),
+        |gateway| gateway.tags(),
+        |gateway, state| {
+            let vpc = gateway.attachments().iter().find_map(|a| a.vpc_id());
+            state.insert("vpc_id".into(), json!(vpc));
+        },
+    );
     Ok(found)
 }
 

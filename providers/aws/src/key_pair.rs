@@ -1,8 +1,6 @@
 //! `aws_key_pair`: an SSH public key instances can be started with. Its
 //! name is its id; the name and the key force a new key pair.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ec2::types::ResourceType;
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
@@ -10,7 +8,7 @@ use infra_provider_sdk::{
 use serde_json::json;
 
 use crate::api::Api;
-use crate::values::{id_of, required, tag_specification, tags_to_state, update_tags};
+use crate::values::{Found, found_by_id, id_of, required, tag_specification, update_tags};
 
 pub fn schema() -> ResourceSchema {
     ResourceSchema::new(
@@ -52,10 +50,7 @@ pub async fn create(
     Ok(name.to_string())
 }
 
-pub async fn read_many(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_many(api: &Api, ids: &[String]) -> Found {
     let described = api
         .call(
             "DescribeKeyPairs",
@@ -65,16 +60,15 @@ pub async fn read_many(
                 .send(),
         )
         .await?;
-    let mut found = BTreeMap::new();
-    for key in described.key_pairs() {
-        let Some(name) = key.key_name() else { continue };
-        let mut state = Attributes::new();
-        state.insert("id".into(), json!(name));
-        state.insert("key_name".into(), json!(name));
-        state.insert("fingerprint".into(), json!(key.key_fingerprint()));
-        tags_to_state(key.tags(), &mut state);
-        found.insert(name.to_string(), state);
-    }
+    let found = found_by_id(
+        described.key_pairs(),
+        |key| key.key_name(),
+        |key| key.tags(),
+        |key, state| {
+            state.insert("key_name".into(), json!(key.key_name()));
+            state.insert("fingerprint".into(), json!(key.key_fingerprint()));
+        },
+    );
     Ok(found)
 }
 

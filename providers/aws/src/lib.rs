@@ -31,6 +31,7 @@ mod subnet;
 mod values;
 mod vpc;
 
+use crate::values::Found;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,11 +162,7 @@ impl AwsProvider {
         }
     }
 
-    async fn read_objects(
-        &self,
-        kind: Kind,
-        ids: &[String],
-    ) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+    async fn read_objects(&self, kind: Kind, ids: &[String]) -> Found {
         let api = self.api().await;
         match kind {
             Kind::Vpc => vpc::read_many(&api, ids).await,

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, is_not_found};
 use crate::values::{
-    ADDRESS_TAG, LINEAGE_TAG, flag, id_of, number, required, strings, text, user_tags,
+    ADDRESS_TAG, Found, LINEAGE_TAG, flag, id_of, number, required, strings, text, user_tags,
 };
 
 fn strings_set() -> AttributeType {
@@ -319,10 +319,7 @@ pub async fn create_lb(
         .ok_or_else(|| ProviderError::new("CreateLoadBalancer returned no ARN"))
 }
 
-pub async fn read_lbs(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_lbs(api: &Api, ids: &[String]) -> Found {
     let balancers = describe_each(ids, |arns| async move {
         api.call(
             "DescribeLoadBalancers",
@@ -507,10 +504,7 @@ async fn set_deregistration_delay(
     .map(|_| ())
 }
 
-pub async fn read_target_groups(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_target_groups(api: &Api, ids: &[String]) -> Found {
     let groups = describe_each(ids, |arns| async move {
         api.call(
             "DescribeTargetGroups",
@@ -700,10 +694,7 @@ pub async fn create_listener(api: &Api, config: &Attributes) -> Result<String, P
         .ok_or_else(|| ProviderError::new("CreateListener returned no ARN"))
 }
 
-pub async fn read_listeners(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_listeners(api: &Api, ids: &[String]) -> Found {
     let listeners = describe_each(ids, |arns| async move {
         api.call(
             "DescribeListeners",
@@ -830,10 +821,7 @@ pub async fn create_attachment(api: &Api, config: &Attributes) -> Result<String,
 }
 
 /// One DescribeTargetHealth per target group, for all its attachments.
-pub async fn read_attachments(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_attachments(api: &Api, ids: &[String]) -> Found {
     let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for id in ids {
         if let Some((group, target)) = id.split_once('|') {

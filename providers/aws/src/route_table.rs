@@ -2,7 +2,7 @@
 //! blocks, a set) and the subnets that use it (`subnet_ids`, a set). The
 //! VPC forces a new table; routes, associations and tags change in place.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::ResourceType;
 use infra_provider_sdk::{
@@ -11,7 +11,7 @@ use infra_provider_sdk::{
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::values::{id_of, required, strings, tag_specification, tags_to_state, update_tags};
+use crate::values::{Found, found_by_id, id_of, required, strings, tag_specification, update_tags};
 
 pub fn schema() -> ResourceSchema {
     let route = ResourceSchema::new(
@@ -157,10 +157,7 @@ async fn apply_changes(
     Ok(())
 }
 
-pub async fn read_many(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_many(api: &Api, ids: &[String]) -> Found {
     let described = api
         .call(
             "DescribeRouteTables",
@@ -170,47 +167,44 @@ pub async fn read_many(
                 .send(),
         )
         .await?;
-    let mut found = BTreeMap::new();
-    for table in described.route_tables() {
-        let Some(id) = table.route_table_id() else {
-            continue;
-        };
-        let mut state = Attributes::new();
-        state.insert("id".into(), json!(id));
-        state.insert("vpc_id".into(), json!(table.vpc_id()));
-        // Only routes through a gateway; the VPC's own `local` route is AWS's.
-        let routes: Vec<Value> = table
-            .routes()
-            .iter()
-            .filter_map(|route| {
-                let gateway = route.gateway_id().filter(|g| *g != "local")?;
-                Some(
-                    json!({ "cidr_block": route.destination_cidr_block()?, "gateway_id": gateway }),
-                )
-            })
-            .collect();
-        if !routes.is_empty() {
-            state.insert("route".into(), Value::Array(routes));
-        }
-        let mut subnets = Vec::new();
-        let mut associations = serde_json::Map::new();
-        for association in table.associations() {
-            if let (Some(subnet), Some(association)) = (
-                association.subnet_id(),
-                association.route_table_association_id(),
-            ) {
-                subnets.push(subnet.to_string());
-                associations.insert(subnet.to_string(), json!(association));
+    let found = found_by_id(
+        described.route_tables(),
+        |table| table.route_table_id(),
+        |table| table.tags(),
+        |table, state| {
+            state.insert("vpc_id".into(), json!(table.vpc_id()));
+            // Only routes through a gateway; the VPC's own `local` route is AWS's.
+            let routes: Vec<Value> = table
+        .routes()
+        .iter()
+        .filter_map(|route| {
+            let gateway = route.gateway_id().filter(|g| *g != "local")?;
+            Some(
+                json!({ "cidr_block": route.destination_cidr_block()?, "gateway_id": gateway }),
+            )
+        })
+        .collect();
+            if !routes.is_empty() {
+                state.insert("route".into(), Value::Array(routes));
             }
-        }
-        subnets.sort();
-        if !subnets.is_empty() {
-            state.insert("subnet_ids".into(), json!(subnets));
-            state.insert("association_ids".into(), Value::Object(associations));
-        }
-        tags_to_state(table.tags(), &mut state);
-        found.insert(id.to_string(), state);
-    }
+            let mut subnets = Vec::new();
+            let mut associations = serde_json::Map::new();
+            for association in table.associations() {
+                if let (Some(subnet), Some(association)) = (
+                    association.subnet_id(),
+                    association.route_table_association_id(),
+                ) {
+                    subnets.push(subnet.to_string());
+                    associations.insert(subnet.to_string(), json!(association));
+                }
+            }
+            subnets.sort();
+            if !subnets.is_empty() {
+                state.insert("subnet_ids".into(), json!(subnets));
+                state.insert("association_ids".into(), Value::Object(associations));
+            }
+        },
+    );
     Ok(found)
 }
 

@@ -17,7 +17,7 @@ use infra_provider_sdk::{
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::values::{id_of, required, tag_specification, tags_to_state, text, update_tags};
+use crate::values::{Found, found_by_id, id_of, required, tag_specification, text, update_tags};
 
 pub const DEFAULT_DESCRIPTION: &str = "Managed by infra";
 
@@ -270,10 +270,7 @@ async fn set_rules(
     Ok(())
 }
 
-pub async fn read_many(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_many(api: &Api, ids: &[String]) -> Found {
     let described = api
         .call(
             "DescribeSecurityGroups",
@@ -283,26 +280,25 @@ pub async fn read_many(
                 .send(),
         )
         .await?;
-    let mut found = BTreeMap::new();
-    for group in described.security_groups() {
-        let Some(id) = group.group_id() else { continue };
-        let mut state = Attributes::new();
-        state.insert("id".into(), json!(id));
-        state.insert("name".into(), json!(group.group_name()));
-        state.insert("description".into(), json!(group.description()));
-        state.insert("vpc_id".into(), json!(group.vpc_id()));
-        state.insert("arn".into(), json!(group.security_group_arn()));
-        state.insert(
-            "ingress".into(),
-            rules_of(&atoms_of_permissions(group.ip_permissions())),
-        );
-        state.insert(
-            "egress".into(),
-            rules_of(&atoms_of_permissions(group.ip_permissions_egress())),
-        );
-        tags_to_state(group.tags(), &mut state);
-        found.insert(id.to_string(), state);
-    }
+    let found = found_by_id(
+        described.security_groups(),
+        |group| group.group_id(),
+        |group| group.tags(),
+        |group, state| {
+            state.insert("name".into(), json!(group.group_name()));
+            state.insert("description".into(), json!(group.description()));
+            state.insert("vpc_id".into(), json!(group.vpc_id()));
+            state.insert("arn".into(), json!(group.security_group_arn()));
+            state.insert(
+                "ingress".into(),
+                rules_of(&atoms_of_permissions(group.ip_permissions())),
+            );
+            state.insert(
+                "egress".into(),
+                rules_of(&atoms_of_permissions(group.ip_permissions_egress())),
+            );
+        },
+    );
     Ok(found)
 }
 

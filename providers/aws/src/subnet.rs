@@ -2,8 +2,6 @@
 //! block and zone force a new subnet; `map_public_ip_on_launch` and tags
 //! change in place.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
@@ -11,7 +9,9 @@ use infra_provider_sdk::{
 use serde_json::json;
 
 use crate::api::Api;
-use crate::values::{flag, id_of, required, tag_specification, tags_to_state, text, update_tags};
+use crate::values::{
+    Found, flag, found_by_id, id_of, required, tag_specification, text, update_tags,
+};
 
 pub fn schema() -> ResourceSchema {
     ResourceSchema::new(
@@ -89,10 +89,7 @@ async fn set_public_ip(
     .map(|_| ())
 }
 
-pub async fn read_many(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_many(api: &Api, ids: &[String]) -> Found {
     let described = api
         .call(
             "DescribeSubnets",
@@ -102,26 +99,23 @@ pub async fn read_many(
                 .send(),
         )
         .await?;
-    let mut found = BTreeMap::new();
-    for subnet in described.subnets() {
-        let Some(id) = subnet.subnet_id() else {
-            continue;
-        };
-        let mut state = Attributes::new();
-        state.insert("id".into(), json!(id));
-        state.insert("vpc_id".into(), json!(subnet.vpc_id()));
-        state.insert("cidr_block".into(), json!(subnet.cidr_block()));
-        state.insert(
-            "availability_zone".into(),
-            json!(subnet.availability_zone()),
-        );
-        state.insert(
-            "map_public_ip_on_launch".into(),
-            json!(subnet.map_public_ip_on_launch().unwrap_or(false)),
-        );
-        tags_to_state(subnet.tags(), &mut state);
-        found.insert(id.to_string(), state);
-    }
+    let found = found_by_id(
+        described.subnets(),
+        |subnet| subnet.subnet_id(),
+        |subnet| subnet.tags(),
+        |subnet, state| {
+            state.insert("vpc_id".into(), json!(subnet.vpc_id()));
+            state.insert("cidr_block".into(), json!(subnet.cidr_block()));
+            state.insert(
+                "availability_zone".into(),
+                json!(subnet.availability_zone()),
+            );
+            state.insert(
+                "map_public_ip_on_launch".into(),
+                json!(subnet.map_public_ip_on_launch().unwrap_or(false)),
+            );
+        },
+    );
     Ok(found)
 }
 

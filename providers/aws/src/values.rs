@@ -90,6 +90,31 @@ pub fn tag_specification(
         .build()
 }
 
+/// The objects one read found among those asked for, by id.
+pub type Found = Result<BTreeMap<String, Attributes>, ProviderError>;
+
+/// What one Describe call found, by id: each of `items` named by `id`
+/// (skipped without one), its state holding the id, what `describe` adds,
+/// and its tags.
+pub fn found_by_id<Item>(
+    items: &[Item],
+    id: impl for<'i> Fn(&'i Item) -> Option<&'i str>,
+    tags: impl Fn(&Item) -> &[Tag],
+    describe: impl Fn(&Item, &mut Attributes),
+) -> BTreeMap<String, Attributes> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let id = id(item)?;
+            let mut state = Attributes::new();
+            state.insert("id".into(), json!(id));
+            describe(item, &mut state);
+            tags_to_state(tags(item), &mut state);
+            Some((id.to_string(), state))
+        })
+        .collect()
+}
+
 /// The state's `tags`: what AWS reports, without infra's own; absent when
 /// there are none, as an unset `tags` is.
 pub fn tags_to_state(tags: &[Tag], state: &mut Attributes) {

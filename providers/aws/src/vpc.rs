@@ -1,8 +1,6 @@
 //! `aws_vpc`: a virtual network. The CIDR block forces a new VPC; DNS
 //! settings and tags change in place.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
@@ -10,7 +8,7 @@ use infra_provider_sdk::{
 use serde_json::json;
 
 use crate::api::Api;
-use crate::values::{flag, id_of, required, tag_specification, tags_to_state, update_tags};
+use crate::values::{Found, flag, found_by_id, id_of, required, tag_specification, update_tags};
 
 pub fn schema() -> ResourceSchema {
     ResourceSchema::new(
@@ -89,10 +87,7 @@ async fn set_dns(
 
 /// The VPCs that exist among `ids`, by id: one DescribeVpcs for all, then
 /// the DNS settings, which the API gives one attribute per call.
-pub async fn read_many(
-    api: &Api,
-    ids: &[String],
-) -> Result<BTreeMap<String, Attributes>, ProviderError> {
+pub async fn read_many(api: &Api, ids: &[String]) -> Found {
     let described = api
         .call(
             "DescribeVpcs",
@@ -102,14 +97,16 @@ pub async fn read_many(
                 .send(),
         )
         .await?;
-    let mut found = BTreeMap::new();
-    for vpc in described.vpcs() {
-        let Some(id) = vpc.vpc_id() else { continue };
-        let mut state = Attributes::new();
-        state.insert("id".into(), json!(id));
-        state.insert("cidr_block".into(), json!(vpc.cidr_block()));
-        state.insert("owner_id".into(), json!(vpc.owner_id()));
-        tags_to_state(vpc.tags(), &mut state);
+    let mut found = found_by_id(
+        described.vpcs(),
+        |vpc| vpc.vpc_id(),
+        |vpc| vpc.tags(),
+        |vpc, state| {
+            state.insert("cidr_block".into(), json!(vpc.cidr_block()));
+            state.insert("owner_id".into(), json!(vpc.owner_id()));
+        },
+    );
+    for (id, state) in &mut found {
         for (name, attribute) in [
             ("enable_dns_support", VpcAttributeName::EnableDnsSupport),
             ("enable_dns_hostnames", VpcAttributeName::EnableDnsHostnames),
@@ -119,7 +116,7 @@ pub async fn read_many(
                     "DescribeVpcAttribute",
                     api.ec2
                         .describe_vpc_attribute()
-                        .vpc_id(id)
+                        .vpc_id(id.as_str())
                         .attribute(attribute)
                         .send(),
                 )
@@ -131,7 +128,6 @@ pub async fn read_many(
             };
             state.insert(name.into(), json!(value.unwrap_or(false)));
         }
-        found.insert(id.to_string(), state);
     }
     Ok(found)
 }

@@ -64,12 +64,16 @@ pub fn evaluate_configuration(
 }
 
 /// [`evaluate_configuration`], of only what the resources named in `focus`
-/// need when there is a focus: those resources (addresses without
-/// instance keys, e.g. `module.net.aws_subnet.a`) and everything they
-/// depend on. Apply uses it to learn one resource's arguments once its
-/// dependencies exist, at a cost that grows with its dependencies rather
-/// than with the configuration. Problems are reported only as far as that
-/// part of it goes.
+/// need when there is a focus: those resources (all instances of
+/// `module.net.aws_subnet.a`, or one: `aws_subnet.a[0]`) and what they
+/// refer to. Apply uses it to learn one instance's arguments once its
+/// dependencies are applied: the resources the focus depends on are read
+/// from the planner's [`InstancePlanner::recorded_object`] (an instance
+/// without a record is unknown), so neither their arguments nor what
+/// those refer to are evaluated again — only their `count`/`for_each`,
+/// which say which instances exist. The cost grows with the focus's direct
+/// dependencies, not with the configuration or the depth of the chain
+/// behind it. Problems are reported only as far as that part goes.
 pub fn evaluate_focused(
     root: &ModuleConfig,
     variables: &RootVariables,
@@ -135,6 +139,21 @@ pub trait InstancePlanner {
         instance: &ResourceInstance,
         schema: Option<&BlockSchema>,
     ) -> Option<BTreeMap<String, Value>>;
+
+    /// The object recorded for the instance at `address` once it is
+    /// applied, for a focused evaluation (see [`evaluate_focused`]) to read
+    /// the resources its focus depends on without evaluating them again.
+    fn recorded_object(&self, address: &str) -> Option<RecordedObject> {
+        let _ = address;
+        None
+    }
+}
+
+/// An applied instance as the state records it.
+pub struct RecordedObject {
+    pub attributes: BTreeMap<String, Value>,
+    /// Its attributes whose values are sensitive.
+    pub sensitive: Vec<String>,
 }
 
 struct ModuleEvaluation<'c, 'd> {
@@ -167,6 +186,9 @@ struct ModuleEvaluation<'c, 'd> {
     /// Module calls whose outputs a focused evaluation needs: evaluated
     /// whole.
     whole_modules: HashSet<&'c str>,
+    /// Resources a focused evaluation reads from their records (see
+    /// [`evaluate_focused`]) instead of evaluating them.
+    recorded: HashSet<&'c ResourceId>,
     /// Locals computed from sensitive values.
     sensitive_locals: HashSet<&'c str>,
     /// Per resource, the attributes whose values are sensitive: those the
@@ -218,6 +240,7 @@ fn evaluate_module<'c>(
         },
         focus,
         whole_modules: HashSet::default(),
+        recorded: HashSet::default(),
         sensitive_locals: HashSet::default(),
         sensitive_attributes: HashMap::default(),
     };
@@ -251,12 +274,26 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     index_of.insert(*node, graph.add_node(*node));
                 }
                 while let Some(node) = pending.pop() {
-                    let exprs = self.expressions_of(node);
+                    let exprs = match node {
+                        // Read from its records: only which instances exist
+                        // is evaluated.
+                        Node::Resource(id) if self.recorded.contains(id) => {
+                            let resource = &self.config.declarations.resources[id];
+                            resource.count.iter().chain(&resource.for_each).collect()
+                        }
+                        _ => self.expressions_of(node),
+                    };
                     let added = self.analyse_node(node, &exprs, &mut graph, &mut index_of, true);
                     for dependency in added {
-                        // A module whose outputs are needed is evaluated whole.
-                        if let Node::Module(name) = dependency {
-                            self.whole_modules.insert(name);
+                        match dependency {
+                            // A module whose outputs are needed is evaluated whole.
+                            Node::Module(name) => {
+                                self.whole_modules.insert(name);
+                            }
+                            Node::Resource(id) if self.context.planner.is_some() => {
+                                self.recorded.insert(id);
+                            }
+                            _ => {}
                         }
                         pending.push(dependency);
                     }

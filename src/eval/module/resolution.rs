@@ -185,6 +185,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     nodes.push(Node::Deployment(name));
                 }
             } else {
+                let rest = crate::graph::without_key(rest);
                 let (mode, rest) = match rest.strip_prefix("data.") {
                     Some(rest) => (ResourceMode::Data, rest),
                     None => (ResourceMode::Managed, rest),

@@ -68,47 +68,119 @@ impl<'c> ModuleEvaluation<'c, '_> {
         });
     }
 
-    pub(super) fn evaluate_resource(&mut self, id: &'c ResourceId) -> bool {
+    /// The instances of a resource: one, or one per `count` index or
+    /// `for_each` key; `None` (its value set unknown) when that cannot be
+    /// known.
+    fn instances_of(&mut self, id: &'c ResourceId) -> Option<Vec<PlannedInstance>> {
         let resource = &self.config.declarations.resources[id];
-        // Which instances exist.
-        let instances: Vec<PlannedInstance> = if let Some(count_expr) = &resource.count {
-            let Ok(count) = self.eval_in_scope(count_expr) else {
-                self.values.set_resource(id, Value::Unknown);
-                return false;
-            };
-            match self.known_count(&count, count_expr) {
-                Some(n) => (0..n)
-                    .map(|i| (InstanceKey::Index(i), Some(i), None))
-                    .collect(),
-                None => {
-                    self.values.set_resource(id, Value::Unknown);
-                    return false;
-                }
-            }
+        let instances = if let Some(count_expr) = &resource.count {
+            let count = self.eval_in_scope(count_expr).ok();
+            count
+                .and_then(|count| self.known_count(&count, count_expr))
+                .map(|n| {
+                    (0..n)
+                        .map(|i| (InstanceKey::Index(i), Some(i), None))
+                        .collect()
+                })
         } else if let Some(for_each_expr) = &resource.for_each {
-            let Ok(collection) = self.eval_in_scope(for_each_expr) else {
-                self.values.set_resource(id, Value::Unknown);
-                return false;
-            };
-            match self.for_each_pairs(&collection, for_each_expr) {
-                Some(pairs) => pairs
+            let collection = self.eval_in_scope(for_each_expr).ok();
+            collection
+                .and_then(|collection| self.for_each_pairs(&collection, for_each_expr))
+                .map(|pairs| {
+                    pairs
+                        .into_iter()
+                        .map(|(key, value)| {
+                            (
+                                InstanceKey::Key(key.clone()),
+                                None,
+                                Some((Value::string(&key), value)),
+                            )
+                        })
+                        .collect()
+                })
+        } else {
+            Some(vec![(InstanceKey::None, None, None)])
+        };
+        if instances.is_none() {
+            self.values.set_resource(id, Value::Unknown);
+        }
+        instances
+    }
+
+    /// The value of a resource made of its instances' objects: a list
+    /// (`count`), a map (`for_each`) or the one object.
+    fn resource_value(resource: &ResourceDecl, mut objects: Vec<(InstanceKey, Value)>) -> Value {
+        if resource.count.is_some() {
+            Value::list(objects.into_iter().map(|(_, v)| v).collect())
+        } else if resource.for_each.is_some() {
+            Value::map(
+                objects
                     .into_iter()
-                    .map(|(key, value)| {
-                        (
-                            InstanceKey::Key(key.clone()),
-                            None,
-                            Some((Value::string(&key), value)),
-                        )
+                    .map(|(key, v)| match key {
+                        InstanceKey::Key(k) => (k, v),
+                        _ => unreachable!("for_each instances have string keys"),
                     })
                     .collect(),
-                None => {
-                    self.values.set_resource(id, Value::Unknown);
-                    return false;
-                }
-            }
+            )
         } else {
-            vec![(InstanceKey::None, None, None)]
+            objects.pop().map(|(_, v)| v).unwrap_or(Value::Unknown)
+        }
+    }
+
+    /// A resource a focused evaluation depends on, read from the records
+    /// of its instances (see [`evaluate_focused`]): an instance without a
+    /// record is unknown.
+    fn read_recorded_resource(&mut self, id: &'c ResourceId) -> bool {
+        let Some(instances) = self.instances_of(id) else {
+            return false;
         };
+        let planner = self.context.planner;
+        let mut sensitive: BTreeSet<String> = BTreeSet::new();
+        let objects = instances
+            .into_iter()
+            .map(|(key, _, _)| {
+                let address = self.address_of(id, &key);
+                let object = match planner.and_then(|p| p.recorded_object(&address)) {
+                    Some(recorded) => {
+                        sensitive.extend(recorded.sensitive);
+                        Value::map(recorded.attributes)
+                    }
+                    None => Value::Unknown,
+                };
+                (key, object)
+            })
+            .collect();
+        let resource = &self.config.declarations.resources[id];
+        if let Some(schema) = self.resource_schema(resource) {
+            sensitive.extend(
+                schema
+                    .attributes
+                    .iter()
+                    .filter(|(_, a)| a.sensitive)
+                    .map(|(name, _)| name.clone()),
+            );
+        }
+        self.sensitive_attributes
+            .insert(id, sensitive.into_iter().collect());
+        let value = Self::resource_value(resource, objects);
+        self.values.set_resource(id, value);
+        true
+    }
+
+    pub(super) fn evaluate_resource(&mut self, id: &'c ResourceId) -> bool {
+        if self.recorded.contains(id) {
+            return self.read_recorded_resource(id);
+        }
+        let Some(mut instances) = self.instances_of(id) else {
+            return false;
+        };
+        // A focus on instances (`aws_subnet.a[0]`) evaluates only those.
+        if let Some(focus) = self.focus
+            && !focus.contains(&self.address_of(id, &InstanceKey::None))
+        {
+            instances.retain(|(key, _, _)| focus.contains(&self.address_of(id, key)));
+        }
+        let resource = &self.config.declarations.resources[id];
 
         let schema = self.resource_schema(resource);
         // Each resource is evaluated once, so its list can be taken.
@@ -218,22 +290,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
             objects.push((key, object));
             self.result.resources.push(instance);
         }
-        let value = if resource.count.is_some() {
-            Value::list(objects.into_iter().map(|(_, v)| v).collect())
-        } else if resource.for_each.is_some() {
-            Value::map(
-                objects
-                    .into_iter()
-                    .map(|(key, v)| match key {
-                        InstanceKey::Key(k) => (k, v),
-                        _ => unreachable!("for_each instances have string keys"),
-                    })
-                    .collect(),
-            )
-        } else {
-            objects.pop().map(|(_, v)| v).unwrap_or(Value::Unknown)
-        };
-        self.values.set_resource(id, value);
+        self.values
+            .set_resource(id, Self::resource_value(resource, objects));
         ok
     }
 
