@@ -2,14 +2,14 @@
 //! variable values (`-var`, `-var-file`, `INFRA_VAR_*`), and evaluate it.
 //! `validate` stops here; `plan` and `apply` go on from the result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::config::{ModuleConfig, load_root, read_and_parse};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{
     EvaluatedModule, InstancePlanner, ProvidedValue, RootVariables, SchemaCatalog, TypeConstraint,
-    Value, VariableOrigin, evaluate_configuration, evaluate_standalone_block,
+    Value, VariableOrigin, evaluate_focused, evaluate_standalone_block,
 };
 use crate::syntax::{Item, SourceMap, parse_expression};
 
@@ -99,6 +99,31 @@ pub fn load(options: &CheckOptions) -> Loaded {
     }
 }
 
+/// Evaluates a configuration (only what `focus` needs when there is one:
+/// see [`evaluate_focused`]) and reads its `deployment` blocks
+/// ([`crate::deploy::lower`]): the one way the engine evaluates.
+pub fn evaluate_with_deployments(
+    root: &ModuleConfig,
+    variables: &RootVariables,
+    schemas: &SchemaCatalog,
+    planner: Option<&dyn InstancePlanner>,
+    sources: &SourceMap,
+    focus: Option<&BTreeSet<String>>,
+    diagnostics: &mut Diagnostics,
+) -> EvaluatedModule {
+    let mut evaluated = evaluate_focused(
+        root,
+        variables,
+        schemas,
+        planner,
+        sources,
+        focus,
+        diagnostics,
+    );
+    crate::deploy::lower(&mut evaluated, root, diagnostics);
+    evaluated
+}
+
 /// Evaluates a loaded configuration.
 pub fn evaluate(
     loaded: Loaded,
@@ -112,12 +137,13 @@ pub fn evaluate(
         mut diagnostics,
     } = loaded;
     let evaluated = config.as_ref().map(|config| {
-        evaluate_configuration(
+        evaluate_with_deployments(
             config,
             &variables,
             &options.schemas,
             planner,
             &sources,
+            None,
             &mut diagnostics,
         )
     });
@@ -152,12 +178,13 @@ impl Loaded {
         options: &CheckOptions,
     ) -> EvaluatedModule {
         let mut diagnostics = Diagnostics::new();
-        evaluate_configuration(
+        evaluate_with_deployments(
             config,
             &self.variables,
             &options.schemas,
             None,
             &self.sources,
+            None,
             &mut diagnostics,
         )
     }

@@ -4,7 +4,8 @@
 //! [`config`] (files and modules → a checked configuration) → [`eval`]
 //! (expressions → values) → [`graph`] (resource instances and their
 //! dependencies) → [`plan`] (refresh, diff against the [`state`]) →
-//! [`apply`] (the changes, through the [`providers`], in dependency order).
+//! [`apply`] (the changes, through the [`providers`], in dependency order;
+//! [`deploy`] reads `deployment` blocks).
 //! [`format`] prints trees back canonically; [`diagnostics`] is how every
 //! stage reports problems, [`events`] how plan and apply report progress;
 //! [`cli`] wires commands.
@@ -14,6 +15,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod deploy;
 pub mod diagnostics;
 pub mod eval;
 pub mod events;

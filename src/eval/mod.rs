@@ -2,7 +2,6 @@
 //! and the evaluation of whole modules (count/for_each, variables, modules).
 //! Knows nothing of providers, state files or tokio.
 
-mod deployment;
 mod evaluated;
 mod evaluator;
 mod functions;
@@ -12,7 +11,6 @@ mod schema;
 mod types;
 mod value;
 
-pub use deployment::parse_duration;
 pub use evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
 pub use functions::{FUNCTIONS, function_names};
 pub use module::{

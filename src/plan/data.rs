@@ -8,10 +8,11 @@
 
 use infra_provider_sdk::ReadDataRequest;
 
+use crate::check::evaluate_with_deployments;
 use crate::check::{CheckOptions, Loaded};
 use crate::config::{ModuleConfig, ResourceMode};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
-use crate::eval::{evaluate_configuration, provider_of};
+use crate::eval::provider_of;
 use crate::providers::ProviderRegistry;
 use crate::state::{ResourceState, State};
 
@@ -50,12 +51,13 @@ pub async fn read_data_sources(
                 replace: &[],
             };
             let mut ignored = Diagnostics::new();
-            evaluate_configuration(
+            evaluate_with_deployments(
                 config,
                 &loaded.variables,
                 &options.schemas,
                 Some(&planner),
                 &loaded.sources,
+                None,
                 &mut ignored,
             )
         };

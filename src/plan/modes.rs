@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::check::evaluate_with_deployments;
 use crate::config::{ModuleConfig, ResourceMode};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
-use crate::eval::{EvaluatedModule, RootVariables, SchemaCatalog, evaluate_focused};
+use crate::eval::{EvaluatedModule, RootVariables, SchemaCatalog};
 use crate::state::State;
 use crate::syntax::SourceMap;
 
@@ -176,7 +177,7 @@ impl Evaluation {
     }
 
     /// [`Evaluation::against`], of only the resources or instances in
-    /// `focus` (see [`evaluate_focused`]): what they depend on is read from
+    /// `focus` (see [`crate::eval::evaluate_focused`]): what they depend on is read from
     /// its records in `state`.
     pub fn focused(
         &self,
@@ -196,7 +197,7 @@ impl Evaluation {
             replace: &[],
         };
         let mut diagnostics = Diagnostics::new();
-        let evaluated = evaluate_focused(
+        let evaluated = evaluate_with_deployments(
             &self.config,
             &self.variables,
             &self.schemas,

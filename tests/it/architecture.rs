@@ -49,9 +49,7 @@ fn parsing_and_evaluation_know_nothing_of_providers_state_files_or_tokio() {
         "crate::events",
         "crate::cli",
     ];
-    // The one exception, until deployments leave `eval/` (issue 11): the
-    // duration syntax the language and providers share.
-    let allowed = ["pub use infra_provider_sdk::parse_duration;"];
+    let allowed: [&str; 0] = [];
     for layer in ["src/syntax", "src/config", "src/eval"] {
         let found = violations(layer, &forbidden, &allowed);
         assert!(
@@ -60,6 +58,21 @@ fn parsing_and_evaluation_know_nothing_of_providers_state_files_or_tokio() {
             found.join("\n")
         );
     }
+}
+
+#[test]
+fn evaluation_knows_no_fleet_strategy_or_load_balancer_of_a_deployment() {
+    // `deploy/` reads deployments; evaluation only evaluates their blocks.
+    // (`"local"` is also the `local.NAME` namespace, so it is not listed.)
+    let forbidden = [
+        "\"aws\"",
+        "_deployment\"",
+        "\"listen\"",
+        "\"strategy\"",
+        "\"rolling\"",
+    ];
+    let found = violations("src/eval", &forbidden, &[]);
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]

@@ -152,6 +152,23 @@ fn kill(id: ProcessId) {
     }
 }
 
+/// Load through `listen` in rounds of `round` requests (4 at a time)
+/// until `stop` is set; bounded by the caller's rollout.
+async fn load_until(
+    listen: String,
+    round: usize,
+    progress: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> LoadResult {
+    let mut total = LoadResult::default();
+    while !stop.load(Ordering::Relaxed) {
+        let part = load(&listen, "/", round, 4, progress.clone()).await;
+        total.answers.extend(part.answers);
+        total.errors.extend(part.errors);
+    }
+    total
+}
+
 const CLEAN: &str = "No changes. The infrastructure matches the configuration.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,19 +217,12 @@ async fn local_web_serves_survives_kills_rolls_without_errors_and_is_destroyed()
     // A new version under load: instances replaced one by one, 0 failures.
     let progress = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let running = tokio::spawn({
-        let (listen, progress, stop) = (listen.clone(), progress.clone(), stop.clone());
-        async move {
-            // Load for the whole rollout, in rounds of 200 requests.
-            let mut total = LoadResult::default();
-            while !stop.load(Ordering::Relaxed) {
-                let part = load(&listen, "/", 200, 4, progress.clone()).await;
-                total.answers.extend(part.answers);
-                total.errors.extend(part.errors);
-            }
-            total
-        }
-    });
+    let running = tokio::spawn(load_until(
+        listen.clone(),
+        200,
+        progress.clone(),
+        stop.clone(),
+    ));
     let rolled = work.apply(&[("app_version", "v2")]);
     let served_during = progress.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
@@ -398,4 +408,120 @@ fn an_apply_killed_while_instances_start_is_taken_over_not_doubled() {
         "one load balancer and three instances, no more"
     );
     assert!(work.plan(&[]).contains(CLEAN));
+}
+
+/// What a sampler saw during a rollout.
+#[derive(Debug, Default)]
+struct Extremes {
+    samples: usize,
+    /// The fewest backends the load balancer had healthy and not draining.
+    fewest_in_service: Option<usize>,
+    /// The most instance processes running at once.
+    most_instances: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_in_batches_keeps_within_surge_and_unavailable_under_load() {
+    let work = Workspace::new("local-web");
+    let listen = work.listen();
+    let config = |version: &str| {
+        fleet_config(
+            4,
+            &format!(r#"{{ APP_VERSION = "{version}" }}"#),
+            r#"min_ready = "200ms"  healthy_deadline = "20s"  drain = "300ms"
+  strategy rolling {
+    max_surge       = 2
+    max_unavailable = 1
+  }"#,
+        )
+    };
+    let main = work.dir.path().join("main.infra");
+    std::fs::write(&main, config("v1")).unwrap();
+    work.apply(&[]);
+    let before = work.instances();
+    assert_eq!(before.len(), 4);
+    let runtime = infra_provider_local::runtime::RuntimeDir::new(work.dir.path());
+    let admin = infra_provider_local::load_balancer::AdminApi::find(&runtime, &listen).unwrap();
+
+    // Load and a sampler of the load balancer's pool and of the processes,
+    // for the whole rollout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
+    let load_task = tokio::spawn(load_until(
+        listen.clone(),
+        100,
+        progress.clone(),
+        stop.clone(),
+    ));
+    let sampler = tokio::spawn({
+        let (stop, dir, lb) = (stop.clone(), work.dir.path().to_path_buf(), admin.pid);
+        async move {
+            let mut seen = Extremes::default();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(status) = admin.status().await {
+                    let in_service = status
+                        .backends()
+                        .filter(|b| b.healthy && !b.draining)
+                        .count();
+                    seen.fewest_in_service = Some(
+                        seen.fewest_in_service
+                            .map_or(in_service, |f| f.min(in_service)),
+                    );
+                }
+                // (The infra process applying runs in the directory too.)
+                let instances = processes_under(&dir)
+                    .into_iter()
+                    .filter(|pid| *pid != lb)
+                    .filter(|pid| {
+                        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                            .is_ok_and(|name| name.trim() == "demo-app")
+                    })
+                    .count();
+                seen.most_instances = seen.most_instances.max(instances);
+                seen.samples += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        }
+    });
+    std::fs::write(&main, config("v2")).unwrap();
+    let rolled = tokio::task::spawn_blocking({
+        let work_dir = work.dir.path().to_path_buf();
+        let port = work.port;
+        move || {
+            let output = command(Some(&work_dir), &["apply", "--auto-approve"])
+                .arg("-var")
+                .arg(format!("demo_app={}", *DEMO_APP))
+                .arg("-var")
+                .arg(format!("port={port}"))
+                .env("NO_COLOR", "1")
+                .output()
+                .unwrap();
+            (output.status.success(), both(&output))
+        }
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let during = load_task.await.unwrap();
+    let seen = sampler.await.unwrap();
+    assert!(rolled.0, "{}", rolled.1);
+    assert!(seen.samples > 10, "{seen:?}");
+    // replicas 4, max_unavailable 1: never fewer than 3 in service;
+    // max_surge 2: never more than 6 instances.
+    assert!(seen.fewest_in_service.unwrap() >= 3, "{seen:?}");
+    assert!(seen.most_instances <= 6, "{seen:?}");
+    // The surge was used: more than one new instance at a time.
+    assert!(seen.most_instances >= 5, "{seen:?}");
+    assert!(progress.load(Ordering::Relaxed) > 50);
+    assert_eq!(
+        during.failed(),
+        0,
+        "failed requests during the rollout: {:?}",
+        &during.errors[..during.errors.len().min(5)]
+    );
+    let after = work.instances();
+    assert_eq!(after.len(), 4);
+    assert!(before.iter().all(|(_, id)| !id.is_running()));
+    assert!(get(&listen).await.starts_with("demo-app v2"));
 }

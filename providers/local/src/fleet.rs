@@ -18,10 +18,12 @@
 //!   interrupted apply started are taken over by the next operation, never
 //!   doubled.
 //! - Update starts what is missing, replaces instances of another version
-//!   (template or `version` changed) one by one — a new one healthy and
-//!   registered before an old one is drained and stopped — and retires
-//!   what is too many. The strategies (rolling, blue/green, canary) build
-//!   on the same steps.
+//!   (template or `version` changed) as a rolling update in batches —
+//!   never more than `replicas + max_surge` instances, never fewer than
+//!   `replicas - max_unavailable` in service (the engine works both out
+//!   from the `strategy` block), new instances healthy and registered
+//!   before the old ones are drained and stopped — and retires what is
+//!   too many.
 //! - Delete deregisters (draining for `drain`) and stops every instance:
 //!   SIGTERM to its group, then SIGKILL after a grace period.
 
@@ -255,6 +257,10 @@ struct Spec {
     healthy_deadline: Duration,
     drain: Duration,
     version: String,
+    /// Rolling: instances that may run beyond `replicas`, and that may be
+    /// missing from it, during a rollout (the engine works them out).
+    max_surge: usize,
+    max_unavailable: usize,
 }
 
 fn duration(
@@ -273,6 +279,16 @@ fn duration(
             "`{name}` must be a duration, not {other}"
         ))),
     }
+}
+
+/// `strategy.rolling.<name>`, a count of instances.
+fn rolling_setting(config: &Attributes, name: &str, default: usize) -> usize {
+    config
+        .get("strategy")
+        .and_then(|strategy| strategy.get("rolling"))
+        .and_then(|rolling| rolling.get(name))
+        .and_then(Value::as_u64)
+        .map_or(default, |n| n as usize)
 }
 
 impl Spec {
@@ -352,6 +368,8 @@ impl Spec {
                 Duration::from_secs(300),
             )?,
             drain: duration(config.get("drain"), "drain", Duration::from_secs(30))?,
+            max_surge: rolling_setting(config, "max_surge", 1),
+            max_unavailable: rolling_setting(config, "max_unavailable", 0),
             version: digest.iter().take(6).map(|b| format!("{b:02x}")).collect(),
         })
     }
@@ -626,10 +644,9 @@ impl<'a> Fleet<'a> {
         self.journal.remove(instance);
     }
 
+    /// Removes instances together: they drain at the same time.
     async fn remove_all(&self, instances: &[Instance]) {
-        for instance in instances {
-            self.remove(instance).await;
-        }
+        futures_util::future::join_all(instances.iter().map(|i| self.remove(i))).await;
     }
 
     fn state(&self, config: &Attributes, instances: &[Instance]) -> Attributes {
@@ -671,11 +688,24 @@ impl<'a> Fleet<'a> {
         // Missing instances first: capacity before anything is replaced.
         let missing = wanted.saturating_sub(current.len() + old.len());
         current.extend(self.add(missing, &mut taken).await?);
-        // One by one: a new instance in service before an old one leaves.
-        while current.len() < wanted && !old.is_empty() {
-            current.extend(self.add(1, &mut taken).await?);
-            let retiring = old.remove(0);
-            self.remove(&retiring).await;
+        // Rolling, in batches: never more than `wanted + max_surge`
+        // instances, never fewer than `wanted - max_unavailable` in service;
+        // new instances are in service before the old ones they replace go.
+        let floor = wanted.saturating_sub(self.spec.max_unavailable);
+        let ceiling = wanted + self.spec.max_surge;
+        while !old.is_empty() {
+            let serving = current.len() + old.len();
+            let retiring = serving.saturating_sub(floor).min(old.len());
+            let rest = old.split_off(retiring);
+            self.remove_all(&std::mem::replace(&mut old, rest)).await;
+            let starting = ceiling
+                .saturating_sub(current.len() + old.len())
+                .min(wanted.saturating_sub(current.len()));
+            if starting == 0 && retiring == 0 {
+                // Already `wanted` of this version: the rest are extra.
+                break;
+            }
+            current.extend(self.add(starting, &mut taken).await?);
         }
         self.remove_all(&old).await;
         while current.len() > wanted {

@@ -13,7 +13,7 @@
 mod file;
 mod fleet;
 pub mod lb;
-mod load_balancer;
+pub mod load_balancer;
 pub mod runtime;
 
 use std::collections::BTreeMap;

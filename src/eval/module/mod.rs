@@ -34,7 +34,6 @@ use crate::config::{ModuleConfig, ResourceDecl, ResourceId, ResourceMode};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics, code_list, did_you_mean};
 use crate::syntax::{Block, Body, Expr, ExprKind, Ident, Item, SourceMap, Span};
 
-use super::deployment::{check_deployment, deployment_resource};
 use super::evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
 use super::evaluator::{EvalResult, Evaluator, Failed, MAX_EVALUATION_STEPS, ModuleValues, Scope};
 use super::functions::MAX_GENERATED_ELEMENTS;
@@ -356,12 +355,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let block = &self.config.declarations.deployments[name].block;
                 let value = self.eval_block_body(&block.body, None, None);
                 let ok = value.is_ok();
-                if let Ok(value) = &value {
-                    let errors = self.diagnostics.error_count();
-                    check_deployment(block, value, self.diagnostics);
-                    if self.diagnostics.error_count() == errors {
-                        self.add_deployment_instance(name, block, value);
-                    }
+                if ok {
+                    self.add_deployment_instance(name, block);
                 }
                 let value = value.unwrap_or(Value::Unknown);
                 self.values

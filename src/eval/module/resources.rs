@@ -5,33 +5,11 @@
 use super::*;
 
 impl<'c> ModuleEvaluation<'c, '_> {
-    /// A checked `deployment` block as the resource instance its provider
-    /// manages (`deployment.NAME`, of type `<provider>_deployment`).
-    pub(super) fn add_deployment_instance(
-        &mut self,
-        name: &'c str,
-        block: &'c Block,
-        value: &Value,
-    ) {
-        let Some((provider, arguments)) = deployment_resource(value) else {
-            return;
-        };
-        if provider != "local" {
-            let span = block
-                .attributes()
-                .find(|a| a.name.name == "provider")
-                .map(|a| a.value.span)
-                .unwrap_or(block.header_span);
-            self.diagnostics.push(
-                Diagnostic::error(
-                    Code::UnsupportedFleet,
-                    format!("deployments on `{provider}` are not built yet"),
-                )
-                .with_label(span, "no fleet for this provider yet")
-                .with_help("use `provider = local` (instances as processes behind a `local_lb`)"),
-            );
-            return;
-        }
+    /// A `deployment` block as a resource instance of type `deployment`
+    /// (`deployment.NAME`), with what it depends on and which of its
+    /// arguments are secrets; `deploy::lower` reads it and makes it its
+    /// provider's.
+    pub(super) fn add_deployment_instance(&mut self, name: &'c str, block: &'c Block) {
         // A block or argument computed from a secret is a secret.
         let mut sensitive: Vec<String> = Vec::new();
         for item in &block.body.items {
@@ -53,14 +31,14 @@ impl<'c> ModuleEvaluation<'c, '_> {
         sensitive.dedup();
         let id = ResourceId {
             mode: ResourceMode::Managed,
-            type_name: format!("{provider}_deployment").into(),
+            type_name: "deployment".into(),
             name: name.into(),
         };
         self.result.resources.push(ResourceInstance {
             address: format!("{}deployment.{name}", self.module_prefix),
             id,
             key: InstanceKey::None,
-            arguments: Arc::new(arguments),
+            arguments: Arc::default(),
             dependencies: self.transitive_dependencies(Node::Deployment(name)).into(),
             sensitive: sensitive.into(),
             lifecycle: Default::default(),

@@ -1,0 +1,105 @@
+//! Deployments: a `deployment` block is read once into a typed
+//! [`DeploymentSpec`] (`spec.rs`: checks, durations, defaults) and becomes
+//! the resource instance its provider's fleet manages
+//! (`deployment.NAME`, of type `<provider>_deployment`).
+//!
+//! Evaluation (`eval/`) knows a deployment only as a block whose value
+//! references can read; [`lower`] runs after every evaluation of the
+//! configuration (see `check::evaluate_with_deployments`).
+
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use spec::{Amount, DeploymentSpec, Strategy};
+
+use crate::config::ModuleConfig;
+use crate::diagnostics::Diagnostics;
+use crate::eval::{EvaluatedModule, Value};
+
+/// The type evaluation gives a `deployment` block's instance until
+/// [`lower`] reads it.
+pub const UNREAD_TYPE: &str = "deployment";
+
+/// Reads every deployment of an evaluated configuration: a valid one
+/// becomes its provider's resource (`<provider>_deployment`, arguments as
+/// the fleet takes them); one with problems reports them and is left out.
+pub fn lower(
+    evaluated: &mut EvaluatedModule,
+    config: &ModuleConfig,
+    diagnostics: &mut Diagnostics,
+) {
+    evaluated.resources.retain_mut(|instance| {
+        if &*instance.id.type_name != UNREAD_TYPE {
+            return true;
+        }
+        let name = instance.id.name.to_string();
+        let (Some(declared), Some(value)) = (
+            config.declarations.deployments.get(&name),
+            evaluated.deployments.get(&name),
+        ) else {
+            return false;
+        };
+        let Some(spec) = spec::read(&declared.block, value, diagnostics) else {
+            return false;
+        };
+        instance.id.type_name = format!("{}_deployment", spec.provider).into();
+        instance.arguments = Arc::new(fleet_arguments(value, &spec));
+        true
+    });
+    for (name, child) in &mut evaluated.children {
+        if let Some(child_config) = config.children.get(name) {
+            lower(child, child_config, diagnostics);
+        }
+    }
+}
+
+/// The arguments a fleet takes: the block's, with `template` and `health`
+/// as objects, `load_balancer` (a `local_lb`) as its `listen` address,
+/// which is known at plan time, and a rolling strategy's surge and
+/// unavailable counts worked out (shares of `replicas` resolved).
+fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Value> {
+    let Value::Map(fields) = value else {
+        return BTreeMap::new();
+    };
+    let mut arguments = BTreeMap::new();
+    for (name, field) in fields.iter() {
+        let field = match (name.as_str(), field) {
+            ("provider", _) => continue,
+            ("template" | "health", Value::List(blocks)) => match blocks.first() {
+                Some(block) => block.clone(),
+                None => continue,
+            },
+            ("load_balancer", Value::Map(balancer)) => balancer
+                .get("listen")
+                .or_else(|| balancer.get("id"))
+                .cloned()
+                .unwrap_or(Value::Unknown),
+            _ => field.clone(),
+        };
+        arguments.insert(name.clone(), field);
+    }
+    // (Only when the block has a `strategy`: the fleet's defaults are the
+    // same, and a configuration without one plans as it always did.)
+    if let Some((surge, unavailable)) = spec
+        .rolling_batch()
+        .filter(|_| fields.contains_key("strategy"))
+    {
+        let settings = BTreeMap::from([
+            ("max_surge".to_string(), Value::Number(surge as f64)),
+            (
+                "max_unavailable".to_string(),
+                Value::Number(unavailable as f64),
+            ),
+        ]);
+        arguments.insert(
+            "strategy".into(),
+            Value::map(BTreeMap::from([(
+                "rolling".to_string(),
+                Value::map(settings),
+            )])),
+        );
+    }
+    arguments
+}

@@ -1,0 +1,476 @@
+//! The one typed reading of a `deployment` block: every argument checked,
+//! durations parsed and defaults filled in here, once. What is written
+//! wrong is a diagnostic at the line; a strategy the provider's fleet does
+//! not implement is an error, never a silent fallback.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use infra_provider_sdk::parse_duration;
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, did_you_mean};
+use crate::eval::Value;
+use crate::syntax::{Block, Item, Span};
+
+const ARGUMENTS: &[&str] = &[
+    "provider",
+    "replicas",
+    "version",
+    "load_balancer",
+    "min_ready",
+    "healthy_deadline",
+    "progress_deadline",
+    "drain",
+    "auto_rollback",
+];
+const BLOCKS: &[&str] = &["template", "health", "strategy"];
+const STRATEGIES: &[&str] = &["rolling", "blue_green", "canary"];
+const PROVIDERS: &[&str] = &["local", "aws"];
+const DURATION_HELP: &str = "write a number with a unit: \"250ms\", \"30s\", \"5m\" or \"1h\"";
+
+/// The defaults, in one place (the anchors: Nomad's min_healthy_time,
+/// healthy_deadline and progress_deadline; Kubernetes' maxSurge and
+/// maxUnavailable as infra's examples use them; ELBv2's deregistration
+/// delay).
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const REPLICAS: usize = 1;
+    pub const MIN_READY: Duration = Duration::from_secs(10);
+    pub const HEALTHY_DEADLINE: Duration = Duration::from_secs(5 * 60);
+    pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(10 * 60);
+    pub const DRAIN: Duration = Duration::from_secs(30);
+    pub const MAX_SURGE: u32 = 1;
+    pub const MAX_UNAVAILABLE: u32 = 0;
+}
+
+/// A `deployment` block, read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentSpec {
+    /// Which fleet runs the instances: `local` or `aws`.
+    pub provider: String,
+    pub replicas: usize,
+    pub min_ready: Duration,
+    pub healthy_deadline: Duration,
+    pub progress_deadline: Duration,
+    pub drain: Duration,
+    pub auto_rollback: bool,
+    pub strategy: Strategy,
+}
+
+/// How a new version replaces the old one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strategy {
+    /// Batches of new instances in service before as many old ones leave.
+    Rolling {
+        max_surge: Amount,
+        max_unavailable: Amount,
+    },
+    BlueGreen,
+    Canary,
+}
+
+impl Strategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Rolling { .. } => "rolling",
+            Strategy::BlueGreen => "blue_green",
+            Strategy::Canary => "canary",
+        }
+    }
+}
+
+impl DeploymentSpec {
+    /// A rolling strategy's (max surge, max unavailable) in instances: as
+    /// Kubernetes does, a share of `replicas` rounds up for the surge and
+    /// down for what may be unavailable, and when both come to 0 one
+    /// instance may be unavailable, so that a rollout always progresses.
+    pub fn rolling_batch(&self) -> Option<(usize, usize)> {
+        let Strategy::Rolling {
+            max_surge,
+            max_unavailable,
+        } = self.strategy
+        else {
+            return None;
+        };
+        let surge = max_surge.of(self.replicas, true);
+        let unavailable = max_unavailable.of(self.replicas, false);
+        Some(if surge == 0 && unavailable == 0 {
+            (0, 1)
+        } else {
+            (surge, unavailable)
+        })
+    }
+}
+
+/// A number of instances, or a share of `replicas` (`"25%"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Count(u32),
+    Percent(u32),
+}
+
+impl Amount {
+    /// How many instances of `replicas` this is: a share rounds up for a
+    /// surge (`round_up`), down for what may be unavailable — as
+    /// Kubernetes does, so that a rollout always makes progress.
+    pub fn of(self, replicas: usize, round_up: bool) -> usize {
+        match self {
+            Amount::Count(count) => count as usize,
+            Amount::Percent(percent) => {
+                let share = replicas * percent as usize;
+                if round_up {
+                    share.div_ceil(100)
+                } else {
+                    share / 100
+                }
+            }
+        }
+    }
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy::Rolling {
+            max_surge: Amount::Count(defaults::MAX_SURGE),
+            max_unavailable: Amount::Count(defaults::MAX_UNAVAILABLE),
+        }
+    }
+}
+
+/// The strategies each provider's fleet implements; any other is an
+/// error at `validate`.
+fn implemented(provider: &str, strategy: &Strategy) -> bool {
+    provider == "local" && matches!(strategy, Strategy::Rolling { .. })
+}
+
+/// Where the value of `name` is written in `block` (the block's header
+/// when it is not).
+fn attribute_span(block: &Block, name: &str) -> Span {
+    block
+        .attributes()
+        .find(|a| a.name.name == name)
+        .map(|a| a.value.span)
+        .unwrap_or(block.header_span)
+}
+
+/// Reads one evaluated `deployment` block; `None` after reporting what is
+/// wrong with it. Values unknown at plan time take their defaults here;
+/// they are read again once known.
+pub fn read(block: &Block, value: &Value, diagnostics: &mut Diagnostics) -> Option<DeploymentSpec> {
+    let Value::Map(object) = value else {
+        return None;
+    };
+    let errors = diagnostics.error_count();
+    check_names(block, diagnostics);
+    let provider = match object.get("provider") {
+        Some(Value::String(provider)) if PROVIDERS.contains(&provider.as_ref()) => {
+            Some(provider.to_string())
+        }
+        Some(Value::String(provider)) => {
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::UnknownProvider,
+                    format!("unknown deployment provider `{provider}`"),
+                )
+                .with_label(attribute_span(block, "provider"), "not a fleet provider")
+                .with_help(
+                    did_you_mean(provider, PROVIDERS.iter().copied())
+                        .unwrap_or_else(|| "use `local` or `aws`".into()),
+                ),
+            );
+            None
+        }
+        Some(Value::Unknown) => None,
+        _ => {
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::MissingArgument,
+                    "a deployment needs `provider`: which fleet runs its instances",
+                )
+                .with_label(block.header_span, "no `provider`")
+                .with_help("add `provider = local` (processes behind a `local_lb`)"),
+            );
+            None
+        }
+    };
+    let replicas = match object.get("replicas") {
+        Some(Value::Number(n)) if n.fract() == 0.0 && *n >= 0.0 => *n as usize,
+        _ => defaults::REPLICAS,
+    };
+    let mut duration = |name: &str, default: Duration| {
+        read_duration(block, name, object.get(name), diagnostics).unwrap_or(default)
+    };
+    let min_ready = duration("min_ready", defaults::MIN_READY);
+    let healthy_deadline = duration("healthy_deadline", defaults::HEALTHY_DEADLINE);
+    let progress_deadline = duration("progress_deadline", defaults::PROGRESS_DEADLINE);
+    let drain = duration("drain", defaults::DRAIN);
+    if progress_deadline <= healthy_deadline {
+        diagnostics.push(
+            Diagnostic::warning(
+                Code::Deadlines,
+                "`progress_deadline` should be longer than `healthy_deadline`",
+            )
+            .with_label(
+                attribute_span(block, "progress_deadline"),
+                "not longer than `healthy_deadline`",
+            )
+            .with_help("a rollout step can never finish in time; raise `progress_deadline`"),
+        );
+    }
+    // Unlabelled nested blocks evaluate to a list of objects, in order.
+    if let Some(Value::List(evaluated)) = object.get("health") {
+        let blocks = block.blocks().filter(|b| b.kind.name == "health");
+        for (health, settings) in blocks.zip(evaluated.iter()) {
+            if let Value::Map(settings) = settings {
+                for name in ["interval", "timeout"] {
+                    read_duration(health, name, settings.get(name), diagnostics);
+                }
+            }
+        }
+    }
+    let strategy = read_strategy(block, object, diagnostics);
+    let (Some(provider), Some(strategy)) = (provider, strategy) else {
+        return None;
+    };
+    if provider != "local" {
+        diagnostics.push(
+            Diagnostic::error(
+                Code::UnsupportedFleet,
+                format!("deployments on `{provider}` are not built yet"),
+            )
+            .with_label(
+                attribute_span(block, "provider"),
+                "no fleet for this provider yet",
+            )
+            .with_help("use `provider = local` (instances as processes behind a `local_lb`)"),
+        );
+    } else if !implemented(&provider, &strategy) {
+        let strategy_block = block.blocks().find(|b| b.kind.name == "strategy");
+        let span = strategy_block
+            .and_then(|b| b.labels.first())
+            .map(|l| l.span)
+            .unwrap_or(block.header_span);
+        diagnostics.push(
+            Diagnostic::error(
+                Code::UnsupportedStrategy,
+                format!(
+                    "the `{}` strategy is not built yet for `{provider}` deployments",
+                    strategy.name()
+                ),
+            )
+            .with_label(span, "not implemented by this fleet yet")
+            .with_help("use `strategy rolling { … }` (max_surge, max_unavailable): infra never falls back to another strategy in silence"),
+        );
+    }
+    let auto_rollback = !matches!(object.get("auto_rollback"), Some(Value::Bool(false)));
+    (diagnostics.error_count() == errors).then_some(DeploymentSpec {
+        provider,
+        replicas,
+        min_ready,
+        healthy_deadline,
+        progress_deadline,
+        drain,
+        auto_rollback,
+        strategy,
+    })
+}
+
+/// Unknown arguments and blocks, with the names that exist.
+fn check_names(block: &Block, diagnostics: &mut Diagnostics) {
+    for item in &block.body.items {
+        match item {
+            Item::Attribute(attribute) if !ARGUMENTS.contains(&attribute.name.name.as_str()) => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        Code::UnknownArgument,
+                        format!(
+                            "unknown argument `{}` in a `deployment` block",
+                            attribute.name.name
+                        ),
+                    )
+                    .with_label(attribute.name.span, "not an argument of a deployment")
+                    .with_help(
+                        did_you_mean(&attribute.name.name, ARGUMENTS.iter().copied())
+                            .unwrap_or_else(|| {
+                                format!("the arguments are {}", ARGUMENTS.join(", "))
+                            }),
+                    ),
+                );
+            }
+            Item::Block(nested) if !BLOCKS.contains(&nested.kind.name.as_str()) => diagnostics
+                .push(
+                    Diagnostic::error(
+                        Code::UnexpectedBlock,
+                        format!(
+                            "unexpected block `{}` in a `deployment` block",
+                            nested.kind.name
+                        ),
+                    )
+                    .with_label(nested.kind.span, "not a block of a deployment")
+                    .with_help(
+                        did_you_mean(&nested.kind.name, BLOCKS.iter().copied()).unwrap_or_else(
+                            || "the blocks are template, health and strategy".into(),
+                        ),
+                    ),
+                ),
+            _ => {}
+        }
+    }
+}
+
+fn read_duration(
+    block: &Block,
+    name: &str,
+    value: Option<&Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Duration> {
+    let problem = match value? {
+        Value::String(text) => match parse_duration(text) {
+            Some(duration) => return Some(duration),
+            None => format!("`{name}` is not a duration: \"{text}\""),
+        },
+        Value::Unknown | Value::Null => return None,
+        other => format!(
+            "`{name}` must be a duration string, not a {}",
+            other.type_name()
+        ),
+    };
+    diagnostics.push(
+        Diagnostic::error(Code::InvalidDuration, problem)
+            .with_label(attribute_span(block, name), "not a duration")
+            .with_help(DURATION_HELP),
+    );
+    None
+}
+
+/// The one `strategy` block (rolling by default).
+fn read_strategy(
+    block: &Block,
+    object: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Strategy> {
+    let strategies: Vec<&Block> = block
+        .blocks()
+        .filter(|b| b.kind.name == "strategy")
+        .collect();
+    if strategies.len() > 1 {
+        diagnostics.push(
+            Diagnostic::error(Code::Duplicate, "a deployment has one `strategy` block")
+                .with_label(strategies[1].header_span, "second strategy here")
+                .with_label(strategies[0].header_span, "first strategy here")
+                .with_help("keep one of them"),
+        );
+    }
+    let mut read = None;
+    let mut failed = false;
+    for strategy in strategies {
+        let Some(label) = strategy.labels.first() else {
+            diagnostics.push(
+                Diagnostic::error(Code::BlockLabels, "missing strategy kind")
+                    .with_label(strategy.header_span, "which strategy?")
+                    .with_help("write `strategy rolling { … }`, `strategy blue_green { … }` or `strategy canary { … }`"),
+            );
+            failed = true;
+            continue;
+        };
+        let settings = match object.get("strategy") {
+            Some(Value::Map(by_kind)) => match by_kind.get(&label.value) {
+                Some(Value::Map(settings)) => (**settings).clone(),
+                _ => BTreeMap::new(),
+            },
+            _ => BTreeMap::new(),
+        };
+        read = match label.value.as_str() {
+            "rolling" => {
+                let max_surge = read_amount(strategy, "max_surge", &settings, diagnostics);
+                let max_unavailable =
+                    read_amount(strategy, "max_unavailable", &settings, diagnostics);
+                let (Some(max_surge), Some(max_unavailable)) = (max_surge, max_unavailable) else {
+                    failed = true;
+                    continue;
+                };
+                let max_surge = max_surge.unwrap_or(Amount::Count(defaults::MAX_SURGE));
+                let max_unavailable =
+                    max_unavailable.unwrap_or(Amount::Count(defaults::MAX_UNAVAILABLE));
+                if max_surge.of(100, true) == 0 && max_unavailable.of(100, false) == 0 {
+                    diagnostics.push(
+                        Diagnostic::error(Code::InvalidStrategy, "`max_surge` and `max_unavailable` cannot both be 0")
+                            .with_label(strategy.header_span, "this rollout could never make progress")
+                            .with_help("allow one extra instance (`max_surge = 1`) or one missing instance (`max_unavailable = 1`)"),
+                    );
+                    failed = true;
+                    continue;
+                }
+                Some(Strategy::Rolling {
+                    max_surge,
+                    max_unavailable,
+                })
+            }
+            "blue_green" => Some(Strategy::BlueGreen),
+            "canary" => Some(Strategy::Canary),
+            other => {
+                diagnostics.push(
+                    Diagnostic::error(Code::UnknownStrategy, format!("unknown strategy `{other}`"))
+                        .with_label(label.span, "not a strategy")
+                        .with_help(
+                            did_you_mean(other, STRATEGIES.iter().copied()).unwrap_or_else(|| {
+                                "the strategies are rolling, blue_green and canary".into()
+                            }),
+                        ),
+                );
+                failed = true;
+                continue;
+            }
+        };
+    }
+    (!failed).then(|| read.unwrap_or_default())
+}
+
+/// `max_surge = 2` or `max_surge = "25%"`; `Some(None)` when not set,
+/// `None` after reporting a bad value.
+fn read_amount(
+    block: &Block,
+    name: &str,
+    settings: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Option<Amount>> {
+    let amount = match settings.get(name) {
+        None | Some(Value::Null | Value::Unknown) => return Some(None),
+        Some(Value::Number(n)) if n.fract() == 0.0 && *n >= 0.0 && *n <= f64::from(u32::MAX) => {
+            Some(Amount::Count(*n as u32))
+        }
+        Some(Value::String(text)) => text
+            .strip_suffix('%')
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .filter(|p| *p <= 100)
+            .map(Amount::Percent),
+        Some(_) => None,
+    };
+    if amount.is_none() {
+        diagnostics.push(
+            Diagnostic::error(
+                Code::InvalidStrategy,
+                format!("`{name}` must be a whole number of instances or a percentage"),
+            )
+            .with_label(attribute_span(block, name), "not a count or a percentage")
+            .with_help(format!("write e.g. `{name} = 1` or `{name} = \"25%\"`")),
+        );
+        return None;
+    }
+    Some(amount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Amount;
+
+    #[test]
+    fn shares_round_up_for_a_surge_and_down_for_what_may_be_unavailable() {
+        assert_eq!(Amount::Percent(25).of(10, true), 3);
+        assert_eq!(Amount::Percent(25).of(10, false), 2);
+        assert_eq!(Amount::Percent(100).of(4, true), 4);
+        assert_eq!(Amount::Percent(1).of(4, false), 0);
+        assert_eq!(Amount::Count(2).of(10, true), 2);
+    }
+}
