@@ -382,31 +382,7 @@ fn read_strategy(
             _ => BTreeMap::new(),
         };
         read = match label.value.as_str() {
-            "rolling" => {
-                let max_surge = read_amount(strategy, "max_surge", &settings, diagnostics);
-                let max_unavailable =
-                    read_amount(strategy, "max_unavailable", &settings, diagnostics);
-                let (Some(max_surge), Some(max_unavailable)) = (max_surge, max_unavailable) else {
-                    failed = true;
-                    continue;
-                };
-                let max_surge = max_surge.unwrap_or(Amount::Count(defaults::MAX_SURGE));
-                let max_unavailable =
-                    max_unavailable.unwrap_or(Amount::Count(defaults::MAX_UNAVAILABLE));
-                if max_surge.of(100, true) == 0 && max_unavailable.of(100, false) == 0 {
-                    diagnostics.push(
-                        Diagnostic::error(Code::InvalidStrategy, "`max_surge` and `max_unavailable` cannot both be 0")
-                            .with_label(strategy.header_span, "this rollout could never make progress")
-                            .with_help("allow one extra instance (`max_surge = 1`) or one missing instance (`max_unavailable = 1`)"),
-                    );
-                    failed = true;
-                    continue;
-                }
-                Some(Strategy::Rolling {
-                    max_surge,
-                    max_unavailable,
-                })
-            }
+            "rolling" => read_rolling(strategy, &settings, diagnostics),
             "blue_green" => Some(Strategy::BlueGreen),
             "canary" => Some(Strategy::Canary),
             other => {
@@ -419,12 +395,37 @@ fn read_strategy(
                             }),
                         ),
                 );
-                failed = true;
-                continue;
+                None
             }
         };
+        failed |= read.is_none();
     }
     (!failed).then(|| read.unwrap_or_default())
+}
+
+/// `strategy rolling { max_surge = …  max_unavailable = … }`; `None` after
+/// reporting what is wrong.
+fn read_rolling(
+    strategy: &Block,
+    settings: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Strategy> {
+    let max_surge = read_amount(strategy, "max_surge", settings, diagnostics);
+    let max_unavailable = read_amount(strategy, "max_unavailable", settings, diagnostics);
+    let max_surge = max_surge?.unwrap_or(Amount::Count(defaults::MAX_SURGE));
+    let max_unavailable = max_unavailable?.unwrap_or(Amount::Count(defaults::MAX_UNAVAILABLE));
+    if max_surge.of(100, true) == 0 && max_unavailable.of(100, false) == 0 {
+        diagnostics.push(
+            Diagnostic::error(Code::InvalidStrategy, "`max_surge` and `max_unavailable` cannot both be 0")
+                .with_label(strategy.header_span, "this rollout could never make progress")
+                .with_help("allow one extra instance (`max_surge = 1`) or one missing instance (`max_unavailable = 1`)"),
+        );
+        return None;
+    }
+    Some(Strategy::Rolling {
+        max_surge,
+        max_unavailable,
+    })
 }
 
 /// `max_surge = 2` or `max_surge = "25%"`; `Some(None)` when not set,

@@ -15,7 +15,7 @@ pub use evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance}
 pub use functions::{FUNCTIONS, function_names};
 pub use module::{
     InstancePlanner, ProvidedValue, RecordedObject, RootVariables, VariableOrigin,
-    evaluate_configuration, evaluate_focused, evaluate_standalone_block,
+    evaluate_focused, evaluate_standalone_block,
 };
 pub use schema::{
     AttributeSchema, BlockSchema, ProviderSchemas, SchemaCatalog, SchemaLookup, provider_of,

@@ -232,12 +232,7 @@ async fn local_web_serves_survives_kills_rolls_without_errors_and_is_destroyed()
         served_during > 100,
         "only {served_during} requests during the rollout"
     );
-    assert_eq!(
-        during.failed(),
-        0,
-        "failed requests during the rollout: {:?}",
-        &during.errors[..during.errors.len().min(5)]
-    );
+    during.assert_none_failed("the rollout");
     let v2 = work.instances();
     assert_eq!(v2.len(), 3);
     assert!(
@@ -514,12 +509,7 @@ async fn a_rolling_update_in_batches_keeps_within_surge_and_unavailable_under_lo
     // The surge was used: more than one new instance at a time.
     assert!(seen.most_instances >= 5, "{seen:?}");
     assert!(progress.load(Ordering::Relaxed) > 50);
-    assert_eq!(
-        during.failed(),
-        0,
-        "failed requests during the rollout: {:?}",
-        &during.errors[..during.errors.len().min(5)]
-    );
+    during.assert_none_failed("the rollout");
     let after = work.instances();
     assert_eq!(after.len(), 4);
     assert!(before.iter().all(|(_, id)| !id.is_running()));

@@ -385,6 +385,16 @@ impl LoadResult {
                 .count()
     }
 
+    /// Fails the test, with the first errors, if any request failed.
+    pub fn assert_none_failed(&self, during: &str) {
+        assert_eq!(
+            self.failed(),
+            0,
+            "failed requests during {during}: {:?}",
+            &self.errors[..self.errors.len().min(5)]
+        );
+    }
+
     /// Answers whose body names `instance`.
     pub fn served_by(&self, instance: &str) -> usize {
         let marker = format!("({instance})");

@@ -322,10 +322,7 @@ impl Provider for AwsProvider {
                 .create_object(kind, &request.identity, &request.config)
                 .await?;
             let state = self.read_back(kind, &id, &request.config).await?;
-            Ok(ObjectResponse {
-                state,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(state))
         })
     }
 
@@ -367,10 +364,7 @@ impl Provider for AwsProvider {
                             normalize(kind, &mut state, &request.state);
                             state
                         });
-                        Ok(ReadResponse {
-                            state,
-                            diagnostics: Vec::new(),
-                        })
+                        Ok(ReadResponse::from(state))
                     })
                     .collect(),
                 Err(error) => requests.iter().map(|_| Err(error.clone())).collect(),
@@ -405,10 +399,7 @@ impl Provider for AwsProvider {
             }
             let id = values::id_of(prior)?;
             let state = self.read_back(kind, id, config).await?;
-            Ok(ObjectResponse {
-                state,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(state))
         })
     }
 
@@ -458,10 +449,7 @@ impl Provider for AwsProvider {
         Box::pin(async move {
             let kind = Kind::of(&request.type_name)?;
             match self.read_one(kind, &request.id, &Attributes::new()).await? {
-                Some(state) => Ok(ObjectResponse {
-                    state,
-                    diagnostics: Vec::new(),
-                }),
+                Some(state) => Ok(ObjectResponse::from(state)),
                 None => Err(ProviderError::new(format!(
                     "no {} with id `{}`",
                     request.type_name, request.id

@@ -133,10 +133,7 @@ impl Provider for LocalProvider {
                 }
                 other => return Err(unknown_type(other)),
             };
-            Ok(ObjectResponse {
-                state,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(state))
         })
     }
 
@@ -148,10 +145,7 @@ impl Provider for LocalProvider {
                 "local_deployment" => Some(fleet::read(&self.runtime(), request.state).await),
                 other => return Err(unknown_type(other)),
             };
-            Ok(ReadResponse {
-                state,
-                diagnostics: Vec::new(),
-            })
+            Ok(ReadResponse::from(state))
         })
     }
 
@@ -172,10 +166,7 @@ impl Provider for LocalProvider {
                 "local_lb" => request.config,
                 other => return Err(unknown_type(other)),
             };
-            Ok(ObjectResponse {
-                state,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(state))
         })
     }
 
@@ -214,10 +205,7 @@ impl Provider for LocalProvider {
                 ))
                 .with_code("NotImportable"));
             }
-            Ok(ObjectResponse {
-                state: file::import(&request.id)?,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(file::import(&request.id)?))
         })
     }
 }

@@ -285,10 +285,7 @@ impl Provider for MockProvider {
                 .lock()
                 .expect("store")
                 .insert(id, state.clone());
-            Ok(ObjectResponse {
-                state,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(state))
         })
     }
 
@@ -338,10 +335,7 @@ impl Provider for MockProvider {
             let mut state = request.config;
             state.insert("id".into(), json!(id));
             objects.insert(id, state.clone());
-            Ok(ObjectResponse {
-                state,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(state))
         })
     }
 

@@ -298,21 +298,16 @@ impl Provider for RandomProvider {
         request: CreateRequest,
     ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
         Box::pin(async move {
-            Ok(ObjectResponse {
-                state: generate(&request.type_name, &request.config)?,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(generate(
+                &request.type_name,
+                &request.config,
+            )?))
         })
     }
 
     /// Nothing exists outside the state: what was generated stays.
     fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResponse, ProviderError>> {
-        Box::pin(async move {
-            Ok(ReadResponse {
-                state: Some(request.state),
-                diagnostics: Vec::new(),
-            })
-        })
+        Box::pin(async move { Ok(ReadResponse::from(Some(request.state))) })
     }
 
     /// Every argument forces a new value, so an update can only be about
@@ -324,10 +319,7 @@ impl Provider for RandomProvider {
         Box::pin(async move {
             let mut state = request.prior;
             state.extend(request.config);
-            Ok(ObjectResponse {
-                state,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(state))
         })
     }
 

@@ -162,6 +162,16 @@ pub struct ObjectResponse {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+impl From<Attributes> for ObjectResponse {
+    /// The object, without diagnostics.
+    fn from(state: Attributes) -> Self {
+        ObjectResponse {
+            state,
+            diagnostics: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadRequest {
     pub type_name: String,
@@ -175,6 +185,16 @@ pub struct ReadResponse {
     /// `None`: the object no longer exists (drift: it will be re-created).
     pub state: Option<Attributes>,
     pub diagnostics: Vec<Diagnostic>,
+}
+
+impl From<Option<Attributes>> for ReadResponse {
+    /// The object found (or `None`: gone), without diagnostics.
+    fn from(state: Option<Attributes>) -> Self {
+        ReadResponse {
+            state,
+            diagnostics: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -44,20 +44,16 @@ impl Provider for Notes {
             let mut state = request.config;
             state.insert("id".into(), json!(id));
             objects.insert(id, state.clone());
-            Ok(ObjectResponse {
-                state,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(state))
         })
     }
 
     fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResponse, ProviderError>> {
         Box::pin(async move {
             let id = request.state["id"].as_str().unwrap_or_default().to_string();
-            Ok(ReadResponse {
-                state: self.objects.lock().unwrap().get(&id).cloned(),
-                diagnostics: Vec::new(),
-            })
+            Ok(ReadResponse::from(
+                self.objects.lock().unwrap().get(&id).cloned(),
+            ))
         })
     }
 
@@ -70,10 +66,7 @@ impl Provider for Notes {
             state.insert("id".into(), request.prior["id"].clone());
             let id = state["id"].as_str().unwrap_or_default().to_string();
             self.objects.lock().unwrap().insert(id, state.clone());
-            Ok(ObjectResponse {
-                state,
-                diagnostics: Vec::new(),
-            })
+            Ok(ObjectResponse::from(state))
         })
     }
 

@@ -42,28 +42,8 @@ use super::schema::{BlockSchema, SchemaCatalog, SchemaLookup, provider_of};
 use super::types::{TYPE_NAMES, TypeConstraint};
 use super::value::{Value, format_number};
 
-/// Evaluates the root module and, through it, every child module.
-pub fn evaluate_configuration(
-    root: &ModuleConfig,
-    variables: &RootVariables,
-    schemas: &SchemaCatalog,
-    planner: Option<&dyn InstancePlanner>,
-    sources: &SourceMap,
-    diagnostics: &mut Diagnostics,
-) -> EvaluatedModule {
-    evaluate_focused(
-        root,
-        variables,
-        schemas,
-        planner,
-        sources,
-        None,
-        diagnostics,
-    )
-}
-
-/// [`evaluate_configuration`], of only what the resources named in `focus`
-/// need when there is a focus: those resources (all instances of
+/// Evaluates the root module and, through it, every child module — or,
+/// when there is a `focus`, only what the resources named in it need: those resources (all instances of
 /// `module.net.aws_subnet.a`, or one: `aws_subnet.a[0]`) and what they
 /// refer to. Apply uses it to learn one instance's arguments once its
 /// dependencies are applied: the resources the focus depends on are read
