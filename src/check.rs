@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::config::{ModuleConfig, load_root, read_and_parse};
+use crate::deploy::Deployments;
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{
     EvaluatedModule, InstancePlanner, ProvidedValue, RootVariables, SchemaCatalog, TypeConstraint,
@@ -52,6 +53,8 @@ pub struct Checked {
     /// The root variables it was evaluated with (apply evaluates again).
     pub variables: RootVariables,
     pub evaluated: Option<EvaluatedModule>,
+    /// Its `deployment` blocks, read (see [`crate::deploy`]).
+    pub deployments: Deployments,
     pub diagnostics: Diagnostics,
 }
 
@@ -110,7 +113,7 @@ pub fn evaluate_with_deployments(
     sources: &SourceMap,
     focus: Option<&BTreeSet<String>>,
     diagnostics: &mut Diagnostics,
-) -> EvaluatedModule {
+) -> (EvaluatedModule, Deployments) {
     let mut evaluated = evaluate_focused(
         root,
         variables,
@@ -120,8 +123,8 @@ pub fn evaluate_with_deployments(
         focus,
         diagnostics,
     );
-    crate::deploy::lower(&mut evaluated, root, diagnostics);
-    evaluated
+    let deployments = crate::deploy::lower(&mut evaluated, root, diagnostics);
+    (evaluated, deployments)
 }
 
 /// Evaluates a loaded configuration.
@@ -136,23 +139,28 @@ pub fn evaluate(
         variables,
         mut diagnostics,
     } = loaded;
-    let evaluated = config.as_ref().map(|config| {
-        evaluate_with_deployments(
-            config,
-            &variables,
-            &options.schemas,
-            planner,
-            &sources,
-            None,
-            &mut diagnostics,
-        )
-    });
+    let (evaluated, deployments) = match config.as_ref() {
+        Some(config) => {
+            let (evaluated, deployments) = evaluate_with_deployments(
+                config,
+                &variables,
+                &options.schemas,
+                planner,
+                &sources,
+                None,
+                &mut diagnostics,
+            );
+            (Some(evaluated), deployments)
+        }
+        None => (None, Deployments::new()),
+    };
     diagnostics.sort();
     Checked {
         sources,
         config,
         variables,
         evaluated,
+        deployments,
         diagnostics,
     }
 }
@@ -187,6 +195,7 @@ impl Loaded {
             None,
             &mut diagnostics,
         )
+        .0
     }
 
     /// The root module's `provider NAME { … }` settings, to configure the

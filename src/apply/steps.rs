@@ -190,6 +190,7 @@ mod tests {
                 change("old_db", Action::Delete),
                 change("old_web", Action::Delete),
             ],
+            ..Plan::default()
         };
         let config = [("b".to_string(), vec!["a".to_string()])].into();
         let mut state = State::new("t");
@@ -226,6 +227,7 @@ mod tests {
                 ),
                 change("user", Action::Update),
             ],
+            ..Plan::default()
         };
         let config = [(
             "user".to_string(),

@@ -7,12 +7,14 @@
 //! references can read; [`lower`] runs after every evaluation of the
 //! configuration (see `check::evaluate_with_deployments`).
 
+pub mod rollout;
 pub mod spec;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use spec::{Amount, DeploymentSpec, Strategy};
+pub use rollout::{Rollout, Step, rollout_of};
+pub use spec::{Amount, DeploymentSpec, Health, Strategy};
 
 use crate::config::ModuleConfig;
 use crate::diagnostics::Diagnostics;
@@ -22,6 +24,9 @@ use crate::eval::{EvaluatedModule, Value};
 /// [`lower`] reads it.
 pub const UNREAD_TYPE: &str = "deployment";
 
+/// The deployments of a configuration, read: by address.
+pub type Deployments = BTreeMap<String, DeploymentSpec>;
+
 /// Reads every deployment of an evaluated configuration: a valid one
 /// becomes its provider's resource (`<provider>_deployment`, arguments as
 /// the fleet takes them); one with problems reports them and is left out.
@@ -29,7 +34,8 @@ pub fn lower(
     evaluated: &mut EvaluatedModule,
     config: &ModuleConfig,
     diagnostics: &mut Diagnostics,
-) {
+) -> Deployments {
+    let mut read = Deployments::new();
     evaluated.resources.retain_mut(|instance| {
         if &*instance.id.type_name != UNREAD_TYPE {
             return true;
@@ -46,13 +52,15 @@ pub fn lower(
         };
         instance.id.type_name = format!("{}_deployment", spec.provider).into();
         instance.arguments = Arc::new(fleet_arguments(value, &spec));
+        read.insert(instance.address.clone(), spec);
         true
     });
     for (name, child) in &mut evaluated.children {
         if let Some(child_config) = config.children.get(name) {
-            lower(child, child_config, diagnostics);
+            read.extend(lower(child, child_config, diagnostics));
         }
     }
+    read
 }
 
 /// The arguments a fleet takes: the block's, with `template` and `health`

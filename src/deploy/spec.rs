@@ -42,6 +42,9 @@ pub mod defaults {
     pub const DRAIN: Duration = Duration::from_secs(30);
     pub const MAX_SURGE: u32 = 1;
     pub const MAX_UNAVAILABLE: u32 = 0;
+    /// ELBv2's health check: every 10 s, healthy after 2 passes.
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+    pub const HEALTHY_THRESHOLD: u32 = 2;
 }
 
 /// A `deployment` block, read.
@@ -55,7 +58,33 @@ pub struct DeploymentSpec {
     pub progress_deadline: Duration,
     pub drain: Duration,
     pub auto_rollback: bool,
+    pub health: Health,
     pub strategy: Strategy,
+}
+
+/// What the `health` block says about how soon an instance can count as
+/// healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub interval: Duration,
+    pub healthy_threshold: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            interval: defaults::HEALTH_INTERVAL,
+            healthy_threshold: defaults::HEALTHY_THRESHOLD,
+        }
+    }
+}
+
+impl Health {
+    /// The least time from a start to healthy: `healthy_threshold` passing
+    /// checks, `interval` apart (the first at once).
+    pub fn time_to_healthy(&self) -> Duration {
+        self.interval * self.healthy_threshold.saturating_sub(1)
+    }
 }
 
 /// How a new version replaces the old one.
@@ -219,12 +248,22 @@ pub fn read(block: &Block, value: &Value, diagnostics: &mut Diagnostics) -> Opti
         );
     }
     // Unlabelled nested blocks evaluate to a list of objects, in order.
+    let mut health = Health::default();
     if let Some(Value::List(evaluated)) = object.get("health") {
         let blocks = block.blocks().filter(|b| b.kind.name == "health");
-        for (health, settings) in blocks.zip(evaluated.iter()) {
+        for (block, settings) in blocks.zip(evaluated.iter()) {
             if let Value::Map(settings) = settings {
-                for name in ["interval", "timeout"] {
-                    read_duration(health, name, settings.get(name), diagnostics);
+                if let Some(interval) =
+                    read_duration(block, "interval", settings.get("interval"), diagnostics)
+                {
+                    health.interval = interval;
+                }
+                read_duration(block, "timeout", settings.get("timeout"), diagnostics);
+                if let Some(Value::Number(n)) = settings.get("healthy_threshold")
+                    && n.fract() == 0.0
+                    && *n >= 1.0
+                {
+                    health.healthy_threshold = *n as u32;
                 }
             }
         }
@@ -272,6 +311,7 @@ pub fn read(block: &Block, value: &Value, diagnostics: &mut Diagnostics) -> Opti
         progress_deadline,
         drain,
         auto_rollback,
+        health,
         strategy,
     })
 }

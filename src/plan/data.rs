@@ -60,6 +60,7 @@ pub async fn read_data_sources(
                 None,
                 &mut ignored,
             )
+            .0
         };
         let ready: Vec<_> = evaluated
             .all_resources()

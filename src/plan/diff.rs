@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::check::{CheckOptions, Checked, Loaded, evaluate, load};
 use crate::config::ResourceMode;
+use crate::deploy::{Deployments, Rollout, rollout_of};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{
     BlockSchema, EvaluatedModule, InstancePlanner, RecordedObject, ResourceInstance, SchemaCatalog,
@@ -83,9 +84,23 @@ pub fn plan_loaded(
     let Some(evaluated) = &checked.evaluated else {
         return (checked, Plan::default());
     };
-    let (plan, diagnostics) = diff(evaluated, &planner, &options.schemas);
+    let (mut plan, diagnostics) = diff(evaluated, &planner, &options.schemas);
     checked.diagnostics.extend(diagnostics);
+    plan.rollouts = rollouts(&plan, &checked.deployments);
     (checked, plan)
+}
+
+/// The rollouts of the deployments a plan updates to a new version.
+fn rollouts(plan: &Plan, deployments: &Deployments) -> BTreeMap<String, Rollout> {
+    plan.changes
+        .iter()
+        .filter(|change| change.action == Action::Update)
+        .filter_map(|change| {
+            let spec = deployments.get(&change.address)?;
+            let rollout = rollout_of(spec, change.before.as_ref()?, change.after.as_ref()?)?;
+            Some((change.address.clone(), rollout))
+        })
+        .collect()
 }
 
 /// What happens to one resource instance.
@@ -169,6 +184,9 @@ pub struct Change {
 pub struct Plan {
     /// Sorted by address.
     pub changes: Vec<Change>,
+    /// How each deployment that gets a new version rolls it out, by
+    /// address.
+    pub rollouts: BTreeMap<String, Rollout>,
 }
 
 impl Plan {
@@ -248,7 +266,13 @@ pub fn diff(
     }
     changes.sort_by(|a, b| a.address.cmp(&b.address));
     propagate_create_before_destroy(&mut changes, evaluated);
-    (Plan { changes }, diagnostics)
+    (
+        Plan {
+            changes,
+            ..Plan::default()
+        },
+        diagnostics,
+    )
 }
 
 /// A replacement created before its old object is destroyed needs what it

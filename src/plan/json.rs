@@ -17,6 +17,13 @@
 //! attributes (per the schema) are `null` in `before` and `after` and named
 //! in `sensitive`: the JSON never holds their plaintext. No-op changes are
 //! included, so a consumer sees every instance.
+//!
+//! A deployment updated to a new version also has `rollout`:
+//! `{ "strategy": "rolling", "from": 3, "to": 3, "peak": 4,
+//! "fewest_in_service": 3, "least_duration_seconds": 10.5, "steps":
+//! [{ "start_new": 1 }, { "retire_old": 2 }, …] }` — `start_new` is the
+//! number of new instances in service after the step, `retire_old` the
+//! number of old ones left.
 
 use std::collections::BTreeMap;
 
@@ -24,9 +31,31 @@ use serde_json::json;
 
 use super::diff::{Action, Plan};
 use crate::config::ResourceMode;
+use crate::deploy::{Rollout, Step};
 use crate::eval::{SchemaCatalog, SchemaLookup, Value};
 
 pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// A rollout as the plan's JSON shows it.
+fn rollout_json(rollout: &Rollout) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = rollout
+        .steps
+        .iter()
+        .map(|step| match *step {
+            Step::StartNew { total } => json!({ "start_new": total }),
+            Step::RetireOld { remaining } => json!({ "retire_old": remaining }),
+        })
+        .collect();
+    json!({
+        "strategy": rollout.strategy,
+        "from": rollout.from,
+        "to": rollout.to,
+        "peak": rollout.peak,
+        "fewest_in_service": rollout.fewest_in_service,
+        "least_duration_seconds": rollout.least_duration.as_secs_f64(),
+        "steps": steps,
+    })
+}
 
 fn action_name(action: Action) -> &'static str {
     action.name()
@@ -103,6 +132,9 @@ pub fn to_json(plan: &Plan, schemas: &SchemaCatalog) -> serde_json::Value {
             } = change.action
             {
                 entry["create_before_destroy"] = create_before_destroy.into();
+            }
+            if let Some(rollout) = plan.rollouts.get(&change.address) {
+                entry["rollout"] = rollout_json(rollout);
             }
             entry
         })

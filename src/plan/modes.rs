@@ -48,7 +48,13 @@ pub fn destroy_plan(state: &State, evaluated: Option<&EvaluatedModule>) -> (Plan
             sensitive: resource.sensitive.clone(),
         })
         .collect();
-    (Plan { changes }, diagnostics)
+    (
+        Plan {
+            changes,
+            ..Plan::default()
+        },
+        diagnostics,
+    )
 }
 
 /// Whether `address` (`aws_subnet.a[0]`) is named by `target`: the same
@@ -205,7 +211,8 @@ impl Evaluation {
             &self.sources,
             focus,
             &mut diagnostics,
-        );
+        )
+        .0;
         match diagnostics.iter().find(|d| d.is_error()) {
             Some(error) => Err(format!(
                 "evaluating the configuration again failed: {}",

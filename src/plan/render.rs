@@ -167,6 +167,11 @@ pub fn render(plan: &Plan, schemas: &SchemaCatalog, options: RenderOptions) -> S
             sensitive: &change.sensitive,
         };
         render_change(&mut printer, change);
+        if let Some(rollout) = plan.rollouts.get(&change.address) {
+            for line in rollout.to_string().lines() {
+                let _ = writeln!(printer.out, "    # {line}");
+            }
+        }
         out.push_str(&printer.out);
         out.push('\n');
     }

@@ -480,6 +480,33 @@ async fn a_rolling_update_in_batches_keeps_within_surge_and_unavailable_under_lo
         }
     });
     std::fs::write(&main, config("v2")).unwrap();
+    // The plan shows the rollout: its bounds, the least time it can take
+    // (2 batches healthy: 1 check gap of 100 ms + min_ready 200 ms; 2
+    // drains of 300 ms) and its steps.
+    let plan = work.plan(&[]);
+    let rollout: Vec<&str> = plan
+        .lines()
+        .filter(|line| line.trim_start().starts_with("# ") && line.contains(" → "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        rollout,
+        [
+            "# rolling update, 4 → 4 instances: at most 6 running, never fewer than 3 in service, at least 1.2s",
+            "# 3 old left → 3 new in service → 0 old left → 4 new in service",
+        ],
+        "{plan}"
+    );
+    let json = work.infra(&["plan", "--json"], &[]);
+    let json: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let change = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "deployment.web")
+        .unwrap();
+    assert_eq!(change["rollout"]["peak"], 6, "{change}");
+    assert_eq!(change["rollout"]["steps"][1]["start_new"], 3, "{change}");
     let rolled = tokio::task::spawn_blocking({
         let work_dir = work.dir.path().to_path_buf();
         let port = work.port;

@@ -1,0 +1,294 @@
+//! A rollout as a list of steps, worked out from the spec alone: what
+//! `plan` shows (the batches, the peak instance count, the fewest in
+//! service, the least time it can take) and the order a fleet follows.
+//!
+//! Steps say what must be true after them ("3 new instances in service",
+//! "1 old one left"), not what to do, so that a rollout resumed after an
+//! interruption repeats none of its work.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::spec::{DeploymentSpec, Strategy};
+use crate::eval::Value;
+
+/// One step of a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `total` instances of the new version in service: started, healthy
+    /// for `min_ready`, registered.
+    StartNew { total: usize },
+    /// At most `remaining` instances of the old version: the others
+    /// deregistered, drained and stopped.
+    RetireOld { remaining: usize },
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::StartNew { total } => write!(f, "{total} new in service"),
+            Step::RetireOld { remaining } => write!(f, "{remaining} old left"),
+        }
+    }
+}
+
+/// A rollout from `from` instances of the old version to the spec's
+/// `replicas` of the new one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    pub strategy: &'static str,
+    pub from: usize,
+    pub to: usize,
+    pub steps: Vec<Step>,
+    /// The most instances running at once.
+    pub peak: usize,
+    /// The fewest instances in service at any moment.
+    pub fewest_in_service: usize,
+    /// The least time it can take: each batch healthy (`healthy_threshold`
+    /// checks, then `min_ready`), each retirement drained.
+    pub least_duration: Duration,
+}
+
+impl fmt::Display for Rollout {
+    /// Two lines, as `plan` shows them: the bounds, then the steps (the
+    /// first few of a long list).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 8;
+        writeln!(
+            f,
+            "{} update, {} → {} instances: at most {} running, never fewer than {} in service, at least {}",
+            self.strategy,
+            self.from,
+            self.to,
+            self.peak,
+            self.fewest_in_service,
+            short_duration(self.least_duration)
+        )?;
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .take(SHOWN)
+            .map(ToString::to_string)
+            .collect();
+        write!(f, "{}", steps.join(" → "))?;
+        if self.steps.len() > SHOWN {
+            write!(f, " → … ({} steps in all)", self.steps.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// `10.5s`, `2m30s`.
+fn short_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds < 60.0 {
+        let text = format!("{seconds:.1}");
+        format!("{}s", text.trim_end_matches(".0"))
+    } else {
+        let whole = duration.as_secs();
+        match (whole / 60, whole % 60) {
+            (minutes, 0) => format!("{minutes}m"),
+            (minutes, rest) => format!("{minutes}m{rest}s"),
+        }
+    }
+}
+
+/// The rolling rollout of `spec` from `from` old instances; `None` for
+/// the other strategies (not built yet: see `spec.rs`).
+///
+/// Each round first retires what may go (never fewer than `replicas -
+/// max_unavailable` in service), then starts what fits (never more than
+/// `replicas + max_surge` instances) — so with `max_unavailable = 0` new
+/// instances are in service before any old one leaves.
+pub fn plan(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
+    let Strategy::Rolling { .. } = spec.strategy else {
+        return None;
+    };
+    let (surge, unavailable) = spec.rolling_batch()?;
+    let to = spec.replicas;
+    let floor = to.saturating_sub(unavailable);
+    let ceiling = to + surge;
+    let (mut old, mut new) = (from, 0usize);
+    let mut rollout = Rollout {
+        strategy: spec.strategy.name(),
+        from,
+        to,
+        steps: Vec::new(),
+        peak: from,
+        fewest_in_service: from,
+        least_duration: Duration::ZERO,
+    };
+    while old > 0 || new < to {
+        let retiring = (old + new).saturating_sub(floor).min(old);
+        if retiring > 0 {
+            old -= retiring;
+            rollout.steps.push(Step::RetireOld { remaining: old });
+            rollout.least_duration += spec.drain;
+        }
+        let starting = ceiling.saturating_sub(old + new).min(to - new);
+        if starting > 0 {
+            new += starting;
+            rollout.steps.push(Step::StartNew { total: new });
+            rollout.least_duration += spec.health.time_to_healthy() + spec.min_ready;
+        }
+        rollout.peak = rollout.peak.max(old + new);
+        rollout.fewest_in_service = rollout.fewest_in_service.min(old + new - starting);
+        if retiring == 0 && starting == 0 {
+            break;
+        }
+    }
+    Some(rollout)
+}
+
+/// The rollout an update of a deployment makes: when its template or
+/// `version` changes (a new version), from the instances it runs now to
+/// the wanted ones. `None` when no new version is rolled out (scaling,
+/// other settings) or the strategy is not built yet.
+pub fn rollout_of(
+    spec: &DeploymentSpec,
+    before: &BTreeMap<String, Value>,
+    after: &BTreeMap<String, Value>,
+) -> Option<Rollout> {
+    let new_version = ["template", "version"]
+        .iter()
+        .any(|name| before.get(*name) != after.get(*name));
+    if !new_version {
+        return None;
+    }
+    let from = match before.get("replicas") {
+        Some(Value::Number(n)) if *n >= 0.0 => *n as usize,
+        _ => 0,
+    };
+    plan(spec, from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::spec::{Amount, Health};
+
+    fn rolling(replicas: usize, surge: Amount, unavailable: Amount) -> DeploymentSpec {
+        DeploymentSpec {
+            provider: "local".into(),
+            replicas,
+            min_ready: Duration::from_secs(1),
+            healthy_deadline: Duration::from_secs(30),
+            progress_deadline: Duration::from_secs(60),
+            drain: Duration::from_secs(2),
+            auto_rollback: true,
+            health: Health {
+                interval: Duration::from_millis(500),
+                healthy_threshold: 2,
+            },
+            strategy: Strategy::Rolling {
+                max_surge: surge,
+                max_unavailable: unavailable,
+            },
+        }
+    }
+
+    /// Replays the steps, checking the bounds at every moment: a start
+    /// counts in service only once done, a retirement at once.
+    fn replay(spec: &DeploymentSpec, from: usize, rollout: &Rollout) -> (usize, usize) {
+        let (surge, unavailable) = spec.rolling_batch().unwrap();
+        let (mut old, mut new) = (from, 0);
+        for step in &rollout.steps {
+            match *step {
+                Step::StartNew { total } => {
+                    assert!(total > new, "{step} starts nothing");
+                    new = total;
+                    assert!(
+                        old + new <= spec.replicas + surge,
+                        "surge exceeded at {step}"
+                    );
+                }
+                Step::RetireOld { remaining } => {
+                    assert!(remaining < old, "{step} retires nothing");
+                    old = remaining;
+                    assert!(
+                        old + new >= spec.replicas.saturating_sub(unavailable).min(from),
+                        "too few in service at {step}"
+                    );
+                }
+            }
+        }
+        (old, new)
+    }
+
+    #[test]
+    fn one_extra_none_missing_is_one_new_then_one_old_at_a_time() {
+        let spec = rolling(3, Amount::Count(1), Amount::Count(0));
+        let rollout = plan(&spec, 3).unwrap();
+        let steps: Vec<String> = rollout.steps.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            steps,
+            [
+                "1 new in service",
+                "2 old left",
+                "2 new in service",
+                "1 old left",
+                "3 new in service",
+                "0 old left"
+            ]
+        );
+        assert_eq!((rollout.peak, rollout.fewest_in_service), (4, 3));
+        // 3 batches × (2 checks 0.5 s apart + 1 s min_ready) + 3 drains × 2 s.
+        assert_eq!(rollout.least_duration, Duration::from_millis(10_500));
+    }
+
+    #[test]
+    fn surge_and_unavailable_make_bigger_batches_within_their_bounds() {
+        let spec = rolling(4, Amount::Count(2), Amount::Count(1));
+        let rollout = plan(&spec, 4).unwrap();
+        assert_eq!(
+            rollout.steps,
+            [
+                Step::RetireOld { remaining: 3 },
+                Step::StartNew { total: 3 },
+                Step::RetireOld { remaining: 0 },
+                Step::StartNew { total: 4 },
+            ]
+        );
+        assert_eq!((rollout.peak, rollout.fewest_in_service), (6, 3));
+        assert_eq!(replay(&spec, 4, &rollout), (0, 4));
+    }
+
+    #[test]
+    fn no_surge_retires_first() {
+        let spec = rolling(2, Amount::Count(0), Amount::Count(1));
+        let rollout = plan(&spec, 2).unwrap();
+        assert_eq!(rollout.steps[0], Step::RetireOld { remaining: 1 });
+        assert_eq!((rollout.peak, rollout.fewest_in_service), (2, 1));
+        assert_eq!(replay(&spec, 2, &rollout), (0, 2));
+    }
+
+    #[test]
+    fn every_combination_ends_with_only_new_instances_within_the_bounds() {
+        for replicas in 0..8 {
+            for from in 0..8 {
+                for surge in 0..4 {
+                    for unavailable in 0..4 {
+                        if surge == 0 && unavailable == 0 {
+                            continue;
+                        }
+                        let spec =
+                            rolling(replicas, Amount::Count(surge), Amount::Count(unavailable));
+                        let rollout = plan(&spec, from).unwrap();
+                        assert_eq!(replay(&spec, from, &rollout), (0, replicas));
+                        assert!(rollout.peak <= (replicas + surge as usize).max(from));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shares_of_replicas_are_worked_out_first() {
+        let spec = rolling(10, Amount::Percent(25), Amount::Percent(25));
+        let rollout = plan(&spec, 10).unwrap();
+        // 25% of 10: a surge of 3 (rounded up), 2 unavailable (down).
+        assert_eq!(rollout.peak, 13);
+        assert_eq!(rollout.fewest_in_service, 8);
+    }
+}
