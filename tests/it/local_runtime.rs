@@ -35,6 +35,18 @@ impl Drop for Workspace {
     }
 }
 
+/// The demo-app processes among [`processes_under`] `dir` (not infra
+/// itself, nor its load balancer).
+fn demo_apps_under(dir: &Path) -> usize {
+    processes_under(dir)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|name| name.trim() == "demo-app")
+        })
+        .count()
+}
+
 /// Live processes whose working directory is `dir` or inside it.
 fn processes_under(dir: &Path) -> Vec<i32> {
     let dir = dir.canonicalize().unwrap();
@@ -93,6 +105,19 @@ impl Workspace {
         let text = both(&output);
         assert!(output.status.success(), "apply failed:\n{text}");
         text
+    }
+
+    /// `infra apply` that must fail with exit 1; its output.
+    fn failed_apply(&self) -> String {
+        let output = self.infra(&["apply", "--auto-approve"], &[]);
+        let text = both(&output);
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        text
+    }
+
+    /// The demo-app processes running in the copy.
+    fn demo_apps(&self) -> usize {
+        demo_apps_under(self.dir.path())
     }
 
     fn plan(&self, vars: &[(&str, &str)]) -> String {
@@ -319,9 +344,7 @@ fn an_instance_that_never_becomes_healthy_fails_the_apply_and_leaves_nothing_run
         ),
     )
     .unwrap();
-    let output = work.infra(&["apply", "--auto-approve"], &[]);
-    let text = both(&output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let text = work.failed_apply();
     assert!(
         text.contains("was not healthy within healthy_deadline"),
         "{text}"
@@ -449,7 +472,7 @@ async fn a_rolling_update_in_batches_keeps_within_surge_and_unavailable_under_lo
         stop.clone(),
     ));
     let sampler = tokio::spawn({
-        let (stop, dir, lb) = (stop.clone(), work.dir.path().to_path_buf(), admin.pid);
+        let (stop, dir) = (stop.clone(), work.dir.path().to_path_buf());
         async move {
             let mut seen = Extremes::default();
             while !stop.load(Ordering::Relaxed) {
@@ -463,15 +486,7 @@ async fn a_rolling_update_in_batches_keeps_within_surge_and_unavailable_under_lo
                             .map_or(in_service, |f| f.min(in_service)),
                     );
                 }
-                // (The infra process applying runs in the directory too.)
-                let instances = processes_under(&dir)
-                    .into_iter()
-                    .filter(|pid| *pid != lb)
-                    .filter(|pid| {
-                        std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                            .is_ok_and(|name| name.trim() == "demo-app")
-                    })
-                    .count();
+                let instances = demo_apps_under(&dir);
                 seen.most_instances = seen.most_instances.max(instances);
                 seen.samples += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -541,4 +556,100 @@ async fn a_rolling_update_in_batches_keeps_within_surge_and_unavailable_under_lo
     assert_eq!(after.len(), 4);
     assert!(before.iter().all(|(_, id)| !id.is_running()));
     assert!(get(&listen).await.starts_with("demo-app v2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rollout_rolls_back_to_the_previous_version_at_full_strength() {
+    let work = Workspace::new("local-web");
+    let listen = work.listen();
+    let main = work.dir.path().join("main.infra");
+    let config = |env: &str, timing: &str| {
+        fleet_config(
+            3,
+            env,
+            &format!(r#"min_ready = "200ms"  drain = "200ms"  {timing}"#),
+        )
+    };
+    let v1 = r#"{ APP_VERSION = "v1" }"#;
+    let broken = r#"{ APP_VERSION = "v2", NEVER_HEALTHY = "1" }"#;
+    std::fs::write(&main, config(v1, r#"healthy_deadline = "20s""#)).unwrap();
+    work.apply(&[]);
+    let before = work.instances();
+    assert_eq!(before.len(), 3);
+
+    // 1. One old instance may go first (max_unavailable = 1); the new one
+    //    never becomes healthy: the old version is restored to 3 before
+    //    anything else, under load, without a failed request.
+    std::fs::write(
+        &main,
+        config(
+            broken,
+            r#"healthy_deadline = "2s"
+  strategy rolling {
+    max_surge       = 0
+    max_unavailable = 1
+  }"#,
+        ),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
+    let load_task = tokio::spawn(load_until(
+        listen.clone(),
+        100,
+        progress.clone(),
+        stop.clone(),
+    ));
+    let output = {
+        let mut command = work.infra_command(&["apply", "--auto-approve"], &[]);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    };
+    stop.store(true, Ordering::Relaxed);
+    let during = load_task.await.unwrap();
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("was not healthy within healthy_deadline"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rolled back: 3 instance(s) of the previous version serve again"),
+        "{text}"
+    );
+    assert!(progress.load(Ordering::Relaxed) > 20);
+    during.assert_none_failed("the failed rollout and its rollback");
+    let after = load(&listen, "/", 30, 3, Arc::new(AtomicUsize::new(0))).await;
+    assert!(
+        after
+            .answers
+            .iter()
+            .all(|(status, body)| *status == 200 && body.starts_with("demo-app v1")),
+        "{:?}",
+        after.answers
+    );
+    assert_eq!(work.demo_apps(), 3, "3 instances of v1, none of v2");
+    // The wanted version is still pending.
+    let plan = work.plan(&[]);
+    assert!(plan.contains("~ deployment \"web\""), "{plan}");
+    assert!(plan.contains("# rolling update, 3 → 3 instances"), "{plan}");
+
+    // 2. The whole change must finish within progress_deadline: past it,
+    //    the rollout is rolled back too.
+    std::fs::write(
+        &main,
+        config(
+            broken,
+            r#"healthy_deadline = "30s"  progress_deadline = "1s""#,
+        ),
+    )
+    .unwrap();
+    let text = work.failed_apply();
+    assert!(
+        text.contains("did not finish within progress_deadline (1s)"),
+        "{text}"
+    );
+    assert!(text.contains("rolled back: 3 instance(s)"), "{text}");
+    assert!(get(&listen).await.starts_with("demo-app v1"));
 }

@@ -24,6 +24,10 @@
 //!   from the `strategy` block), new instances healthy and registered
 //!   before the old ones are drained and stopped — and retires what is
 //!   too many.
+//! - A rollout that fails (an instance never healthy, `progress_deadline`
+//!   passed) is rolled back when `auto_rollback`: the previous version's
+//!   fleet restores its instances to `replicas` in service before the new
+//!   version's are drained and stopped.
 //! - Delete deregisters (draining for `drain`) and stops every instance:
 //!   SIGTERM to its group, then SIGKILL after a grace period.
 
@@ -84,8 +88,14 @@ pub(crate) fn schema() -> ResourceSchema {
                 "drain",
                 any("time given to requests in flight when an instance leaves (default 30s)"),
             ),
-            ("auto_rollback", any("roll back a failed rollout")),
-            ("strategy", any("rolling, blue_green or canary")),
+            (
+                "auto_rollback",
+                any("a failed rollout restores the previous version (default true)"),
+            ),
+            (
+                "strategy",
+                any("rolling: max_surge and max_unavailable as counts (the engine works them out)"),
+            ),
             (
                 "instances",
                 Attribute::computed(AttributeType::Any)
@@ -261,6 +271,10 @@ struct Spec {
     /// missing from it, during a rollout (the engine works them out).
     max_surge: usize,
     max_unavailable: usize,
+    /// The whole change must finish by then, or it fails (and rolls back).
+    progress_deadline: Duration,
+    /// A failed rollout restores the previous version.
+    auto_rollback: bool,
 }
 
 fn duration(
@@ -368,6 +382,12 @@ impl Spec {
                 Duration::from_secs(300),
             )?,
             drain: duration(config.get("drain"), "drain", Duration::from_secs(30))?,
+            progress_deadline: duration(
+                config.get("progress_deadline"),
+                "progress_deadline",
+                Duration::from_secs(600),
+            )?,
+            auto_rollback: config.get("auto_rollback").and_then(Value::as_bool) != Some(false),
             max_surge: rolling_setting(config, "max_surge", 1),
             max_unavailable: rolling_setting(config, "max_unavailable", 0),
             version: digest.iter().take(6).map(|b| format!("{b:02x}")).collect(),
@@ -383,6 +403,7 @@ impl Spec {
 /// Carries out one operation on a deployment.
 pub(crate) struct Fleet<'a> {
     runtime: &'a RuntimeDir,
+    config_dir: PathBuf,
     spec: Spec,
     admin: Option<AdminApi>,
     journal: Journal,
@@ -406,6 +427,7 @@ impl<'a> Fleet<'a> {
             .and_then(|listen| AdminApi::find(runtime, listen));
         Ok(Fleet {
             runtime,
+            config_dir: config_dir.to_path_buf(),
             journal: Journal::of(runtime, address),
             spec,
             admin,
@@ -667,7 +689,76 @@ impl<'a> Fleet<'a> {
         self.update(&Attributes::new(), config).await
     }
 
+    /// Brings the deployment to `config` from `prior` (see [`Fleet::converge`])
+    /// within `progress_deadline`. A rollout of a new version that fails
+    /// (an instance never healthy, the deadline passed) is rolled back
+    /// when `auto_rollback` (the default): the previous version is back at
+    /// full strength before the new instances are stopped, and the error
+    /// says so — the state keeps the previous version, so the next plan
+    /// still shows the new one as pending.
     pub(crate) async fn update(
+        &self,
+        prior: &Attributes,
+        config: &Attributes,
+    ) -> Result<Attributes, ProviderError> {
+        let deadline = self.spec.progress_deadline;
+        let error = match tokio::time::timeout(deadline, self.converge(prior, config)).await {
+            Ok(Ok(state)) => return Ok(state),
+            Ok(Err(error)) => error,
+            Err(_) => failed(format!(
+                "the change did not finish within progress_deadline ({deadline:?})"
+            )),
+        };
+        if !self.spec.auto_rollback || prior.is_empty() {
+            return Err(error);
+        }
+        let previous = Fleet::new(self.runtime, &self.config_dir, &self.spec.address, prior)?;
+        if previous.spec.version == self.spec.version {
+            // Not a new version: nothing to go back to.
+            return Err(error);
+        }
+        let mut error = error;
+        match previous.restore(prior).await {
+            Ok(serving) => {
+                error.message = format!(
+                    "{}\nrolled back: {serving} instance(s) of the previous version serve again; the new version's instances are stopped",
+                    error.message
+                );
+            }
+            Err(rollback) => {
+                error.message = format!(
+                    "{}\nand the rollback failed: {}",
+                    error.message, rollback.message
+                );
+            }
+        }
+        Err(error)
+    }
+
+    /// The rollback, run by the previous version's fleet: its instances
+    /// (those recorded and those the journal knows) registered and in
+    /// service, missing ones started, and only then every instance of
+    /// another version drained and stopped. Returns how many serve.
+    async fn restore(&self, prior: &Attributes) -> Result<usize, ProviderError> {
+        let running = self.journal.running(instances_of(prior));
+        let mut taken: BTreeSet<String> = running.iter().map(|i| i.name.clone()).collect();
+        let (mut current, others): (Vec<Instance>, Vec<Instance>) = running
+            .into_iter()
+            .partition(|i| i.version == self.spec.version);
+        self.register(&current).await?;
+        self.wait_in_service(&current, Instant::now() + self.spec.healthy_deadline)
+            .await?;
+        let missing = self.spec.replicas.saturating_sub(current.len());
+        current.extend(self.add(missing, &mut taken).await?);
+        self.remove_all(&others).await;
+        Ok(current.len())
+    }
+
+    /// Brings the deployment to `config` from `prior`: instances of the
+    /// current version kept (and registered again if the load balancer
+    /// lost them), a new version rolled out in batches, a scale change
+    /// made.
+    async fn converge(
         &self,
         prior: &Attributes,
         config: &Attributes,
