@@ -90,23 +90,43 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
     }
     // (Only when the block has a `strategy`: the fleet's defaults are the
     // same, and a configuration without one plans as it always did.)
-    if let Some((surge, unavailable)) = spec
-        .rolling_batch()
-        .filter(|_| fields.contains_key("strategy"))
-    {
-        let settings = BTreeMap::from([
-            ("max_surge".to_string(), Value::Number(surge as f64)),
-            (
-                "max_unavailable".to_string(),
-                Value::Number(unavailable as f64),
-            ),
-        ]);
+    if fields.contains_key("strategy") {
+        let (kind, settings) = match spec.strategy {
+            Strategy::Rolling { .. } => {
+                let (surge, unavailable) = spec.rolling_batch().unwrap_or((1, 0));
+                (
+                    "rolling",
+                    BTreeMap::from([
+                        ("max_surge".to_string(), Value::Number(surge as f64)),
+                        (
+                            "max_unavailable".to_string(),
+                            Value::Number(unavailable as f64),
+                        ),
+                    ]),
+                )
+            }
+            // As written (the spec checked it), or the default.
+            Strategy::BlueGreen { .. } => {
+                let written = match fields.get("strategy") {
+                    Some(Value::Map(kinds)) => match kinds.get("blue_green") {
+                        Some(Value::Map(settings)) => settings.get("keep_blue").cloned(),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                (
+                    "blue_green",
+                    BTreeMap::from([(
+                        "keep_blue".to_string(),
+                        written.unwrap_or_else(|| Value::string(spec::DEFAULT_KEEP_BLUE)),
+                    )]),
+                )
+            }
+            Strategy::Canary => ("canary", BTreeMap::new()),
+        };
         arguments.insert(
             "strategy".into(),
-            Value::map(BTreeMap::from([(
-                "rolling".to_string(),
-                Value::map(settings),
-            )])),
+            Value::map(BTreeMap::from([(kind.to_string(), Value::map(settings))])),
         );
     }
     arguments

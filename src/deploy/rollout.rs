@@ -22,6 +22,14 @@ pub enum Step {
     /// At most `remaining` instances of the old version: the others
     /// deregistered, drained and stopped.
     RetireOld { remaining: usize },
+    /// `total` instances of the new version healthy and registered where
+    /// no request reaches them yet (blue/green's green set).
+    StartIdle { total: usize },
+    /// All traffic to the new version, none to the old, in one change.
+    Switch,
+    /// The old version kept (idle) this long, to switch back at once if
+    /// the new one fails.
+    Hold { duration: Duration },
 }
 
 impl fmt::Display for Step {
@@ -29,6 +37,9 @@ impl fmt::Display for Step {
         match self {
             Step::StartNew { total } => write!(f, "{total} new in service"),
             Step::RetireOld { remaining } => write!(f, "{remaining} old left"),
+            Step::StartIdle { total } => write!(f, "{total} new ready, sent nothing"),
+            Step::Switch => write!(f, "all traffic to the new version"),
+            Step::Hold { duration } => write!(f, "old kept {}", short_duration(*duration)),
         }
     }
 }
@@ -94,17 +105,46 @@ fn short_duration(duration: Duration) -> String {
     }
 }
 
-/// The rolling rollout of `spec` from `from` old instances; `None` for
-/// the other strategies (not built yet: see `spec.rs`).
+/// The rollout of `spec` from `from` old instances; `None` for a
+/// strategy not built yet (see `spec.rs`).
+pub fn plan(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
+    match spec.strategy {
+        Strategy::Rolling { .. } => rolling(spec, from),
+        Strategy::BlueGreen { keep_blue } => Some(blue_green(spec, from, keep_blue)),
+        Strategy::Canary => None,
+    }
+}
+
+/// Blue/green: the whole new set started where no request reaches it,
+/// one switch, the old set kept for `keep_blue`, then retired. In service
+/// is always one whole set: the old one until the switch, then the new.
+fn blue_green(spec: &DeploymentSpec, from: usize, keep_blue: Duration) -> Rollout {
+    let to = spec.replicas;
+    Rollout {
+        strategy: spec.strategy.name(),
+        from,
+        to,
+        steps: vec![
+            Step::StartIdle { total: to },
+            Step::Switch,
+            Step::Hold {
+                duration: keep_blue,
+            },
+            Step::RetireOld { remaining: 0 },
+        ],
+        peak: from + to,
+        fewest_in_service: from.min(to),
+        least_duration: spec.health.time_to_healthy() + spec.min_ready + keep_blue + spec.drain,
+    }
+}
+
+/// Rolling, in batches.
 ///
 /// Each round first retires what may go (never fewer than `replicas -
 /// max_unavailable` in service), then starts what fits (never more than
 /// `replicas + max_surge` instances) — so with `max_unavailable = 0` new
 /// instances are in service before any old one leaves.
-pub fn plan(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
-    let Strategy::Rolling { .. } = spec.strategy else {
-        return None;
-    };
+fn rolling(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
     let (surge, unavailable) = spec.rolling_batch()?;
     let to = spec.replicas;
     let floor = to.saturating_sub(unavailable);
@@ -203,6 +243,9 @@ mod tests {
                         "surge exceeded at {step}"
                     );
                 }
+                Step::StartIdle { .. } | Step::Switch | Step::Hold { .. } => {
+                    unreachable!("not a rolling step: {step}")
+                }
                 Step::RetireOld { remaining } => {
                     assert!(remaining < old, "{step} retires nothing");
                     old = remaining;
@@ -281,6 +324,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn blue_green_runs_two_whole_sets_and_serves_one() {
+        let mut spec = rolling(3, Amount::Count(1), Amount::Count(0));
+        spec.strategy = Strategy::BlueGreen {
+            keep_blue: Duration::from_secs(30),
+        };
+        let rollout = plan(&spec, 3).unwrap();
+        assert_eq!(
+            rollout.to_string(),
+            "blue_green update, 3 → 3 instances: at most 6 running, never fewer than 3 in service, at least 33.5s\n\
+             3 new ready, sent nothing → all traffic to the new version → old kept 30s → 0 old left"
+        );
     }
 
     #[test]

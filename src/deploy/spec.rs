@@ -45,7 +45,12 @@ pub mod defaults {
     /// ELBv2's health check: every 10 s, healthy after 2 passes.
     pub const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
     pub const HEALTHY_THRESHOLD: u32 = 2;
+    /// Argo Rollouts' scale-down delay.
+    pub const KEEP_BLUE: Duration = Duration::from_secs(30);
 }
+
+/// [`defaults::KEEP_BLUE`] as written in a configuration.
+pub const DEFAULT_KEEP_BLUE: &str = "30s";
 
 /// A `deployment` block, read.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,7 +100,11 @@ pub enum Strategy {
         max_surge: Amount,
         max_unavailable: Amount,
     },
-    BlueGreen,
+    /// A second full set of the new version, sent nothing until one
+    /// atomic switch; the old set kept for `keep_blue`, then retired.
+    BlueGreen {
+        keep_blue: Duration,
+    },
     Canary,
 }
 
@@ -103,7 +112,7 @@ impl Strategy {
     pub fn name(&self) -> &'static str {
         match self {
             Strategy::Rolling { .. } => "rolling",
-            Strategy::BlueGreen => "blue_green",
+            Strategy::BlueGreen { .. } => "blue_green",
             Strategy::Canary => "canary",
         }
     }
@@ -170,7 +179,11 @@ impl Default for Strategy {
 /// The strategies each provider's fleet implements; any other is an
 /// error at `validate`.
 fn implemented(provider: &str, strategy: &Strategy) -> bool {
-    provider == "local" && matches!(strategy, Strategy::Rolling { .. })
+    provider == "local"
+        && matches!(
+            strategy,
+            Strategy::Rolling { .. } | Strategy::BlueGreen { .. }
+        )
 }
 
 /// Where the value of `name` is written in `block` (the block's header
@@ -423,7 +436,7 @@ fn read_strategy(
         };
         read = match label.value.as_str() {
             "rolling" => read_rolling(strategy, &settings, diagnostics),
-            "blue_green" => Some(Strategy::BlueGreen),
+            "blue_green" => read_blue_green(strategy, &settings, diagnostics),
             "canary" => Some(Strategy::Canary),
             other => {
                 diagnostics.push(
@@ -466,6 +479,63 @@ fn read_rolling(
         max_surge,
         max_unavailable,
     })
+}
+
+/// `strategy blue_green { keep_blue = "30s"  auto_promote = true }`;
+/// `None` after reporting what is wrong (a manual promotion is not built
+/// yet: an error, not a silent automatic one).
+fn read_blue_green(
+    strategy: &Block,
+    settings: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Strategy> {
+    let errors = diagnostics.error_count();
+    let keep_blue = read_duration(
+        strategy,
+        "keep_blue",
+        settings.get("keep_blue"),
+        diagnostics,
+    )
+    .unwrap_or(defaults::KEEP_BLUE);
+    for (name, value) in settings {
+        match (name.as_str(), value) {
+            ("keep_blue", _) | ("auto_promote", Value::Bool(true) | Value::Unknown) => {}
+            ("auto_promote", Value::Bool(false)) => diagnostics.push(
+                Diagnostic::error(
+                    Code::UnsupportedStrategy,
+                    "`auto_promote = false` (a manual promotion) is not built yet",
+                )
+                .with_label(attribute_span(strategy, name), "not built yet")
+                .with_help("remove it: the switch happens as soon as the new version is healthy"),
+            ),
+            ("auto_promote", other) => diagnostics.push(
+                Diagnostic::error(
+                    Code::TypeMismatch,
+                    format!(
+                        "`auto_promote` must be true or false, not a {}",
+                        other.type_name()
+                    ),
+                )
+                .with_label(attribute_span(strategy, name), "not a bool")
+                .with_help("write `auto_promote = true`"),
+            ),
+            (other, _) => diagnostics.push(
+                Diagnostic::error(
+                    Code::UnknownArgument,
+                    format!("unknown argument `{other}` in a `blue_green` strategy"),
+                )
+                .with_label(
+                    attribute_span(strategy, other),
+                    "not a setting of blue_green",
+                )
+                .with_help(
+                    did_you_mean(other, ["keep_blue", "auto_promote"])
+                        .unwrap_or_else(|| "the settings are keep_blue and auto_promote".into()),
+                ),
+            ),
+        }
+    }
+    (diagnostics.error_count() == errors).then_some(Strategy::BlueGreen { keep_blue })
 }
 
 /// `max_surge = 2` or `max_surge = "25%"`; `Some(None)` when not set,

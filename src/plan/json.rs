@@ -23,7 +23,8 @@
 //! "fewest_in_service": 3, "least_duration_seconds": 10.5, "steps":
 //! [{ "start_new": 1 }, { "retire_old": 2 }, …] }` — `start_new` is the
 //! number of new instances in service after the step, `retire_old` the
-//! number of old ones left.
+//! number of old ones left; blue/green also has `start_idle` (new
+//! instances healthy, sent nothing), `switch` and `hold_seconds`.
 
 use std::collections::BTreeMap;
 
@@ -44,6 +45,9 @@ fn rollout_json(rollout: &Rollout) -> serde_json::Value {
         .map(|step| match *step {
             Step::StartNew { total } => json!({ "start_new": total }),
             Step::RetireOld { remaining } => json!({ "retire_old": remaining }),
+            Step::StartIdle { total } => json!({ "start_idle": total }),
+            Step::Switch => json!({ "switch": true }),
+            Step::Hold { duration } => json!({ "hold_seconds": duration.as_secs_f64() }),
         })
         .collect();
     json!({

@@ -522,20 +522,10 @@ async fn a_rolling_update_in_batches_keeps_within_surge_and_unavailable_under_lo
         .unwrap();
     assert_eq!(change["rollout"]["peak"], 6, "{change}");
     assert_eq!(change["rollout"]["steps"][1]["start_new"], 3, "{change}");
-    let rolled = tokio::task::spawn_blocking({
-        let work_dir = work.dir.path().to_path_buf();
-        let port = work.port;
-        move || {
-            let output = command(Some(&work_dir), &["apply", "--auto-approve"])
-                .arg("-var")
-                .arg(format!("demo_app={}", *DEMO_APP))
-                .arg("-var")
-                .arg(format!("port={port}"))
-                .env("NO_COLOR", "1")
-                .output()
-                .unwrap();
-            (output.status.success(), both(&output))
-        }
+    let mut apply = work.infra_command(&["apply", "--auto-approve"], &[]);
+    let rolled = tokio::task::spawn_blocking(move || {
+        let output = apply.output().unwrap();
+        (output.status.success(), both(&output))
     })
     .await
     .unwrap();
@@ -652,4 +642,196 @@ async fn a_failed_rollout_rolls_back_to_the_previous_version_at_full_strength() 
     );
     assert!(text.contains("rolled back: 3 instance(s)"), "{text}");
     assert!(get(&listen).await.starts_with("demo-app v1"));
+}
+
+/// Requests one at a time, each on a new connection, until `stop`; the
+/// answers in order (`Err` for a failed request). When `flag` is given,
+/// the first answer that starts with its prefix creates its file.
+async fn one_at_a_time_until(
+    listen: String,
+    stop: Arc<AtomicBool>,
+    flag: Option<(String, PathBuf)>,
+) -> Vec<Result<(u16, String), String>> {
+    let mut answers = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let answer = http::get(&listen, "/", Duration::from_secs(10))
+            .await
+            .map(|response| (response.status, response.text()))
+            .map_err(|error| error.to_string());
+        if let (Ok((_, body)), Some((prefix, file))) = (&answer, &flag)
+            && body.starts_with(prefix.as_str())
+            && !file.exists()
+        {
+            std::fs::write(file, "sick").unwrap();
+        }
+        answers.push(answer);
+    }
+    answers
+}
+
+/// The backends that take traffic: healthy, not draining, in a pool whose
+/// weight is above 0.
+fn in_service(status: &infra_provider_local::lb::protocol::Status) -> usize {
+    status
+        .pools
+        .values()
+        .filter(|pool| pool.weight > 0)
+        .flat_map(|pool| pool.backends.iter())
+        .filter(|b| b.healthy && !b.draining)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_switches_all_traffic_at_once_and_back_when_the_new_version_fails() {
+    let work = Workspace::new("local-web");
+    let listen = work.listen();
+    let main = work.dir.path().join("main.infra");
+    let sick_flag = work.dir.path().join("sick");
+    let config = |env: &str, keep_blue: &str| {
+        fleet_config(
+            3,
+            env,
+            &format!(
+                r#"min_ready = "200ms"  drain = "200ms"  healthy_deadline = "3s"
+  strategy blue_green {{ keep_blue = "{keep_blue}" }}"#
+            ),
+        )
+    };
+    std::fs::write(&main, config(r#"{ APP_VERSION = "v1" }"#, "1s")).unwrap();
+    work.apply(&[]);
+    let v1 = work.instances();
+    assert_eq!(v1.len(), 3);
+    let runtime = infra_provider_local::runtime::RuntimeDir::new(work.dir.path());
+    let admin = infra_provider_local::load_balancer::AdminApi::find(&runtime, &listen).unwrap();
+
+    // Runs an apply of `config` under one-at-a-time requests and a sampler
+    // of the load balancer and the processes; returns (exit code, output,
+    // answers in order, fewest in service, most instances).
+    let rollout = |env: String, keep_blue: &'static str, flag: Option<(String, PathBuf)>| {
+        let mut apply = work.infra_command(&["apply", "--auto-approve"], &[]);
+        let (work_dir, admin, listen, main) = (
+            work.dir.path().to_path_buf(),
+            admin.clone(),
+            listen.clone(),
+            main.clone(),
+        );
+        async move {
+            std::fs::write(&main, config(&env, keep_blue)).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let requests = tokio::spawn(one_at_a_time_until(listen, stop.clone(), flag));
+            let sampler = tokio::spawn({
+                let (stop, dir) = (stop.clone(), work_dir.clone());
+                async move {
+                    let (mut fewest, mut most) = (usize::MAX, 0);
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(status) = admin.status().await {
+                            fewest = fewest.min(in_service(&status));
+                        }
+                        most = most.max(demo_apps_under(&dir));
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    (fewest, most)
+                }
+            });
+            let output = tokio::task::spawn_blocking(move || apply.output().unwrap())
+                .await
+                .unwrap();
+            stop.store(true, Ordering::Relaxed);
+            let answers = requests.await.unwrap();
+            let (fewest, most) = sampler.await.unwrap();
+            (output.status.code(), both(&output), answers, fewest, most)
+        }
+    };
+    // The version that answered each request, in order; a failed
+    // request fails the test, with the run of answers around it.
+    let versions = |answers: &[Result<(u16, String), String>]| -> Vec<String> {
+        let seen: Vec<String> = answers
+            .iter()
+            .map(|answer| match answer {
+                Ok((200, body)) => body.split_whitespace().nth(1).unwrap_or("?").to_string(),
+                Ok((status, body)) => format!("{status} {}", body.trim()),
+                Err(error) => format!("error {error}"),
+            })
+            .collect();
+        if let Some(at) = seen.iter().position(|v| !v.starts_with('v')) {
+            panic!(
+                "request {at} of {} failed: {:?}",
+                seen.len(),
+                &seen[at.saturating_sub(3)..(at + 3).min(seen.len())]
+            );
+        }
+        seen
+    };
+
+    // 1. The plan shows two whole sets and one switch.
+    std::fs::write(&main, config(r#"{ APP_VERSION = "v2" }"#, "1s")).unwrap();
+    let plan = work.plan(&[]);
+    assert!(
+        plan.contains(
+            "# blue_green update, 3 → 3 instances: at most 6 running, never fewer than 3 in service, at least 1.5s"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("# 3 new ready, sent nothing → all traffic to the new version → old kept 1s → 0 old left"),
+        "{plan}"
+    );
+
+    // 2. A healthy v2: no failed request; every answer before the switch
+    //    is v1, every one after it v2 — never both; at most 6 instances,
+    //    never fewer than 3 in service.
+    let (code, text, answers, fewest, most) =
+        rollout(r#"{ APP_VERSION = "v2" }"#.into(), "1s", None).await;
+    assert_eq!(code, Some(0), "{text}");
+    let seen = versions(&answers);
+    let switch = seen.iter().position(|v| v == "v2").expect("v2 answered");
+    assert!(seen[..switch].iter().all(|v| v == "v1"), "{seen:?}");
+    assert!(seen[switch..].iter().all(|v| v == "v2"), "{seen:?}");
+    assert!(switch > 0, "v1 answered before the switch");
+    assert!(fewest >= 3, "{fewest} in service");
+    assert!((5..=6).contains(&most), "{most} instances at most");
+    assert!(v1.iter().all(|(_, id)| !id.is_running()), "blue stopped");
+    let v2 = work.instances();
+    assert_eq!(v2.len(), 3);
+
+    // 3. A v3 that never becomes healthy: nothing was switched; rolled
+    //    back, v2 served throughout.
+    let (code, text, answers, fewest, _) = rollout(
+        r#"{ APP_VERSION = "v3", NEVER_HEALTHY = "1" }"#.into(),
+        "1s",
+        None,
+    )
+    .await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("rolled back: 3 instance(s)"), "{text}");
+    assert!(versions(&answers).iter().all(|v| v == "v2"));
+    assert!(fewest >= 3, "{fewest} in service");
+    assert_eq!(work.demo_apps(), 3);
+
+    // 4. A v4 that turns unhealthy after the switch, while blue is kept:
+    //    traffic switched back to v2 at once, v4 stopped, no failed request.
+    let env = format!(
+        r#"{{ APP_VERSION = "v4", UNHEALTHY_IF_EXISTS = "{}" }}"#,
+        sick_flag.display()
+    );
+    let (code, text, answers, _, _) = rollout(
+        env,
+        "10s",
+        Some(("demo-app v4".to_string(), sick_flag.clone())),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("turned unhealthy"), "{text}");
+    assert!(text.contains("rolled back: 3 instance(s)"), "{text}");
+    let seen = versions(&answers);
+    assert!(seen.iter().any(|v| v == "v4"), "v4 served after the switch");
+    assert_eq!(seen.last().map(String::as_str), Some("v2"), "{seen:?}");
+    assert_eq!(work.demo_apps(), 3);
+    assert_eq!(work.instances(), v2, "the same v2 instances serve again");
+    assert!(get(&listen).await.starts_with("demo-app v2"));
+    let plan = work.plan(&[]);
+    assert!(
+        plan.contains("# blue_green update"),
+        "v4 still pending: {plan}"
+    );
 }

@@ -39,7 +39,8 @@ use infra_provider_sdk::*;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::lb::protocol::{HealthSettings, Registration};
+use crate::lb::DEFAULT_WEIGHT;
+use crate::lb::protocol::{HealthSettings, Registration, Weights};
 use crate::load_balancer::AdminApi;
 use crate::runtime::http;
 use crate::runtime::process::{self, Detach, ProcessId, Spawn};
@@ -144,6 +145,10 @@ struct Instance {
     port: u16,
     process: ProcessId,
     version: String,
+    /// The load balancer's pool it is registered in, when not the
+    /// deployment's first one (named by its address): blue/green puts a
+    /// new version in the other pool (see [`Fleet::other_pool`]).
+    pool: Option<String>,
 }
 
 impl Instance {
@@ -157,13 +162,17 @@ impl Instance {
 
     fn to_json(&self) -> Value {
         let (pid, started) = self.process.to_json();
-        json!({
+        let mut json = json!({
             "name": self.name,
             "port": self.port,
             "pid": pid,
             "started": started,
             "version": self.version,
-        })
+        });
+        if let Some(pool) = &self.pool {
+            json["pool"] = json!(pool);
+        }
+        json
     }
 
     fn from_json(value: &Value) -> Option<Instance> {
@@ -172,7 +181,13 @@ impl Instance {
             port: u16::try_from(value["port"].as_u64()?).ok()?,
             process: ProcessId::from_json(value.get("pid"), value.get("started"))?,
             version: value["version"].as_str()?.to_string(),
+            pool: value["pool"].as_str().map(String::from),
         })
+    }
+
+    /// Its pool's name: `address` for the first pool.
+    fn pool<'a>(&'a self, address: &'a str) -> &'a str {
+        self.pool.as_deref().unwrap_or(address)
     }
 }
 
@@ -275,6 +290,9 @@ struct Spec {
     progress_deadline: Duration,
     /// A failed rollout restores the previous version.
     auto_rollback: bool,
+    /// Blue/green (`strategy blue_green`): how long the old version is
+    /// kept after the switch. `None`: rolling.
+    keep_blue: Option<Duration>,
 }
 
 fn duration(
@@ -388,15 +406,18 @@ impl Spec {
                 Duration::from_secs(600),
             )?,
             auto_rollback: config.get("auto_rollback").and_then(Value::as_bool) != Some(false),
+            keep_blue: match config.get("strategy").and_then(|s| s.get("blue_green")) {
+                Some(settings) => Some(duration(
+                    settings.get("keep_blue"),
+                    "keep_blue",
+                    Duration::from_secs(30),
+                )?),
+                None => None,
+            },
             max_surge: rolling_setting(config, "max_surge", 1),
             max_unavailable: rolling_setting(config, "max_unavailable", 0),
             version: digest.iter().take(6).map(|b| format!("{b:02x}")).collect(),
         })
-    }
-
-    /// The load balancer's pool for this deployment's instances.
-    fn pool(&self) -> &str {
-        &self.address
     }
 }
 
@@ -457,11 +478,12 @@ impl<'a> Fleet<'a> {
     async fn add(
         &self,
         count: usize,
+        pool: Option<&str>,
         taken: &mut BTreeSet<String>,
     ) -> Result<Vec<Instance>, ProviderError> {
         let mut started = Vec::new();
         for _ in 0..count {
-            match self.start(taken) {
+            match self.start(pool, taken) {
                 Ok(instance) => started.push(instance),
                 Err(error) => {
                     self.remove_all(&started).await;
@@ -476,7 +498,11 @@ impl<'a> Fleet<'a> {
         Ok(started)
     }
 
-    fn start(&self, taken: &mut BTreeSet<String>) -> Result<Instance, ProviderError> {
+    fn start(
+        &self,
+        pool: Option<&str>,
+        taken: &mut BTreeSet<String>,
+    ) -> Result<Instance, ProviderError> {
         let base = self.spec.address.rsplit('.').next().unwrap_or("instance");
         let name = (0..)
             .map(|n| format!("{base}-{n}"))
@@ -510,6 +536,7 @@ impl<'a> Fleet<'a> {
             port,
             process,
             version: self.spec.version.clone(),
+            pool: pool.map(String::from),
         };
         if let Err(error) = self.journal.add(&instance) {
             // Not recorded anywhere: it must not outlive this call.
@@ -603,7 +630,7 @@ impl<'a> Fleet<'a> {
         };
         for instance in instances {
             let registration = Registration {
-                pool: self.spec.pool().to_string(),
+                pool: instance.pool(&self.spec.address).to_string(),
                 addr: instance.socket_addr(),
                 health: health.clone(),
             };
@@ -617,6 +644,26 @@ impl<'a> Fleet<'a> {
         Ok(())
     }
 
+    /// The backend ids of `instances` the load balancer does not have
+    /// healthy and taking requests.
+    async fn not_in_service(
+        &self,
+        admin: &AdminApi,
+        instances: &[Instance],
+    ) -> Result<Vec<String>, ProviderError> {
+        let status = admin.status().await?;
+        let healthy: BTreeSet<&str> = status
+            .backends()
+            .filter(|b| b.healthy && !b.draining)
+            .map(|b| b.id.as_str())
+            .collect();
+        Ok(instances
+            .iter()
+            .map(|i| backend_id(&self.spec.address, &i.name))
+            .filter(|id| !healthy.contains(id.as_str()))
+            .collect())
+    }
+
     /// Waits until the load balancer reports every instance healthy.
     async fn wait_in_service(
         &self,
@@ -626,21 +673,8 @@ impl<'a> Fleet<'a> {
         let Some(admin) = self.admin()? else {
             return Ok(());
         };
-        let wanted_ids: Vec<String> = instances
-            .iter()
-            .map(|i| backend_id(&self.spec.address, &i.name))
-            .collect();
         loop {
-            let status = admin.status().await?;
-            let healthy: BTreeSet<&str> = status
-                .backends()
-                .filter(|b| b.healthy && !b.draining)
-                .map(|b| b.id.as_str())
-                .collect();
-            let missing: Vec<&String> = wanted_ids
-                .iter()
-                .filter(|id| !healthy.contains(id.as_str()))
-                .collect();
+            let missing = self.not_in_service(admin, instances).await?;
             if missing.is_empty() {
                 return Ok(());
             }
@@ -737,7 +771,8 @@ impl<'a> Fleet<'a> {
 
     /// The rollback, run by the previous version's fleet: its instances
     /// (those recorded and those the journal knows) registered and in
-    /// service, missing ones started, and only then every instance of
+    /// service, traffic sent back to them at once (after a blue/green
+    /// switch), missing ones started, and only then every instance of
     /// another version drained and stopped. Returns how many serve.
     async fn restore(&self, prior: &Attributes) -> Result<usize, ProviderError> {
         let running = self.journal.running(instances_of(prior));
@@ -748,10 +783,91 @@ impl<'a> Fleet<'a> {
         self.register(&current).await?;
         self.wait_in_service(&current, Instant::now() + self.spec.healthy_deadline)
             .await?;
+        if !current.is_empty() {
+            self.route_to(&current, &others).await?;
+        }
         let missing = self.spec.replicas.saturating_sub(current.len());
-        current.extend(self.add(missing, &mut taken).await?);
+        let pool = current.first().and_then(|i| i.pool.clone());
+        current.extend(self.add(missing, pool.as_deref(), &mut taken).await?);
+        self.route_to(&current, &others).await?;
         self.remove_all(&others).await;
         Ok(current.len())
+    }
+
+    /// Sends all traffic to the pools of `serving`, none to those of
+    /// `others`: one weight change, so it is atomic.
+    async fn route_to(
+        &self,
+        serving: &[Instance],
+        others: &[Instance],
+    ) -> Result<(), ProviderError> {
+        let Some(admin) = self.admin()? else {
+            return Ok(());
+        };
+        let address = &self.spec.address;
+        let mut weights: Weights = others
+            .iter()
+            .map(|i| (i.pool(address).to_string(), 0))
+            .collect();
+        for instance in serving {
+            weights.insert(instance.pool(address).to_string(), DEFAULT_WEIGHT);
+        }
+        if weights.is_empty() {
+            return Ok(());
+        }
+        admin.set_weights(&weights).await
+    }
+
+    /// The pool a blue/green rollout puts the new version in: the one the
+    /// old version is not in (the deployment has two, named `ADDRESS` and
+    /// `ADDRESS/b`).
+    fn other_pool(&self, pool: &str) -> Option<String> {
+        (pool == self.spec.address).then(|| format!("{}/b", self.spec.address))
+    }
+
+    /// Blue/green: the new version (green) started in the pool the old one
+    /// (blue) is not in, at weight 0 — healthy in the load balancer's eyes,
+    /// sent nothing — then all traffic switched to it in one weight change;
+    /// blue is kept for `keep_blue` while green is watched (a green
+    /// instance that turns unhealthy fails the rollout, whose rollback
+    /// switches back at once), then drained and stopped.
+    async fn blue_green(
+        &self,
+        green: &mut Vec<Instance>,
+        blue: &[Instance],
+        keep_blue: Duration,
+        taken: &mut BTreeSet<String>,
+    ) -> Result<(), ProviderError> {
+        let address = &self.spec.address;
+        let blue_pool = blue[0].pool(address).to_string();
+        let green_pool = self.other_pool(&blue_pool);
+        let green_name = green_pool.clone().unwrap_or_else(|| address.clone());
+        let admin = self.admin()?;
+        if let Some(admin) = admin
+            && green.is_empty()
+        {
+            // Before any green backend exists, so none gets a request.
+            admin.set_weights(&[(green_name.clone(), 0)].into()).await?;
+        }
+        let missing = self.spec.replicas.saturating_sub(green.len());
+        green.extend(self.add(missing, green_pool.as_deref(), taken).await?);
+        self.route_to(green, blue).await?;
+        let until = Instant::now() + keep_blue;
+        while let Some(admin) = admin {
+            if let Some(sick) = self.not_in_service(admin, green).await?.first() {
+                return Err(failed(format!(
+                    "backend {sick} of the new version turned unhealthy {:?} after the switch to it (keep_blue {keep_blue:?})",
+                    keep_blue.saturating_sub(until.saturating_duration_since(Instant::now()))
+                )));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.min(Duration::from_millis(50))).await;
+        }
+        self.remove_all(blue).await;
+        Ok(())
     }
 
     /// Brings the deployment to `config` from `prior`: instances of the
@@ -776,9 +892,20 @@ impl<'a> Fleet<'a> {
         self.wait_in_service(&current, Instant::now() + self.spec.healthy_deadline)
             .await?;
         let wanted = self.spec.replicas;
+        if let Some(keep_blue) = self.spec.keep_blue
+            && !old.is_empty()
+        {
+            self.blue_green(&mut current, &old, keep_blue, &mut taken)
+                .await?;
+            old.clear();
+        }
+        // New instances join the pool that serves: the current version's,
+        // else the old one's.
+        let pool = current.first().or(old.first()).and_then(|i| i.pool.clone());
+        let pool = pool.as_deref();
         // Missing instances first: capacity before anything is replaced.
         let missing = wanted.saturating_sub(current.len() + old.len());
-        current.extend(self.add(missing, &mut taken).await?);
+        current.extend(self.add(missing, pool, &mut taken).await?);
         // Rolling, in batches: never more than `wanted + max_surge`
         // instances, never fewer than `wanted - max_unavailable` in service;
         // new instances are in service before the old ones they replace go.
@@ -796,7 +923,7 @@ impl<'a> Fleet<'a> {
                 // Already `wanted` of this version: the rest are extra.
                 break;
             }
-            current.extend(self.add(starting, &mut taken).await?);
+            current.extend(self.add(starting, pool, &mut taken).await?);
         }
         self.remove_all(&old).await;
         while current.len() > wanted {

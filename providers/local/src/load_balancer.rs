@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::lb::protocol::{
-    Announcement, BackendStatus, Deregistered, ErrorBody, Registration, Status,
+    Announcement, BackendStatus, Deregistered, ErrorBody, Registration, Status, Weights,
 };
 use crate::runtime::http::{self, Request};
 use crate::runtime::process::{self, Detach, ProcessId, Spawn};
@@ -164,6 +164,13 @@ impl AdminApi {
         registration: &Registration,
     ) -> Result<(), ProviderError> {
         self.call::<BackendStatus>("PUT", &format!("/backends/{id}"), Some(registration))
+            .await
+            .map(drop)
+    }
+
+    /// `PUT /weights`: the pools' weights, all at once.
+    pub async fn set_weights(&self, weights: &Weights) -> Result<(), ProviderError> {
+        self.call::<Status>("PUT", "/weights", Some(weights))
             .await
             .map(drop)
     }

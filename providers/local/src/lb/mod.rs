@@ -20,7 +20,7 @@ mod pools;
 pub mod protocol;
 mod proxy;
 
-pub use pools::HealthCheck;
+pub use pools::{DEFAULT_WEIGHT, HealthCheck};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -239,15 +239,25 @@ impl Pools {
     /// The backend for the next request, other than `except` (a retry),
     /// counted in flight before the choice is visible to anyone else: a
     /// drain that starts after this cannot miss the request.
+    ///
+    /// When no pool with a weight has a backend that can take it, a pool
+    /// at weight 0 that has one does (failing open, as ELB does): after a
+    /// blue/green switch the old set still runs at weight 0 until it is
+    /// retired, and it answers if the new one fails before infra switches
+    /// back.
     pub fn choose(&self, except: Option<&str>) -> Option<InFlight> {
         let mut pools = self.inner.lock().unwrap();
-        let usable = |pool: &Pool| {
-            pool.weight > 0
-                && pool
-                    .backends
-                    .iter()
-                    .any(|b| b.takes_traffic() && Some(b.id.as_str()) != except)
+        let has_backend = |pool: &Pool| {
+            pool.backends
+                .iter()
+                .any(|b| b.takes_traffic() && Some(b.id.as_str()) != except)
         };
+        let weighted = pools
+            .values()
+            .any(|pool| pool.weight > 0 && has_backend(pool));
+        let usable = |pool: &Pool| (pool.weight > 0 || !weighted) && has_backend(pool);
+        // At weight 0, each standby pool counts as weight 1.
+        let weight_of = |pool: &Pool| i64::from(pool.weight.max(1));
         // One pass: every usable pool gains its weight, the highest score
         // wins and gives back the total.
         let mut total: i64 = 0;
@@ -256,8 +266,8 @@ impl Pools {
             if !usable(pool) {
                 continue;
             }
-            total += i64::from(pool.weight);
-            pool.current += i64::from(pool.weight);
+            total += weight_of(pool);
+            pool.current += weight_of(pool);
             if best.as_ref().is_none_or(|b| pool.current > b.current) {
                 best = Some(pool);
             }
@@ -345,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn unhealthy_draining_and_zero_weight_backends_get_nothing() {
+    fn unhealthy_draining_and_zero_weight_backends_get_nothing_while_another_can() {
         let pools = Pools::default();
         let a = backend("a", "stable");
         let b = backend("b", "stable");
@@ -358,12 +368,13 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(pools.choose(None).unwrap().backend().id, "a");
         }
-        assert!(
-            pools.choose(Some("a")).is_none(),
-            "a retry never goes back to `a`"
-        );
+        // A retry never goes back to `a`: with no weighted pool left, the
+        // standby pool at weight 0 answers (fail open).
+        assert_eq!(pools.choose(Some("a")).unwrap().backend().id, "c");
         a.mark_down();
-        assert!(pools.choose(None).is_none());
+        assert_eq!(pools.choose(None).unwrap().backend().id, "c");
+        c.mark_down();
+        assert!(pools.choose(None).is_none(), "nothing healthy: nothing");
     }
 
     #[test]
