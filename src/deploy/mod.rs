@@ -122,7 +122,53 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
                     )]),
                 )
             }
-            Strategy::Canary => ("canary", BTreeMap::new()),
+            // Durations in milliseconds, defaults filled in: the fleet
+            // reads numbers.
+            Strategy::Canary {
+                ref steps,
+                ref analysis,
+            } => {
+                let millis = |d: std::time::Duration| Value::Number(d.as_millis() as f64);
+                let steps = steps
+                    .iter()
+                    .map(|step| {
+                        Value::map(BTreeMap::from([
+                            ("weight".to_string(), Value::Number(f64::from(step.weight))),
+                            ("pause_ms".to_string(), millis(step.pause)),
+                        ]))
+                    })
+                    .collect();
+                let mut settings = BTreeMap::from([("steps".to_string(), Value::list(steps))]);
+                if let Some(analysis) = analysis {
+                    let mut rules = BTreeMap::from([
+                        ("interval_ms".to_string(), millis(analysis.interval)),
+                        (
+                            "failure_limit".to_string(),
+                            Value::Number(f64::from(analysis.failure_limit)),
+                        ),
+                        (
+                            "inconclusive_limit".to_string(),
+                            Value::Number(f64::from(analysis.inconclusive_limit)),
+                        ),
+                        (
+                            "consecutive_error_limit".to_string(),
+                            Value::Number(f64::from(analysis.consecutive_error_limit)),
+                        ),
+                        (
+                            "min_requests".to_string(),
+                            Value::Number(analysis.min_requests as f64),
+                        ),
+                    ]);
+                    if let Some(rate) = analysis.max_error_rate {
+                        rules.insert("max_error_rate".into(), Value::Number(rate));
+                    }
+                    if let Some(p99) = analysis.max_p99_latency {
+                        rules.insert("max_p99_latency_ms".into(), millis(p99));
+                    }
+                    settings.insert("analysis".into(), Value::map(rules));
+                }
+                ("canary", settings)
+            }
         };
         arguments.insert(
             "strategy".into(),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use super::spec::{DeploymentSpec, Strategy};
+use super::spec::{CanaryStep, DeploymentSpec, Strategy};
 use crate::eval::Value;
 
 /// One step of a rollout.
@@ -30,6 +30,12 @@ pub enum Step {
     /// The old version kept (idle) this long, to switch back at once if
     /// the new one fails.
     Hold { duration: Duration },
+    /// `weight` percent of the requests to the new version, the rest to
+    /// the old.
+    Shift { weight: u32 },
+    /// Wait this long, the new version watched by the analysis when
+    /// `analysed`.
+    Pause { duration: Duration, analysed: bool },
 }
 
 impl fmt::Display for Step {
@@ -40,6 +46,13 @@ impl fmt::Display for Step {
             Step::StartIdle { total } => write!(f, "{total} new ready, sent nothing"),
             Step::Switch => write!(f, "all traffic to the new version"),
             Step::Hold { duration } => write!(f, "old kept {}", short_duration(*duration)),
+            Step::Shift { weight } => write!(f, "{weight}% to the new version"),
+            Step::Pause { duration, analysed } => write!(
+                f,
+                "pause {}{}",
+                short_duration(*duration),
+                if *analysed { ", analysed" } else { "" }
+            ),
         }
     }
 }
@@ -59,6 +72,21 @@ pub struct Rollout {
     /// The least time it can take: each batch healthy (`healthy_threshold`
     /// checks, then `min_ready`), each retirement drained.
     pub least_duration: Duration,
+}
+
+impl Rollout {
+    /// No step yet: `from` old instances, all in service.
+    fn starting(spec: &DeploymentSpec, from: usize) -> Rollout {
+        Rollout {
+            strategy: spec.strategy.name(),
+            from,
+            to: spec.replicas,
+            steps: Vec::new(),
+            peak: from,
+            fewest_in_service: from,
+            least_duration: Duration::ZERO,
+        }
+    }
 }
 
 impl fmt::Display for Rollout {
@@ -111,7 +139,10 @@ pub fn plan(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
     match spec.strategy {
         Strategy::Rolling { .. } => rolling(spec, from),
         Strategy::BlueGreen { keep_blue } => Some(blue_green(spec, from, keep_blue)),
-        Strategy::Canary => None,
+        Strategy::Canary {
+            ref steps,
+            ref analysis,
+        } => Some(canary(spec, from, steps, analysis.is_some())),
     }
 }
 
@@ -138,6 +169,45 @@ fn blue_green(spec: &DeploymentSpec, from: usize, keep_blue: Duration) -> Rollou
     }
 }
 
+/// Canary: for each step, enough new instances for its share started
+/// (sent nothing until the shift), the share shifted, the pause watched;
+/// then the rest of the new version started, one switch, the old retired.
+/// The old version stays whole until the switch: in service never drops.
+fn canary(spec: &DeploymentSpec, from: usize, steps: &[CanaryStep], analysed: bool) -> Rollout {
+    let to = spec.replicas;
+    let batch = spec.health.time_to_healthy() + spec.min_ready;
+    let mut rollout = Rollout::starting(spec, from);
+    let mut started = 0;
+    for step in steps {
+        let needed = (to * step.weight as usize)
+            .div_ceil(100)
+            .clamp(1, to.max(1));
+        if needed > started {
+            started = needed;
+            rollout.steps.push(Step::StartIdle { total: started });
+            rollout.least_duration += batch;
+        }
+        rollout.steps.push(Step::Shift {
+            weight: step.weight,
+        });
+        rollout.steps.push(Step::Pause {
+            duration: step.pause,
+            analysed,
+        });
+        rollout.least_duration += step.pause;
+    }
+    if to > started {
+        rollout.steps.push(Step::StartIdle { total: to });
+        rollout.least_duration += batch;
+    }
+    rollout.steps.push(Step::Switch);
+    rollout.steps.push(Step::RetireOld { remaining: 0 });
+    rollout.least_duration += spec.drain;
+    rollout.peak = from + to;
+    rollout.fewest_in_service = from.min(to);
+    rollout
+}
+
 /// Rolling, in batches.
 ///
 /// Each round first retires what may go (never fewer than `replicas -
@@ -150,15 +220,7 @@ fn rolling(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
     let floor = to.saturating_sub(unavailable);
     let ceiling = to + surge;
     let (mut old, mut new) = (from, 0usize);
-    let mut rollout = Rollout {
-        strategy: spec.strategy.name(),
-        from,
-        to,
-        steps: Vec::new(),
-        peak: from,
-        fewest_in_service: from,
-        least_duration: Duration::ZERO,
-    };
+    let mut rollout = Rollout::starting(spec, from);
     while old > 0 || new < to {
         let retiring = (old + new).saturating_sub(floor).min(old);
         if retiring > 0 {
@@ -243,7 +305,11 @@ mod tests {
                         "surge exceeded at {step}"
                     );
                 }
-                Step::StartIdle { .. } | Step::Switch | Step::Hold { .. } => {
+                Step::StartIdle { .. }
+                | Step::Switch
+                | Step::Hold { .. }
+                | Step::Shift { .. }
+                | Step::Pause { .. } => {
                     unreachable!("not a rolling step: {step}")
                 }
                 Step::RetireOld { remaining } => {
@@ -337,6 +403,32 @@ mod tests {
             rollout.to_string(),
             "blue_green update, 3 → 3 instances: at most 6 running, never fewer than 3 in service, at least 33.5s\n\
              3 new ready, sent nothing → all traffic to the new version → old kept 30s → 0 old left"
+        );
+    }
+
+    #[test]
+    fn a_canary_grows_its_instances_with_its_share_then_switches() {
+        let mut spec = rolling(4, Amount::Count(1), Amount::Count(0));
+        spec.strategy = Strategy::Canary {
+            steps: vec![
+                CanaryStep {
+                    weight: 10,
+                    pause: Duration::from_secs(5),
+                },
+                CanaryStep {
+                    weight: 50,
+                    pause: Duration::from_secs(5),
+                },
+            ],
+            analysis: None,
+        };
+        let rollout = plan(&spec, 4).unwrap();
+        assert_eq!(
+            rollout.to_string(),
+            "canary update, 4 → 4 instances: at most 8 running, never fewer than 4 in service, at least 16.5s\n\
+             1 new ready, sent nothing → 10% to the new version → pause 5s → 2 new ready, sent nothing → \
+             50% to the new version → pause 5s → 4 new ready, sent nothing → all traffic to the new version \
+             → … (9 steps in all)"
         );
     }
 

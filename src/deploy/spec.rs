@@ -47,6 +47,15 @@ pub mod defaults {
     pub const HEALTHY_THRESHOLD: u32 = 2;
     /// Argo Rollouts' scale-down delay.
     pub const KEEP_BLUE: Duration = Duration::from_secs(30);
+    /// Analysis: a reading a minute; the first failure aborts; more than 3
+    /// inconclusive or 4 unreadable in a row abort (Argo Rollouts'
+    /// consecutiveErrorLimit); 100 requests for a reading to count
+    /// (Flagger's threshold of the same idea).
+    pub const ANALYSIS_INTERVAL: Duration = Duration::from_secs(60);
+    pub const FAILURE_LIMIT: u32 = 1;
+    pub const INCONCLUSIVE_LIMIT: u32 = 3;
+    pub const CONSECUTIVE_ERROR_LIMIT: u32 = 4;
+    pub const MIN_REQUESTS: u64 = 100;
 }
 
 /// [`defaults::KEEP_BLUE`] as written in a configuration.
@@ -102,10 +111,34 @@ pub enum Strategy {
     },
     /// A second full set of the new version, sent nothing until one
     /// atomic switch; the old set kept for `keep_blue`, then retired.
-    BlueGreen {
-        keep_blue: Duration,
+    BlueGreen { keep_blue: Duration },
+    /// A few instances of the new version given a share of the traffic,
+    /// step by step, watched by the analysis; then promoted.
+    Canary {
+        steps: Vec<CanaryStep>,
+        analysis: Option<Analysis>,
     },
-    Canary,
+}
+
+/// One step of a canary: its share of the traffic, for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanaryStep {
+    /// Percent of the requests, 1 to 100.
+    pub weight: u32,
+    pub pause: Duration,
+}
+
+/// A canary's analysis: the canary pool's answers judged every
+/// `interval` during each pause (Argo Rollouts' and Flagger's anchors).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    pub interval: Duration,
+    pub failure_limit: u32,
+    pub inconclusive_limit: u32,
+    pub consecutive_error_limit: u32,
+    pub min_requests: u64,
+    pub max_error_rate: Option<f64>,
+    pub max_p99_latency: Option<Duration>,
 }
 
 impl Strategy {
@@ -113,7 +146,7 @@ impl Strategy {
         match self {
             Strategy::Rolling { .. } => "rolling",
             Strategy::BlueGreen { .. } => "blue_green",
-            Strategy::Canary => "canary",
+            Strategy::Canary { .. } => "canary",
         }
     }
 }
@@ -182,7 +215,7 @@ fn implemented(provider: &str, strategy: &Strategy) -> bool {
     provider == "local"
         && matches!(
             strategy,
-            Strategy::Rolling { .. } | Strategy::BlueGreen { .. }
+            Strategy::Rolling { .. } | Strategy::BlueGreen { .. } | Strategy::Canary { .. }
         )
 }
 
@@ -437,7 +470,7 @@ fn read_strategy(
         read = match label.value.as_str() {
             "rolling" => read_rolling(strategy, &settings, diagnostics),
             "blue_green" => read_blue_green(strategy, &settings, diagnostics),
-            "canary" => Some(Strategy::Canary),
+            "canary" => read_canary(strategy, &settings, diagnostics),
             other => {
                 diagnostics.push(
                     Diagnostic::error(Code::UnknownStrategy, format!("unknown strategy `{other}`"))
@@ -479,6 +512,253 @@ fn read_rolling(
         max_surge,
         max_unavailable,
     })
+}
+
+/// Reports `problem` at `name` in `block`, with `help`.
+fn bad(
+    diagnostics: &mut Diagnostics,
+    code: Code,
+    block: &Block,
+    name: &str,
+    problem: String,
+    help: &str,
+) {
+    diagnostics.push(
+        Diagnostic::error(code, problem)
+            .with_label(attribute_span(block, name), "here")
+            .with_help(help.to_string()),
+    );
+}
+
+/// `strategy canary { steps = [{ weight = 10, pause = "1m" }, …]  analysis { … } }`;
+/// `None` after reporting what is wrong. A pause of `"forever"` (a manual
+/// gate) and routing by customer (`match`, `sticky`) are not built yet:
+/// errors, never ignored.
+fn read_canary(
+    strategy: &Block,
+    settings: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Strategy> {
+    let errors = diagnostics.error_count();
+    let step_help =
+        "write steps = [{ weight = 10, pause = \"1m\" }, { weight = 50, pause = \"1m\" }]";
+    let mut steps = Vec::new();
+    match settings.get("steps") {
+        Some(Value::List(written)) if !written.is_empty() => {
+            for (at, step) in written.iter().enumerate() {
+                let number = at + 1;
+                let Value::Map(step) = step else {
+                    bad(
+                        diagnostics,
+                        Code::InvalidStrategy,
+                        strategy,
+                        "steps",
+                        format!("canary step {number} is not an object"),
+                        step_help,
+                    );
+                    continue;
+                };
+                for key in step.keys() {
+                    match key.as_str() {
+                        "weight" | "pause" => {}
+                        "match" | "sticky" => bad(
+                            diagnostics,
+                            Code::UnsupportedStrategy,
+                            strategy,
+                            "steps",
+                            format!(
+                                "canary step {number}: routing by customer (`{key}`) is not built yet"
+                            ),
+                            "give the step a `weight`: a share of all requests",
+                        ),
+                        other => bad(
+                            diagnostics,
+                            Code::UnknownArgument,
+                            strategy,
+                            "steps",
+                            format!("canary step {number}: unknown setting `{other}`"),
+                            "a step has `weight` and `pause`",
+                        ),
+                    }
+                }
+                let weight = match step.get("weight") {
+                    Some(Value::Number(n)) if n.fract() == 0.0 && (1.0..=100.0).contains(n) => {
+                        *n as u32
+                    }
+                    _ => {
+                        bad(
+                            diagnostics,
+                            Code::InvalidStrategy,
+                            strategy,
+                            "steps",
+                            format!(
+                                "canary step {number} needs a `weight` from 1 to 100 (percent of the requests)"
+                            ),
+                            step_help,
+                        );
+                        continue;
+                    }
+                };
+                let pause = match step.get("pause") {
+                    None => Duration::ZERO,
+                    Some(Value::String(text)) if &**text == "forever" => {
+                        bad(
+                            diagnostics,
+                            Code::UnsupportedStrategy,
+                            strategy,
+                            "steps",
+                            format!(
+                                "canary step {number}: a pause \"forever\" (a manual gate) is not built yet"
+                            ),
+                            "give the pause a duration, e.g. \"5m\"",
+                        );
+                        continue;
+                    }
+                    Some(Value::String(text)) => match parse_duration(text) {
+                        Some(pause) => pause,
+                        None => {
+                            bad(
+                                diagnostics,
+                                Code::InvalidDuration,
+                                strategy,
+                                "steps",
+                                format!(
+                                    "canary step {number}: `pause` is not a duration: \"{text}\""
+                                ),
+                                DURATION_HELP,
+                            );
+                            continue;
+                        }
+                    },
+                    Some(_) => {
+                        bad(
+                            diagnostics,
+                            Code::InvalidDuration,
+                            strategy,
+                            "steps",
+                            format!("canary step {number}: `pause` must be a duration string"),
+                            DURATION_HELP,
+                        );
+                        continue;
+                    }
+                };
+                steps.push(CanaryStep { weight, pause });
+            }
+        }
+        _ => bad(
+            diagnostics,
+            Code::InvalidStrategy,
+            strategy,
+            "steps",
+            "a canary needs `steps`, a list of { weight, pause }".into(),
+            step_help,
+        ),
+    }
+    let analysis = match settings.get("analysis") {
+        Some(Value::List(blocks)) => match blocks.first() {
+            Some(Value::Map(written)) => {
+                let block = strategy
+                    .blocks()
+                    .find(|b| b.kind.name == "analysis")
+                    .unwrap_or(strategy);
+                Some(read_analysis(block, written, diagnostics))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    for name in settings.keys() {
+        if !["steps", "analysis"].contains(&name.as_str()) {
+            bad(
+                diagnostics,
+                Code::UnknownArgument,
+                strategy,
+                name,
+                format!("unknown argument `{name}` in a `canary` strategy"),
+                "a canary has `steps` and an `analysis` block",
+            );
+        }
+    }
+    (diagnostics.error_count() == errors).then_some(Strategy::Canary { steps, analysis })
+}
+
+/// A canary's `analysis { … }` block.
+fn read_analysis(
+    block: &Block,
+    written: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Analysis {
+    let mut analysis = Analysis {
+        interval: read_duration(block, "interval", written.get("interval"), diagnostics)
+            .unwrap_or(defaults::ANALYSIS_INTERVAL),
+        failure_limit: defaults::FAILURE_LIMIT,
+        inconclusive_limit: defaults::INCONCLUSIVE_LIMIT,
+        consecutive_error_limit: defaults::CONSECUTIVE_ERROR_LIMIT,
+        min_requests: defaults::MIN_REQUESTS,
+        max_error_rate: None,
+        max_p99_latency: read_duration(
+            block,
+            "max_p99_latency",
+            written.get("max_p99_latency"),
+            diagnostics,
+        ),
+    };
+    for (name, value) in written {
+        let count = match value {
+            Value::Number(n) if n.fract() == 0.0 && *n >= 0.0 => Some(*n as u64),
+            _ => None,
+        };
+        let limit = |diagnostics: &mut Diagnostics| {
+            if count.is_none() {
+                bad(
+                    diagnostics,
+                    Code::TypeMismatch,
+                    block,
+                    name,
+                    format!("`{name}` must be a whole number"),
+                    "write e.g. `failure_limit = 2`",
+                );
+            }
+            count.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        match name.as_str() {
+            "interval" | "max_p99_latency" => {}
+            "failure_limit" => analysis.failure_limit = limit(diagnostics).max(1),
+            "inconclusive_limit" => analysis.inconclusive_limit = limit(diagnostics),
+            "consecutive_error_limit" => analysis.consecutive_error_limit = limit(diagnostics),
+            "min_requests" => analysis.min_requests = u64::from(limit(diagnostics)),
+            "max_error_rate" => match value {
+                Value::Number(rate) if (0.0..=1.0).contains(rate) => {
+                    analysis.max_error_rate = Some(*rate);
+                }
+                _ => bad(
+                    diagnostics,
+                    Code::TypeMismatch,
+                    block,
+                    name,
+                    "`max_error_rate` must be a share from 0 to 1 (0.01 is 1%)".into(),
+                    "write e.g. `max_error_rate = 0.01`",
+                ),
+            },
+            "query" => bad(
+                diagnostics,
+                Code::UnsupportedStrategy,
+                block,
+                name,
+                "PromQL analysis (`query`) is not built yet".into(),
+                "use max_error_rate and max_p99_latency, read from the load balancer",
+            ),
+            other => bad(
+                diagnostics,
+                Code::UnknownArgument,
+                block,
+                other,
+                format!("unknown argument `{other}` in an `analysis` block"),
+                "the arguments are interval, failure_limit, inconclusive_limit, consecutive_error_limit, min_requests, max_error_rate and max_p99_latency",
+            ),
+        }
+    }
+    analysis
 }
 
 /// `strategy blue_green { keep_blue = "30s"  auto_promote = true }`;

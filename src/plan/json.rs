@@ -24,7 +24,9 @@
 //! [{ "start_new": 1 }, { "retire_old": 2 }, …] }` — `start_new` is the
 //! number of new instances in service after the step, `retire_old` the
 //! number of old ones left; blue/green also has `start_idle` (new
-//! instances healthy, sent nothing), `switch` and `hold_seconds`.
+//! instances healthy, sent nothing), `switch` and `hold_seconds`; canary
+//! `shift` (percent to the new version) and `pause_seconds` with
+//! `analysed`.
 
 use std::collections::BTreeMap;
 
@@ -48,6 +50,10 @@ fn rollout_json(rollout: &Rollout) -> serde_json::Value {
             Step::StartIdle { total } => json!({ "start_idle": total }),
             Step::Switch => json!({ "switch": true }),
             Step::Hold { duration } => json!({ "hold_seconds": duration.as_secs_f64() }),
+            Step::Shift { weight } => json!({ "shift": weight }),
+            Step::Pause { duration, analysed } => {
+                json!({ "pause_seconds": duration.as_secs_f64(), "analysed": analysed })
+            }
         })
         .collect();
     json!({

@@ -835,3 +835,120 @@ async fn blue_green_switches_all_traffic_at_once_and_back_when_the_new_version_f
         "v4 still pending: {plan}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_canary_is_rolled_back_by_its_analysis_and_a_good_one_promoted() {
+    let work = Workspace::new("local-web");
+    let listen = work.listen();
+    let main = work.dir.path().join("main.infra");
+    let config = |env: &str| {
+        fleet_config(
+            4,
+            env,
+            r#"min_ready = "200ms"  drain = "200ms"  healthy_deadline = "10s"
+  strategy canary {
+    steps = [{ weight = 25, pause = "2s" }]
+    analysis {
+      interval       = "500ms"
+      min_requests   = 5
+      max_error_rate = 0.1
+    }
+  }"#,
+        )
+    };
+    std::fs::write(&main, config(r#"{ APP_VERSION = "v1" }"#)).unwrap();
+    work.apply(&[]);
+    assert_eq!(work.instances().len(), 4);
+
+    // The plan: one canary for 25%, its pause analysed, then the rest.
+    std::fs::write(
+        &main,
+        config(r#"{ APP_VERSION = "v2", FAIL_RATE = "0.5" }"#),
+    )
+    .unwrap();
+    let plan = work.plan(&[]);
+    assert!(
+        plan.contains("# canary update, 4 → 4 instances: at most 8 running, never fewer than 4 in service, at least 2.8s"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("# 1 new ready, sent nothing → 25% to the new version → pause 2s, analysed → 4 new ready, sent nothing → all traffic to the new version → 0 old left"),
+        "{plan}"
+    );
+
+    // Applies the configuration under load; (exit code, output, load).
+    let apply_under_load = || {
+        let mut apply = work.infra_command(&["apply", "--auto-approve"], &[]);
+        let listen = listen.clone();
+        async move {
+            let stop = Arc::new(AtomicBool::new(false));
+            let progress = Arc::new(AtomicUsize::new(0));
+            let load_task = tokio::spawn(load_until(listen, 100, progress, stop.clone()));
+            let output = tokio::task::spawn_blocking(move || apply.output().unwrap())
+                .await
+                .unwrap();
+            stop.store(true, Ordering::Relaxed);
+            (
+                output.status.code(),
+                both(&output),
+                load_task.await.unwrap(),
+            )
+        }
+    };
+
+    // 1. A v2 that fails half its requests: the analysis fails it at the
+    //    first reading, traffic goes back to v1 at once, v2 is stopped.
+    let (code, text, during) = apply_under_load().await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(
+            "canary step 1 (weight 25%): analysis failed (1 of failure_limit 1): error rate"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("is above max_error_rate 0.1"), "{text}");
+    assert!(text.contains("rolled back: 4 instance(s)"), "{text}");
+    // Only the canary's share could fail: at most 1.5 × 25% × 50%.
+    let total = during.answers.len() + during.errors.len();
+    let failed = during.failed();
+    assert!(total > 50, "{total} requests");
+    assert!(
+        (failed as f64) <= 1.5 * 0.25 * 0.5 * total as f64,
+        "{failed} of {total} failed"
+    );
+    let after = load(&listen, "/", 40, 4, Arc::new(AtomicUsize::new(0))).await;
+    after.assert_none_failed("after the rollback");
+    assert!(
+        after
+            .answers
+            .iter()
+            .all(|(_, body)| body.starts_with("demo-app v1"))
+    );
+    assert_eq!(work.demo_apps(), 4);
+    assert!(
+        work.plan(&[]).contains("# canary update"),
+        "v2 still pending"
+    );
+
+    // 2. A good v3: promoted after its analysed pause; the canary had its
+    //    share of the requests meanwhile; no request failed.
+    std::fs::write(&main, config(r#"{ APP_VERSION = "v3" }"#)).unwrap();
+    let (code, text, during) = apply_under_load().await;
+    assert_eq!(code, Some(0), "{text}");
+    during.assert_none_failed("the canary of v3");
+    let v3 = during
+        .answers
+        .iter()
+        .filter(|(_, body)| body.starts_with("demo-app v3"))
+        .count();
+    assert!(v3 > 0, "the canary got requests");
+    let after = load(&listen, "/", 40, 4, Arc::new(AtomicUsize::new(0))).await;
+    assert!(
+        after
+            .answers
+            .iter()
+            .all(|(_, body)| body.starts_with("demo-app v3"))
+    );
+    assert_eq!(work.demo_apps(), 4);
+    assert!(work.plan(&[]).contains(CLEAN));
+}

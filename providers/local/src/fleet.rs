@@ -39,6 +39,7 @@ use infra_provider_sdk::*;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use crate::analysis::{Rules, Verdict};
 use crate::lb::DEFAULT_WEIGHT;
 use crate::lb::protocol::{HealthSettings, Registration, Weights};
 use crate::load_balancer::AdminApi;
@@ -293,6 +294,37 @@ struct Spec {
     /// Blue/green (`strategy blue_green`): how long the old version is
     /// kept after the switch. `None`: rolling.
     keep_blue: Option<Duration>,
+    /// Canary (`strategy canary`): its steps and analysis.
+    canary: Option<Canary>,
+}
+
+/// A canary rollout as the engine passes it: steps of (weight in percent,
+/// pause), and the analysis rules (none: the pauses alone).
+#[derive(Debug, Clone)]
+struct Canary {
+    steps: Vec<(u32, Duration)>,
+    analysis: Option<Rules>,
+}
+
+impl Canary {
+    fn read(settings: &Value) -> Option<Canary> {
+        let steps = settings["steps"]
+            .as_array()?
+            .iter()
+            .map(|step| {
+                let weight = u32::try_from(step["weight"].as_u64()?).ok()?;
+                let pause = Duration::from_millis(step["pause_ms"].as_u64().unwrap_or(0));
+                Some((weight, pause))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let analysis = settings.get("analysis").filter(|a| a.is_object()).map(|a| {
+            Rules::read(
+                a,
+                Duration::from_millis(a["interval_ms"].as_u64().unwrap_or(60_000)),
+            )
+        });
+        Some(Canary { steps, analysis })
+    }
 }
 
 fn duration(
@@ -414,6 +446,10 @@ impl Spec {
                 )?),
                 None => None,
             },
+            canary: config
+                .get("strategy")
+                .and_then(|s| s.get("canary"))
+                .and_then(Canary::read),
             max_surge: rolling_setting(config, "max_surge", 1),
             max_unavailable: rolling_setting(config, "max_unavailable", 0),
             version: digest.iter().take(6).map(|b| format!("{b:02x}")).collect(),
@@ -825,6 +861,152 @@ impl<'a> Fleet<'a> {
         (pool == self.spec.address).then(|| format!("{}/b", self.spec.address))
     }
 
+    /// The pool a new version starts in, beside the one the old version
+    /// serves from (see [`Fleet::other_pool`]), and its name: at weight 0
+    /// before any of the new version's instances exists (none, or those of
+    /// an interrupted rollout already there), so none gets a request.
+    async fn idle_pool(
+        &self,
+        serving: &str,
+        new: &[Instance],
+    ) -> Result<(Option<String>, String), ProviderError> {
+        let pool = self.other_pool(serving);
+        let name = pool.clone().unwrap_or_else(|| self.spec.address.clone());
+        if let Some(admin) = self.admin()?
+            && new.is_empty()
+        {
+            admin.set_weights(&[(name.clone(), 0)].into()).await?;
+        }
+        Ok((pool, name))
+    }
+
+    /// Canary: for each step, enough instances of the new version (at least
+    /// one, `ceil(replicas × weight / 100)`) started in the pool the old
+    /// version is not in, at weight 0, then the step's share of the
+    /// traffic sent to them (set in one weight change and read back),
+    /// watched for the step's pause by the analysis; then the rest of the
+    /// new version started there, all traffic switched to it at once, and
+    /// the old version drained and stopped. A failed analysis (or one that
+    /// cannot judge) fails the rollout, whose rollback sends all traffic
+    /// back to the old version at once.
+    async fn canary(
+        &self,
+        canaries: &mut Vec<Instance>,
+        stable: &[Instance],
+        canary: &Canary,
+        taken: &mut BTreeSet<String>,
+    ) -> Result<(), ProviderError> {
+        let stable_pool = stable[0].pool(&self.spec.address).to_string();
+        let (canary_pool, canary_name) = self.idle_pool(&stable_pool, canaries).await?;
+        let admin = self.admin()?;
+        let replicas = self.spec.replicas;
+        for (at, (weight, pause)) in canary.steps.iter().enumerate() {
+            let needed = (replicas * *weight as usize)
+                .div_ceil(100)
+                .clamp(1, replicas.max(1));
+            let missing = needed.saturating_sub(canaries.len());
+            canaries.extend(self.add(missing, canary_pool.as_deref(), taken).await?);
+            let Some(admin) = admin else { continue };
+            let weights: Weights = [
+                (canary_name.clone(), *weight),
+                (stable_pool.clone(), 100 - (*weight).min(100)),
+            ]
+            .into();
+            admin.set_weights(&weights).await?;
+            let status = admin.status().await?;
+            if status.pools.get(&canary_name).map(|p| p.weight) != Some(*weight) {
+                return Err(failed(format!(
+                    "canary step {}: the load balancer did not take the weight {weight}",
+                    at + 1
+                )));
+            }
+            self.watch(admin, &canary_name, *pause, canary.analysis.as_ref())
+                .await
+                .map_err(|why| {
+                    failed(format!("canary step {} (weight {weight}%): {why}", at + 1))
+                })?;
+        }
+        let missing = replicas.saturating_sub(canaries.len());
+        canaries.extend(self.add(missing, canary_pool.as_deref(), taken).await?);
+        self.route_to(canaries, stable).await?;
+        self.remove_all(stable).await;
+        Ok(())
+    }
+
+    /// Watches the canary pool for `pause`: a reading every `interval`,
+    /// judged by the rules. Fails at `failure_limit` failed readings, past
+    /// `inconclusive_limit` inconclusive ones or `consecutive_error_limit`
+    /// readings in a row that could not be taken, and at the end of the
+    /// pause when no reading passed (inconclusive is never a pass).
+    async fn watch(
+        &self,
+        admin: &AdminApi,
+        pool: &str,
+        pause: Duration,
+        rules: Option<&Rules>,
+    ) -> Result<(), String> {
+        let Some(rules) = rules else {
+            tokio::time::sleep(pause).await;
+            return Ok(());
+        };
+        let end = Instant::now() + pause;
+        let (mut failures, mut inconclusive, mut errors, mut passes) = (0u32, 0u32, 0u32, 0u32);
+        let mut last = String::from("no reading yet");
+        let mut before = admin.totals(pool).await.ok();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            tokio::time::sleep(rules.interval.min(left.max(Duration::from_millis(1)))).await;
+            match (admin.totals(pool).await, &before) {
+                (Ok(after), Some(earlier)) => {
+                    errors = 0;
+                    match rules.judge(earlier, &after) {
+                        Verdict::Pass => passes += 1,
+                        Verdict::Fail(why) => {
+                            failures += 1;
+                            last = why;
+                            if failures >= rules.failure_limit.max(1) {
+                                return Err(format!(
+                                    "analysis failed ({failures} of failure_limit {}): {last}",
+                                    rules.failure_limit
+                                ));
+                            }
+                        }
+                        Verdict::Inconclusive(why) => {
+                            inconclusive += 1;
+                            last = why;
+                            if inconclusive > rules.inconclusive_limit {
+                                return Err(format!(
+                                    "analysis inconclusive {inconclusive} times (inconclusive_limit {}): {last}",
+                                    rules.inconclusive_limit
+                                ));
+                            }
+                        }
+                    }
+                    before = Some(after);
+                }
+                (Ok(after), None) => before = Some(after),
+                (Err(error), _) => {
+                    errors += 1;
+                    last = error.message;
+                    if errors > rules.consecutive_error_limit {
+                        return Err(format!(
+                            "the load balancer's counters could not be read {errors} times in a row: {last}"
+                        ));
+                    }
+                }
+            }
+            if Instant::now() >= end {
+                break;
+            }
+        }
+        if passes == 0 {
+            return Err(format!(
+                "no analysis reading passed during the pause: {last}"
+            ));
+        }
+        Ok(())
+    }
+
     /// Blue/green: the new version (green) started in the pool the old one
     /// (blue) is not in, at weight 0 — healthy in the load balancer's eyes,
     /// sent nothing — then all traffic switched to it in one weight change;
@@ -840,15 +1022,8 @@ impl<'a> Fleet<'a> {
     ) -> Result<(), ProviderError> {
         let address = &self.spec.address;
         let blue_pool = blue[0].pool(address).to_string();
-        let green_pool = self.other_pool(&blue_pool);
-        let green_name = green_pool.clone().unwrap_or_else(|| address.clone());
+        let (green_pool, _) = self.idle_pool(&blue_pool, green).await?;
         let admin = self.admin()?;
-        if let Some(admin) = admin
-            && green.is_empty()
-        {
-            // Before any green backend exists, so none gets a request.
-            admin.set_weights(&[(green_name.clone(), 0)].into()).await?;
-        }
         let missing = self.spec.replicas.saturating_sub(green.len());
         green.extend(self.add(missing, green_pool.as_deref(), taken).await?);
         self.route_to(green, blue).await?;
@@ -897,6 +1072,12 @@ impl<'a> Fleet<'a> {
         {
             self.blue_green(&mut current, &old, keep_blue, &mut taken)
                 .await?;
+            old.clear();
+        }
+        if let Some(canary) = &self.spec.canary
+            && !old.is_empty()
+        {
+            self.canary(&mut current, &old, canary, &mut taken).await?;
             old.clear();
         }
         // New instances join the pool that serves: the current version's,

@@ -10,6 +10,7 @@
 //! the configuration, processes known by pid and start time, and a small
 //! HTTP client.
 
+pub mod analysis;
 mod file;
 mod fleet;
 pub mod lb;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::lb::protocol::{
-    Announcement, BackendStatus, Deregistered, ErrorBody, Registration, Status, Weights,
+    Announcement, BackendStatus, Deregistered, ErrorBody, PoolTotals, Registration, Status, Weights,
 };
 use crate::runtime::http::{self, Request};
 use crate::runtime::process::{self, Detach, ProcessId, Spawn};
@@ -166,6 +166,14 @@ impl AdminApi {
         self.call::<BackendStatus>("PUT", &format!("/backends/{id}"), Some(registration))
             .await
             .map(drop)
+    }
+
+    /// `GET /pools/NAME/totals`: what a pool has answered so far.
+    pub async fn totals(&self, pool: &str) -> Result<PoolTotals, ProviderError> {
+        Ok(self
+            .call::<PoolTotals>("GET", &format!("/pools/{pool}/totals"), None::<&()>)
+            .await?
+            .unwrap_or_default())
     }
 
     /// `PUT /weights`: the pools' weights, all at once.

@@ -5,6 +5,7 @@
 //! | call | body | does |
 //! |---|---|---|
 //! | `GET /status` | | pools, weights, backends with health, draining, in flight |
+//! | `GET /pools/NAME/totals` | | what a pool answered so far: requests, 5xx, latency histogram |
 //! | `PUT /backends/ID` | `{"pool", "addr", "health": {"path", "interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold"}}` | registers (the same again changes nothing) |
 //! | `DELETE /backends/ID?drain_ms=N` | | no new requests; waits up to N ms for those in flight; removes |
 //! | `PUT /weights` | `{"POOL": WEIGHT, …}` | sets pool weights at once, connections untouched |
@@ -102,6 +103,12 @@ impl Admin {
                 };
                 pools.set_weights(&weights);
                 json_response(StatusCode::OK, &pools.status())
+            }
+            (&Method::GET, totals_path)
+                if totals_path.starts_with("/pools/") && totals_path.ends_with("/totals") =>
+            {
+                let pool = &totals_path["/pools/".len()..totals_path.len() - "/totals".len()];
+                json_response(StatusCode::OK, &self.shared.metrics.totals(pool))
             }
             (_, backend_path) if backend_path.starts_with("/backends/") => {
                 let id = &backend_path["/backends/".len()..];

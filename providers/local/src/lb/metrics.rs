@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::pools::{Backend, Pools};
+use super::protocol::PoolTotals;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -94,6 +95,32 @@ impl Metrics {
             .or_default()
             .clone();
         Series { codes, latency }
+    }
+
+    /// A pool's totals (see [`PoolTotals`]).
+    pub fn totals(&self, pool: &str) -> PoolTotals {
+        let mut totals = PoolTotals::default();
+        for ((name, _), codes) in self.codes.lock().unwrap().iter() {
+            if name != pool {
+                continue;
+            }
+            for (at, count) in codes.0.iter().enumerate() {
+                let count = count.load(Ordering::Relaxed);
+                totals.requests += count;
+                if (500..600).contains(&(at + 100)) {
+                    totals.errors += count;
+                }
+            }
+        }
+        if let Some(latency) = self.latency.lock().unwrap().get(pool) {
+            let mut cumulative = 0;
+            for (bound, bucket) in BUCKETS.iter().zip(&latency.buckets) {
+                cumulative += bucket.load(Ordering::Relaxed);
+                totals.latency.push((*bound, cumulative));
+            }
+            totals.timed = latency.count.load(Ordering::Relaxed);
+        }
+        totals
     }
 
     /// The text exposition format.

@@ -144,3 +144,20 @@ mod tests {
         assert_eq!(HealthSettings::of(&check).check(), check);
     }
 }
+
+/// `GET /pools/NAME/totals`: what a pool's backends have answered since
+/// the load balancer started (counters: analysis reads two and takes the
+/// difference).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolTotals {
+    /// Answers given.
+    pub requests: u64,
+    /// Of those, 5xx answers.
+    pub errors: u64,
+    /// The latency histogram: (upper bound in seconds, answers at most
+    /// that slow), cumulative, as Prometheus writes buckets; slower ones
+    /// count only in `timed`.
+    pub latency: Vec<(f64, u64)>,
+    /// Answers timed (every one, retries included).
+    pub timed: u64,
+}

@@ -1,0 +1,174 @@
+//! Canary analysis on the load balancer's own counters: every `interval`,
+//! the canary pool's answers since the last reading are judged against
+//! the bounds — a 5xx rate, a p99 latency. Too few requests is
+//! inconclusive, never a pass.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::lb::protocol::PoolTotals;
+
+/// The `analysis` block of a canary, as the engine passes it (defaults
+/// filled in).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    pub interval: Duration,
+    /// Failed readings that abort the rollout.
+    pub failure_limit: u32,
+    /// Inconclusive readings beyond which the rollout is aborted.
+    pub inconclusive_limit: u32,
+    /// Readings that could not be taken in a row beyond which it is.
+    pub consecutive_error_limit: u32,
+    /// Fewer requests in a reading: inconclusive.
+    pub min_requests: u64,
+    pub max_error_rate: Option<f64>,
+    pub max_p99_latency: Option<Duration>,
+}
+
+/// What one reading says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Pass,
+    /// The bound breached: the metric, its value and the bound.
+    Fail(String),
+    /// Why it cannot say.
+    Inconclusive(String),
+}
+
+impl Rules {
+    /// The rules in `analysis`; `interval` is parsed by the caller.
+    pub fn read(analysis: &Value, interval: Duration) -> Rules {
+        let count = |name: &str, default: u64| analysis[name].as_u64().unwrap_or(default);
+        Rules {
+            interval,
+            failure_limit: u32::try_from(count("failure_limit", 1)).unwrap_or(u32::MAX),
+            inconclusive_limit: u32::try_from(count("inconclusive_limit", 3)).unwrap_or(u32::MAX),
+            consecutive_error_limit: u32::try_from(count("consecutive_error_limit", 4))
+                .unwrap_or(u32::MAX),
+            min_requests: count("min_requests", 100),
+            max_error_rate: analysis["max_error_rate"].as_f64(),
+            max_p99_latency: analysis["max_p99_latency_ms"]
+                .as_u64()
+                .map(Duration::from_millis),
+        }
+    }
+
+    /// Judges the answers between two readings of the canary pool.
+    pub fn judge(&self, before: &PoolTotals, after: &PoolTotals) -> Verdict {
+        let requests = after.requests.saturating_sub(before.requests);
+        if requests == 0 || requests < self.min_requests {
+            return Verdict::Inconclusive(format!(
+                "{requests} requests in the interval, fewer than min_requests ({})",
+                self.min_requests
+            ));
+        }
+        let errors = after.errors.saturating_sub(before.errors);
+        let rate = errors as f64 / requests as f64;
+        if let Some(max) = self.max_error_rate
+            && rate > max
+        {
+            return Verdict::Fail(format!(
+                "error rate {rate:.3} ({errors} of {requests} answers 5xx) is above max_error_rate {max}"
+            ));
+        }
+        if let Some(max) = self.max_p99_latency {
+            match p99(before, after) {
+                Some(p99) if p99 > max => {
+                    return Verdict::Fail(format!(
+                        "p99 latency ≤ {p99:?} (histogram bucket) is above max_p99_latency {max:?}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    return Verdict::Fail(format!(
+                        "p99 latency above the histogram's last bucket, above max_p99_latency {max:?}"
+                    ));
+                }
+            }
+        }
+        Verdict::Pass
+    }
+}
+
+/// The upper bound of the bucket that holds the 99th percentile of the
+/// answers between two readings; `None` beyond the last bucket.
+fn p99(before: &PoolTotals, after: &PoolTotals) -> Option<Duration> {
+    let timed = after.timed.saturating_sub(before.timed);
+    let wanted = (timed * 99).div_ceil(100);
+    after
+        .latency
+        .iter()
+        .zip(
+            before
+                .latency
+                .iter()
+                .map(|(_, n)| *n)
+                .chain(std::iter::repeat(0)),
+        )
+        .find(|((_, cumulative), earlier)| cumulative.saturating_sub(*earlier) >= wanted)
+        .map(|((bound, _), _)| Duration::from_secs_f64(*bound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totals(requests: u64, errors: u64, fast: u64) -> PoolTotals {
+        PoolTotals {
+            requests,
+            errors,
+            // 10 ms or less, then 1 s or less.
+            latency: vec![(0.01, fast), (1.0, requests)],
+            timed: requests,
+        }
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            interval: Duration::from_secs(1),
+            failure_limit: 1,
+            inconclusive_limit: 3,
+            consecutive_error_limit: 4,
+            min_requests: 10,
+            max_error_rate: Some(0.05),
+            max_p99_latency: Some(Duration::from_millis(100)),
+        }
+    }
+
+    #[test]
+    fn too_few_requests_are_inconclusive_never_a_pass() {
+        let verdict = rules().judge(&totals(100, 0, 100), &totals(105, 0, 105));
+        assert!(matches!(verdict, Verdict::Inconclusive(_)), "{verdict:?}");
+        let verdict = rules().judge(&totals(100, 0, 100), &totals(100, 0, 100));
+        assert!(matches!(verdict, Verdict::Inconclusive(_)), "{verdict:?}");
+    }
+
+    #[test]
+    fn the_error_rate_of_the_interval_is_judged_not_the_total() {
+        // 50 errors before; 2 of the next 100: 2%, under 5%.
+        assert_eq!(
+            rules().judge(&totals(100, 50, 100), &totals(200, 52, 200)),
+            Verdict::Pass
+        );
+        let Verdict::Fail(why) = rules().judge(&totals(100, 0, 100), &totals(200, 10, 200)) else {
+            panic!("10% must fail");
+        };
+        assert!(why.contains("error rate 0.100"), "{why}");
+        assert!(why.contains("max_error_rate 0.05"), "{why}");
+    }
+
+    #[test]
+    fn p99_comes_from_the_buckets_of_the_interval() {
+        // Of the next 100 answers, 98 fast and 2 slow: p99 in the 1 s bucket.
+        let Verdict::Fail(why) = rules().judge(&totals(100, 0, 100), &totals(200, 0, 198)) else {
+            panic!("a slow p99 must fail");
+        };
+        assert!(why.contains("p99"), "{why}");
+        // 100 fast: p99 ≤ 10 ms.
+        assert_eq!(
+            rules().judge(&totals(100, 0, 0), &totals(200, 0, 100)),
+            Verdict::Pass
+        );
+    }
+}
