@@ -937,3 +937,88 @@ async fn a_bad_canary_is_rolled_back_by_its_analysis_and_a_good_one_promoted() {
     assert_eq!(work.demo_apps(), 4);
     assert!(work.plan(&good).contains(CLEAN));
 }
+
+/// Ten applies killed with SIGKILL at spread-out moments of a rollout
+/// (rolling and blue/green in turn, each to a new version): every time,
+/// the next apply finishes the rollout with exactly `replicas` instances of
+/// the new version, registered and answering, no orphan process, no second
+/// fleet, a state that loads.
+#[test]
+fn rollouts_killed_at_any_moment_are_finished_by_the_next_apply() {
+    let work = Workspace::new("local-web");
+    let main = work.dir.path().join("main.infra");
+    let config = |version: usize, blue_green: bool| {
+        let strategy = if blue_green {
+            r#"strategy blue_green { keep_blue = "300ms" }"#
+        } else {
+            r#"strategy rolling { max_surge = 1  max_unavailable = 0 }"#
+        };
+        fleet_config(
+            3,
+            &format!(r#"{{ APP_VERSION = "v{version}" }}"#),
+            &format!(
+                r#"min_ready = "200ms"  drain = "200ms"  healthy_deadline = "10s"  {strategy}"#
+            ),
+        )
+    };
+    std::fs::write(&main, config(1, false)).unwrap();
+    work.apply(&[]);
+    let runtime = infra_provider_local::runtime::RuntimeDir::new(work.dir.path());
+    let listen = work.listen();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut killed_mid_rollout = 0;
+    for trial in 0..10 {
+        let version = trial + 2;
+        let blue_green = trial % 2 == 1;
+        // Spread over a rollout's length (about 1.5 s here).
+        let kill_after = Duration::from_millis(150 * trial as u64 + 50);
+        std::fs::write(&main, config(version, blue_green)).unwrap();
+        let mut apply = work
+            .infra_command(&["apply", "--auto-approve"], &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(kill_after);
+        if apply.try_wait().unwrap().is_none() {
+            killed_mid_rollout += 1;
+        }
+        let _ = apply.kill();
+        apply.wait().unwrap();
+
+        // The next apply finishes it.
+        let text = work.apply(&[]);
+        let context = format!("trial {trial} (killed after {kill_after:?}): {text}");
+        let instances = work.instances();
+        assert_eq!(instances.len(), 3, "{context}");
+        assert!(instances.iter().all(|(_, id)| id.is_running()), "{context}");
+        assert_eq!(work.demo_apps(), 3, "no orphan, no second fleet: {context}");
+        let admin = infra_provider_local::load_balancer::AdminApi::find(&runtime, &listen).unwrap();
+        let status = tokio.block_on(admin.status()).unwrap();
+        assert_eq!(in_service(&status), 3, "{context}: {status:?}");
+        assert_eq!(
+            status.backends().count(),
+            3,
+            "no stale registration: {context}: {status:?}"
+        );
+        let answers = tokio.block_on(load(&listen, "/", 12, 3, Arc::new(AtomicUsize::new(0))));
+        answers.assert_none_failed(&context);
+        let wanted = format!("demo-app v{version} ");
+        assert!(
+            answers
+                .answers
+                .iter()
+                .all(|(_, body)| body.starts_with(&wanted)),
+            "{context}: {:?}",
+            answers.answers
+        );
+        assert!(work.plan(&[]).contains(CLEAN), "{context}");
+    }
+    assert!(
+        killed_mid_rollout >= 5,
+        "only {killed_mid_rollout} kills landed mid-rollout"
+    );
+}
