@@ -70,7 +70,9 @@ pub struct Rollout {
     /// The fewest instances in service at any moment.
     pub fewest_in_service: usize,
     /// The least time it can take: each batch healthy (`healthy_threshold`
-    /// checks, then `min_ready`), each retirement drained.
+    /// checks by the fleet, `min_ready`, `healthy_threshold` checks by the
+    /// load balancer), each pause and `keep_blue`. Drains end as soon as no
+    /// request is in flight (`drain` is their limit), so they count nothing.
     pub least_duration: Duration,
 }
 
@@ -165,7 +167,7 @@ fn blue_green(spec: &DeploymentSpec, from: usize, keep_blue: Duration) -> Rollou
         ],
         peak: from + to,
         fewest_in_service: from.min(to),
-        least_duration: spec.health.time_to_healthy() + spec.min_ready + keep_blue + spec.drain,
+        least_duration: spec.health.time_to_in_service() + spec.min_ready + keep_blue,
     }
 }
 
@@ -175,7 +177,7 @@ fn blue_green(spec: &DeploymentSpec, from: usize, keep_blue: Duration) -> Rollou
 /// The old version stays whole until the switch: in service never drops.
 fn canary(spec: &DeploymentSpec, from: usize, steps: &[CanaryStep], analysed: bool) -> Rollout {
     let to = spec.replicas;
-    let batch = spec.health.time_to_healthy() + spec.min_ready;
+    let batch = spec.health.time_to_in_service() + spec.min_ready;
     let mut rollout = Rollout::starting(spec, from);
     let mut started = 0;
     for step in steps {
@@ -202,7 +204,6 @@ fn canary(spec: &DeploymentSpec, from: usize, steps: &[CanaryStep], analysed: bo
     }
     rollout.steps.push(Step::Switch);
     rollout.steps.push(Step::RetireOld { remaining: 0 });
-    rollout.least_duration += spec.drain;
     rollout.peak = from + to;
     rollout.fewest_in_service = from.min(to);
     rollout
@@ -226,13 +227,12 @@ fn rolling(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
         if retiring > 0 {
             old -= retiring;
             rollout.steps.push(Step::RetireOld { remaining: old });
-            rollout.least_duration += spec.drain;
         }
         let starting = ceiling.saturating_sub(old + new).min(to - new);
         if starting > 0 {
             new += starting;
             rollout.steps.push(Step::StartNew { total: new });
-            rollout.least_duration += spec.health.time_to_healthy() + spec.min_ready;
+            rollout.least_duration += spec.health.time_to_in_service() + spec.min_ready;
         }
         rollout.peak = rollout.peak.max(old + new);
         rollout.fewest_in_service = rollout.fewest_in_service.min(old + new - starting);
@@ -342,8 +342,10 @@ mod tests {
             ]
         );
         assert_eq!((rollout.peak, rollout.fewest_in_service), (4, 3));
-        // 3 batches × (2 checks 0.5 s apart + 1 s min_ready) + 3 drains × 2 s.
-        assert_eq!(rollout.least_duration, Duration::from_millis(10_500));
+        // 3 batches × (2 checks 0.5 s apart by the fleet, 1 s min_ready,
+        // 2 checks by the load balancer); drains end when nothing is in
+        // flight, so they add nothing certain.
+        assert_eq!(rollout.least_duration, Duration::from_secs(6));
     }
 
     #[test]
@@ -401,7 +403,7 @@ mod tests {
         let rollout = plan(&spec, 3).unwrap();
         assert_eq!(
             rollout.to_string(),
-            "blue_green update, 3 → 3 instances: at most 6 running, never fewer than 3 in service, at least 33.5s\n\
+            "blue_green update, 3 → 3 instances: at most 6 running, never fewer than 3 in service, at least 32s\n\
              3 new ready, sent nothing → all traffic to the new version → old kept 30s → 0 old left"
         );
     }
@@ -425,7 +427,7 @@ mod tests {
         let rollout = plan(&spec, 4).unwrap();
         assert_eq!(
             rollout.to_string(),
-            "canary update, 4 → 4 instances: at most 8 running, never fewer than 4 in service, at least 16.5s\n\
+            "canary update, 4 → 4 instances: at most 8 running, never fewer than 4 in service, at least 16s\n\
              1 new ready, sent nothing → 10% to the new version → pause 5s → 2 new ready, sent nothing → \
              50% to the new version → pause 5s → 4 new ready, sent nothing → all traffic to the new version \
              → … (9 steps in all)"

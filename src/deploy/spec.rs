@@ -99,6 +99,13 @@ impl Health {
     pub fn time_to_healthy(&self) -> Duration {
         self.interval * self.healthy_threshold.saturating_sub(1)
     }
+
+    /// The least time from a start to in service: healthy by the fleet's
+    /// checks, then by the load balancer's own (it checks a backend from
+    /// its registration), `min_ready` aside.
+    pub fn time_to_in_service(&self) -> Duration {
+        self.time_to_healthy() * 2
+    }
 }
 
 /// How a new version replaces the old one.

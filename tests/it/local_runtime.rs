@@ -501,8 +501,8 @@ async fn a_rolling_update_in_batches_keeps_within_surge_and_unavailable_under_lo
     });
     std::fs::write(&main, config("v2")).unwrap();
     // The plan shows the rollout: its bounds, the least time it can take
-    // (2 batches healthy: 1 check gap of 100 ms + min_ready 200 ms; 2
-    // drains of 300 ms) and its steps.
+    // (2 batches in service: a check gap of 100 ms by the fleet, min_ready
+    // 200 ms, a check gap of 100 ms by the load balancer) and its steps.
     let plan = work.plan(&[]);
     let rollout: Vec<&str> = plan
         .lines()
@@ -512,7 +512,7 @@ async fn a_rolling_update_in_batches_keeps_within_surge_and_unavailable_under_lo
     assert_eq!(
         rollout,
         [
-            "# rolling update, 4 → 4 instances: at most 6 running, never fewer than 3 in service, at least 1.2s",
+            "# rolling update, 4 → 4 instances: at most 6 running, never fewer than 3 in service, at least 0.8s",
             "# 3 old left → 3 new in service → 0 old left → 4 new in service",
         ],
         "{plan}"
@@ -773,7 +773,7 @@ async fn blue_green_switches_all_traffic_at_once_and_back_when_the_new_version_f
     let plan = work.plan(&[]);
     assert!(
         plan.contains(
-            "# blue_green update, 3 → 3 instances: at most 6 running, never fewer than 3 in service, at least 1.5s"
+            "# blue_green update, 3 → 3 instances: at most 6 running, never fewer than 3 in service, at least 1.4s"
         ),
         "{plan}"
     );
@@ -852,7 +852,7 @@ async fn a_bad_canary_is_rolled_back_by_its_analysis_and_a_good_one_promoted() {
     // The plan: one canary for 25%, its pause analysed, then the rest.
     let plan = work.plan(&[("app_version", "v2")]);
     assert!(
-        plan.contains("# canary update, 4 → 4 instances: at most 8 running, never fewer than 4 in service, at least 15s"),
+        plan.contains("# canary update, 4 → 4 instances: at most 8 running, never fewer than 4 in service, at least 14s"),
         "{plan}"
     );
     assert!(

@@ -589,6 +589,18 @@ impl<'a> Fleet<'a> {
             return Ok(());
         }
         let deadline = Instant::now() + self.spec.healthy_deadline;
+        // A process still starting has not opened its port: checking it
+        // then would only cost a whole `interval`.
+        for instance in instances {
+            while tokio::net::TcpStream::connect(instance.socket_addr())
+                .await
+                .is_err()
+                && instance.process.is_running()
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let health = &self.spec.health;
         let mut passes = vec![0u32; instances.len()];
         let mut last_problem = vec![String::from("not checked yet"); instances.len()];
