@@ -132,10 +132,21 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
                 let steps = steps
                     .iter()
                     .map(|step| {
-                        Value::map(BTreeMap::from([
+                        let mut fields = BTreeMap::from([
                             ("weight".to_string(), Value::Number(f64::from(step.weight))),
                             ("pause_ms".to_string(), millis(step.pause)),
-                        ]))
+                        ]);
+                        if let Some(matching) = &step.matching {
+                            let values = matching.values.iter().map(Value::string).collect();
+                            fields.insert(
+                                "match".into(),
+                                Value::map(BTreeMap::from([
+                                    ("header".to_string(), Value::string(&matching.header)),
+                                    ("values".to_string(), Value::list(values)),
+                                ])),
+                            );
+                        }
+                        Value::map(fields)
                     })
                     .collect();
                 let mut settings = BTreeMap::from([("steps".to_string(), Value::list(steps))]);

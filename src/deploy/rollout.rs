@@ -14,7 +14,7 @@ use super::spec::{CanaryStep, DeploymentSpec, Strategy};
 use crate::eval::Value;
 
 /// One step of a rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// `total` instances of the new version in service: started, healthy
     /// for `min_ready`, registered.
@@ -33,6 +33,9 @@ pub enum Step {
     /// `weight` percent of the requests to the new version, the rest to
     /// the old.
     Shift { weight: u32 },
+    /// The requests whose `header` has one of `values` to the new version,
+    /// and only those.
+    Route { header: String, values: Vec<String> },
     /// Wait this long, the new version watched by the analysis when
     /// `analysed`.
     Pause { duration: Duration, analysed: bool },
@@ -47,6 +50,13 @@ impl fmt::Display for Step {
             Step::Switch => write!(f, "all traffic to the new version"),
             Step::Hold { duration } => write!(f, "old kept {}", short_duration(*duration)),
             Step::Shift { weight } => write!(f, "{weight}% to the new version"),
+            Step::Route { header, values } => {
+                write!(
+                    f,
+                    "requests with {header}: {} to the new version",
+                    values.join(", ")
+                )
+            }
             Step::Pause { duration, analysed } => write!(
                 f,
                 "pause {}{}",
@@ -189,8 +199,14 @@ fn canary(spec: &DeploymentSpec, from: usize, steps: &[CanaryStep], analysed: bo
             rollout.steps.push(Step::StartIdle { total: started });
             rollout.least_duration += batch;
         }
-        rollout.steps.push(Step::Shift {
-            weight: step.weight,
+        rollout.steps.push(match &step.matching {
+            Some(matching) => Step::Route {
+                header: matching.header.clone(),
+                values: matching.values.clone(),
+            },
+            None => Step::Shift {
+                weight: step.weight,
+            },
         });
         rollout.steps.push(Step::Pause {
             duration: step.pause,
@@ -309,6 +325,7 @@ mod tests {
                 | Step::Switch
                 | Step::Hold { .. }
                 | Step::Shift { .. }
+                | Step::Route { .. }
                 | Step::Pause { .. } => {
                     unreachable!("not a rolling step: {step}")
                 }
@@ -415,10 +432,12 @@ mod tests {
             steps: vec![
                 CanaryStep {
                     weight: 10,
+                    matching: None,
                     pause: Duration::from_secs(5),
                 },
                 CanaryStep {
                     weight: 50,
+                    matching: None,
                     pause: Duration::from_secs(5),
                 },
             ],

@@ -128,11 +128,21 @@ pub enum Strategy {
 }
 
 /// One step of a canary: its share of the traffic, for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanaryStep {
-    /// Percent of the requests, 1 to 100.
+    /// Percent of the requests, 1 to 100 (0 with `matching`).
     pub weight: u32,
+    /// Only the requests whose header has one of the values — chosen
+    /// customers — and none by weight.
+    pub matching: Option<Matching>,
     pub pause: Duration,
+}
+
+/// `match = { header = "X-Org", values = ["acme"] }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matching {
+    pub header: String,
+    pub values: Vec<String>,
 }
 
 /// A canary's analysis: the canary pool's answers judged every
@@ -568,15 +578,16 @@ fn read_canary(
                 for key in step.keys() {
                     match key.as_str() {
                         "weight" | "pause" => {}
-                        "match" | "sticky" => bad(
+                        "match" => {}
+                        "sticky" => bad(
                             diagnostics,
                             Code::UnsupportedStrategy,
                             strategy,
                             "steps",
                             format!(
-                                "canary step {number}: routing by customer (`{key}`) is not built yet"
+                                "canary step {number}: sticky routing (`{key}`) is not built yet"
                             ),
-                            "give the step a `weight`: a share of all requests",
+                            "give the step a `weight` (a share of all requests) or a `match` (chosen customers)",
                         ),
                         other => bad(
                             diagnostics,
@@ -588,8 +599,41 @@ fn read_canary(
                         ),
                     }
                 }
-                let weight = match step.get("weight") {
-                    Some(Value::Number(n)) if n.fract() == 0.0 && (1.0..=100.0).contains(n) => {
+                let matching = match step.get("match") {
+                    None => None,
+                    Some(written) => match read_matching(written) {
+                        Some(matching) => Some(matching),
+                        None => {
+                            bad(
+                                diagnostics,
+                                Code::InvalidStrategy,
+                                strategy,
+                                "steps",
+                                format!(
+                                    "canary step {number}: `match` needs a `header` and a list of `values`"
+                                ),
+                                "write match = { header = \"X-Org\", values = [\"acme\"] }",
+                            );
+                            continue;
+                        }
+                    },
+                };
+                let weight = match (step.get("weight"), &matching) {
+                    (None, Some(_)) => 0,
+                    (Some(_), Some(_)) => {
+                        bad(
+                            diagnostics,
+                            Code::InvalidStrategy,
+                            strategy,
+                            "steps",
+                            format!("canary step {number} has both `weight` and `match`"),
+                            "a step sends either a share of all requests (`weight`) or the requests of chosen customers (`match`)",
+                        );
+                        continue;
+                    }
+                    (Some(Value::Number(n)), None)
+                        if n.fract() == 0.0 && (1.0..=100.0).contains(n) =>
+                    {
                         *n as u32
                     }
                     _ => {
@@ -649,7 +693,11 @@ fn read_canary(
                         continue;
                     }
                 };
-                steps.push(CanaryStep { weight, pause });
+                steps.push(CanaryStep {
+                    weight,
+                    matching,
+                    pause,
+                });
             }
         }
         _ => bad(
@@ -687,6 +735,23 @@ fn read_canary(
         }
     }
     (diagnostics.error_count() == errors).then_some(Strategy::Canary { steps, analysis })
+}
+
+/// `{ header = "X-Org", values = ["acme", "initech"] }`.
+fn read_matching(written: &Value) -> Option<Matching> {
+    let Value::Map(fields) = written else {
+        return None;
+    };
+    let header = fields.get("header")?.as_str()?.to_string();
+    let Value::List(values) = fields.get("values")? else {
+        return None;
+    };
+    let values: Vec<String> = values
+        .iter()
+        .map(|v| v.as_str().map(String::from))
+        .collect::<Option<_>>()?;
+    (!header.is_empty() && !values.is_empty() && fields.len() == 2)
+        .then_some(Matching { header, values })
 }
 
 /// A canary's `analysis { … }` block.

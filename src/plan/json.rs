@@ -51,6 +51,10 @@ fn rollout_json(rollout: &Rollout) -> serde_json::Value {
             Step::Switch => json!({ "switch": true }),
             Step::Hold { duration } => json!({ "hold_seconds": duration.as_secs_f64() }),
             Step::Shift { weight } => json!({ "shift": weight }),
+            Step::Route {
+                ref header,
+                ref values,
+            } => json!({ "route": { "header": header, "values": values } }),
             Step::Pause { duration, analysed } => {
                 json!({ "pause_seconds": duration.as_secs_f64(), "analysed": analysed })
             }

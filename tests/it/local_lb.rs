@@ -187,7 +187,7 @@ async fn a_drained_backend_finishes_its_slow_requests_and_gets_no_new_ones() {
                     method: "DELETE",
                     path: "/backends/leaving?drain_ms=10000",
                     token: Some(&admin.1),
-                    body: None,
+                    ..Default::default()
                 },
                 Duration::from_secs(30),
             )
@@ -265,6 +265,7 @@ async fn the_admin_api_wants_the_token_and_metrics_do_not() {
         path: "/weights",
         token: Some("not-the-token"),
         body: Some(br#"{"web": 0}"#),
+        ..Default::default()
     };
     let refused =
         infra_provider_local::runtime::http::send(&lb.admin, wrong.clone(), Duration::from_secs(5))

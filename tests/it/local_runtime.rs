@@ -7,6 +7,7 @@
 
 use crate::support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -1021,4 +1022,84 @@ fn rollouts_killed_at_any_moment_are_finished_by_the_next_apply() {
         killed_mid_rollout >= 5,
         "only {killed_mid_rollout} kills landed mid-rollout"
     );
+}
+
+/// A canary for chosen customers: during the step, requests with
+/// `X-Org: acme` reach only the new version, all others only the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_by_header_sends_exactly_the_chosen_customers_to_the_new_version() {
+    let work = Workspace::new("local-web");
+    let listen = work.listen();
+    let main = work.dir.path().join("main.infra");
+    let config = |version: &str| {
+        fleet_config(
+            2,
+            &format!(r#"{{ APP_VERSION = "{version}" }}"#),
+            r#"min_ready = "200ms"  drain = "200ms"
+  strategy canary {
+    steps = [{ match = { header = "X-Org", values = ["acme", "initech"] }, pause = "4s" }]
+  }"#,
+        )
+    };
+    std::fs::write(&main, config("v1")).unwrap();
+    work.apply(&[]);
+    std::fs::write(&main, config("v2")).unwrap();
+    let plan = work.plan(&[]);
+    assert!(
+        plan.contains("requests with X-Org: acme, initech to the new version → pause 4s"),
+        "{plan}"
+    );
+    let mut apply = work.infra_command(&["apply", "--auto-approve"], &[]);
+    let applying = tokio::task::spawn_blocking(move || apply.output().unwrap());
+
+    // Once the route is in place:
+    let runtime = infra_provider_local::runtime::RuntimeDir::new(work.dir.path());
+    let admin = infra_provider_local::load_balancer::AdminApi::find(&runtime, &listen).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while admin.status().await.unwrap().routes.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no route was set");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let version_for = |org: Option<&'static str>| {
+        let listen = listen.clone();
+        async move {
+            let headers: Vec<(&str, &str)> = org.map(|org| ("X-Org", org)).into_iter().collect();
+            let request = http::Request {
+                method: "GET",
+                path: "/",
+                headers: &headers,
+                ..Default::default()
+            };
+            let answer = http::send(&listen, request, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(answer.status, 200);
+            answer.text().split_whitespace().nth(1).unwrap().to_string()
+        }
+    };
+    let mut seen: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    for _ in 0..20 {
+        for org in [Some("acme"), Some("initech"), Some("globex"), None] {
+            *seen
+                .entry((org.unwrap_or("none"), version_for(org).await))
+                .or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<(&str, String), usize> = [
+        (("acme", "v2".to_string()), 20),
+        (("globex", "v1".to_string()), 20),
+        (("initech", "v2".to_string()), 20),
+        (("none", "v1".to_string()), 20),
+    ]
+    .into();
+    assert_eq!(seen, expected);
+
+    let output = applying.await.unwrap();
+    assert!(output.status.success(), "{}", both(&output));
+    assert!(
+        admin.status().await.unwrap().routes.is_empty(),
+        "the route is gone"
+    );
+    assert!(get(&listen).await.starts_with("demo-app v2"));
+    assert_eq!(work.demo_apps(), 2);
 }

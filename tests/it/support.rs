@@ -311,6 +311,7 @@ impl LoadBalancer {
                 path,
                 token: Some(&self.token),
                 body: text.as_deref().map(str::as_bytes),
+                ..Request::default()
             },
             Duration::from_secs(60),
         )

@@ -41,7 +41,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::analysis::{Rules, Verdict};
 use crate::lb::DEFAULT_WEIGHT;
-use crate::lb::protocol::{HealthSettings, Registration, Weights};
+use crate::lb::protocol::{HealthSettings, Registration, Route, Routes, Weights};
 use crate::load_balancer::AdminApi;
 use crate::runtime::http;
 use crate::runtime::process::{self, Detach, ProcessId, Spawn};
@@ -298,12 +298,21 @@ struct Spec {
     canary: Option<Canary>,
 }
 
-/// A canary rollout as the engine passes it: steps of (weight in percent,
-/// pause), and the analysis rules (none: the pauses alone).
+/// A canary rollout as the engine passes it: its steps, and the analysis
+/// rules (none: the pauses alone).
 #[derive(Debug, Clone)]
 struct Canary {
-    steps: Vec<(u32, Duration)>,
+    steps: Vec<CanaryStep>,
     analysis: Option<Rules>,
+}
+
+/// One step: a share of all requests (percent), or only the requests a
+/// route matches; for how long.
+#[derive(Debug, Clone)]
+struct CanaryStep {
+    weight: u32,
+    route: Option<Route>,
+    pause: Duration,
 }
 
 impl Canary {
@@ -312,9 +321,11 @@ impl Canary {
             .as_array()?
             .iter()
             .map(|step| {
-                let weight = u32::try_from(step["weight"].as_u64()?).ok()?;
-                let pause = Duration::from_millis(step["pause_ms"].as_u64().unwrap_or(0));
-                Some((weight, pause))
+                Some(CanaryStep {
+                    weight: u32::try_from(step["weight"].as_u64().unwrap_or(0)).ok()?,
+                    route: serde_json::from_value(step["match"].clone()).ok(),
+                    pause: Duration::from_millis(step["pause_ms"].as_u64().unwrap_or(0)),
+                })
             })
             .collect::<Option<Vec<_>>>()?;
         let analysis = settings.get("analysis").filter(|a| a.is_object()).map(|a| {
@@ -863,6 +874,8 @@ impl<'a> Fleet<'a> {
         if weights.is_empty() {
             return Ok(());
         }
+        // All traffic by weight: no request routed by a header any more.
+        admin.set_routes(&Routes::new()).await?;
         admin.set_weights(&weights).await
     }
 
@@ -912,31 +925,43 @@ impl<'a> Fleet<'a> {
         let (canary_pool, canary_name) = self.idle_pool(&stable_pool, canaries).await?;
         let admin = self.admin()?;
         let replicas = self.spec.replicas;
-        for (at, (weight, pause)) in canary.steps.iter().enumerate() {
-            let needed = (replicas * *weight as usize)
+        for (at, step) in canary.steps.iter().enumerate() {
+            let weight = step.weight.min(100);
+            let needed = (replicas * weight as usize)
                 .div_ceil(100)
                 .clamp(1, replicas.max(1));
             let missing = needed.saturating_sub(canaries.len());
             canaries.extend(self.add(missing, canary_pool.as_deref(), taken).await?);
             let Some(admin) = admin else { continue };
+            // A route sends the requests it matches, and only those.
+            let routes: Routes = step
+                .route
+                .iter()
+                .map(|route| (canary_name.clone(), route.clone()))
+                .collect();
+            admin.set_routes(&routes).await?;
             let weights: Weights = [
-                (canary_name.clone(), *weight),
-                (stable_pool.clone(), 100 - (*weight).min(100)),
+                (canary_name.clone(), weight),
+                (stable_pool.clone(), 100 - weight),
             ]
             .into();
             admin.set_weights(&weights).await?;
             let status = admin.status().await?;
-            if status.pools.get(&canary_name).map(|p| p.weight) != Some(*weight) {
+            if status.pools.get(&canary_name).map(|p| p.weight) != Some(weight)
+                || status.routes != routes
+            {
                 return Err(failed(format!(
-                    "canary step {}: the load balancer did not take the weight {weight}",
+                    "canary step {}: the load balancer did not take the weight {weight} or the route",
                     at + 1
                 )));
             }
-            self.watch(admin, &canary_name, *pause, canary.analysis.as_ref())
+            let share = match &step.route {
+                Some(route) => format!("{}: {}", route.header, route.values.join(", ")),
+                None => format!("weight {weight}%"),
+            };
+            self.watch(admin, &canary_name, step.pause, canary.analysis.as_ref())
                 .await
-                .map_err(|why| {
-                    failed(format!("canary step {} (weight {weight}%): {why}", at + 1))
-                })?;
+                .map_err(|why| failed(format!("canary step {} ({share}): {why}", at + 1)))?;
         }
         let missing = replicas.saturating_sub(canaries.len());
         canaries.extend(self.add(missing, canary_pool.as_deref(), taken).await?);

@@ -17,7 +17,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::lb::protocol::{
-    Announcement, BackendStatus, Deregistered, ErrorBody, PoolTotals, Registration, Status, Weights,
+    Announcement, BackendStatus, Deregistered, ErrorBody, PoolTotals, Registration, Routes, Status,
+    Weights,
 };
 use crate::runtime::http::{self, Request};
 use crate::runtime::process::{self, Detach, ProcessId, Spawn};
@@ -115,6 +116,7 @@ impl AdminApi {
             path,
             token: Some(&self.token),
             body: text.as_deref().map(str::as_bytes),
+            headers: &[],
         };
         // Draining waits on the server side: allow for it.
         let timeout = ADMIN_TIMEOUT + Duration::from_secs(600);
@@ -174,6 +176,13 @@ impl AdminApi {
             .call::<PoolTotals>("GET", &format!("/pools/{pool}/totals"), None::<&()>)
             .await?
             .unwrap_or_default())
+    }
+
+    /// `PUT /routes`: every route, replaced.
+    pub async fn set_routes(&self, routes: &Routes) -> Result<(), ProviderError> {
+        self.call::<Status>("PUT", "/routes", Some(routes))
+            .await
+            .map(drop)
     }
 
     /// `PUT /weights`: the pools' weights, all at once.

@@ -5,6 +5,7 @@
 //! | call | body | does |
 //! |---|---|---|
 //! | `GET /status` | | pools, weights, backends with health, draining, in flight |
+//! | `PUT /routes` | `{"POOL": {"header": H, "values": [V, …]}}` | requests with a header value to a pool, and only those |
 //! | `GET /pools/NAME/totals` | | what a pool answered so far: requests, 5xx, latency histogram |
 //! | `PUT /backends/ID` | `{"pool", "addr", "health": {"path", "interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold"}}` | registers (the same again changes nothing) |
 //! | `DELETE /backends/ID?drain_ms=N` | | no new requests; waits up to N ms for those in flight; removes |
@@ -22,7 +23,7 @@ use serde::Serialize;
 
 use super::health;
 use super::pools::Backend;
-use super::protocol::{Deregistered, ErrorBody, Registration, Weights};
+use super::protocol::{Deregistered, ErrorBody, Registration, Routes, Weights};
 use super::proxy::{BackendClient, Body, Shared, plain};
 
 pub struct Admin {
@@ -102,6 +103,16 @@ impl Admin {
                     );
                 };
                 pools.set_weights(&weights);
+                json_response(StatusCode::OK, &pools.status())
+            }
+            (&Method::PUT, "/routes") => {
+                let Ok(routes) = serde_json::from_slice::<Routes>(&body) else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "routes are an object of pool names to {\"header\": NAME, \"values\": [VALUE, …]}",
+                    );
+                };
+                pools.set_routes(routes);
                 json_response(StatusCode::OK, &pools.status())
             }
             (&Method::GET, totals_path)

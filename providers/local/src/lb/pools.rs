@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::metrics::Series;
-use super::protocol::{BackendStatus, PoolStatus, Status};
+use super::protocol::{BackendStatus, PoolStatus, Routes, Status};
 
 /// An active health check, as ELBv2 defines one.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +173,7 @@ struct Pool {
 #[derive(Default)]
 pub struct Pools {
     inner: Mutex<BTreeMap<String, Pool>>,
+    routes: Mutex<Routes>,
 }
 
 /// The weight a pool gets when its first backend registers.
@@ -234,6 +235,41 @@ impl Pools {
         for pool in pools.values_mut() {
             pool.current = 0;
         }
+    }
+
+    /// Replaces every route.
+    pub fn set_routes(&self, routes: Routes) {
+        *self.routes.lock().unwrap() = routes;
+    }
+
+    /// The pool a request is routed to by its headers (`header` looks one
+    /// up by name), if a route matches.
+    pub fn route_of<'h>(&self, header: impl Fn(&str) -> Option<&'h str>) -> Option<String> {
+        self.routes
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, route)| {
+                header(&route.header).is_some_and(|value| route.values.iter().any(|v| v == value))
+            })
+            .map(|(pool, _)| pool.clone())
+    }
+
+    /// The backend for a request routed to `pool` (round robin in it),
+    /// other than `except`; `None` when it has none that can take it (the
+    /// request is then chosen for by weight, as any other).
+    pub fn choose_in(&self, pool: &str, except: Option<&str>) -> Option<InFlight> {
+        let mut pools = self.inner.lock().unwrap();
+        let pool = pools.get_mut(pool)?;
+        let count = pool.backends.len();
+        for step in 0..count {
+            let backend = &pool.backends[(pool.next + step) % count];
+            if backend.takes_traffic() && Some(backend.id.as_str()) != except {
+                pool.next = (pool.next + step + 1) % count;
+                return Some(backend.start_request());
+            }
+        }
+        None
     }
 
     /// The backend for the next request, other than `except` (a retry),
@@ -316,6 +352,7 @@ impl Pools {
                     )
                 })
                 .collect(),
+            routes: self.routes.lock().unwrap().clone(),
         }
     }
 }

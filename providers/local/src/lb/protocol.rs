@@ -97,7 +97,22 @@ pub struct PoolStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub pools: BTreeMap<String, PoolStatus>,
+    /// Pools that requests with a header value go to (see [`Route`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: Routes,
 }
+
+/// Requests whose `header` has one of `values` go to the route's pool, and
+/// only those: a canary for chosen customers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub header: String,
+    pub values: Vec<String>,
+}
+
+/// `PUT /routes`: pool name → the requests routed to it; replaces every
+/// route (`{}` removes them).
+pub type Routes = BTreeMap<String, Route>;
 
 impl Status {
     /// Every backend of every pool.

@@ -134,8 +134,14 @@ impl Proxy {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut tried: Option<String> = None;
+        let pools = &self.shared.pools;
+        let routed = pools.route_of(|name| parts.headers.get(name).and_then(|v| v.to_str().ok()));
         for attempt in 0..2 {
-            let Some(in_flight) = self.shared.pools.choose(tried.as_deref()) else {
+            let chosen = routed
+                .as_deref()
+                .and_then(|pool| pools.choose_in(pool, tried.as_deref()))
+                .or_else(|| pools.choose(tried.as_deref()));
+            let Some(in_flight) = chosen else {
                 break;
             };
             let backend = in_flight.backend().clone();

@@ -38,6 +38,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub token: Option<&'a str>,
     pub body: Option<&'a [u8]>,
+    /// Other headers, as (name, value).
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 /// Sends `request` to `addr` (`127.0.0.1:8080`) and reads the whole answer,
@@ -83,6 +85,9 @@ async fn exchange(addr: &str, request: Request<'_>) -> std::io::Result<Response>
         .header(CONNECTION, "close");
     if let Some(token) = request.token {
         builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    for (name, value) in request.headers {
+        builder = builder.header(*name, *value);
     }
     if request.body.is_some() {
         builder = builder.header(CONTENT_TYPE, "application/json");
