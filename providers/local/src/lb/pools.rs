@@ -169,6 +169,22 @@ struct Pool {
     next: usize,
 }
 
+impl Pool {
+    /// Round robin among its backends that can take a request, other than
+    /// `except`; the request counted in flight.
+    fn next_backend(&mut self, except: Option<&str>) -> Option<InFlight> {
+        let count = self.backends.len();
+        for step in 0..count {
+            let backend = &self.backends[(self.next + step) % count];
+            if backend.takes_traffic() && Some(backend.id.as_str()) != except {
+                self.next = (self.next + step + 1) % count;
+                return Some(backend.start_request());
+            }
+        }
+        None
+    }
+}
+
 /// Every pool and backend of the load balancer.
 #[derive(Default)]
 pub struct Pools {
@@ -260,16 +276,7 @@ impl Pools {
     /// request is then chosen for by weight, as any other).
     pub fn choose_in(&self, pool: &str, except: Option<&str>) -> Option<InFlight> {
         let mut pools = self.inner.lock().unwrap();
-        let pool = pools.get_mut(pool)?;
-        let count = pool.backends.len();
-        for step in 0..count {
-            let backend = &pool.backends[(pool.next + step) % count];
-            if backend.takes_traffic() && Some(backend.id.as_str()) != except {
-                pool.next = (pool.next + step + 1) % count;
-                return Some(backend.start_request());
-            }
-        }
-        None
+        pools.get_mut(pool)?.next_backend(except)
     }
 
     /// The backend for the next request, other than `except` (a retry),
@@ -310,15 +317,7 @@ impl Pools {
         }
         let pool = best?;
         pool.current -= total;
-        let count = pool.backends.len();
-        for step in 0..count {
-            let backend = &pool.backends[(pool.next + step) % count];
-            if backend.takes_traffic() && Some(backend.id.as_str()) != except {
-                pool.next = (pool.next + step + 1) % count;
-                return Some(backend.start_request());
-            }
-        }
-        None
+        pool.next_backend(except)
     }
 
     /// Stops new requests to a backend. Once this returns, every request
