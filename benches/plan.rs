@@ -36,6 +36,7 @@ fn generate(resources: usize, dir: &std::path::Path, mock: &MockProvider) -> Sta
             type_name: "mock_resource".into(),
             identity: ObjectIdentity::default(),
             config: serde_json::from_value(config).expect("attributes"),
+            ..Default::default()
         };
         let created = run_ready(mock.create(request)).expect("create");
         let id = created.state["id"].as_str().expect("id").to_string();

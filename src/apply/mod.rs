@@ -421,6 +421,16 @@ impl Shared {
             });
             return Ok(());
         }
+        // What the provider says it is doing shows beside the change.
+        let progress = {
+            let (events, address) = (self.events.clone(), step.address.clone());
+            infra_provider_sdk::Progress::new(move |message| {
+                events.emit(Event::Step {
+                    address: address.clone(),
+                    message: message.to_string(),
+                });
+            })
+        };
         let response = match step.kind {
             StepKind::Update => {
                 let prior = self
@@ -445,6 +455,7 @@ impl Shared {
                         identity: self.identity(&step.address),
                         prior,
                         config,
+                        progress,
                     })
                     .await
             }
@@ -454,6 +465,7 @@ impl Shared {
                         type_name: instance.type_name.clone(),
                         identity: self.identity(&step.address),
                         config,
+                        progress,
                     })
                     .await
             }

@@ -105,6 +105,11 @@ pub fn to_json(event: &Event, at: SystemTime) -> Value {
             json!({ "hook": { "resource": { "addr": address }, "action": verb.as_str(), "because": because } }),
         ),
         Event::Note { .. } => ("info", "log", json!({})),
+        Event::Step { address, message } => (
+            "info",
+            "apply_step",
+            json!({ "hook": { "resource": { "addr": address }, "message": message } }),
+        ),
         Event::ApplyFinished {
             added,
             changed,

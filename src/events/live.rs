@@ -55,6 +55,13 @@ impl Renderer for Live {
             }
             // The spinner shows the elapsed time already.
             Event::Progress { .. } => {}
+            // Beside the change's spinner, and kept in the scrollback.
+            Event::Step { address, message } => {
+                if let Some(bar) = self.in_flight.lock().expect("live view").get(address) {
+                    bar.set_message(format!("{address}: {message}"));
+                }
+                self.println(&format!("{address}: {message}"));
+            }
             Event::Finished { address, .. }
             | Event::Failed { address, .. }
             | Event::Skipped { address, .. } => {

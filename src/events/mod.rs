@@ -101,6 +101,12 @@ pub enum Event {
         elapsed: Duration,
         failure: OperationFailure,
     },
+    /// What a change in flight is doing now, as its provider says (a
+    /// rollout's steps and analysis readings).
+    Step {
+        address: String,
+        message: String,
+    },
     /// Not run because `because` failed.
     Skipped {
         address: String,

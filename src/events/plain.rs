@@ -68,5 +68,6 @@ pub(super) fn line(event: &Event) -> Option<String> {
             verb.done()
         ),
         Event::Note { message } => message.clone(),
+        Event::Step { address, message } => format!("{address}: {message}"),
     })
 }

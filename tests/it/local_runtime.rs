@@ -894,6 +894,15 @@ async fn a_bad_canary_is_rolled_back_by_its_analysis_and_a_good_one_promoted() {
     );
     assert!(text.contains("is above max_error_rate 0.05"), "{text}");
     assert!(text.contains("rolled back: 4 instance(s)"), "{text}");
+    // The run showed each step as it happened.
+    for step in [
+        "deployment.api: step 1 of 1: starting 1 canary instance(s)",
+        "deployment.api: step 1 of 1: weight 25% to the new version, for 10s",
+        "deployment.api: analysis: failed: error rate",
+        "deployment.api: rolling back: canary step 1 (weight 25%): analysis failed",
+    ] {
+        assert!(text.contains(step), "{step}\n{text}");
+    }
     // Only the canary's share could fail: at most 1.5 × 25% × 50%.
     let total = during.answers.len() + during.errors.len();
     let failed = during.failed();
@@ -1049,7 +1058,7 @@ async fn a_canary_by_header_sends_exactly_the_chosen_customers_to_the_new_versio
         plan.contains("requests with X-Org: acme, initech to the new version → pause 4s"),
         "{plan}"
     );
-    let mut apply = work.infra_command(&["apply", "--auto-approve"], &[]);
+    let mut apply = work.infra_command(&["apply", "--auto-approve", "--json"], &[]);
     let applying = tokio::task::spawn_blocking(move || apply.output().unwrap());
 
     // Once the route is in place:
@@ -1096,6 +1105,17 @@ async fn a_canary_by_header_sends_exactly_the_chosen_customers_to_the_new_versio
 
     let output = applying.await.unwrap();
     assert!(output.status.success(), "{}", both(&output));
+    // Each step was an event of the JSON stream.
+    let steps: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["type"] == "apply_step")
+        .map(|event| event["hook"]["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        steps.contains(&"step 1 of 1: X-Org: acme, initech to the new version, for 4s".to_string()),
+        "{steps:?}"
+    );
     assert!(
         admin.status().await.unwrap().routes.is_empty(),
         "the route is gone"

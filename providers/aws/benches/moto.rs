@@ -95,6 +95,7 @@ fn main() {
                 type_name: "aws_vpc".into(),
                 identity: identity("aws_vpc.bench".into()),
                 config: [("cidr_block".to_string(), json!("10.9.0.0/16"))].into(),
+                ..Default::default()
             },
         )
         .await;
@@ -108,6 +109,7 @@ fn main() {
                     ("cidr_block".to_string(), json!("10.9.1.0/24")),
                 ]
                 .into(),
+                ..Default::default()
             },
         )
         .await;
@@ -135,6 +137,7 @@ fn main() {
                     "ingress": [{ "protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"] }]
                 }))
                 .expect("config"),
+                ..Default::default()
             })
             .collect();
         let groups = in_parallel(&aws, groups, create).await;
@@ -147,6 +150,7 @@ fn main() {
                     "vpc_security_group_ids": [groups[i]["id"]]
                 }))
                 .expect("config"),
+                ..Default::default()
             })
             .collect();
         let instances = in_parallel(&aws, instances, create).await;

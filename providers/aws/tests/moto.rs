@@ -46,6 +46,7 @@ async fn create(
             type_name: type_name.into(),
             identity: identity(address),
             config: attributes(config),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|error| panic!("create {address}: {error}"))
@@ -214,6 +215,7 @@ async fn a_network_with_an_instance_is_created_read_changed_and_deleted() {
             identity: identity("aws_instance.web"),
             prior: instance.clone(),
             config,
+            ..Default::default()
         })
         .await
         .expect("update")
@@ -293,6 +295,7 @@ async fn refreshing_many_objects_takes_a_few_describe_calls() {
             type_name: "aws_instance".into(),
             identity: identity("aws_instance.one"),
             config: attributes(json!({ "ami": ami, "instance_type": "t3.micro" })),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -359,6 +362,7 @@ async fn aws_errors_name_the_operation_code_and_message() {
             type_name: "aws_subnet".into(),
             identity: identity("aws_subnet.b"),
             config: attributes(json!({ "vpc_id": vpc["id"], "cidr_block": "10.2.1.0/24" })),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -376,6 +380,7 @@ async fn aws_errors_name_the_operation_code_and_message() {
             type_name: "aws_instance".into(),
             identity: identity("aws_instance.x"),
             config: attributes(json!({ "ami": "ami-00000000", "instance_type": "t3.micro" })),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -443,6 +448,7 @@ async fn route_tables_key_pairs_and_elastic_ips() {
             identity: identity("aws_route_table.public"),
             prior: table.clone(),
             config,
+            ..Default::default()
         })
         .await
         .expect("update")
@@ -588,6 +594,7 @@ async fn a_listener_splits_traffic_by_weight_and_changes_it_in_place() {
             identity: identity("aws_lb_listener.http"),
             prior: listener.clone(),
             config,
+            ..Default::default()
         })
         .await
         .expect("update")

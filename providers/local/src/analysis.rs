@@ -36,6 +36,16 @@ pub enum Verdict {
     Inconclusive(String),
 }
 
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Pass => f.write_str("passed"),
+            Verdict::Fail(why) => write!(f, "failed: {why}"),
+            Verdict::Inconclusive(why) => write!(f, "inconclusive: {why}"),
+        }
+    }
+}
+
 impl Rules {
     /// The rules in `analysis`; `interval` is parsed by the caller.
     pub fn read(analysis: &Value, interval: Duration) -> Rules {

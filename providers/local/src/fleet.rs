@@ -471,6 +471,8 @@ impl Spec {
 /// Carries out one operation on a deployment.
 pub(crate) struct Fleet<'a> {
     runtime: &'a RuntimeDir,
+    /// Where each step of a rollout is reported, as it happens.
+    progress: Progress,
     config_dir: PathBuf,
     spec: Spec,
     admin: Option<AdminApi>,
@@ -495,11 +497,18 @@ impl<'a> Fleet<'a> {
             .and_then(|listen| AdminApi::find(runtime, listen));
         Ok(Fleet {
             runtime,
+            progress: Progress::default(),
             config_dir: config_dir.to_path_buf(),
             journal: Journal::of(runtime, address),
             spec,
             admin,
         })
+    }
+
+    /// Reports each step of its operations to `progress`.
+    pub(crate) fn reporting(mut self, progress: Progress) -> Fleet<'a> {
+        self.progress = progress;
+        self
     }
 
     /// The admin API of the deployment's load balancer (`None` without
@@ -805,7 +814,12 @@ impl<'a> Fleet<'a> {
         if !self.spec.auto_rollback || prior.is_empty() {
             return Err(error);
         }
-        let previous = Fleet::new(self.runtime, &self.config_dir, &self.spec.address, prior)?;
+        self.progress.report(&format!(
+            "rolling back: {}",
+            error.message.lines().next().unwrap_or("")
+        ));
+        let previous = Fleet::new(self.runtime, &self.config_dir, &self.spec.address, prior)?
+            .reporting(self.progress.clone());
         if previous.spec.version == self.spec.version {
             // Not a new version: nothing to go back to.
             return Err(error);
@@ -931,6 +945,11 @@ impl<'a> Fleet<'a> {
                 .div_ceil(100)
                 .clamp(1, replicas.max(1));
             let missing = needed.saturating_sub(canaries.len());
+            let number = format!("step {} of {}", at + 1, canary.steps.len());
+            if missing > 0 {
+                self.progress
+                    .report(&format!("{number}: starting {missing} canary instance(s)"));
+            }
             canaries.extend(self.add(missing, canary_pool.as_deref(), taken).await?);
             let Some(admin) = admin else { continue };
             // A route sends the requests it matches, and only those.
@@ -959,13 +978,24 @@ impl<'a> Fleet<'a> {
                 Some(route) => format!("{}: {}", route.header, route.values.join(", ")),
                 None => format!("weight {weight}%"),
             };
+            self.progress.report(&format!(
+                "{number}: {share} to the new version, for {:?}",
+                step.pause
+            ));
             self.watch(admin, &canary_name, step.pause, canary.analysis.as_ref())
                 .await
                 .map_err(|why| failed(format!("canary step {} ({share}): {why}", at + 1)))?;
         }
         let missing = replicas.saturating_sub(canaries.len());
+        self.progress.report(&format!(
+            "promoting: starting the other {missing} new instance(s)"
+        ));
         canaries.extend(self.add(missing, canary_pool.as_deref(), taken).await?);
         self.route_to(canaries, stable).await?;
+        self.progress.report(&format!(
+            "all traffic switched to the new version; retiring the {} old instance(s)",
+            stable.len()
+        ));
         self.remove_all(stable).await;
         Ok(())
     }
@@ -996,7 +1026,9 @@ impl<'a> Fleet<'a> {
             match (admin.totals(pool).await, &before) {
                 (Ok(after), Some(earlier)) => {
                     errors = 0;
-                    match rules.judge(earlier, &after) {
+                    let verdict = rules.judge(earlier, &after);
+                    self.progress.report(&format!("analysis: {verdict}"));
+                    match verdict {
                         Verdict::Pass => passes += 1,
                         Verdict::Fail(why) => {
                             failures += 1;
@@ -1062,8 +1094,14 @@ impl<'a> Fleet<'a> {
         let (green_pool, _) = self.idle_pool(&blue_pool, green).await?;
         let admin = self.admin()?;
         let missing = self.spec.replicas.saturating_sub(green.len());
+        self.progress.report(&format!(
+            "starting {missing} new instance(s) beside the old ones, sent nothing"
+        ));
         green.extend(self.add(missing, green_pool.as_deref(), taken).await?);
         self.route_to(green, blue).await?;
+        self.progress.report(&format!(
+            "all traffic switched to the new version; the old one kept for {keep_blue:?}"
+        ));
         let until = Instant::now() + keep_blue;
         while let Some(admin) = admin {
             if let Some(sick) = self.not_in_service(admin, green).await?.first() {
@@ -1078,6 +1116,8 @@ impl<'a> Fleet<'a> {
             }
             tokio::time::sleep(left.min(Duration::from_millis(50))).await;
         }
+        self.progress
+            .report(&format!("retiring the {} old instance(s)", blue.len()));
         self.remove_all(blue).await;
         Ok(())
     }
@@ -1133,6 +1173,12 @@ impl<'a> Fleet<'a> {
             let serving = current.len() + old.len();
             let retiring = serving.saturating_sub(floor).min(old.len());
             let rest = old.split_off(retiring);
+            if retiring > 0 {
+                self.progress.report(&format!(
+                    "retiring {retiring} old instance(s); {} left",
+                    rest.len()
+                ));
+            }
             self.remove_all(&std::mem::replace(&mut old, rest)).await;
             let starting = ceiling
                 .saturating_sub(current.len() + old.len())
@@ -1140,6 +1186,12 @@ impl<'a> Fleet<'a> {
             if starting == 0 && retiring == 0 {
                 // Already `wanted` of this version: the rest are extra.
                 break;
+            }
+            if starting > 0 {
+                self.progress.report(&format!(
+                    "starting {starting} new instance(s); {} of {wanted} in service so far",
+                    current.len()
+                ));
             }
             current.extend(self.add(starting, pool, &mut taken).await?);
         }

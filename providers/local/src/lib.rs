@@ -129,6 +129,7 @@ impl Provider for LocalProvider {
                 "local_deployment" => {
                     let runtime = self.runtime();
                     self.fleet(&runtime, &request.identity.address, &request.config)?
+                        .reporting(request.progress.clone())
                         .create(&request.config)
                         .await?
                 }
@@ -160,6 +161,7 @@ impl Provider for LocalProvider {
                 "local_deployment" => {
                     let runtime = self.runtime();
                     self.fleet(&runtime, &request.identity.address, &request.config)?
+                        .reporting(request.progress.clone())
                         .update(&request.prior, &request.config)
                         .await?
                 }

@@ -31,6 +31,7 @@ fn a_file_is_created_read_back_updated_and_deleted() {
         config: attributes(
             json!({"path": path_text, "content": "hello\n", "file_permission": "0600"}),
         ),
+        ..Default::default()
     }))
     .unwrap()
     .state;
@@ -58,6 +59,7 @@ fn a_file_is_created_read_back_updated_and_deleted() {
         identity: ObjectIdentity::default(),
         prior: created.clone(),
         config: attributes(json!({"path": path_text, "content": "changed\n"})),
+        ..Default::default()
     }))
     .unwrap()
     .state;
@@ -91,6 +93,7 @@ fn edits_and_deletions_outside_infra_are_drift() {
         type_name: "local_file".into(),
         identity: ObjectIdentity::default(),
         config: attributes(json!({"path": path.to_str().unwrap(), "content": "a=1\n"})),
+        ..Default::default()
     }))
     .unwrap()
     .state;

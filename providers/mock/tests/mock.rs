@@ -15,6 +15,7 @@ fn create_request(config: serde_json::Value) -> CreateRequest {
         type_name: "mock_resource".into(),
         identity: ObjectIdentity::default(),
         config: attributes(config),
+        ..Default::default()
     }
 }
 
@@ -38,6 +39,7 @@ async fn the_store_shows_exactly_the_objects_that_exist() {
             identity: ObjectIdentity::default(),
             prior: b.clone(),
             config: attributes(json!({"name": "b", "size": 2})),
+            ..Default::default()
         })
         .await
         .unwrap()

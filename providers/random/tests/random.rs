@@ -14,6 +14,7 @@ fn create(type_name: &str, config: serde_json::Value) -> Attributes {
         type_name: type_name.into(),
         identity: ObjectIdentity::default(),
         config: serde_json::from_value(config).unwrap(),
+        ..Default::default()
     }))
     .expect("create")
     .state

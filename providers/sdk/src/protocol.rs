@@ -147,12 +147,54 @@ pub struct PlanResponse {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateRequest {
     pub type_name: String,
     pub identity: ObjectIdentity,
     /// Every value known: the engine resolves unknowns before applying.
     pub config: Attributes,
+    /// Where a long operation says what it is doing (a rollout's steps).
+    pub progress: Progress,
+}
+
+/// Where a long operation reports what it is doing now, for the people
+/// watching the run (the engine shows each report beside the change in
+/// flight, and in `--json` events): "step 1 of 3: 25% to the new version".
+/// Reporting is optional; a default `Progress` discards.
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<Report>>);
+
+/// What a [`Progress`] calls with each message.
+type Report = dyn Fn(&str) + Send + Sync;
+
+impl Progress {
+    pub fn new(report: impl Fn(&str) + Send + Sync + 'static) -> Progress {
+        Progress(Some(std::sync::Arc::new(report)))
+    }
+
+    pub fn report(&self, message: &str) {
+        if let Some(report) = &self.0 {
+            report(message);
+        }
+    }
+}
+
+impl fmt::Debug for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(reported)"
+        } else {
+            "Progress(none)"
+        })
+    }
+}
+
+/// Requests compare by what they ask for; where progress goes is not part
+/// of that.
+impl PartialEq for Progress {
+    fn eq(&self, _: &Progress) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -197,12 +239,14 @@ impl From<Option<Attributes>> for ReadResponse {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct UpdateRequest {
     pub type_name: String,
     pub identity: ObjectIdentity,
     pub prior: Attributes,
     pub config: Attributes,
+    /// See [`CreateRequest::progress`].
+    pub progress: Progress,
 }
 
 #[derive(Debug, Clone, PartialEq)]

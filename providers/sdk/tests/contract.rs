@@ -100,6 +100,7 @@ fn a_provider_behind_the_trait_object_goes_through_a_lifecycle() {
         type_name: "notes_note".into(),
         identity: identity(),
         config: config.clone(),
+        ..Default::default()
     }))
     .unwrap();
     assert_eq!(created.state["id"], "note-1");
@@ -117,6 +118,7 @@ fn a_provider_behind_the_trait_object_goes_through_a_lifecycle() {
         identity: identity(),
         prior: created.state.clone(),
         config: [("text".to_string(), json!("changed"))].into(),
+        ..Default::default()
     }))
     .unwrap();
     assert_eq!(
