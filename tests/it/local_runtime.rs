@@ -108,11 +108,16 @@ impl Workspace {
         text
     }
 
-    /// `infra apply` that must fail with exit 1; its output.
-    fn failed_apply(&self) -> String {
+    /// `infra apply` of `config` (as `main.infra`) that must fail with
+    /// exit 1 and say each of `expected`; its output.
+    fn failed_apply(&self, config: &str, expected: &[&str]) -> String {
+        std::fs::write(self.dir.path().join("main.infra"), config).unwrap();
         let output = self.infra(&["apply", "--auto-approve"], &[]);
         let text = both(&output);
         assert_eq!(output.status.code(), Some(1), "{text}");
+        for part in expected {
+            assert!(text.contains(part), "{part}\n{text}");
+        }
         text
     }
 
@@ -341,21 +346,17 @@ deployment web {{
 #[test]
 fn an_instance_that_never_becomes_healthy_fails_the_apply_and_leaves_nothing_running() {
     let work = Workspace::new("local-web");
-    std::fs::write(
-        work.dir.path().join("main.infra"),
-        fleet_config(
+    work.failed_apply(
+        &fleet_config(
             2,
             r#"{ NEVER_HEALTHY = "1" }"#,
             r#"min_ready = "0s"  healthy_deadline = "2s""#,
         ),
-    )
-    .unwrap();
-    let text = work.failed_apply();
-    assert!(
-        text.contains("was not healthy within healthy_deadline"),
-        "{text}"
+        &[
+            "was not healthy within healthy_deadline",
+            "GET /healthz answered 503",
+        ],
     );
-    assert!(text.contains("GET /healthz answered 503"), "{text}");
     // Its instances were stopped; only the load balancer runs.
     let state = work.state();
     assert!(state["resources"].get("deployment.web").is_none());
@@ -633,20 +634,16 @@ async fn a_failed_rollout_rolls_back_to_the_previous_version_at_full_strength() 
 
     // 2. The whole change must finish within progress_deadline: past it,
     //    the rollout is rolled back too.
-    std::fs::write(
-        &main,
-        config(
+    work.failed_apply(
+        &config(
             broken,
             r#"healthy_deadline = "30s"  progress_deadline = "1s""#,
         ),
-    )
-    .unwrap();
-    let text = work.failed_apply();
-    assert!(
-        text.contains("did not finish within progress_deadline (1s)"),
-        "{text}"
+        &[
+            "did not finish within progress_deadline (1s)",
+            "rolled back: 3 instance(s)",
+        ],
     );
-    assert!(text.contains("rolled back: 3 instance(s)"), "{text}");
     assert!(get(&listen).await.starts_with("demo-app v1"));
 }
 
