@@ -310,6 +310,16 @@ pub fn read(block: &Block, value: &Value, diagnostics: &mut Diagnostics) -> Opti
             .with_help("a rollout step can never finish in time; raise `progress_deadline`"),
         );
     }
+    if block.blocks().all(|b| b.kind.name != "health") {
+        diagnostics.push(
+            Diagnostic::warning(
+                Code::NoHealthCheck,
+                "this deployment has no `health` block: its instances are checked with `GET /healthz` every 10s",
+            )
+            .with_label(block.header_span, "no health check written")
+            .with_help("write `health { path = \"…\" }` with the path your service answers when it can take requests: a rollout trusts it"),
+        );
+    }
     // Unlabelled nested blocks evaluate to a list of objects, in order.
     let mut health = Health::default();
     if let Some(Value::List(evaluated)) = object.get("health") {

@@ -87,6 +87,7 @@ codes! {
     InvalidDuration => "invalid_duration", "a duration that is not like `30s`, `5m` or `1h30m`";
     Deadlines => "deadlines", "deadlines that contradict each other";
     UnsupportedFleet => "unsupported_fleet", "a deployment on a provider whose fleets are not built yet";
+    NoHealthCheck => "no_health_check", "a deployment without a `health` block (the default check is used)";
     UnsupportedStrategy => "unsupported_strategy", "a deployment strategy its provider's fleet does not implement (never a silent fallback)";
     // Planning.
     Refresh => "refresh", "a refresh that failed: the provider could not read an object";
