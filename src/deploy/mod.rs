@@ -9,6 +9,7 @@
 
 pub mod rollout;
 pub mod spec;
+pub mod strategy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

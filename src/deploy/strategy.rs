@@ -1,0 +1,602 @@
+//! The `strategy` block of a deployment, read: how a new version replaces
+//! the old one (`rolling`, `blue_green`, `canary` with its steps and
+//! analysis), with the settings' defaults and every mistake reported at
+//! its line. What a provider's fleet implements is decided in `spec.rs`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use infra_provider_sdk::parse_duration;
+
+use super::spec::{DURATION_HELP, attribute_span, defaults, read_duration};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, did_you_mean};
+use crate::eval::Value;
+use crate::syntax::Block;
+
+const STRATEGIES: &[&str] = &["rolling", "blue_green", "canary"];
+
+/// How a new version replaces the old one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strategy {
+    /// Batches of new instances in service before as many old ones leave.
+    Rolling {
+        max_surge: Amount,
+        max_unavailable: Amount,
+    },
+    /// A second full set of the new version, sent nothing until one
+    /// atomic switch; the old set kept for `keep_blue`, then retired.
+    BlueGreen { keep_blue: Duration },
+    /// A few instances of the new version given a share of the traffic,
+    /// step by step, watched by the analysis; then promoted.
+    Canary {
+        steps: Vec<CanaryStep>,
+        analysis: Option<Analysis>,
+    },
+}
+
+/// One step of a canary: its share of the traffic, for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryStep {
+    /// Percent of the requests, 1 to 100 (0 with `matching`).
+    pub weight: u32,
+    /// Only the requests whose header has one of the values — chosen
+    /// customers — and none by weight.
+    pub matching: Option<Matching>,
+    pub pause: Duration,
+}
+
+/// `match = { header = "X-Org", values = ["acme"] }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matching {
+    pub header: String,
+    pub values: Vec<String>,
+}
+
+/// A canary's analysis: the canary pool's answers judged every
+/// `interval` during each pause (Argo Rollouts' and Flagger's anchors).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    pub interval: Duration,
+    pub failure_limit: u32,
+    pub inconclusive_limit: u32,
+    pub consecutive_error_limit: u32,
+    pub min_requests: u64,
+    pub max_error_rate: Option<f64>,
+    pub max_p99_latency: Option<Duration>,
+}
+
+impl Strategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Rolling { .. } => "rolling",
+            Strategy::BlueGreen { .. } => "blue_green",
+            Strategy::Canary { .. } => "canary",
+        }
+    }
+}
+
+/// A number of instances, or a share of `replicas` (`"25%"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Count(u32),
+    Percent(u32),
+}
+
+impl Amount {
+    /// How many instances of `replicas` this is: a share rounds up for a
+    /// surge (`round_up`), down for what may be unavailable — as
+    /// Kubernetes does, so that a rollout always makes progress.
+    pub fn of(self, replicas: usize, round_up: bool) -> usize {
+        match self {
+            Amount::Count(count) => count as usize,
+            Amount::Percent(percent) => {
+                let share = replicas * percent as usize;
+                if round_up {
+                    share.div_ceil(100)
+                } else {
+                    share / 100
+                }
+            }
+        }
+    }
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy::Rolling {
+            max_surge: Amount::Count(defaults::MAX_SURGE),
+            max_unavailable: Amount::Count(defaults::MAX_UNAVAILABLE),
+        }
+    }
+}
+
+/// The one `strategy` block (rolling by default).
+pub(super) fn read_strategy(
+    block: &Block,
+    object: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Strategy> {
+    let strategies: Vec<&Block> = block
+        .blocks()
+        .filter(|b| b.kind.name == "strategy")
+        .collect();
+    if strategies.len() > 1 {
+        diagnostics.push(
+            Diagnostic::error(Code::Duplicate, "a deployment has one `strategy` block")
+                .with_label(strategies[1].header_span, "second strategy here")
+                .with_label(strategies[0].header_span, "first strategy here")
+                .with_help("keep one of them"),
+        );
+    }
+    let mut read = None;
+    let mut failed = false;
+    for strategy in strategies {
+        let Some(label) = strategy.labels.first() else {
+            diagnostics.push(
+                Diagnostic::error(Code::BlockLabels, "missing strategy kind")
+                    .with_label(strategy.header_span, "which strategy?")
+                    .with_help("write `strategy rolling { … }`, `strategy blue_green { … }` or `strategy canary { … }`"),
+            );
+            failed = true;
+            continue;
+        };
+        let settings = match object.get("strategy") {
+            Some(Value::Map(by_kind)) => match by_kind.get(&label.value) {
+                Some(Value::Map(settings)) => (**settings).clone(),
+                _ => BTreeMap::new(),
+            },
+            _ => BTreeMap::new(),
+        };
+        read = match label.value.as_str() {
+            "rolling" => read_rolling(strategy, &settings, diagnostics),
+            "blue_green" => read_blue_green(strategy, &settings, diagnostics),
+            "canary" => read_canary(strategy, &settings, diagnostics),
+            other => {
+                diagnostics.push(
+                    Diagnostic::error(Code::UnknownStrategy, format!("unknown strategy `{other}`"))
+                        .with_label(label.span, "not a strategy")
+                        .with_help(
+                            did_you_mean(other, STRATEGIES.iter().copied()).unwrap_or_else(|| {
+                                "the strategies are rolling, blue_green and canary".into()
+                            }),
+                        ),
+                );
+                None
+            }
+        };
+        failed |= read.is_none();
+    }
+    (!failed).then(|| read.unwrap_or_default())
+}
+
+/// `strategy rolling { max_surge = …  max_unavailable = … }`; `None` after
+/// reporting what is wrong.
+fn read_rolling(
+    strategy: &Block,
+    settings: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Strategy> {
+    let max_surge = read_amount(strategy, "max_surge", settings, diagnostics);
+    let max_unavailable = read_amount(strategy, "max_unavailable", settings, diagnostics);
+    let max_surge = max_surge?.unwrap_or(Amount::Count(defaults::MAX_SURGE));
+    let max_unavailable = max_unavailable?.unwrap_or(Amount::Count(defaults::MAX_UNAVAILABLE));
+    if max_surge.of(100, true) == 0 && max_unavailable.of(100, false) == 0 {
+        diagnostics.push(
+            Diagnostic::error(Code::InvalidStrategy, "`max_surge` and `max_unavailable` cannot both be 0")
+                .with_label(strategy.header_span, "this rollout could never make progress")
+                .with_help("allow one extra instance (`max_surge = 1`) or one missing instance (`max_unavailable = 1`)"),
+        );
+        return None;
+    }
+    Some(Strategy::Rolling {
+        max_surge,
+        max_unavailable,
+    })
+}
+
+/// Reports `problem` at `name` in `block`, with `help`.
+fn bad(
+    diagnostics: &mut Diagnostics,
+    code: Code,
+    block: &Block,
+    name: &str,
+    problem: String,
+    help: &str,
+) {
+    diagnostics.push(
+        Diagnostic::error(code, problem)
+            .with_label(attribute_span(block, name), "here")
+            .with_help(help.to_string()),
+    );
+}
+
+/// `strategy canary { steps = [{ weight = 10, pause = "1m" }, …]  analysis { … } }`;
+/// `None` after reporting what is wrong. A pause of `"forever"` (a manual
+/// gate) and routing by customer (`match`, `sticky`) are not built yet:
+/// errors, never ignored.
+fn read_canary(
+    strategy: &Block,
+    settings: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Strategy> {
+    let errors = diagnostics.error_count();
+    let step_help =
+        "write steps = [{ weight = 10, pause = \"1m\" }, { weight = 50, pause = \"1m\" }]";
+    let mut steps = Vec::new();
+    match settings.get("steps") {
+        Some(Value::List(written)) if !written.is_empty() => {
+            for (at, step) in written.iter().enumerate() {
+                let number = at + 1;
+                let Value::Map(step) = step else {
+                    bad(
+                        diagnostics,
+                        Code::InvalidStrategy,
+                        strategy,
+                        "steps",
+                        format!("canary step {number} is not an object"),
+                        step_help,
+                    );
+                    continue;
+                };
+                for key in step.keys() {
+                    match key.as_str() {
+                        "weight" | "pause" => {}
+                        "match" => {}
+                        "sticky" => bad(
+                            diagnostics,
+                            Code::UnsupportedStrategy,
+                            strategy,
+                            "steps",
+                            format!(
+                                "canary step {number}: sticky routing (`{key}`) is not built yet"
+                            ),
+                            "give the step a `weight` (a share of all requests) or a `match` (chosen customers)",
+                        ),
+                        other => bad(
+                            diagnostics,
+                            Code::UnknownArgument,
+                            strategy,
+                            "steps",
+                            format!("canary step {number}: unknown setting `{other}`"),
+                            "a step has `weight` and `pause`",
+                        ),
+                    }
+                }
+                let matching = match step.get("match") {
+                    None => None,
+                    Some(written) => match read_matching(written) {
+                        Some(matching) => Some(matching),
+                        None => {
+                            bad(
+                                diagnostics,
+                                Code::InvalidStrategy,
+                                strategy,
+                                "steps",
+                                format!(
+                                    "canary step {number}: `match` needs a `header` and a list of `values`"
+                                ),
+                                "write match = { header = \"X-Org\", values = [\"acme\"] }",
+                            );
+                            continue;
+                        }
+                    },
+                };
+                let weight = match (step.get("weight"), &matching) {
+                    (None, Some(_)) => 0,
+                    (Some(_), Some(_)) => {
+                        bad(
+                            diagnostics,
+                            Code::InvalidStrategy,
+                            strategy,
+                            "steps",
+                            format!("canary step {number} has both `weight` and `match`"),
+                            "a step sends either a share of all requests (`weight`) or the requests of chosen customers (`match`)",
+                        );
+                        continue;
+                    }
+                    (Some(Value::Number(n)), None)
+                        if n.fract() == 0.0 && (1.0..=100.0).contains(n) =>
+                    {
+                        *n as u32
+                    }
+                    _ => {
+                        bad(
+                            diagnostics,
+                            Code::InvalidStrategy,
+                            strategy,
+                            "steps",
+                            format!(
+                                "canary step {number} needs a `weight` from 1 to 100 (percent of the requests)"
+                            ),
+                            step_help,
+                        );
+                        continue;
+                    }
+                };
+                let pause = match step.get("pause") {
+                    None => Duration::ZERO,
+                    Some(Value::String(text)) if &**text == "forever" => {
+                        bad(
+                            diagnostics,
+                            Code::UnsupportedStrategy,
+                            strategy,
+                            "steps",
+                            format!(
+                                "canary step {number}: a pause \"forever\" (a manual gate) is not built yet"
+                            ),
+                            "give the pause a duration, e.g. \"5m\"",
+                        );
+                        continue;
+                    }
+                    Some(Value::String(text)) => match parse_duration(text) {
+                        Some(pause) => pause,
+                        None => {
+                            bad(
+                                diagnostics,
+                                Code::InvalidDuration,
+                                strategy,
+                                "steps",
+                                format!(
+                                    "canary step {number}: `pause` is not a duration: \"{text}\""
+                                ),
+                                DURATION_HELP,
+                            );
+                            continue;
+                        }
+                    },
+                    Some(_) => {
+                        bad(
+                            diagnostics,
+                            Code::InvalidDuration,
+                            strategy,
+                            "steps",
+                            format!("canary step {number}: `pause` must be a duration string"),
+                            DURATION_HELP,
+                        );
+                        continue;
+                    }
+                };
+                steps.push(CanaryStep {
+                    weight,
+                    matching,
+                    pause,
+                });
+            }
+        }
+        _ => bad(
+            diagnostics,
+            Code::InvalidStrategy,
+            strategy,
+            "steps",
+            "a canary needs `steps`, a list of { weight, pause }".into(),
+            step_help,
+        ),
+    }
+    let analysis = match settings.get("analysis") {
+        Some(Value::List(blocks)) => match blocks.first() {
+            Some(Value::Map(written)) => {
+                let block = strategy
+                    .blocks()
+                    .find(|b| b.kind.name == "analysis")
+                    .unwrap_or(strategy);
+                Some(read_analysis(block, written, diagnostics))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    for name in settings.keys() {
+        if !["steps", "analysis"].contains(&name.as_str()) {
+            bad(
+                diagnostics,
+                Code::UnknownArgument,
+                strategy,
+                name,
+                format!("unknown argument `{name}` in a `canary` strategy"),
+                "a canary has `steps` and an `analysis` block",
+            );
+        }
+    }
+    (diagnostics.error_count() == errors).then_some(Strategy::Canary { steps, analysis })
+}
+
+/// `{ header = "X-Org", values = ["acme", "initech"] }`.
+fn read_matching(written: &Value) -> Option<Matching> {
+    let Value::Map(fields) = written else {
+        return None;
+    };
+    let header = fields.get("header")?.as_str()?.to_string();
+    let Value::List(values) = fields.get("values")? else {
+        return None;
+    };
+    let values: Vec<String> = values
+        .iter()
+        .map(|v| v.as_str().map(String::from))
+        .collect::<Option<_>>()?;
+    (!header.is_empty() && !values.is_empty() && fields.len() == 2)
+        .then_some(Matching { header, values })
+}
+
+/// A canary's `analysis { … }` block.
+fn read_analysis(
+    block: &Block,
+    written: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Analysis {
+    let mut analysis = Analysis {
+        interval: read_duration(block, "interval", written.get("interval"), diagnostics)
+            .unwrap_or(defaults::ANALYSIS_INTERVAL),
+        failure_limit: defaults::FAILURE_LIMIT,
+        inconclusive_limit: defaults::INCONCLUSIVE_LIMIT,
+        consecutive_error_limit: defaults::CONSECUTIVE_ERROR_LIMIT,
+        min_requests: defaults::MIN_REQUESTS,
+        max_error_rate: None,
+        max_p99_latency: read_duration(
+            block,
+            "max_p99_latency",
+            written.get("max_p99_latency"),
+            diagnostics,
+        ),
+    };
+    for (name, value) in written {
+        let count = match value {
+            Value::Number(n) if n.fract() == 0.0 && *n >= 0.0 => Some(*n as u64),
+            _ => None,
+        };
+        let limit = |diagnostics: &mut Diagnostics| {
+            if count.is_none() {
+                bad(
+                    diagnostics,
+                    Code::TypeMismatch,
+                    block,
+                    name,
+                    format!("`{name}` must be a whole number"),
+                    "write e.g. `failure_limit = 2`",
+                );
+            }
+            count.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        match name.as_str() {
+            "interval" | "max_p99_latency" => {}
+            "failure_limit" => analysis.failure_limit = limit(diagnostics).max(1),
+            "inconclusive_limit" => analysis.inconclusive_limit = limit(diagnostics),
+            "consecutive_error_limit" => analysis.consecutive_error_limit = limit(diagnostics),
+            "min_requests" => analysis.min_requests = u64::from(limit(diagnostics)),
+            "max_error_rate" => match value {
+                Value::Number(rate) if (0.0..=1.0).contains(rate) => {
+                    analysis.max_error_rate = Some(*rate);
+                }
+                _ => bad(
+                    diagnostics,
+                    Code::TypeMismatch,
+                    block,
+                    name,
+                    "`max_error_rate` must be a share from 0 to 1 (0.01 is 1%)".into(),
+                    "write e.g. `max_error_rate = 0.01`",
+                ),
+            },
+            "query" => bad(
+                diagnostics,
+                Code::UnsupportedStrategy,
+                block,
+                name,
+                "PromQL analysis (`query`) is not built yet".into(),
+                "use max_error_rate and max_p99_latency, read from the load balancer",
+            ),
+            other => bad(
+                diagnostics,
+                Code::UnknownArgument,
+                block,
+                other,
+                format!("unknown argument `{other}` in an `analysis` block"),
+                "the arguments are interval, failure_limit, inconclusive_limit, consecutive_error_limit, min_requests, max_error_rate and max_p99_latency",
+            ),
+        }
+    }
+    analysis
+}
+
+/// `strategy blue_green { keep_blue = "30s"  auto_promote = true }`;
+/// `None` after reporting what is wrong (a manual promotion is not built
+/// yet: an error, not a silent automatic one).
+fn read_blue_green(
+    strategy: &Block,
+    settings: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Strategy> {
+    let errors = diagnostics.error_count();
+    let keep_blue = read_duration(
+        strategy,
+        "keep_blue",
+        settings.get("keep_blue"),
+        diagnostics,
+    )
+    .unwrap_or(defaults::KEEP_BLUE);
+    for (name, value) in settings {
+        match (name.as_str(), value) {
+            ("keep_blue", _) | ("auto_promote", Value::Bool(true) | Value::Unknown) => {}
+            ("auto_promote", Value::Bool(false)) => diagnostics.push(
+                Diagnostic::error(
+                    Code::UnsupportedStrategy,
+                    "`auto_promote = false` (a manual promotion) is not built yet",
+                )
+                .with_label(attribute_span(strategy, name), "not built yet")
+                .with_help("remove it: the switch happens as soon as the new version is healthy"),
+            ),
+            ("auto_promote", other) => diagnostics.push(
+                Diagnostic::error(
+                    Code::TypeMismatch,
+                    format!(
+                        "`auto_promote` must be true or false, not a {}",
+                        other.type_name()
+                    ),
+                )
+                .with_label(attribute_span(strategy, name), "not a bool")
+                .with_help("write `auto_promote = true`"),
+            ),
+            (other, _) => diagnostics.push(
+                Diagnostic::error(
+                    Code::UnknownArgument,
+                    format!("unknown argument `{other}` in a `blue_green` strategy"),
+                )
+                .with_label(
+                    attribute_span(strategy, other),
+                    "not a setting of blue_green",
+                )
+                .with_help(
+                    did_you_mean(other, ["keep_blue", "auto_promote"])
+                        .unwrap_or_else(|| "the settings are keep_blue and auto_promote".into()),
+                ),
+            ),
+        }
+    }
+    (diagnostics.error_count() == errors).then_some(Strategy::BlueGreen { keep_blue })
+}
+
+/// `max_surge = 2` or `max_surge = "25%"`; `Some(None)` when not set,
+/// `None` after reporting a bad value.
+fn read_amount(
+    block: &Block,
+    name: &str,
+    settings: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Option<Amount>> {
+    let amount = match settings.get(name) {
+        None | Some(Value::Null | Value::Unknown) => return Some(None),
+        Some(Value::Number(n)) if n.fract() == 0.0 && *n >= 0.0 && *n <= f64::from(u32::MAX) => {
+            Some(Amount::Count(*n as u32))
+        }
+        Some(Value::String(text)) => text
+            .strip_suffix('%')
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .filter(|p| *p <= 100)
+            .map(Amount::Percent),
+        Some(_) => None,
+    };
+    if amount.is_none() {
+        diagnostics.push(
+            Diagnostic::error(
+                Code::InvalidStrategy,
+                format!("`{name}` must be a whole number of instances or a percentage"),
+            )
+            .with_label(attribute_span(block, name), "not a count or a percentage")
+            .with_help(format!("write e.g. `{name} = 1` or `{name} = \"25%\"`")),
+        );
+        return None;
+    }
+    Some(amount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Amount;
+
+    #[test]
+    fn shares_round_up_for_a_surge_and_down_for_what_may_be_unavailable() {
+        assert_eq!(Amount::Percent(25).of(10, true), 3);
+        assert_eq!(Amount::Percent(25).of(10, false), 2);
+        assert_eq!(Amount::Percent(100).of(4, true), 4);
+        assert_eq!(Amount::Percent(1).of(4, false), 0);
+        assert_eq!(Amount::Count(2).of(10, true), 2);
+    }
+}
