@@ -928,6 +928,11 @@ async fn a_bad_canary_is_rolled_back_by_its_analysis_and_a_good_one_promoted() {
     let (code, text, during) = apply_under_load(&good).await;
     assert_eq!(code, Some(0), "{text}");
     during.assert_none_failed("the canary of a good v2");
+    // Each reading of the analysis was shown with what it read.
+    assert!(
+        text.contains("deployment.api: analysis: passed: error rate 0.000 over"),
+        "{text}"
+    );
     let v2 = during
         .answers
         .iter()

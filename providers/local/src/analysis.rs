@@ -29,7 +29,8 @@ pub struct Rules {
 /// What one reading says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    Pass,
+    /// Within every bound: the readings, for people.
+    Pass(String),
     /// The bound breached: the metric, its value and the bound.
     Fail(String),
     /// Why it cannot say.
@@ -39,7 +40,7 @@ pub enum Verdict {
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Verdict::Pass => f.write_str("passed"),
+            Verdict::Pass(readings) => write!(f, "passed: {readings}"),
             Verdict::Fail(why) => write!(f, "failed: {why}"),
             Verdict::Inconclusive(why) => write!(f, "inconclusive: {why}"),
         }
@@ -82,14 +83,17 @@ impl Rules {
                 "error rate {rate:.3} ({errors} of {requests} answers 5xx) is above max_error_rate {max}"
             ));
         }
+        let mut readings = format!("error rate {rate:.3} over {requests} requests");
         if let Some(max) = self.max_p99_latency {
             match p99(before, after) {
-                Some(p99) if p99 > max => {
+                Some(p99) if p99 <= max => {
+                    readings.push_str(&format!(", p99 ≤ {p99:?}"));
+                }
+                Some(p99) => {
                     return Verdict::Fail(format!(
                         "p99 latency ≤ {p99:?} (histogram bucket) is above max_p99_latency {max:?}"
                     ));
                 }
-                Some(_) => {}
                 None => {
                     return Verdict::Fail(format!(
                         "p99 latency above the histogram's last bucket, above max_p99_latency {max:?}"
@@ -97,7 +101,7 @@ impl Rules {
                 }
             }
         }
-        Verdict::Pass
+        Verdict::Pass(readings)
     }
 }
 
@@ -159,7 +163,7 @@ mod tests {
         // 50 errors before; 2 of the next 100: 2%, under 5%.
         assert_eq!(
             rules().judge(&totals(100, 50, 100), &totals(200, 52, 200)),
-            Verdict::Pass
+            Verdict::Pass("error rate 0.020 over 100 requests, p99 ≤ 10ms".into())
         );
         let Verdict::Fail(why) = rules().judge(&totals(100, 0, 100), &totals(200, 10, 200)) else {
             panic!("10% must fail");
@@ -178,7 +182,7 @@ mod tests {
         // 100 fast: p99 ≤ 10 ms.
         assert_eq!(
             rules().judge(&totals(100, 0, 0), &totals(200, 0, 100)),
-            Verdict::Pass
+            Verdict::Pass("error rate 0.000 over 100 requests, p99 ≤ 10ms".into())
         );
     }
 }

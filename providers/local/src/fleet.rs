@@ -1029,7 +1029,7 @@ impl<'a> Fleet<'a> {
                     let verdict = rules.judge(earlier, &after);
                     self.progress.report(&format!("analysis: {verdict}"));
                     match verdict {
-                        Verdict::Pass => passes += 1,
+                        Verdict::Pass(_) => passes += 1,
                         Verdict::Fail(why) => {
                             failures += 1;
                             last = why;
