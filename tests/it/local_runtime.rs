@@ -161,6 +161,13 @@ impl Workspace {
         ProcessId::from_json(lb.get("pid"), lb.get("started")).unwrap()
     }
 
+    /// The admin API of the copy's running load balancer.
+    fn admin(&self) -> infra_provider_local::load_balancer::AdminApi {
+        let runtime = infra_provider_local::runtime::RuntimeDir::new(self.dir.path());
+        infra_provider_local::load_balancer::AdminApi::find(&runtime, &self.listen())
+            .expect("the load balancer runs")
+    }
+
     fn listen(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -465,8 +472,7 @@ async fn a_rolling_update_in_batches_keeps_within_surge_and_unavailable_under_lo
     work.apply(&[]);
     let before = work.instances();
     assert_eq!(before.len(), 4);
-    let runtime = infra_provider_local::runtime::RuntimeDir::new(work.dir.path());
-    let admin = infra_provider_local::load_balancer::AdminApi::find(&runtime, &listen).unwrap();
+    let admin = work.admin();
 
     // Load and a sampler of the load balancer's pool and of the processes,
     // for the whole rollout.
@@ -704,8 +710,7 @@ async fn blue_green_switches_all_traffic_at_once_and_back_when_the_new_version_f
     work.apply(&[]);
     let v1 = work.instances();
     assert_eq!(v1.len(), 3);
-    let runtime = infra_provider_local::runtime::RuntimeDir::new(work.dir.path());
-    let admin = infra_provider_local::load_balancer::AdminApi::find(&runtime, &listen).unwrap();
+    let admin = work.admin();
 
     // Runs an apply of `config` under one-at-a-time requests and a sampler
     // of the load balancer and the processes; returns (exit code, output,
@@ -975,7 +980,6 @@ fn rollouts_killed_at_any_moment_are_finished_by_the_next_apply() {
     };
     std::fs::write(&main, config(1, false)).unwrap();
     work.apply(&[]);
-    let runtime = infra_provider_local::runtime::RuntimeDir::new(work.dir.path());
     let listen = work.listen();
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1008,7 +1012,7 @@ fn rollouts_killed_at_any_moment_are_finished_by_the_next_apply() {
         assert_eq!(instances.len(), 3, "{context}");
         assert!(instances.iter().all(|(_, id)| id.is_running()), "{context}");
         assert_eq!(work.demo_apps(), 3, "no orphan, no second fleet: {context}");
-        let admin = infra_provider_local::load_balancer::AdminApi::find(&runtime, &listen).unwrap();
+        let admin = work.admin();
         let status = tokio.block_on(admin.status()).unwrap();
         assert_eq!(in_service(&status), 3, "{context}: {status:?}");
         assert_eq!(
@@ -1064,8 +1068,7 @@ async fn a_canary_by_header_sends_exactly_the_chosen_customers_to_the_new_versio
     let applying = tokio::task::spawn_blocking(move || apply.output().unwrap());
 
     // Once the route is in place:
-    let runtime = infra_provider_local::runtime::RuntimeDir::new(work.dir.path());
-    let admin = infra_provider_local::load_balancer::AdminApi::find(&runtime, &listen).unwrap();
+    let admin = work.admin();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while admin.status().await.unwrap().routes.is_empty() {
         assert!(std::time::Instant::now() < deadline, "no route was set");
