@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use infra_provider_sdk::{
-    Attributes, CreateRequest, DeleteRequest, ObjectIdentity, Provider, UpdateRequest,
+    Attributes, CreateRequest, DeleteRequest, FleetRequest, ObjectIdentity, Provider, UpdateRequest,
 };
 
+use crate::deploy::{Deployments, executor};
 use crate::eval::{EvaluatedModule, Value, provider_of};
 use crate::events::{Event, Events, Verb};
 use crate::plan::{Action, Evaluation, Plan, Planned, PlannedInstance, Records};
@@ -44,6 +45,9 @@ pub struct ApplyJob {
     /// outputs.
     pub evaluation: Arc<Evaluation>,
     pub destroying: bool,
+    /// The deployments, read: a deployment's create or update is a rollout
+    /// the engine drives on its provider's fleet.
+    pub deployments: Deployments,
 }
 
 impl ApplyJob {
@@ -57,6 +61,7 @@ impl ApplyJob {
             parallelism,
             evaluation: planned.evaluation,
             destroying: planned.destroying,
+            deployments: planned.deployments,
         }
     }
 }
@@ -431,24 +436,45 @@ impl Shared {
                 });
             })
         };
-        let response = match step.kind {
-            StepKind::Update => {
-                let prior = self
-                    .working
-                    .read(|state| {
-                        state
-                            .resources
-                            .get(&step.address)
-                            .map(|r| r.attributes.clone())
-                    })
-                    .unwrap_or_default();
-                // Ignored attributes keep the object's values.
-                for name in &instance.ignore_changes {
-                    match prior.get(name) {
-                        Some(value) => config.insert(name.clone(), value.clone()),
-                        None => config.remove(name),
-                    };
-                }
+        let prior = match step.kind {
+            StepKind::Update => self
+                .working
+                .read(|state| {
+                    state
+                        .resources
+                        .get(&step.address)
+                        .map(|r| r.attributes.clone())
+                })
+                .unwrap_or_default(),
+            _ => Attributes::new(),
+        };
+        if step.kind == StepKind::Update {
+            // Ignored attributes keep the object's values.
+            for name in &instance.ignore_changes {
+                match prior.get(name) {
+                    Some(value) => config.insert(name.clone(), value.clone()),
+                    None => config.remove(name),
+                };
+            }
+        }
+        // A deployment is rolled out by the engine, on its provider's fleet.
+        let fleet = self.job.deployments.get(&step.address).and_then(|spec| {
+            let request = FleetRequest {
+                type_name: instance.type_name.clone(),
+                identity: self.identity(&step.address),
+                config: config.clone(),
+                prior: prior.clone(),
+            };
+            Some((spec, provider.fleet(request)?))
+        });
+        let response = match (fleet, step.kind) {
+            (Some((spec, fleet)), _) => match fleet {
+                Ok(fleet) => executor::execute(spec, fleet.as_ref(), &progress)
+                    .await
+                    .map(infra_provider_sdk::ObjectResponse::from),
+                Err(error) => Err(error),
+            },
+            (None, StepKind::Update) => {
                 provider
                     .update(UpdateRequest {
                         type_name: instance.type_name.clone(),
@@ -459,7 +485,7 @@ impl Shared {
                     })
                     .await
             }
-            _ => {
+            (None, _) => {
                 provider
                     .create(CreateRequest {
                         type_name: instance.type_name.clone(),

@@ -5,8 +5,13 @@
 //!
 //! Evaluation (`eval/`) knows a deployment only as a block whose value
 //! references can read; [`lower`] runs after every evaluation of the
-//! configuration (see `check::evaluate_with_deployments`).
+//! configuration (see `check::evaluate_with_deployments`). `rollout.rs`
+//! works out what a change will do, for the plan; `executor.rs` does it,
+//! driving the provider's fleet (`infra_provider_sdk::Fleet`), with the
+//! canary analysis of `analysis.rs`.
 
+pub mod analysis;
+pub mod executor;
 pub mod rollout;
 pub mod spec;
 pub mod strategy;
@@ -66,8 +71,11 @@ pub fn lower(
 
 /// The arguments a fleet takes: the block's, with `template` and `health`
 /// as objects, `load_balancer` (a `local_lb`) as its `listen` address,
-/// which is known at plan time, and a rolling strategy's surge and
-/// unavailable counts worked out (shares of `replicas` resolved).
+/// which is known at plan time. The strategy is the engine's (the
+/// executor reads the spec, not these), but it is recorded in one normal
+/// form — counts worked out, durations in milliseconds, defaults filled
+/// in — so that the plan shows a change of strategy that changes what a
+/// rollout does, and only such a change.
 fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Value> {
     let Value::Map(fields) = value else {
         return BTreeMap::new();
@@ -123,8 +131,6 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
                     )]),
                 )
             }
-            // Durations in milliseconds, defaults filled in: the fleet
-            // reads numbers.
             Strategy::Canary {
                 ref steps,
                 ref analysis,

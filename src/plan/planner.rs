@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::check::{CheckOptions, Loaded};
+use crate::deploy::Deployments;
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{EvaluatedModule, Value, provider_of};
 use crate::events::{Event, Events};
@@ -108,6 +109,8 @@ pub struct Planned {
     pub instances: BTreeMap<String, PlannedInstance>,
     /// Whether this is a `--destroy` plan.
     pub destroying: bool,
+    /// The deployments, read: how apply rolls each one out.
+    pub deployments: Deployments,
     /// Warnings found while planning (errors make a [`PlanFailure`]).
     pub warnings: Diagnostics,
     /// The root module's variables, and which are sensitive.
@@ -243,6 +246,7 @@ impl<'r> Planner<'r> {
             }),
             instances,
             destroying: self.options.destroy,
+            deployments: std::mem::take(&mut checked.deployments),
             warnings: checked.diagnostics,
             variables: std::mem::take(&mut evaluated.variables),
             sensitive_variables: std::mem::take(&mut evaluated.sensitive_variables),

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use infra_provider_sdk::{
-    Attributes, BoxFuture, ConfigureRequest, CreateRequest, DeleteRequest, Diagnostic,
-    ImportRequest, ObjectResponse, PlanRequest, PlanResponse, Provider, ProviderError,
-    ReadDataRequest, ReadRequest, ReadResponse, Schema, UpdateRequest,
+    Attributes, BoxFuture, ConfigureRequest, CreateRequest, DeleteRequest, Diagnostic, Fleet,
+    FleetRequest, ImportRequest, ObjectResponse, PlanRequest, PlanResponse, Provider,
+    ProviderError, ReadDataRequest, ReadRequest, ReadResponse, Schema, UpdateRequest,
 };
 
 pub struct Logged {
@@ -171,6 +171,11 @@ impl Provider for Logged {
             String::new(),
             self.inner.read_data(request),
         ))
+    }
+
+    fn fleet(&self, request: FleetRequest) -> Option<Result<Box<dyn Fleet + '_>, ProviderError>> {
+        tracing::debug!(target: "infra::provider", provider = self.inner.name(), address = %request.identity.address, "fleet");
+        self.inner.fleet(request)
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -76,6 +76,25 @@ fn evaluation_knows_no_fleet_strategy_or_load_balancer_of_a_deployment() {
 }
 
 #[test]
+fn providers_know_no_rollout_strategy() {
+    // The engine's `deploy/executor.rs` owns the strategies, deadlines,
+    // analysis and rollback; a fleet supplies primitives only.
+    let forbidden = [
+        "canary",
+        "blue_green",
+        "max_surge",
+        "max_unavailable",
+        "failure_limit",
+    ];
+    // (An example of pool names in the load balancer's admin API.)
+    let allowed = ["weights are an object of pool names"];
+    for dir in ["providers/local/src", "providers/sdk/src"] {
+        let found = violations(dir, &forbidden, &allowed);
+        assert!(found.is_empty(), "{}", found.join("\n"));
+    }
+}
+
+#[test]
 fn the_syntax_layer_knows_no_block_kinds_and_config_knows_no_values() {
     let kinds = [
         "\"resource\"",

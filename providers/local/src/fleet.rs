@@ -1,35 +1,29 @@
 //! `local_deployment`: what a `deployment` block with `provider = local`
-//! becomes. Each instance is a process in its own process group, started
-//! from `template.command` with `{port}` replaced by a free loopback port,
-//! logging to `.infra/deployments/<address>/<instance>.log`, and known by
-//! pid and start time.
+//! becomes — the primitives of the SDK's [`Fleet`] on this machine. The
+//! engine's rollout (`src/deploy/executor.rs`) drives them; nothing here
+//! knows a strategy.
 //!
-//! - Create starts `replicas` instances, waits until each passes its health
-//!   check `healthy_threshold` times in a row and then stays healthy for
-//!   `min_ready`, registers them in the load balancer, and waits until the
-//!   load balancer's own checks find them healthy. An instance not healthy
-//!   by `healthy_deadline` fails the create, and every instance it started
-//!   is stopped.
+//! - An instance is a process in its own process group, started from
+//!   `template.command` with `{port}` replaced by a free loopback port,
+//!   logging to `.infra/deployments/<address>/<instance>.log`, and known by
+//!   pid and start time. Starting one ([`Fleet::start`]) waits until it
+//!   passes its health check `healthy_threshold` times in a row and then
+//!   stays healthy for `min_ready`, registers it in its pool of the load
+//!   balancer, and waits until the load balancer's own checks find it
+//!   healthy; one not healthy by `healthy_deadline` fails the start, and
+//!   every instance it started is stopped.
+//! - Every started instance is journaled at once (`Journal`): instances an
+//!   interrupted apply started are observed by the next one, never doubled.
+//! - A deployment has two pools in the load balancer, `ADDRESS` and
+//!   `ADDRESS/b`; routing sets their weights and header routes through the
+//!   admin API and reads them back; a pool's counters come from it too.
+//! - Retiring deregisters (draining for `drain`) and stops an instance:
+//!   SIGTERM to its group, then SIGKILL after a grace period. Delete
+//!   retires every instance.
 //! - Refresh keeps the instances still running (a dead process, or another
 //!   process under a recorded pid, is gone) and reports as `replicas` those
 //!   that are running and registered: a killed instance shows as
 //!   `replicas: 2 → 3`.
-//! - Every started instance is journaled at once (`Journal`): instances an
-//!   interrupted apply started are taken over by the next operation, never
-//!   doubled.
-//! - Update starts what is missing, replaces instances of another version
-//!   (template or `version` changed) as a rolling update in batches —
-//!   never more than `replicas + max_surge` instances, never fewer than
-//!   `replicas - max_unavailable` in service (the engine works both out
-//!   from the `strategy` block), new instances healthy and registered
-//!   before the old ones are drained and stopped — and retires what is
-//!   too many.
-//! - A rollout that fails (an instance never healthy, `progress_deadline`
-//!   passed) is rolled back when `auto_rollback`: the previous version's
-//!   fleet restores its instances to `replicas` in service before the new
-//!   version's are drained and stopped.
-//! - Delete deregisters (draining for `drain`) and stops every instance:
-//!   SIGTERM to its group, then SIGKILL after a grace period.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -39,9 +33,7 @@ use infra_provider_sdk::*;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::analysis::{Rules, Verdict};
-use crate::lb::DEFAULT_WEIGHT;
-use crate::lb::protocol::{HealthSettings, Registration, Route, Routes, Weights};
+use crate::lb::protocol::{HealthSettings, Registration};
 use crate::load_balancer::AdminApi;
 use crate::runtime::http;
 use crate::runtime::process::{self, Detach, ProcessId, Spawn};
@@ -96,7 +88,7 @@ pub(crate) fn schema() -> ResourceSchema {
             ),
             (
                 "strategy",
-                any("rolling: max_surge and max_unavailable as counts (the engine works them out)"),
+                any("how the engine rolls a new version out (the engine reads it)"),
             ),
             (
                 "instances",
@@ -270,7 +262,7 @@ struct Health {
     unhealthy_threshold: u32,
 }
 
-/// A deployment's configuration, read once per operation.
+/// A version of a deployment, as its configuration describes it.
 struct Spec {
     address: String,
     replicas: usize,
@@ -283,59 +275,6 @@ struct Spec {
     healthy_deadline: Duration,
     drain: Duration,
     version: String,
-    /// Rolling: instances that may run beyond `replicas`, and that may be
-    /// missing from it, during a rollout (the engine works them out).
-    max_surge: usize,
-    max_unavailable: usize,
-    /// The whole change must finish by then, or it fails (and rolls back).
-    progress_deadline: Duration,
-    /// A failed rollout restores the previous version.
-    auto_rollback: bool,
-    /// Blue/green (`strategy blue_green`): how long the old version is
-    /// kept after the switch. `None`: rolling.
-    keep_blue: Option<Duration>,
-    /// Canary (`strategy canary`): its steps and analysis.
-    canary: Option<Canary>,
-}
-
-/// A canary rollout as the engine passes it: its steps, and the analysis
-/// rules (none: the pauses alone).
-#[derive(Debug, Clone)]
-struct Canary {
-    steps: Vec<CanaryStep>,
-    analysis: Option<Rules>,
-}
-
-/// One step: a share of all requests (percent), or only the requests a
-/// route matches; for how long.
-#[derive(Debug, Clone)]
-struct CanaryStep {
-    weight: u32,
-    route: Option<Route>,
-    pause: Duration,
-}
-
-impl Canary {
-    fn read(settings: &Value) -> Option<Canary> {
-        let steps = settings["steps"]
-            .as_array()?
-            .iter()
-            .map(|step| {
-                Some(CanaryStep {
-                    weight: u32::try_from(step["weight"].as_u64().unwrap_or(0)).ok()?,
-                    route: serde_json::from_value(step["match"].clone()).ok(),
-                    pause: Duration::from_millis(step["pause_ms"].as_u64().unwrap_or(0)),
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let analysis = settings.get("analysis").filter(|a| a.is_object()).map(|a| {
-            Rules::read(
-                a,
-                Duration::from_millis(a["interval_ms"].as_u64().unwrap_or(60_000)),
-            )
-        });
-        Some(Canary { steps, analysis })
-    }
 }
 
 fn duration(
@@ -354,16 +293,6 @@ fn duration(
             "`{name}` must be a duration, not {other}"
         ))),
     }
-}
-
-/// `strategy.rolling.<name>`, a count of instances.
-fn rolling_setting(config: &Attributes, name: &str, default: usize) -> usize {
-    config
-        .get("strategy")
-        .and_then(|strategy| strategy.get("rolling"))
-        .and_then(|rolling| rolling.get(name))
-        .and_then(Value::as_u64)
-        .map_or(default, |n| n as usize)
 }
 
 impl Spec {
@@ -443,37 +372,15 @@ impl Spec {
                 Duration::from_secs(300),
             )?,
             drain: duration(config.get("drain"), "drain", Duration::from_secs(30))?,
-            progress_deadline: duration(
-                config.get("progress_deadline"),
-                "progress_deadline",
-                Duration::from_secs(600),
-            )?,
-            auto_rollback: config.get("auto_rollback").and_then(Value::as_bool) != Some(false),
-            keep_blue: match config.get("strategy").and_then(|s| s.get("blue_green")) {
-                Some(settings) => Some(duration(
-                    settings.get("keep_blue"),
-                    "keep_blue",
-                    Duration::from_secs(30),
-                )?),
-                None => None,
-            },
-            canary: config
-                .get("strategy")
-                .and_then(|s| s.get("canary"))
-                .and_then(Canary::read),
-            max_surge: rolling_setting(config, "max_surge", 1),
-            max_unavailable: rolling_setting(config, "max_unavailable", 0),
             version: digest.iter().take(6).map(|b| format!("{b:02x}")).collect(),
         })
     }
 }
 
-/// Carries out one operation on a deployment.
-pub(crate) struct Fleet<'a> {
-    runtime: &'a RuntimeDir,
-    /// Where each step of a rollout is reported, as it happens.
-    progress: Progress,
-    config_dir: PathBuf,
+/// One version of a deployment on this machine: its spec, its load
+/// balancer's admin API, its journal.
+struct Release {
+    runtime: RuntimeDir,
     spec: Spec,
     admin: Option<AdminApi>,
     journal: Journal,
@@ -483,32 +390,24 @@ fn failed(message: String) -> ProviderError {
     ProviderError::new(message).with_code("DeploymentFailed")
 }
 
-impl<'a> Fleet<'a> {
-    pub(crate) fn new(
-        runtime: &'a RuntimeDir,
+impl Release {
+    fn new(
+        runtime: &RuntimeDir,
         config_dir: &Path,
         address: &str,
         config: &Attributes,
-    ) -> Result<Fleet<'a>, ProviderError> {
+    ) -> Result<Release, ProviderError> {
         let spec = Spec::read(config, address, config_dir)?;
         let admin = spec
             .load_balancer
             .as_deref()
             .and_then(|listen| AdminApi::find(runtime, listen));
-        Ok(Fleet {
-            runtime,
-            progress: Progress::default(),
-            config_dir: config_dir.to_path_buf(),
+        Ok(Release {
+            runtime: runtime.clone(),
             journal: Journal::of(runtime, address),
             spec,
             admin,
         })
-    }
-
-    /// Reports each step of its operations to `progress`.
-    pub(crate) fn reporting(mut self, progress: Progress) -> Fleet<'a> {
-        self.progress = progress;
-        self
     }
 
     /// The admin API of the deployment's load balancer (`None` without
@@ -720,11 +619,7 @@ impl<'a> Fleet<'a> {
         instances: &[Instance],
     ) -> Result<Vec<String>, ProviderError> {
         let status = admin.status().await?;
-        let healthy: BTreeSet<&str> = status
-            .backends()
-            .filter(|b| b.healthy && !b.draining)
-            .map(|b| b.id.as_str())
-            .collect();
+        let healthy = status.in_service();
         Ok(instances
             .iter()
             .map(|i| backend_id(&self.spec.address, &i.name))
@@ -773,439 +668,233 @@ impl<'a> Fleet<'a> {
         futures_util::future::join_all(instances.iter().map(|i| self.remove(i))).await;
     }
 
-    fn state(&self, config: &Attributes, instances: &[Instance]) -> Attributes {
-        let mut state = config.clone();
-        state.insert("id".into(), json!(self.spec.address));
-        state.insert(
-            "instances".into(),
-            Value::Array(instances.iter().map(Instance::to_json).collect()),
-        );
-        state
-    }
-
-    pub(crate) async fn create(&self, config: &Attributes) -> Result<Attributes, ProviderError> {
-        self.runtime
-            .ensure()
-            .map_err(|e| failed(format!("cannot create the runtime directory .infra/: {e}")))?;
-        // Instances of an interrupted create are taken over, not doubled.
-        self.update(&Attributes::new(), config).await
-    }
-
-    /// Brings the deployment to `config` from `prior` (see [`Fleet::converge`])
-    /// within `progress_deadline`. A rollout of a new version that fails
-    /// (an instance never healthy, the deadline passed) is rolled back
-    /// when `auto_rollback` (the default): the previous version is back at
-    /// full strength before the new instances are stopped, and the error
-    /// says so — the state keeps the previous version, so the next plan
-    /// still shows the new one as pending.
-    pub(crate) async fn update(
-        &self,
-        prior: &Attributes,
-        config: &Attributes,
-    ) -> Result<Attributes, ProviderError> {
-        let deadline = self.spec.progress_deadline;
-        let error = match tokio::time::timeout(deadline, self.converge(prior, config)).await {
-            Ok(Ok(state)) => return Ok(state),
-            Ok(Err(error)) => error,
-            Err(_) => failed(format!(
-                "the change did not finish within progress_deadline ({deadline:?})"
-            )),
-        };
-        if !self.spec.auto_rollback || prior.is_empty() {
-            return Err(error);
-        }
-        self.progress.report(&format!(
-            "rolling back: {}",
-            error.message.lines().next().unwrap_or("")
-        ));
-        let previous = Fleet::new(self.runtime, &self.config_dir, &self.spec.address, prior)?
-            .reporting(self.progress.clone());
-        if previous.spec.version == self.spec.version {
-            // Not a new version: nothing to go back to.
-            return Err(error);
-        }
-        let mut error = error;
-        match previous.restore(prior).await {
-            Ok(serving) => {
-                error.message = format!(
-                    "{}\nrolled back: {serving} instance(s) of the previous version serve again; the new version's instances are stopped",
-                    error.message
-                );
-            }
-            Err(rollback) => {
-                error.message = format!(
-                    "{}\nand the rollback failed: {}",
-                    error.message, rollback.message
-                );
-            }
-        }
-        Err(error)
-    }
-
-    /// The rollback, run by the previous version's fleet: its instances
-    /// (those recorded and those the journal knows) registered and in
-    /// service, traffic sent back to them at once (after a blue/green
-    /// switch), missing ones started, and only then every instance of
-    /// another version drained and stopped. Returns how many serve.
-    async fn restore(&self, prior: &Attributes) -> Result<usize, ProviderError> {
-        let running = self.journal.running(instances_of(prior));
-        let mut taken: BTreeSet<String> = running.iter().map(|i| i.name.clone()).collect();
-        let (mut current, others): (Vec<Instance>, Vec<Instance>) = running
-            .into_iter()
-            .partition(|i| i.version == self.spec.version);
-        self.register(&current).await?;
-        self.wait_in_service(&current, Instant::now() + self.spec.healthy_deadline)
-            .await?;
-        if !current.is_empty() {
-            self.route_to(&current, &others).await?;
-        }
-        let missing = self.spec.replicas.saturating_sub(current.len());
-        let pool = current.first().and_then(|i| i.pool.clone());
-        current.extend(self.add(missing, pool.as_deref(), &mut taken).await?);
-        self.route_to(&current, &others).await?;
-        self.remove_all(&others).await;
-        Ok(current.len())
-    }
-
-    /// Sends all traffic to the pools of `serving`, none to those of
-    /// `others`: one weight change, so it is atomic.
-    async fn route_to(
-        &self,
-        serving: &[Instance],
-        others: &[Instance],
-    ) -> Result<(), ProviderError> {
-        let Some(admin) = self.admin()? else {
-            return Ok(());
-        };
-        let address = &self.spec.address;
-        let mut weights: Weights = others
-            .iter()
-            .map(|i| (i.pool(address).to_string(), 0))
-            .collect();
-        for instance in serving {
-            weights.insert(instance.pool(address).to_string(), DEFAULT_WEIGHT);
-        }
-        if weights.is_empty() {
-            return Ok(());
-        }
-        // All traffic by weight: no request routed by a header any more.
-        admin.set_routes(&Routes::new()).await?;
-        admin.set_weights(&weights).await
-    }
-
-    /// The pool a blue/green rollout puts the new version in: the one the
-    /// old version is not in (the deployment has two, named `ADDRESS` and
-    /// `ADDRESS/b`).
-    fn other_pool(&self, pool: &str) -> Option<String> {
-        (pool == self.spec.address).then(|| format!("{}/b", self.spec.address))
-    }
-
-    /// The pool a new version starts in, beside the one the old version
-    /// serves from (see [`Fleet::other_pool`]), and its name: at weight 0
-    /// before any of the new version's instances exists (none, or those of
-    /// an interrupted rollout already there), so none gets a request.
-    async fn idle_pool(
-        &self,
-        serving: &str,
-        new: &[Instance],
-    ) -> Result<(Option<String>, String), ProviderError> {
-        let pool = self.other_pool(serving);
-        let name = pool.clone().unwrap_or_else(|| self.spec.address.clone());
-        if let Some(admin) = self.admin()?
-            && new.is_empty()
-        {
-            admin.set_weights(&[(name.clone(), 0)].into()).await?;
-        }
-        Ok((pool, name))
-    }
-
-    /// Canary: for each step, enough instances of the new version (at least
-    /// one, `ceil(replicas × weight / 100)`) started in the pool the old
-    /// version is not in, at weight 0, then the step's share of the
-    /// traffic sent to them (set in one weight change and read back),
-    /// watched for the step's pause by the analysis; then the rest of the
-    /// new version started there, all traffic switched to it at once, and
-    /// the old version drained and stopped. A failed analysis (or one that
-    /// cannot judge) fails the rollout, whose rollback sends all traffic
-    /// back to the old version at once.
-    async fn canary(
-        &self,
-        canaries: &mut Vec<Instance>,
-        stable: &[Instance],
-        canary: &Canary,
-        taken: &mut BTreeSet<String>,
-    ) -> Result<(), ProviderError> {
-        let stable_pool = stable[0].pool(&self.spec.address).to_string();
-        let (canary_pool, canary_name) = self.idle_pool(&stable_pool, canaries).await?;
-        let admin = self.admin()?;
-        let replicas = self.spec.replicas;
-        for (at, step) in canary.steps.iter().enumerate() {
-            let weight = step.weight.min(100);
-            let needed = (replicas * weight as usize)
-                .div_ceil(100)
-                .clamp(1, replicas.max(1));
-            let missing = needed.saturating_sub(canaries.len());
-            let number = format!("step {} of {}", at + 1, canary.steps.len());
-            if missing > 0 {
-                self.progress
-                    .report(&format!("{number}: starting {missing} canary instance(s)"));
-            }
-            canaries.extend(self.add(missing, canary_pool.as_deref(), taken).await?);
-            let Some(admin) = admin else { continue };
-            // A route sends the requests it matches, and only those.
-            let routes: Routes = step
-                .route
-                .iter()
-                .map(|route| (canary_name.clone(), route.clone()))
-                .collect();
-            admin.set_routes(&routes).await?;
-            let weights: Weights = [
-                (canary_name.clone(), weight),
-                (stable_pool.clone(), 100 - weight),
-            ]
-            .into();
-            admin.set_weights(&weights).await?;
-            let status = admin.status().await?;
-            if status.pools.get(&canary_name).map(|p| p.weight) != Some(weight)
-                || status.routes != routes
-            {
-                return Err(failed(format!(
-                    "canary step {}: the load balancer did not take the weight {weight} or the route",
-                    at + 1
-                )));
-            }
-            let share = match &step.route {
-                Some(route) => format!("{}: {}", route.header, route.values.join(", ")),
-                None => format!("weight {weight}%"),
-            };
-            self.progress.report(&format!(
-                "{number}: {share} to the new version, for {:?}",
-                step.pause
-            ));
-            self.watch(admin, &canary_name, step.pause, canary.analysis.as_ref())
-                .await
-                .map_err(|why| failed(format!("canary step {} ({share}): {why}", at + 1)))?;
-        }
-        let missing = replicas.saturating_sub(canaries.len());
-        self.progress.report(&format!(
-            "promoting: starting the other {missing} new instance(s)"
-        ));
-        canaries.extend(self.add(missing, canary_pool.as_deref(), taken).await?);
-        self.route_to(canaries, stable).await?;
-        self.progress.report(&format!(
-            "all traffic switched to the new version; retiring the {} old instance(s)",
-            stable.len()
-        ));
-        self.remove_all(stable).await;
-        Ok(())
-    }
-
-    /// Watches the canary pool for `pause`: a reading every `interval`,
-    /// judged by the rules. Fails at `failure_limit` failed readings, past
-    /// `inconclusive_limit` inconclusive ones or `consecutive_error_limit`
-    /// readings in a row that could not be taken, and at the end of the
-    /// pause when no reading passed (inconclusive is never a pass).
-    async fn watch(
-        &self,
-        admin: &AdminApi,
-        pool: &str,
-        pause: Duration,
-        rules: Option<&Rules>,
-    ) -> Result<(), String> {
-        let Some(rules) = rules else {
-            tokio::time::sleep(pause).await;
-            return Ok(());
-        };
-        let end = Instant::now() + pause;
-        let (mut failures, mut inconclusive, mut errors, mut passes) = (0u32, 0u32, 0u32, 0u32);
-        let mut last = String::from("no reading yet");
-        let mut before = admin.totals(pool).await.ok();
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            tokio::time::sleep(rules.interval.min(left.max(Duration::from_millis(1)))).await;
-            match (admin.totals(pool).await, &before) {
-                (Ok(after), Some(earlier)) => {
-                    errors = 0;
-                    let verdict = rules.judge(earlier, &after);
-                    self.progress.report(&format!("analysis: {verdict}"));
-                    match verdict {
-                        Verdict::Pass(_) => passes += 1,
-                        Verdict::Fail(why) => {
-                            failures += 1;
-                            last = why;
-                            if failures >= rules.failure_limit.max(1) {
-                                return Err(format!(
-                                    "analysis failed ({failures} of failure_limit {}): {last}",
-                                    rules.failure_limit
-                                ));
-                            }
-                        }
-                        Verdict::Inconclusive(why) => {
-                            inconclusive += 1;
-                            last = why;
-                            if inconclusive > rules.inconclusive_limit {
-                                return Err(format!(
-                                    "analysis inconclusive {inconclusive} times (inconclusive_limit {}): {last}",
-                                    rules.inconclusive_limit
-                                ));
-                            }
-                        }
-                    }
-                    before = Some(after);
-                }
-                (Ok(after), None) => before = Some(after),
-                (Err(error), _) => {
-                    errors += 1;
-                    last = error.message;
-                    if errors > rules.consecutive_error_limit {
-                        return Err(format!(
-                            "the load balancer's counters could not be read {errors} times in a row: {last}"
-                        ));
-                    }
-                }
-            }
-            if Instant::now() >= end {
-                break;
-            }
-        }
-        if passes == 0 {
-            return Err(format!(
-                "no analysis reading passed during the pause: {last}"
-            ));
-        }
-        Ok(())
-    }
-
-    /// Blue/green: the new version (green) started in the pool the old one
-    /// (blue) is not in, at weight 0 — healthy in the load balancer's eyes,
-    /// sent nothing — then all traffic switched to it in one weight change;
-    /// blue is kept for `keep_blue` while green is watched (a green
-    /// instance that turns unhealthy fails the rollout, whose rollback
-    /// switches back at once), then drained and stopped.
-    async fn blue_green(
-        &self,
-        green: &mut Vec<Instance>,
-        blue: &[Instance],
-        keep_blue: Duration,
-        taken: &mut BTreeSet<String>,
-    ) -> Result<(), ProviderError> {
-        let address = &self.spec.address;
-        let blue_pool = blue[0].pool(address).to_string();
-        let (green_pool, _) = self.idle_pool(&blue_pool, green).await?;
-        let admin = self.admin()?;
-        let missing = self.spec.replicas.saturating_sub(green.len());
-        self.progress.report(&format!(
-            "starting {missing} new instance(s) beside the old ones, sent nothing"
-        ));
-        green.extend(self.add(missing, green_pool.as_deref(), taken).await?);
-        self.route_to(green, blue).await?;
-        self.progress.report(&format!(
-            "all traffic switched to the new version; the old one kept for {keep_blue:?}"
-        ));
-        let until = Instant::now() + keep_blue;
-        while let Some(admin) = admin {
-            if let Some(sick) = self.not_in_service(admin, green).await?.first() {
-                return Err(failed(format!(
-                    "backend {sick} of the new version turned unhealthy {:?} after the switch to it (keep_blue {keep_blue:?})",
-                    keep_blue.saturating_sub(until.saturating_duration_since(Instant::now()))
-                )));
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            tokio::time::sleep(left.min(Duration::from_millis(50))).await;
-        }
-        self.progress
-            .report(&format!("retiring the {} old instance(s)", blue.len()));
-        self.remove_all(blue).await;
-        Ok(())
-    }
-
-    /// Brings the deployment to `config` from `prior`: instances of the
-    /// current version kept (and registered again if the load balancer
-    /// lost them), a new version rolled out in batches, a scale change
-    /// made.
-    async fn converge(
-        &self,
-        prior: &Attributes,
-        config: &Attributes,
-    ) -> Result<Attributes, ProviderError> {
-        // No instance starts without the load balancer it must join.
-        self.admin()?;
-        let running = self.journal.running(instances_of(prior));
-        let mut taken: BTreeSet<String> = running.iter().map(|i| i.name.clone()).collect();
-        let (mut current, mut old): (Vec<Instance>, Vec<Instance>) = running
-            .into_iter()
-            .partition(|i| i.version == self.spec.version);
-        // Those of this version that the load balancer lost (it was
-        // restarted) or whose health check changed: registered again.
-        self.register(&current).await?;
-        self.wait_in_service(&current, Instant::now() + self.spec.healthy_deadline)
-            .await?;
-        let wanted = self.spec.replicas;
-        if let Some(keep_blue) = self.spec.keep_blue
-            && !old.is_empty()
-        {
-            self.blue_green(&mut current, &old, keep_blue, &mut taken)
-                .await?;
-            old.clear();
-        }
-        if let Some(canary) = &self.spec.canary
-            && !old.is_empty()
-        {
-            self.canary(&mut current, &old, canary, &mut taken).await?;
-            old.clear();
-        }
-        // New instances join the pool that serves: the current version's,
-        // else the old one's.
-        let pool = current.first().or(old.first()).and_then(|i| i.pool.clone());
-        let pool = pool.as_deref();
-        // Missing instances first: capacity before anything is replaced.
-        let missing = wanted.saturating_sub(current.len() + old.len());
-        current.extend(self.add(missing, pool, &mut taken).await?);
-        // Rolling, in batches: never more than `wanted + max_surge`
-        // instances, never fewer than `wanted - max_unavailable` in service;
-        // new instances are in service before the old ones they replace go.
-        let floor = wanted.saturating_sub(self.spec.max_unavailable);
-        let ceiling = wanted + self.spec.max_surge;
-        while !old.is_empty() {
-            let serving = current.len() + old.len();
-            let retiring = serving.saturating_sub(floor).min(old.len());
-            let rest = old.split_off(retiring);
-            if retiring > 0 {
-                self.progress.report(&format!(
-                    "retiring {retiring} old instance(s); {} left",
-                    rest.len()
-                ));
-            }
-            self.remove_all(&std::mem::replace(&mut old, rest)).await;
-            let starting = ceiling
-                .saturating_sub(current.len() + old.len())
-                .min(wanted.saturating_sub(current.len()));
-            if starting == 0 && retiring == 0 {
-                // Already `wanted` of this version: the rest are extra.
-                break;
-            }
-            if starting > 0 {
-                self.progress.report(&format!(
-                    "starting {starting} new instance(s); {} of {wanted} in service so far",
-                    current.len()
-                ));
-            }
-            current.extend(self.add(starting, pool, &mut taken).await?);
-        }
-        self.remove_all(&old).await;
-        while current.len() > wanted {
-            let newest = current.pop().expect("more than wanted");
-            self.remove(&newest).await;
-        }
-        Ok(self.state(config, &current))
-    }
-
-    pub(crate) async fn delete(&self, state: &Attributes) {
+    async fn delete(&self, state: &Attributes) {
         self.remove_all(&self.journal.running(instances_of(state)))
             .await;
+    }
+}
+
+/// Deletes a deployment: every instance it runs retired (without a load
+/// balancer any more, the instances are still stopped).
+pub(crate) async fn delete(
+    runtime: &RuntimeDir,
+    config_dir: &Path,
+    address: &str,
+    state: &Attributes,
+) -> Result<(), ProviderError> {
+    Release::new(runtime, config_dir, address, state)?
+        .delete(state)
+        .await;
+    Ok(())
+}
+
+/// A deployment's fleet on this machine: the wanted version, and the one
+/// the state records (which a rollback starts again).
+pub(crate) struct LocalFleet {
+    wanted: Release,
+    previous: Option<Release>,
+    /// The wanted configuration, recorded with the instances.
+    config: Attributes,
+    /// The instances the state records.
+    recorded: Vec<Instance>,
+}
+
+impl LocalFleet {
+    pub(crate) fn new(
+        runtime: &RuntimeDir,
+        config_dir: &Path,
+        request: &FleetRequest,
+    ) -> Result<LocalFleet, ProviderError> {
+        let address = &request.identity.address;
+        runtime
+            .ensure()
+            .map_err(|e| failed(format!("cannot create the runtime directory .infra/: {e}")))?;
+        let previous = if request.prior.is_empty() {
+            None
+        } else {
+            Release::new(runtime, config_dir, address, &request.prior).ok()
+        };
+        Ok(LocalFleet {
+            wanted: Release::new(runtime, config_dir, address, &request.config)?,
+            previous,
+            config: request.config.clone(),
+            recorded: instances_of(&request.prior),
+        })
+    }
+
+    fn release(&self, which: Version) -> Result<&Release, ProviderError> {
+        match which {
+            Version::Wanted => Ok(&self.wanted),
+            Version::Previous => self
+                .previous
+                .as_ref()
+                .ok_or_else(|| failed("no previous version to start".into())),
+        }
+    }
+
+    /// The release an instance belongs to (the wanted one for a version
+    /// neither knows: it only needs retiring).
+    fn release_of(&self, instance: &Instance) -> &Release {
+        match &self.previous {
+            Some(previous) if previous.spec.version == instance.version => previous,
+            _ => &self.wanted,
+        }
+    }
+
+    /// Every running instance: recorded or journaled.
+    fn running(&self) -> Vec<Instance> {
+        self.wanted.journal.running(self.recorded.clone())
+    }
+
+    fn named(&self, names: &[String]) -> Vec<Instance> {
+        self.running()
+            .into_iter()
+            .filter(|i| names.contains(&i.name))
+            .collect()
+    }
+
+    fn address(&self) -> &str {
+        &self.wanted.spec.address
+    }
+
+    fn as_fleet_instance(&self, instance: &Instance) -> FleetInstance {
+        FleetInstance {
+            name: instance.name.clone(),
+            version: instance.version.clone(),
+            pool: instance.pool(self.address()).to_string(),
+        }
+    }
+}
+
+impl Fleet for LocalFleet {
+    fn version(&self, which: Version) -> Option<VersionInfo> {
+        self.release(which).ok().map(|release| VersionInfo {
+            id: release.spec.version.clone(),
+            replicas: release.spec.replicas,
+        })
+    }
+
+    fn pools(&self) -> [String; 2] {
+        let address = self.address();
+        [address.to_string(), format!("{address}/b")]
+    }
+
+    fn balanced(&self) -> bool {
+        self.wanted.spec.load_balancer.is_some()
+    }
+
+    fn observe(&self) -> BoxFuture<'_, Result<Observed, ProviderError>> {
+        Box::pin(async move {
+            // Nothing starts without the load balancer it must join.
+            let admin = self.wanted.admin()?;
+            let running = self.running();
+            let mut observed = Observed {
+                instances: running.iter().map(|i| self.as_fleet_instance(i)).collect(),
+                ..Observed::default()
+            };
+            match admin {
+                None => observed.in_service = running.iter().map(|i| i.name.clone()).collect(),
+                Some(admin) => {
+                    let status = admin.status().await?;
+                    let healthy = status.in_service();
+                    observed.in_service = running
+                        .iter()
+                        .filter(|i| healthy.contains(backend_id(self.address(), &i.name).as_str()))
+                        .map(|i| i.name.clone())
+                        .collect();
+                    observed.weights = status
+                        .pools
+                        .iter()
+                        .map(|(name, pool)| (name.clone(), pool.weight))
+                        .collect();
+                }
+            }
+            Ok(observed)
+        })
+    }
+
+    fn admit(&self, names: Vec<String>) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(async move {
+            for instance in self.named(&names) {
+                let release = self.release_of(&instance);
+                let instances = std::slice::from_ref(&instance);
+                release.register(instances).await?;
+                release
+                    .wait_in_service(instances, Instant::now() + release.spec.healthy_deadline)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn start(
+        &self,
+        version: Version,
+        pool: String,
+        count: usize,
+    ) -> BoxFuture<'_, Result<Vec<FleetInstance>, ProviderError>> {
+        Box::pin(async move {
+            let release = self.release(version)?;
+            let mut taken: BTreeSet<String> = self.running().into_iter().map(|i| i.name).collect();
+            let pool = (pool != self.address()).then_some(pool);
+            let started = release.add(count, pool.as_deref(), &mut taken).await?;
+            Ok(started.iter().map(|i| self.as_fleet_instance(i)).collect())
+        })
+    }
+
+    fn retire(&self, names: Vec<String>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let instances = self.named(&names);
+            futures_util::future::join_all(instances.iter().map(|i| self.release_of(i).remove(i)))
+                .await;
+        })
+    }
+
+    fn route(&self, traffic: Traffic) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(async move {
+            let Some(admin) = self.wanted.admin()? else {
+                return Ok(());
+            };
+            if let Some(routes) = &traffic.routes {
+                admin.set_routes(routes).await?;
+            }
+            admin.set_weights(&traffic.weights).await?;
+            let status = admin.status().await?;
+            let weights_taken = traffic
+                .weights
+                .iter()
+                .all(|(pool, weight)| status.pools.get(pool).map(|p| p.weight) == Some(*weight));
+            let routes_taken = traffic.routes.as_ref().is_none_or(|r| *r == status.routes);
+            if weights_taken && routes_taken {
+                Ok(())
+            } else {
+                Err(failed(format!(
+                    "the load balancer did not take the weights {:?} or the routes",
+                    traffic.weights
+                )))
+            }
+        })
+    }
+
+    fn totals(&self, pool: String) -> BoxFuture<'_, Result<PoolTotals, ProviderError>> {
+        Box::pin(async move {
+            match self.wanted.admin()? {
+                Some(admin) => admin.totals(&pool).await,
+                None => Err(failed(
+                    "no load balancer counts this deployment's requests".into(),
+                )),
+            }
+        })
+    }
+
+    fn record(&self, names: &[String]) -> Attributes {
+        let mut state = self.config.clone();
+        state.insert("id".into(), json!(self.address()));
+        state.insert(
+            "instances".into(),
+            Value::Array(self.named(names).iter().map(Instance::to_json).collect()),
+        );
+        state
     }
 }
 

@@ -10,7 +10,6 @@
 //! the configuration, processes known by pid and start time, and a small
 //! HTTP client.
 
-pub mod analysis;
 mod file;
 mod fleet;
 pub mod lb;
@@ -61,16 +60,6 @@ impl LocalProvider {
 
     fn runtime(&self) -> RuntimeDir {
         RuntimeDir::new(&self.directory())
-    }
-
-    /// The deployment at `address` as `config` describes it.
-    fn fleet<'r>(
-        &self,
-        runtime: &'r RuntimeDir,
-        address: &str,
-        config: &Attributes,
-    ) -> Result<fleet::Fleet<'r>, ProviderError> {
-        fleet::Fleet::new(runtime, &self.directory(), address, config)
     }
 }
 
@@ -126,13 +115,7 @@ impl Provider for LocalProvider {
                     load_balancer::create(&self.runtime(), &self.lb_program, &request.config)
                         .await?
                 }
-                "local_deployment" => {
-                    let runtime = self.runtime();
-                    self.fleet(&runtime, &request.identity.address, &request.config)?
-                        .reporting(request.progress.clone())
-                        .create(&request.config)
-                        .await?
-                }
+                "local_deployment" => return Err(rolled_out_by_the_engine()),
                 other => return Err(unknown_type(other)),
             };
             Ok(ObjectResponse::from(state))
@@ -158,13 +141,7 @@ impl Provider for LocalProvider {
         Box::pin(async move {
             let state = match request.type_name.as_str() {
                 "local_file" => file::update(&request.prior, request.config)?,
-                "local_deployment" => {
-                    let runtime = self.runtime();
-                    self.fleet(&runtime, &request.identity.address, &request.config)?
-                        .reporting(request.progress.clone())
-                        .update(&request.prior, &request.config)
-                        .await?
-                }
+                "local_deployment" => return Err(rolled_out_by_the_engine()),
                 // `listen`, its only argument, replaces it.
                 "local_lb" => request.config,
                 other => return Err(unknown_type(other)),
@@ -182,16 +159,24 @@ impl Provider for LocalProvider {
                     Ok(())
                 }
                 "local_deployment" => {
-                    let runtime = self.runtime();
-                    // Without a load balancer any more, the instances are
-                    // still stopped (`Fleet::remove` needs none).
-                    self.fleet(&runtime, &request.identity.address, &request.state)?
-                        .delete(&request.state)
-                        .await;
-                    Ok(())
+                    fleet::delete(
+                        &self.runtime(),
+                        &self.directory(),
+                        &request.identity.address,
+                        &request.state,
+                    )
+                    .await
                 }
                 other => Err(unknown_type(other)),
             }
+        })
+    }
+
+    /// A `local_deployment`'s instances, for the engine's rollouts.
+    fn fleet(&self, request: FleetRequest) -> Option<Result<Box<dyn Fleet + '_>, ProviderError>> {
+        (request.type_name == "local_deployment").then(|| {
+            fleet::LocalFleet::new(&self.runtime(), &self.directory(), &request)
+                .map(|fleet| Box::new(fleet) as Box<dyn Fleet>)
         })
     }
 
@@ -211,4 +196,11 @@ impl Provider for LocalProvider {
             Ok(ObjectResponse::from(file::import(&request.id)?))
         })
     }
+}
+
+/// A deployment is created and updated by the engine through its fleet
+/// ([`Provider::fleet`]), never by `create`/`update`.
+fn rolled_out_by_the_engine() -> ProviderError {
+    ProviderError::new("a local_deployment is rolled out by the engine through its fleet")
+        .with_code("NotSupported")
 }

@@ -12,12 +12,14 @@
 //! ([`BoxFuture`]) that the engine drives (on tokio).
 
 mod duration;
+mod fleet;
 pub mod host;
 mod protocol;
 mod provider;
 mod schema;
 
 pub use duration::parse_duration;
+pub use fleet::*;
 pub use protocol::*;
 pub use provider::{BoxFuture, Provider, run_ready};
 pub use schema::*;

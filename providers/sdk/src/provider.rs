@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::fleet::{Fleet, FleetRequest};
 use crate::protocol::*;
 use crate::schema::Schema;
 
@@ -116,6 +117,13 @@ pub trait Provider: Send + Sync {
                 request.type_name
             )))
         })
+    }
+
+    /// The fleet behind a deployment resource (`local_deployment`): the
+    /// primitives the engine's rollouts drive. `None` (the default): the
+    /// type is not a deployment, and `create`/`update` manage it.
+    fn fleet(&self, _request: FleetRequest) -> Option<Result<Box<dyn Fleet + '_>, ProviderError>> {
+        None
     }
 
     /// The run is over: release what the provider holds (connections,

@@ -102,13 +102,13 @@ pub struct Status {
     pub routes: Routes,
 }
 
-/// Requests whose `header` has one of `values` go to the route's pool, and
-/// only those: a canary for chosen customers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Route {
-    pub header: String,
-    pub values: Vec<String>,
-}
+/// A route: requests whose header has one of the values go to its pool
+/// (the SDK's type: the fleet interface and this API share it).
+pub use infra_provider_sdk::Route;
+
+/// `GET /pools/NAME/totals`: what a pool has answered since the load
+/// balancer started (the SDK's type, which a fleet returns).
+pub use infra_provider_sdk::PoolTotals;
 
 /// `PUT /routes`: pool name → the requests routed to it; replaces every
 /// route (`{}` removes them).
@@ -118,6 +118,15 @@ impl Status {
     /// Every backend of every pool.
     pub fn backends(&self) -> impl Iterator<Item = &BackendStatus> {
         self.pools.values().flat_map(|pool| pool.backends.iter())
+    }
+
+    /// The ids of the backends that are healthy and not draining: those
+    /// that take requests.
+    pub fn in_service(&self) -> std::collections::BTreeSet<&str> {
+        self.backends()
+            .filter(|b| b.healthy && !b.draining)
+            .map(|b| b.id.as_str())
+            .collect()
     }
 }
 
@@ -158,21 +167,4 @@ mod tests {
         assert_eq!(check.interval, HealthCheck::default().interval);
         assert_eq!(HealthSettings::of(&check).check(), check);
     }
-}
-
-/// `GET /pools/NAME/totals`: what a pool's backends have answered since
-/// the load balancer started (counters: analysis reads two and takes the
-/// difference).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PoolTotals {
-    /// Answers given.
-    pub requests: u64,
-    /// Of those, 5xx answers.
-    pub errors: u64,
-    /// The latency histogram: (upper bound in seconds, answers at most
-    /// that slow), cumulative, as Prometheus writes buckets; slower ones
-    /// count only in `timed`.
-    pub latency: Vec<(f64, u64)>,
-    /// Answers timed (every one, retries included).
-    pub timed: u64,
 }

@@ -1,30 +1,14 @@
-//! Canary analysis on the load balancer's own counters: every `interval`,
+//! Canary analysis on the load balancer's own counters (a fleet's
+//! [`infra_provider_sdk::Fleet::totals`]): every `interval`,
 //! the canary pool's answers since the last reading are judged against
 //! the bounds — a 5xx rate, a p99 latency. Too few requests is
 //! inconclusive, never a pass.
 
 use std::time::Duration;
 
-use serde_json::Value;
+use infra_provider_sdk::PoolTotals;
 
-use crate::lb::protocol::PoolTotals;
-
-/// The `analysis` block of a canary, as the engine passes it (defaults
-/// filled in).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rules {
-    pub interval: Duration,
-    /// Failed readings that abort the rollout.
-    pub failure_limit: u32,
-    /// Inconclusive readings beyond which the rollout is aborted.
-    pub inconclusive_limit: u32,
-    /// Readings that could not be taken in a row beyond which it is.
-    pub consecutive_error_limit: u32,
-    /// Fewer requests in a reading: inconclusive.
-    pub min_requests: u64,
-    pub max_error_rate: Option<f64>,
-    pub max_p99_latency: Option<Duration>,
-}
+pub use super::strategy::Analysis;
 
 /// What one reading says.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,24 +31,7 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-impl Rules {
-    /// The rules in `analysis`; `interval` is parsed by the caller.
-    pub fn read(analysis: &Value, interval: Duration) -> Rules {
-        let count = |name: &str, default: u64| analysis[name].as_u64().unwrap_or(default);
-        Rules {
-            interval,
-            failure_limit: u32::try_from(count("failure_limit", 1)).unwrap_or(u32::MAX),
-            inconclusive_limit: u32::try_from(count("inconclusive_limit", 3)).unwrap_or(u32::MAX),
-            consecutive_error_limit: u32::try_from(count("consecutive_error_limit", 4))
-                .unwrap_or(u32::MAX),
-            min_requests: count("min_requests", 100),
-            max_error_rate: analysis["max_error_rate"].as_f64(),
-            max_p99_latency: analysis["max_p99_latency_ms"]
-                .as_u64()
-                .map(Duration::from_millis),
-        }
-    }
-
+impl Analysis {
     /// Judges the answers between two readings of the canary pool.
     pub fn judge(&self, before: &PoolTotals, after: &PoolTotals) -> Verdict {
         let requests = after.requests.saturating_sub(before.requests);
@@ -138,8 +105,8 @@ mod tests {
         }
     }
 
-    fn rules() -> Rules {
-        Rules {
+    fn rules() -> Analysis {
+        Analysis {
             interval: Duration::from_secs(1),
             failure_limit: 1,
             inconclusive_limit: 3,

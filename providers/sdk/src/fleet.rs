@@ -1,0 +1,154 @@
+//! The [`Fleet`] interface: a deployment's instances as the coarse,
+//! idempotent primitives the engine's rollouts drive — observe, start N of
+//! a version, retire, route traffic, read a pool's counters.
+//!
+//! A provider whose deployments can be rolled out returns one from
+//! [`crate::Provider::fleet`]. The strategies (rolling, blue/green,
+//! canary), the deadlines, the analysis and the rollback are the engine's:
+//! a fleet knows nothing of them, so the same rollout runs on processes
+//! behind `local_lb` and on EC2 instances behind an ALB.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Attributes, ObjectIdentity, ProviderError};
+use crate::provider::BoxFuture;
+
+/// What the engine asks a fleet for: the deployment as configured now and
+/// as the state last recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetRequest {
+    pub type_name: String,
+    pub identity: ObjectIdentity,
+    /// The wanted deployment: the arguments the engine evaluated.
+    pub config: Attributes,
+    /// What the state records (empty for a new deployment): the previous
+    /// version, which a rollback restores.
+    pub prior: Attributes,
+}
+
+/// Which of the two versions a fleet knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The one the configuration asks for.
+    Wanted,
+    /// The one the state records.
+    Previous,
+}
+
+/// A version of the deployment: its identity (instances carry it) and how
+/// many instances it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub id: String,
+    pub replicas: usize,
+}
+
+/// One instance of a fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetInstance {
+    /// Unique within the deployment.
+    pub name: String,
+    /// The [`VersionInfo::id`] it runs.
+    pub version: String,
+    /// The load balancer pool (target group) it is registered in.
+    pub pool: String,
+}
+
+/// The fleet as it is now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// Every instance that runs, whatever its version — those an
+    /// interrupted operation started included.
+    pub instances: Vec<FleetInstance>,
+    /// The names of those the load balancer finds healthy and sends
+    /// requests to (all running ones without a load balancer).
+    pub in_service: BTreeSet<String>,
+    /// The pools' weights.
+    pub weights: BTreeMap<String, u32>,
+}
+
+/// Requests whose `header` has one of `values` go to the route's pool,
+/// and only those: a canary for chosen customers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub header: String,
+    pub values: Vec<String>,
+}
+
+/// Where requests go: the weights of the named pools (pools not named keep
+/// theirs), and the header routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub weights: BTreeMap<String, u32>,
+    /// Pool name → the requests routed to it, replacing every route;
+    /// `None` keeps the routes as they are.
+    pub routes: Option<BTreeMap<String, Route>>,
+}
+
+/// What a pool has answered since its load balancer started: counters,
+/// which analysis reads twice and subtracts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolTotals {
+    /// Answers given.
+    pub requests: u64,
+    /// Of those, 5xx answers.
+    pub errors: u64,
+    /// The latency histogram: (upper bound in seconds, answers at most
+    /// that slow), cumulative, as Prometheus writes buckets; slower ones
+    /// count only in `timed`.
+    pub latency: Vec<(f64, u64)>,
+    /// Answers timed (every one, retries included).
+    pub timed: u64,
+}
+
+/// A deployment's instances, driven by the engine. Every operation is
+/// idempotent or safe to repeat after an interruption: instances are
+/// journaled as they start, so a second operation finds them.
+pub trait Fleet: Send + Sync {
+    /// The wanted version, or the previous one (`None` for a new
+    /// deployment).
+    fn version(&self, which: Version) -> Option<VersionInfo>;
+
+    /// The deployment's two pools: the first is where a new deployment
+    /// starts; a blue/green or canary rollout starts the new version in
+    /// the one the old version is not in.
+    fn pools(&self) -> [String; 2];
+
+    /// Whether a load balancer sends the requests (routes, weights and
+    /// counters exist only then).
+    fn balanced(&self) -> bool;
+
+    fn observe(&self) -> BoxFuture<'_, Result<Observed, ProviderError>>;
+
+    /// Makes sure running instances are registered in their pools (the
+    /// load balancer may have lost them) and in service.
+    fn admit(&self, names: Vec<String>) -> BoxFuture<'_, Result<(), ProviderError>>;
+
+    /// Starts `count` instances of `version` in `pool` and brings them into
+    /// service: healthy by the deployment's checks, registered, healthy in
+    /// the load balancer's eyes. On failure every instance it started is
+    /// stopped again.
+    fn start(
+        &self,
+        version: Version,
+        pool: String,
+        count: usize,
+    ) -> BoxFuture<'_, Result<Vec<FleetInstance>, ProviderError>>;
+
+    /// Drains (deregistered, requests in flight finished within the
+    /// deployment's `drain`) and stops the named instances, together.
+    fn retire(&self, names: Vec<String>) -> BoxFuture<'_, ()>;
+
+    /// Sets where requests go, in one change, and reads it back: an error
+    /// when the load balancer did not take it.
+    fn route(&self, traffic: Traffic) -> BoxFuture<'_, Result<(), ProviderError>>;
+
+    /// A pool's counters.
+    fn totals(&self, pool: String) -> BoxFuture<'_, Result<PoolTotals, ProviderError>>;
+
+    /// The state to record for the deployment at its wanted version, served
+    /// by the named instances.
+    fn record(&self, names: &[String]) -> Attributes;
+}

@@ -1,0 +1,491 @@
+//! Carrying out a deployment's change on its fleet: the engine's side of
+//! a rollout. The strategy the spec names decides what the fleet does
+//! next (rolling batches within surge and unavailable; blue/green's idle
+//! pool and one switch; a canary's steps, watched by the analysis), the
+//! whole change runs within `progress_deadline`, and a failed rollout is
+//! rolled back: traffic to the previous version at once, the previous
+//! version at full strength, and only then the new version's instances
+//! retired. The fleet ([`Fleet`], in the provider SDK) supplies the
+//! primitives; every wait here is a tokio timer, so the tests drive the
+//! strategies on a fake fleet with a paused clock.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use infra_provider_sdk::{
+    Attributes, Fleet, FleetInstance, Progress, ProviderError, Route, Traffic, Version, VersionInfo,
+};
+use tokio::time::{Instant, sleep, timeout};
+
+use super::analysis::{Analysis, Verdict};
+use super::spec::DeploymentSpec;
+use super::strategy::{CanaryStep, Strategy};
+
+/// The weight of a pool that takes all the traffic.
+const FULL: u32 = 100;
+
+/// How often blue/green looks at the new version while it keeps the old.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
+
+/// Brings the fleet to the wanted version as `spec` says, reporting each
+/// step to `progress`; returns the state to record. A failure after which
+/// the rollback succeeded still fails, and says what serves now.
+pub async fn execute(
+    spec: &DeploymentSpec,
+    fleet: &dyn Fleet,
+    progress: &Progress,
+) -> Result<Attributes, ProviderError> {
+    let run = Run {
+        spec,
+        fleet,
+        progress,
+    };
+    let deadline = spec.progress_deadline;
+    let error = match timeout(deadline, run.converge()).await {
+        Ok(Ok(serving)) => return Ok(fleet.record(&names(&serving))),
+        Ok(Err(error)) => error,
+        Err(_) => failed(format!(
+            "the change did not finish within progress_deadline ({deadline:?})"
+        )),
+    };
+    let wanted = fleet.version(Version::Wanted);
+    let previous = match fleet.version(Version::Previous) {
+        Some(previous)
+            if spec.auto_rollback && Some(&previous.id) != wanted.map(|w| w.id).as_ref() =>
+        {
+            previous
+        }
+        // Nothing to go back to: a new deployment, or not a new version.
+        _ => return Err(error),
+    };
+    progress.report(&format!(
+        "rolling back: {}",
+        error.message.lines().next().unwrap_or("")
+    ));
+    let mut error = error;
+    match run.rollback(&previous).await {
+        Ok(serving) => {
+            error.message = format!(
+                "{}\nrolled back: {serving} instance(s) of the previous version serve again; the new version's instances are stopped",
+                error.message
+            );
+        }
+        Err(rollback) => {
+            error.message = format!(
+                "{}\nand the rollback failed: {}",
+                error.message, rollback.message
+            );
+        }
+    }
+    Err(error)
+}
+
+fn failed(message: String) -> ProviderError {
+    ProviderError::new(message).with_code("DeploymentFailed")
+}
+
+fn names(instances: &[FleetInstance]) -> Vec<String> {
+    instances.iter().map(|i| i.name.clone()).collect()
+}
+
+/// One change of one deployment.
+struct Run<'a> {
+    spec: &'a DeploymentSpec,
+    fleet: &'a dyn Fleet,
+    progress: &'a Progress,
+}
+
+impl Run<'_> {
+    fn report(&self, message: &str) {
+        self.progress.report(message);
+    }
+
+    async fn start(
+        &self,
+        version: Version,
+        pool: &str,
+        count: usize,
+    ) -> Result<Vec<FleetInstance>, ProviderError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        self.fleet.start(version, pool.to_string(), count).await
+    }
+
+    async fn retire(&self, instances: &[FleetInstance]) {
+        if !instances.is_empty() {
+            self.fleet.retire(names(instances)).await;
+        }
+    }
+
+    /// The wanted version's instances, in service: those already running
+    /// kept (and admitted again), a new version rolled out by the
+    /// strategy, a scale change made.
+    async fn converge(&self) -> Result<Vec<FleetInstance>, ProviderError> {
+        let wanted = self
+            .fleet
+            .version(Version::Wanted)
+            .ok_or_else(|| failed("the fleet does not know the wanted version".into()))?;
+        let observed = self.fleet.observe().await?;
+        let (mut current, mut old): (Vec<FleetInstance>, Vec<FleetInstance>) = observed
+            .instances
+            .into_iter()
+            .partition(|i| i.version == wanted.id);
+        if !current.is_empty() {
+            self.fleet.admit(names(&current)).await?;
+        }
+        if !old.is_empty() {
+            match &self.spec.strategy {
+                Strategy::BlueGreen { keep_blue } => {
+                    self.blue_green(&mut current, &old, *keep_blue).await?;
+                    old.clear();
+                }
+                Strategy::Canary { steps, analysis } => {
+                    self.canary(&mut current, &old, steps, analysis.as_ref())
+                        .await?;
+                    old.clear();
+                }
+                Strategy::Rolling { .. } => {}
+            }
+        }
+        let replicas = self.spec.replicas;
+        // New instances join the pool that serves: the current version's,
+        // else the old one's.
+        let pool = current
+            .first()
+            .or(old.first())
+            .map_or_else(|| self.fleet.pools()[0].clone(), |i| i.pool.clone());
+        // Missing instances first: capacity before anything is replaced.
+        let missing = replicas.saturating_sub(current.len() + old.len());
+        current.extend(self.start(Version::Wanted, &pool, missing).await?);
+        self.rolling(&mut current, old, &pool).await?;
+        if current.len() > replicas {
+            let extra = current.split_off(replicas);
+            self.retire(&extra).await;
+        }
+        Ok(current)
+    }
+
+    /// Rolling, in batches: never more than `replicas + max_surge`
+    /// instances, never fewer than `replicas - max_unavailable` in
+    /// service; new instances are in service before the old ones they
+    /// replace go.
+    async fn rolling(
+        &self,
+        current: &mut Vec<FleetInstance>,
+        mut old: Vec<FleetInstance>,
+        pool: &str,
+    ) -> Result<(), ProviderError> {
+        let replicas = self.spec.replicas;
+        let (surge, unavailable) = self.spec.rolling_batch().unwrap_or((1, 0));
+        let floor = replicas.saturating_sub(unavailable);
+        let ceiling = replicas + surge;
+        while !old.is_empty() {
+            let serving = current.len() + old.len();
+            let retiring = serving.saturating_sub(floor).min(old.len());
+            let rest = old.split_off(retiring);
+            if retiring > 0 {
+                self.report(&format!(
+                    "retiring {retiring} old instance(s); {} left",
+                    rest.len()
+                ));
+            }
+            self.retire(&std::mem::replace(&mut old, rest)).await;
+            let starting = ceiling
+                .saturating_sub(current.len() + old.len())
+                .min(replicas.saturating_sub(current.len()));
+            if starting == 0 && retiring == 0 {
+                // Already `replicas` of this version: the rest are extra.
+                break;
+            }
+            if starting > 0 {
+                self.report(&format!(
+                    "starting {starting} new instance(s); {} of {replicas} in service so far",
+                    current.len()
+                ));
+            }
+            current.extend(self.start(Version::Wanted, pool, starting).await?);
+        }
+        self.retire(&old).await;
+        Ok(())
+    }
+
+    /// The pool a new version starts in beside the one the old version
+    /// serves from: the deployment's other pool, set to weight 0 before
+    /// any new instance is in it (none yet, or those of an interrupted
+    /// rollout there already), so that none gets a request.
+    async fn idle_pool(
+        &self,
+        serving: &str,
+        new: &[FleetInstance],
+    ) -> Result<String, ProviderError> {
+        let [first, second] = self.fleet.pools();
+        let pool = if serving == first { second } else { first };
+        if self.fleet.balanced() && new.is_empty() {
+            self.fleet
+                .route(Traffic {
+                    weights: BTreeMap::from([(pool.clone(), 0)]),
+                    routes: None,
+                })
+                .await?;
+        }
+        Ok(pool)
+    }
+
+    /// All traffic to the pools of `serving`, none to those of `others`,
+    /// no header routes: one change, so it is atomic.
+    async fn route_to(
+        &self,
+        serving: &[FleetInstance],
+        others: &[FleetInstance],
+    ) -> Result<(), ProviderError> {
+        if !self.fleet.balanced() {
+            return Ok(());
+        }
+        let mut weights: BTreeMap<String, u32> =
+            others.iter().map(|i| (i.pool.clone(), 0)).collect();
+        for instance in serving {
+            weights.insert(instance.pool.clone(), FULL);
+        }
+        if weights.is_empty() {
+            return Ok(());
+        }
+        self.fleet
+            .route(Traffic {
+                weights,
+                routes: Some(BTreeMap::new()),
+            })
+            .await
+    }
+
+    /// Blue/green: the new version (green) started in the pool the old one
+    /// (blue) is not in, at weight 0 — healthy in the load balancer's
+    /// eyes, sent nothing — then all traffic switched to it in one change;
+    /// blue is kept for `keep_blue` while green is watched (a green
+    /// instance out of service fails the rollout, whose rollback switches
+    /// back at once), then drained and stopped.
+    async fn blue_green(
+        &self,
+        green: &mut Vec<FleetInstance>,
+        blue: &[FleetInstance],
+        keep_blue: Duration,
+    ) -> Result<(), ProviderError> {
+        let green_pool = self.idle_pool(&blue[0].pool, green).await?;
+        let missing = self.spec.replicas.saturating_sub(green.len());
+        self.report(&format!(
+            "starting {missing} new instance(s) beside the old ones, sent nothing"
+        ));
+        green.extend(self.start(Version::Wanted, &green_pool, missing).await?);
+        self.route_to(green, blue).await?;
+        self.report(&format!(
+            "all traffic switched to the new version; the old one kept for {keep_blue:?}"
+        ));
+        let switched = Instant::now();
+        let until = switched + keep_blue;
+        while self.fleet.balanced() {
+            let observed = self.fleet.observe().await?;
+            if let Some(sick) = green
+                .iter()
+                .find(|i| !observed.in_service.contains(&i.name))
+            {
+                return Err(failed(format!(
+                    "instance {} of the new version turned unhealthy {:?} after the switch to it (keep_blue {keep_blue:?})",
+                    sick.name,
+                    switched.elapsed()
+                )));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            sleep(left.min(WATCH_EVERY)).await;
+        }
+        self.report(&format!("retiring the {} old instance(s)", blue.len()));
+        self.retire(blue).await;
+        Ok(())
+    }
+
+    /// Canary: for each step, enough instances of the new version (at
+    /// least one, `ceil(replicas × weight / 100)`) started in the pool the
+    /// old version is not in, at weight 0, then the step's share of the
+    /// traffic (or the requests its route matches) sent to them in one
+    /// change, read back, and watched for the step's pause by the
+    /// analysis; then the rest of the new version started there, all
+    /// traffic switched to it at once, and the old version retired. A
+    /// failed analysis (or one that cannot judge) fails the rollout.
+    async fn canary(
+        &self,
+        canaries: &mut Vec<FleetInstance>,
+        stable: &[FleetInstance],
+        steps: &[CanaryStep],
+        analysis: Option<&Analysis>,
+    ) -> Result<(), ProviderError> {
+        let stable_pool = stable[0].pool.clone();
+        let canary_pool = self.idle_pool(&stable_pool, canaries).await?;
+        let replicas = self.spec.replicas;
+        for (at, step) in steps.iter().enumerate() {
+            let weight = step.weight.min(FULL);
+            let needed = (replicas * weight as usize)
+                .div_ceil(100)
+                .clamp(1, replicas.max(1));
+            let missing = needed.saturating_sub(canaries.len());
+            let number = format!("step {} of {}", at + 1, steps.len());
+            if missing > 0 {
+                self.report(&format!("{number}: starting {missing} canary instance(s)"));
+            }
+            canaries.extend(self.start(Version::Wanted, &canary_pool, missing).await?);
+            if !self.fleet.balanced() {
+                continue;
+            }
+            // A route sends the requests it matches, and only those.
+            let routes: BTreeMap<String, Route> = step
+                .matching
+                .iter()
+                .map(|matching| {
+                    let route = Route {
+                        header: matching.header.clone(),
+                        values: matching.values.clone(),
+                    };
+                    (canary_pool.clone(), route)
+                })
+                .collect();
+            self.fleet
+                .route(Traffic {
+                    weights: BTreeMap::from([
+                        (canary_pool.clone(), weight),
+                        (stable_pool.clone(), FULL - weight),
+                    ]),
+                    routes: Some(routes),
+                })
+                .await
+                .map_err(|error| failed(format!("canary step {}: {}", at + 1, error.message)))?;
+            let share = match &step.matching {
+                Some(matching) => format!("{}: {}", matching.header, matching.values.join(", ")),
+                None => format!("weight {weight}%"),
+            };
+            self.report(&format!(
+                "{number}: {share} to the new version, for {:?}",
+                step.pause
+            ));
+            self.watch(&canary_pool, step.pause, analysis)
+                .await
+                .map_err(|why| failed(format!("canary step {} ({share}): {why}", at + 1)))?;
+        }
+        let missing = replicas.saturating_sub(canaries.len());
+        self.report(&format!(
+            "promoting: starting the other {missing} new instance(s)"
+        ));
+        canaries.extend(self.start(Version::Wanted, &canary_pool, missing).await?);
+        self.route_to(canaries, stable).await?;
+        self.report(&format!(
+            "all traffic switched to the new version; retiring the {} old instance(s)",
+            stable.len()
+        ));
+        self.retire(stable).await;
+        Ok(())
+    }
+
+    /// Watches the canary pool for `pause`: a reading every `interval`,
+    /// judged by the analysis. Fails at `failure_limit` failed readings,
+    /// past `inconclusive_limit` inconclusive ones or
+    /// `consecutive_error_limit` readings in a row that could not be
+    /// taken, and at the end of the pause when no reading passed
+    /// (inconclusive is never a pass).
+    async fn watch(
+        &self,
+        pool: &str,
+        pause: Duration,
+        analysis: Option<&Analysis>,
+    ) -> Result<(), String> {
+        let Some(rules) = analysis else {
+            sleep(pause).await;
+            return Ok(());
+        };
+        let end = Instant::now() + pause;
+        let (mut failures, mut inconclusive, mut errors, mut passes) = (0u32, 0u32, 0u32, 0u32);
+        let mut last = String::from("no reading yet");
+        let mut before = self.fleet.totals(pool.to_string()).await.ok();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            sleep(rules.interval.min(left.max(Duration::from_millis(1)))).await;
+            match (self.fleet.totals(pool.to_string()).await, &before) {
+                (Ok(after), Some(earlier)) => {
+                    errors = 0;
+                    let verdict = rules.judge(earlier, &after);
+                    self.report(&format!("analysis: {verdict}"));
+                    match verdict {
+                        Verdict::Pass(_) => passes += 1,
+                        Verdict::Fail(why) => {
+                            failures += 1;
+                            last = why;
+                            if failures >= rules.failure_limit.max(1) {
+                                return Err(format!(
+                                    "analysis failed ({failures} of failure_limit {}): {last}",
+                                    rules.failure_limit
+                                ));
+                            }
+                        }
+                        Verdict::Inconclusive(why) => {
+                            inconclusive += 1;
+                            last = why;
+                            if inconclusive > rules.inconclusive_limit {
+                                return Err(format!(
+                                    "analysis inconclusive {inconclusive} times (inconclusive_limit {}): {last}",
+                                    rules.inconclusive_limit
+                                ));
+                            }
+                        }
+                    }
+                    before = Some(after);
+                }
+                (Ok(after), None) => before = Some(after),
+                (Err(error), _) => {
+                    errors += 1;
+                    last = error.message;
+                    if errors > rules.consecutive_error_limit {
+                        return Err(format!(
+                            "the load balancer's counters could not be read {errors} times in a row: {last}"
+                        ));
+                    }
+                }
+            }
+            if Instant::now() >= end {
+                break;
+            }
+        }
+        if passes == 0 {
+            return Err(format!(
+                "no analysis reading passed during the pause: {last}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rollback: the previous version's running instances admitted,
+    /// all traffic sent back to them at once, missing ones started, and
+    /// only then every instance of another version retired. Returns how
+    /// many serve.
+    async fn rollback(&self, previous: &VersionInfo) -> Result<usize, ProviderError> {
+        let observed = self.fleet.observe().await?;
+        let (mut serving, others): (Vec<FleetInstance>, Vec<FleetInstance>) = observed
+            .instances
+            .into_iter()
+            .partition(|i| i.version == previous.id);
+        if !serving.is_empty() {
+            self.fleet.admit(names(&serving)).await?;
+            self.route_to(&serving, &others).await?;
+        }
+        let pool = serving
+            .first()
+            .map_or_else(|| self.fleet.pools()[0].clone(), |i| i.pool.clone());
+        let missing = previous.replicas.saturating_sub(serving.len());
+        serving.extend(self.start(Version::Previous, &pool, missing).await?);
+        self.route_to(&serving, &others).await?;
+        self.retire(&others).await;
+        Ok(serving.len())
+    }
+}
+
+#[cfg(test)]
+#[path = "executor_tests.rs"]
+mod tests;
