@@ -19,7 +19,8 @@ use infra_provider_sdk::{
     Attributes, CreateRequest, DeleteRequest, FleetRequest, ObjectIdentity, Provider, UpdateRequest,
 };
 
-use crate::deploy::{Deployments, executor};
+use crate::deploy::record::RolloutRecord;
+use crate::deploy::{DeploymentSpec, Deployments, executor};
 use crate::eval::{EvaluatedModule, Value, provider_of};
 use crate::events::{Event, Events, Verb};
 use crate::plan::{Action, Evaluation, Plan, Planned, PlannedInstance, Records};
@@ -48,6 +49,24 @@ pub struct ApplyJob {
     /// The deployments, read: a deployment's create or update is a rollout
     /// the engine drives on its provider's fleet.
     pub deployments: Deployments,
+    /// `infra rollout promote|abort ADDR`: what to do with that
+    /// deployment's rollout.
+    pub rollout_command: Option<RolloutCommand>,
+}
+
+/// `infra rollout promote|abort ADDR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutCommand {
+    pub address: String,
+    pub action: RolloutAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutAction {
+    /// Through the manual gate the rollout waits at.
+    Promote,
+    /// Back to the previous version.
+    Abort,
 }
 
 impl ApplyJob {
@@ -62,6 +81,7 @@ impl ApplyJob {
             evaluation: planned.evaluation,
             destroying: planned.destroying,
             deployments: planned.deployments,
+            rollout_command: None,
         }
     }
 }
@@ -469,7 +489,8 @@ impl Shared {
         });
         let response = match (fleet, step.kind) {
             (Some((spec, fleet)), _) => match fleet {
-                Ok(fleet) => executor::execute(spec, fleet.as_ref(), &progress)
+                Ok(fleet) => self
+                    .roll_out(&step.address, spec, fleet.as_ref(), prior, &progress)
                     .await
                     .map(infra_provider_sdk::ObjectResponse::from),
                 Err(error) => Err(error),
@@ -521,6 +542,63 @@ impl Shared {
             state.resources.insert(step.address.clone(), recorded);
         });
         Ok(())
+    }
+
+    /// A deployment's create or update: the engine's rollout on the
+    /// provider's fleet, its record kept in the working state as it goes
+    /// (a paused rollout is recorded on the previous version's object, so
+    /// that the next plan still shows the new version pending). Returns
+    /// the attributes to record.
+    async fn roll_out(
+        &self,
+        address: &str,
+        spec: &DeploymentSpec,
+        fleet: &dyn infra_provider_sdk::Fleet,
+        prior: Attributes,
+        progress: &infra_provider_sdk::Progress,
+    ) -> Result<Attributes, infra_provider_sdk::ProviderError> {
+        let action = self
+            .job
+            .rollout_command
+            .as_ref()
+            .filter(|command| command.address == address)
+            .map(|command| command.action);
+        let without_record = |mut attributes: Attributes| {
+            attributes.remove(RolloutRecord::ATTRIBUTE);
+            attributes
+        };
+        if action == Some(RolloutAction::Abort) {
+            let serving = executor::abort(spec, fleet, progress).await?;
+            progress.report(&format!(
+                "rolled back: {serving} instance(s) of the previous version serve"
+            ));
+            return Ok(without_record(prior));
+        }
+        let on_record = {
+            let (working, address) = (self.working.clone(), address.to_string());
+            move |record: &RolloutRecord| {
+                working.record(|state| {
+                    if let Some(object) = state.resources.get_mut(&address) {
+                        object
+                            .attributes
+                            .insert(RolloutRecord::ATTRIBUTE.into(), record.to_json());
+                    }
+                });
+            }
+        };
+        let control = executor::Control {
+            recorded: RolloutRecord::of(&prior),
+            promote: action == Some(RolloutAction::Promote),
+            on_record: &on_record,
+        };
+        match executor::execute(spec, fleet, progress, &control).await? {
+            executor::Outcome::Done(state) => Ok(without_record(state)),
+            executor::Outcome::Paused(record) => {
+                let mut attributes = prior;
+                attributes.insert(RolloutRecord::ATTRIBUTE.into(), record.to_json());
+                Ok(attributes)
+            }
+        }
     }
 
     /// The last touches after the walk: every configured instance's

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::apply::{
-    ApplyJob, ApplyReport, Cancel, InFlight, Outcome, StateWriter, Step, StepKind, WorkingState,
-    apply,
+    ApplyJob, ApplyReport, Cancel, InFlight, Outcome, RolloutCommand, StateWriter, Step, StepKind,
+    WorkingState, apply,
 };
 use crate::diagnostics::{Code, Diagnostic, Diagnostics, ReportStyle, render_all};
 use crate::eval::Value;
@@ -102,7 +102,7 @@ pub fn run(
 
 /// Where progress goes: JSON lines, a live view on a terminal, or
 /// timestamped lines (CI, logs).
-fn events_for(json: bool) -> Events {
+pub(super) fn events_for(json: bool) -> Events {
     if json {
         Events::new(Arc::new(JsonLines))
     } else if std::io::stdout().is_terminal() {
@@ -199,12 +199,25 @@ fn confirm(command: &str) -> Result<(), ExitCode> {
     }
 }
 
-fn carry_out(
+pub(super) fn carry_out(
     run: PlannedRun,
     parallelism: usize,
     events: &Events,
     json: bool,
     style: ReportStyle,
+) -> ExitCode {
+    carry_out_with(run, parallelism, events, json, style, None)
+}
+
+/// [`carry_out`], with what `infra rollout promote|abort` asks of one
+/// deployment's rollout.
+pub(super) fn carry_out_with(
+    run: PlannedRun,
+    parallelism: usize,
+    events: &Events,
+    json: bool,
+    style: ReportStyle,
+    rollout_command: Option<RolloutCommand>,
 ) -> ExitCode {
     let PlannedRun {
         planned,
@@ -224,7 +237,8 @@ fn carry_out(
     let cancel = Cancel::default();
     let stopped_by = Arc::new(AtomicU8::new(0));
     let in_flight = Arc::new(InFlight::default());
-    let job = ApplyJob::new(planned, &providers, parallelism);
+    let mut job = ApplyJob::new(planned, &providers, parallelism);
+    job.rollout_command = rollout_command;
     let report = runtime.block_on(async {
         let interrupts = tokio::spawn(watch_interrupts(
             cancel.clone(),

@@ -9,6 +9,7 @@ mod logging;
 mod output;
 mod plan;
 mod planning;
+mod rollout;
 mod state;
 mod validate;
 
@@ -100,6 +101,8 @@ pub enum Command {
     },
     /// Adopt an existing object into the state: `infra import ADDR ID`
     Import(import::ImportArgs),
+    /// A deployment's rollout: `infra rollout status|promote|abort ADDR`
+    Rollout(rollout::RolloutArgs),
     /// Run a `local_lb` load balancer (started by the local provider, which
     /// outlives infra; not for direct use)
     #[command(hide = true)]
@@ -187,6 +190,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::State(args) => state::run(directory, &args, style),
         Command::ForceUnlock { id } => state::force(directory, &id, style),
         Command::Import(args) => import::run(directory, &args, style),
+        Command::Rollout(args) => rollout::run(directory, &args, style, cli.no_color),
         Command::LocalLb { listen, admin, dir } => {
             let options = infra_provider_local::lb::Options { listen, admin, dir };
             ExitCode::from(infra_provider_local::lb::run(options) as u8)

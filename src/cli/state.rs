@@ -41,7 +41,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn open(backend: &dyn Backend) -> Result<(State, crate::state::StateVersion), ExitCode> {
+pub(super) fn open(backend: &dyn Backend) -> Result<(State, crate::state::StateVersion), ExitCode> {
     match backend.read() {
         Ok(crate::state::StoredState {
             state: Some(state),
@@ -55,7 +55,7 @@ fn open(backend: &dyn Backend) -> Result<(State, crate::state::StateVersion), Ex
     }
 }
 
-fn unknown_address(state: &State, address: &str) -> ExitCode {
+pub(super) fn unknown_address(state: &State, address: &str) -> ExitCode {
     let help = did_you_mean(address, state.resources.keys().map(String::as_str))
         .unwrap_or_else(|| "`infra state list` shows the addresses".into());
     fail(format!("`{address}` is not in the state\n  help: {help}"))

@@ -15,9 +15,13 @@ use std::time::Duration;
 use infra_provider_sdk::{
     Attributes, Fleet, FleetInstance, Progress, ProviderError, Route, Traffic, Version, VersionInfo,
 };
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::time::{Instant, sleep, timeout};
 
 use super::analysis::{Analysis, Verdict};
+use super::record::{RolloutRecord, Status};
 use super::spec::DeploymentSpec;
 use super::strategy::{CanaryStep, Strategy};
 
@@ -27,22 +31,43 @@ const FULL: u32 = 100;
 /// How often blue/green looks at the new version while it keeps the old.
 const WATCH_EVERY: Duration = Duration::from_millis(50);
 
+/// How a run treats the rollout's record and its manual gates.
+pub struct Control<'a> {
+    /// The rollout as the state last recorded it: a rollout of the same
+    /// version that was running (interrupted) or paused resumes at its
+    /// step.
+    pub recorded: Option<RolloutRecord>,
+    /// `infra rollout promote`: the first manual gate this run reaches
+    /// lets it through.
+    pub promote: bool,
+    /// Called with each new record, for the state.
+    pub on_record: &'a (dyn Fn(&RolloutRecord) + Send + Sync),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The wanted version serves: the state to record.
+    Done(Attributes),
+    /// Waiting at a manual gate, both versions running.
+    Paused(RolloutRecord),
+}
+
 /// Brings the fleet to the wanted version as `spec` says, reporting each
-/// step to `progress`; returns the state to record. A failure after which
-/// the rollback succeeded still fails, and says what serves now.
+/// step to `progress` and recording where it stands through `control`.
+/// A failure after which the rollback succeeded still fails, and says
+/// what serves now.
 pub async fn execute(
     spec: &DeploymentSpec,
     fleet: &dyn Fleet,
     progress: &Progress,
-) -> Result<Attributes, ProviderError> {
-    let run = Run {
-        spec,
-        fleet,
-        progress,
-    };
+    control: &Control<'_>,
+) -> Result<Outcome, ProviderError> {
+    let run = Run::new(spec, fleet, progress, control);
     let deadline = spec.progress_deadline;
     let error = match timeout(deadline, run.converge()).await {
-        Ok(Ok(serving)) => return Ok(fleet.record(&names(&serving))),
+        Ok(Ok(Some(serving))) => return Ok(Outcome::Done(fleet.record(&names(&serving)))),
+        Ok(Ok(None)) => return Ok(Outcome::Paused(run.record())),
         Ok(Err(error)) => error,
         Err(_) => failed(format!(
             "the change did not finish within progress_deadline ({deadline:?})"
@@ -56,7 +81,10 @@ pub async fn execute(
             previous
         }
         // Nothing to go back to: a new deployment, or not a new version.
-        _ => return Err(error),
+        _ => {
+            run.finish(Status::Failed, &error);
+            return Err(error);
+        }
     };
     progress.report(&format!(
         "rolling back: {}",
@@ -69,15 +97,39 @@ pub async fn execute(
                 "{}\nrolled back: {serving} instance(s) of the previous version serve again; the new version's instances are stopped",
                 error.message
             );
+            run.finish(Status::RolledBack, &error);
         }
         Err(rollback) => {
             error.message = format!(
                 "{}\nand the rollback failed: {}",
                 error.message, rollback.message
             );
+            run.finish(Status::Failed, &error);
         }
     }
     Err(error)
+}
+
+/// `infra rollout abort`: all traffic back to the previous version at
+/// once, the previous version at full strength, every other instance
+/// retired. Returns how many instances serve.
+pub async fn abort(
+    spec: &DeploymentSpec,
+    fleet: &dyn Fleet,
+    progress: &Progress,
+) -> Result<usize, ProviderError> {
+    let on_record = |_: &RolloutRecord| {};
+    let control = Control {
+        recorded: None,
+        promote: false,
+        on_record: &on_record,
+    };
+    let run = Run::new(spec, fleet, progress, &control);
+    let previous = fleet
+        .version(Version::Previous)
+        .ok_or_else(|| failed("the state records no previous version to go back to".into()))?;
+    progress.report("aborting: traffic back to the previous version");
+    run.rollback(&previous).await
 }
 
 fn failed(message: String) -> ProviderError {
@@ -88,16 +140,129 @@ fn names(instances: &[FleetInstance]) -> Vec<String> {
     instances.iter().map(|i| i.name.clone()).collect()
 }
 
+/// How a strategy's part of a rollout ended.
+enum Through {
+    /// The new version serves, the old one is retired.
+    Done,
+    /// Waiting at a manual gate.
+    AtGate,
+    /// Nothing done yet: the rolling batches do it all.
+    Rolling,
+}
+
 /// One change of one deployment.
 struct Run<'a> {
     spec: &'a DeploymentSpec,
     fleet: &'a dyn Fleet,
     progress: &'a Progress,
+    control: &'a Control<'a>,
+    /// Where the rollout stands now.
+    record: Mutex<RolloutRecord>,
+    /// Whether `promote` has let this run through a gate already.
+    promoted: AtomicBool,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(
+        spec: &'a DeploymentSpec,
+        fleet: &'a dyn Fleet,
+        progress: &'a Progress,
+        control: &'a Control<'a>,
+    ) -> Run<'a> {
+        let steps = match &spec.strategy {
+            Strategy::Canary { steps, .. } => steps.len(),
+            Strategy::BlueGreen { .. } => 2,
+            Strategy::Rolling { .. } => 1,
+        };
+        Run {
+            spec,
+            fleet,
+            progress,
+            control,
+            record: Mutex::new(RolloutRecord {
+                status: Status::Running,
+                strategy: spec.strategy.name().to_string(),
+                to: fleet
+                    .version(Version::Wanted)
+                    .map(|v| v.id)
+                    .unwrap_or_default(),
+                step: 0,
+                steps,
+                at: "starting".into(),
+                readings: Vec::new(),
+            }),
+            promoted: AtomicBool::new(false),
+        }
+    }
+
     fn report(&self, message: &str) {
         self.progress.report(message);
+    }
+
+    fn record(&self) -> RolloutRecord {
+        self.record.lock().expect("record").clone()
+    }
+
+    /// Records that the rollout is at `step`, doing `at`.
+    fn note(&self, status: Status, step: usize, at: &str) {
+        let record = {
+            let mut record = self.record.lock().expect("record");
+            record.status = status;
+            record.step = step;
+            record.at = at.to_string();
+            record.clone()
+        };
+        (self.control.on_record)(&record);
+    }
+
+    /// Records an analysis reading.
+    fn note_reading(&self, reading: String) {
+        let record = {
+            let mut record = self.record.lock().expect("record");
+            record.readings.push(reading);
+            let extra = record
+                .readings
+                .len()
+                .saturating_sub(RolloutRecord::READINGS);
+            record.readings.drain(..extra);
+            record.clone()
+        };
+        (self.control.on_record)(&record);
+    }
+
+    /// Records how a failed rollout ended.
+    fn finish(&self, status: Status, error: &ProviderError) {
+        let step = self.record().step;
+        self.note(status, step, error.message.lines().next().unwrap_or(""));
+    }
+
+    /// The step a rollout of this version resumes at: where the record
+    /// says it was running (interrupted) or paused.
+    fn resume_step(&self) -> usize {
+        match &self.control.recorded {
+            Some(recorded)
+                if recorded.to == self.record().to
+                    && matches!(recorded.status, Status::Running | Status::Paused) =>
+            {
+                recorded.step
+            }
+            _ => 0,
+        }
+    }
+
+    /// A manual gate at `step`: through it when `promote` has not been
+    /// used yet in this run (`true`), or the rollout recorded as paused
+    /// there (`false`).
+    fn pass_gate(&self, step: usize, at: &str) -> bool {
+        if self.control.promote && !self.promoted.swap(true, Ordering::SeqCst) {
+            self.report(&format!("promoted: past the gate at {at}"));
+            return true;
+        }
+        self.note(Status::Paused, step, at);
+        self.report(&format!(
+            "paused at {at}: `infra rollout promote` continues, `infra rollout abort` rolls back"
+        ));
+        false
     }
 
     async fn start(
@@ -121,7 +286,8 @@ impl Run<'_> {
     /// The wanted version's instances, in service: those already running
     /// kept (and admitted again), a new version rolled out by the
     /// strategy, a scale change made.
-    async fn converge(&self) -> Result<Vec<FleetInstance>, ProviderError> {
+    /// `None`: stopped at a manual gate.
+    async fn converge(&self) -> Result<Option<Vec<FleetInstance>>, ProviderError> {
         let wanted = self
             .fleet
             .version(Version::Wanted)
@@ -135,17 +301,24 @@ impl Run<'_> {
             self.fleet.admit(names(&current)).await?;
         }
         if !old.is_empty() {
-            match &self.spec.strategy {
-                Strategy::BlueGreen { keep_blue } => {
-                    self.blue_green(&mut current, &old, *keep_blue).await?;
-                    old.clear();
+            let through = match &self.spec.strategy {
+                Strategy::BlueGreen {
+                    keep_blue,
+                    auto_promote,
+                } => {
+                    self.blue_green(&mut current, &old, *keep_blue, *auto_promote)
+                        .await?
                 }
                 Strategy::Canary { steps, analysis } => {
                     self.canary(&mut current, &old, steps, analysis.as_ref())
-                        .await?;
-                    old.clear();
+                        .await?
                 }
-                Strategy::Rolling { .. } => {}
+                Strategy::Rolling { .. } => Through::Rolling,
+            };
+            match through {
+                Through::AtGate => return Ok(None),
+                Through::Done => old.clear(),
+                Through::Rolling => {}
             }
         }
         let replicas = self.spec.replicas;
@@ -163,7 +336,7 @@ impl Run<'_> {
             let extra = current.split_off(replicas);
             self.retire(&extra).await;
         }
-        Ok(current)
+        Ok(Some(current))
     }
 
     /// Rolling, in batches: never more than `replicas + max_surge`
@@ -269,14 +442,26 @@ impl Run<'_> {
         green: &mut Vec<FleetInstance>,
         blue: &[FleetInstance],
         keep_blue: Duration,
-    ) -> Result<(), ProviderError> {
+        auto_promote: bool,
+    ) -> Result<Through, ProviderError> {
         let green_pool = self.idle_pool(&blue[0].pool, green).await?;
         let missing = self.spec.replicas.saturating_sub(green.len());
-        self.report(&format!(
-            "starting {missing} new instance(s) beside the old ones, sent nothing"
-        ));
+        self.note(Status::Running, 0, "the new version starting, sent nothing");
+        if missing > 0 {
+            self.report(&format!(
+                "starting {missing} new instance(s) beside the old ones, sent nothing"
+            ));
+        }
         green.extend(self.start(Version::Wanted, &green_pool, missing).await?);
+        if !auto_promote && !self.pass_gate(0, "the new version ready, sent nothing") {
+            return Ok(Through::AtGate);
+        }
         self.route_to(green, blue).await?;
+        self.note(
+            Status::Running,
+            1,
+            "all traffic on the new version, the old one kept",
+        );
         self.report(&format!(
             "all traffic switched to the new version; the old one kept for {keep_blue:?}"
         ));
@@ -302,7 +487,7 @@ impl Run<'_> {
         }
         self.report(&format!("retiring the {} old instance(s)", blue.len()));
         self.retire(blue).await;
-        Ok(())
+        Ok(Through::Done)
     }
 
     /// Canary: for each step, enough instances of the new version (at
@@ -319,11 +504,19 @@ impl Run<'_> {
         stable: &[FleetInstance],
         steps: &[CanaryStep],
         analysis: Option<&Analysis>,
-    ) -> Result<(), ProviderError> {
+    ) -> Result<Through, ProviderError> {
         let stable_pool = stable[0].pool.clone();
         let canary_pool = self.idle_pool(&stable_pool, canaries).await?;
         let replicas = self.spec.replicas;
-        for (at, step) in steps.iter().enumerate() {
+        let resume = self.resume_step().min(steps.len());
+        if resume > 0 {
+            self.report(&format!(
+                "resuming at step {} of {}, where the state left it",
+                resume + 1,
+                steps.len()
+            ));
+        }
+        for (at, step) in steps.iter().enumerate().skip(resume) {
             let weight = step.weight.min(FULL);
             let needed = (replicas * weight as usize)
                 .div_ceil(100)
@@ -363,10 +556,15 @@ impl Run<'_> {
                 Some(matching) => format!("{}: {}", matching.header, matching.values.join(", ")),
                 None => format!("weight {weight}%"),
             };
-            self.report(&format!(
-                "{number}: {share} to the new version, for {:?}",
-                step.pause
-            ));
+            let doing = format!("{share} to the new version");
+            if step.gate {
+                if self.pass_gate(at, &doing) {
+                    continue;
+                }
+                return Ok(Through::AtGate);
+            }
+            self.note(Status::Running, at, &doing);
+            self.report(&format!("{number}: {doing}, for {:?}", step.pause));
             self.watch(&canary_pool, step.pause, analysis)
                 .await
                 .map_err(|why| failed(format!("canary step {} ({share}): {why}", at + 1)))?;
@@ -382,7 +580,7 @@ impl Run<'_> {
             stable.len()
         ));
         self.retire(stable).await;
-        Ok(())
+        Ok(Through::Done)
     }
 
     /// Watches the canary pool for `pause`: a reading every `interval`,
@@ -413,6 +611,7 @@ impl Run<'_> {
                     errors = 0;
                     let verdict = rules.judge(earlier, &after);
                     self.report(&format!("analysis: {verdict}"));
+                    self.note_reading(verdict.to_string());
                     match verdict {
                         Verdict::Pass(_) => passes += 1,
                         Verdict::Fail(why) => {

@@ -16,7 +16,8 @@ use infra_provider_sdk::{
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::execute;
+use super::{Control, Outcome, abort, execute};
+use crate::deploy::record::{RolloutRecord, Status};
 use crate::deploy::spec::{DeploymentSpec, Health};
 use crate::deploy::strategy::{Amount, Analysis, CanaryStep, Matching, Strategy};
 
@@ -359,6 +360,7 @@ fn canary(steps: &[(u32, u64)], analysis: Option<Analysis>) -> Strategy {
                 weight: *weight,
                 matching: None,
                 pause: Duration::from_secs(*pause),
+                gate: false,
             })
             .collect(),
         analysis,
@@ -369,21 +371,65 @@ fn assert_says(error: &ProviderError, part: &str) {
     assert!(error.message.contains(part), "{}", error.message);
 }
 
+/// What a rollout did: its result, the progress lines, the records it
+/// made, and how long it took on the paused clock.
+struct Ran {
+    result: Result<Attributes, ProviderError>,
+    paused: Option<RolloutRecord>,
+    lines: Vec<String>,
+    records: Vec<RolloutRecord>,
+    took: Duration,
+}
+
+/// Runs the rollout as an apply would, with `recorded` as the state's
+/// record and `promote` as `infra rollout promote` asks.
+async fn run_with(
+    spec: &DeploymentSpec,
+    fleet: &FakeFleet,
+    recorded: Option<RolloutRecord>,
+    promote: bool,
+) -> Ran {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let progress = {
+        let lines = lines.clone();
+        Progress::new(move |line| lines.lock().unwrap().push(line.to_string()))
+    };
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let on_record = {
+        let records = records.clone();
+        move |record: &RolloutRecord| records.lock().unwrap().push(record.clone())
+    };
+    let control = Control {
+        recorded,
+        promote,
+        on_record: &on_record,
+    };
+    let started = Instant::now();
+    let outcome = execute(spec, fleet, &progress, &control).await;
+    let took = started.elapsed();
+    let (result, paused) = match outcome {
+        Ok(Outcome::Done(state)) => (Ok(state), None),
+        Ok(Outcome::Paused(record)) => (Ok(Attributes::new()), Some(record)),
+        Err(error) => (Err(error), None),
+    };
+    Ran {
+        result,
+        paused,
+        lines: lines.lock().unwrap().clone(),
+        records: records.lock().unwrap().clone(),
+        took,
+    }
+}
+
 /// Runs the rollout and returns its result, the progress lines and how
 /// long it took on the paused clock.
 async fn run(
     spec: &DeploymentSpec,
     fleet: &FakeFleet,
 ) -> (Result<Attributes, ProviderError>, Vec<String>, Duration) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let progress = {
-        let lines = lines.clone();
-        Progress::new(move |line| lines.lock().unwrap().push(line.to_string()))
-    };
-    let started = Instant::now();
-    let result = execute(spec, fleet, &progress).await;
-    let lines = lines.lock().unwrap().clone();
-    (result, lines, started.elapsed())
+    let ran = run_with(spec, fleet, None, false).await;
+    assert_eq!(ran.paused, None, "no gate in this rollout");
+    (ran.result, ran.lines, ran.took)
 }
 
 #[tokio::test(start_paused = true)]
@@ -572,6 +618,7 @@ async fn blue_green_switches_once_and_keeps_blue_for_keep_blue() {
         3,
         Strategy::BlueGreen {
             keep_blue: Duration::from_secs(30),
+            auto_promote: true,
         },
     );
     let (result, lines, took) = run(&spec, &fleet).await;
@@ -606,6 +653,7 @@ async fn blue_green_switches_back_when_green_turns_unhealthy() {
         3,
         Strategy::BlueGreen {
             keep_blue: Duration::from_secs(30),
+            auto_promote: true,
         },
     );
     let (result, _, _) = run(&spec, &fleet).await;
@@ -746,6 +794,7 @@ async fn a_header_routed_canary_routes_then_clears_the_route() {
                     values: vec!["acme".into()],
                 }),
                 pause: Duration::from_secs(5),
+                gate: false,
             }],
             analysis: None,
         },
@@ -783,4 +832,173 @@ async fn a_new_deployment_starts_its_replicas_in_the_first_pool() {
     fleet.never_healthy.insert(V2.into());
     let (result, _, _) = run(&spec(3, Strategy::default()), &fleet).await;
     assert!(!result.unwrap_err().message.contains("rolled back"));
+}
+
+fn gated_canary() -> Strategy {
+    let mut strategy = canary(&[(25, 20), (50, 0), (75, 20)], None);
+    if let Strategy::Canary { steps, .. } = &mut strategy {
+        steps[1].gate = true;
+    }
+    strategy
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_waits_at_its_gate_until_promoted_and_resumes_there() {
+    let fleet = FakeFleet::running_v1(4, 4);
+    let spec = spec(4, gated_canary());
+    // The first apply: step 1, then the gate at step 2 (50%).
+    let first = run_with(&spec, &fleet, None, false).await;
+    let paused = first.paused.clone().expect("paused at the gate");
+    assert_eq!(
+        (paused.status, paused.step, paused.steps),
+        (Status::Paused, 1, 3)
+    );
+    assert_eq!(paused.at, "weight 50% to the new version");
+    assert_eq!(
+        first.took,
+        Duration::from_secs(40),
+        "2 starts, one 20 s pause"
+    );
+    assert!(
+        first
+            .lines
+            .iter()
+            .any(|l| l.contains("infra rollout promote")),
+        "{:?}",
+        first.lines
+    );
+    assert_eq!(
+        fleet.world().weights,
+        BTreeMap::from([("web".into(), 50), ("web/b".into(), 50)])
+    );
+    assert_eq!(
+        fleet.versions_serving(),
+        BTreeMap::from([(V1.into(), 4), (V2.into(), 2)])
+    );
+    // Another apply: back at the gate at once, step 1 not repeated.
+    let again = run_with(&spec, &fleet, Some(paused.clone()), false).await;
+    assert_eq!(again.paused.as_ref().map(|r| r.step), Some(1));
+    assert_eq!(again.took, Duration::ZERO);
+    assert_eq!(fleet.world().started, 2, "no instance started twice");
+    // Promoted: through the gate, step 3 (75%, 20 s), then the switch.
+    let promoted = run_with(&spec, &fleet, Some(paused), true).await;
+    promoted.result.unwrap();
+    assert_eq!(promoted.paused, None);
+    assert_eq!(fleet.versions_serving(), BTreeMap::from([(V2.into(), 4)]));
+    // 1 more canary for 75% (10 s), 20 s, the last one (10 s).
+    assert_eq!(promoted.took, Duration::from_secs(40));
+    let steps: Vec<usize> = promoted.records.iter().map(|r| r.step).collect();
+    assert_eq!(steps, vec![2], "recorded as running at step 3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn promote_opens_one_gate_only() {
+    let fleet = FakeFleet::running_v1(2, 2);
+    let mut strategy = canary(&[(50, 0), (100, 0)], None);
+    if let Strategy::Canary { steps, .. } = &mut strategy {
+        steps[0].gate = true;
+        steps[1].gate = true;
+    }
+    let spec = spec(2, strategy);
+    let ran = run_with(&spec, &fleet, None, true).await;
+    let paused = ran.paused.expect("stopped at the second gate");
+    assert_eq!(paused.step, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_without_auto_promote_waits_with_green_idle() {
+    let fleet = FakeFleet::running_v1(3, 3);
+    let spec = spec(
+        3,
+        Strategy::BlueGreen {
+            keep_blue: Duration::from_secs(30),
+            auto_promote: false,
+        },
+    );
+    let first = run_with(&spec, &fleet, None, false).await;
+    let paused = first.paused.expect("paused before the switch");
+    assert_eq!((paused.status, paused.step), (Status::Paused, 0));
+    assert_eq!(
+        fleet.world().weights,
+        BTreeMap::from([("web".into(), 100), ("web/b".into(), 0)]),
+        "green sent nothing"
+    );
+    assert_eq!(
+        fleet.versions_serving(),
+        BTreeMap::from([(V1.into(), 3), (V2.into(), 3)])
+    );
+    let promoted = run_with(&spec, &fleet, Some(paused), true).await;
+    promoted.result.unwrap();
+    assert_eq!(
+        promoted.took,
+        Duration::from_secs(30),
+        "the switch, then keep_blue"
+    );
+    assert_eq!(fleet.world().started, 3, "green kept, not started again");
+    assert_eq!(fleet.versions_serving(), BTreeMap::from([(V2.into(), 3)]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_at_a_gate_restores_the_previous_version() {
+    let fleet = FakeFleet::running_v1(4, 4);
+    let spec = spec(4, gated_canary());
+    let first = run_with(&spec, &fleet, None, false).await;
+    assert!(first.paused.is_some());
+    let progress = Progress::default();
+    let serving = abort(&spec, &fleet, &progress).await.unwrap();
+    assert_eq!(serving, 4);
+    assert_eq!(fleet.versions_serving(), BTreeMap::from([(V1.into(), 4)]));
+    let world = fleet.world();
+    assert_eq!(
+        world.traffic.last().unwrap().weights,
+        BTreeMap::from([("web".into(), 100), ("web/b".into(), 0)])
+    );
+    assert_eq!(world.fewest_in_service, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_canary_resumes_at_its_recorded_step() {
+    let fleet = FakeFleet::running_v1(4, 4);
+    let spec = spec(4, canary(&[(25, 600), (50, 20)], None));
+    let recorded = RolloutRecord {
+        status: Status::Running,
+        strategy: "canary".into(),
+        to: V2.into(),
+        step: 1,
+        steps: 2,
+        at: "weight 50% to the new version".into(),
+        readings: Vec::new(),
+    };
+    let ran = run_with(&spec, &fleet, Some(recorded.clone()), false).await;
+    ran.result.unwrap();
+    // Not the 600 s pause of step 1: 2 canaries, 20 s, 2 more.
+    assert_eq!(ran.took, Duration::from_secs(40));
+    // A record of another version is not resumed.
+    let fleet = FakeFleet::running_v1(4, 4);
+    let other = RolloutRecord {
+        to: "v0".into(),
+        ..recorded
+    };
+    let ran = run_with(&spec, &fleet, Some(other), false).await;
+    ran.result.unwrap();
+    // 1 canary (10 s), 600 s, 1 more (10 s), 20 s, the other 2 (10 s).
+    assert_eq!(ran.took, Duration::from_secs(650));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolled_back_rollout_is_recorded_with_its_step_and_readings() {
+    let mut fleet = FakeFleet::running_v1(4, 4);
+    fleet.error_rate.insert(V2.into(), 0.2);
+    let spec = spec(4, canary(&[(25, 60)], Some(analysis())));
+    let ran = run_with(&spec, &fleet, None, false).await;
+    assert!(ran.result.is_err());
+    let last = ran.records.last().expect("records");
+    assert_eq!((last.status, last.step), (Status::RolledBack, 0));
+    assert!(last.at.contains("max_error_rate"), "{}", last.at);
+    assert_eq!(last.readings.len(), 1);
+    assert!(
+        last.readings[0].starts_with("failed: error rate 0.200"),
+        "{:?}",
+        last.readings
+    );
 }

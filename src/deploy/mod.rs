@@ -12,6 +12,7 @@
 
 pub mod analysis;
 pub mod executor;
+pub mod record;
 pub mod rollout;
 pub mod spec;
 pub mod strategy;
@@ -123,13 +124,18 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
                     },
                     _ => None,
                 };
-                (
-                    "blue_green",
-                    BTreeMap::from([(
-                        "keep_blue".to_string(),
-                        written.unwrap_or_else(|| Value::string(spec::DEFAULT_KEEP_BLUE)),
-                    )]),
-                )
+                let mut settings = BTreeMap::from([(
+                    "keep_blue".to_string(),
+                    written.unwrap_or_else(|| Value::string(spec::DEFAULT_KEEP_BLUE)),
+                )]);
+                if let Strategy::BlueGreen {
+                    auto_promote: false,
+                    ..
+                } = spec.strategy
+                {
+                    settings.insert("auto_promote".into(), Value::Bool(false));
+                }
+                ("blue_green", settings)
             }
             Strategy::Canary {
                 ref steps,
@@ -139,9 +145,14 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
                 let steps = steps
                     .iter()
                     .map(|step| {
+                        let pause = if step.gate {
+                            ("pause".to_string(), Value::string("forever"))
+                        } else {
+                            ("pause_ms".to_string(), millis(step.pause))
+                        };
                         let mut fields = BTreeMap::from([
                             ("weight".to_string(), Value::Number(f64::from(step.weight))),
-                            ("pause_ms".to_string(), millis(step.pause)),
+                            pause,
                         ]);
                         if let Some(matching) = &step.matching {
                             let values = matching.values.iter().map(Value::string).collect();

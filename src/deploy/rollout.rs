@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::record::RolloutRecord;
 use super::spec::{CanaryStep, DeploymentSpec, Strategy};
 use crate::eval::Value;
 
@@ -39,6 +40,9 @@ pub enum Step {
     /// Wait this long, the new version watched by the analysis when
     /// `analysed`.
     Pause { duration: Duration, analysed: bool },
+    /// Wait for `infra rollout promote`: apply ends here, the rollout
+    /// recorded as paused.
+    Gate,
 }
 
 impl fmt::Display for Step {
@@ -57,6 +61,7 @@ impl fmt::Display for Step {
                     values.join(", ")
                 )
             }
+            Step::Gate => write!(f, "wait for `infra rollout promote`"),
             Step::Pause { duration, analysed } => write!(
                 f,
                 "pause {}{}",
@@ -84,6 +89,10 @@ pub struct Rollout {
     /// load balancer), each pause and `keep_blue`. Drains end as soon as no
     /// request is in flight (`drain` is their limit), so they count nothing.
     pub least_duration: Duration,
+    /// Where the last rollout of this deployment stands, as the state
+    /// recorded it (running when interrupted, paused at a gate, rolled
+    /// back): the next apply resumes a running or paused one at its step.
+    pub recorded: Option<RolloutRecord>,
 }
 
 impl Rollout {
@@ -97,6 +106,7 @@ impl Rollout {
             peak: from,
             fewest_in_service: from,
             least_duration: Duration::ZERO,
+            recorded: None,
         }
     }
 }
@@ -150,7 +160,10 @@ fn short_duration(duration: Duration) -> String {
 pub fn plan(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
     match spec.strategy {
         Strategy::Rolling { .. } => rolling(spec, from),
-        Strategy::BlueGreen { keep_blue } => Some(blue_green(spec, from, keep_blue)),
+        Strategy::BlueGreen {
+            keep_blue,
+            auto_promote,
+        } => Some(blue_green(spec, from, keep_blue, auto_promote)),
         Strategy::Canary {
             ref steps,
             ref analysis,
@@ -161,23 +174,33 @@ pub fn plan(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
 /// Blue/green: the whole new set started where no request reaches it,
 /// one switch, the old set kept for `keep_blue`, then retired. In service
 /// is always one whole set: the old one until the switch, then the new.
-fn blue_green(spec: &DeploymentSpec, from: usize, keep_blue: Duration) -> Rollout {
+fn blue_green(
+    spec: &DeploymentSpec,
+    from: usize,
+    keep_blue: Duration,
+    auto_promote: bool,
+) -> Rollout {
     let to = spec.replicas;
+    let mut steps = vec![Step::StartIdle { total: to }];
+    if !auto_promote {
+        steps.push(Step::Gate);
+    }
+    steps.extend([
+        Step::Switch,
+        Step::Hold {
+            duration: keep_blue,
+        },
+        Step::RetireOld { remaining: 0 },
+    ]);
     Rollout {
         strategy: spec.strategy.name(),
         from,
         to,
-        steps: vec![
-            Step::StartIdle { total: to },
-            Step::Switch,
-            Step::Hold {
-                duration: keep_blue,
-            },
-            Step::RetireOld { remaining: 0 },
-        ],
+        steps,
         peak: from + to,
         fewest_in_service: from.min(to),
         least_duration: spec.health.time_to_in_service() + spec.min_ready + keep_blue,
+        recorded: None,
     }
 }
 
@@ -208,9 +231,13 @@ fn canary(spec: &DeploymentSpec, from: usize, steps: &[CanaryStep], analysed: bo
                 weight: step.weight,
             },
         });
-        rollout.steps.push(Step::Pause {
-            duration: step.pause,
-            analysed,
+        rollout.steps.push(if step.gate {
+            Step::Gate
+        } else {
+            Step::Pause {
+                duration: step.pause,
+                analysed,
+            }
         });
         rollout.least_duration += step.pause;
     }
@@ -326,7 +353,8 @@ mod tests {
                 | Step::Hold { .. }
                 | Step::Shift { .. }
                 | Step::Route { .. }
-                | Step::Pause { .. } => {
+                | Step::Pause { .. }
+                | Step::Gate => {
                     unreachable!("not a rolling step: {step}")
                 }
                 Step::RetireOld { remaining } => {
@@ -416,6 +444,7 @@ mod tests {
         let mut spec = rolling(3, Amount::Count(1), Amount::Count(0));
         spec.strategy = Strategy::BlueGreen {
             keep_blue: Duration::from_secs(30),
+            auto_promote: true,
         };
         let rollout = plan(&spec, 3).unwrap();
         assert_eq!(
@@ -434,11 +463,13 @@ mod tests {
                     weight: 10,
                     matching: None,
                     pause: Duration::from_secs(5),
+                    gate: false,
                 },
                 CanaryStep {
                     weight: 50,
                     matching: None,
                     pause: Duration::from_secs(5),
+                    gate: false,
                 },
             ],
             analysis: None,

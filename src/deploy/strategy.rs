@@ -25,7 +25,12 @@ pub enum Strategy {
     },
     /// A second full set of the new version, sent nothing until one
     /// atomic switch; the old set kept for `keep_blue`, then retired.
-    BlueGreen { keep_blue: Duration },
+    BlueGreen {
+        keep_blue: Duration,
+        /// `false`: the new set waits, ready and sent nothing, until
+        /// `infra rollout promote` (a manual gate before the switch).
+        auto_promote: bool,
+    },
     /// A few instances of the new version given a share of the traffic,
     /// step by step, watched by the analysis; then promoted.
     Canary {
@@ -43,6 +48,9 @@ pub struct CanaryStep {
     /// customers — and none by weight.
     pub matching: Option<Matching>,
     pub pause: Duration,
+    /// `pause = "forever"`: a manual gate — the rollout waits at this step
+    /// until `infra rollout promote` (or `abort`).
+    pub gate: bool,
 }
 
 /// `match = { header = "X-Org", values = ["acme"] }`.
@@ -211,9 +219,9 @@ fn bad(
 }
 
 /// `strategy canary { steps = [{ weight = 10, pause = "1m" }, …]  analysis { … } }`;
-/// `None` after reporting what is wrong. A pause of `"forever"` (a manual
-/// gate) and routing by customer (`match`, `sticky`) are not built yet:
-/// errors, never ignored.
+/// `None` after reporting what is wrong. A pause of `"forever"` is a
+/// manual gate. Sticky routing (`sticky`) is not built yet: an error,
+/// never ignored.
 fn read_canary(
     strategy: &Block,
     settings: &BTreeMap<String, Value>,
@@ -313,21 +321,11 @@ fn read_canary(
                         continue;
                     }
                 };
+                let gate =
+                    matches!(step.get("pause"), Some(Value::String(text)) if &**text == "forever");
                 let pause = match step.get("pause") {
                     None => Duration::ZERO,
-                    Some(Value::String(text)) if &**text == "forever" => {
-                        bad(
-                            diagnostics,
-                            Code::UnsupportedStrategy,
-                            strategy,
-                            "steps",
-                            format!(
-                                "canary step {number}: a pause \"forever\" (a manual gate) is not built yet"
-                            ),
-                            "give the pause a duration, e.g. \"5m\"",
-                        );
-                        continue;
-                    }
+                    Some(_) if gate => Duration::ZERO,
                     Some(Value::String(text)) => match parse_duration(text) {
                         Some(pause) => pause,
                         None => {
@@ -360,6 +358,7 @@ fn read_canary(
                     weight,
                     matching,
                     pause,
+                    gate,
                 });
             }
         }
@@ -497,8 +496,7 @@ fn read_analysis(
 }
 
 /// `strategy blue_green { keep_blue = "30s"  auto_promote = true }`;
-/// `None` after reporting what is wrong (a manual promotion is not built
-/// yet: an error, not a silent automatic one).
+/// `None` after reporting what is wrong.
 fn read_blue_green(
     strategy: &Block,
     settings: &BTreeMap<String, Value>,
@@ -514,15 +512,7 @@ fn read_blue_green(
     .unwrap_or(defaults::KEEP_BLUE);
     for (name, value) in settings {
         match (name.as_str(), value) {
-            ("keep_blue", _) | ("auto_promote", Value::Bool(true) | Value::Unknown) => {}
-            ("auto_promote", Value::Bool(false)) => diagnostics.push(
-                Diagnostic::error(
-                    Code::UnsupportedStrategy,
-                    "`auto_promote = false` (a manual promotion) is not built yet",
-                )
-                .with_label(attribute_span(strategy, name), "not built yet")
-                .with_help("remove it: the switch happens as soon as the new version is healthy"),
-            ),
+            ("keep_blue", _) | ("auto_promote", Value::Bool(_) | Value::Unknown) => {}
             ("auto_promote", other) => diagnostics.push(
                 Diagnostic::error(
                     Code::TypeMismatch,
@@ -550,7 +540,11 @@ fn read_blue_green(
             ),
         }
     }
-    (diagnostics.error_count() == errors).then_some(Strategy::BlueGreen { keep_blue })
+    let auto_promote = !matches!(settings.get("auto_promote"), Some(Value::Bool(false)));
+    (diagnostics.error_count() == errors).then_some(Strategy::BlueGreen {
+        keep_blue,
+        auto_promote,
+    })
 }
 
 /// `max_surge = 2` or `max_surge = "25%"`; `Some(None)` when not set,

@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::check::{CheckOptions, Checked, Loaded, evaluate, load};
 use crate::config::ResourceMode;
+use crate::deploy::record::RolloutRecord;
 use crate::deploy::{Deployments, Rollout, rollout_of};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{
@@ -97,7 +98,11 @@ fn rollouts(plan: &Plan, deployments: &Deployments) -> BTreeMap<String, Rollout>
         .filter(|change| change.action == Action::Update)
         .filter_map(|change| {
             let spec = deployments.get(&change.address)?;
-            let rollout = rollout_of(spec, change.before.as_ref()?, change.after.as_ref()?)?;
+            let before = change.before.as_ref()?;
+            let mut rollout = rollout_of(spec, before, change.after.as_ref()?)?;
+            rollout.recorded = before
+                .get(RolloutRecord::ATTRIBUTE)
+                .and_then(|record| RolloutRecord::from_json(&record.to_json()));
             Some((change.address.clone(), rollout))
         })
         .collect()

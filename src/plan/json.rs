@@ -26,7 +26,10 @@
 //! number of old ones left; blue/green also has `start_idle` (new
 //! instances healthy, sent nothing), `switch` and `hold_seconds`; canary
 //! `shift` (percent to the new version) and `pause_seconds` with
-//! `analysed`.
+//! `analysed`; a manual gate is `{ "gate": true }`. `recorded` is where the
+//! last rollout stands as the state records it (`null` when none):
+//! `{ "status": "running" | "paused" | "rolled_back" | "failed",
+//! "strategy", "to" (the version id), "step", "steps", "at", "readings" }`.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +37,7 @@ use serde_json::json;
 
 use super::diff::{Action, Plan};
 use crate::config::ResourceMode;
+use crate::deploy::record::RolloutRecord;
 use crate::deploy::{Rollout, Step};
 use crate::eval::{SchemaCatalog, SchemaLookup, Value};
 
@@ -55,6 +59,7 @@ fn rollout_json(rollout: &Rollout) -> serde_json::Value {
                 ref header,
                 ref values,
             } => json!({ "route": { "header": header, "values": values } }),
+            Step::Gate => json!({ "gate": true }),
             Step::Pause { duration, analysed } => {
                 json!({ "pause_seconds": duration.as_secs_f64(), "analysed": analysed })
             }
@@ -68,6 +73,7 @@ fn rollout_json(rollout: &Rollout) -> serde_json::Value {
         "fewest_in_service": rollout.fewest_in_service,
         "least_duration_seconds": rollout.least_duration.as_secs_f64(),
         "steps": steps,
+        "recorded": rollout.recorded.as_ref().map(RolloutRecord::to_json),
     })
 }
 

@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 
 use super::diff::{Action, Change, Plan};
 use crate::config::ResourceMode;
+use crate::deploy::record::Status;
 use crate::eval::{BlockSchema, SchemaCatalog, SchemaLookup, Value};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -170,6 +171,20 @@ pub fn render(plan: &Plan, schemas: &SchemaCatalog, options: RenderOptions) -> S
         if let Some(rollout) = plan.rollouts.get(&change.address) {
             for line in rollout.to_string().lines() {
                 let _ = writeln!(printer.out, "    # {line}");
+            }
+            if let Some(recorded) = &rollout.recorded {
+                let _ = writeln!(printer.out, "    # {}", recorded.summary());
+                let next = match recorded.status {
+                    Status::Paused => format!(
+                        "`infra rollout promote {0}` continues it, `infra rollout abort {0}` rolls it back",
+                        change.address
+                    ),
+                    Status::Running => "apply resumes it at that step".to_string(),
+                    Status::RolledBack | Status::Failed => {
+                        "apply starts it again from the first step".to_string()
+                    }
+                };
+                let _ = writeln!(printer.out, "    # {next}");
             }
         }
         out.push_str(&printer.out);

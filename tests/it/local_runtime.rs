@@ -1128,3 +1128,109 @@ async fn a_canary_by_header_sends_exactly_the_chosen_customers_to_the_new_versio
     assert!(get(&listen).await.starts_with("demo-app v2"));
     assert_eq!(work.demo_apps(), 2);
 }
+
+/// A canary step with `pause = "forever"` is a manual gate: apply stops
+/// there with exit 0, both versions serving by weight; plan and `infra
+/// rollout status` say so; `infra rollout promote` finishes it; on the
+/// next version, `infra rollout abort` rolls it back and the new version
+/// stays pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_gate_waits_for_promote_or_abort() {
+    let work = Workspace::new("local-web");
+    let listen = work.listen();
+    let main = work.dir.path().join("main.infra");
+    let config = |version: &str| {
+        fleet_config(
+            2,
+            &format!(r#"{{ APP_VERSION = "{version}" }}"#),
+            r#"min_ready = "200ms"  drain = "200ms"
+  strategy canary {
+    steps = [{ weight = 50, pause = "forever" }]
+  }"#,
+        )
+    };
+    std::fs::write(&main, config("v1")).unwrap();
+    work.apply(&[]);
+    std::fs::write(&main, config("v2")).unwrap();
+    assert!(
+        work.plan(&[]).contains(
+            "1 new ready, sent nothing → 50% to the new version → wait for `infra rollout promote`"
+        ),
+        "{}",
+        work.plan(&[])
+    );
+    let paused = work.apply(&[]);
+    assert!(
+        paused.contains("paused at weight 50% to the new version"),
+        "{paused}"
+    );
+    assert_eq!(work.demo_apps(), 3, "2 of v1 and the canary");
+    let mut versions = BTreeMap::new();
+    for _ in 0..40 {
+        let answer = get(&listen).await;
+        *versions
+            .entry(answer.split_whitespace().nth(1).unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        versions.len(),
+        2,
+        "both versions serve at the gate: {versions:?}"
+    );
+    let plan = work.plan(&[]);
+    assert!(
+        plan.contains("~ deployment \"web\""),
+        "still pending: {plan}"
+    );
+    assert!(
+        plan.contains("# canary rollout paused at step 1 of 1: weight 50% to the new version"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("`infra rollout promote deployment.web` continues it"),
+        "{plan}"
+    );
+    let status = both(&work.infra(&["rollout", "status", "deployment.web"], &[]));
+    assert!(status.contains("paused at step 1 of 1"), "{status}");
+
+    let promoted = work.infra(&["rollout", "promote", "deployment.web"], &[]);
+    assert!(promoted.status.success(), "{}", both(&promoted));
+    for _ in 0..10 {
+        assert!(get(&listen).await.starts_with("demo-app v2"));
+    }
+    assert_eq!(work.demo_apps(), 2);
+    assert!(work.plan(&[]).contains("No changes"), "{}", work.plan(&[]));
+    let status = both(&work.infra(&["rollout", "status", "deployment.web"], &[]));
+    assert!(status.contains("no rollout in progress"), "{status}");
+
+    // v3, stopped at its gate, then aborted.
+    std::fs::write(&main, config("v3")).unwrap();
+    work.apply(&[]);
+    assert_eq!(work.demo_apps(), 3);
+    let aborted = work.infra(&["rollout", "abort", "deployment.web"], &[]);
+    assert!(aborted.status.success(), "{}", both(&aborted));
+    assert!(
+        both(&aborted).contains("rolled back: 2 instance(s)"),
+        "{}",
+        both(&aborted)
+    );
+    for _ in 0..10 {
+        assert!(get(&listen).await.starts_with("demo-app v2"));
+    }
+    assert_eq!(work.demo_apps(), 2);
+    let plan = work.plan(&[]);
+    assert!(
+        plan.contains("~ deployment \"web\""),
+        "v3 still pending: {plan}"
+    );
+    assert!(!plan.contains("rollout paused"), "{plan}");
+    // Nothing to promote where no rollout is pending.
+    std::fs::write(&main, config("v2")).unwrap();
+    let nothing = work.infra(&["rollout", "promote", "deployment.web"], &[]);
+    assert_eq!(nothing.status.code(), Some(1), "{}", both(&nothing));
+    assert!(
+        both(&nothing).contains("has no rollout to promote"),
+        "{}",
+        both(&nothing)
+    );
+}

@@ -99,6 +99,12 @@ pub(crate) fn schema() -> ResourceSchema {
                 "id",
                 Attribute::computed(AttributeType::String).describe("the deployment's address"),
             ),
+            (
+                "rollout",
+                Attribute::computed(AttributeType::Any).describe(
+                    "where a rollout stands while it runs, waits at a gate or after it was rolled back (the engine records it)",
+                ),
+            ),
         ],
     )
 }
@@ -346,10 +352,6 @@ impl Spec {
             healthy_threshold: threshold("healthy_threshold", 2),
             unhealthy_threshold: threshold("unhealthy_threshold", 3),
         };
-        // Any change of the template (or of `version`) is a new version.
-        let digest = Sha256::digest(
-            json!({ "template": template, "version": config.get("version") }).to_string(),
-        );
         Ok(Spec {
             address: address.to_string(),
             replicas: config.get("replicas").and_then(Value::as_u64).unwrap_or(1) as usize,
@@ -372,7 +374,7 @@ impl Spec {
                 Duration::from_secs(300),
             )?,
             drain: duration(config.get("drain"), "drain", Duration::from_secs(30))?,
-            version: digest.iter().take(6).map(|b| format!("{b:02x}")).collect(),
+            version: version_of(config),
         })
     }
 }
@@ -918,8 +920,20 @@ fn resolve_program(program: &str, workdir: &Path) -> String {
     }
 }
 
-/// Refresh: the instances still running; `replicas` counts those the load
-/// balancer has (all running ones when there is none).
+/// A deployment's version: any change of the template (or of `version`)
+/// is a new one.
+fn version_of(config: &Attributes) -> String {
+    let template = config.get("template").cloned().unwrap_or(Value::Null);
+    let digest = Sha256::digest(
+        json!({ "template": template, "version": config.get("version") }).to_string(),
+    );
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refresh: the instances still running; `replicas` counts those of the
+/// recorded version that the load balancer has (all running ones of it
+/// when there is none) — not the new version's instances of a rollout
+/// that waits at a gate or was interrupted.
 pub(crate) async fn read(runtime: &RuntimeDir, mut state: Attributes) -> Attributes {
     let address = state
         .get("id")
@@ -927,8 +941,10 @@ pub(crate) async fn read(runtime: &RuntimeDir, mut state: Attributes) -> Attribu
         .unwrap_or_default()
         .to_string();
     let running = Journal::of(runtime, &address).running(instances_of(&state));
+    let version = version_of(&state);
+    let recorded: Vec<&Instance> = running.iter().filter(|i| i.version == version).collect();
     let serving = match state.get("load_balancer").and_then(Value::as_str) {
-        None => running.len(),
+        None => recorded.len(),
         Some(listen) => match AdminApi::find(runtime, listen) {
             None => 0,
             Some(admin) => match admin.status().await {
@@ -936,7 +952,7 @@ pub(crate) async fn read(runtime: &RuntimeDir, mut state: Attributes) -> Attribu
                 Ok(status) => {
                     let registered: BTreeSet<&str> =
                         status.backends().map(|b| b.id.as_str()).collect();
-                    running
+                    recorded
                         .iter()
                         .filter(|i| registered.contains(backend_id(&address, &i.name).as_str()))
                         .count()
