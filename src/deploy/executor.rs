@@ -530,7 +530,8 @@ impl<'a> Run<'a> {
             if !self.fleet.balanced() {
                 continue;
             }
-            // A route sends the requests it matches, and only those.
+            // A route sends the requests it matches, and only those: the
+            // canary pool takes no share by weight then.
             let routes: BTreeMap<String, Route> = step
                 .matching
                 .iter()
@@ -538,22 +539,28 @@ impl<'a> Run<'a> {
                     let route = Route {
                         header: matching.header.clone(),
                         values: matching.values.clone(),
+                        cookie: matching.cookie.clone(),
+                        percent: matching.percent,
                     };
                     (canary_pool.clone(), route)
                 })
                 .collect();
+            let by_weight = if routes.is_empty() { weight } else { 0 };
             self.fleet
                 .route(Traffic {
                     weights: BTreeMap::from([
-                        (canary_pool.clone(), weight),
-                        (stable_pool.clone(), FULL - weight),
+                        (canary_pool.clone(), by_weight),
+                        (stable_pool.clone(), FULL - by_weight),
                     ]),
                     routes: Some(routes),
                 })
                 .await
                 .map_err(|error| failed(format!("canary step {}: {}", at + 1, error.message)))?;
             let share = match &step.matching {
-                Some(matching) => format!("{}: {}", matching.header, matching.values.join(", ")),
+                Some(matching) => match matching.percent {
+                    Some(percent) => format!("{percent}% of {} (sticky)", matching.key()),
+                    None => format!("{}: {}", matching.header, matching.values.join(", ")),
+                },
                 None => format!("weight {weight}%"),
             };
             let doing = format!("{share} to the new version");

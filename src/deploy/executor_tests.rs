@@ -792,6 +792,8 @@ async fn a_header_routed_canary_routes_then_clears_the_route() {
                 matching: Some(Matching {
                     header: "X-Org".into(),
                     values: vec!["acme".into()],
+                    cookie: None,
+                    percent: None,
                 }),
                 pause: Duration::from_secs(5),
                 gate: false,
@@ -1000,5 +1002,48 @@ async fn a_rolled_back_rollout_is_recorded_with_its_step_and_readings() {
         last.readings[0].starts_with("failed: error rate 0.200"),
         "{:?}",
         last.readings
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sticky_step_routes_its_share_of_customers_and_nothing_by_weight() {
+    let fleet = FakeFleet::running_v1(4, 4);
+    let spec = spec(
+        4,
+        Strategy::Canary {
+            steps: vec![CanaryStep {
+                weight: 50,
+                matching: Some(Matching {
+                    header: "Cookie".into(),
+                    values: Vec::new(),
+                    cookie: Some("session".into()),
+                    percent: Some(50),
+                }),
+                pause: Duration::from_secs(5),
+                gate: false,
+            }],
+            analysis: None,
+        },
+    );
+    let (result, lines, _) = run(&spec, &fleet).await;
+    result.unwrap();
+    let world = fleet.world();
+    let step = &world.traffic[1];
+    assert_eq!(
+        step.weights,
+        BTreeMap::from([("web".into(), 100), ("web/b".into(), 0)])
+    );
+    let route = &step.routes.as_ref().unwrap()["web/b"];
+    assert_eq!(
+        (route.cookie.as_deref(), route.percent),
+        (Some("session"), Some(50))
+    );
+    // Half the customers: two canaries of four, started before the step.
+    assert_eq!(world.started, 4);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("50% of cookie session (sticky)")),
+        "{lines:?}"
     );
 }

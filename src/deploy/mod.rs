@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 pub use rollout::{Rollout, Step, rollout_of};
 pub use spec::{Amount, DeploymentSpec, Health, Strategy};
+pub use strategy::Matching;
 
 use crate::config::ModuleConfig;
 use crate::diagnostics::Diagnostics;
@@ -154,7 +155,19 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
                             ("weight".to_string(), Value::Number(f64::from(step.weight))),
                             pause,
                         ]);
-                        if let Some(matching) = &step.matching {
+                        if let Some(Matching {
+                            header,
+                            cookie,
+                            percent: Some(_),
+                            ..
+                        }) = &step.matching
+                        {
+                            let key = match cookie {
+                                Some(cookie) => format!("cookie:{cookie}"),
+                                None => format!("header:{header}"),
+                            };
+                            fields.insert("sticky".into(), Value::string(&key));
+                        } else if let Some(matching) = &step.matching {
                             let values = matching.values.iter().map(Value::string).collect();
                             fields.insert(
                                 "match".into(),

@@ -37,6 +37,9 @@ pub enum Step {
     /// The requests whose `header` has one of `values` to the new version,
     /// and only those.
     Route { header: String, values: Vec<String> },
+    /// `percent` of the customers (by the hash of `key`: a header, or
+    /// `cookie NAME`) to the new version, each always to the same side.
+    Sticky { key: String, percent: u32 },
     /// Wait this long, the new version watched by the analysis when
     /// `analysed`.
     Pause { duration: Duration, analysed: bool },
@@ -62,6 +65,9 @@ impl fmt::Display for Step {
                 )
             }
             Step::Gate => write!(f, "wait for `infra rollout promote`"),
+            Step::Sticky { key, percent } => {
+                write!(f, "{percent}% of {key} values (sticky) to the new version")
+            }
             Step::Pause { duration, analysed } => write!(
                 f,
                 "pause {}{}",
@@ -223,9 +229,15 @@ fn canary(spec: &DeploymentSpec, from: usize, steps: &[CanaryStep], analysed: bo
             rollout.least_duration += batch;
         }
         rollout.steps.push(match &step.matching {
-            Some(matching) => Step::Route {
-                header: matching.header.clone(),
-                values: matching.values.clone(),
+            Some(matching) => match matching.percent {
+                Some(percent) => Step::Sticky {
+                    key: matching.key(),
+                    percent,
+                },
+                None => Step::Route {
+                    header: matching.header.clone(),
+                    values: matching.values.clone(),
+                },
             },
             None => Step::Shift {
                 weight: step.weight,
@@ -353,6 +365,7 @@ mod tests {
                 | Step::Hold { .. }
                 | Step::Shift { .. }
                 | Step::Route { .. }
+                | Step::Sticky { .. }
                 | Step::Pause { .. }
                 | Step::Gate => {
                     unreachable!("not a rolling step: {step}")

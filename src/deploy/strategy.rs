@@ -53,11 +53,53 @@ pub struct CanaryStep {
     pub gate: bool,
 }
 
-/// `match = { header = "X-Org", values = ["acme"] }`.
+/// Which requests a canary step sends to the new version, and only those:
+/// `match = { header = "X-Org", values = ["acme"] }` (chosen customers), or
+/// `sticky = "header:X-User"` / `"cookie:session"` with a `weight` (that
+/// share of the customers, each always on the same side).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matching {
+    /// The header read (`Cookie` for a cookie).
     pub header: String,
+    /// `match`: the values that go to the new version.
     pub values: Vec<String>,
+    /// `sticky = "cookie:NAME"`: the cookie read from `Cookie`.
+    pub cookie: Option<String>,
+    /// `sticky`: the share of the values (hashed) that go to the new
+    /// version.
+    pub percent: Option<u32>,
+}
+
+impl Matching {
+    /// `sticky = "header:X-User"` or `"cookie:session"`, before its share
+    /// is known.
+    fn sticky(written: &str) -> Option<Matching> {
+        let (kind, name) = written.split_once(':')?;
+        let name = name.trim();
+        if name.is_empty() {
+            return None;
+        }
+        let (header, cookie) = match kind.trim() {
+            "header" => (name.to_string(), None),
+            "cookie" => ("Cookie".to_string(), Some(name.to_string())),
+            _ => return None,
+        };
+        Some(Matching {
+            header,
+            values: Vec::new(),
+            cookie,
+            percent: None,
+        })
+    }
+
+    /// What a request carries that decides, for people: `X-User`,
+    /// `cookie session`.
+    pub fn key(&self) -> String {
+        match &self.cookie {
+            Some(cookie) => format!("cookie {cookie}"),
+            None => self.header.clone(),
+        }
+    }
 }
 
 /// A canary's analysis: the canary pool's answers judged every
@@ -220,8 +262,7 @@ fn bad(
 
 /// `strategy canary { steps = [{ weight = 10, pause = "1m" }, …]  analysis { … } }`;
 /// `None` after reporting what is wrong. A pause of `"forever"` is a
-/// manual gate. Sticky routing (`sticky`) is not built yet: an error,
-/// never ignored.
+/// manual gate; `match` and `sticky` route by customer.
 fn read_canary(
     strategy: &Block,
     settings: &BTreeMap<String, Value>,
@@ -248,25 +289,14 @@ fn read_canary(
                 };
                 for key in step.keys() {
                     match key.as_str() {
-                        "weight" | "pause" => {}
-                        "match" => {}
-                        "sticky" => bad(
-                            diagnostics,
-                            Code::UnsupportedStrategy,
-                            strategy,
-                            "steps",
-                            format!(
-                                "canary step {number}: sticky routing (`{key}`) is not built yet"
-                            ),
-                            "give the step a `weight` (a share of all requests) or a `match` (chosen customers)",
-                        ),
+                        "weight" | "pause" | "match" | "sticky" => {}
                         other => bad(
                             diagnostics,
                             Code::UnknownArgument,
                             strategy,
                             "steps",
                             format!("canary step {number}: unknown setting `{other}`"),
-                            "a step has `weight` and `pause`",
+                            "a step has `weight`, `pause`, and `match` or `sticky`",
                         ),
                     }
                 }
@@ -284,6 +314,36 @@ fn read_canary(
                                     "canary step {number}: `match` needs a `header` and a list of `values`"
                                 ),
                                 "write match = { header = \"X-Org\", values = [\"acme\"] }",
+                            );
+                            continue;
+                        }
+                    },
+                };
+                let sticky = match step.get("sticky") {
+                    None => None,
+                    Some(written) => match written.as_str().and_then(Matching::sticky) {
+                        Some(_) if matching.is_some() => {
+                            bad(
+                                diagnostics,
+                                Code::InvalidStrategy,
+                                strategy,
+                                "steps",
+                                format!("canary step {number} has both `match` and `sticky`"),
+                                "a step sends either chosen customers (`match`) or a sticky share of them (`sticky` with a `weight`)",
+                            );
+                            continue;
+                        }
+                        Some(sticky) => Some(sticky),
+                        None => {
+                            bad(
+                                diagnostics,
+                                Code::InvalidStrategy,
+                                strategy,
+                                "steps",
+                                format!(
+                                    "canary step {number}: `sticky` must be \"header:NAME\" or \"cookie:NAME\""
+                                ),
+                                "write sticky = \"header:X-User\" (or \"cookie:session\") with a weight: that share of the customers, each always on the same version",
                             );
                             continue;
                         }
@@ -354,6 +414,11 @@ fn read_canary(
                         continue;
                     }
                 };
+                // A sticky share: `weight` percent of the customers.
+                let matching = matching.or(sticky.map(|sticky| Matching {
+                    percent: Some(weight),
+                    ..sticky
+                }));
                 steps.push(CanaryStep {
                     weight,
                     matching,
@@ -412,8 +477,12 @@ fn read_matching(written: &Value) -> Option<Matching> {
         .iter()
         .map(|v| v.as_str().map(String::from))
         .collect::<Option<_>>()?;
-    (!header.is_empty() && !values.is_empty() && fields.len() == 2)
-        .then_some(Matching { header, values })
+    (!header.is_empty() && !values.is_empty() && fields.len() == 2).then_some(Matching {
+        header,
+        values,
+        cookie: None,
+        percent: None,
+    })
 }
 
 /// A canary's `analysis { … }` block.

@@ -26,7 +26,8 @@
 //! number of old ones left; blue/green also has `start_idle` (new
 //! instances healthy, sent nothing), `switch` and `hold_seconds`; canary
 //! `shift` (percent to the new version) and `pause_seconds` with
-//! `analysed`; a manual gate is `{ "gate": true }`. `recorded` is where the
+//! `analysed`; a sticky share of the customers `{ "sticky": { "key":
+//! "X-User", "percent": 25 } }`; a manual gate is `{ "gate": true }`. `recorded` is where the
 //! last rollout stands as the state records it (`null` when none):
 //! `{ "status": "running" | "paused" | "rolled_back" | "failed",
 //! "strategy", "to" (the version id), "step", "steps", "at", "readings" }`.
@@ -60,6 +61,9 @@ fn rollout_json(rollout: &Rollout) -> serde_json::Value {
                 ref values,
             } => json!({ "route": { "header": header, "values": values } }),
             Step::Gate => json!({ "gate": true }),
+            Step::Sticky { ref key, percent } => {
+                json!({ "sticky": { "key": key, "percent": percent } })
+            }
             Step::Pause { duration, analysed } => {
                 json!({ "pause_seconds": duration.as_secs_f64(), "analysed": analysed })
             }

@@ -1234,3 +1234,75 @@ async fn a_manual_gate_waits_for_promote_or_abort() {
         both(&nothing)
     );
 }
+
+/// A sticky canary step: a quarter of the customers (by the hash of
+/// `X-User`) reach the new version, each always the same one; requests
+/// without the header stay on the old version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_canary_keeps_each_customer_on_one_version() {
+    let work = Workspace::new("local-web");
+    let listen = work.listen();
+    let main = work.dir.path().join("main.infra");
+    let config = |version: &str| {
+        fleet_config(
+            2,
+            &format!(r#"{{ APP_VERSION = "{version}" }}"#),
+            r#"min_ready = "200ms"  drain = "200ms"
+  strategy canary {
+    steps = [{ weight = 25, sticky = "header:X-User", pause = "forever" }]
+  }"#,
+        )
+    };
+    std::fs::write(&main, config("v1")).unwrap();
+    work.apply(&[]);
+    std::fs::write(&main, config("v2")).unwrap();
+    let plan = work.plan(&[]);
+    assert!(
+        plan.contains("25% of X-User values (sticky) to the new version"),
+        "{plan}"
+    );
+    // Stopped at the gate: the sticky route stays in place to be measured.
+    work.apply(&[]);
+    let version_for = |user: Option<String>| {
+        let listen = listen.clone();
+        async move {
+            let headers: Vec<(&str, &str)> = user
+                .as_deref()
+                .map(|user| ("X-User", user))
+                .into_iter()
+                .collect();
+            let request = http::Request {
+                method: "GET",
+                path: "/",
+                headers: &headers,
+                ..Default::default()
+            };
+            let answer = http::send(&listen, request, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(answer.status, 200);
+            answer.text().split_whitespace().nth(1).unwrap().to_string()
+        }
+    };
+    let mut on_v2 = 0;
+    for n in 0..60 {
+        let user = format!("user-{n}");
+        let expected = if infra_provider_sdk::sticky_bucket(&user) < 25 {
+            "v2"
+        } else {
+            "v1"
+        };
+        on_v2 += usize::from(expected == "v2");
+        for _ in 0..2 {
+            assert_eq!(version_for(Some(user.clone())).await, expected, "{user}");
+        }
+    }
+    assert!((5..=25).contains(&on_v2), "{on_v2} of 60 customers on v2");
+    for _ in 0..10 {
+        assert_eq!(version_for(None).await, "v1", "no header: the old version");
+    }
+    let promoted = work.infra(&["rollout", "promote", "deployment.web"], &[]);
+    assert!(promoted.status.success(), "{}", both(&promoted));
+    assert_eq!(version_for(Some("user-1".into())).await, "v2");
+    assert!(work.admin().status().await.unwrap().routes.is_empty());
+}

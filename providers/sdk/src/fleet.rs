@@ -69,12 +69,68 @@ pub struct Observed {
     pub weights: BTreeMap<String, u32>,
 }
 
-/// Requests whose `header` has one of `values` go to the route's pool,
-/// and only those: a canary for chosen customers.
+/// The requests a route sends to its pool, and only those: a canary for
+/// chosen customers (`values`), or a sticky share of them (`percent`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
+    /// The request header read (`Cookie` with `cookie`).
     pub header: String,
+    /// A request matches when the value is one of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
+    /// Read this cookie of the `Cookie` header instead of the whole
+    /// header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// Sticky: a request matches when its value hashes into the first
+    /// `percent` of 100 buckets (FNV-1a), so one value — one customer —
+    /// always lands on the same side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
+}
+
+impl Route {
+    /// The requests whose `header` has one of `values`.
+    pub fn values(header: &str, values: Vec<String>) -> Route {
+        Route {
+            header: header.to_string(),
+            values,
+            cookie: None,
+            percent: None,
+        }
+    }
+
+    /// Whether a request matches, `header` looking its headers up by name.
+    pub fn matches<'h>(&self, header: impl Fn(&str) -> Option<&'h str>) -> bool {
+        let Some(mut value) = header(&self.header) else {
+            return false;
+        };
+        if let Some(cookie) = &self.cookie {
+            let found = value.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == cookie).then_some(value)
+            });
+            match found {
+                Some(found) => value = found,
+                None => return false,
+            }
+        }
+        match self.percent {
+            Some(percent) => sticky_bucket(value) < percent,
+            None => self.values.iter().any(|v| v == value),
+        }
+    }
+}
+
+/// The bucket (0 to 99) a sticky route puts a value in: FNV-1a, the same
+/// in every process and every run.
+pub fn sticky_bucket(value: &str) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in value.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % 100) as u32
 }
 
 /// Where requests go: the weights of the named pools (pools not named keep

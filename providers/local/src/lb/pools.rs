@@ -265,9 +265,7 @@ impl Pools {
             .lock()
             .unwrap()
             .iter()
-            .find(|(_, route)| {
-                header(&route.header).is_some_and(|value| route.values.iter().any(|v| v == value))
-            })
+            .find(|(_, route)| route.matches(&header))
             .map(|(pool, _)| pool.clone())
     }
 
@@ -359,6 +357,8 @@ impl Pools {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lb::protocol::Route;
+    use infra_provider_sdk::sticky_bucket;
 
     fn backend(id: &str, pool: &str) -> Arc<Backend> {
         let backend = Backend::new(
@@ -370,6 +370,52 @@ mod tests {
         );
         backend.healthy.store(true, Ordering::Relaxed);
         Arc::new(backend)
+    }
+
+    #[test]
+    fn a_sticky_route_sends_one_customer_always_the_same_way_and_its_share() {
+        let pools = Pools::default();
+        pools.register(backend("a", "stable"));
+        pools.register(backend("c", "canary"));
+        let sticky = |cookie: Option<&str>| Route {
+            header: if cookie.is_some() { "Cookie" } else { "X-User" }.into(),
+            values: Vec::new(),
+            cookie: cookie.map(String::from),
+            percent: Some(25),
+        };
+        pools.set_routes([("canary".to_string(), sticky(None))].into());
+        let mut routed = 0;
+        for user in 0..1000 {
+            let value = format!("user-{user}");
+            let first = pools.route_of(|name| (name == "X-User").then_some(value.as_str()));
+            for _ in 0..3 {
+                assert_eq!(
+                    pools.route_of(|name| (name == "X-User").then_some(value.as_str())),
+                    first
+                );
+            }
+            routed += usize::from(first.is_some());
+        }
+        assert!(
+            (200..300).contains(&routed),
+            "{routed} of 1000 users, 25% wanted"
+        );
+        assert_eq!(pools.route_of(|_| None), None, "no header: by weight");
+        // The same by a cookie among others.
+        pools.set_routes([("canary".to_string(), sticky(Some("session")))].into());
+        let user = (0..)
+            .map(|n| format!("s{n}"))
+            .find(|v| sticky_bucket(v) < 25)
+            .unwrap();
+        let cookies = format!("theme=dark; session={user}; lang=en");
+        assert_eq!(
+            pools.route_of(|name| (name == "Cookie").then_some(cookies.as_str())),
+            Some("canary".to_string())
+        );
+        assert_eq!(
+            pools.route_of(|name| (name == "Cookie").then_some("theme=dark")),
+            None
+        );
     }
 
     #[test]
