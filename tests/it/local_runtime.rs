@@ -1039,6 +1039,22 @@ fn rollouts_killed_at_any_moment_are_finished_by_the_next_apply() {
     );
 }
 
+/// The version that answers `GET /` with `header` set (none: no header).
+async fn version_with(listen: &str, header: Option<(&str, &str)>) -> String {
+    let headers: Vec<(&str, &str)> = header.into_iter().collect();
+    let request = http::Request {
+        method: "GET",
+        path: "/",
+        headers: &headers,
+        ..Default::default()
+    };
+    let answer = http::send(listen, request, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    answer.text().split_whitespace().nth(1).unwrap().to_string()
+}
+
 /// A canary for chosen customers: during the step, requests with
 /// `X-Org: acme` reach only the new version, all others only the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1074,28 +1090,14 @@ async fn a_canary_by_header_sends_exactly_the_chosen_customers_to_the_new_versio
         assert!(std::time::Instant::now() < deadline, "no route was set");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let version_for = |org: Option<&'static str>| {
-        let listen = listen.clone();
-        async move {
-            let headers: Vec<(&str, &str)> = org.map(|org| ("X-Org", org)).into_iter().collect();
-            let request = http::Request {
-                method: "GET",
-                path: "/",
-                headers: &headers,
-                ..Default::default()
-            };
-            let answer = http::send(&listen, request, Duration::from_secs(10))
-                .await
-                .unwrap();
-            assert_eq!(answer.status, 200);
-            answer.text().split_whitespace().nth(1).unwrap().to_string()
-        }
-    };
     let mut seen: BTreeMap<(&str, String), usize> = BTreeMap::new();
     for _ in 0..20 {
         for org in [Some("acme"), Some("initech"), Some("globex"), None] {
             *seen
-                .entry((org.unwrap_or("none"), version_for(org).await))
+                .entry((
+                    org.unwrap_or("none"),
+                    version_with(&listen, org.map(|org| ("X-Org", org))).await,
+                ))
                 .or_default() += 1;
         }
     }
@@ -1263,27 +1265,6 @@ async fn a_sticky_canary_keeps_each_customer_on_one_version() {
     );
     // Stopped at the gate: the sticky route stays in place to be measured.
     work.apply(&[]);
-    let version_for = |user: Option<String>| {
-        let listen = listen.clone();
-        async move {
-            let headers: Vec<(&str, &str)> = user
-                .as_deref()
-                .map(|user| ("X-User", user))
-                .into_iter()
-                .collect();
-            let request = http::Request {
-                method: "GET",
-                path: "/",
-                headers: &headers,
-                ..Default::default()
-            };
-            let answer = http::send(&listen, request, Duration::from_secs(10))
-                .await
-                .unwrap();
-            assert_eq!(answer.status, 200);
-            answer.text().split_whitespace().nth(1).unwrap().to_string()
-        }
-    };
     let mut on_v2 = 0;
     for n in 0..60 {
         let user = format!("user-{n}");
@@ -1294,15 +1275,26 @@ async fn a_sticky_canary_keeps_each_customer_on_one_version() {
         };
         on_v2 += usize::from(expected == "v2");
         for _ in 0..2 {
-            assert_eq!(version_for(Some(user.clone())).await, expected, "{user}");
+            assert_eq!(
+                version_with(&listen, Some(("X-User", &user))).await,
+                expected,
+                "{user}"
+            );
         }
     }
     assert!((5..=25).contains(&on_v2), "{on_v2} of 60 customers on v2");
     for _ in 0..10 {
-        assert_eq!(version_for(None).await, "v1", "no header: the old version");
+        assert_eq!(
+            version_with(&listen, None).await,
+            "v1",
+            "no header: the old version"
+        );
     }
     let promoted = work.infra(&["rollout", "promote", "deployment.web"], &[]);
     assert!(promoted.status.success(), "{}", both(&promoted));
-    assert_eq!(version_for(Some("user-1".into())).await, "v2");
+    assert_eq!(
+        version_with(&listen, Some(("X-User", "user-1"))).await,
+        "v2"
+    );
     assert!(work.admin().status().await.unwrap().routes.is_empty());
 }
