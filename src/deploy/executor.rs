@@ -28,6 +28,9 @@ use super::strategy::{CanaryStep, Strategy};
 /// The weight of a pool that takes all the traffic.
 const FULL: u32 = 100;
 
+/// How often a long pause without analysis says how long is left.
+const PAUSE_REPORT_EVERY: Duration = Duration::from_secs(10);
+
 /// How often blue/green looks at the new version while it keeps the old.
 const WATCH_EVERY: Duration = Duration::from_millis(50);
 
@@ -603,8 +606,18 @@ impl<'a> Run<'a> {
         analysis: Option<&Analysis>,
     ) -> Result<(), String> {
         let Some(rules) = analysis else {
-            sleep(pause).await;
-            return Ok(());
+            // Waited out, saying every so often how long is left.
+            let end = Instant::now() + pause;
+            loop {
+                let left = end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(());
+                }
+                if left < pause && left >= PAUSE_REPORT_EVERY {
+                    self.report(&format!("{}s left in the pause", left.as_secs()));
+                }
+                sleep(left.min(PAUSE_REPORT_EVERY)).await;
+            }
         };
         let end = Instant::now() + pause;
         let (mut failures, mut inconclusive, mut errors, mut passes) = (0u32, 0u32, 0u32, 0u32);

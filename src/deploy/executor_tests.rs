@@ -1047,3 +1047,25 @@ async fn a_sticky_step_routes_its_share_of_customers_and_nothing_by_weight() {
         "{lines:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_long_pause_says_how_long_is_left() {
+    let fleet = FakeFleet::running_v1(2, 2);
+    let spec = spec(2, canary(&[(50, 35)], None));
+    let (result, lines, took) = run(&spec, &fleet).await;
+    result.unwrap();
+    let left: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.ends_with("left in the pause"))
+        .collect();
+    assert_eq!(
+        left,
+        ["25s left in the pause", "15s left in the pause"],
+        "{lines:?}"
+    );
+    assert_eq!(
+        took,
+        Duration::from_secs(55),
+        "2 starts and the pause, no more"
+    );
+}

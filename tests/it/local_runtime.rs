@@ -1298,3 +1298,65 @@ async fn a_sticky_canary_keeps_each_customer_on_one_version() {
     );
     assert!(work.admin().status().await.unwrap().routes.is_empty());
 }
+
+/// Ctrl-C twice during a canary's second step: apply exits 130 with the
+/// rollout recorded as running at that step, `plan` says so, and the next
+/// apply resumes there — the first step is not repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_canary_resumes_at_its_recorded_step() {
+    let work = Workspace::new("local-web");
+    let listen = work.listen();
+    let main = work.dir.path().join("main.infra");
+    let config = |version: &str| {
+        fleet_config(
+            2,
+            &format!(r#"{{ APP_VERSION = "{version}" }}"#),
+            r#"min_ready = "200ms"  drain = "200ms"
+  strategy canary {
+    steps = [{ weight = 25, pause = "1s" }, { weight = 50, pause = "4s" }]
+  }"#,
+        )
+    };
+    std::fs::write(&main, config("v1")).unwrap();
+    work.apply(&[]);
+    std::fs::write(&main, config("v2")).unwrap();
+    let mut apply = work
+        .infra_command(&["apply", "--auto-approve"], &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = work.admin();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = admin.status().await.unwrap();
+        if status.pools.get("deployment.web/b").map(|p| p.weight) == Some(50) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "step 2 never began");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(apply.id() as i32, false, Signal::INT);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(apply.id() as i32, false, Signal::INT);
+    let status = apply.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let record = &work.state()["resources"]["deployment.web"]["attributes"]["rollout"];
+    assert_eq!(record["status"], "running", "{record}");
+    assert_eq!(record["step"], 1, "{record}");
+    let plan = work.plan(&[]);
+    assert!(
+        plan.contains("# canary rollout running at step 2 of 2"),
+        "{plan}"
+    );
+    assert!(plan.contains("# apply resumes it at that step"), "{plan}");
+
+    let resumed = work.apply(&[]);
+    assert!(resumed.contains("resuming at step 2 of 2"), "{resumed}");
+    assert!(!resumed.contains("step 1 of 2"), "{resumed}");
+    assert_eq!(work.demo_apps(), 2);
+    for _ in 0..10 {
+        assert!(get(&listen).await.starts_with("demo-app v2"));
+    }
+    assert!(work.plan(&[]).contains("No changes"));
+}

@@ -99,12 +99,6 @@ pub(crate) fn schema() -> ResourceSchema {
                 "id",
                 Attribute::computed(AttributeType::String).describe("the deployment's address"),
             ),
-            (
-                "rollout",
-                Attribute::computed(AttributeType::Any).describe(
-                    "where a rollout stands while it runs, waits at a gate or after it was rolled back (the engine records it)",
-                ),
-            ),
         ],
     )
 }
