@@ -31,6 +31,34 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// The bounds as `plan` shows them: "analysis every 2s: error rate ≤ 0.05,
+/// p99 ≤ 500ms, at least 10 requests a reading; aborts at 1 failed
+/// reading, past 3 inconclusive or 4 unreadable in a row".
+impl std::fmt::Display for Analysis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut bounds = Vec::new();
+        if let Some(rate) = self.max_error_rate {
+            bounds.push(format!("error rate ≤ {rate}"));
+        }
+        if let Some(p99) = self.max_p99_latency {
+            bounds.push(format!("p99 ≤ {p99:?}"));
+        }
+        if bounds.is_empty() {
+            bounds.push("requests answered".into());
+        }
+        write!(
+            f,
+            "analysis every {:?}: {}, at least {} requests a reading; aborts at {} failed reading(s), past {} inconclusive or {} unreadable in a row",
+            self.interval,
+            bounds.join(", "),
+            self.min_requests,
+            self.failure_limit.max(1),
+            self.inconclusive_limit,
+            self.consecutive_error_limit
+        )
+    }
+}
+
 impl Analysis {
     /// Judges the answers between two readings of the canary pool.
     pub fn judge(&self, before: &PoolTotals, after: &PoolTotals) -> Verdict {

@@ -308,9 +308,16 @@ impl<'a> Run<'a> {
                 Strategy::BlueGreen {
                     keep_blue,
                     auto_promote,
+                    analysis,
                 } => {
-                    self.blue_green(&mut current, &old, *keep_blue, *auto_promote)
-                        .await?
+                    self.blue_green(
+                        &mut current,
+                        &old,
+                        *keep_blue,
+                        *auto_promote,
+                        analysis.as_ref(),
+                    )
+                    .await?
                 }
                 Strategy::Canary { steps, analysis } => {
                     self.canary(&mut current, &old, steps, analysis.as_ref())
@@ -446,6 +453,7 @@ impl<'a> Run<'a> {
         blue: &[FleetInstance],
         keep_blue: Duration,
         auto_promote: bool,
+        analysis: Option<&Analysis>,
     ) -> Result<Through, ProviderError> {
         let green_pool = self.idle_pool(&blue[0].pool, green).await?;
         let missing = self.spec.replicas.saturating_sub(green.len());
@@ -468,6 +476,31 @@ impl<'a> Run<'a> {
         self.report(&format!(
             "all traffic switched to the new version; the old one kept for {keep_blue:?}"
         ));
+        let health = self.keep_watching(green, keep_blue);
+        match analysis.filter(|_| self.fleet.balanced()) {
+            // The new set's answers, judged while the old one waits.
+            Some(analysis) => {
+                let judged = async {
+                    self.watch(&green_pool, keep_blue, Some(analysis))
+                        .await
+                        .map_err(|why| failed(format!("after the switch: {why}")))
+                };
+                tokio::try_join!(health, judged)?;
+            }
+            None => health.await?,
+        }
+        self.report(&format!("retiring the {} old instance(s)", blue.len()));
+        self.retire(blue).await;
+        Ok(Through::Done)
+    }
+
+    /// Watches the new set for `keep_blue` after the switch: one of its
+    /// instances out of service fails the rollout.
+    async fn keep_watching(
+        &self,
+        green: &[FleetInstance],
+        keep_blue: Duration,
+    ) -> Result<(), ProviderError> {
         let switched = Instant::now();
         let until = switched + keep_blue;
         while self.fleet.balanced() {
@@ -488,9 +521,7 @@ impl<'a> Run<'a> {
             }
             sleep(left.min(WATCH_EVERY)).await;
         }
-        self.report(&format!("retiring the {} old instance(s)", blue.len()));
-        self.retire(blue).await;
-        Ok(Through::Done)
+        Ok(())
     }
 
     /// Canary: for each step, enough instances of the new version (at

@@ -619,6 +619,7 @@ async fn blue_green_switches_once_and_keeps_blue_for_keep_blue() {
         Strategy::BlueGreen {
             keep_blue: Duration::from_secs(30),
             auto_promote: true,
+            analysis: None,
         },
     );
     let (result, lines, took) = run(&spec, &fleet).await;
@@ -654,6 +655,7 @@ async fn blue_green_switches_back_when_green_turns_unhealthy() {
         Strategy::BlueGreen {
             keep_blue: Duration::from_secs(30),
             auto_promote: true,
+            analysis: None,
         },
     );
     let (result, _, _) = run(&spec, &fleet).await;
@@ -915,6 +917,7 @@ async fn blue_green_without_auto_promote_waits_with_green_idle() {
         Strategy::BlueGreen {
             keep_blue: Duration::from_secs(30),
             auto_promote: false,
+            analysis: None,
         },
     );
     let first = run_with(&spec, &fleet, None, false).await;
@@ -1068,4 +1071,38 @@ async fn a_long_pause_says_how_long_is_left() {
         Duration::from_secs(55),
         "2 starts and the pause, no more"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_analysis_judges_green_after_the_switch_and_switches_back() {
+    let blue_green = |analysis| {
+        spec(
+            3,
+            Strategy::BlueGreen {
+                keep_blue: Duration::from_secs(30),
+                auto_promote: true,
+                analysis,
+            },
+        )
+    };
+    // A good green: three readings pass while blue is kept.
+    let fleet = FakeFleet::running_v1(3, 3);
+    let (result, lines, took) = run(&blue_green(Some(analysis())), &fleet).await;
+    result.unwrap();
+    assert_eq!(took, Duration::from_secs(40));
+    let passed = lines
+        .iter()
+        .filter(|l| l.starts_with("analysis: passed"))
+        .count();
+    assert_eq!(passed, 3, "{lines:?}");
+    // A bad one: the first reading fails, traffic goes back to blue.
+    let mut fleet = FakeFleet::running_v1(3, 3);
+    fleet.error_rate.insert(V2.into(), 0.2);
+    let (result, _, took) = run(&blue_green(Some(analysis())), &fleet).await;
+    let error = result.unwrap_err();
+    assert_says(&error, "after the switch: analysis failed");
+    assert_says(&error, "rolled back: 3 instance(s)");
+    assert_eq!(took, Duration::from_secs(20), "the start, one interval");
+    assert_eq!(fleet.world().started, 3, "blue kept: nothing started again");
+    assert_eq!(fleet.versions_serving(), BTreeMap::from([(V1.into(), 3)]));
 }

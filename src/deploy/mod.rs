@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 pub use rollout::{Rollout, Step, rollout_of};
 pub use spec::{Amount, DeploymentSpec, Health, Strategy};
-pub use strategy::Matching;
+pub use strategy::{Analysis, Matching};
 
 use crate::config::ModuleConfig;
 use crate::diagnostics::Diagnostics;
@@ -130,11 +130,17 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
                     written.unwrap_or_else(|| Value::string(spec::DEFAULT_KEEP_BLUE)),
                 )]);
                 if let Strategy::BlueGreen {
-                    auto_promote: false,
+                    auto_promote,
+                    ref analysis,
                     ..
                 } = spec.strategy
                 {
-                    settings.insert("auto_promote".into(), Value::Bool(false));
+                    if !auto_promote {
+                        settings.insert("auto_promote".into(), Value::Bool(false));
+                    }
+                    if let Some(analysis) = analysis {
+                        settings.insert("analysis".into(), analysis_value(analysis));
+                    }
                 }
                 ("blue_green", settings)
             }
@@ -182,32 +188,7 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
                     .collect();
                 let mut settings = BTreeMap::from([("steps".to_string(), Value::list(steps))]);
                 if let Some(analysis) = analysis {
-                    let mut rules = BTreeMap::from([
-                        ("interval_ms".to_string(), millis(analysis.interval)),
-                        (
-                            "failure_limit".to_string(),
-                            Value::Number(f64::from(analysis.failure_limit)),
-                        ),
-                        (
-                            "inconclusive_limit".to_string(),
-                            Value::Number(f64::from(analysis.inconclusive_limit)),
-                        ),
-                        (
-                            "consecutive_error_limit".to_string(),
-                            Value::Number(f64::from(analysis.consecutive_error_limit)),
-                        ),
-                        (
-                            "min_requests".to_string(),
-                            Value::Number(analysis.min_requests as f64),
-                        ),
-                    ]);
-                    if let Some(rate) = analysis.max_error_rate {
-                        rules.insert("max_error_rate".into(), Value::Number(rate));
-                    }
-                    if let Some(p99) = analysis.max_p99_latency {
-                        rules.insert("max_p99_latency_ms".into(), millis(p99));
-                    }
-                    settings.insert("analysis".into(), Value::map(rules));
+                    settings.insert("analysis".into(), analysis_value(analysis));
                 }
                 ("canary", settings)
             }
@@ -218,4 +199,36 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
         );
     }
     arguments
+}
+
+/// An analysis as it is recorded: durations in milliseconds, defaults
+/// filled in.
+fn analysis_value(analysis: &Analysis) -> Value {
+    let millis = |d: std::time::Duration| Value::Number(d.as_millis() as f64);
+    let mut rules = BTreeMap::from([
+        ("interval_ms".to_string(), millis(analysis.interval)),
+        (
+            "failure_limit".to_string(),
+            Value::Number(f64::from(analysis.failure_limit)),
+        ),
+        (
+            "inconclusive_limit".to_string(),
+            Value::Number(f64::from(analysis.inconclusive_limit)),
+        ),
+        (
+            "consecutive_error_limit".to_string(),
+            Value::Number(f64::from(analysis.consecutive_error_limit)),
+        ),
+        (
+            "min_requests".to_string(),
+            Value::Number(analysis.min_requests as f64),
+        ),
+    ]);
+    if let Some(rate) = analysis.max_error_rate {
+        rules.insert("max_error_rate".into(), Value::Number(rate));
+    }
+    if let Some(p99) = analysis.max_p99_latency {
+        rules.insert("max_p99_latency_ms".into(), millis(p99));
+    }
+    Value::map(rules)
 }

@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::record::RolloutRecord;
-use super::spec::{CanaryStep, DeploymentSpec, Strategy};
+use super::spec::{Analysis, CanaryStep, DeploymentSpec, Strategy};
 use crate::eval::Value;
 
 /// One step of a rollout.
@@ -29,8 +29,8 @@ pub enum Step {
     /// All traffic to the new version, none to the old, in one change.
     Switch,
     /// The old version kept (idle) this long, to switch back at once if
-    /// the new one fails.
-    Hold { duration: Duration },
+    /// the new one fails — watched by the analysis when `analysed`.
+    Hold { duration: Duration, analysed: bool },
     /// `weight` percent of the requests to the new version, the rest to
     /// the old.
     Shift { weight: u32 },
@@ -55,7 +55,12 @@ impl fmt::Display for Step {
             Step::RetireOld { remaining } => write!(f, "{remaining} old left"),
             Step::StartIdle { total } => write!(f, "{total} new ready, sent nothing"),
             Step::Switch => write!(f, "all traffic to the new version"),
-            Step::Hold { duration } => write!(f, "old kept {}", short_duration(*duration)),
+            Step::Hold { duration, analysed } => write!(
+                f,
+                "old kept {}{}",
+                short_duration(*duration),
+                if *analysed { ", analysed" } else { "" }
+            ),
             Step::Shift { weight } => write!(f, "{weight}% to the new version"),
             Step::Route { header, values } => {
                 write!(
@@ -99,6 +104,8 @@ pub struct Rollout {
     /// recorded it (running when interrupted, paused at a gate, rolled
     /// back): the next apply resumes a running or paused one at its step.
     pub recorded: Option<RolloutRecord>,
+    /// What the analysis judges, when the strategy has one.
+    pub analysis: Option<Analysis>,
 }
 
 impl Rollout {
@@ -113,6 +120,7 @@ impl Rollout {
             fewest_in_service: from,
             least_duration: Duration::ZERO,
             recorded: None,
+            analysis: spec.strategy.analysis().cloned(),
         }
     }
 }
@@ -142,6 +150,9 @@ impl fmt::Display for Rollout {
         if self.steps.len() > SHOWN {
             write!(f, " → … ({} steps in all)", self.steps.len())?;
         }
+        if let Some(analysis) = &self.analysis {
+            write!(f, "\n{analysis}")?;
+        }
         Ok(())
     }
 }
@@ -169,6 +180,7 @@ pub fn plan(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
         Strategy::BlueGreen {
             keep_blue,
             auto_promote,
+            ..
         } => Some(blue_green(spec, from, keep_blue, auto_promote)),
         Strategy::Canary {
             ref steps,
@@ -195,6 +207,7 @@ fn blue_green(
         Step::Switch,
         Step::Hold {
             duration: keep_blue,
+            analysed: spec.strategy.analysis().is_some(),
         },
         Step::RetireOld { remaining: 0 },
     ]);
@@ -207,6 +220,7 @@ fn blue_green(
         fewest_in_service: from.min(to),
         least_duration: spec.health.time_to_in_service() + spec.min_ready + keep_blue,
         recorded: None,
+        analysis: spec.strategy.analysis().cloned(),
     }
 }
 
@@ -458,6 +472,7 @@ mod tests {
         spec.strategy = Strategy::BlueGreen {
             keep_blue: Duration::from_secs(30),
             auto_promote: true,
+            analysis: None,
         };
         let rollout = plan(&spec, 3).unwrap();
         assert_eq!(

@@ -30,6 +30,9 @@ pub enum Strategy {
         /// `false`: the new set waits, ready and sent nothing, until
         /// `infra rollout promote` (a manual gate before the switch).
         auto_promote: bool,
+        /// Judges the new set's answers while the old set is kept (after
+        /// the switch, on all the traffic): a failure switches back.
+        analysis: Option<Analysis>,
     },
     /// A few instances of the new version given a share of the traffic,
     /// step by step, watched by the analysis; then promoted.
@@ -121,6 +124,16 @@ impl Strategy {
             Strategy::Rolling { .. } => "rolling",
             Strategy::BlueGreen { .. } => "blue_green",
             Strategy::Canary { .. } => "canary",
+        }
+    }
+
+    /// The analysis a rollout of this strategy runs, if any.
+    pub fn analysis(&self) -> Option<&Analysis> {
+        match self {
+            Strategy::Rolling { .. } => None,
+            Strategy::BlueGreen { analysis, .. } | Strategy::Canary { analysis, .. } => {
+                analysis.as_ref()
+            }
         }
     }
 }
@@ -436,19 +449,7 @@ fn read_canary(
             step_help,
         ),
     }
-    let analysis = match settings.get("analysis") {
-        Some(Value::List(blocks)) => match blocks.first() {
-            Some(Value::Map(written)) => {
-                let block = strategy
-                    .blocks()
-                    .find(|b| b.kind.name == "analysis")
-                    .unwrap_or(strategy);
-                Some(read_analysis(block, written, diagnostics))
-            }
-            _ => None,
-        },
-        _ => None,
-    };
+    let analysis = analysis_block(strategy, settings, diagnostics);
     for name in settings.keys() {
         if !["steps", "analysis"].contains(&name.as_str()) {
             bad(
@@ -483,6 +484,27 @@ fn read_matching(written: &Value) -> Option<Matching> {
         cookie: None,
         percent: None,
     })
+}
+
+/// The strategy's `analysis { … }` block, read, if it has one.
+fn analysis_block(
+    strategy: &Block,
+    settings: &BTreeMap<String, Value>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Analysis> {
+    match settings.get("analysis") {
+        Some(Value::List(blocks)) => match blocks.first() {
+            Some(Value::Map(written)) => {
+                let block = strategy
+                    .blocks()
+                    .find(|b| b.kind.name == "analysis")
+                    .unwrap_or(strategy);
+                Some(read_analysis(block, written, diagnostics))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// A canary's `analysis { … }` block.
@@ -581,7 +603,7 @@ fn read_blue_green(
     .unwrap_or(defaults::KEEP_BLUE);
     for (name, value) in settings {
         match (name.as_str(), value) {
-            ("keep_blue", _) | ("auto_promote", Value::Bool(_) | Value::Unknown) => {}
+            ("keep_blue" | "analysis", _) | ("auto_promote", Value::Bool(_) | Value::Unknown) => {}
             ("auto_promote", other) => diagnostics.push(
                 Diagnostic::error(
                     Code::TypeMismatch,
@@ -603,16 +625,19 @@ fn read_blue_green(
                     "not a setting of blue_green",
                 )
                 .with_help(
-                    did_you_mean(other, ["keep_blue", "auto_promote"])
-                        .unwrap_or_else(|| "the settings are keep_blue and auto_promote".into()),
+                    did_you_mean(other, ["keep_blue", "auto_promote", "analysis"]).unwrap_or_else(
+                        || "the settings are keep_blue, auto_promote and an analysis block".into(),
+                    ),
                 ),
             ),
         }
     }
     let auto_promote = !matches!(settings.get("auto_promote"), Some(Value::Bool(false)));
+    let analysis = analysis_block(strategy, settings, diagnostics);
     (diagnostics.error_count() == errors).then_some(Strategy::BlueGreen {
         keep_blue,
         auto_promote,
+        analysis,
     })
 }
 

@@ -27,9 +27,10 @@
 //! instances healthy, sent nothing), `switch` and `hold_seconds`; canary
 //! `shift` (percent to the new version) and `pause_seconds` with
 //! `analysed`; a sticky share of the customers `{ "sticky": { "key":
-//! "X-User", "percent": 25 } }`; a manual gate is `{ "gate": true }`. `recorded` is where the
-//! last rollout stands as the state records it (`null` when none):
-//! `{ "status": "running" | "paused" | "rolled_back" | "failed",
+//! "X-User", "percent": 25 } }`; a manual gate is `{ "gate": true }`.
+//! `analysis` holds the analysis bounds (`null` without one). `recorded`
+//! is where the last rollout stands as the state records it (`null` when
+//! none): `{ "status": "running" | "paused" | "rolled_back" | "failed",
 //! "strategy", "to" (the version id), "step", "steps", "at", "readings" }`.
 
 use std::collections::BTreeMap;
@@ -54,7 +55,9 @@ fn rollout_json(rollout: &Rollout) -> serde_json::Value {
             Step::RetireOld { remaining } => json!({ "retire_old": remaining }),
             Step::StartIdle { total } => json!({ "start_idle": total }),
             Step::Switch => json!({ "switch": true }),
-            Step::Hold { duration } => json!({ "hold_seconds": duration.as_secs_f64() }),
+            Step::Hold { duration, analysed } => {
+                json!({ "hold_seconds": duration.as_secs_f64(), "analysed": analysed })
+            }
             Step::Shift { weight } => json!({ "shift": weight }),
             Step::Route {
                 ref header,
@@ -78,6 +81,15 @@ fn rollout_json(rollout: &Rollout) -> serde_json::Value {
         "least_duration_seconds": rollout.least_duration.as_secs_f64(),
         "steps": steps,
         "recorded": rollout.recorded.as_ref().map(RolloutRecord::to_json),
+        "analysis": rollout.analysis.as_ref().map(|analysis| json!({
+            "interval_seconds": analysis.interval.as_secs_f64(),
+            "max_error_rate": analysis.max_error_rate,
+            "max_p99_latency_seconds": analysis.max_p99_latency.map(|d| d.as_secs_f64()),
+            "min_requests": analysis.min_requests,
+            "failure_limit": analysis.failure_limit,
+            "inconclusive_limit": analysis.inconclusive_limit,
+            "consecutive_error_limit": analysis.consecutive_error_limit,
+        })),
     })
 }
 

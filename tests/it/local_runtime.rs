@@ -1360,3 +1360,55 @@ async fn an_interrupted_canary_resumes_at_its_recorded_step() {
     }
     assert!(work.plan(&[]).contains("No changes"));
 }
+
+/// Blue/green with an analysis: after the switch, a green set that fails
+/// half its requests is judged on its own answers and traffic goes back
+/// to blue, which was kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_analysis_switches_back_from_a_failing_new_set() {
+    let work = Workspace::new("local-web");
+    let listen = work.listen();
+    let main = work.dir.path().join("main.infra");
+    let config = |version: &str, fail_rate: &str| {
+        fleet_config(
+            2,
+            &format!(r#"{{ APP_VERSION = "{version}", FAIL_RATE = "{fail_rate}" }}"#),
+            r#"min_ready = "200ms"  drain = "200ms"
+  strategy blue_green {
+    keep_blue = "3s"
+    analysis {
+      interval       = "500ms"
+      max_error_rate = 0.1
+      min_requests   = 5
+    }
+  }"#,
+        )
+    };
+    std::fs::write(&main, config("v1", "0")).unwrap();
+    work.apply(&[]);
+    std::fs::write(&main, config("v2", "0.5")).unwrap();
+    let plan = work.plan(&[]);
+    assert!(plan.contains("old kept 3s, analysed"), "{plan}");
+    assert!(
+        plan.contains("# analysis every 500ms: error rate ≤ 0.1, at least 5 requests a reading"),
+        "{plan}"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
+    let load_task = tokio::spawn(load_until(listen.clone(), 20, progress, stop.clone()));
+    let mut apply = work.infra_command(&["apply", "--auto-approve"], &[]);
+    let output = tokio::task::spawn_blocking(move || apply.output().unwrap())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    load_task.await.unwrap();
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("after the switch: analysis failed"), "{text}");
+    assert!(text.contains("is above max_error_rate 0.1"), "{text}");
+    assert!(text.contains("rolled back: 2 instance(s)"), "{text}");
+    for _ in 0..10 {
+        assert!(get(&listen).await.starts_with("demo-app v1"));
+    }
+    assert_eq!(work.demo_apps(), 2);
+}
