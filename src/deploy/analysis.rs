@@ -40,6 +40,9 @@ impl std::fmt::Display for Analysis {
         if let Some(rate) = self.max_error_rate {
             bounds.push(format!("error rate ≤ {rate}"));
         }
+        if let Some(p50) = self.max_p50_latency {
+            bounds.push(format!("p50 ≤ {p50:?}"));
+        }
         if let Some(p99) = self.max_p99_latency {
             bounds.push(format!("p99 ≤ {p99:?}"));
         }
@@ -79,19 +82,20 @@ impl Analysis {
             ));
         }
         let mut readings = format!("error rate {rate:.3} over {requests} requests");
-        if let Some(max) = self.max_p99_latency {
-            match p99(before, after) {
-                Some(p99) if p99 <= max => {
-                    readings.push_str(&format!(", p99 ≤ {p99:?}"));
+        for (percent, bound) in [(50, self.max_p50_latency), (99, self.max_p99_latency)] {
+            let Some(max) = bound else { continue };
+            match quantile(before, after, percent) {
+                Some(latency) if latency <= max => {
+                    readings.push_str(&format!(", p{percent} ≤ {latency:?}"));
                 }
-                Some(p99) => {
+                Some(latency) => {
                     return Verdict::Fail(format!(
-                        "p99 latency ≤ {p99:?} (histogram bucket) is above max_p99_latency {max:?}"
+                        "p{percent} latency ≤ {latency:?} (histogram bucket) is above max_p{percent}_latency {max:?}"
                     ));
                 }
                 None => {
                     return Verdict::Fail(format!(
-                        "p99 latency above the histogram's last bucket, above max_p99_latency {max:?}"
+                        "p{percent} latency above the histogram's last bucket, above max_p{percent}_latency {max:?}"
                     ));
                 }
             }
@@ -100,11 +104,11 @@ impl Analysis {
     }
 }
 
-/// The upper bound of the bucket that holds the 99th percentile of the
-/// answers between two readings; `None` beyond the last bucket.
-fn p99(before: &PoolTotals, after: &PoolTotals) -> Option<Duration> {
+/// The upper bound of the bucket that holds the `percent`th percentile of
+/// the answers between two readings; `None` beyond the last bucket.
+fn quantile(before: &PoolTotals, after: &PoolTotals, percent: u64) -> Option<Duration> {
     let timed = after.timed.saturating_sub(before.timed);
-    let wanted = (timed * 99).div_ceil(100);
+    let wanted = (timed * percent).div_ceil(100);
     after
         .latency
         .iter()
@@ -141,6 +145,7 @@ mod tests {
             consecutive_error_limit: 4,
             min_requests: 10,
             max_error_rate: Some(0.05),
+            max_p50_latency: None,
             max_p99_latency: Some(Duration::from_millis(100)),
         }
     }
@@ -178,6 +183,23 @@ mod tests {
         assert_eq!(
             rules().judge(&totals(100, 0, 0), &totals(200, 0, 100)),
             Verdict::Pass("error rate 0.000 over 100 requests, p99 ≤ 10ms".into())
+        );
+    }
+
+    #[test]
+    fn the_median_has_its_own_bound() {
+        let mut rules = rules();
+        rules.max_p50_latency = Some(Duration::from_millis(5));
+        // 100 answers in the interval, all in the 10 ms bucket: p50 ≤ 10ms.
+        let Verdict::Fail(why) = rules.judge(&totals(100, 0, 0), &totals(200, 0, 100)) else {
+            panic!("a slow median must fail");
+        };
+        assert!(why.contains("p50 latency ≤ 10ms"), "{why}");
+        assert!(why.contains("max_p50_latency 5ms"), "{why}");
+        rules.max_p50_latency = Some(Duration::from_millis(10));
+        assert_eq!(
+            rules.judge(&totals(100, 0, 0), &totals(200, 0, 100)),
+            Verdict::Pass("error rate 0.000 over 100 requests, p50 ≤ 10ms, p99 ≤ 10ms".into())
         );
     }
 }

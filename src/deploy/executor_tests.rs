@@ -348,6 +348,7 @@ fn analysis() -> Analysis {
         consecutive_error_limit: 2,
         min_requests: 100,
         max_error_rate: Some(0.05),
+        max_p50_latency: None,
         max_p99_latency: None,
     }
 }

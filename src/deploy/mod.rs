@@ -227,6 +227,9 @@ fn analysis_value(analysis: &Analysis) -> Value {
     if let Some(rate) = analysis.max_error_rate {
         rules.insert("max_error_rate".into(), Value::Number(rate));
     }
+    if let Some(p50) = analysis.max_p50_latency {
+        rules.insert("max_p50_latency_ms".into(), millis(p50));
+    }
     if let Some(p99) = analysis.max_p99_latency {
         rules.insert("max_p99_latency_ms".into(), millis(p99));
     }

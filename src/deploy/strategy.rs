@@ -115,6 +115,7 @@ pub struct Analysis {
     pub consecutive_error_limit: u32,
     pub min_requests: u64,
     pub max_error_rate: Option<f64>,
+    pub max_p50_latency: Option<Duration>,
     pub max_p99_latency: Option<Duration>,
 }
 
@@ -521,6 +522,12 @@ fn read_analysis(
         consecutive_error_limit: defaults::CONSECUTIVE_ERROR_LIMIT,
         min_requests: defaults::MIN_REQUESTS,
         max_error_rate: None,
+        max_p50_latency: read_duration(
+            block,
+            "max_p50_latency",
+            written.get("max_p50_latency"),
+            diagnostics,
+        ),
         max_p99_latency: read_duration(
             block,
             "max_p99_latency",
@@ -547,7 +554,7 @@ fn read_analysis(
             count.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
         };
         match name.as_str() {
-            "interval" | "max_p99_latency" => {}
+            "interval" | "max_p50_latency" | "max_p99_latency" => {}
             "failure_limit" => analysis.failure_limit = limit(diagnostics).max(1),
             "inconclusive_limit" => analysis.inconclusive_limit = limit(diagnostics),
             "consecutive_error_limit" => analysis.consecutive_error_limit = limit(diagnostics),
@@ -571,7 +578,7 @@ fn read_analysis(
                 block,
                 name,
                 "PromQL analysis (`query`) is not built yet".into(),
-                "use max_error_rate and max_p99_latency, read from the load balancer",
+                "use max_error_rate, max_p50_latency and max_p99_latency, read from the load balancer",
             ),
             other => bad(
                 diagnostics,
@@ -579,7 +586,7 @@ fn read_analysis(
                 block,
                 other,
                 format!("unknown argument `{other}` in an `analysis` block"),
-                "the arguments are interval, failure_limit, inconclusive_limit, consecutive_error_limit, min_requests, max_error_rate and max_p99_latency",
+                "the arguments are interval, failure_limit, inconclusive_limit, consecutive_error_limit, min_requests, max_error_rate, max_p50_latency and max_p99_latency",
             ),
         }
     }

@@ -84,6 +84,7 @@ fn rollout_json(rollout: &Rollout) -> serde_json::Value {
         "analysis": rollout.analysis.as_ref().map(|analysis| json!({
             "interval_seconds": analysis.interval.as_secs_f64(),
             "max_error_rate": analysis.max_error_rate,
+            "max_p50_latency_seconds": analysis.max_p50_latency.map(|d| d.as_secs_f64()),
             "max_p99_latency_seconds": analysis.max_p99_latency.map(|d| d.as_secs_f64()),
             "min_requests": analysis.min_requests,
             "failure_limit": analysis.failure_limit,
