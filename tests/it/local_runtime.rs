@@ -121,6 +121,14 @@ impl Workspace {
         text
     }
 
+    /// Writes `main.infra`: `replicas` demo-apps with `env` (the inside of
+    /// the map), quick to become ready and to drain, and `strategy`.
+    fn write_fleet(&self, replicas: usize, env: &str, strategy: &str) {
+        let settings = format!("min_ready = \"200ms\"  drain = \"200ms\"\n  {strategy}");
+        let config = fleet_config(replicas, &format!("{{ {env} }}"), &settings);
+        std::fs::write(self.dir.path().join("main.infra"), config).unwrap();
+    }
+
     /// The demo-app processes running in the copy.
     fn demo_apps(&self) -> usize {
         demo_apps_under(self.dir.path())
@@ -1061,20 +1069,18 @@ async fn version_with(listen: &str, header: Option<(&str, &str)>) -> String {
 async fn a_canary_by_header_sends_exactly_the_chosen_customers_to_the_new_version() {
     let work = Workspace::new("local-web");
     let listen = work.listen();
-    let main = work.dir.path().join("main.infra");
-    let config = |version: &str| {
-        fleet_config(
+    let write = |version: &str| {
+        work.write_fleet(
             2,
-            &format!(r#"{{ APP_VERSION = "{version}" }}"#),
-            r#"min_ready = "200ms"  drain = "200ms"
-  strategy canary {
+            &format!(r#"APP_VERSION = "{version}""#),
+            r#"strategy canary {
     steps = [{ match = { header = "X-Org", values = ["acme", "initech"] }, pause = "4s" }]
   }"#,
-        )
+        );
     };
-    std::fs::write(&main, config("v1")).unwrap();
+    write("v1");
     work.apply(&[]);
-    std::fs::write(&main, config("v2")).unwrap();
+    write("v2");
     let plan = work.plan(&[]);
     assert!(
         plan.contains("requests with X-Org: acme, initech to the new version → pause 4s"),
@@ -1140,20 +1146,18 @@ async fn a_canary_by_header_sends_exactly_the_chosen_customers_to_the_new_versio
 async fn a_manual_gate_waits_for_promote_or_abort() {
     let work = Workspace::new("local-web");
     let listen = work.listen();
-    let main = work.dir.path().join("main.infra");
-    let config = |version: &str| {
-        fleet_config(
+    let write = |version: &str| {
+        work.write_fleet(
             2,
-            &format!(r#"{{ APP_VERSION = "{version}" }}"#),
-            r#"min_ready = "200ms"  drain = "200ms"
-  strategy canary {
+            &format!(r#"APP_VERSION = "{version}""#),
+            r#"strategy canary {
     steps = [{ weight = 50, pause = "forever" }]
   }"#,
-        )
+        );
     };
-    std::fs::write(&main, config("v1")).unwrap();
+    write("v1");
     work.apply(&[]);
-    std::fs::write(&main, config("v2")).unwrap();
+    write("v2");
     assert!(
         work.plan(&[]).contains(
             "1 new ready, sent nothing → 50% to the new version → wait for `infra rollout promote`"
@@ -1206,7 +1210,7 @@ async fn a_manual_gate_waits_for_promote_or_abort() {
     assert!(status.contains("no rollout in progress"), "{status}");
 
     // v3, stopped at its gate, then aborted.
-    std::fs::write(&main, config("v3")).unwrap();
+    write("v3");
     work.apply(&[]);
     assert_eq!(work.demo_apps(), 3);
     let aborted = work.infra(&["rollout", "abort", "deployment.web"], &[]);
@@ -1227,7 +1231,7 @@ async fn a_manual_gate_waits_for_promote_or_abort() {
     );
     assert!(!plan.contains("rollout paused"), "{plan}");
     // Nothing to promote where no rollout is pending.
-    std::fs::write(&main, config("v2")).unwrap();
+    write("v2");
     let nothing = work.infra(&["rollout", "promote", "deployment.web"], &[]);
     assert_eq!(nothing.status.code(), Some(1), "{}", both(&nothing));
     assert!(
@@ -1244,20 +1248,18 @@ async fn a_manual_gate_waits_for_promote_or_abort() {
 async fn a_sticky_canary_keeps_each_customer_on_one_version() {
     let work = Workspace::new("local-web");
     let listen = work.listen();
-    let main = work.dir.path().join("main.infra");
-    let config = |version: &str| {
-        fleet_config(
+    let write = |version: &str| {
+        work.write_fleet(
             2,
-            &format!(r#"{{ APP_VERSION = "{version}" }}"#),
-            r#"min_ready = "200ms"  drain = "200ms"
-  strategy canary {
+            &format!(r#"APP_VERSION = "{version}""#),
+            r#"strategy canary {
     steps = [{ weight = 25, sticky = "header:X-User", pause = "forever" }]
   }"#,
-        )
+        );
     };
-    std::fs::write(&main, config("v1")).unwrap();
+    write("v1");
     work.apply(&[]);
-    std::fs::write(&main, config("v2")).unwrap();
+    write("v2");
     let plan = work.plan(&[]);
     assert!(
         plan.contains("25% of X-User values (sticky) to the new version"),
@@ -1306,20 +1308,18 @@ async fn a_sticky_canary_keeps_each_customer_on_one_version() {
 async fn an_interrupted_canary_resumes_at_its_recorded_step() {
     let work = Workspace::new("local-web");
     let listen = work.listen();
-    let main = work.dir.path().join("main.infra");
-    let config = |version: &str| {
-        fleet_config(
+    let write = |version: &str| {
+        work.write_fleet(
             2,
-            &format!(r#"{{ APP_VERSION = "{version}" }}"#),
-            r#"min_ready = "200ms"  drain = "200ms"
-  strategy canary {
+            &format!(r#"APP_VERSION = "{version}""#),
+            r#"strategy canary {
     steps = [{ weight = 25, pause = "1s" }, { weight = 50, pause = "4s" }]
   }"#,
-        )
+        );
     };
-    std::fs::write(&main, config("v1")).unwrap();
+    write("v1");
     work.apply(&[]);
-    std::fs::write(&main, config("v2")).unwrap();
+    write("v2");
     let mut apply = work
         .infra_command(&["apply", "--auto-approve"], &[])
         .stdout(std::process::Stdio::null())
@@ -1368,13 +1368,11 @@ async fn an_interrupted_canary_resumes_at_its_recorded_step() {
 async fn blue_green_analysis_switches_back_from_a_failing_new_set() {
     let work = Workspace::new("local-web");
     let listen = work.listen();
-    let main = work.dir.path().join("main.infra");
-    let config = |version: &str, fail_rate: &str| {
-        fleet_config(
+    let write = |version: &str, fail_rate: &str| {
+        work.write_fleet(
             2,
-            &format!(r#"{{ APP_VERSION = "{version}", FAIL_RATE = "{fail_rate}" }}"#),
-            r#"min_ready = "200ms"  drain = "200ms"
-  strategy blue_green {
+            &format!(r#"APP_VERSION = "{version}", FAIL_RATE = "{fail_rate}""#),
+            r#"strategy blue_green {
     keep_blue = "3s"
     analysis {
       interval       = "500ms"
@@ -1382,11 +1380,11 @@ async fn blue_green_analysis_switches_back_from_a_failing_new_set() {
       min_requests   = 5
     }
   }"#,
-        )
+        );
     };
-    std::fs::write(&main, config("v1", "0")).unwrap();
+    write("v1", "0");
     work.apply(&[]);
-    std::fs::write(&main, config("v2", "0.5")).unwrap();
+    write("v2", "0.5");
     let plan = work.plan(&[]);
     assert!(plan.contains("old kept 3s, analysed"), "{plan}");
     assert!(
