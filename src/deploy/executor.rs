@@ -22,6 +22,7 @@ use tokio::time::{Instant, sleep, timeout};
 
 use super::analysis::{Analysis, Verdict};
 use super::record::{RolloutRecord, Status};
+use super::rollout::{canary_instances, rolling_round};
 use super::spec::DeploymentSpec;
 use super::strategy::{CanaryStep, Strategy};
 
@@ -360,12 +361,9 @@ impl<'a> Run<'a> {
         pool: &str,
     ) -> Result<(), ProviderError> {
         let replicas = self.spec.replicas;
-        let (surge, unavailable) = self.spec.rolling_batch().unwrap_or((1, 0));
-        let floor = replicas.saturating_sub(unavailable);
-        let ceiling = replicas + surge;
+        let batch = self.spec.rolling_batch().unwrap_or((1, 0));
         while !old.is_empty() {
-            let serving = current.len() + old.len();
-            let retiring = serving.saturating_sub(floor).min(old.len());
+            let (retiring, starting) = rolling_round(replicas, batch, current.len(), old.len());
             let rest = old.split_off(retiring);
             if retiring > 0 {
                 self.report(&format!(
@@ -374,9 +372,6 @@ impl<'a> Run<'a> {
                 ));
             }
             self.retire(&std::mem::replace(&mut old, rest)).await;
-            let starting = ceiling
-                .saturating_sub(current.len() + old.len())
-                .min(replicas.saturating_sub(current.len()));
             if starting == 0 && retiring == 0 {
                 // Already `replicas` of this version: the rest are extra.
                 break;
@@ -552,9 +547,7 @@ impl<'a> Run<'a> {
         }
         for (at, step) in steps.iter().enumerate().skip(resume) {
             let weight = step.weight.min(FULL);
-            let needed = (replicas * weight as usize)
-                .div_ceil(100)
-                .clamp(1, replicas.max(1));
+            let needed = canary_instances(replicas, weight);
             let missing = needed.saturating_sub(canaries.len());
             let number = format!("step {} of {}", at + 1, steps.len());
             if missing > 0 {

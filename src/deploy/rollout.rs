@@ -234,9 +234,7 @@ fn canary(spec: &DeploymentSpec, from: usize, steps: &[CanaryStep], analysed: bo
     let mut rollout = Rollout::starting(spec, from);
     let mut started = 0;
     for step in steps {
-        let needed = (to * step.weight as usize)
-            .div_ceil(100)
-            .clamp(1, to.max(1));
+        let needed = canary_instances(to, step.weight);
         if needed > started {
             started = needed;
             rollout.steps.push(Step::StartIdle { total: started });
@@ -278,6 +276,34 @@ fn canary(spec: &DeploymentSpec, from: usize, steps: &[CanaryStep], analysed: bo
     rollout
 }
 
+/// One round of a rolling update, from `new` instances of the new version
+/// and `old` of the old one: how many old ones may leave first (never
+/// fewer than `replicas - unavailable` in service), then how many new ones
+/// may start (never more than `replicas + surge` running). The plan and
+/// the executor both decide with it.
+pub fn rolling_round(
+    replicas: usize,
+    (surge, unavailable): (usize, usize),
+    new: usize,
+    old: usize,
+) -> (usize, usize) {
+    let floor = replicas.saturating_sub(unavailable);
+    let ceiling = replicas + surge;
+    let retire = (old + new).saturating_sub(floor).min(old);
+    let start = ceiling
+        .saturating_sub(old - retire + new)
+        .min(replicas.saturating_sub(new));
+    (retire, start)
+}
+
+/// How many instances of the new version a canary step with `weight`
+/// percent needs: at least one, `ceil(replicas × weight / 100)`.
+pub fn canary_instances(replicas: usize, weight: u32) -> usize {
+    (replicas * weight.min(100) as usize)
+        .div_ceil(100)
+        .clamp(1, replicas.max(1))
+}
+
 /// Rolling, in batches.
 ///
 /// Each round first retires what may go (never fewer than `replicas -
@@ -285,19 +311,16 @@ fn canary(spec: &DeploymentSpec, from: usize, steps: &[CanaryStep], analysed: bo
 /// `replicas + max_surge` instances) — so with `max_unavailable = 0` new
 /// instances are in service before any old one leaves.
 fn rolling(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
-    let (surge, unavailable) = spec.rolling_batch()?;
+    let batch = spec.rolling_batch()?;
     let to = spec.replicas;
-    let floor = to.saturating_sub(unavailable);
-    let ceiling = to + surge;
     let (mut old, mut new) = (from, 0usize);
     let mut rollout = Rollout::starting(spec, from);
     while old > 0 || new < to {
-        let retiring = (old + new).saturating_sub(floor).min(old);
+        let (retiring, starting) = rolling_round(to, batch, new, old);
         if retiring > 0 {
             old -= retiring;
             rollout.steps.push(Step::RetireOld { remaining: old });
         }
-        let starting = ceiling.saturating_sub(old + new).min(to - new);
         if starting > 0 {
             new += starting;
             rollout.steps.push(Step::StartNew { total: new });
