@@ -10,14 +10,13 @@
 //! strategies on a fake fleet with a paused clock.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use infra_provider_sdk::{
     Attributes, Fleet, FleetInstance, Progress, ProviderError, Route, Traffic, Version, VersionInfo,
 };
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use tokio::time::{Instant, sleep, timeout};
 
 use super::analysis::{Analysis, Verdict};
@@ -304,7 +303,11 @@ impl<'a> Run<'a> {
         if !current.is_empty() {
             self.fleet.admit(names(&current)).await?;
         }
+        if !old.is_empty() && !matches!(self.spec.strategy, Strategy::Rolling { .. }) {
+            self.retire_abandoned(&mut old).await?;
+        }
         if !old.is_empty() {
+            let serving_pool = old[0].pool.clone();
             let through = match &self.spec.strategy {
                 Strategy::BlueGreen {
                     keep_blue,
@@ -314,6 +317,7 @@ impl<'a> Run<'a> {
                     self.blue_green(
                         &mut current,
                         &old,
+                        &serving_pool,
                         *keep_blue,
                         *auto_promote,
                         analysis.as_ref(),
@@ -321,7 +325,7 @@ impl<'a> Run<'a> {
                     .await?
                 }
                 Strategy::Canary { steps, analysis } => {
-                    self.canary(&mut current, &old, steps, analysis.as_ref())
+                    self.canary(&mut current, &old, &serving_pool, steps, analysis.as_ref())
                         .await?
                 }
                 Strategy::Rolling { .. } => Through::Rolling,
@@ -348,6 +352,35 @@ impl<'a> Run<'a> {
             self.retire(&extra).await;
         }
         Ok(Some(current))
+    }
+
+    /// Before a blue/green or canary rollout: instances of neither the
+    /// wanted version nor the recorded one — a rollout abandoned for a
+    /// newer version, e.g. one paused at a gate — get no more traffic and
+    /// are retired, so that the other pool is free and the old version is
+    /// the one the state records.
+    async fn retire_abandoned(&self, old: &mut Vec<FleetInstance>) -> Result<(), ProviderError> {
+        let Some(previous) = self.fleet.version(Version::Previous) else {
+            return Ok(());
+        };
+        let (recorded, abandoned): (Vec<FleetInstance>, Vec<FleetInstance>) =
+            old.drain(..).partition(|i| i.version == previous.id);
+        *old = recorded;
+        if abandoned.is_empty() {
+            return Ok(());
+        }
+        if old.is_empty() {
+            // Nothing of the recorded version left: they are the old ones.
+            *old = abandoned;
+            return Ok(());
+        }
+        self.report(&format!(
+            "retiring {} instance(s) of an abandoned version first",
+            abandoned.len()
+        ));
+        self.route_to(old, &abandoned).await?;
+        self.retire(&abandoned).await;
+        Ok(())
     }
 
     /// Rolling, in batches: never more than `replicas + max_surge`
@@ -446,11 +479,12 @@ impl<'a> Run<'a> {
         &self,
         green: &mut Vec<FleetInstance>,
         blue: &[FleetInstance],
+        blue_pool: &str,
         keep_blue: Duration,
         auto_promote: bool,
         analysis: Option<&Analysis>,
     ) -> Result<Through, ProviderError> {
-        let green_pool = self.idle_pool(&blue[0].pool, green).await?;
+        let green_pool = self.idle_pool(blue_pool, green).await?;
         let missing = self.spec.replicas.saturating_sub(green.len());
         self.note(Status::Running, 0, "the new version starting, sent nothing");
         if missing > 0 {
@@ -531,10 +565,11 @@ impl<'a> Run<'a> {
         &self,
         canaries: &mut Vec<FleetInstance>,
         stable: &[FleetInstance],
+        stable_pool: &str,
         steps: &[CanaryStep],
         analysis: Option<&Analysis>,
     ) -> Result<Through, ProviderError> {
-        let stable_pool = stable[0].pool.clone();
+        let stable_pool = stable_pool.to_string();
         let canary_pool = self.idle_pool(&stable_pool, canaries).await?;
         let replicas = self.spec.replicas;
         let resume = self.resume_step().min(steps.len());

@@ -1107,3 +1107,44 @@ async fn blue_green_analysis_judges_green_after_the_switch_and_switches_back() {
     assert_eq!(fleet.world().started, 3, "blue kept: nothing started again");
     assert_eq!(fleet.versions_serving(), BTreeMap::from([(V1.into(), 3)]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_newer_version_retires_an_abandoned_canary_first() {
+    // v2 waited at a gate (2 canaries at 50% in the other pool); the
+    // configuration now asks for v3.
+    let mut fleet = FakeFleet::running_v1(4, 4);
+    fleet.wanted.id = "v3".into();
+    {
+        let mut world = fleet.world();
+        for name in ["c1", "c2"] {
+            world.instances.push(FleetInstance {
+                name: name.into(),
+                version: V2.into(),
+                pool: "web/b".into(),
+            });
+        }
+        world.weights = BTreeMap::from([("web".into(), 50), ("web/b".into(), 50)]);
+    }
+    let spec = spec(4, canary(&[(25, 10)], None));
+    let (result, lines, _) = run(&spec, &fleet).await;
+    result.unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "retiring 2 instance(s) of an abandoned version first"),
+        "{lines:?}"
+    );
+    let world = fleet.world();
+    // All traffic back on v1 before the abandoned canaries went.
+    assert_eq!(
+        world.traffic[0].weights,
+        BTreeMap::from([("web".into(), 100), ("web/b".into(), 0)])
+    );
+    assert!(
+        world
+            .instances
+            .iter()
+            .all(|i| i.version == "v3" && i.pool == "web/b")
+    );
+    assert_eq!(world.instances.len(), 4);
+}
