@@ -23,7 +23,7 @@ use super::analysis::{Analysis, Verdict};
 use super::record::{RolloutRecord, Status};
 use super::rollout::{canary_instances, rolling_round};
 use super::spec::DeploymentSpec;
-use super::strategy::{CanaryStep, Strategy};
+use super::strategy::{CanaryStep, Preview, Strategy};
 
 /// The weight of a pool that takes all the traffic.
 const FULL: u32 = 100;
@@ -141,6 +141,14 @@ fn failed(message: String) -> ProviderError {
 
 fn names(instances: &[FleetInstance]) -> Vec<String> {
     instances.iter().map(|i| i.name.clone()).collect()
+}
+
+/// A blue/green rollout's settings, as the executor reads them.
+struct BlueGreen<'a> {
+    keep_blue: Duration,
+    auto_promote: bool,
+    analysis: Option<&'a Analysis>,
+    preview: Option<&'a Preview>,
 }
 
 /// How a strategy's part of a rollout ended.
@@ -313,16 +321,16 @@ impl<'a> Run<'a> {
                     keep_blue,
                     auto_promote,
                     analysis,
+                    preview,
                 } => {
-                    self.blue_green(
-                        &mut current,
-                        &old,
-                        &serving_pool,
-                        *keep_blue,
-                        *auto_promote,
-                        analysis.as_ref(),
-                    )
-                    .await?
+                    let plan = BlueGreen {
+                        keep_blue: *keep_blue,
+                        auto_promote: *auto_promote,
+                        analysis: analysis.as_ref(),
+                        preview: preview.as_ref(),
+                    };
+                    self.blue_green(&mut current, &old, &serving_pool, &plan)
+                        .await?
                 }
                 Strategy::Canary { steps, analysis } => {
                     self.canary(&mut current, &old, &serving_pool, steps, analysis.as_ref())
@@ -480,10 +488,9 @@ impl<'a> Run<'a> {
         green: &mut Vec<FleetInstance>,
         blue: &[FleetInstance],
         blue_pool: &str,
-        keep_blue: Duration,
-        auto_promote: bool,
-        analysis: Option<&Analysis>,
+        plan: &BlueGreen<'_>,
     ) -> Result<Through, ProviderError> {
+        let (keep_blue, analysis) = (plan.keep_blue, plan.analysis);
         let green_pool = self.idle_pool(blue_pool, green).await?;
         let missing = self.spec.replicas.saturating_sub(green.len());
         self.note(Status::Running, 0, "the new version starting, sent nothing");
@@ -493,7 +500,29 @@ impl<'a> Run<'a> {
             ));
         }
         green.extend(self.start(Version::Wanted, &green_pool, missing).await?);
-        if !auto_promote && !self.pass_gate(0, "the new version ready, sent nothing") {
+        if let Some(preview) = plan.preview.filter(|_| self.fleet.balanced()) {
+            // Pre-promotion: the preview requests, and only those, reach
+            // green; the analysis judges its answers to them.
+            let matching = &preview.matching;
+            let route = Route::values(&matching.header, matching.values.clone());
+            self.fleet
+                .route(Traffic {
+                    weights: BTreeMap::new(),
+                    routes: Some(BTreeMap::from([(green_pool.clone(), route)])),
+                })
+                .await?;
+            let doing = format!(
+                "requests with {}: {} to the new version (preview)",
+                matching.header,
+                matching.values.join(", ")
+            );
+            self.note(Status::Running, 0, &doing);
+            self.report(&format!("{doing}, for {:?}", preview.pause));
+            self.watch(&green_pool, preview.pause, analysis)
+                .await
+                .map_err(|why| failed(format!("before the switch (preview): {why}")))?;
+        }
+        if !plan.auto_promote && !self.pass_gate(0, "the new version ready, sent nothing") {
             return Ok(Through::AtGate);
         }
         self.route_to(green, blue).await?;

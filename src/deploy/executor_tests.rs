@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::{Control, Outcome, abort, execute};
 use crate::deploy::record::{RolloutRecord, Status};
 use crate::deploy::spec::{DeploymentSpec, Health};
-use crate::deploy::strategy::{Amount, Analysis, CanaryStep, Matching, Strategy};
+use crate::deploy::strategy::{Amount, Analysis, CanaryStep, Matching, Preview, Strategy};
 
 const V1: &str = "v1";
 const V2: &str = "v2";
@@ -56,6 +56,8 @@ struct FakeFleet {
     error_rate: BTreeMap<String, f64>,
     bad_from: Option<Instant>,
     rps: f64,
+    /// Requests a second that header routes send to their pool.
+    routed_rps: f64,
     /// `totals` fails (the load balancer cannot be read).
     unreadable: bool,
     /// A new instance falls out of service this long after it started.
@@ -82,6 +84,7 @@ impl FakeFleet {
             error_rate: BTreeMap::new(),
             bad_from: None,
             rps: 100.0,
+            routed_rps: 20.0,
             unreadable: false,
             sick_after: None,
             healthy_deadline: Duration::from_secs(60),
@@ -131,15 +134,22 @@ impl FakeFleet {
             .filter(|(pool, _)| world.instances.iter().any(|i| &i.pool == *pool))
             .map(|(_, w)| *w)
             .sum();
-        if total == 0 {
-            return;
-        }
-        let shares: Vec<(String, f64)> = world
-            .weights
-            .iter()
-            .map(|(pool, w)| (pool.clone(), f64::from(*w) / f64::from(total)))
-            .collect();
-        for (pool, share) in shares {
+        let mut shares: Vec<(String, f64)> = if total == 0 {
+            Vec::new()
+        } else {
+            world
+                .weights
+                .iter()
+                .map(|(pool, w)| (pool.clone(), self.rps * f64::from(*w) / f64::from(total)))
+                .collect()
+        };
+        shares.extend(
+            world
+                .routes
+                .keys()
+                .map(|pool| (pool.clone(), self.routed_rps)),
+        );
+        for (pool, rate_a_second) in shares {
             let Some(version) = world
                 .instances
                 .iter()
@@ -148,7 +158,7 @@ impl FakeFleet {
             else {
                 continue;
             };
-            let requests = (self.rps * seconds * share).round() as u64;
+            let requests = (rate_a_second * seconds).round() as u64;
             let rate = match self.bad_from {
                 Some(from) if now < from => 0.0,
                 _ => self.error_rate.get(&version).copied().unwrap_or(0.0),
@@ -621,6 +631,7 @@ async fn blue_green_switches_once_and_keeps_blue_for_keep_blue() {
             keep_blue: Duration::from_secs(30),
             auto_promote: true,
             analysis: None,
+            preview: None,
         },
     );
     let (result, lines, took) = run(&spec, &fleet).await;
@@ -657,6 +668,7 @@ async fn blue_green_switches_back_when_green_turns_unhealthy() {
             keep_blue: Duration::from_secs(30),
             auto_promote: true,
             analysis: None,
+            preview: None,
         },
     );
     let (result, _, _) = run(&spec, &fleet).await;
@@ -919,6 +931,7 @@ async fn blue_green_without_auto_promote_waits_with_green_idle() {
             keep_blue: Duration::from_secs(30),
             auto_promote: false,
             analysis: None,
+            preview: None,
         },
     );
     let first = run_with(&spec, &fleet, None, false).await;
@@ -1083,6 +1096,7 @@ async fn blue_green_analysis_judges_green_after_the_switch_and_switches_back() {
                 keep_blue: Duration::from_secs(30),
                 auto_promote: true,
                 analysis,
+                preview: None,
             },
         )
     };
@@ -1147,4 +1161,66 @@ async fn a_newer_version_retires_an_abandoned_canary_first() {
             .all(|i| i.version == "v3" && i.pool == "web/b")
     );
     assert_eq!(world.instances.len(), 4);
+}
+
+fn previewed(analysis: Option<Analysis>) -> DeploymentSpec {
+    spec(
+        3,
+        Strategy::BlueGreen {
+            keep_blue: Duration::from_secs(30),
+            auto_promote: true,
+            analysis,
+            preview: Some(Preview {
+                matching: Matching {
+                    header: "X-Preview".into(),
+                    values: vec!["1".into()],
+                    cookie: None,
+                    percent: None,
+                },
+                pause: Duration::from_secs(20),
+            }),
+        },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blue_green_preview_reaches_green_before_the_switch() {
+    let fleet = FakeFleet::running_v1(3, 3);
+    let (result, lines, took) = run(&previewed(Some(analysis())), &fleet).await;
+    result.unwrap();
+    let world = fleet.world();
+    // Green idle, then the preview route, then the switch (routes cleared).
+    let preview = world.traffic[1].routes.as_ref().unwrap();
+    assert_eq!(preview["web/b"].header, "X-Preview");
+    assert!(world.traffic[1].weights.is_empty(), "no share by weight");
+    assert_eq!(world.traffic[2].routes, Some(BTreeMap::new()));
+    let passed = lines
+        .iter()
+        .filter(|l| l.starts_with("analysis: passed"))
+        .count();
+    // 200 preview requests in 10 s pass twice; then 3 readings after.
+    assert_eq!(passed, 5, "{lines:?}");
+    assert_eq!(took, Duration::from_secs(60), "start, preview, keep_blue");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_green_failing_its_preview_never_gets_the_traffic() {
+    let mut fleet = FakeFleet::running_v1(3, 3);
+    fleet.error_rate.insert(V2.into(), 0.2);
+    let (result, _, _) = run(&previewed(Some(analysis())), &fleet).await;
+    let error = result.unwrap_err();
+    assert_says(&error, "before the switch (preview): analysis failed");
+    assert_says(&error, "rolled back: 3 instance(s)");
+    let world = fleet.world();
+    assert!(
+        world
+            .traffic
+            .iter()
+            .all(|t| t.weights.get("web/b").is_none_or(|w| *w == 0)),
+        "green never weighted: {:?}",
+        world.traffic
+    );
+    assert_eq!(world.fewest_in_service, 3);
+    drop(world);
+    assert_eq!(fleet.versions_serving(), BTreeMap::from([(V1.into(), 3)]));
 }

@@ -132,9 +132,27 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
                 if let Strategy::BlueGreen {
                     auto_promote,
                     ref analysis,
+                    ref preview,
                     ..
                 } = spec.strategy
                 {
+                    if let Some(preview) = preview {
+                        let values = preview.matching.values.iter().map(Value::string).collect();
+                        settings.insert(
+                            "preview".into(),
+                            Value::map(BTreeMap::from([
+                                (
+                                    "header".to_string(),
+                                    Value::string(&preview.matching.header),
+                                ),
+                                ("values".to_string(), Value::list(values)),
+                            ])),
+                        );
+                        settings.insert(
+                            "preview_pause_ms".into(),
+                            Value::Number(preview.pause.as_millis() as f64),
+                        );
+                    }
                     if !auto_promote {
                         settings.insert("auto_promote".into(), Value::Bool(false));
                     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::record::RolloutRecord;
 use super::spec::{Analysis, CanaryStep, DeploymentSpec, Strategy};
+use super::strategy::Preview;
 use crate::eval::Value;
 
 /// One step of a rollout.
@@ -180,8 +181,15 @@ pub fn plan(spec: &DeploymentSpec, from: usize) -> Option<Rollout> {
         Strategy::BlueGreen {
             keep_blue,
             auto_promote,
+            ref preview,
             ..
-        } => Some(blue_green(spec, from, keep_blue, auto_promote)),
+        } => Some(blue_green(
+            spec,
+            from,
+            keep_blue,
+            auto_promote,
+            preview.as_ref(),
+        )),
         Strategy::Canary {
             ref steps,
             ref analysis,
@@ -197,9 +205,21 @@ fn blue_green(
     from: usize,
     keep_blue: Duration,
     auto_promote: bool,
+    preview: Option<&Preview>,
 ) -> Rollout {
     let to = spec.replicas;
     let mut steps = vec![Step::StartIdle { total: to }];
+    let analysed = spec.strategy.analysis().is_some();
+    if let Some(preview) = preview {
+        steps.push(Step::Route {
+            header: preview.matching.header.clone(),
+            values: preview.matching.values.clone(),
+        });
+        steps.push(Step::Pause {
+            duration: preview.pause,
+            analysed,
+        });
+    }
     if !auto_promote {
         steps.push(Step::Gate);
     }
@@ -207,7 +227,7 @@ fn blue_green(
         Step::Switch,
         Step::Hold {
             duration: keep_blue,
-            analysed: spec.strategy.analysis().is_some(),
+            analysed,
         },
         Step::RetireOld { remaining: 0 },
     ]);
@@ -218,7 +238,10 @@ fn blue_green(
         steps,
         peak: from + to,
         fewest_in_service: from.min(to),
-        least_duration: spec.health.time_to_in_service() + spec.min_ready + keep_blue,
+        least_duration: spec.health.time_to_in_service()
+            + spec.min_ready
+            + preview.map_or(Duration::ZERO, |p| p.pause)
+            + keep_blue,
         recorded: None,
         analysis: spec.strategy.analysis().cloned(),
     }
@@ -496,12 +519,38 @@ mod tests {
             keep_blue: Duration::from_secs(30),
             auto_promote: true,
             analysis: None,
+            preview: None,
         };
         let rollout = plan(&spec, 3).unwrap();
         assert_eq!(
             rollout.to_string(),
             "blue_green update, 3 → 3 instances: at most 6 running, never fewer than 3 in service, at least 32s\n\
              3 new ready, sent nothing → all traffic to the new version → old kept 30s → 0 old left"
+        );
+    }
+
+    #[test]
+    fn a_blue_green_preview_comes_before_the_switch() {
+        let mut spec = rolling(3, Amount::Count(1), Amount::Count(0));
+        spec.strategy = Strategy::BlueGreen {
+            keep_blue: Duration::from_secs(30),
+            auto_promote: false,
+            analysis: None,
+            preview: Some(Preview {
+                matching: crate::deploy::Matching {
+                    header: "X-Preview".into(),
+                    values: vec!["1".into()],
+                    cookie: None,
+                    percent: None,
+                },
+                pause: Duration::from_secs(60),
+            }),
+        };
+        let rollout = plan(&spec, 3).unwrap();
+        assert_eq!(
+            rollout.to_string(),
+            "blue_green update, 3 → 3 instances: at most 6 running, never fewer than 3 in service, at least 1m32s\n\
+             3 new ready, sent nothing → requests with X-Preview: 1 to the new version → pause 1m → wait for `infra rollout promote` → all traffic to the new version → old kept 30s → 0 old left"
         );
     }
 

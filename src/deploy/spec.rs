@@ -49,6 +49,9 @@ pub mod defaults {
     pub const HEALTHY_THRESHOLD: u32 = 2;
     /// Argo Rollouts' scale-down delay.
     pub const KEEP_BLUE: Duration = Duration::from_secs(30);
+    /// How long blue/green's preview requests reach the new set before
+    /// the switch.
+    pub const PREVIEW_PAUSE: Duration = Duration::from_secs(60);
     /// Analysis: a reading a minute; the first failure aborts; more than 3
     /// inconclusive or 4 unreadable in a row abort (Argo Rollouts'
     /// consecutiveErrorLimit); 100 requests for a reading to count

@@ -30,9 +30,14 @@ pub enum Strategy {
         /// `false`: the new set waits, ready and sent nothing, until
         /// `infra rollout promote` (a manual gate before the switch).
         auto_promote: bool,
-        /// Judges the new set's answers while the old set is kept (after
-        /// the switch, on all the traffic): a failure switches back.
+        /// Judges the new set's answers: on the preview requests before
+        /// the switch, and on all the traffic while the old set is kept;
+        /// a failure before the switch stops the rollout with nothing
+        /// moved, after it switches back.
         analysis: Option<Analysis>,
+        /// Requests that reach the new set before the switch, for
+        /// `pause` (smoke tests, people trying it).
+        preview: Option<Preview>,
     },
     /// A few instances of the new version given a share of the traffic,
     /// step by step, watched by the analysis; then promoted.
@@ -54,6 +59,14 @@ pub struct CanaryStep {
     /// `pause = "forever"`: a manual gate — the rollout waits at this step
     /// until `infra rollout promote` (or `abort`).
     pub gate: bool,
+}
+
+/// Blue/green's preview: `preview = { header = "X-Preview", values =
+/// ["1"] }` and `preview_pause = "1m"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    pub matching: Matching,
+    pub pause: Duration,
 }
 
 /// Which requests a canary step sends to the new version, and only those:
@@ -610,7 +623,20 @@ fn read_blue_green(
     .unwrap_or(defaults::KEEP_BLUE);
     for (name, value) in settings {
         match (name.as_str(), value) {
-            ("keep_blue" | "analysis", _) | ("auto_promote", Value::Bool(_) | Value::Unknown) => {}
+            ("keep_blue" | "analysis" | "preview_pause", _)
+            | ("auto_promote", Value::Bool(_) | Value::Unknown) => {}
+            ("preview", written) => {
+                if read_matching(written).is_none() {
+                    bad(
+                        diagnostics,
+                        Code::InvalidStrategy,
+                        strategy,
+                        name,
+                        "`preview` needs a `header` and a list of `values`".into(),
+                        "write preview = { header = \"X-Preview\", values = [\"1\"] }: those requests reach the new set before the switch",
+                    );
+                }
+            }
             ("auto_promote", other) => diagnostics.push(
                 Diagnostic::error(
                     Code::TypeMismatch,
@@ -632,19 +658,45 @@ fn read_blue_green(
                     "not a setting of blue_green",
                 )
                 .with_help(
-                    did_you_mean(other, ["keep_blue", "auto_promote", "analysis"]).unwrap_or_else(
-                        || "the settings are keep_blue, auto_promote and an analysis block".into(),
-                    ),
+                    did_you_mean(
+                        other,
+                        ["keep_blue", "auto_promote", "analysis", "preview", "preview_pause"],
+                    )
+                    .unwrap_or_else(|| {
+                        "the settings are keep_blue, auto_promote, preview, preview_pause and an analysis block".into()
+                    }),
                 ),
             ),
         }
     }
     let auto_promote = !matches!(settings.get("auto_promote"), Some(Value::Bool(false)));
     let analysis = analysis_block(strategy, settings, diagnostics);
+    let preview_pause = read_duration(
+        strategy,
+        "preview_pause",
+        settings.get("preview_pause"),
+        diagnostics,
+    );
+    let preview = settings.get("preview").and_then(read_matching);
+    if preview.is_none() && preview_pause.is_some() {
+        bad(
+            diagnostics,
+            Code::InvalidStrategy,
+            strategy,
+            "preview_pause",
+            "`preview_pause` without a `preview`: no request would reach the new set".into(),
+            "add preview = { header = \"X-Preview\", values = [\"1\"] }, or remove preview_pause",
+        );
+    }
+    let preview = preview.map(|matching| Preview {
+        matching,
+        pause: preview_pause.unwrap_or(defaults::PREVIEW_PAUSE),
+    });
     (diagnostics.error_count() == errors).then_some(Strategy::BlueGreen {
         keep_blue,
         auto_promote,
         analysis,
+        preview,
     })
 }
 
