@@ -8,6 +8,7 @@
 use crate::support;
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -1409,4 +1410,42 @@ async fn blue_green_analysis_switches_back_from_a_failing_new_set() {
         assert!(get(&listen).await.starts_with("demo-app v1"));
     }
     assert_eq!(work.demo_apps(), 2);
+}
+
+/// An instance started by an apply killed before it could journal it (a
+/// stray: running, named nowhere) is found by the next rollout through
+/// its environment and retired with the old version — no orphan.
+#[test]
+fn a_stray_instance_no_journal_names_is_found_and_retired() {
+    let work = Workspace::new("local-web");
+    work.write_fleet(2, r#"APP_VERSION = "v1""#, "");
+    work.apply(&[]);
+    let journal = infra_provider_local::runtime::RuntimeDir::new(work.dir.path())
+        .deployment("deployment.web")
+        .join("instances.json");
+    let version =
+        work.state()["resources"]["deployment.web"]["attributes"]["instances"][0]["version"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let port = infra_provider_local::runtime::free_port().unwrap();
+    let stray = Command::new(&*DEMO_APP)
+        .args(["--port", &port.to_string()])
+        .env("APP_VERSION", "v1")
+        .env("INFRA_JOURNAL", journal.display().to_string())
+        .env("INFRA_INSTANCE", "web-7")
+        .env("INFRA_VERSION", &version)
+        .env("INFRA_POOL", "")
+        .env("PORT", port.to_string())
+        .current_dir(work.dir.path())
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stray = ProcessId::of(stray.id() as i32).unwrap();
+    assert_eq!(work.demo_apps(), 3);
+    work.write_fleet(2, r#"APP_VERSION = "v2""#, "");
+    let applied = work.apply(&[]);
+    assert!(!stray.is_running(), "the stray was retired: {applied}");
+    assert_eq!(work.demo_apps(), 2, "{applied}");
 }

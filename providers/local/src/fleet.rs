@@ -243,13 +243,70 @@ impl Journal {
     /// The running instances among those `recorded` and those journaled.
     fn running(&self, recorded: Vec<Instance>) -> Vec<Instance> {
         let mut all: Vec<Instance> = Vec::new();
-        for instance in recorded.into_iter().chain(self.read()) {
-            if instance.process.is_running() && !all.iter().any(|i| i.process == instance.process) {
+        for instance in recorded.into_iter().chain(self.read()).chain(self.strays()) {
+            if instance.process.is_running()
+                && !all
+                    .iter()
+                    .any(|i| i.process == instance.process || i.name == instance.name)
+            {
                 all.push(instance);
             }
         }
         all
     }
+
+    /// Instances started for this journal that it does not name: infra
+    /// was killed between starting the process and writing the journal.
+    /// Each carries the journal's path, its name, port, version and pool
+    /// in its environment; only the process infra started (its group's
+    /// leader) counts, not what it forked.
+    fn strays(&self) -> Vec<Instance> {
+        let marker = format!("{JOURNAL_ENV}={}", self.0.display());
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(|pid| {
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+                let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+                if !vars.contains(&marker.as_bytes()) || !leads_its_group(pid) {
+                    return None;
+                }
+                let var = |name: &str| {
+                    vars.iter().find_map(|v| {
+                        std::str::from_utf8(v)
+                            .ok()?
+                            .strip_prefix(name)?
+                            .strip_prefix('=')
+                            .map(String::from)
+                    })
+                };
+                Some(Instance {
+                    name: var("INFRA_INSTANCE")?,
+                    port: var("PORT")?.parse().ok()?,
+                    process: ProcessId::of(pid)?,
+                    version: var("INFRA_VERSION")?,
+                    pool: var("INFRA_POOL").filter(|pool| !pool.is_empty()),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The environment variable that ties an instance to its journal.
+const JOURNAL_ENV: &str = "INFRA_JOURNAL";
+
+/// Whether `pid` leads its process group (`/proc/PID/stat`, field 5).
+fn leads_its_group(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(rest) = stat.rfind(')').and_then(|at| stat.get(at + 2..)) else {
+        return false;
+    };
+    // `rest` starts at field 3 (state), then ppid, then pgrp.
+    rest.split_whitespace().nth(2) == Some(pid.to_string().as_str())
 }
 
 /// The health check a deployment asks for, with ELBv2-like defaults.
@@ -471,6 +528,10 @@ impl Release {
             .collect();
         env.push(("PORT".into(), port.to_string()));
         env.push(("INFRA_INSTANCE".into(), name.clone()));
+        // What finds it again if infra dies before the journal names it.
+        env.push((JOURNAL_ENV.into(), self.journal.0.display().to_string()));
+        env.push(("INFRA_VERSION".into(), self.spec.version.clone()));
+        env.push(("INFRA_POOL".into(), pool.unwrap_or_default().to_string()));
         let log = self.log_of(&name);
         let program = resolve_program(&words[0], &self.spec.workdir);
         let process = process::spawn(Spawn {
