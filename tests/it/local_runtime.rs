@@ -1429,7 +1429,7 @@ fn a_stray_instance_no_journal_names_is_found_and_retired() {
             .unwrap()
             .to_string();
     let port = infra_provider_local::runtime::free_port().unwrap();
-    let stray = Command::new(&*DEMO_APP)
+    let mut child = Command::new(&*DEMO_APP)
         .args(["--port", &port.to_string()])
         .env("APP_VERSION", "v1")
         .env("INFRA_JOURNAL", journal.display().to_string())
@@ -1442,10 +1442,11 @@ fn a_stray_instance_no_journal_names_is_found_and_retired() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let stray = ProcessId::of(stray.id() as i32).unwrap();
+    let stray = ProcessId::of(child.id() as i32).unwrap();
     assert_eq!(work.demo_apps(), 3);
     work.write_fleet(2, r#"APP_VERSION = "v2""#, "");
     let applied = work.apply(&[]);
     assert!(!stray.is_running(), "the stray was retired: {applied}");
     assert_eq!(work.demo_apps(), 2, "{applied}");
+    child.wait().unwrap();
 }
