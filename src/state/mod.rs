@@ -9,6 +9,7 @@ pub mod backend;
 mod format;
 mod lock;
 mod store;
+mod strict_json;
 
 pub use backend::{Backend, LocalBackend, LockGuard, LockWait, StateVersion, StoredState};
 pub use format::{

@@ -158,7 +158,12 @@ fn corrupt_foreign_and_newer_states_are_refused_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("infra.state.json");
     type IsExpected = fn(&StateError) -> bool;
-    let cases: [(&str, IsExpected); 4] = [
+    let cases: [(&str, IsExpected); 5] = [
+        // A sloppy merge: the second `resources` would drop every object.
+        (
+            "{ \"format\": \"infra-state\", \"version\": 1, \"lineage\": \"x\", \"resources\": { \"a.b\": {} }, \"resources\": {} }",
+            |e| matches!(e, StateError::Corrupt { detail, .. } if detail.contains("the key `resources` appears twice")),
+        ),
         ("{ \"format\": \"infra-state\", \"version\": 1, ", |e| {
             matches!(e, StateError::Corrupt { .. })
         }),
