@@ -162,11 +162,37 @@ pub fn force_unlock(state_path: &Path, id: &str) -> Result<LockInfo, LockError> 
     Ok(held)
 }
 
+/// Creates the lock file with its content in one step: the content is
+/// written to a file of its own, which is then linked to the lock's name
+/// (`link` fails when the name exists), so another run never reads a lock
+/// that is still empty. Where links are not supported, the lock is
+/// created empty and then written.
 fn create_exclusively(path: &Path, info: &LockInfo) -> std::io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
     let text = serde_json::to_string_pretty(info).expect("lock info serialises") + "\n";
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+    let draft = path.with_extension(format!("lock.{}", info.id));
+    let linked = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&draft)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::hard_link(&draft, path)
+    })();
+    let _ = fs::remove_file(&draft);
+    match linked {
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        }
+        other => other,
+    }
 }
 
 fn read_lock(path: &Path) -> Result<LockInfo, LockError> {

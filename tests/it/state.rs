@@ -319,3 +319,47 @@ fn force_unlock_needs_the_right_id() {
         Err(LockError::Unreadable { .. })
     ));
 }
+
+/// A lock is never seen empty: a run that finds the lock file reads its
+/// holder, however the two runs interleave (it was created empty and then
+/// written, and a reader in between was told to delete a live lock).
+#[test]
+fn a_lock_is_never_read_before_it_names_its_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("infra.state.json");
+    let path = lock_path(&state);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (path, done) = (path.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (mut seen, mut empty) = (0, 0);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    seen += 1;
+                    if serde_json::from_str::<serde_json::Value>(&text).is_err() {
+                        empty += 1;
+                    }
+                }
+            }
+            (seen, empty)
+        })
+    };
+    for _ in 0..2000 {
+        drop(StateLock::acquire(&state, "apply").expect("free"));
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, empty) = reader.join().unwrap();
+    assert!(
+        seen > 0,
+        "the reader never saw the lock: the test proved nothing"
+    );
+    assert_eq!(
+        empty, 0,
+        "{empty} of {seen} reads found a lock without its holder"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "no draft left behind: {leftovers:?}");
+}
