@@ -872,12 +872,20 @@ impl Fleet for LocalFleet {
 
     fn admit(&self, names: Vec<String>) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
-            for instance in self.named(&names) {
-                let release = self.release_of(&instance);
-                let instances = std::slice::from_ref(&instance);
-                release.register(instances).await?;
+            // Each version's instances registered, then waited for together
+            // (not one wait after another).
+            let (previous, wanted): (Vec<Instance>, Vec<Instance>) = self
+                .named(&names)
+                .into_iter()
+                .partition(|i| !std::ptr::eq(self.release_of(i), &self.wanted));
+            for instances in [wanted, previous] {
+                let Some(first) = instances.first() else {
+                    continue;
+                };
+                let release = self.release_of(first);
+                release.register(&instances).await?;
                 release
-                    .wait_in_service(instances, Instant::now() + release.spec.healthy_deadline)
+                    .wait_in_service(&instances, Instant::now() + release.spec.healthy_deadline)
                     .await?;
             }
             Ok(())
