@@ -72,9 +72,23 @@ impl<'a> Report<'a> {
             message.push_str("\n  note: ");
             message.push_str(note);
         }
+        // A label on a line too long to show is a location in the message
+        // instead (miette's layout overflows on columns over 65,535, and
+        // nobody reads such a snippet).
         let mut files: Vec<FileId> = Vec::new();
         for label in &diagnostic.labels {
-            if !files.contains(&label.span.file) {
+            let source = sources.file(label.span.file);
+            if let Some(columns) = too_long_to_show(source, label.span.range()) {
+                message.push_str(&format!(
+                    "\n  at {}: {}(a line of {columns} characters, too long to show)",
+                    sources.location(label.span),
+                    if label.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} ", label.message)
+                    },
+                ));
+            } else if !files.contains(&label.span.file) {
                 files.push(label.span.file);
             }
         }
@@ -94,6 +108,7 @@ impl<'a> Report<'a> {
                 .labels
                 .iter()
                 .filter(|label| label.span.file == *file)
+                .filter(|label| too_long_to_show(source, label.span.range()).is_none())
                 .map(|label| {
                     let start = (label.span.start as usize).min(source.text.len());
                     let len = label.span.len().min(source.text.len() - start);
@@ -120,6 +135,20 @@ impl<'a> Report<'a> {
         }
         report
     }
+}
+
+/// The longest line a snippet shows, in bytes.
+const LONGEST_SHOWN_LINE: usize = 4096;
+
+/// The length in characters of the longest line `range` touches, if it is
+/// over [`LONGEST_SHOWN_LINE`] bytes.
+fn too_long_to_show(source: &SourceFile, range: std::ops::Range<usize>) -> Option<usize> {
+    let (window, _) = source.lines_around(range, 0, 0);
+    let text = source.text.get(window)?;
+    text.split('\n')
+        .filter(|line| line.len() > LONGEST_SHOWN_LINE)
+        .map(|line| line.chars().count())
+        .max()
 }
 
 /// A source file as miette reads it. miette's own `[u8]` source counts lines

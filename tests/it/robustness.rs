@@ -238,3 +238,25 @@ fn exponential_evaluation_is_bounded() {
             .any(|d| d.code == Code::EvaluationTooLarge)
     );
 }
+
+/// A diagnostic far out on a very long line (a column over 65,535 overflowed the
+/// renderer's layout and panicked) names its location instead of showing
+/// the line, in `validate` and in `fmt --check`.
+#[test]
+fn a_diagnostic_on_a_line_too_long_to_show_names_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = format!("{}x = = 1\n", " ".repeat(65_536));
+    std::fs::write(dir.path().join("main.infra"), &line).expect("write");
+    for args in [&["validate"][..], &["fmt", "--check"][..]] {
+        let output = crate::support::command(Some(dir.path()), args)
+            .output()
+            .expect("run infra");
+        let err = crate::support::text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("main.infra:1:65541") && err.contains("a line of 65543 characters"),
+            "{args:?}: {err}"
+        );
+        assert!(err.len() < 10_000, "the line itself is not printed");
+    }
+}
