@@ -395,10 +395,10 @@ impl Shared {
         } else {
             step.address.clone()
         };
-        self.working.record(|state| {
+        let recorded = self.working.record_at(&[&gone], |state| {
             state.resources.remove(&gone);
         });
-        Ok(())
+        self.durable(step, recorded).await
     }
 
     async fn create_or_update(&self, step: &Step) -> Result<(), OperationFailure> {
@@ -507,6 +507,16 @@ impl Shared {
                     .await
             }
             (None, _) => {
+                self.working
+                    .creating(&step.address, &instance.type_name, provider.name(), &config)
+                    .await
+                    .map_err(|message| {
+                        OperationFailure::engine(
+                            operation,
+                            &step.address,
+                            format!("{message}; nothing was created"),
+                        )
+                    })?;
                 provider
                     .create(CreateRequest {
                         type_name: instance.type_name.clone(),
@@ -518,6 +528,7 @@ impl Shared {
             }
         }
         .map_err(failed)?;
+        crash_point::after_create();
         self.warn(&step.address, response.diagnostics);
         let recorded = ResourceState {
             type_name: instance.type_name.clone(),
@@ -527,21 +538,40 @@ impl Shared {
             dependencies: instance.dependencies.clone(),
         };
         let change = &self.job.plan.changes[step.change];
-        self.working.record(|state| {
-            // The old object of a create-before-destroy replacement stays in
-            // the state, as deposed, until its destroy step succeeds: an
-            // interrupted or failed run leaves no untracked object, and the
-            // next plan destroys it.
-            if is_create_before_destroy(change.action)
+        // The old object of a create-before-destroy replacement stays in the
+        // state, as deposed, until its destroy step succeeds: an interrupted
+        // or failed run leaves no untracked object, and the next plan
+        // destroys it.
+        let deposed = self.working.read(|state| {
+            let old = state
+                .resources
+                .get(&step.address)
+                .filter(|_| is_create_before_destroy(change.action))?;
+            Some(deposed_address(&step.address, &old.attributes))
+        });
+        let mut changed = vec![step.address.as_str()];
+        changed.extend(deposed.as_deref());
+        let recorded = self.working.record_at(&changed, |state| {
+            if let Some(deposed) = &deposed
                 && let Some(old) = state.resources.remove(&step.address)
             {
-                state
-                    .resources
-                    .insert(deposed_address(&step.address, &old.attributes), old);
+                state.resources.insert(deposed.clone(), old);
             }
             state.resources.insert(step.address.clone(), recorded);
         });
-        Ok(())
+        self.durable(step, recorded).await
+    }
+
+    /// Waits until the change just recorded is durable: its dependents
+    /// start only then.
+    async fn durable(&self, step: &Step, sequence: Option<u64>) -> Result<(), OperationFailure> {
+        self.working.durable(sequence).await.map_err(|message| {
+            OperationFailure::engine(
+                operation_of(step.kind),
+                &step.address,
+                format!("the change was made, but could not be journaled: {message}; the state keeps it if it can still be saved"),
+            )
+        })
     }
 
     /// A deployment's create or update: the engine's rollout on the
@@ -577,7 +607,7 @@ impl Shared {
         let on_record = {
             let (working, address) = (self.working.clone(), address.to_string());
             move |record: &RolloutRecord| {
-                working.record(|state| {
+                working.record_at(&[&address], |state| {
                     if let Some(object) = state.resources.get_mut(&address) {
                         object
                             .attributes
@@ -612,6 +642,30 @@ impl Shared {
             self.job.destroying,
         );
         self.working.record(|state| *state = finished);
+    }
+}
+
+/// Fault injection for the crash tests, off unless asked for:
+/// `INFRA_CRASH_AFTER_CREATES=N` aborts the process (no destructor runs, no
+/// buffer is flushed: what `kill -9` does) as the Nth create returns, in the
+/// window between the provider's answer and its record.
+mod crash_point {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub fn after_create() {
+        static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
+        static CREATED: AtomicUsize = AtomicUsize::new(0);
+        let limit = LIMIT.get_or_init(|| {
+            std::env::var("INFRA_CRASH_AFTER_CREATES")
+                .ok()
+                .and_then(|n| n.parse().ok())
+        });
+        if let Some(limit) = limit
+            && CREATED.fetch_add(1, Ordering::SeqCst) + 1 >= *limit
+        {
+            std::process::abort();
+        }
     }
 }
 

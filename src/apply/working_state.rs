@@ -3,18 +3,26 @@
 //!
 //! Every finished change is recorded in memory at once and marked dirty; a
 //! writer thread saves the state as soon as it is dirty, so changes that
-//! finish while a save is in progress share the next one (coalesced). A
-//! finished create is on disk one save later, not at the end of the run.
+//! finish while a save is in progress share the next one (coalesced). With
+//! a journal (the CLI's runs), a change is durable before its dependents
+//! start: its object is appended to the journal and flushed
+//! ([`WorkingState::record_at`], [`WorkingState::durable`]), and a create
+//! is journaled before the provider is asked ([`WorkingState::creating`]),
+//! so that a run killed at any moment leaves no object recorded nowhere.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+use infra_provider_sdk::Attributes;
+
+use crate::state::journal::{Entry, Journal};
 use crate::state::{Backend, State, StateError, StateVersion};
 
 pub struct WorkingState {
     state: Mutex<State>,
     writes: Mutex<WriterSignal>,
     wake: Condvar,
+    journal: Option<Arc<Journal>>,
 }
 
 #[derive(Default)]
@@ -25,16 +33,78 @@ struct WriterSignal {
 
 impl WorkingState {
     pub fn new(state: State) -> Arc<WorkingState> {
+        WorkingState::journaled(state, None)
+    }
+
+    /// A working state whose changes are journaled to `journal`.
+    pub fn journaled(state: State, journal: Option<Arc<Journal>>) -> Arc<WorkingState> {
         Arc::new(WorkingState {
             state: Mutex::new(state),
             writes: Mutex::new(WriterSignal::default()),
             wake: Condvar::new(),
+            journal,
         })
     }
 
     /// Records a change and wakes the writer.
     pub fn record(&self, change: impl FnOnce(&mut State)) {
         change(&mut self.state.lock().expect("state"));
+        self.changed();
+    }
+
+    /// Records a change to the objects at `addresses` and journals what
+    /// they hold afterwards (in the order the changes were made); the
+    /// sequence number to wait for with [`WorkingState::durable`].
+    pub fn record_at(&self, addresses: &[&str], change: impl FnOnce(&mut State)) -> Option<u64> {
+        let mut state = self.state.lock().expect("state");
+        change(&mut state);
+        let mut sequence = None;
+        if let Some(journal) = &self.journal {
+            for address in addresses {
+                sequence = Some(journal.append(&Entry::Recorded {
+                    address: address.to_string(),
+                    object: state.resources.get(*address).cloned(),
+                }));
+            }
+        }
+        drop(state);
+        self.changed();
+        sequence
+    }
+
+    /// Waits until the journal holds the change `sequence` (from
+    /// [`WorkingState::record_at`]) on disk.
+    pub async fn durable(&self, sequence: Option<u64>) -> Result<(), String> {
+        match (&self.journal, sequence) {
+            (Some(journal), Some(sequence)) => journal.durable(sequence).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Journals that the object at `address` is about to be created, and
+    /// waits until that is on disk: if the run dies before the create's
+    /// outcome is recorded, the next run looks for the object.
+    pub async fn creating(
+        &self,
+        address: &str,
+        type_name: &str,
+        provider: &str,
+        config: &Attributes,
+    ) -> Result<(), String> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        journal
+            .write(&Entry::Creating {
+                address: address.to_string(),
+                type_name: type_name.to_string(),
+                provider: provider.to_string(),
+                config: config.clone(),
+            })
+            .await
+    }
+
+    fn changed(&self) {
         self.writes.lock().expect("writer").dirty = true;
         self.wake.notify_all();
     }

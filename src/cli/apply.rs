@@ -231,8 +231,27 @@ pub(super) fn carry_out_with(
     let destroying = planned.destroying;
     let instances = planned.instances.clone();
     let evaluation = planned.evaluation.clone();
+    // Every change is journaled as it finishes, creates before they
+    // start: a journal that cannot be written stops the run here, before
+    // anything changed.
+    let journal = match planned.plan.has_changes() {
+        false => Ok(None),
+        true => backend.open_journal(&planned.refreshed.lineage),
+    };
+    let journal = match journal {
+        Ok(journal) => journal,
+        Err(error) => {
+            eprintln!(
+                "error: {error}\n  help: nothing was changed; make the state's directory writable (and give it free space), then run the same command again"
+            );
+            runtime.block_on(providers.close());
+            return ExitCode::from(1);
+        }
+    };
+    // From here on, a signal is this walk's to handle.
+    let _applying = super::stop_signals::Applying::start();
     let lock = Arc::new(Mutex::new(lock));
-    let working = WorkingState::new(planned.refreshed.clone());
+    let working = WorkingState::journaled(planned.refreshed.clone(), journal);
     let writer = StateWriter::start(working.clone(), backend.clone(), version);
     let cancel = Cancel::default();
     let stopped_by = Arc::new(AtomicU8::new(0));
@@ -262,6 +281,7 @@ pub(super) fn carry_out_with(
         report
     });
     let saved = writer.finish();
+    backend.close_journal(saved.is_ok());
     drop(lock);
     events.close();
     let interrupted = cancel.is_cancelled();
@@ -272,15 +292,7 @@ pub(super) fn carry_out_with(
     }
     if let Err(error) = saved {
         eprintln!("error: the state could not be saved: {error}");
-        let rescue = std::path::Path::new("infra.state.errored.json");
-        let state = working.snapshot().without_data_sources();
-        if std::fs::write(rescue, state.to_canonical_json()).is_ok() {
-            eprintln!(
-                "  help: the state was written to {} instead; move it to {} once the problem is fixed",
-                rescue.display(),
-                backend.describe()
-            );
-        }
+        rescue(&working.snapshot().without_data_sources(), backend.as_ref());
         return ExitCode::from(1);
     }
     if interrupted {
@@ -289,6 +301,53 @@ pub(super) fn carry_out_with(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// The state could not be saved: writes it where it can (beside the state,
+/// in the current directory, in the temporary directory — each written
+/// atomically and read back), or else prints it whole on stderr, and says
+/// how to put it back.
+fn rescue(state: &crate::state::State, backend: &dyn Backend) {
+    const NAME: &str = "infra.state.errored.json";
+    let mut places = Vec::new();
+    if let Some(path) = backend.local_path() {
+        places.push(path.with_file_name(NAME));
+    }
+    places.push(PathBuf::from(NAME));
+    places.push(
+        std::env::temp_dir().join(format!("infra.state.errored.{}.json", std::process::id())),
+    );
+    let target = backend
+        .local_path()
+        .map_or_else(|| backend.describe(), |path| path.display().to_string());
+    if let Some(journal) = backend
+        .local_path()
+        .map(crate::state::journal::journal_path)
+        .filter(|journal| journal.exists())
+    {
+        eprintln!(
+            "  note: every change that finished is also in the apply journal `{}`: the next infra run applies it to the state by itself",
+            journal.display()
+        );
+    }
+    match crate::state::write_rescue(state, &places) {
+        Ok(written) => eprintln!(
+            "  help: the state was written to `{}` instead; once the problem is fixed, put it back with `mv {} {target}`",
+            written.display(),
+            written.display()
+        ),
+        Err(failures) => {
+            for (place, failure) in failures {
+                eprintln!("  note: could not write `{}`: {failure}", place.display());
+            }
+            eprintln!(
+                "  help: the whole state follows between the markers; save it as `{target}` once the problem is fixed"
+            );
+            eprintln!("----- BEGIN INFRA STATE -----");
+            eprint!("{}", state.to_canonical_json());
+            eprintln!("----- END INFRA STATE -----");
+        }
     }
 }
 

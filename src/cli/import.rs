@@ -10,7 +10,7 @@ use infra_provider_sdk::{ImportRequest, ObjectIdentity};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics, ReportStyle, did_you_mean, render_all};
 use crate::eval::provider_of;
 use crate::events::Events;
-use crate::plan::{plan_loaded, planned_instances};
+use crate::plan::{adopt_pending, plan_loaded, planned_instances};
 use crate::providers::{Operation, OperationFailure};
 use crate::state::ResourceState;
 
@@ -36,6 +36,7 @@ pub fn run(directory: Option<PathBuf>, args: &ImportArgs, style: ReportStyle) ->
         lock,
         mut state,
         version,
+        pending,
         providers,
         runtime,
     } = match open(
@@ -49,8 +50,15 @@ pub fn run(directory: Option<PathBuf>, args: &ImportArgs, style: ReportStyle) ->
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let problems =
-        runtime.block_on(providers.configure(&loaded.provider_settings(&options), &options.dir));
+    // The save below folds an interrupted run's journal into the state:
+    // the creates it left pending are looked for first.
+    let problems = runtime.block_on(async {
+        let mut problems = providers
+            .configure(&loaded.provider_settings(&options), &options.dir)
+            .await;
+        problems.extend(adopt_pending(&mut state, &pending, &providers).await.0);
+        problems
+    });
     let (mut checked, _) = plan_loaded(loaded, &options, &state, &[]);
     checked.diagnostics.extend(problems);
     checked.diagnostics.sort();

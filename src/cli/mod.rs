@@ -11,6 +11,7 @@ mod plan;
 mod planning;
 mod rollout;
 mod state;
+mod stop_signals;
 mod validate;
 
 use std::io::IsTerminal;

@@ -18,6 +18,7 @@ use crate::plan::{
     SavedVariable, change_lines, configuration_digest, json_digest, prior_digests, to_json,
 };
 use crate::providers::ProviderRegistry;
+use crate::state::journal::PendingCreate;
 use crate::state::{Backend, LockGuard, LockWait, State, StateVersion};
 
 /// Options that shape a plan.
@@ -80,6 +81,8 @@ pub struct Opened {
     pub state: State,
     /// What a save must find in the backend (compare-and-swap).
     pub version: StateVersion,
+    /// Creates the journal of an interrupted run left pending.
+    pub pending: Vec<PendingCreate>,
     pub providers: ProviderRegistry,
     pub runtime: tokio::runtime::Runtime,
 }
@@ -94,6 +97,7 @@ pub fn open(
     events: &Events,
     style: ReportStyle,
 ) -> Result<Opened, ExitCode> {
+    super::stop_signals::install();
     let runtime = runtime()?;
     let providers = ProviderRegistry::builtin();
     let (dir, display_dir) = super::validate::directories(directory);
@@ -117,6 +121,14 @@ pub fn open(
         None => None,
     };
     let stored = backend.read().map_err(|error| fail(error.to_string()))?;
+    if let Some(journal) = &stored.recovery.journal {
+        eprintln!(
+            "note: an earlier run stopped before saving the state; its journal `{}` restored {} finished change(s), and {} create(s) it had started are looked for",
+            journal.display(),
+            stored.recovery.restored,
+            stored.recovery.pending.len()
+        );
+    }
     let state = stored
         .state
         .unwrap_or_else(|| State::new(crate::state::new_lineage()));
@@ -127,6 +139,7 @@ pub fn open(
         lock,
         state,
         version: stored.version,
+        pending: stored.recovery.pending,
         providers,
         runtime,
     })
@@ -165,6 +178,7 @@ pub fn take_lock(
     args: &LockArgs,
     events: &Events,
 ) -> Result<LockGuard, ExitCode> {
+    super::stop_signals::install();
     let waiting = |holder: &crate::state::LockInfo| {
         let event = Event::WaitingForLock {
             holder: format!("{} (pid {} on {})", holder.who, holder.pid, holder.host),
@@ -182,11 +196,15 @@ pub fn take_lock(
     };
     match backend.lock(operation, &wait) {
         Ok(lock) => {
-            if let Some(stale) = &lock.replaced_stale {
-                eprintln!(
+            match &lock.replaced_stale {
+                Some(stale) if stale.pid == 0 => {
+                    eprintln!("note: removed a stale lock: {}", stale.who);
+                }
+                Some(stale) => eprintln!(
                     "note: removed a stale lock of {} (pid {} on {} is gone)",
                     stale.who, stale.pid, stale.host
-                );
+                ),
+                None => {}
             }
             Ok(lock)
         }
@@ -274,6 +292,7 @@ pub fn make_plan(
         lock,
         state,
         version,
+        pending,
         providers,
         runtime,
     } = open(
@@ -284,8 +303,9 @@ pub fn make_plan(
         events,
         style,
     )?;
-    let planner =
-        Planner::new(&providers, args.plan_options(destroying)).with_events(events.clone());
+    let planner = Planner::new(&providers, args.plan_options(destroying))
+        .with_events(events.clone())
+        .with_pending(pending);
     match runtime.block_on(planner.plan(loaded, &options, &state)) {
         Ok(planned) => {
             eprint!(

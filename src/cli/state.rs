@@ -46,7 +46,16 @@ pub(super) fn open(backend: &dyn Backend) -> Result<(State, crate::state::StateV
         Ok(crate::state::StoredState {
             state: Some(state),
             version,
-        }) => Ok((state, version)),
+            recovery,
+        }) => {
+            for create in &recovery.pending {
+                eprintln!(
+                    "warning: an interrupted run was creating `{}` and never recorded it; `infra plan` looks for it (run it before changing the state by hand)",
+                    create.address
+                );
+            }
+            Ok((state, version))
+        }
         Ok(_) => Err(fail(format!(
             "no state yet ({})\n  help: nothing has been applied with this configuration yet",
             backend.describe()

@@ -95,6 +95,7 @@ codes! {
     PreventDestroy => "prevent_destroy", "a plan would replace or destroy a resource that sets `prevent_destroy`";
     Target => "target", "`--target` names no resource";
     Replace => "replace", "`--replace` names no resource that exists";
+    Interrupted => "interrupted", "an interrupted run was creating an object that infra can neither find nor rule out";
     // Applying.
     Apply => "apply", "a provider operation failed during apply (with the provider's error code)";
     Import => "import", "an import that failed";

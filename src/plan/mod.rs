@@ -6,8 +6,9 @@
 //! which attributes force a replacement and which the provider computes;
 //! `modes.rs` holds `--destroy`, `--target`, `--replace`; `planner.rs` is
 //! the pipeline that puts them together (the only one); `render.rs` and
-//! `json.rs` show a plan; `saved.rs` is the `-out` file. Planning changes
-//! nothing anywhere.
+//! `json.rs` show a plan; `saved.rs` is the `-out` file; `recovery.rs`
+//! looks for the objects of creates an interrupted run left pending.
+//! Planning changes nothing anywhere.
 
 mod data;
 mod diff;
@@ -15,6 +16,7 @@ mod drift;
 mod json;
 mod modes;
 mod planner;
+mod recovery;
 mod refresh;
 mod render;
 mod saved;
@@ -27,6 +29,7 @@ pub use drift::{DriftReport, Drifted, drift};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
 pub use modes::{Evaluation, check_replacements, destroy_plan, restrict_to_targets, targets};
 pub use planner::{PlanFailure, PlanOptions, Planned, PlannedInstance, Planner, planned_instances};
+pub use recovery::adopt_pending;
 pub use refresh::refresh;
 pub use render::{RenderOptions, render};
 pub use saved::{

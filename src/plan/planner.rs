@@ -16,11 +16,13 @@ use crate::events::{Event, Events};
 use crate::graph::ResourceGraph;
 use crate::providers::{ProviderRegistry, validate_with_providers};
 use crate::state::State;
+use crate::state::journal::PendingCreate;
 use crate::syntax::{SourceMap, Span};
 
 use super::data::read_data_sources;
 use super::diff::{Plan, plan_loaded, refine_with_providers};
 use super::modes::{Evaluation, check_replacements, destroy_plan, restrict_to_targets};
+use super::recovery::adopt_pending;
 use super::refresh::refresh;
 
 /// What shapes a plan (the options of `infra plan`).
@@ -131,6 +133,8 @@ pub struct Planner<'r> {
     providers: &'r ProviderRegistry,
     options: PlanOptions,
     events: Events,
+    /// Creates an interrupted run left pending (its journal).
+    pending: Vec<PendingCreate>,
 }
 
 impl<'r> Planner<'r> {
@@ -139,7 +143,15 @@ impl<'r> Planner<'r> {
             providers,
             options,
             events: Events::none(),
+            pending: Vec::new(),
         }
+    }
+
+    /// Looks for the objects of these creates, which an interrupted run
+    /// started and never recorded, before planning (`recovery.rs`).
+    pub fn with_pending(mut self, pending: Vec<PendingCreate>) -> Planner<'r> {
+        self.pending = pending;
+        self
     }
 
     /// Reports refresh progress to `events`.
@@ -160,6 +172,21 @@ impl<'r> Planner<'r> {
         let mut problems = providers
             .configure(&loaded.provider_settings(options), &options.dir)
             .await;
+        let adopted;
+        let state = if self.pending.is_empty() {
+            state
+        } else {
+            let mut recovered = state.clone();
+            let (warnings, count) = adopt_pending(&mut recovered, &self.pending, providers).await;
+            problems.extend(warnings);
+            tracing::debug!(
+                pending = self.pending.len(),
+                adopted = count,
+                "pending creates looked for"
+            );
+            adopted = recovered;
+            &adopted
+        };
         let mut refreshed = if self.options.refresh {
             self.events.emit(Event::RefreshStarted {
                 objects: state.resources.len(),

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use infra_provider_sdk::{
-    Attributes, BoxFuture, ConfigureRequest, CreateRequest, DeleteRequest, Diagnostic, Fleet,
-    FleetRequest, ImportRequest, ObjectResponse, PlanRequest, PlanResponse, Provider,
-    ProviderError, ReadDataRequest, ReadRequest, ReadResponse, Schema, UpdateRequest,
+    AdoptRequest, Adoption, Attributes, BoxFuture, ConfigureRequest, CreateRequest, DeleteRequest,
+    Diagnostic, Fleet, FleetRequest, ImportRequest, ObjectResponse, PlanRequest, PlanResponse,
+    Provider, ProviderError, ReadDataRequest, ReadRequest, ReadResponse, Schema, UpdateRequest,
 };
 
 pub struct Logged {
@@ -171,6 +171,11 @@ impl Provider for Logged {
             String::new(),
             self.inner.read_data(request),
         ))
+    }
+
+    fn adopt(&self, request: AdoptRequest) -> BoxFuture<'_, Result<Adoption, ProviderError>> {
+        let (type_name, address) = (request.type_name.clone(), request.identity.address.clone());
+        Box::pin(self.timed("adopt", type_name, address, self.inner.adopt(request)))
     }
 
     fn fleet(&self, request: FleetRequest) -> Option<Result<Box<dyn Fleet + '_>, ProviderError>> {

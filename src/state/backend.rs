@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 
 use super::format::State;
+use super::journal::{Journal, Recovery, journal_path, replay};
 use super::lock::{LockError, LockInfo, StateLock, force_unlock};
 use super::store::{StateError, load_text, save_text};
 use crate::eval::Value;
@@ -45,6 +46,9 @@ pub struct StoredState {
     /// `None`: no state yet (the first apply creates it).
     pub state: Option<State>,
     pub version: StateVersion,
+    /// What the journal of an interrupted run added to the stored state
+    /// (already in `state`), and the creates it left pending.
+    pub recovery: Recovery,
 }
 
 /// A held lock; released when dropped.
@@ -94,6 +98,18 @@ pub trait Backend: Send + Sync {
     fn local_path(&self) -> Option<&Path> {
         None
     }
+
+    /// Starts the apply journal for a run on the state of `lineage`
+    /// (none: this backend keeps no journal). Fails before anything
+    /// changed when it cannot be written.
+    fn open_journal(&self, _lineage: &str) -> Result<Option<Arc<Journal>>, StateError> {
+        Ok(None)
+    }
+
+    /// The run is over; when `saved`, the stored state holds everything
+    /// the journal does and it goes. Otherwise it stays, and the next read
+    /// replays it.
+    fn close_journal(&self, _saved: bool) {}
 }
 
 /// The state as a file on this machine (`backend local { path = … }`, by
@@ -104,6 +120,8 @@ pub struct LocalBackend {
     /// Whether this run has saved already: its first save keeps the state
     /// from before the run as the backup, later ones leave that backup be.
     saved_once: Mutex<bool>,
+    /// The apply journal, while a run writes it (`<state>.journal`).
+    journal: Mutex<Option<Arc<Journal>>>,
 }
 
 impl LocalBackend {
@@ -111,6 +129,7 @@ impl LocalBackend {
         LocalBackend {
             path: path.into(),
             saved_once: Mutex::new(false),
+            journal: Mutex::new(None),
         }
     }
 
@@ -125,10 +144,12 @@ impl Backend for LocalBackend {
     }
 
     fn read(&self) -> Result<StoredState, StateError> {
-        let (state, text) = load_text(&self.path)?;
+        let (mut state, text) = load_text(&self.path)?;
+        let recovery = replay(&journal_path(&self.path), &mut state)?;
         Ok(StoredState {
             state,
             version: StateVersion::of(text.as_deref()),
+            recovery,
         })
     }
 
@@ -145,6 +166,11 @@ impl Backend for LocalBackend {
             }
         })?;
         *saved_once = true;
+        // A save outside an apply's run was made from a state read with
+        // the journal replayed into it: the journal is folded in.
+        if self.journal.lock().expect("backend").is_none() {
+            remove_journal(&self.path)?;
+        }
         Ok(StateVersion::of(Some(&text)))
     }
 
@@ -180,6 +206,34 @@ impl Backend for LocalBackend {
 
     fn local_path(&self) -> Option<&Path> {
         Some(&self.path)
+    }
+
+    fn open_journal(&self, lineage: &str) -> Result<Option<Arc<Journal>>, StateError> {
+        let journal = Arc::new(Journal::open(&journal_path(&self.path), lineage)?);
+        *self.journal.lock().expect("backend") = Some(journal.clone());
+        Ok(Some(journal))
+    }
+
+    fn close_journal(&self, saved: bool) {
+        if let Some(journal) = self.journal.lock().expect("backend").take() {
+            journal.close();
+            if saved && let Err(error) = remove_journal(&self.path) {
+                tracing::warn!(%error, "the apply journal could not be removed");
+            }
+        }
+    }
+}
+
+fn remove_journal(state: &Path) -> Result<(), StateError> {
+    let path = journal_path(state);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(StateError::Io {
+            path,
+            action: "remove the apply journal",
+            error,
+        }),
     }
 }
 

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -111,6 +112,9 @@ impl StateLock {
         for _ in 0..2 {
             match create_exclusively(&path, &info) {
                 Ok(()) => {
+                    HELD.lock()
+                        .expect("held locks")
+                        .push((path.clone(), info.id.clone()));
                     return Ok(StateLock {
                         path,
                         info,
@@ -118,7 +122,30 @@ impl StateLock {
                     });
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let held = read_lock(&path)?;
+                    let held = match read_lock(&path) {
+                        Ok(held) => held,
+                        // An older build created the lock empty and then
+                        // wrote it: empty for longer than that takes, its
+                        // holder crashed in between.
+                        Err(_) if replaced_stale.is_none() && left_empty(&path) => {
+                            fs::remove_file(&path).map_err(|error| LockError::Io {
+                                path: path.clone(),
+                                error,
+                            })?;
+                            replaced_stale = Some(LockInfo {
+                                id: String::new(),
+                                who: "a run that crashed while taking the lock (it left it empty)"
+                                    .into(),
+                                host: hostname(),
+                                pid: 0,
+                                process_start: None,
+                                when: String::new(),
+                                operation: String::new(),
+                            });
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    };
                     if replaced_stale.is_none() && is_stale(&held) {
                         fs::remove_file(&path).map_err(|error| LockError::Io {
                             path: path.clone(),
@@ -138,10 +165,30 @@ impl StateLock {
 
 impl Drop for StateLock {
     fn drop(&mut self) {
-        // Remove only our own lock (never one forced away and retaken).
-        if read_lock(&self.path).is_ok_and(|held| held.id == self.info.id) {
-            let _ = fs::remove_file(&self.path);
-        }
+        HELD.lock()
+            .expect("held locks")
+            .retain(|(_, id)| *id != self.info.id);
+        release(&self.path, &self.info.id);
+    }
+}
+
+/// The locks this process holds, for [`release_held_locks`].
+static HELD: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes the lock at `path` if it is still ours (never one forced away
+/// and retaken).
+fn release(path: &Path, id: &str) {
+    if read_lock(path).is_ok_and(|held| held.id == id) {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// Releases every lock this process holds, when it is about to exit
+/// without unwinding (stopped by a signal while planning).
+pub fn release_held_locks() {
+    let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    for (path, id) in held {
+        release(&path, &id);
     }
 }
 
@@ -174,6 +221,7 @@ fn create_exclusively(path: &Path, info: &LockInfo) -> std::io::Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&draft)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
@@ -187,7 +235,11 @@ fn create_exclusively(path: &Path, info: &LockInfo) -> std::io::Result<()> {
                 std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
             ) =>
         {
-            let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
             file.write_all(text.as_bytes())?;
             file.sync_all()
         }
@@ -203,6 +255,22 @@ fn read_lock(path: &Path) -> Result<LockInfo, LockError> {
     serde_json::from_str(&text).map_err(|error| LockError::Unreadable {
         path: path.to_path_buf(),
         detail: error.to_string(),
+    })
+}
+
+/// How long an empty lock may be on its way to being written.
+const EMPTY_LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether the lock at `path` is empty and was last written over
+/// [`EMPTY_LOCK_GRACE`] ago.
+fn left_empty(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|metadata| {
+        metadata.len() == 0
+            && metadata
+                .modified()
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > EMPTY_LOCK_GRACE)
     })
 }
 

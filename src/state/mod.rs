@@ -2,11 +2,14 @@
 //!
 //! Owns the only serde types of the state format (`format.rs`), reading and
 //! writing it safely (`store.rs`: atomic writes, a backup, refusal of corrupt
-//! or newer files) and the lock that keeps two runs apart (`lock.rs`).
+//! or newer files), the lock that keeps two runs apart (`lock.rs`), and
+//! the journal that keeps an apply's finished changes durable as they
+//! happen and lets the next run recover them (`journal.rs`).
 //! Knows nothing of providers or plans.
 
 pub mod backend;
 mod format;
+pub mod journal;
 mod lock;
 mod store;
 mod strict_json;
@@ -15,5 +18,7 @@ pub use backend::{Backend, LocalBackend, LockGuard, LockWait, StateVersion, Stor
 pub use format::{
     FORMAT_NAME, FORMAT_VERSION, OutputState, ResourceState, State, is_data_address, new_lineage,
 };
-pub use lock::{LockError, LockInfo, StateLock, force_unlock, lock_path, process_start};
-pub use store::{StateError, backup_path, load, save};
+pub use lock::{
+    LockError, LockInfo, StateLock, force_unlock, lock_path, process_start, release_held_locks,
+};
+pub use store::{StateError, backup_path, load, save, write_rescue};

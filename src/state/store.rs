@@ -28,6 +28,8 @@ pub enum StateError {
     },
     /// Someone else saved the state since this run read it.
     Changed { path: PathBuf },
+    /// A FIFO, a device, a directory: reading it could hang or never end.
+    NotAFile { path: PathBuf },
 }
 
 impl fmt::Display for StateError {
@@ -56,6 +58,11 @@ impl fmt::Display for StateError {
             } => {
                 write!(f, "cannot {action} `{}`: {error}", path.display())
             }
+            StateError::NotAFile { path } => write!(
+                f,
+                "`{}` is not a regular file (a FIFO, a device or a directory); infra neither reads nor replaces it\n  help: point `backend local {{ path = … }}` at a regular file, or move this one away",
+                path.display()
+            ),
             StateError::Changed { path } => write!(
                 f,
                 "state file `{}` was changed by someone else since this run read it; this run's changes were not saved over it\n  help: make sure runs take the lock (another run, or an edit by hand, wrote it), then plan again",
@@ -115,6 +122,18 @@ fn parse(path: &Path, text: &str) -> Result<State, StateError> {
     })
 }
 
+/// Refuses a `path` that exists and is not a regular file (after
+/// symbolic links): opening a FIFO blocks until a writer comes, a device
+/// may never end.
+pub(super) fn refuse_special(path: &Path) -> Result<(), StateError> {
+    match fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => Err(StateError::NotAFile {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the state; `None` when there is no state file yet.
 pub fn load(path: &Path) -> Result<Option<State>, StateError> {
     load_text(path).map(|(state, _)| state)
@@ -122,6 +141,7 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
 
 /// [`load`], with the text it was read from.
 pub(super) fn load_text(path: &Path) -> Result<(Option<State>, Option<String>), StateError> {
+    refuse_special(path)?;
     match fs::read_to_string(path) {
         Ok(text) => Ok((Some(parse(path, &text)?), Some(text))),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok((None, None)),
@@ -152,6 +172,7 @@ pub(super) fn save_text(
     check: impl FnOnce(Option<&str>) -> Result<(), StateError>,
 ) -> Result<String, StateError> {
     let text = state.to_canonical_json();
+    refuse_special(path)?;
     let previous = match fs::read_to_string(path) {
         Ok(previous) => Some(previous),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
@@ -166,15 +187,54 @@ pub(super) fn save_text(
             return Ok(text);
         }
         if backup {
-            write_atomically(&backup_path(path), previous.as_bytes())?;
+            write_atomically(&backup_path(path), previous.as_bytes(), mode_of(path))?;
         }
     }
-    write_atomically(path, text.as_bytes())?;
+    write_atomically(path, text.as_bytes(), mode_of(path))?;
     Ok(text)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    infra_provider_sdk::host::write_atomically(path, bytes, 0o644).map_err(|failure| {
+/// Writes `state` to the first of `places` where it can be written whole
+/// and read back as the same state; the failures, place by place, when it
+/// fits nowhere.
+pub fn write_rescue(state: &State, places: &[PathBuf]) -> Result<PathBuf, Vec<(PathBuf, String)>> {
+    let text = state.to_canonical_json();
+    let mut failures = Vec::new();
+    for place in places {
+        if let Err(error) = write_atomically(place, text.as_bytes(), NEW_FILE_MODE) {
+            failures.push((place.clone(), error.to_string()));
+            continue;
+        }
+        let verified = match fs::read_to_string(place) {
+            Ok(back) if back == text => parse(place, &back).map(drop),
+            Ok(_) => Err(StateError::Corrupt {
+                path: place.clone(),
+                detail: "it reads back differently".into(),
+            }),
+            Err(error) => Err(io(place, "read back")(error)),
+        };
+        match verified {
+            Ok(()) => return Ok(place.clone()),
+            Err(error) => {
+                let _ = fs::remove_file(place);
+                failures.push((place.clone(), error.to_string()));
+            }
+        }
+    }
+    Err(failures)
+}
+
+/// The mode of a state file infra creates: it may hold secrets.
+pub const NEW_FILE_MODE: u32 = 0o600;
+
+/// The mode `path` has now (a user's `chmod` is kept), or `NEW_FILE_MODE`.
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::metadata(path).map_or(NEW_FILE_MODE, |m| m.permissions().mode() & 0o7777)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
+    infra_provider_sdk::host::write_atomically(path, bytes, mode).map_err(|failure| {
         StateError::Io {
             path: failure.path,
             action: failure.step,

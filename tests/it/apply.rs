@@ -907,3 +907,99 @@ fn apply_json_streams_the_plan_and_every_change_as_json_lines() {
     assert_eq!(summary["changes"]["add"], 3);
     assert_eq!(summary["changes"]["operation"], "apply");
 }
+
+/// Ctrl-C or SIGTERM while planning (here: while a slow refresh runs,
+/// under the state lock) changes nothing: infra releases the lock and exits
+/// at once with 128 + the signal.
+#[test]
+fn a_signal_while_planning_releases_the_lock_and_exits_128_plus_it() {
+    for (sent, code) in [(Signal::INT, 130), (Signal::TERM, 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        slow_chain(dir.path(), 10);
+        // An object whose refresh takes 20 s.
+        let state = serde_json::json!({
+            "format": "infra-state",
+            "version": 1,
+            "lineage": "l",
+            "resources": {
+                "mock_resource.a": {
+                    "type": "mock_resource",
+                    "provider": "mock",
+                    "attributes": {"id": "a", "name": "a", "latency_ms": 20000}
+                }
+            }
+        });
+        std::fs::write(
+            dir.path().join("infra.state.json"),
+            serde_json::to_string_pretty(&state).unwrap(),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let mut apply = Child(
+            command(dir.path(), &["apply", "--auto-approve"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start apply"),
+        );
+        let lock = dir.path().join("infra.state.json.lock");
+        wait_for(&lock);
+        std::thread::sleep(Duration::from_millis(200));
+        signal(apply.0.id() as i32, false, sent);
+        let status = apply.0.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(apply.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(code), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "it stopped at once, not after the refresh"
+        );
+        assert!(!lock.exists(), "the lock is released");
+        assert!(err.contains("the state lock is released"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap(),
+            serde_json::to_string_pretty(&state).unwrap(),
+            "the state is untouched"
+        );
+    }
+}
+
+/// A create an interrupted run journaled but never recorded, of a provider
+/// that cannot look objects up: the plan warns, naming the address and
+/// what to do, and plans the create.
+#[test]
+fn a_pending_create_nobody_can_look_for_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    slow_chain(dir.path(), 0);
+    let journal = [
+        serde_json::json!({"entry": "run", "lineage": "l1", "pid": 1}),
+        serde_json::json!({
+            "entry": "creating",
+            "address": "mock_resource.a",
+            "type": "mock_resource",
+            "provider": "mock",
+            "config": {"name": "a"}
+        }),
+    ]
+    .iter()
+    .map(|entry| format!("{entry}\n"))
+    .collect::<String>();
+    std::fs::write(dir.path().join("infra.state.json.journal"), journal).unwrap();
+    let plan = infra(dir.path(), &["plan"]);
+    let out = both(&plan);
+    assert!(plan.status.success(), "{out}");
+    assert!(out.contains("infra::interrupted"), "{out}");
+    assert!(
+        out.contains("`mock_resource.a` was being created when an earlier run stopped"),
+        "{out}"
+    );
+    assert!(out.contains("run `infra import"), "{out}");
+    assert!(out.contains("mock_resource.a ID` before applying"), "{out}");
+    assert!(out.contains("mock_resource.a will be created"), "{out}");
+    // The journal stays until an apply folds it into the state.
+    assert!(dir.path().join("infra.state.json.journal").exists());
+    let apply = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert!(apply.status.success(), "{}", both(&apply));
+    assert!(!dir.path().join("infra.state.json.journal").exists());
+    assert_eq!(state(dir.path())["lineage"], "l1", "the journal's lineage");
+}

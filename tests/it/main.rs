@@ -13,6 +13,7 @@ mod architecture;
 #[cfg(feature = "aws")]
 mod aws;
 mod cli;
+mod crash;
 mod engine;
 mod fmt_roundtrip;
 mod golden;

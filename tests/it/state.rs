@@ -363,3 +363,73 @@ fn a_lock_is_never_read_before_it_names_its_holder() {
         .collect();
     assert!(leftovers.is_empty(), "no draft left behind: {leftovers:?}");
 }
+
+/// A lock an older build created empty and crashed before writing is taken
+/// over once it has been empty for longer than writing takes; a fresh
+/// empty one (being written right now) is not.
+#[test]
+fn an_empty_lock_left_by_a_crash_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("infra.state.json");
+    let path = lock_path(&state);
+    let empty = std::fs::File::create(&path).unwrap();
+    assert!(
+        matches!(
+            StateLock::acquire(&state, "apply"),
+            Err(LockError::Unreadable { .. })
+        ),
+        "a lock being written is left alone"
+    );
+    empty
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+        .unwrap();
+    let lock = StateLock::acquire(&state, "apply").expect("taken over");
+    assert!(lock.replaced_stale.is_some());
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(written["pid"], std::process::id());
+}
+
+/// A FIFO (or device, or directory) where the state should be is refused
+/// at once: opening a FIFO would wait for a writer for ever.
+#[test]
+fn a_state_that_is_not_a_regular_file_is_refused_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("infra.state.json");
+    let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+    assert!(made.success());
+    let error = load(&path).expect_err("refused");
+    assert!(matches!(error, StateError::NotAFile { .. }), "{error}");
+    assert!(error.to_string().contains("help:"), "{error}");
+    let error = save(&path, &State::new("l")).expect_err("never replaced");
+    assert!(matches!(error, StateError::NotAFile { .. }), "{error}");
+    use std::os::unix::fs::FileTypeExt as _;
+    assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo());
+}
+
+/// The state may hold secrets: infra creates it, its backup and its lock
+/// readable by their owner only, and keeps a mode the user chose.
+#[test]
+fn state_files_are_private_and_keep_the_mode_a_user_set() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("infra.state.json");
+    save(&path, &State::new("l")).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    let lock = StateLock::acquire(&path, "apply").unwrap();
+    assert_eq!(mode(&lock_path(&path)), 0o600);
+    drop(lock);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mut changed = State::new("l");
+    changed.outputs.insert(
+        "x".into(),
+        infra::state::OutputState {
+            value: json!(1),
+            sensitive: false,
+        },
+    );
+    save(&path, &changed).unwrap();
+    assert_eq!(mode(&path), 0o640, "the user's mode is kept");
+    assert_eq!(mode(&backup_path(&path)), 0o640);
+}

@@ -180,6 +180,23 @@ impl Provider for LocalProvider {
         })
     }
 
+    /// A file is found by its path. A deployment's instances are found by
+    /// its fleet's journal when it is rolled out again, so there is nothing
+    /// to record now. A load balancer started by a killed run cannot be
+    /// told from another: reported for a person to check.
+    fn adopt(&self, request: AdoptRequest) -> BoxFuture<'_, Result<Adoption, ProviderError>> {
+        Box::pin(async move {
+            Ok(match request.type_name.as_str() {
+                "local_file" => match file::read(request.config)? {
+                    Some(state) => Adoption::Found(state),
+                    None => Adoption::Absent,
+                },
+                "local_deployment" => Adoption::Absent,
+                _ => Adoption::Unknown,
+            })
+        })
+    }
+
     /// `infra import local_file.x PATH` adopts an existing file.
     fn import(
         &self,

@@ -60,6 +60,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Writ
             .mode(mode)
             .open(&temporary)
             .map_err(failed("create", &temporary))?;
+        // Exactly `mode`, whatever the umask (a mode a user set is kept).
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(failed("create", &temporary))?;
+        }
         file.write_all(bytes).map_err(failed("write", &temporary))?;
         file.sync_all().map_err(failed("flush", &temporary))?;
         fs::rename(&temporary, path).map_err(failed("replace", path))?;

@@ -264,6 +264,33 @@ pub struct ImportRequest {
     pub id: String,
 }
 
+/// A create an earlier run started but did not see finish (it was killed
+/// between asking the provider and recording the answer): is the object
+/// there?
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdoptRequest {
+    pub type_name: String,
+    /// The address and lineage the object was created for (what AWS tags
+    /// it with).
+    pub identity: ObjectIdentity,
+    /// The arguments the create was given.
+    pub config: Attributes,
+}
+
+/// What a provider found for an [`AdoptRequest`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Adoption {
+    /// The object exists: its state, recorded as if the create had
+    /// returned it.
+    Found(Attributes),
+    /// The provider is sure there is no such object (nothing outside the
+    /// state, as with `random_id`, or looked up and missing).
+    Absent,
+    /// The provider cannot tell: the engine reports the address so that a
+    /// person can look and `infra import` it.
+    Unknown,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadDataRequest {
     pub type_name: String,

@@ -133,6 +133,14 @@ pub trait Provider: Send + Sync {
         Box::pin(async {})
     }
 
+    /// Looks for the object of a create that an earlier run started and
+    /// never saw finish (killed in between). By default the provider
+    /// cannot tell ([`Adoption::Unknown`]), and the engine reports the
+    /// address for a person to check.
+    fn adopt(&self, _request: AdoptRequest) -> BoxFuture<'_, Result<Adoption, ProviderError>> {
+        Box::pin(async { Ok(Adoption::Unknown) })
+    }
+
     /// Adopts an existing object; by default, not supported.
     fn import(
         &self,
