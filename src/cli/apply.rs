@@ -144,7 +144,7 @@ fn apply_saved(
         .iter()
         .filter_map(|(name, value)| match value {
             SavedVariable::Value(json) => Some((name.clone(), Value::from_json(json))),
-            SavedVariable::Sha256(_) => None,
+            SavedVariable::Pbkdf2Sha256(_) => None,
         })
         .collect();
     let run = match make_plan(
@@ -158,7 +158,7 @@ fn apply_saved(
         Ok(run) => run,
         Err(code) => return code,
     };
-    let problems = saved.differences(&run.to_saved(&planning));
+    let problems = saved.differences(&run.to_saved(&planning, &saved.secret_key));
     if !problems.is_empty() {
         eprintln!(
             "error: the saved plan {} cannot be applied; nothing was changed:",

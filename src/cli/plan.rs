@@ -57,7 +57,10 @@ pub fn run(
         show(plan, &run.schemas, no_color);
     }
     if let Some(path) = &args.out {
-        if let Err(message) = run.to_saved(&args.planning).write(path) {
+        if let Err(message) = run
+            .to_saved(&args.planning, &crate::plan::new_secret_key())
+            .write(path)
+        {
             eprintln!("error: {message}");
             return ExitCode::from(1);
         }

@@ -15,7 +15,8 @@ use crate::eval::SchemaCatalog;
 use crate::events::{Event, Events};
 use crate::plan::{
     PlanFailure, PlanOptions, Planned, Planner, SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, SavedPlan,
-    SavedVariable, change_lines, configuration_digest, json_digest, prior_digests, to_json,
+    SavedVariable, change_lines, configuration_digest, json_digest, prior_digests, secret_digest,
+    to_json,
 };
 use crate::providers::ProviderRegistry;
 use crate::state::journal::PendingCreate;
@@ -234,7 +235,9 @@ pub struct PlannedRun {
 impl PlannedRun {
     /// The saved form of this plan (`-out`), or what a saved plan must
     /// equal to be applied.
-    pub fn to_saved(&self, args: &PlanningArgs) -> SavedPlan {
+    /// `secret_key` keys the digests of sensitive variables: a new one for
+    /// a plan being saved, the saved plan's own to compare with it.
+    pub fn to_saved(&self, args: &PlanningArgs, secret_key: &str) -> SavedPlan {
         let planned = &self.planned;
         let variables = planned
             .evaluation
@@ -244,7 +247,7 @@ impl PlannedRun {
             .filter_map(|name| {
                 let value = planned.variables.get(name)?.to_json();
                 let saved = if planned.sensitive_variables.contains(name) {
-                    SavedVariable::Sha256(json_digest(&value))
+                    SavedVariable::Pbkdf2Sha256(secret_digest(&value, secret_key))
                 } else {
                     SavedVariable::Value(value)
                 };
@@ -267,6 +270,7 @@ impl PlannedRun {
             targets: args.targets.clone(),
             replacements: args.replacements.clone(),
             variables,
+            secret_key: secret_key.to_string(),
             prior: prior_digests(&planned.plan, &planned.refreshed),
             plan_sha256: json_digest(&to_json(&planned.plan, &self.schemas)),
             summary: planned.plan.summary(),

@@ -54,8 +54,30 @@ pub fn read_and_parse(
     sources: &mut SourceMap,
     diagnostics: &mut Diagnostics,
 ) -> Option<(FileId, File)> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    use crate::config::{Limited, read_limited};
+    let max = crate::syntax::MAX_FILE_BYTES as u64;
+    let bytes = match read_limited(path, max) {
+        Ok(Limited::Read(bytes)) => bytes,
+        Ok(Limited::TooLarge(size)) => {
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::FileTooLarge,
+                    format!("`{display_name}` is too large ({size} bytes)"),
+                )
+                .with_help(format!(
+                    "split the configuration into several files of at most {} MiB",
+                    max >> 20
+                )),
+            );
+            return None;
+        }
+        Ok(Limited::NotAFile) => {
+            diagnostics.push(
+                Diagnostic::error(Code::Io, format!("`{display_name}` is not a regular file"))
+                    .with_help("configuration files must be regular files, not FIFOs or devices"),
+            );
+            return None;
+        }
         Err(error) => {
             diagnostics.push(
                 Diagnostic::error(
@@ -132,11 +154,13 @@ pub fn load_root(
         return None;
     }
     let mut stack = Vec::new();
+    let mut loaded = 0;
     let module = load_module(
         dir,
         display_dir,
         Vec::new(),
         &mut stack,
+        &mut loaded,
         None,
         sources,
         diagnostics,
@@ -153,11 +177,18 @@ pub fn load_root(
     Some(module)
 }
 
+/// The most module instances one configuration loads (every call of every
+/// module that is itself loaded): a tree where each module calls the next
+/// twice doubles at every level.
+pub const MAX_MODULE_INSTANCES: usize = 10_000;
+
+#[allow(clippy::too_many_arguments)]
 fn load_module(
     dir: &Path,
     display_dir: &Path,
     path: Vec<String>,
     stack: &mut Vec<PathBuf>,
+    loaded: &mut usize,
     called_from: Option<Span>,
     sources: &mut SourceMap,
     diagnostics: &mut Diagnostics,
@@ -260,6 +291,23 @@ fn load_module(
             );
             continue;
         }
+        if *loaded >= MAX_MODULE_INSTANCES {
+            if *loaded == MAX_MODULE_INSTANCES {
+                *loaded += 1;
+                diagnostics.push(
+                    Diagnostic::error(
+                        Code::EvaluationTooLarge,
+                        format!(
+                            "the configuration loads more than {MAX_MODULE_INSTANCES} module instances"
+                        ),
+                    )
+                    .with_label(call.source_span, "the module over the limit")
+                    .with_help("modules that call other modules several times multiply at each level; flatten the tree"),
+                );
+            }
+            continue;
+        }
+        *loaded += 1;
         let mut child_path = path.clone();
         child_path.push(name.clone());
         let child_display = normalize(&display_dir.join(&call.source));
@@ -268,6 +316,7 @@ fn load_module(
             &child_display,
             child_path,
             stack,
+            loaded,
             Some(call.source_span),
             sources,
             diagnostics,

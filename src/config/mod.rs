@@ -2,7 +2,9 @@
 //! kinds exist and what arguments they take, but evaluates nothing.
 
 mod declarations;
+mod files;
 mod loader;
 
 pub use declarations::*;
+pub use files::{Limited, read_limited};
 pub use loader::{ModuleConfig, infra_files, load_root, normalize, read_and_parse};

@@ -68,7 +68,7 @@ codes! {
     InvalidType => "invalid_type", "a type constraint that is not a type";
     InvalidIndex => "invalid_index", "an index out of range, or a missing key";
     DivisionByZero => "division_by_zero", "a division by zero";
-    EvaluationTooLarge => "evaluation_too_large", "an evaluation over its budget (20 million steps, or a collection over 1,000,000 elements)";
+    EvaluationTooLarge => "evaluation_too_large", "an evaluation over its budget: 20 million steps (values walked count), a value over 1,000,000 elements, a string over 16 MiB, over 10,000 module instances";
     UnknownValue => "unknown_value", "`count`, `for_each` or backend settings that depend on values known only after apply";
     // Variables.
     MissingVariable => "missing_variable", "a required variable without a value";

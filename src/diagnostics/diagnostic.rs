@@ -139,6 +139,26 @@ impl Diagnostics {
         self.list.iter()
     }
 
+    /// Hides the details of the diagnostics from the `from`-th on: they
+    /// came from an expression computed from a sensitive value, and a
+    /// function's or a conversion's message may quote it. The code, the
+    /// place and the help stay.
+    pub fn redact_from(&mut self, from: usize) {
+        for diagnostic in self.list.iter_mut().skip(from) {
+            let subject = diagnostic
+                .message
+                .split_once(": ")
+                .map_or("this expression", |(subject, _)| subject);
+            diagnostic.message = format!(
+                "{subject}: rejects a value computed from a sensitive value (details hidden)"
+            );
+            for label in &mut diagnostic.labels {
+                label.message = "computed from a sensitive value".into();
+            }
+            diagnostic.notes.clear();
+        }
+    }
+
     /// Orders diagnostics by file and position, errors before warnings at the
     /// same place, so that output is stable whatever order they were found in.
     pub fn sort(&mut self) {

@@ -23,6 +23,13 @@ use super::value::{Value, format_number};
 /// error, so no configuration can make `infra` run for ever.
 pub const MAX_EVALUATION_STEPS: u64 = 20_000_000;
 
+/// The longest string an expression may produce (as `file()` reads).
+pub const MAX_STRING_BYTES: usize = 16 << 20;
+
+/// The most values (elements and attributes at any depth) one resource
+/// argument or output may hold.
+pub const MAX_VALUE_SIZE: u64 = MAX_GENERATED_ELEMENTS as u64;
+
 /// The named values of one module, filled in dependency order.
 #[derive(Debug, Default)]
 pub struct ModuleValues {
@@ -116,6 +123,59 @@ impl<'s, 'd> Evaluator<'s, 'd> {
     ) -> Failed {
         let message = message.into();
         self.error(Code::TypeMismatch, span, message.clone(), message, help)
+    }
+
+    /// Spends what walking `values` whole costs from the budget (the walk
+    /// stops where the budget does); over it is an error at `span`.
+    fn charge(&mut self, values: &[&Value], span: Span, what: &str) -> Result<(), Failed> {
+        let mut cost: u64 = 0;
+        for value in values {
+            let left = self.budget.saturating_sub(cost);
+            match value.size_within(left) {
+                Some(size) => cost += size,
+                None => {
+                    cost = u64::MAX;
+                    break;
+                }
+            }
+        }
+        self.spend(cost, span, what)
+    }
+
+    /// Spends `cost` steps of the budget; over it is an error at `span`.
+    fn spend(&mut self, cost: u64, span: Span, what: &str) -> Result<(), Failed> {
+        if *self.budget == 0 {
+            return Err(Failed);
+        }
+        if cost < *self.budget {
+            *self.budget -= cost;
+            return Ok(());
+        }
+        *self.budget = 0;
+        Err(self.error(
+            Code::EvaluationTooLarge,
+            span,
+            format!(
+                "evaluation is too large: `{what}` here would walk more values than infra allows ({MAX_EVALUATION_STEPS} steps in all)"
+            ),
+            "evaluation stopped here",
+            "look for values that double at each step (`[local.x, local.x]`, `concat(local.x, local.x)`) or nested for-expressions over large ranges",
+        ))
+    }
+
+    /// `value`, unless it holds more than [`MAX_VALUE_SIZE`] values (a
+    /// resource argument or an output: it is shown in plans and saved).
+    pub fn bounded(&mut self, value: Value, span: Span) -> EvalResult {
+        if value.size_within(MAX_VALUE_SIZE).is_some() {
+            return Ok(value);
+        }
+        Err(self.error(
+            Code::EvaluationTooLarge,
+            span,
+            format!("this value holds more than {MAX_VALUE_SIZE} values (elements and attributes at any depth)"),
+            "too large to plan and save",
+            "look for values that double at each step (`[local.x, local.x]`), or keep large data in a file",
+        ))
     }
 
     pub fn eval(&mut self, expr: &Expr) -> EvalResult {
@@ -261,6 +321,18 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                         }
                         other => out.push_str(&other.to_interpolated().unwrap_or_default()),
                     }
+                    if out.len() > MAX_STRING_BYTES {
+                        return Err(self.error(
+                            Code::EvaluationTooLarge,
+                            expr.span,
+                            format!(
+                                "this string would be over the {} MiB a value may have",
+                                MAX_STRING_BYTES >> 20
+                            ),
+                            "the string grows too large here",
+                            "look for a string that grows at every step (a template of its own result)",
+                        ));
+                    }
                 }
             }
         }
@@ -330,6 +402,8 @@ impl<'s, 'd> Evaluator<'s, 'd> {
     ) -> EvalResult {
         use BinaryOp::*;
         if matches!(op, Equal | NotEqual) {
+            // Comparing walks both values whole.
+            self.charge(&[&left, &right], left_span.to(right_span), "comparing")?;
             if !left.is_wholly_known() || !right.is_wholly_known() {
                 return Ok(Value::Unknown);
             }
@@ -455,10 +529,42 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             }
             return Err(Failed);
         }
+        // What the call walks: its arguments whole (a function that is not
+        // structural looks for unknowns at every depth, and most walk them
+        // anyway), or only their top level.
+        let call_span = args
+            .first()
+            .map_or(name.span, |first| name.span.to(first.span));
+        if function.structural && function.name != "flatten" {
+            let top_level: u64 = values
+                .iter()
+                .map(|value| match value {
+                    Value::List(items) => items.len() as u64,
+                    Value::Map(entries) => entries.len() as u64,
+                    _ => 1,
+                })
+                .sum();
+            self.spend(top_level, call_span, &name.name)?;
+        } else {
+            let walked: Vec<&Value> = values.iter().collect();
+            self.charge(&walked, call_span, &name.name)?;
+        }
         let context = CallContext {
             module_dir: self.scope.module_dir,
         };
         match function.call(&values, &context) {
+            Ok(Value::String(text)) if text.len() > MAX_STRING_BYTES => Err(self.error(
+                Code::EvaluationTooLarge,
+                name.span,
+                format!(
+                    "`{}` would return a string of {} bytes, over the {} MiB a value may have",
+                    name.name,
+                    text.len(),
+                    MAX_STRING_BYTES >> 20
+                ),
+                "this result is too large",
+                "look for a string that grows at every step (templates or functions applied to their own result)",
+            )),
             Ok(value) => Ok(value),
             Err(error) => {
                 let span = error

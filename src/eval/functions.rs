@@ -17,6 +17,26 @@ use crate::diagnostics::io_reason;
 /// Lists built by functions (`range`, `format` widths …) are bounded so that
 /// no configuration can exhaust memory.
 pub const MAX_GENERATED_ELEMENTS: usize = 1_000_000;
+/// `replace(string, search, replacement)`: the result's size is worked
+/// out before it is built (an empty `search` matches between every two
+/// characters: a 1 MB string replaced with itself would be 1 TB).
+fn replace(a: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
+    let (text, search, replacement) = (string(a, 0)?, string(a, 1)?, string(a, 2)?);
+    let matches = if search.is_empty() {
+        text.chars().count() as u64 + 1
+    } else {
+        text.matches(search).count() as u64
+    };
+    let size = text.len() as u64 + matches * replacement.len() as u64;
+    if size > super::evaluator::MAX_STRING_BYTES as u64 {
+        return Err(FunctionError::new(format!(
+            "the result would be {size} bytes, over the {} MiB a value may have",
+            super::evaluator::MAX_STRING_BYTES >> 20
+        )));
+    }
+    Ok(Value::string(text.replace(search, replacement)))
+}
+
 /// `file()` refuses larger files.
 const MAX_FILE_FUNCTION_BYTES: u64 = 16 << 20;
 
@@ -127,7 +147,7 @@ functions! {
     "merge", 0, None, true, "merge(maps...)" => merge;
     "min", 1, None, false, "min(numbers...)" => |a, _| min_max(a, f64::min);
     "range", 1, Some(3), false, "range(start?, limit, step?)" => range;
-    "replace", 3, Some(3), false, "replace(string, search, replacement)" => |a, _| Ok(Value::string(string(a, 0)?.replace(string(a, 1)?, string(a, 2)?)));
+    "replace", 3, Some(3), false, "replace(string, search, replacement)" => replace;
     "reverse", 1, Some(1), true, "reverse(list)" => |a, _| Ok(Value::list(list(a, 0)?.iter().rev().cloned().collect()));
     "sha256", 1, Some(1), false, "sha256(string)" => |a, _| Ok(Value::string(hex(&sha2::Sha256::digest(string(a, 0)?.as_bytes()))));
     "slice", 3, Some(3), true, "slice(list, start, end)" => slice;
@@ -321,28 +341,39 @@ fn env(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
 }
 
 fn file(args: &[Value], context: &CallContext) -> Result<Value, FunctionError> {
+    use crate::config::{Limited, read_limited};
     let relative = string(args, 0)?;
     let path = context.module_dir.join(relative);
-    let metadata = std::fs::metadata(&path).map_err(|error| {
+    let cannot_read = |error: std::io::Error| {
         FunctionError::at(
             0,
             format!("cannot read `{relative}`: {}", io_reason(&error)),
         )
         .help("paths are relative to the directory of the module")
-    })?;
-    if metadata.len() > MAX_FILE_FUNCTION_BYTES {
-        return Err(FunctionError::at(
-            0,
-            format!("`{relative}` is too large ({} bytes)", metadata.len()),
-        ));
-    }
-    let text = std::fs::read_to_string(&path).map_err(|error| {
-        FunctionError::at(
-            0,
-            format!("cannot read `{relative}`: {}", io_reason(&error)),
-        )
-    })?;
-    Ok(Value::string(text))
+    };
+    let bytes = match read_limited(&path, MAX_FILE_FUNCTION_BYTES).map_err(cannot_read)? {
+        Limited::Read(bytes) => bytes,
+        Limited::TooLarge(size) => {
+            return Err(FunctionError::at(
+                0,
+                format!(
+                    "`{relative}` is too large ({size} bytes; `file` reads at most {} MiB)",
+                    MAX_FILE_FUNCTION_BYTES >> 20
+                ),
+            ));
+        }
+        Limited::NotAFile => {
+            return Err(FunctionError::at(
+                0,
+                format!("`{relative}` is not a regular file (a FIFO, a device or a directory)"),
+            )
+            .help("`file` reads regular files only"));
+        }
+    };
+    String::from_utf8(bytes).map(Value::string).map_err(|_| {
+        FunctionError::at(0, format!("`{relative}` is not UTF-8 text"))
+            .help("`file` reads text files")
+    })
 }
 
 fn flatten(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {

@@ -49,6 +49,32 @@ impl Value {
         matches!(self, Value::Unknown)
     }
 
+    /// How many values this one is made of (itself, and every element and
+    /// attribute at any depth, strings counting one per 64 bytes), if that
+    /// is at most `limit`; `None` as soon as it is more. Values share their
+    /// parts (`[local.x, local.x]` copies a pointer), so a small
+    /// configuration can build one that is exponentially large; whatever
+    /// walks a value whole costs this much, and this walk stops at `limit`.
+    pub fn size_within(&self, limit: u64) -> Option<u64> {
+        let mut count: u64 = 0;
+        let mut stack: Vec<&Value> = vec![self];
+        while let Some(value) = stack.pop() {
+            count += match value {
+                Value::String(text) => 1 + text.len() as u64 / 64,
+                _ => 1,
+            };
+            if count > limit {
+                return None;
+            }
+            match value {
+                Value::List(items) => stack.extend(items.iter()),
+                Value::Map(entries) => stack.extend(entries.values()),
+                _ => {}
+            }
+        }
+        Some(count)
+    }
+
     /// True when no part of the value is unknown.
     pub fn is_wholly_known(&self) -> bool {
         match self {

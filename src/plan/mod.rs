@@ -34,5 +34,5 @@ pub use refresh::refresh;
 pub use render::{RenderOptions, render};
 pub use saved::{
     SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, SavedPlan, SavedVariable, change_lines,
-    configuration_digest, json_digest, prior_digests,
+    configuration_digest, json_digest, new_secret_key, prior_digests, secret_digest,
 };

@@ -6,7 +6,9 @@
 //! - a digest of the configuration's files, the state's lineage and the
 //!   plan options (`--destroy`, `--target`, `--replace`);
 //! - the variables set from outside: plain values, except sensitive ones,
-//!   of which only a SHA-256 digest is kept (they must be given again);
+//!   of which only a keyed, stretched digest is kept (PBKDF2-HMAC-SHA256
+//!   under a random key of this plan, so that a short secret cannot be
+//!   looked up in a table or cheaply guessed; they must be given again);
 //! - a digest of each planned resource's state as it was refreshed: if
 //!   any changed since, the plan is stale;
 //! - a digest of the plan in its JSON form, which the new plan must equal
@@ -27,7 +29,11 @@ use crate::syntax::SourceMap;
 use super::diff::{Action, Plan};
 
 pub const SAVED_PLAN_FORMAT: &str = "infra-saved-plan";
-pub const SAVED_PLAN_VERSION: u32 = 1;
+pub const SAVED_PLAN_VERSION: u32 = 2;
+
+/// PBKDF2 rounds of a sensitive variable's digest: each guess at a secret
+/// costs an attacker who holds the plan as many HMACs.
+const SECRET_DIGEST_ROUNDS: u32 = 20_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +53,8 @@ pub struct SavedPlan {
     /// Root variables set from outside the configuration.
     #[serde(default)]
     pub variables: BTreeMap<String, SavedVariable>,
+    /// This plan's random key for the digests of sensitive variables.
+    pub secret_key: String,
     /// For each resource the plan changes: SHA-256 of its refreshed state.
     #[serde(default)]
     pub prior: BTreeMap<String, String>,
@@ -61,8 +69,45 @@ pub struct SavedPlan {
 #[serde(rename_all = "snake_case")]
 pub enum SavedVariable {
     Value(serde_json::Value),
-    /// A sensitive value: only its digest.
-    Sha256(String),
+    /// A sensitive value: only its digest, keyed with the plan's
+    /// `secret_key` ([`secret_digest`]).
+    Pbkdf2Sha256(String),
+}
+
+/// A random key for a new plan's secret digests.
+pub fn new_secret_key() -> String {
+    crate::state::new_lineage()
+}
+
+/// PBKDF2-HMAC-SHA256 of a sensitive value (its JSON text) under `key`,
+/// in hex.
+pub fn secret_digest(value: &serde_json::Value, key: &str) -> String {
+    hex(&pbkdf2_sha256(
+        value.to_string().as_bytes(),
+        key.as_bytes(),
+        SECRET_DIGEST_ROUNDS,
+    ))
+}
+
+/// PBKDF2 (RFC 8018) with HMAC-SHA256, the first 32-byte block.
+fn pbkdf2_sha256(password: &[u8], salt: &[u8], rounds: u32) -> [u8; 32] {
+    use hmac::{KeyInit as _, Mac as _};
+    let keyed =
+        hmac::Hmac::<Sha256>::new_from_slice(password).expect("HMAC takes keys of any length");
+    let mut first = keyed.clone();
+    first.update(salt);
+    first.update(&1u32.to_be_bytes());
+    let mut block: [u8; 32] = first.finalize().into_bytes().into();
+    let mut result = block;
+    for _ in 1..rounds {
+        let mut round = keyed.clone();
+        round.update(&block);
+        block = round.finalize().into_bytes().into();
+        for (r, b) in result.iter_mut().zip(block) {
+            *r ^= b;
+        }
+    }
+    result
 }
 
 /// SHA-256 of a JSON value (objects have sorted keys), in hex.
@@ -173,7 +218,7 @@ impl SavedPlan {
         for (name, saved) in &self.variables {
             if now.variables.get(name) != Some(saved) {
                 problems.push(match saved {
-                    SavedVariable::Sha256(_) => format!(
+                    SavedVariable::Pbkdf2Sha256(_) => format!(
                         "the sensitive variable `{name}` is missing or differs: the saved plan keeps only its digest, so give the same value again (-var or INFRA_VAR_{name})"
                     ),
                     SavedVariable::Value(_) => format!("the variable `{name}` differs"),
@@ -198,5 +243,31 @@ impl SavedPlan {
             );
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pbkdf2_matches_the_rfc_7914_vectors() {
+        assert_eq!(
+            hex(&pbkdf2_sha256(b"passwd", b"salt", 1)),
+            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
+        );
+        assert_eq!(
+            hex(&pbkdf2_sha256(b"Password", b"NaCl", 80_000)),
+            "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56"
+        );
+    }
+
+    #[test]
+    fn a_secret_digest_depends_on_the_plans_key() {
+        let secret = serde_json::json!("hunter2");
+        let a = secret_digest(&secret, "key-a");
+        assert_eq!(a, secret_digest(&secret, "key-a"));
+        assert_ne!(a, secret_digest(&secret, "key-b"));
+        assert_ne!(a, json_digest(&secret));
     }
 }

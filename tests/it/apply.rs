@@ -393,6 +393,16 @@ resource local_file note {
         !saved.contains("s3cr3t"),
         "no sensitive plaintext:\n{saved}"
     );
+    // Nor its plain digest, which a table of likely secrets would find.
+    let plain_digest: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(serde_json::json!("s3cr3t-value").to_string().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert!(!saved.contains(&plain_digest), "{saved}");
+    assert!(saved.contains("\"pbkdf2_sha256\""), "{saved}");
     assert!(saved.contains("\"greeting\""), "{saved}");
 
     // The sensitive value must be given again; the plain one is recorded.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use infra_provider_local::runtime::http;
 use serde_json::json;
 use support::*;
 
@@ -181,9 +182,9 @@ async fn a_drained_backend_finishes_its_slow_requests_and_gets_no_new_ones() {
     let drain = {
         let admin = (lb.admin.clone(), lb.token.clone());
         tokio::spawn(async move {
-            infra_provider_local::runtime::http::send(
+            http::send(
                 &admin.0,
-                infra_provider_local::runtime::http::Request {
+                http::Request {
                     method: "DELETE",
                     path: "/backends/leaving?drain_ms=10000",
                     token: Some(&admin.1),
@@ -255,26 +256,24 @@ async fn killing_a_backend_under_load_costs_no_client_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_wants_the_token_and_metrics_do_not() {
     let lb = load_balancer();
-    let anonymous =
-        infra_provider_local::runtime::http::get(&lb.admin, "/status", Duration::from_secs(5))
-            .await
-            .unwrap();
+    let anonymous = http::get(&lb.admin, "/status", Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(anonymous.status, 401);
-    let mut wrong = infra_provider_local::runtime::http::Request {
+    let mut wrong = http::Request {
         method: "PUT",
         path: "/weights",
         token: Some("not-the-token"),
         body: Some(br#"{"web": 0}"#),
         ..Default::default()
     };
-    let refused =
-        infra_provider_local::runtime::http::send(&lb.admin, wrong.clone(), Duration::from_secs(5))
-            .await
-            .unwrap();
+    let refused = http::send(&lb.admin, wrong.clone(), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(refused.status, 401);
     wrong.token = Some(&lb.token);
     assert_eq!(
-        infra_provider_local::runtime::http::send(&lb.admin, wrong, Duration::from_secs(5))
+        http::send(&lb.admin, wrong, Duration::from_secs(5))
             .await
             .unwrap()
             .status,
@@ -286,7 +285,7 @@ async fn the_admin_api_wants_the_token_and_metrics_do_not() {
         "{metrics}"
     );
     // No backend: a clear 503, counted.
-    let answer = infra_provider_local::runtime::http::get(&lb.listen, "/", Duration::from_secs(5))
+    let answer = http::get(&lb.listen, "/", Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(answer.status, 503);
@@ -298,4 +297,85 @@ async fn the_admin_api_wants_the_token_and_metrics_do_not() {
         ),
         1.0
     );
+}
+
+/// One of three backends hangs (SIGSTOP: it accepts connections and never
+/// answers) for 4 s under load. With `response_timeout` 1 s no request
+/// waits for the hang: the ones sent to it are tried again on the others
+/// after the timeout (GETs are idempotent), none fails, and after
+/// `max_failures` timeouts in a row it gets no more until its checks pass
+/// again, which they do once it runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_backend_costs_a_timeout_not_a_failed_request() {
+    let lb = load_balancer();
+    let hung = demo_app("hung", &[]);
+    let others = [demo_app("b", &[]), demo_app("c", &[])];
+    for backend in std::iter::once(&hung).chain(&others) {
+        lb.register("web", backend).await;
+    }
+    for name in ["hung", "b", "c"] {
+        lb.wait_health(name, true).await;
+    }
+    let (status, settings) = lb
+        .call(
+            "PUT",
+            "/settings",
+            Some(
+                json!({"connect_timeout_ms": 500, "response_timeout_ms": 1000,
+                        "max_failures": 3, "balance": "round_robin"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{settings}");
+
+    // 8 clients, each sending GETs one after another for 6 s.
+    let until = tokio::time::Instant::now() + Duration::from_secs(6);
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let listen = lb.listen.clone();
+        clients.spawn(async move {
+            let mut seen = Vec::new();
+            while tokio::time::Instant::now() < until {
+                let sent = std::time::Instant::now();
+                let answer = http::get(&listen, "/", Duration::from_secs(20)).await;
+                seen.push((answer.map(|a| (a.status, a.text())), sent.elapsed()));
+            }
+            seen
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    signal(hung.process.pid(), false, Signal::STOP);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = lb.backend_status("hung").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    signal(hung.process.pid(), false, Signal::CONT);
+
+    let mut answers = Vec::new();
+    while let Some(seen) = clients.join_next().await {
+        answers.extend(seen.unwrap());
+    }
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(answer, _)| !matches!(answer, Ok((200, _))))
+        .collect();
+    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+    assert!(answers.len() > 100, "{} requests", answers.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(3)]
+    );
+    // The timeout, a retry, and scheduling: far from the 4 s hang.
+    assert!(
+        slowest < Duration::from_millis(2500),
+        "a request waited {slowest:?} for the hung backend"
+    );
+    assert_eq!(
+        during["healthy"],
+        json!(false),
+        "out of service while hung: {during}"
+    );
+    lb.wait_health("hung", true).await;
 }

@@ -1385,7 +1385,9 @@ async fn blue_green_analysis_switches_back_from_a_failing_new_set() {
     };
     write("v1", "0");
     work.apply(&[]);
-    write("v2", "0.5");
+    // 30% errors: over the analysis's 10%, under the half of its requests
+    // that would make the load balancer eject an instance itself.
+    write("v2", "0.3");
     let plan = work.plan(&[]);
     assert!(plan.contains("old kept 3s, analysed"), "{plan}");
     assert!(

@@ -260,3 +260,175 @@ fn a_diagnostic_on_a_line_too_long_to_show_names_its_place() {
         assert!(err.len() < 10_000, "the line itself is not printed");
     }
 }
+
+/// `n` locals, each a list of the previous one twice: 2^n values built
+/// from shared parts in n lines.
+fn doubling_lists(n: usize, then: &str) -> String {
+    let mut text = String::from("locals {\n  l0 = [\"x\", \"y\"]\n");
+    for i in 1..=n {
+        text.push_str(&format!("  l{i} = [local.l{}, local.l{}]\n", i - 1, i - 1));
+    }
+    text.push_str(then);
+    text.push_str("}\n");
+    text
+}
+
+/// Values that double at every step are cheap to build (their parts are
+/// shared) and exponential to walk: comparing, encoding, sorting or
+/// flattening them, or saving one as an output, ran for minutes and took
+/// gigabytes. Each is now an `evaluation_too_large` error at the
+/// expression, found within the step budget.
+#[test]
+fn values_that_double_at_every_step_are_bounded() {
+    let cases = [
+        ("  eq = local.l40 == local.l40\n", "comparing"),
+        (
+            "  j = jsonencode(local.l40)\n",
+            "`jsonencode` here would walk",
+        ),
+        (
+            "  s = sort(flatten(local.l40))\n",
+            "`flatten` here would walk",
+        ),
+        ("  d = distinct(local.l40)\n", "`distinct` here would walk"),
+        (
+            "  r = replace(join(\"\", flatten(local.l15)), \"\", join(\"\", flatten(local.l15)))\n",
+            "over the 16 MiB",
+        ),
+    ];
+    for (then, expected) in cases {
+        let checked = check_file(doubling_lists(40, then).as_bytes());
+        let found = messages(&checked);
+        assert!(
+            found.iter().any(|m| m.contains(expected)),
+            "{then}: {found:?}"
+        );
+        assert!(
+            checked
+                .diagnostics
+                .iter()
+                .any(|d| d.code == Code::EvaluationTooLarge || d.code == Code::FunctionError),
+            "{then}"
+        );
+    }
+    let mut output = doubling_lists(40, "");
+    output.push_str("output all {\n  value = local.l40\n}\n");
+    let checked = check_file(output.as_bytes());
+    assert!(
+        messages(&checked)
+            .iter()
+            .any(|m| m.contains("this value holds more than 1000000 values")),
+        "{:?}",
+        messages(&checked)
+    );
+    // A string that doubles at every step.
+    let mut text = String::from("locals {\n  s0 = \"xxxxxxxxxxxxxxxx\"\n");
+    for i in 1..=40 {
+        text.push_str(&format!(
+            "  s{i} = \"${{local.s{}}}${{local.s{}}}\"\n",
+            i - 1,
+            i - 1
+        ));
+    }
+    text.push_str("}\n");
+    let checked = check_file(text.as_bytes());
+    assert!(
+        messages(&checked)
+            .iter()
+            .any(|m| m.contains("over the 16 MiB a value may have")),
+        "{:?}",
+        messages(&checked)
+    );
+}
+
+/// `file()` of a device or a FIFO is refused before reading (`/dev/zero`
+/// read until memory ran out).
+#[test]
+fn file_reads_only_regular_files_and_at_most_its_limit() {
+    let checked = check_file(b"locals {\n  z = file(\"/dev/zero\")\n}\n");
+    assert!(
+        messages(&checked)
+            .iter()
+            .any(|m| m.contains("is not a regular file")),
+        "{:?}",
+        messages(&checked)
+    );
+}
+
+/// A module that calls the next one twice, 20 levels deep, is 2^21 module
+/// instances: refused once the configuration loads 10,000.
+#[test]
+fn a_module_tree_that_doubles_at_every_level_is_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for level in 0..20 {
+        let module = dir.path().join(format!("m{level}"));
+        std::fs::create_dir(&module).unwrap();
+        let body = if level < 19 {
+            format!(
+                "module a {{\n  source = \"../m{0}\"\n}}\n\nmodule b {{\n  source = \"../m{0}\"\n}}\n",
+                level + 1
+            )
+        } else {
+            "locals {\n  x = 1\n}\n".to_string()
+        };
+        std::fs::write(module.join("main.infra"), body).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("main.infra"),
+        "module a {\n  source = \"./m0\"\n}\n",
+    )
+    .unwrap();
+    let checked = check(&CheckOptions {
+        dir: dir.path().to_path_buf(),
+        ..CheckOptions::default()
+    });
+    assert!(
+        messages(&checked)
+            .iter()
+            .any(|m| m.contains("more than 10000 module instances")),
+        "{:?}",
+        messages(&checked)
+    );
+}
+
+/// A function that rejects a value computed from a secret does not quote
+/// it: the diagnostic keeps its code, place and help, and hides the rest.
+#[test]
+fn errors_about_secret_values_do_not_quote_them() {
+    let text = r#"
+variable token {
+  type      = string
+  sensitive = true
+  default   = "hunter2-do-not-print"
+}
+
+locals {
+  port = tonumber(var.token)
+  plain = tonumber("not-a-secret")
+}
+
+resource local_file f {
+  path    = "out.txt"
+  content = format("%d", "${var.token}-suffix")
+}
+"#;
+    let checked = check_file(text.as_bytes());
+    let found = messages(&checked);
+    assert!(
+        found.iter().all(|m| !m.contains("hunter2")),
+        "a secret is quoted: {found:?}"
+    );
+    let hidden = checked
+        .diagnostics
+        .iter()
+        .filter(|d| {
+            d.message
+                .contains("computed from a sensitive value (details hidden)")
+        })
+        .count();
+    assert_eq!(hidden, 2, "{found:?}");
+    assert!(
+        found.iter().any(|m| m.contains("not-a-secret")),
+        "other values are still quoted: {found:?}"
+    );
+}

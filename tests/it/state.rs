@@ -433,3 +433,49 @@ fn state_files_are_private_and_keep_the_mode_a_user_set() {
     assert_eq!(mode(&path), 0o640, "the user's mode is kept");
     assert_eq!(mode(&backup_path(&path)), 0o640);
 }
+
+/// Lock races: 200 rounds of 2 to 8 contenders released at once. Exactly
+/// one holds the lock each round, and every other is told who (the
+/// holder's id, never an empty or half-written lock).
+#[test]
+fn exactly_one_of_many_racing_runs_takes_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = std::sync::Arc::new(dir.path().join("infra.state.json"));
+    let mut refusals = 0;
+    for round in 0..200 {
+        let contenders = 2 + round % 7;
+        let start = std::sync::Arc::new(std::sync::Barrier::new(contenders));
+        let threads: Vec<_> = (0..contenders)
+            .map(|_| {
+                let (state, start) = (state.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let result = StateLock::acquire(&state, "apply");
+                    // Hold it until everyone has tried.
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    result
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let winners: Vec<&StateLock> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {} holders", winners.len());
+        let holder = &winners[0].info.id;
+        for result in &results {
+            match result {
+                Ok(_) => {}
+                Err(LockError::Held(info)) => {
+                    assert_eq!(
+                        &info.id, holder,
+                        "round {round}: the refusal names the holder"
+                    );
+                    refusals += 1;
+                }
+                Err(other) => panic!("round {round}: {other}"),
+            }
+        }
+        drop(results);
+        assert!(!lock_path(&state).exists(), "round {round}: released");
+    }
+    assert_eq!(refusals, (0..200).map(|r| 1 + r % 7).sum::<usize>());
+}

@@ -142,8 +142,10 @@ impl Provider for LocalProvider {
             let state = match request.type_name.as_str() {
                 "local_file" => file::update(&request.prior, request.config)?,
                 "local_deployment" => return Err(rolled_out_by_the_engine()),
-                // `listen`, its only argument, replaces it.
-                "local_lb" => request.config,
+                // `listen` replaces it; its settings change in place.
+                "local_lb" => {
+                    load_balancer::update(&self.runtime(), &request.prior, request.config).await?
+                }
                 other => return Err(unknown_type(other)),
             };
             Ok(ObjectResponse::from(state))

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::lb::protocol::{
-    Announcement, BackendStatus, Deregistered, ErrorBody, PoolTotals, Registration, Routes, Status,
-    Weights,
+    Announcement, BackendStatus, Balance, Deregistered, ErrorBody, PoolTotals, Registration,
+    Routes, Settings, Status, Weights,
 };
 use crate::runtime::http::{self, Request};
 use crate::runtime::process::{self, Detach, ProcessId, Spawn};
@@ -35,6 +35,29 @@ pub(crate) fn schema() -> ResourceSchema {
                 Attribute::required(AttributeType::String)
                     .force_new()
                     .describe("where clients connect, e.g. \"127.0.0.1:8080\" (loopback)"),
+            ),
+            (
+                "connect_timeout",
+                Attribute::optional_computed(AttributeType::String)
+                    .describe("how long a connection to a backend may take (default \"1s\"); changed in place"),
+            ),
+            (
+                "response_timeout",
+                Attribute::optional_computed(AttributeType::String).describe(
+                    "how long a backend may take to answer whole (default \"30s\"); an idempotent request that times out is tried once on another backend, else the client gets 504",
+                ),
+            ),
+            (
+                "max_failures",
+                Attribute::optional_computed(AttributeType::Number).describe(
+                    "failed requests in a row (5xx, timeout, connection error) that take a backend out of service until its health checks pass again; 0 never (default 5)",
+                ),
+            ),
+            (
+                "balance",
+                Attribute::optional_computed(AttributeType::String).describe(
+                    "\"round_robin\" (default) or \"least_outstanding\": the backend with the fewest requests in flight",
+                ),
             ),
             (
                 "id",
@@ -59,10 +82,118 @@ pub(crate) fn schema() -> ResourceSchema {
     )
 }
 
-pub(crate) fn validate(config: &Attributes) -> Vec<Diagnostic> {
-    let Some(listen) = config.get("listen").and_then(Value::as_str) else {
-        return Vec::new();
+/// The settings `config` asks for, defaults filled in.
+fn settings_of(config: &Attributes) -> Result<Settings, ProviderError> {
+    let defaults = Settings::default();
+    let millis = |name: &str, default: u64| -> Result<u64, ProviderError> {
+        match config.get(name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::String(text)) => parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .ok_or_else(|| {
+                    ProviderError::new(format!(
+                        "`{name}` = \"{text}\" is not a duration over zero like \"2s\" or \"500ms\""
+                    ))
+                    .at(name)
+                }),
+            Some(other) => Err(ProviderError::new(format!(
+                "`{name}` must be a duration like \"2s\", not {other}"
+            ))
+            .at(name)),
+        }
     };
+    let max_failures = match config.get("max_failures") {
+        None | Some(Value::Null) => defaults.max_failures,
+        Some(value) => value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                ProviderError::new(format!(
+                    "`max_failures` must be a whole number (0: never), not {value}"
+                ))
+                .at("max_failures")
+            })?,
+    };
+    let balance = match config.get("balance").and_then(Value::as_str) {
+        None => defaults.balance,
+        Some("round_robin") => Balance::RoundRobin,
+        Some("least_outstanding") => Balance::LeastOutstanding,
+        Some(other) => {
+            return Err(ProviderError::new(format!(
+                "`balance` = \"{other}\": use \"round_robin\" or \"least_outstanding\""
+            ))
+            .at("balance"));
+        }
+    };
+    Ok(Settings {
+        connect_timeout_ms: millis("connect_timeout", defaults.connect_timeout_ms)?,
+        response_timeout_ms: millis("response_timeout", defaults.response_timeout_ms)?,
+        max_failures,
+        balance,
+    })
+}
+
+/// The settings as the state records them: what the configuration wrote
+/// (its own spelling), defaults as written in the docs.
+fn recorded_settings(config: &Attributes) -> [(String, Value); 4] {
+    let given = |name: &str, default: Value| {
+        (
+            name.to_string(),
+            config
+                .get(name)
+                .filter(|v| !v.is_null())
+                .cloned()
+                .unwrap_or(default),
+        )
+    };
+    [
+        given("connect_timeout", json!("1s")),
+        given("response_timeout", json!("30s")),
+        given("max_failures", json!(Settings::default().max_failures)),
+        given("balance", json!("round_robin")),
+    ]
+}
+
+/// Settings as a running load balancer reports them, in the state's form.
+fn reported_settings(settings: &Settings) -> [(String, Value); 4] {
+    [
+        (
+            "connect_timeout".into(),
+            json!(format!("{}ms", settings.connect_timeout_ms)),
+        ),
+        (
+            "response_timeout".into(),
+            json!(format!("{}ms", settings.response_timeout_ms)),
+        ),
+        ("max_failures".into(), json!(settings.max_failures)),
+        (
+            "balance".into(),
+            json!(match settings.balance {
+                Balance::RoundRobin => "round_robin",
+                Balance::LeastOutstanding => "least_outstanding",
+            }),
+        ),
+    ]
+}
+
+pub(crate) fn validate(config: &Attributes) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    if let Err(error) = settings_of(config) {
+        let mut diagnostic = Diagnostic::error(error.message);
+        if let Some(attribute) = error.attribute {
+            diagnostic = diagnostic.at(&attribute);
+        }
+        problems.push(diagnostic);
+    }
+    let Some(listen) = config.get("listen").and_then(Value::as_str) else {
+        return problems;
+    };
+    problems.extend(validate_listen(listen));
+    problems
+}
+
+fn validate_listen(listen: &str) -> Vec<Diagnostic> {
     match listen.parse::<std::net::SocketAddr>() {
         Ok(addr) if addr.ip().is_loopback() => Vec::new(),
         Ok(_) => vec![
@@ -185,6 +316,21 @@ impl AdminApi {
             .map(drop)
     }
 
+    /// `GET /settings`.
+    pub async fn settings(&self) -> Result<Settings, ProviderError> {
+        Ok(self
+            .call::<Settings>("GET", "/settings", None::<&()>)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// `PUT /settings`: for the next request on.
+    pub async fn set_settings(&self, settings: &Settings) -> Result<(), ProviderError> {
+        self.call::<Settings>("PUT", "/settings", Some(settings))
+            .await
+            .map(drop)
+    }
+
     /// `PUT /weights`: the pools' weights, all at once.
     pub async fn set_weights(&self, weights: &Weights) -> Result<(), ProviderError> {
         self.call::<Status>("PUT", "/weights", Some(weights))
@@ -211,16 +357,50 @@ fn listen_of(attributes: &Attributes) -> Result<&str, ProviderError> {
         .ok_or_else(|| ProviderError::new("`listen` is required"))
 }
 
-fn state_of(listen: &str, admin: &str, id: ProcessId) -> Attributes {
+fn state_of(
+    listen: &str,
+    admin: &str,
+    id: ProcessId,
+    settings: [(String, Value); 4],
+) -> Attributes {
     let (pid, started) = id.to_json();
-    [
+    let mut state: Attributes = [
         ("listen".to_string(), json!(listen)),
         ("id".to_string(), json!(listen)),
         ("admin".to_string(), json!(admin)),
         ("pid".to_string(), pid),
         ("started".to_string(), started),
     ]
-    .into()
+    .into();
+    state.extend(settings);
+    state
+}
+
+/// Gives the running load balancer at `admin` the settings of `config`.
+async fn configure(
+    runtime: &RuntimeDir,
+    listen: &str,
+    config: &Attributes,
+) -> Result<(), ProviderError> {
+    let settings = settings_of(config)?;
+    let api = AdminApi::find(runtime, listen).ok_or_else(|| {
+        ProviderError::new(format!("the load balancer on {listen} is not running"))
+            .with_code("LoadBalancerUnreachable")
+    })?;
+    api.set_settings(&settings).await
+}
+
+/// `listen`'s settings changed in place.
+pub(crate) async fn update(
+    runtime: &RuntimeDir,
+    prior: &Attributes,
+    config: Attributes,
+) -> Result<Attributes, ProviderError> {
+    let listen = listen_of(&config)?;
+    configure(runtime, listen, &config).await?;
+    let mut state = prior.clone();
+    state.extend(recorded_settings(&config));
+    Ok(state)
 }
 
 /// The load balancer announced for `listen`, if it runs and answers.
@@ -244,7 +424,8 @@ pub(crate) async fn create(
     std::fs::create_dir_all(&dir).map_err(|e| io(&format!("create {}", dir.display()), e))?;
     // One left by an apply that was killed before it could save: adopt it.
     if let Some((admin, id)) = running(runtime, listen).await {
-        return Ok(state_of(listen, &admin, id));
+        configure(runtime, listen, config).await?;
+        return Ok(state_of(listen, &admin, id, recorded_settings(config)));
     }
     let token_file = dir.join("token");
     if !token_file.exists() {
@@ -286,7 +467,8 @@ pub(crate) async fn create(
         if let Some((admin, announced)) = running(runtime, listen).await
             && announced.pid == id.pid
         {
-            return Ok(state_of(listen, &admin, id));
+            configure(runtime, listen, config).await?;
+            return Ok(state_of(listen, &admin, id, recorded_settings(config)));
         }
         if !id.is_running() || Instant::now() > deadline {
             process::stop(id, false, Duration::from_secs(2)).await;
@@ -308,7 +490,17 @@ pub(crate) async fn read(runtime: &RuntimeDir, state: Attributes) -> Option<Attr
     }
     let listen = listen_of(&state).ok()?;
     let (admin, announced) = running(runtime, listen).await?;
-    (announced.pid == id.pid).then(|| state_of(listen, &admin, id))
+    if announced.pid != id.pid {
+        return None;
+    }
+    // Settings changed behind infra's back show as drift.
+    let recorded = recorded_settings(&state);
+    let settings = match AdminApi::find(runtime, listen)?.settings().await {
+        Ok(now) if settings_of(&state).is_ok_and(|wanted| wanted == now) => recorded,
+        Ok(now) => reported_settings(&now),
+        Err(_) => recorded,
+    };
+    Some(state_of(listen, &admin, id, settings))
 }
 
 pub(crate) async fn delete(runtime: &RuntimeDir, state: &Attributes) {

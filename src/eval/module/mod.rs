@@ -348,7 +348,9 @@ impl<'c> ModuleEvaluation<'c, '_> {
             Node::Output(name) => {
                 let output = &self.config.declarations.outputs[name];
                 let Some(expr) = &output.value else { return };
-                let value = self.eval_in_scope(expr);
+                let value = self
+                    .eval_in_scope(expr)
+                    .and_then(|value| self.evaluator(None, None).bounded(value, expr.span));
                 let ok = value.is_ok();
                 self.result.outputs.insert(
                     name.to_string(),
@@ -441,8 +443,16 @@ impl<'c> ModuleEvaluation<'c, '_> {
         Evaluator::new(scope, self.diagnostics, self.budget)
     }
 
-    fn eval_in_scope(&mut self, expr: &Expr) -> EvalResult {
-        self.evaluator(None, None).eval(expr)
+    /// Evaluates `expr` in the module's scope; an error in an expression
+    /// computed from a secret hides its details (a function's message may
+    /// quote the value).
+    fn eval_in_scope(&mut self, expr: &'c Expr) -> EvalResult {
+        let mark = self.diagnostics.len();
+        let value = self.evaluator(None, None).eval(expr);
+        if self.diagnostics.len() > mark && self.is_sensitive(expr) {
+            self.diagnostics.redact_from(mark);
+        }
+        value
     }
 
     /// Evaluates a block body into an object: attributes by name; unlabelled

@@ -171,11 +171,25 @@ impl<'c> ModuleEvaluation<'c, '_> {
         self.sensitive_attributes.insert(id, sensitive.clone());
         let mut ok = true;
         let mut objects: Vec<(InstanceKey, Value)> = Vec::new();
+        // An error in an argument computed from a secret hides its details
+        // (a function's message may quote the value).
+        let secret_arguments: Vec<bool> = resource
+            .arguments
+            .iter()
+            .map(|argument| self.is_sensitive(&argument.value))
+            .collect();
         for (key, count_index, each) in instances {
             let mut evaluator = self.evaluator(count_index, each);
             let mut arguments = BTreeMap::new();
-            for argument in &resource.arguments {
-                match evaluator.eval(&argument.value) {
+            for (argument, secret) in resource.arguments.iter().zip(&secret_arguments) {
+                let mark = evaluator.diagnostics.len();
+                let value = evaluator
+                    .eval(&argument.value)
+                    .and_then(|value| evaluator.bounded(value, argument.value.span));
+                if *secret {
+                    evaluator.diagnostics.redact_from(mark);
+                }
+                match value {
                     Ok(value) => {
                         let value = match schema.and_then(|s| s.attributes.get(&argument.name.name))
                         {

@@ -192,7 +192,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
         if had_problems {
             return Err(Failed);
         }
-        self.eval_in_scope(expr)
+        // A constant: it refers to nothing, sensitive or not.
+        self.evaluator(None, None).eval(expr)
     }
 
     pub(super) fn check_unused_inputs(&mut self, inputs: &Inputs) {

@@ -10,6 +10,8 @@
 //! | `PUT /backends/ID` | `{"pool", "addr", "health": {"path", "interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold"}}` | registers (the same again changes nothing) |
 //! | `DELETE /backends/ID?drain_ms=N` | | no new requests; waits up to N ms for those in flight; removes |
 //! | `PUT /weights` | `{"POOL": WEIGHT, …}` | sets pool weights at once, connections untouched |
+//! | `GET /settings` | | how slow and failing backends are treated |
+//! | `PUT /settings` | `{"connect_timeout_ms", "response_timeout_ms", "max_failures", "balance"}` | takes effect for the next request |
 //! | `GET /metrics` | | Prometheus text (see `metrics.rs`) |
 
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use serde::Serialize;
 
 use super::health;
 use super::pools::Backend;
-use super::protocol::{Deregistered, ErrorBody, Registration, Routes, Weights};
+use super::protocol::{Deregistered, ErrorBody, Registration, Routes, Settings, Weights};
 use super::proxy::{BackendClient, Body, Shared, plain};
 
 pub struct Admin {
@@ -104,6 +106,20 @@ impl Admin {
                 };
                 pools.set_weights(&weights);
                 json_response(StatusCode::OK, &pools.status())
+            }
+            (&Method::GET, "/settings") => json_response(StatusCode::OK, &pools.settings()),
+            (&Method::PUT, "/settings") => {
+                let Ok(settings) = serde_json::from_slice::<Settings>(&body) else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "settings are {\"connect_timeout_ms\": N, \"response_timeout_ms\": N, \"max_failures\": N, \"balance\": \"round_robin\" | \"least_outstanding\"}",
+                    );
+                };
+                if settings.connect_timeout_ms == 0 || settings.response_timeout_ms == 0 {
+                    return error(StatusCode::BAD_REQUEST, "timeouts must be over 0 ms");
+                }
+                self.shared.set_settings(settings);
+                json_response(StatusCode::OK, &pools.settings())
             }
             (&Method::PUT, "/routes") => {
                 let Ok(routes) = serde_json::from_slice::<Routes>(&body) else {

@@ -142,7 +142,7 @@ async fn serve(options: Options) -> Result<(), String> {
     let shared = Arc::new(proxy::Shared::new());
     let admin = Arc::new(admin::Admin {
         shared: shared.clone(),
-        client: proxy::backend_client(),
+        client: shared.backend_client(),
         token,
     });
     tokio::spawn(accept(admin_listener, move |request| {
@@ -174,10 +174,8 @@ async fn serve(options: Options) -> Result<(), String> {
                             return;
                         }
                     };
-                    let proxy = Arc::new(proxy::Proxy {
-                        shared,
-                        client: proxy::backend_client(),
-                    });
+                    let client = shared.backend_client();
+                    let proxy = Arc::new(proxy::Proxy { shared, client });
                     let _ = started.send(Ok(())).await;
                     accept(listener, move |request| proxy.clone().handle(request)).await;
                 });

@@ -5,7 +5,13 @@
 //! of requests each pool's share is as close to its weight as whole
 //! requests allow, with no randomness, so a 90/10 split is 90/10. Only
 //! pools with a backend that can take traffic (healthy, not draining)
-//! count. Inside a pool, backends take turns.
+//! count. Inside a pool, backends take turns — or, with `balance =
+//! least_outstanding`, the one with the fewest requests in flight takes
+//! the next (in turn among equals), so a slow backend gets fewer. A
+//! backend that fails `max_failures` requests in a row, or more than half
+//! of at least 20 in 10 s, is taken out of service until its health checks
+//! pass again (passive health, as Envoy's outlier detection) — unless no
+//! other backend of its pool is in service.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::metrics::Series;
-use super::protocol::{BackendStatus, PoolStatus, Routes, Status};
+use super::protocol::{BackendStatus, Balance, PoolStatus, Routes, Settings, Status};
 
 /// An active health check, as ELBv2 defines one.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +64,13 @@ pub struct Backend {
     pub in_flight: AtomicU64,
     pub passes: AtomicU32,
     pub failures: AtomicU32,
+    /// Requests in a row that failed (5xx, timeout, connection error).
+    pub failed_in_a_row: AtomicU32,
+    /// The current failure-rate window: when it started (ms after the
+    /// process started), its requests and failures.
+    window_started_ms: AtomicU64,
+    window_requests: AtomicU32,
+    window_failures: AtomicU32,
     /// Notified when `in_flight` drops to zero.
     pub idle: Notify,
     /// Where its answers are counted.
@@ -87,6 +100,10 @@ impl Backend {
             in_flight: AtomicU64::new(0),
             passes: AtomicU32::new(0),
             failures: AtomicU32::new(0),
+            failed_in_a_row: AtomicU32::new(0),
+            window_started_ms: AtomicU64::new(0),
+            window_requests: AtomicU32::new(0),
+            window_failures: AtomicU32::new(0),
             idle: Notify::new(),
             series,
         }
@@ -121,6 +138,38 @@ impl Backend {
             }
         }
         None
+    }
+
+    /// Records how a request to it ended; whether it should now be taken
+    /// out of service: `max_failures` failures in a row (0: never), or
+    /// over half of at least [`RATE_MIN_REQUESTS`] requests failed in the
+    /// current [`RATE_WINDOW`].
+    pub fn record_answer(&self, failed: bool, max_failures: u32) -> bool {
+        if max_failures == 0 {
+            return false;
+        }
+        let now = u64::try_from(process_clock().as_millis()).unwrap_or(u64::MAX);
+        let started = self.window_started_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(started) > RATE_WINDOW.as_millis() as u64 {
+            self.window_started_ms.store(now, Ordering::Relaxed);
+            self.window_requests.store(0, Ordering::Relaxed);
+            self.window_failures.store(0, Ordering::Relaxed);
+        }
+        let requests = self.window_requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if !failed {
+            self.failed_in_a_row.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let failures = self.window_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let in_a_row = self.failed_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        let eject =
+            in_a_row >= max_failures || (requests >= RATE_MIN_REQUESTS && failures * 2 > requests);
+        if eject {
+            self.failed_in_a_row.store(0, Ordering::Relaxed);
+            self.window_requests.store(0, Ordering::Relaxed);
+            self.window_failures.store(0, Ordering::Relaxed);
+        }
+        eject
     }
 
     /// A connection to it was refused: out at once (the checks bring it
@@ -170,18 +219,32 @@ struct Pool {
 }
 
 impl Pool {
-    /// Round robin among its backends that can take a request, other than
-    /// `except`; the request counted in flight.
-    fn next_backend(&mut self, except: Option<&str>) -> Option<InFlight> {
+    /// The next of its backends that can take a request, other than
+    /// `except` (in turn, or the least busy in turn among equals); the
+    /// request counted in flight.
+    fn next_backend(&mut self, except: Option<&str>, balance: Balance) -> Option<InFlight> {
         let count = self.backends.len();
+        let mut chosen: Option<(usize, u64)> = None;
         for step in 0..count {
-            let backend = &self.backends[(self.next + step) % count];
-            if backend.takes_traffic() && Some(backend.id.as_str()) != except {
-                self.next = (self.next + step + 1) % count;
-                return Some(backend.start_request());
+            let at = (self.next + step) % count;
+            let backend = &self.backends[at];
+            if !backend.takes_traffic() || Some(backend.id.as_str()) == except {
+                continue;
+            }
+            let busy = match balance {
+                Balance::RoundRobin => 0,
+                Balance::LeastOutstanding => backend.in_flight.load(Ordering::Acquire),
+            };
+            if chosen.is_none_or(|(_, least)| busy < least) {
+                chosen = Some((at, busy));
+                if busy == 0 {
+                    break;
+                }
             }
         }
-        None
+        let (at, _) = chosen?;
+        self.next = (at + 1) % count;
+        Some(self.backends[at].start_request())
     }
 }
 
@@ -190,6 +253,18 @@ impl Pool {
 pub struct Pools {
     inner: Mutex<BTreeMap<String, Pool>>,
     routes: Mutex<Routes>,
+    settings: std::sync::RwLock<Settings>,
+}
+
+/// The window of failure-rate ejection.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// The fewest requests in a window that failure-rate ejection judges.
+pub const RATE_MIN_REQUESTS: u32 = 20;
+
+/// Time since the load balancer started.
+fn process_clock() -> Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
 }
 
 /// The weight a pool gets when its first backend registers.
@@ -273,8 +348,35 @@ impl Pools {
     /// other than `except`; `None` when it has none that can take it (the
     /// request is then chosen for by weight, as any other).
     pub fn choose_in(&self, pool: &str, except: Option<&str>) -> Option<InFlight> {
+        let balance = self.settings().balance;
         let mut pools = self.inner.lock().unwrap();
-        pools.get_mut(pool)?.next_backend(except)
+        pools.get_mut(pool)?.next_backend(except, balance)
+    }
+
+    /// Takes `backend` out of service (its health checks bring it back)
+    /// unless no other backend of its pool takes traffic: failing open
+    /// beats answering every request with 503. Whether it was taken out.
+    pub fn eject(&self, backend: &Backend) -> bool {
+        let pools = self.inner.lock().unwrap();
+        let others_serve = pools.get(&backend.pool).is_some_and(|pool| {
+            pool.backends
+                .iter()
+                .any(|other| other.id != backend.id && other.takes_traffic())
+        });
+        if others_serve && backend.healthy.load(Ordering::Acquire) {
+            backend.mark_down();
+            return true;
+        }
+        false
+    }
+
+    /// How slow and failing backends are treated now.
+    pub fn settings(&self) -> Settings {
+        *self.settings.read().unwrap()
+    }
+
+    pub fn set_settings(&self, settings: Settings) {
+        *self.settings.write().unwrap() = settings;
     }
 
     /// The backend for the next request, other than `except` (a retry),
@@ -287,6 +389,7 @@ impl Pools {
     /// retired, and it answers if the new one fails before infra switches
     /// back.
     pub fn choose(&self, except: Option<&str>) -> Option<InFlight> {
+        let balance = self.settings().balance;
         let mut pools = self.inner.lock().unwrap();
         let has_backend = |pool: &Pool| {
             pool.backends
@@ -315,7 +418,7 @@ impl Pools {
         }
         let pool = best?;
         pool.current -= total;
-        pool.next_backend(except)
+        pool.next_backend(except, balance)
     }
 
     /// Stops new requests to a backend. Once this returns, every request

@@ -20,6 +20,44 @@ pub struct Announcement {
     pub admin: String,
 }
 
+/// How the load balancer treats slow and failing backends (`GET` and
+/// `PUT /settings`; `local_lb`'s arguments of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// How long a connection to a backend may take.
+    pub connect_timeout_ms: u64,
+    /// How long a backend may take to answer a request whole.
+    pub response_timeout_ms: u64,
+    /// Consecutive failures (a 5xx, a timeout, a refused or broken
+    /// connection) that take a backend out of service until its health
+    /// checks pass again; 0: never.
+    pub max_failures: u32,
+    pub balance: Balance,
+}
+
+/// How a pool picks the backend for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// In turn.
+    RoundRobin,
+    /// The one with the fewest requests in flight (in turn among equals):
+    /// a slow backend gets fewer.
+    LeastOutstanding,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            connect_timeout_ms: 1_000,
+            response_timeout_ms: 30_000,
+            max_failures: 5,
+            balance: Balance::RoundRobin,
+        }
+    }
+}
+
 /// A backend's health check as registered; a missing field (or a
 /// threshold of 0) takes the default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

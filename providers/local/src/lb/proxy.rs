@@ -1,19 +1,28 @@
 //! The data path: every client request goes to a backend chosen by
 //! [`Pools::choose`], over pooled keep-alive connections.
 //!
-//! A request that got no answer from its backend is sent once more to
-//! another backend when that is safe: always if the connection could not be
-//! made (nothing was sent), and for idempotent methods (GET, HEAD, PUT,
-//! DELETE, OPTIONS) if the backend closed the connection before answering —
-//! as nginx's `proxy_next_upstream error` does. A backend that refused a
-//! connection is marked down at once; its health checks bring it back.
+//! Every backend call is bounded: the connection by `connect_timeout`, the
+//! whole answer by `response_timeout` (the load balancer's [`Settings`],
+//! changed live through the admin API). A request that got no answer from
+//! its backend is sent once more to another backend when that is safe:
+//! always if the connection could not be made (nothing was sent), and for
+//! idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) if the backend
+//! closed the connection or did not answer in time — as nginx's
+//! `proxy_next_upstream error timeout` does. Otherwise the client gets 502
+//! (504 on a timeout). A backend that refused a connection is marked down
+//! at once; one that fails too many requests (5xx answers count: see
+//! `pools.rs`) too; its health checks bring it back.
 //!
 //! Bodies are read whole before they are forwarded (both ways): a request
 //! can then be retried, and a backend counts a request in flight until its
 //! answer has been read, which is what draining waits for.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -26,9 +35,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::metrics::{Metrics, Series};
 use super::pools::Pools;
+use super::protocol::Settings;
 
 pub type Body = Full<Bytes>;
-pub type BackendClient = Client<HttpConnector, Body>;
+pub type BackendClient = Client<TimedConnector, Body>;
 
 /// What every thread of a load balancer process shares.
 pub struct Shared {
@@ -36,17 +46,77 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Where 503s for requests no backend could take are counted.
     pub unrouted: Series,
+    /// `connect_timeout`, read by every connector at each connection.
+    connect_timeout_ms: Arc<AtomicU64>,
 }
 
 impl Shared {
     pub fn new() -> Shared {
         let metrics = Metrics::default();
         let unrouted = metrics.series("none", "none");
+        let settings = Settings::default();
         Shared {
             pools: Pools::default(),
             metrics,
             unrouted,
+            connect_timeout_ms: Arc::new(AtomicU64::new(settings.connect_timeout_ms)),
         }
+    }
+
+    /// Takes new settings; requests that start from now on follow them.
+    pub fn set_settings(&self, settings: Settings) {
+        self.connect_timeout_ms
+            .store(settings.connect_timeout_ms, Ordering::Relaxed);
+        self.pools.set_settings(settings);
+    }
+
+    /// A client with keep-alive connections to backends, on the current
+    /// thread, connecting within the current `connect_timeout`.
+    pub fn backend_client(&self) -> BackendClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let connector = TimedConnector {
+            inner: connector,
+            timeout_ms: self.connect_timeout_ms.clone(),
+        };
+        Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(1024)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector)
+    }
+}
+
+/// hyper's connector, given up on after the current `connect_timeout`
+/// (a backend that accepts no connection — stopped, its backlog full —
+/// costs that long, not the kernel's minutes).
+#[derive(Clone)]
+pub struct TimedConnector {
+    inner: HttpConnector,
+    timeout_ms: Arc<AtomicU64>,
+}
+
+type Connecting<T> =
+    Pin<Box<dyn Future<Output = Result<T, Box<dyn std::error::Error + Send + Sync>>> + Send>>;
+
+impl tower_service::Service<Uri> for TimedConnector {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Connecting<Self::Response>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let timeout = Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed));
+        let connecting = self.inner.call(uri);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected.map_err(Into::into),
+                Err(_) => Err(format!("no connection within {timeout:?}").into()),
+            }
+        })
     }
 }
 
@@ -56,18 +126,6 @@ impl Shared {
 pub struct Proxy {
     pub shared: Arc<Shared>,
     pub client: BackendClient,
-}
-
-/// A client with keep-alive connections to backends, on the current thread.
-pub fn backend_client() -> BackendClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(std::time::Duration::from_secs(1)));
-    connector.set_nodelay(true);
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .pool_max_idle_per_host(1024)
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(connector)
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
@@ -106,6 +164,19 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// How a call to a backend failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// No connection within `connect_timeout`, or refused: nothing sent.
+    NoConnection,
+    /// The connection broke before an answer came.
+    NoAnswer,
+    /// The answer broke off after it started.
+    PartAnswer,
+    /// No whole answer within `response_timeout`.
+    TimedOut,
+}
+
 fn idempotent(method: &Method) -> bool {
     matches!(
         *method,
@@ -135,6 +206,8 @@ impl Proxy {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut tried: Option<String> = None;
         let pools = &self.shared.pools;
+        let settings = pools.settings();
+        let response_timeout = Duration::from_millis(settings.response_timeout_ms);
         let routed = pools.route_of(|name| parts.headers.get(name).and_then(|v| v.to_str().ok()));
         for attempt in 0..2 {
             let chosen = routed
@@ -160,29 +233,40 @@ impl Proxy {
             outgoing
                 .headers_mut()
                 .append("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
-            let answer = match self.client.request(outgoing).await {
-                Ok(response) => {
-                    let (mut response_parts, response_body) = response.into_parts();
-                    match response_body.collect().await {
-                        Ok(collected) => {
-                            strip_hop_by_hop(&mut response_parts.headers);
-                            Ok(Response::from_parts(
-                                response_parts,
-                                Full::new(collected.to_bytes()),
-                            ))
-                        }
-                        // Part of the answer came: it cannot be sent again.
-                        Err(_) => Err(false),
-                    }
-                }
-                Err(error) => {
+            let exchange = async {
+                let response = self.client.request(outgoing).await.map_err(|error| {
                     if error.is_connect() {
-                        backend.mark_down();
+                        Failure::NoConnection
+                    } else {
+                        Failure::NoAnswer
                     }
-                    Err(error.is_connect() || idempotent(&parts.method))
-                }
+                })?;
+                let (mut response_parts, response_body) = response.into_parts();
+                let collected = response_body
+                    .collect()
+                    .await
+                    .map_err(|_| Failure::PartAnswer)?;
+                strip_hop_by_hop(&mut response_parts.headers);
+                Ok(Response::from_parts(
+                    response_parts,
+                    Full::new(collected.to_bytes()),
+                ))
             };
+            let answer = tokio::time::timeout(response_timeout, exchange)
+                .await
+                .unwrap_or(Err(Failure::TimedOut));
+            // Dropping the exchange on a timeout closed its connection.
             drop(in_flight);
+            let failed = answer
+                .as_ref()
+                .map_or(true, |response| response.status().is_server_error());
+            if backend.record_answer(failed, settings.max_failures) && pools.eject(&backend) {
+                tracing::warn!(
+                    backend = %backend.id,
+                    max_failures = settings.max_failures,
+                    "backend taken out of service: too many failed requests"
+                );
+            }
             match answer {
                 Ok(response) => {
                     backend
@@ -190,10 +274,30 @@ impl Proxy {
                         .record(response.status().as_u16(), started.elapsed());
                     return response;
                 }
-                Err(retry) if retry && attempt == 0 => tried = Some(backend.id.clone()),
-                Err(_) => {
-                    backend.series.record(502, started.elapsed());
-                    return plain(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
+                Err(failure) => {
+                    if failure == Failure::NoConnection {
+                        backend.mark_down();
+                    }
+                    let retry = match failure {
+                        // Nothing was sent.
+                        Failure::NoConnection => true,
+                        Failure::NoAnswer | Failure::TimedOut => idempotent(&parts.method),
+                        // Part of the answer came: it cannot be sent again.
+                        Failure::PartAnswer => false,
+                    };
+                    if retry && attempt == 0 {
+                        tried = Some(backend.id.clone());
+                        continue;
+                    }
+                    let (status, text) = match failure {
+                        Failure::TimedOut => (
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "the backend did not answer in time\n",
+                        ),
+                        _ => (StatusCode::BAD_GATEWAY, "the backend failed to answer\n"),
+                    };
+                    backend.series.record(status.as_u16(), started.elapsed());
+                    return plain(status, text);
                 }
             }
         }
