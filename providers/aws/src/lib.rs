@@ -101,6 +101,26 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// The `resource-type` of DescribeTags for the EC2 objects infra tags;
+    /// `None` for those it does not find that way.
+    fn tagged_resource_type(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::Vpc => "vpc",
+            Kind::Subnet => "subnet",
+            Kind::SecurityGroup => "security-group",
+            Kind::InternetGateway => "internet-gateway",
+            Kind::RouteTable => "route-table",
+            Kind::KeyPair => "key-pair",
+            Kind::Instance => "instance",
+            Kind::Eip => "elastic-ip",
+            Kind::LoadBalancer | Kind::TargetGroup | Kind::Listener | Kind::Attachment => {
+                return None;
+            }
+        })
+    }
+}
+
 impl AwsProvider {
     pub fn new() -> AwsProvider {
         AwsProvider::default()
@@ -438,6 +458,67 @@ impl Provider for AwsProvider {
                     }
                     Err(error) => return Err(error),
                 }
+            }
+        })
+    }
+
+    /// Finds the object an interrupted create made by its tags:
+    /// `infra:address` and `infra:lineage` (one DescribeTags each). Load
+    /// balancer objects and attachments are not found this way.
+    fn adopt(&self, request: AdoptRequest) -> BoxFuture<'_, Result<Adoption, ProviderError>> {
+        Box::pin(async move {
+            let kind = Kind::of(&request.type_name)?;
+            let Some(resource_type) = kind.tagged_resource_type() else {
+                return Ok(Adoption::Unknown);
+            };
+            let api = self.api().await;
+            let tagged = |key: &'static str, value: String| {
+                api.call(
+                    "DescribeTags",
+                    api.ec2
+                        .describe_tags()
+                        .filters(values::ids_filter("resource-type", &[resource_type.into()]))
+                        .filters(values::ids_filter("key", &[key.into()]))
+                        .filters(values::ids_filter("value", &[value]))
+                        .send(),
+                )
+            };
+            let ids = |answer: aws_sdk_ec2::operation::describe_tags::DescribeTagsOutput| {
+                answer
+                    .tags()
+                    .iter()
+                    .filter_map(|tag| tag.resource_id().map(str::to_string))
+                    .collect::<std::collections::BTreeSet<String>>()
+            };
+            let at_address =
+                ids(tagged(values::ADDRESS_TAG, request.identity.address.clone()).await?);
+            if at_address.is_empty() {
+                return Ok(Adoption::Absent);
+            }
+            let of_lineage =
+                ids(tagged(values::LINEAGE_TAG, request.identity.lineage.clone()).await?);
+            let mut candidates = Vec::new();
+            for id in at_address.intersection(&of_lineage) {
+                // A terminated instance keeps its tags for a while.
+                if let Some(state) = self.read_one(kind, id, &request.config).await? {
+                    candidates.push(state);
+                }
+            }
+            match candidates.len() {
+                0 => Ok(Adoption::Absent),
+                1 => Ok(Adoption::Found(candidates.remove(0))),
+                _ => Err(ProviderError::new(format!(
+                    "{} {} objects carry the tags of `{}`: {}",
+                    candidates.len(),
+                    request.type_name,
+                    request.identity.address,
+                    candidates
+                        .iter()
+                        .filter_map(|state| state.get("id").and_then(serde_json::Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .with_code("SeveralTagged")),
             }
         })
     }

@@ -684,3 +684,57 @@ async fn throttling_and_server_errors_are_retried() {
         "one call, retried inside"
     );
 }
+
+/// The object of a create an interrupted run never recorded is found by its
+/// `infra:address` and `infra:lineage` tags — and only by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_create_is_found_by_its_tags() {
+    let moto = Moto::start();
+    let aws = provider(&moto);
+    let config = json!({ "cidr_block": "10.7.0.0/16" });
+    let vpc = create(&aws, "aws_vpc", "aws_vpc.lost", config.clone()).await;
+    let adopt = |address: &str, lineage: &str, type_name: &str| AdoptRequest {
+        type_name: type_name.into(),
+        identity: ObjectIdentity {
+            address: address.into(),
+            lineage: lineage.into(),
+        },
+        config: attributes(config.clone()),
+    };
+    match aws
+        .adopt(adopt("aws_vpc.lost", "lineage-1", "aws_vpc"))
+        .await
+        .unwrap()
+    {
+        Adoption::Found(state) => {
+            assert_eq!(state["id"], vpc["id"]);
+            assert_eq!(state["cidr_block"], "10.7.0.0/16");
+        }
+        other => panic!("not found: {other:?}"),
+    }
+    for (address, lineage) in [
+        ("aws_vpc.other", "lineage-1"),
+        ("aws_vpc.lost", "lineage-2"),
+    ] {
+        assert_eq!(
+            aws.adopt(adopt(address, lineage, "aws_vpc")).await.unwrap(),
+            Adoption::Absent,
+            "{address} of {lineage}"
+        );
+    }
+    assert_eq!(
+        aws.adopt(adopt("aws_lb.x", "lineage-1", "aws_lb"))
+            .await
+            .unwrap(),
+        Adoption::Unknown,
+        "load balancers are not found by tags"
+    );
+    delete(&aws, "aws_vpc", &vpc).await;
+    assert_eq!(
+        aws.adopt(adopt("aws_vpc.lost", "lineage-1", "aws_vpc"))
+            .await
+            .unwrap(),
+        Adoption::Absent,
+        "deleted"
+    );
+}
