@@ -124,7 +124,7 @@ pub fn open(
     let stored = backend.read().map_err(|error| fail(error.to_string()))?;
     if let Some(journal) = &stored.recovery.journal {
         eprintln!(
-            "note: an earlier run stopped before saving the state; its journal `{}` restored {} finished change(s), and {} create(s) it had started are looked for",
+            "note: an earlier run stopped before saving the state; its journal `{}` restored {} finished change(s), and planning looks for the objects of {} create(s) it had started",
             journal.display(),
             stored.recovery.restored,
             stored.recovery.pending.len()

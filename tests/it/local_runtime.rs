@@ -1452,3 +1452,60 @@ fn a_stray_instance_no_journal_names_is_found_and_retired() {
     assert_eq!(work.demo_apps(), 2, "{applied}");
     child.wait().unwrap();
 }
+
+/// A load balancer's settings are planned with their defaults, changed in
+/// place (the same process, the new settings live), and a change made
+/// behind infra's back is drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_settings_change_in_place_and_drift() {
+    let work = Workspace::new("local-web");
+    work.apply(&[]);
+    let before = work.lb_process();
+    let defaults = work.admin().settings().await.unwrap();
+    assert_eq!(defaults.response_timeout_ms, 30_000);
+    let main = work.dir.path().join("main.infra");
+    let config = std::fs::read_to_string(&main).unwrap();
+    let listen_line = config
+        .lines()
+        .find(|line| line.trim_start().starts_with("listen"))
+        .expect("the example's local_lb sets listen")
+        .to_string();
+    std::fs::write(
+        &main,
+        config.replacen(
+            &listen_line,
+            &format!(
+                "{listen_line}\n  response_timeout = \"2s\"\n  balance = \"least_outstanding\""
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    let plan = work.plan(&[]);
+    assert!(
+        plan.contains("local_lb.front will be updated in place"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(r#"response_timeout = "30s" -> "2s""#),
+        "{plan}"
+    );
+    work.apply(&[]);
+    assert_eq!(work.lb_process(), before, "the same process");
+    let settings = work.admin().settings().await.unwrap();
+    assert_eq!(settings.response_timeout_ms, 2_000);
+    assert_eq!(
+        settings.balance,
+        infra_provider_local::lb::protocol::Balance::LeastOutstanding
+    );
+    assert!(work.plan(&[]).contains("No changes."));
+    // Someone changes it through the admin API: drift, and apply puts it back.
+    let mut changed = settings;
+    changed.max_failures = 0;
+    work.admin().set_settings(&changed).await.unwrap();
+    let drift = work.infra(&["drift"], &[]);
+    assert_eq!(drift.status.code(), Some(2), "{}", both(&drift));
+    work.apply(&[]);
+    assert_eq!(work.admin().settings().await.unwrap().max_failures, 5);
+    work.infra(&["destroy", "--auto-approve"], &[]);
+}

@@ -104,6 +104,21 @@ impl Provider for LocalProvider {
         }
     }
 
+    /// A load balancer's unset settings are planned as their defaults, not
+    /// as values known only after apply.
+    fn plan(&self, request: PlanRequest) -> BoxFuture<'_, PlanResponse> {
+        Box::pin(async move {
+            let mut planned = request.proposed;
+            if request.type_name == "local_lb" {
+                load_balancer::plan_defaults(&mut planned);
+            }
+            PlanResponse {
+                planned,
+                ..PlanResponse::default()
+            }
+        })
+    }
+
     fn create(
         &self,
         request: CreateRequest,
@@ -182,10 +197,10 @@ impl Provider for LocalProvider {
         })
     }
 
-    /// A file is found by its path. A deployment's instances are found by
-    /// its fleet's journal when it is rolled out again, so there is nothing
-    /// to record now. A load balancer started by a killed run cannot be
-    /// told from another: reported for a person to check.
+    /// A file is found by its path. Nothing else needs recording now: a
+    /// deployment's instances are found by its fleet's journal when it is
+    /// rolled out again, and the create of a load balancer adopts the one
+    /// already running on its `listen`.
     fn adopt(&self, request: AdoptRequest) -> BoxFuture<'_, Result<Adoption, ProviderError>> {
         Box::pin(async move {
             Ok(match request.type_name.as_str() {
@@ -193,7 +208,7 @@ impl Provider for LocalProvider {
                     Some(state) => Adoption::Found(state),
                     None => Adoption::Absent,
                 },
-                "local_deployment" => Adoption::Absent,
+                "local_deployment" | "local_lb" => Adoption::Absent,
                 _ => Adoption::Unknown,
             })
         })

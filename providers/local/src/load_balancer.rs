@@ -155,6 +155,15 @@ fn recorded_settings(config: &Attributes) -> [(String, Value); 4] {
     ]
 }
 
+/// The defaults of the settings a plan leaves unknown (unset, new).
+pub(crate) fn plan_defaults(planned: &mut PlannedAttributes) {
+    for (name, default) in recorded_settings(&Attributes::new()) {
+        if matches!(planned.get(&name), None | Some(Planned::Unknown)) {
+            planned.insert(name, Planned::Known(default));
+        }
+    }
+}
+
 /// Settings as a running load balancer reports them, in the state's form.
 fn reported_settings(settings: &Settings) -> [(String, Value); 4] {
     [
