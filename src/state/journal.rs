@@ -168,7 +168,6 @@ pub fn replay(path: &Path, state: &mut Option<State>) -> Result<Recovery, StateE
 /// Appends entries to the journal; a thread writes and flushes them,
 /// several at once when they come together.
 pub struct Journal {
-    path: PathBuf,
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     durable: tokio::sync::watch::Receiver<Durable>,
@@ -249,15 +248,10 @@ impl Journal {
         let writer = shared.clone();
         let thread = std::thread::spawn(move || write_batches(file, &writer, &durable_tx));
         Ok(Journal {
-            path: path.to_path_buf(),
             shared,
             thread: Mutex::new(Some(thread)),
             durable,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Queues `entry`; its sequence number, for [`Journal::durable`].
