@@ -813,7 +813,9 @@ fn record_dependencies(state: &mut State, instances: &BTreeMap<String, PlannedIn
 }
 
 /// The last touches after an apply: every configured instance's
-/// dependencies, and the outputs as the configuration now evaluates.
+/// dependencies, and the outputs as the configuration now evaluates —
+/// only the outputs, reading the resources they refer to from the state
+/// (a focused evaluation), so that finishing costs what the outputs need.
 fn finish_state(
     state: &mut State,
     instances: &BTreeMap<String, PlannedInstance>,
@@ -825,7 +827,18 @@ fn finish_state(
         if state.resources.is_empty() {
             state.outputs.clear();
         }
-    } else if let Ok(evaluated) = evaluation.against(state) {
+        return;
+    }
+    let outputs: BTreeSet<String> = evaluation
+        .config
+        .declarations
+        .outputs
+        .keys()
+        .map(|name| format!("output.{name}"))
+        .collect();
+    if outputs.is_empty() {
+        state.outputs.clear();
+    } else if let Ok(evaluated) = evaluation.focused(&*state, &outputs) {
         record_outputs(state, &evaluated);
     }
 }

@@ -2,16 +2,22 @@
 //! state (through its backend) up to date with it.
 //!
 //! Every finished change is recorded in memory at once and marked dirty; a
-//! writer thread saves the state as soon as it is dirty, so changes that
-//! finish while a save is in progress share the next one (coalesced). With
-//! a journal (the CLI's runs), a change is durable before its dependents
-//! start: its object is appended to the journal and flushed
+//! writer thread saves the whole state through the backend. With a journal
+//! (the CLI's runs on a local state), a change is durable before its
+//! dependents start: its object is appended to the journal and flushed
 //! ([`WorkingState::record_at`], [`WorkingState::durable`]), and a create
 //! is journaled before the provider is asked ([`WorkingState::creating`]),
 //! so that a run killed at any moment leaves no object recorded nowhere.
+//! The journal costs in proportion to the change; the whole state is then
+//! saved only at the end and at intervals ([`SAVE_INTERVAL`], stretched so
+//! that saving takes at most a twentieth of the run), which keeps the cost
+//! of an apply linear in the configuration. Without a journal the state is
+//! saved as soon as it is dirty, changes that finish during a save sharing
+//! the next one.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use infra_provider_sdk::Attributes;
 
@@ -119,7 +125,17 @@ impl WorkingState {
     }
 }
 
-/// Saves the working state through its backend whenever it changed.
+/// With a journal, the least time between two saves of the whole state
+/// during a run (it holds every change already; the state file is the
+/// compacted form).
+pub const SAVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// With a journal, a save waits at least this many times as long as the
+/// last one took: saves of a large state take a bounded share of the run.
+const SAVE_SHARE: u32 = 20;
+
+/// Saves the working state through its backend whenever it changed (with
+/// a journal: at intervals, and at the end).
 pub struct StateWriter {
     working: Arc<WorkingState>,
     thread: Option<JoinHandle<Result<(), StateError>>>,
@@ -135,14 +151,33 @@ impl StateWriter {
         version: StateVersion,
     ) -> StateWriter {
         let shared = working.clone();
+        let journaled = working.journal.is_some();
         let thread = std::thread::spawn(move || {
             let mut version = version;
             let mut failure = None;
+            // With a journal, the first save of a run waits an interval too.
+            let mut next_save = Instant::now() + SAVE_INTERVAL;
             loop {
                 {
                     let mut signal = shared.writes.lock().expect("writer");
-                    while !signal.dirty && !signal.finished {
-                        signal = shared.wake.wait(signal).expect("writer");
+                    loop {
+                        if signal.finished || (signal.dirty && !journaled) {
+                            break;
+                        }
+                        let now = Instant::now();
+                        if signal.dirty && now >= next_save {
+                            break;
+                        }
+                        signal = match signal.dirty {
+                            false => shared.wake.wait(signal).expect("writer"),
+                            true => {
+                                shared
+                                    .wake
+                                    .wait_timeout(signal, next_save - now)
+                                    .expect("writer")
+                                    .0
+                            }
+                        };
                     }
                     if !signal.dirty {
                         break;
@@ -151,12 +186,15 @@ impl StateWriter {
                 }
                 // Data sources are read anew by every plan: never saved.
                 let state = shared.snapshot().without_data_sources();
-                let started = std::time::Instant::now();
-                match backend.save(&state, &version) {
+                let started = Instant::now();
+                let saved = backend.save(&state, &version);
+                let took = started.elapsed();
+                next_save = Instant::now() + SAVE_INTERVAL.max(took * SAVE_SHARE);
+                match saved {
                     Ok(saved) => {
                         tracing::debug!(
                             resources = state.resources.len(),
-                            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                            elapsed_ms = took.as_secs_f64() * 1000.0,
                             "state saved"
                         );
                         version = saved;

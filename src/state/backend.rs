@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256};
 use super::format::State;
 use super::journal::{Journal, Recovery, journal_path, replay};
 use super::lock::{LockError, LockInfo, StateLock, force_unlock};
-use super::store::{StateError, load_text, save_text};
+use super::store::{StateError, Vouched, load_text, save_text};
 use crate::eval::Value;
 
 /// What a save compares against: the state as it was read (its digest),
@@ -158,7 +158,8 @@ impl Backend for LocalBackend {
         let text = save_text(&self.path, state, !*saved_once, |previous| {
             let found = StateVersion::of(previous);
             if found == *expected {
-                Ok(())
+                // A state that was there was read (and parsed) by this run.
+                Ok(Vouched::ReadBefore)
             } else {
                 Err(StateError::Changed {
                     path: self.path.clone(),

@@ -157,9 +157,18 @@ pub fn save(path: &Path, state: &State) -> Result<bool, StateError> {
     let text = state.to_canonical_json();
     save_text(path, state, true, |previous| {
         changed = previous != Some(text.as_str());
-        Ok(())
+        Ok(Vouched::No)
     })?;
     Ok(changed)
+}
+
+/// What a save's check says of the text it is about to replace.
+pub(super) enum Vouched {
+    /// It is the text this run read and parsed already (its digest is
+    /// the one read): no need to parse it again.
+    ReadBefore,
+    /// Unknown: it is parsed before it is replaced.
+    No,
 }
 
 /// Saves `state` unless the file holds it already; `check` sees the text
@@ -169,7 +178,7 @@ pub(super) fn save_text(
     path: &Path,
     state: &State,
     backup: bool,
-    check: impl FnOnce(Option<&str>) -> Result<(), StateError>,
+    check: impl FnOnce(Option<&str>) -> Result<Vouched, StateError>,
 ) -> Result<String, StateError> {
     let text = state.to_canonical_json();
     refuse_special(path)?;
@@ -178,11 +187,13 @@ pub(super) fn save_text(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(io(path, "read")(error)),
     };
-    check(previous.as_deref())?;
+    let vouched = check(previous.as_deref())?;
     if let Some(previous) = &previous {
         // Never replace a state this build cannot read: it may be someone's
         // newer state, or the only copy of a damaged one.
-        parse(path, previous)?;
+        if let Vouched::No = vouched {
+            parse(path, previous)?;
+        }
         if *previous == text {
             return Ok(text);
         }

@@ -19,8 +19,7 @@ fn infra(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn state(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("infra.state.json")).expect("state"))
-        .expect("state is JSON")
+    support::stored_state(&dir.join("infra.state.json"))
 }
 
 fn addresses(dir: &Path) -> Vec<String> {
@@ -1012,4 +1011,46 @@ fn a_pending_create_nobody_can_look_for_is_named() {
     assert!(apply.status.success(), "{}", both(&apply));
     assert!(!dir.path().join("infra.state.json.journal").exists());
     assert_eq!(state(dir.path())["lineage"], "l1", "the journal's lineage");
+}
+
+#[test]
+fn a_large_apply_saves_the_whole_state_at_intervals_not_per_change() {
+    // 40 chains of 10: 400 changes finishing one after another. Each is
+    // durable in the journal before its dependents start; the state file,
+    // which costs what the whole state costs, is written at the end (and
+    // once per interval of a long run), not once per change.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = String::new();
+    for chain in 0..40 {
+        for link in 0..10 {
+            let name = match link {
+                0 => format!("\"c{chain}\""),
+                _ => format!("mock_resource.c{chain}_{}.id", link - 1),
+            };
+            config.push_str(&format!(
+                "resource mock_resource c{chain}_{link} {{\n  name       = {name}\n  latency_ms = 5\n}}\n\n"
+            ));
+        }
+    }
+    write(dir.path(), "main.infra", &config);
+    let started = Instant::now();
+    let applied = command(dir.path(), &["apply", "--auto-approve"])
+        .env("INFRA_LOG", "infra::apply=debug")
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(applied.status.success(), "{}", both(&applied));
+    let saves = text(&applied.stderr).matches("state saved").count();
+    let intervals = (elapsed.as_secs_f64() / 5.0).ceil() as usize;
+    assert!(
+        (1..=1 + intervals).contains(&saves),
+        "{saves} saves of the whole state in {elapsed:?} for 400 changes"
+    );
+    // Everything is in the state file itself, and the journal is gone.
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(file["resources"].as_object().unwrap().len(), 400);
+    assert!(!dir.path().join("infra.state.json.journal").exists());
 }

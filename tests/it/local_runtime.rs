@@ -5,7 +5,7 @@
 //! runs in the test's directory; whatever is left there is killed when the
 //! test ends, pass or fail.
 
-use crate::support;
+use crate::support::{self, stored_state};
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt as _;
@@ -140,10 +140,7 @@ impl Workspace {
     }
 
     fn state(&self) -> Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(self.dir.path().join("infra.state.json")).unwrap(),
-        )
-        .unwrap()
+        stored_state(&self.dir.path().join("infra.state.json"))
     }
 
     fn instances(&self) -> Vec<(String, ProcessId)> {

@@ -150,6 +150,18 @@ pub fn test_provider_catalog(
     catalog
 }
 
+/// The state at `path` as the next run reads it: the state file, with the
+/// journal of an interrupted apply replayed over it (during a run the file
+/// is saved only at intervals; the journal holds every finished change).
+pub fn stored_state(path: &Path) -> Value {
+    use infra::state::Backend as _;
+    let stored = infra::state::LocalBackend::new(path)
+        .read()
+        .expect("the state reads");
+    let state = stored.state.expect("there is a state");
+    serde_json::from_str(&state.to_canonical_json()).expect("state is JSON")
+}
+
 pub fn write(dir: &Path, name: &str, content: &str) {
     std::fs::write(dir.join(name), content).expect("write file");
 }

@@ -163,9 +163,9 @@ impl<'c> ModuleEvaluation<'c, '_> {
         exprs
     }
 
-    /// The nodes a focused evaluation starts from: the focused resources
-    /// and deployments of this module, and the module calls that contain
-    /// focused ones.
+    /// The nodes a focused evaluation starts from: the focused resources,
+    /// deployments and outputs (`output.name`) of this module, and the
+    /// module calls that contain focused ones.
     pub(super) fn focused_nodes(&self, focus: &BTreeSet<String>) -> Vec<Node<'c>> {
         let declarations = &self.config.declarations;
         let prefix = self.module_prefix.as_str();
@@ -184,6 +184,10 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 if let Some((name, _)) = declarations.deployments.get_key_value(name) {
                     nodes.push(Node::Deployment(name));
                 }
+            } else if let Some(name) = rest.strip_prefix("output.")
+                && let Some((name, _)) = declarations.outputs.get_key_value(name)
+            {
+                nodes.push(Node::Output(name));
             } else {
                 let rest = crate::graph::without_key(rest);
                 let (mode, rest) = match rest.strip_prefix("data.") {
