@@ -634,14 +634,16 @@ impl Shared {
     /// The last touches after the walk: every configured instance's
     /// dependencies, and the outputs as the configuration now evaluates.
     fn finish(&self) {
-        let mut finished = self.working.snapshot();
-        finish_state(
-            &mut finished,
-            &self.job.instances,
-            &self.job.evaluation,
-            self.job.destroying,
-        );
-        self.working.record(|state| *state = finished);
+        // In place: the walk is over, nothing else reads the working state
+        // but the writer, which waits.
+        self.working.record(|state| {
+            finish_state(
+                state,
+                &self.job.instances,
+                &self.job.evaluation,
+                self.job.destroying,
+            );
+        });
     }
 }
 
@@ -689,7 +691,7 @@ pub async fn apply_in_memory(
         &Cancel::default(),
     )
     .await;
-    (working.snapshot().without_data_sources(), report)
+    (working.take().without_data_sources(), report)
 }
 
 /// Learns the arguments that were unknown at plan time, once everything

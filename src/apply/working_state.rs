@@ -115,6 +115,14 @@ impl WorkingState {
         self.wake.notify_all();
     }
 
+    /// The state, taken out: what is left is an empty state (for a caller
+    /// that has finished with the run).
+    pub fn take(&self) -> State {
+        let mut state = self.state.lock().expect("state");
+        let empty = State::new(&state.lineage);
+        std::mem::replace(&mut *state, empty)
+    }
+
     /// A copy of the state as it is now.
     pub fn snapshot(&self) -> State {
         self.state.lock().expect("state").clone()

@@ -135,6 +135,11 @@ impl Diagnostics {
         self.list.len()
     }
 
+    /// Drops the diagnostics after the first `len`.
+    pub fn truncate(&mut self, len: usize) {
+        self.list.truncate(len);
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
         self.list.iter()
     }

@@ -37,6 +37,25 @@ pub struct Reference<'a> {
     /// The attribute read from the target, if static: `id` in
     /// `aws_vpc.main.id` or `aws_subnet.a[0].id`; the output in `module.m.out`.
     pub attribute: Option<&'a Ident>,
+    /// For a resource, the instance key written right after its name:
+    /// `count.index % 3` in `aws_subnet.a[count.index % 3].id`.
+    pub key: Option<&'a Expr>,
+}
+
+/// Whether `expr` (an instance key) is computed only from `count.index`,
+/// `each.key`/`each.value`, variables and constants: then it names one
+/// instance, known before anything is applied.
+pub fn names_one_instance(expr: &Expr) -> bool {
+    let mut references = Vec::new();
+    let mut problems = Vec::new();
+    collect_references(expr, &mut references, &mut problems);
+    problems.is_empty()
+        && references.iter().all(|reference| {
+            matches!(
+                reference.target,
+                Target::CountIndex | Target::EachKey | Target::EachValue | Target::Variable(_)
+            )
+        })
 }
 
 /// Collects the references of `expr`, pushing diagnostics for malformed ones
@@ -240,6 +259,27 @@ impl<'a> Walker<'a, '_> {
             target,
             span,
             attribute,
+            key: None,
+        });
+    }
+
+    /// A reference to a resource whose instance key, if any, is the step
+    /// at `key_step`.
+    fn push_resource(
+        &mut self,
+        target: Target<'a>,
+        span: Span,
+        steps: &'a [Step],
+        key_step: usize,
+    ) {
+        self.references.push(Reference {
+            target,
+            span,
+            attribute: attribute_after_key(steps, key_step),
+            key: match steps.get(key_step) {
+                Some(Step::Index(key)) => Some(key),
+                _ => None,
+            },
         });
     }
 
@@ -318,7 +358,7 @@ impl<'a> Walker<'a, '_> {
                     type_name: &type_name.name,
                     name: &name.name,
                 };
-                self.push(target, span_to(1), attribute_after_key(steps, 2));
+                self.push_resource(target, span_to(1), steps, 2);
             }
             "module" => {
                 let Some(name) = attr_name(steps, 0) else {
@@ -357,7 +397,7 @@ impl<'a> Walker<'a, '_> {
                     type_name: &root.name,
                     name: &name.name,
                 };
-                self.push(target, span_to(0), attribute_after_key(steps, 1));
+                self.push_resource(target, span_to(0), steps, 1);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The resource graph: one node per resource instance, an edge from each
 //! instance to every instance it depends on (references, `depends_on`,
-//! through locals and module boundaries). Apply walks it in dependency
+//! through locals and module boundaries; to one instance only when the
+//! reference's key names it, as `peer[count.index % 3]` does). Apply walks it in dependency
 //! order, destroy in reverse; `infra graph` prints it.
 //!
 //! Cycles between resources are reported by evaluation (with the shortest
@@ -54,6 +55,10 @@ impl<'e> ResourceGraph<'e> {
                     for &to in targets {
                         graph.add_edge(from, to, ());
                     }
+                } else if let Some(&to) = index_of.get(dependency.as_str()) {
+                    // One instance (`peer[2]`): a key computed from
+                    // `count.index`/`each` names it.
+                    graph.add_edge(from, to, ());
                 } else {
                     // `module.x` (or a deployment): every instance inside it.
                     let prefix = format!("{dependency}.");

@@ -46,10 +46,7 @@ pub async fn read_data_sources(
     }
     for _ in 0..MAX_ROUNDS {
         let evaluated = {
-            let planner = StatePlanner {
-                state,
-                replace: &[],
-            };
+            let planner = StatePlanner::new(state, &[]);
             let mut ignored = Diagnostics::new();
             evaluate_with_deployments(
                 config,

@@ -1,7 +1,8 @@
 //! Configuration + state → [`Plan`]: one [`Change`] per resource instance.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Mutex;
 
 use crate::check::{CheckOptions, Checked, Loaded, evaluate, load};
 use crate::config::ResourceMode;
@@ -34,6 +35,36 @@ pub struct StatePlanner<'s, R: Records = State> {
     pub state: &'s R,
     /// `--replace` addresses: replaced although nothing forces it.
     pub replace: &'s [String],
+    /// The changes decided while evaluating, by address, kept for [`diff`]
+    /// (which would otherwise decide each one again); `None`: not kept.
+    decided: Option<Mutex<HashMap<String, Change>>>,
+}
+
+impl<'s, R: Records> StatePlanner<'s, R> {
+    pub fn new(state: &'s R, replace: &'s [String]) -> StatePlanner<'s, R> {
+        StatePlanner {
+            state,
+            replace,
+            decided: None,
+        }
+    }
+
+    /// A planner that keeps each change it decides for [`diff`].
+    pub fn keeping_changes(state: &'s R, replace: &'s [String]) -> StatePlanner<'s, R> {
+        StatePlanner {
+            decided: Some(Mutex::default()),
+            ..StatePlanner::new(state, replace)
+        }
+    }
+
+    /// The change decided for `address` while evaluating, if kept.
+    fn decided(&self, address: &str) -> Option<Change> {
+        self.decided
+            .as_ref()?
+            .lock()
+            .expect("planner")
+            .remove(address)
+    }
 }
 
 impl<R: Records> InstancePlanner for StatePlanner<'_, R> {
@@ -43,9 +74,20 @@ impl<R: Records> InstancePlanner for StatePlanner<'_, R> {
         schema: Option<&BlockSchema>,
     ) -> Option<BTreeMap<String, Value>> {
         let forced = self.forces_replacement(&instance.address);
-        self.state.with_record(&instance.address, |prior| {
-            plan_instance(instance, prior.map(|p| &p.attributes), schema, forced).after
-        })
+        let change = self.state.with_record(&instance.address, |prior| {
+            plan_instance(instance, prior.map(|p| &p.attributes), schema, forced)
+        });
+        match &self.decided {
+            Some(decided) => {
+                let after = change.after.clone();
+                decided
+                    .lock()
+                    .expect("planner")
+                    .insert(instance.address.clone(), change);
+                after
+            }
+            None => change.after,
+        }
     }
 
     fn recorded_object(&self, address: &str) -> Option<RecordedObject> {
@@ -80,7 +122,7 @@ pub fn plan_loaded(
     state: &State,
     replace: &[String],
 ) -> (Checked, Plan) {
-    let planner = StatePlanner { state, replace };
+    let planner = StatePlanner::keeping_changes(state, replace);
     let mut checked = evaluate(loaded, options, Some(&planner));
     let Some(evaluated) = &checked.evaluated else {
         return (checked, Plan::default());
@@ -239,9 +281,13 @@ pub fn diff(
             SchemaLookup::Found(schema) => Some(schema),
             _ => None,
         };
-        let prior = state.resources.get(&instance.address);
-        let forced = planner.forces_replacement(&instance.address);
-        let change = plan_instance(instance, prior.map(|p| &p.attributes), schema, forced);
+        // Decided while evaluating (the same instance, record and schema),
+        // or now.
+        let change = planner.decided(&instance.address).unwrap_or_else(|| {
+            let prior = state.resources.get(&instance.address);
+            let forced = planner.forces_replacement(&instance.address);
+            plan_instance(instance, prior.map(|p| &p.attributes), schema, forced)
+        });
         if let Action::Replace { .. } = change.action
             && instance.lifecycle.prevent_destroy
         {
@@ -285,6 +331,12 @@ pub fn diff(
 /// dependencies become create-before-destroy as well (otherwise a
 /// dependency would have to be destroyed before, and created after, it).
 fn propagate_create_before_destroy(changes: &mut [Change], evaluated: &EvaluatedModule) {
+    let create_before_destroy = Action::Replace {
+        create_before_destroy: true,
+    };
+    if !changes.iter().any(|c| c.action == create_before_destroy) {
+        return;
+    }
     let graph = crate::graph::ResourceGraph::build(evaluated);
     let position: BTreeMap<String, usize> = changes
         .iter()

@@ -198,10 +198,7 @@ impl Evaluation {
         state: &impl Records,
         focus: Option<&BTreeSet<String>>,
     ) -> Result<EvaluatedModule, String> {
-        let planner = StatePlanner {
-            state,
-            replace: &[],
-        };
+        let planner = StatePlanner::new(state, &[]);
         let mut diagnostics = Diagnostics::new();
         let evaluated = evaluate_with_deployments(
             &self.config,

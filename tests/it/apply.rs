@@ -1054,3 +1054,66 @@ fn a_large_apply_saves_the_whole_state_at_intervals_not_per_change() {
     assert_eq!(file["resources"].as_object().unwrap().len(), 400);
     assert!(!dir.path().join("infra.state.json.journal").exists());
 }
+
+#[test]
+fn an_instance_waits_for_the_one_instance_its_key_names() {
+    // `group[count.index % 3]` names one group per server: server[0] and
+    // server[3] need group[0] only, so they are created while the slow
+    // group[2] is still being created — and the state records one
+    // dependency each, not every group.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        r#"
+resource mock_resource group {
+  count      = 3
+  name       = "g${count.index}"
+  latency_ms = count.index == 2 ? 1500 : 0
+}
+
+resource mock_resource server {
+  count = 6
+  name  = "s-${mock_resource.group[count.index % 3].id}"
+}
+
+resource mock_resource all {
+  name = join(",", mock_resource.group[*].id)
+}
+"#,
+    );
+    let applied = infra(dir.path(), &["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    let out = text(&applied.stdout);
+    let finished = |address: &str| {
+        out.find(&format!("{address}: created in"))
+            .unwrap_or_else(|| panic!("{address} was not created:\n{out}"))
+    };
+    let slow_group = finished("mock_resource.group[2]");
+    for early in ["mock_resource.server[0]", "mock_resource.server[3]"] {
+        assert!(
+            finished(early) < slow_group,
+            "{early} waited for group[2]:\n{out}"
+        );
+    }
+    assert!(finished("mock_resource.server[2]") > slow_group, "{out}");
+    assert!(finished("mock_resource.all") > slow_group, "{out}");
+    let recorded = state(dir.path());
+    let dependencies = |address: &str| recorded["resources"][address]["dependencies"].clone();
+    assert_eq!(
+        dependencies("mock_resource.server[4]"),
+        serde_json::json!(["mock_resource.group[1]"])
+    );
+    assert_eq!(
+        dependencies("mock_resource.all"),
+        serde_json::json!([
+            "mock_resource.group[0]",
+            "mock_resource.group[1]",
+            "mock_resource.group[2]"
+        ])
+    );
+    // Destroyed in reverse, instance by instance, and nothing is left.
+    let destroyed = infra(dir.path(), &["destroy", "--auto-approve"]);
+    assert!(destroyed.status.success(), "{}", both(&destroyed));
+    assert!(addresses(dir.path()).is_empty());
+}

@@ -37,7 +37,7 @@ use crate::syntax::{Block, Body, Expr, ExprKind, Ident, Item, SourceMap, Span};
 use super::evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
 use super::evaluator::{EvalResult, Evaluator, Failed, MAX_EVALUATION_STEPS, ModuleValues, Scope};
 use super::functions::MAX_GENERATED_ELEMENTS;
-use super::references::{Reference, Target, collect_references};
+use super::references::{Reference, Target, collect_references, names_one_instance};
 use super::schema::{BlockSchema, SchemaCatalog, SchemaLookup, provider_of};
 use super::types::{TYPE_NAMES, TypeConstraint};
 use super::value::{Value, format_number};
@@ -149,6 +149,11 @@ struct ModuleEvaluation<'c, 'd> {
     referenced_attributes: HashMap<&'c ResourceId, Vec<&'c Ident>>,
     /// What each node refers to (for resource dependencies).
     dependencies: HashMap<Node<'c>, BTreeSet<Node<'c>>>,
+    /// Per resource, each reference it makes to another resource, with the
+    /// instance key written after it when that names one instance (see
+    /// [`super::references::names_one_instance`]): its instances then
+    /// depend on that instance only.
+    keyed_references: HashMap<&'c ResourceId, Vec<(&'c ResourceId, Option<&'c Expr>)>>,
     failed: HashSet<Node<'c>>,
     /// Declared resources by mode, type and name, to resolve references
     /// (which borrow their names from the syntax tree) without allocating.
@@ -201,6 +206,7 @@ fn evaluate_module<'c>(
         budget,
         referenced_attributes: HashMap::default(),
         dependencies: HashMap::default(),
+        keyed_references: HashMap::default(),
         failed: HashSet::default(),
         // An index of every resource costs a pass over the module: a
         // focused evaluation looks up the few it needs instead.

@@ -254,6 +254,13 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let mut targets = BTreeSet::new();
         for reference in references {
             if let Some(target) = self.resolve(node, &reference) {
+                if let (Node::Resource(id), Node::Resource(other)) = (node, target) {
+                    let key = reference.key.filter(|key| names_one_instance(key));
+                    self.keyed_references
+                        .entry(id)
+                        .or_default()
+                        .push((other, key));
+                }
                 let to = match index_of.get(&target) {
                     Some(&to) => Some(to),
                     None if add_missing => {
@@ -516,6 +523,61 @@ impl<'c> ModuleEvaluation<'c, '_> {
 
     pub(super) fn resource_dependencies(&self, id: &'c ResourceId) -> Vec<String> {
         self.transitive_dependencies(Node::Resource(id))
+    }
+
+    /// The resources that `id`'s instances each depend on one instance of:
+    /// every reference `id` makes to them names an instance by a key
+    /// computed from `count.index`/`each` and constants (`peer[count.index
+    /// % 3]`), and none reaches them through a local or a variable. With
+    /// the key expressions, to evaluate per instance.
+    pub(super) fn keyed_dependencies(
+        &self,
+        id: &'c ResourceId,
+    ) -> Vec<(&'c ResourceId, Vec<&'c Expr>)> {
+        let Some(references) = self.keyed_references.get(id) else {
+            return Vec::new();
+        };
+        let mut keys: BTreeMap<&'c ResourceId, Option<Vec<&'c Expr>>> = BTreeMap::new();
+        for &(other, key) in references {
+            let entry = keys.entry(other).or_insert_with(|| Some(Vec::new()));
+            match (entry.as_mut(), key) {
+                (Some(keys), Some(key)) => keys.push(key),
+                _ => *entry = None,
+            }
+        }
+        let indirect = self.resources_reached_indirectly(Node::Resource(id));
+        keys.into_iter()
+            .filter(|(other, _)| !indirect.contains(other))
+            .filter_map(|(other, keys)| Some((other, keys?)))
+            .collect()
+    }
+
+    /// The resources `node` depends on through a local, a variable, an
+    /// output: their whole value is read.
+    fn resources_reached_indirectly(&self, node: Node<'c>) -> HashSet<&'c ResourceId> {
+        let mut found = HashSet::default();
+        let mut seen: HashSet<Node<'c>> = HashSet::default();
+        let mut pending: Vec<Node<'c>> = self
+            .dependencies
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|n| !matches!(n, Node::Resource(_) | Node::Module(_) | Node::Deployment(_)))
+            .collect();
+        while let Some(next) = pending.pop() {
+            if !seen.insert(next) {
+                continue;
+            }
+            match next {
+                Node::Resource(id) => {
+                    found.insert(id);
+                }
+                Node::Module(_) | Node::Deployment(_) => {}
+                _ => pending.extend(self.dependencies.get(&next).into_iter().flatten().copied()),
+            }
+        }
+        found
     }
 
     /// The resources, modules and deployments `node` depends on, directly or

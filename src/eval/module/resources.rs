@@ -167,6 +167,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
             self.check_references_against_schema(id, &referenced, schema);
         }
         let dependencies: Arc<[String]> = self.resource_dependencies(id).into();
+        let keyed = self.keyed_dependencies(id);
+        let declared: &'c BTreeMap<ResourceId, ResourceDecl> = &self.config.declarations.resources;
         let sensitive = self.sensitive_attributes_of(resource, schema);
         self.sensitive_attributes.insert(id, sensitive.clone());
         let mut ok = true;
@@ -232,52 +234,56 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 Ok(()) => {}
                 Err(_) => ok = false,
             }
-            // What references see: the arguments, plus every attribute the
-            // schema has (unknown if the provider computes it, else null);
-            // without a schema, unknown for every attribute read but not set.
+            let keys = instance_keys(&mut evaluator, &keyed, declared);
             let arguments = Arc::new(arguments);
-            let object = match schema {
-                Some(schema) => {
-                    let mut object = (*arguments).clone();
-                    for (name, attribute) in &schema.attributes {
-                        object.entry(name.clone()).or_insert(if attribute.computed {
-                            Value::Unknown
-                        } else {
-                            Value::Null
-                        });
-                    }
-                    Value::map(object)
-                }
-                None if referenced.iter().all(|a| arguments.contains_key(&a.name)) => {
-                    Value::Map(arguments.clone())
-                }
-                None => {
-                    let mut object = (*arguments).clone();
-                    for attribute in &referenced {
-                        object
-                            .entry(attribute.name.clone())
-                            .or_insert(Value::Unknown);
-                    }
-                    Value::map(object)
-                }
-            };
             let instance = ResourceInstance {
                 id: id.clone(),
                 address: self.address_of(id, &key),
                 key: key.clone(),
                 arguments,
-                dependencies: dependencies.clone(),
+                dependencies: self.narrowed(&dependencies, &keys),
                 sensitive: sensitive.clone(),
                 lifecycle: resource.lifecycle.clone(),
                 span: resource.header_span,
             };
+            // What references see: what the planner decides; without one,
+            // the arguments, plus every attribute the schema has (unknown if
+            // the provider computes it, else null); without a schema,
+            // unknown for every attribute read but not set.
             let object = match self
                 .context
                 .planner
                 .and_then(|planner| planner.planned_object(&instance, schema))
             {
                 Some(planned) => Value::map(planned),
-                None => object,
+                None => {
+                    let arguments = &*instance.arguments;
+                    match schema {
+                        Some(schema) => {
+                            let mut object = arguments.clone();
+                            for (name, attribute) in &schema.attributes {
+                                object.entry(name.clone()).or_insert(if attribute.computed {
+                                    Value::Unknown
+                                } else {
+                                    Value::Null
+                                });
+                            }
+                            Value::map(object)
+                        }
+                        None if referenced.iter().all(|a| arguments.contains_key(&a.name)) => {
+                            Value::Map(instance.arguments.clone())
+                        }
+                        None => {
+                            let mut object = arguments.clone();
+                            for attribute in &referenced {
+                                object
+                                    .entry(attribute.name.clone())
+                                    .or_insert(Value::Unknown);
+                            }
+                            Value::map(object)
+                        }
+                    }
+                }
             };
             objects.push((key, object));
             self.result.resources.push(instance);
@@ -388,5 +394,70 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 None
             }
         }
+    }
+}
+
+/// The instance each of `keyed`'s resources is referred to by, as this
+/// instance's evaluator computes its key (`count.index % 3` → `[1]`); a
+/// resource whose key is not one of its instances' (or fails) is left out,
+/// so it stays a dependency as a whole. Errors are not reported here: the
+/// argument the key is written in reports them.
+fn instance_keys<'c>(
+    evaluator: &mut Evaluator<'_, '_>,
+    keyed: &[(&'c ResourceId, Vec<&'c Expr>)],
+    resources: &BTreeMap<ResourceId, ResourceDecl>,
+) -> Vec<(&'c ResourceId, Vec<InstanceKey>)> {
+    let mut found = Vec::new();
+    for (other, exprs) in keyed {
+        let Some(declared) = resources.get(*other) else {
+            continue;
+        };
+        let mark = evaluator.diagnostics.len();
+        let keys: Option<Vec<InstanceKey>> = exprs
+            .iter()
+            .map(|expr| {
+                let value = evaluator.eval(expr).ok()?;
+                match (
+                    &value,
+                    declared.count.is_some(),
+                    declared.for_each.is_some(),
+                ) {
+                    (Value::Number(n), true, _) if *n >= 0.0 && n.fract() == 0.0 => {
+                        Some(InstanceKey::Index(*n as usize))
+                    }
+                    (Value::String(text), true, _) => text.parse().ok().map(InstanceKey::Index),
+                    (Value::String(text), _, true) => Some(InstanceKey::Key(text.to_string())),
+                    _ => None,
+                }
+            })
+            .collect();
+        evaluator.diagnostics.truncate(mark);
+        if let Some(keys) = keys {
+            found.push((*other, keys));
+        }
+    }
+    found
+}
+
+impl<'c> ModuleEvaluation<'c, '_> {
+    /// `dependencies` with each resource of `keys` replaced by the
+    /// instances named (shared when there is nothing to narrow).
+    fn narrowed(
+        &self,
+        dependencies: &Arc<[String]>,
+        keys: &[(&'c ResourceId, Vec<InstanceKey>)],
+    ) -> Arc<[String]> {
+        if keys.is_empty() {
+            return dependencies.clone();
+        }
+        let mut narrowed: Vec<String> = dependencies.to_vec();
+        for (other, instances) in keys {
+            let whole = self.address_of(other, &InstanceKey::None);
+            narrowed.retain(|address| *address != whole);
+            narrowed.extend(instances.iter().map(|key| self.address_of(other, key)));
+        }
+        narrowed.sort();
+        narrowed.dedup();
+        narrowed.into()
     }
 }
