@@ -1,4 +1,5 @@
-//! `aws_instance`: a virtual machine. Create waits until it is `running`.
+//! `aws_instance`: a virtual machine. Create waits until it is `running`
+//! (the provider's read-back waits for it).
 //! A new AMI, subnet, key or user data replaces it; a new instance type is
 //! applied in place by stop → modify → start; security groups and tags
 //! change in place. An instance that is terminated (or terminating) no
@@ -94,7 +95,8 @@ pub async fn create(
         .and_then(|i| i.instance_id())
         .ok_or_else(|| ProviderError::new("RunInstances returned no instance"))?
         .to_string();
-    wait_for(api, &id, InstanceStateName::Running).await?;
+    // The provider reads it back until it is running (`describe`): one
+    // Describe call serves every instance being created at the time.
     Ok(id)
 }
 
@@ -130,6 +132,19 @@ async fn wait_for(api: &Api, id: &str, wanted: InstanceStateName) -> Result<(), 
 }
 
 pub async fn read_many(api: &Api, ids: &[String]) -> Found {
+    Ok(describe(api, ids)
+        .await?
+        .into_iter()
+        .map(|(id, (attributes, _))| (id, attributes))
+        .collect())
+}
+
+/// The instances of `ids` that exist (not terminated or shutting down),
+/// each with whether it is running.
+pub async fn describe(
+    api: &Api,
+    ids: &[String],
+) -> Result<BTreeMap<String, (Attributes, bool)>, ProviderError> {
     let mut found = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {
@@ -177,7 +192,8 @@ pub async fn read_many(api: &Api, ids: &[String]) -> Found {
                 json!(instance.placement().and_then(|p| p.availability_zone())),
             );
             tags_to_state(instance.tags(), &mut attributes);
-            found.insert(id.to_string(), attributes);
+            let running = state == Some(&InstanceStateName::Running);
+            found.insert(id.to_string(), (attributes, running));
         }
         token = described.next_token().map(str::to_string);
         if token.is_none() {

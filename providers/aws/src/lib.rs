@@ -10,7 +10,8 @@
 //! objects; this file holds what they share:
 //! - every object is tagged `infra:address` and `infra:lineage`;
 //! - after a create or update the object is read back, so the state is
-//!   what AWS reports;
+//!   what AWS reports (read-backs in flight together share a Describe
+//!   call: `read_back.rs`; an instance's is its wait until it runs);
 //! - refresh reads up to 100 objects of a type in one Describe call;
 //! - a delete that AWS refuses because something still depends on the
 //!   object (`DependencyViolation`) is retried for up to 5 minutes, and one
@@ -25,6 +26,7 @@ mod instance;
 mod internet_gateway;
 mod key_pair;
 mod load_balancer;
+mod read_back;
 mod route_table;
 mod security_group;
 mod subnet;
@@ -52,6 +54,7 @@ const DEPENDENCY_WAIT: Duration = Duration::from_secs(300);
 pub struct AwsProvider {
     settings: std::sync::Mutex<Option<Settings>>,
     api: OnceCell<Arc<api::Api>>,
+    read_backs: read_back::ReadBacks,
 }
 
 /// `tags`: a map of strings, changed in place everywhere.
@@ -61,7 +64,7 @@ pub(crate) fn tags_attribute() -> Attribute {
 }
 
 /// The resource types, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
     Vpc,
     Subnet,
@@ -131,7 +134,7 @@ impl AwsProvider {
     pub fn with_settings(settings: Settings) -> AwsProvider {
         AwsProvider {
             settings: std::sync::Mutex::new(Some(settings)),
-            api: OnceCell::new(),
+            ..AwsProvider::default()
         }
     }
 
@@ -215,8 +218,29 @@ impl AwsProvider {
         }))
     }
 
-    /// Reads back what was just created or changed. AWS is eventually
-    /// consistent: a new object may take a moment to be visible.
+    /// The objects of `ids` as AWS reports them, each with whether it is
+    /// ready: an instance once it runs, anything else at once.
+    async fn describe_ready(
+        &self,
+        kind: Kind,
+        ids: Vec<String>,
+    ) -> Result<BTreeMap<String, (Attributes, bool)>, ProviderError> {
+        if kind == Kind::Instance {
+            return instance::describe(&*self.api().await, &ids).await;
+        }
+        Ok(self
+            .read_objects(kind, &ids)
+            .await?
+            .into_iter()
+            .map(|(id, state)| (id, (state, true)))
+            .collect())
+    }
+
+    /// Reads back what was just created or changed, written the way
+    /// `config` writes what is the same, once it is ready (an instance:
+    /// running, for up to 10 minutes). AWS is eventually consistent: a new
+    /// object may take a moment to be visible. The Describe calls are
+    /// shared with the other read-backs in flight (`read_back.rs`).
     async fn read_back(
         &self,
         kind: Kind,
@@ -224,15 +248,33 @@ impl AwsProvider {
         config: &Attributes,
     ) -> Result<Attributes, ProviderError> {
         let poll = self.api().await.poll;
-        for _ in 0..20 {
-            if let Some(state) = self.read_one(kind, id, config).await? {
-                return Ok(state);
+        let deadline = tokio::time::Instant::now()
+            + match kind {
+                Kind::Instance => Duration::from_secs(600),
+                _ => poll * 20,
+            };
+        let mut seen = None;
+        loop {
+            let described = self
+                .read_backs
+                .describe(kind, id, READ_BATCH, |ids| self.describe_ready(kind, ids))
+                .await?;
+            match described {
+                Some((mut state, true)) => {
+                    normalize(kind, &mut state, config);
+                    return Ok(state);
+                }
+                Some(_) => seen = Some(()),
+                None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProviderError::new(match seen {
+                    Some(()) => format!("{id} did not become ready (running) within 10 minutes"),
+                    None => format!("{id} was created but cannot be read back"),
+                }));
             }
             tokio::time::sleep(poll).await;
         }
-        Err(ProviderError::new(format!(
-            "{id} was created but cannot be read back"
-        )))
     }
 }
 
