@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use petgraph::graph::{DiGraph, NodeIndex};
+use rustc_hash::FxHashMap;
 
 use crate::eval::{EvaluatedModule, ResourceInstance};
 
@@ -32,43 +33,84 @@ pub fn without_key(address: &str) -> &str {
     }
 }
 
+/// Where each address a dependency may name leads: a resource
+/// (`aws_subnet.a`: all its instances), one instance (`aws_subnet.a[0]`),
+/// or a module or deployment (`module.x`: every instance inside it).
+struct Addresses<'e> {
+    /// Every instance address, sorted (module prefixes are ranges of it).
+    sorted: Vec<&'e str>,
+    by_resource: FxHashMap<&'e str, Vec<&'e str>>,
+}
+
+impl<'e> Addresses<'e> {
+    fn new(instances: &[&'e ResourceInstance]) -> Addresses<'e> {
+        let mut sorted: Vec<&str> = instances.iter().map(|i| i.address.as_str()).collect();
+        sorted.sort_unstable();
+        let mut by_resource: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
+        for address in &sorted {
+            by_resource
+                .entry(without_key(address))
+                .or_default()
+                .push(address);
+        }
+        Addresses {
+            sorted,
+            by_resource,
+        }
+    }
+
+    /// The instances `instance` depends on, sorted, each once.
+    fn dependencies_of(&self, instance: &ResourceInstance) -> Vec<&'e str> {
+        let mut out: Vec<&'e str> = Vec::new();
+        for dependency in instance.dependencies.iter() {
+            let dependency = dependency.as_str();
+            if let Some(instances) = self.by_resource.get(dependency) {
+                out.extend(instances);
+            } else if let Ok(at) = self.sorted.binary_search(&dependency) {
+                // One instance (`peer[2]`): a key computed from
+                // `count.index`/`each` names it.
+                out.push(self.sorted[at]);
+            } else {
+                // `module.x` (or a deployment): every instance inside it.
+                let prefix = format!("{dependency}.");
+                let start = self.sorted.partition_point(|a| *a < prefix.as_str());
+                out.extend(
+                    self.sorted[start..]
+                        .iter()
+                        .take_while(|a| a.starts_with(&prefix)),
+                );
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// Every instance of `evaluated` with the instances it depends on (sorted):
+/// the graph's edges, without building the graph.
+pub fn instance_dependencies(evaluated: &EvaluatedModule) -> Vec<(&ResourceInstance, Vec<&str>)> {
+    let instances = evaluated.all_resources();
+    let addresses = Addresses::new(&instances);
+    instances
+        .into_iter()
+        .map(|instance| (instance, addresses.dependencies_of(instance)))
+        .collect()
+}
+
 impl<'e> ResourceGraph<'e> {
     pub fn build(evaluated: &'e EvaluatedModule) -> ResourceGraph<'e> {
         let instances = evaluated.all_resources();
+        let addresses = Addresses::new(&instances);
         let mut graph = DiGraph::new();
         let mut index_of = BTreeMap::new();
-        // Instances by resource address (without key), for dependencies that
-        // name a whole resource.
-        let mut by_resource: BTreeMap<&str, Vec<NodeIndex>> = BTreeMap::new();
         for instance in &instances {
-            let index = graph.add_node(*instance);
-            index_of.insert(instance.address.as_str(), index);
-            by_resource
-                .entry(without_key(&instance.address))
-                .or_default()
-                .push(index);
+            index_of.insert(instance.address.as_str(), graph.add_node(*instance));
         }
         for instance in &instances {
             let from = index_of[instance.address.as_str()];
-            for dependency in instance.dependencies.iter() {
-                if let Some(targets) = by_resource.get(dependency.as_str()) {
-                    for &to in targets {
-                        graph.add_edge(from, to, ());
-                    }
-                } else if let Some(&to) = index_of.get(dependency.as_str()) {
-                    // One instance (`peer[2]`): a key computed from
-                    // `count.index`/`each` names it.
-                    graph.add_edge(from, to, ());
-                } else {
-                    // `module.x` (or a deployment): every instance inside it.
-                    let prefix = format!("{dependency}.");
-                    for (address, &to) in index_of.range(prefix.as_str()..) {
-                        if !address.starts_with(&prefix) {
-                            break;
-                        }
-                        graph.add_edge(from, to, ());
-                    }
-                }
+            for dependency in addresses.dependencies_of(instance) {
+                graph.add_edge(from, index_of[dependency], ());
             }
         }
         ResourceGraph { graph, index_of }

@@ -1,8 +1,10 @@
 //! Configuration + state → [`Plan`]: one [`Change`] per resource instance.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Mutex;
+
+use rustc_hash::FxHashMap;
 
 use crate::check::{CheckOptions, Checked, Loaded, evaluate, load};
 use crate::config::ResourceMode;
@@ -37,7 +39,7 @@ pub struct StatePlanner<'s, R: Records = State> {
     pub replace: &'s [String],
     /// The changes decided while evaluating, by address, kept for [`diff`]
     /// (which would otherwise decide each one again); `None`: not kept.
-    decided: Option<Mutex<HashMap<String, Change>>>,
+    decided: Option<Mutex<FxHashMap<String, Change>>>,
 }
 
 impl<'s, R: Records> StatePlanner<'s, R> {
@@ -464,7 +466,7 @@ fn plan_instance(
         change.after = Some(change.before.clone().unwrap_or(wanted));
         return change;
     }
-    let Some(before) = change.before.clone() else {
+    let Some(before) = &change.before else {
         change.action = Action::Create;
         change.changed = instance.arguments.keys().cloned().collect();
         change.after = Some(wanted);

@@ -13,7 +13,7 @@ use crate::deploy::Deployments;
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{EvaluatedModule, Value, provider_of};
 use crate::events::{Event, Events};
-use crate::graph::ResourceGraph;
+use crate::graph::instance_dependencies;
 use crate::providers::{ProviderRegistry, validate_with_providers};
 use crate::state::State;
 use crate::state::journal::PendingCreate;
@@ -70,11 +70,9 @@ pub struct PlannedInstance {
 /// The instances of an evaluated configuration, with their dependencies
 /// from the resource graph.
 pub fn planned_instances(evaluated: &EvaluatedModule) -> BTreeMap<String, PlannedInstance> {
-    let graph = ResourceGraph::build(evaluated);
-    evaluated
-        .all_resources()
+    instance_dependencies(evaluated)
         .into_iter()
-        .map(|instance| {
+        .map(|(instance, dependencies)| {
             (
                 instance.address.clone(),
                 PlannedInstance {
@@ -86,11 +84,7 @@ pub fn planned_instances(evaluated: &EvaluatedModule) -> BTreeMap<String, Planne
                         .iter()
                         .map(|i| i.name.clone())
                         .collect(),
-                    dependencies: graph
-                        .dependencies_of(&instance.address)
-                        .into_iter()
-                        .map(str::to_string)
-                        .collect(),
+                    dependencies: dependencies.into_iter().map(str::to_string).collect(),
                     sensitive: instance.sensitive.to_vec(),
                     span: instance.span,
                 },
