@@ -342,8 +342,8 @@ pub fn make_plan(
 }
 
 /// The runtime apply and plan drive providers on: one thread for the
-/// walker and the providers' I/O, a blocking pool for evaluation and
-/// state saves.
+/// walker, its focused evaluations and the providers' I/O (the state is
+/// saved and journaled on threads of its own).
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
