@@ -54,6 +54,22 @@ pub fn read_and_parse(
     sources: &mut SourceMap,
     diagnostics: &mut Diagnostics,
 ) -> Option<(FileId, File)> {
+    let id = read_source(path, display_name, sources, diagnostics)?;
+    let (file, parse_diagnostics) = parse_file(id, &sources.file(id).text);
+    for diagnostic in parse_diagnostics {
+        diagnostics.push(diagnostic);
+    }
+    Some((id, file))
+}
+
+/// Reads the file at `path` into `sources` (at most `MAX_FILE_BYTES` of
+/// UTF-8 text, or a diagnostic).
+fn read_source(
+    path: &Path,
+    display_name: String,
+    sources: &mut SourceMap,
+    diagnostics: &mut Diagnostics,
+) -> Option<FileId> {
     use crate::config::{Limited, read_limited};
     let max = crate::syntax::MAX_FILE_BYTES as u64;
     let bytes = match read_limited(path, max) {
@@ -111,11 +127,58 @@ pub fn read_and_parse(
         );
         return None;
     }
-    let (file, parse_diagnostics) = parse_file(id, &sources.file(id).text);
-    for diagnostic in parse_diagnostics {
-        diagnostics.push(diagnostic);
+    Some(id)
+}
+
+/// Below this much text a module's files are parsed on the calling
+/// thread: starting threads would cost more than it saves.
+const PARALLEL_PARSE_BYTES: usize = 256 << 10;
+
+/// The stack of a parsing thread, as large as the main thread's: the
+/// scanner bounds nesting, the parser recurses into it.
+const PARSE_STACK_BYTES: usize = 256 << 20;
+
+/// Parses the files `ids` of `sources`, on one thread per core when there
+/// is much text (a large configuration is many files); the files and their
+/// diagnostics in the order of `ids`.
+fn parse_files(sources: &SourceMap, ids: &[FileId]) -> Vec<(File, Vec<Diagnostic>)> {
+    let text_of = |id: FileId| sources.file(id).text.as_str();
+    let total: usize = ids.iter().map(|&id| text_of(id).len()).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(ids.len());
+    if total < PARALLEL_PARSE_BYTES || threads < 2 {
+        return ids.iter().map(|&id| parse_file(id, text_of(id))).collect();
     }
-    Some((id, file))
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parsed: Vec<std::sync::Mutex<Option<(File, Vec<Diagnostic>)>>> =
+        ids.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let work = || {
+        loop {
+            let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&id) = ids.get(at) else { break };
+            *parsed[at].lock().expect("parsed") = Some(parse_file(id, text_of(id)));
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            let spawned = std::thread::Builder::new()
+                .stack_size(PARSE_STACK_BYTES)
+                .spawn_scoped(scope, work);
+            if spawned.is_err() {
+                break;
+            }
+        }
+        work();
+    });
+    parsed
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .expect("parsed")
+                .expect("every file parsed")
+        })
+        .collect()
 }
 
 /// Joins and normalises a display path lexically (`./a/../b` → `b`).
@@ -224,7 +287,7 @@ fn load_module(
             .with_help("point `source` at a directory that holds the module's `.infra` files"),
         );
     }
-    let mut files = Vec::new();
+    let mut ids = Vec::new();
     for file_path in file_paths {
         let file_name = file_path
             .file_name()
@@ -233,11 +296,17 @@ fn load_module(
         let display_name = normalize(&display_dir.join(&file_name))
             .to_string_lossy()
             .into_owned();
-        if let Some(parsed) = read_and_parse(&file_path, display_name, sources, diagnostics) {
-            files.push(parsed);
+        if let Some(id) = read_source(&file_path, display_name, sources, diagnostics) {
+            ids.push(id);
         }
     }
-    let ids: Vec<FileId> = files.iter().map(|(id, _)| *id).collect();
+    let mut files = Vec::with_capacity(ids.len());
+    for (&id, (file, parse_diagnostics)) in ids.iter().zip(parse_files(sources, &ids)) {
+        for diagnostic in parse_diagnostics {
+            diagnostics.push(diagnostic);
+        }
+        files.push((id, file));
+    }
     let declarations =
         ModuleDeclarations::from_files(files.into_iter().map(|(_, file)| file), diagnostics);
     stack.push(canonical);
@@ -332,4 +401,43 @@ fn load_module(
         declarations,
         children,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_files_parsed_in_parallel_keep_their_order_and_their_errors() {
+        // Over PARALLEL_PARSE_BYTES in all: parsed on several threads.
+        let dir = tempfile::tempdir().unwrap();
+        let block = |file: usize, i: usize| {
+            format!("resource random_id f{file}_{i} {{\n  byte_length = 4\n}}\n\n")
+        };
+        for file in 0..8 {
+            let mut text: String = (0..1000).map(|i| block(file, i)).collect();
+            if file == 5 {
+                text.push_str("resource random_id broken {\n  byte_length = = 4\n}\n");
+            }
+            std::fs::write(dir.path().join(format!("part{file}.infra")), text).unwrap();
+        }
+        let mut sources = SourceMap::new();
+        let mut diagnostics = Diagnostics::new();
+        let config = load_root(dir.path(), Path::new("."), &mut sources, &mut diagnostics)
+            .expect("the module loads");
+        let names: Vec<&str> = config
+            .files
+            .iter()
+            .map(|&id| sources.file(id).name.as_str())
+            .collect();
+        let expected: Vec<String> = (0..8).map(|file| format!("part{file}.infra")).collect();
+        assert_eq!(names, expected);
+        assert_eq!(config.declarations.resources.len(), 8000);
+        let errors: Vec<String> = diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| sources.file_line(d.labels.first().expect("a label").span))
+            .collect();
+        assert_eq!(errors, vec!["part5.infra:4002"]);
+    }
 }
