@@ -141,7 +141,10 @@ const PARSE_STACK_BYTES: usize = 256 << 20;
 /// Parses the files `ids` of `sources`, on one thread per core when there
 /// is much text (a large configuration is many files); the files and their
 /// diagnostics in the order of `ids`.
-fn parse_files(sources: &SourceMap, ids: &[FileId]) -> Vec<(File, Vec<Diagnostic>)> {
+/// A parsed file and the problems found in it.
+type Parsed = (File, Vec<Diagnostic>);
+
+fn parse_files(sources: &SourceMap, ids: &[FileId]) -> Vec<Parsed> {
     let text_of = |id: FileId| sources.file(id).text.as_str();
     let total: usize = ids.iter().map(|&id| text_of(id).len()).sum();
     let threads = std::thread::available_parallelism()
@@ -151,7 +154,7 @@ fn parse_files(sources: &SourceMap, ids: &[FileId]) -> Vec<(File, Vec<Diagnostic
         return ids.iter().map(|&id| parse_file(id, text_of(id))).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let parsed: Vec<std::sync::Mutex<Option<(File, Vec<Diagnostic>)>>> =
+    let parsed: Vec<std::sync::Mutex<Option<Parsed>>> =
         ids.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let work = || {
         loop {
