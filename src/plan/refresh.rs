@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::providers::{Operation, OperationFailure, ProviderRegistry};
-use crate::state::State;
+use crate::state::{ResourceState, State};
 
 /// One provider call: its addresses and what it answered for each.
 type Batch = Vec<(String, Result<ReadResponse, ProviderError>)>;
@@ -23,12 +23,29 @@ pub async fn refresh(
     providers: &ProviderRegistry,
     parallelism: usize,
 ) -> (State, Diagnostics) {
-    let mut refreshed = state.clone();
+    // Every object as recorded but for its attributes, which are what the
+    // provider answers (or, unanswered, the recorded ones): copied once.
+    let mut refreshed = State {
+        format: state.format.clone(),
+        version: state.version,
+        lineage: state.lineage.clone(),
+        resources: BTreeMap::new(),
+        outputs: state.outputs.clone(),
+    };
     let mut diagnostics = Diagnostics::new();
     // Objects grouped by provider and type, then cut into batches.
     let mut groups: BTreeMap<(&str, &str), Vec<(&String, ReadRequest)>> = BTreeMap::new();
     for (address, resource) in &state.resources {
+        let mut entry = ResourceState {
+            type_name: resource.type_name.clone(),
+            provider: resource.provider.clone(),
+            attributes: BTreeMap::new(),
+            dependencies: resource.dependencies.clone(),
+            sensitive: resource.sensitive.clone(),
+        };
         if providers.get(&resource.provider).is_none() {
+            entry.attributes = resource.attributes.clone();
+            refreshed.resources.insert(address.clone(), entry);
             diagnostics.push(
                 Diagnostic::warning(
                     Code::NoProvider,
@@ -49,6 +66,7 @@ pub async fn refresh(
             },
             state: resource.attributes.clone(),
         };
+        refreshed.resources.insert(address.clone(), entry);
         groups
             .entry((&resource.provider, &resource.type_name))
             .or_default()
@@ -105,6 +123,13 @@ pub async fn refresh(
                     refreshed.resources.remove(&address);
                 }
                 Err(error) => {
+                    // Planned against as recorded.
+                    if let (Some(entry), Some(recorded)) = (
+                        refreshed.resources.get_mut(&address),
+                        state.resources.get(&address),
+                    ) {
+                        entry.attributes = recorded.attributes.clone();
+                    }
                     let failure = OperationFailure::from_provider(Operation::Read, &address, error);
                     let mut diagnostic = Diagnostic::error(
                         Code::Refresh,
