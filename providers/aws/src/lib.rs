@@ -54,7 +54,7 @@ const DEPENDENCY_WAIT: Duration = Duration::from_secs(300);
 pub struct AwsProvider {
     settings: std::sync::Mutex<Option<Settings>>,
     api: OnceCell<Arc<api::Api>>,
-    read_backs: read_back::ReadBacks,
+    read_backs: Arc<read_back::ReadBacks>,
 }
 
 /// `tags`: a map of strings, changed in place everywhere.
@@ -186,21 +186,7 @@ impl AwsProvider {
     }
 
     async fn read_objects(&self, kind: Kind, ids: &[String]) -> Found {
-        let api = self.api().await;
-        match kind {
-            Kind::Vpc => vpc::read_many(&api, ids).await,
-            Kind::Subnet => subnet::read_many(&api, ids).await,
-            Kind::SecurityGroup => security_group::read_many(&api, ids).await,
-            Kind::InternetGateway => internet_gateway::read_many(&api, ids).await,
-            Kind::RouteTable => route_table::read_many(&api, ids).await,
-            Kind::KeyPair => key_pair::read_many(&api, ids).await,
-            Kind::Instance => instance::read_many(&api, ids).await,
-            Kind::Eip => eip::read_many(&api, ids).await,
-            Kind::LoadBalancer => load_balancer::read_lbs(&api, ids).await,
-            Kind::TargetGroup => load_balancer::read_target_groups(&api, ids).await,
-            Kind::Listener => load_balancer::read_listeners(&api, ids).await,
-            Kind::Attachment => load_balancer::read_attachments(&api, ids).await,
-        }
+        read_objects(&*self.api().await, kind, ids).await
     }
 
     /// One object as AWS reports it, written the way `like` (the
@@ -216,24 +202,6 @@ impl AwsProvider {
             normalize(kind, &mut state, like);
             state
         }))
-    }
-
-    /// The objects of `ids` as AWS reports them, each with whether it is
-    /// ready: an instance once it runs, anything else at once.
-    async fn describe_ready(
-        &self,
-        kind: Kind,
-        ids: Vec<String>,
-    ) -> Result<BTreeMap<String, (Attributes, bool)>, ProviderError> {
-        if kind == Kind::Instance {
-            return instance::describe(&*self.api().await, &ids).await;
-        }
-        Ok(self
-            .read_objects(kind, &ids)
-            .await?
-            .into_iter()
-            .map(|(id, state)| (id, (state, true)))
-            .collect())
     }
 
     /// Reads back what was just created or changed, written the way
@@ -255,9 +223,12 @@ impl AwsProvider {
             };
         let mut seen = None;
         loop {
+            let api = self.api().await;
             let described = self
                 .read_backs
-                .describe(kind, id, READ_BATCH, |ids| self.describe_ready(kind, ids))
+                .describe(kind, id, READ_BATCH, move |ids| {
+                    describe_ready(api.clone(), kind, ids)
+                })
                 .await?;
             match described {
                 Some((mut state, true)) => {
@@ -276,6 +247,41 @@ impl AwsProvider {
             tokio::time::sleep(poll).await;
         }
     }
+}
+
+/// The objects of `ids` of `kind`, in one Describe call.
+async fn read_objects(api: &api::Api, kind: Kind, ids: &[String]) -> Found {
+    match kind {
+        Kind::Vpc => vpc::read_many(api, ids).await,
+        Kind::Subnet => subnet::read_many(api, ids).await,
+        Kind::SecurityGroup => security_group::read_many(api, ids).await,
+        Kind::InternetGateway => internet_gateway::read_many(api, ids).await,
+        Kind::RouteTable => route_table::read_many(api, ids).await,
+        Kind::KeyPair => key_pair::read_many(api, ids).await,
+        Kind::Instance => instance::read_many(api, ids).await,
+        Kind::Eip => eip::read_many(api, ids).await,
+        Kind::LoadBalancer => load_balancer::read_lbs(api, ids).await,
+        Kind::TargetGroup => load_balancer::read_target_groups(api, ids).await,
+        Kind::Listener => load_balancer::read_listeners(api, ids).await,
+        Kind::Attachment => load_balancer::read_attachments(api, ids).await,
+    }
+}
+
+/// The objects of `ids` as AWS reports them, each with whether it is
+/// ready: an instance once it runs, anything else at once.
+async fn describe_ready(
+    api: Arc<api::Api>,
+    kind: Kind,
+    ids: Vec<String>,
+) -> Result<BTreeMap<String, (Attributes, bool)>, ProviderError> {
+    if kind == Kind::Instance {
+        return instance::describe(&api, &ids).await;
+    }
+    Ok(read_objects(&api, kind, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, state)| (id, (state, true)))
+        .collect())
 }
 
 /// Keeps the configuration's way of writing values AWS reports differently

@@ -7,7 +7,7 @@
 //! waits no longer than before.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use infra_provider_sdk::{Attributes, ProviderError};
 use tokio::sync::oneshot;
@@ -35,17 +35,21 @@ struct Queue {
 impl ReadBacks {
     /// Describes the object `id` of `kind`, together with the other
     /// objects of that kind asked for at the same time; `describe` makes
-    /// one call for the ids it is given.
+    /// one call for the ids it is given. The calls are made by a task of
+    /// their own, so that a caller given up on (a cancelled apply) never
+    /// leaves the others waiting for it.
     pub async fn describe<F, Fut>(
-        &self,
+        self: &Arc<Self>,
         kind: Kind,
         id: &str,
         batch: usize,
         describe: F,
     ) -> Result<Described, ProviderError>
     where
-        F: Fn(Vec<String>) -> Fut,
-        Fut: Future<Output = Result<BTreeMap<String, (Attributes, bool)>, ProviderError>>,
+        F: Fn(Vec<String>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<BTreeMap<String, (Attributes, bool)>, ProviderError>>
+            + Send
+            + 'static,
     {
         let (answer, answered) = oneshot::channel();
         let drive = {
@@ -55,46 +59,52 @@ impl ReadBacks {
             !std::mem::replace(&mut queue.driving, true)
         };
         if drive {
-            // Describe what is waiting, round after round, until no one is.
-            loop {
-                let round: Vec<(String, Answer)> = {
-                    let mut queues = self.queues.lock().expect("read-backs");
-                    let queue = queues.entry(kind).or_default();
-                    if queue.waiting.is_empty() {
-                        queue.driving = false;
-                        break;
-                    }
-                    let take = queue.waiting.len().min(batch);
-                    queue.waiting.drain(..take).collect()
-                };
-                let mut ids: Vec<String> = round.iter().map(|(id, _)| id.clone()).collect();
-                ids.sort();
-                ids.dedup();
-                match describe(ids).await {
-                    Ok(mut found) => {
-                        for (id, answer) in round {
-                            let _ = answer.send(Ok(found.get(&id).cloned()));
-                        }
-                        found.clear();
-                    }
-                    Err(error) => {
-                        for (_, answer) in round {
-                            let _ = answer.send(Err(error.clone()));
-                        }
-                    }
-                }
-            }
+            tokio::spawn(self.clone().drive(kind, batch, describe));
         }
         answered
             .await
             .unwrap_or_else(|_| Err(ProviderError::new("the read-back was abandoned")))
+    }
+
+    /// Describes what is waiting, round after round, until no one is.
+    async fn drive<F, Fut>(self: Arc<Self>, kind: Kind, batch: usize, describe: F)
+    where
+        F: Fn(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<BTreeMap<String, (Attributes, bool)>, ProviderError>>,
+    {
+        loop {
+            let round: Vec<(String, Answer)> = {
+                let mut queues = self.queues.lock().expect("read-backs");
+                let queue = queues.entry(kind).or_default();
+                if queue.waiting.is_empty() {
+                    queue.driving = false;
+                    return;
+                }
+                let take = queue.waiting.len().min(batch);
+                queue.waiting.drain(..take).collect()
+            };
+            let mut ids: Vec<String> = round.iter().map(|(id, _)| id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            match describe(ids).await {
+                Ok(found) => {
+                    for (id, answer) in round {
+                        let _ = answer.send(Ok(found.get(&id).cloned()));
+                    }
+                }
+                Err(error) => {
+                    for (_, answer) in round {
+                        let _ = answer.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[tokio::test]
@@ -108,7 +118,7 @@ mod tests {
             tasks.spawn(async move {
                 let id = format!("sg-{i}");
                 let described = read_backs
-                    .describe(Kind::SecurityGroup, &id, 100, |ids| {
+                    .describe(Kind::SecurityGroup, &id, 100, move |ids| {
                         calls.fetch_add(1, Ordering::SeqCst);
                         largest.fetch_max(ids.len(), Ordering::SeqCst);
                         async move {
@@ -147,5 +157,31 @@ mod tests {
                 None => assert_eq!(i, 7, "only sg-7 was not found"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_caller_given_up_on_leaves_no_one_waiting() {
+        let read_backs = Arc::new(ReadBacks::default());
+        let slow = |ids: Vec<String>| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Ok(ids
+                .into_iter()
+                .map(|id| (id.clone(), (Attributes::new(), true)))
+                .collect())
+        };
+        let first = {
+            let read_backs = read_backs.clone();
+            tokio::spawn(async move { read_backs.describe(Kind::Instance, "i-1", 100, slow).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // The first caller is cancelled while its Describe is in flight.
+        first.abort();
+        let second = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            read_backs.describe(Kind::Instance, "i-2", 100, slow),
+        )
+        .await
+        .expect("the second read-back is answered");
+        assert!(second.unwrap().is_some());
     }
 }
