@@ -444,32 +444,28 @@ fn plan_instance(
         sensitive: instance.sensitive.to_vec(),
     };
     // What the configuration asks for, with every computed attribute the
-    // provider will set unknown until apply.
-    let mut wanted: BTreeMap<String, Value> = (*instance.arguments).clone();
-    if let Some(schema) = schema {
-        for (name, attribute) in &schema.attributes {
-            if !wanted.contains_key(name) {
-                wanted.insert(
-                    name.clone(),
-                    if attribute.computed {
-                        Value::Unknown
-                    } else {
-                        Value::Null
-                    },
-                );
-            }
-        }
-    }
+    // provider will set unknown until apply (null if it is not computed).
+    static NULL: Value = Value::Null;
+    static UNKNOWN: Value = Value::Unknown;
+    let unset = schema
+        .into_iter()
+        .flat_map(|schema| &schema.attributes)
+        .filter(|(name, _)| !instance.arguments.contains_key(*name))
+        .map(|(name, attribute)| (name, if attribute.computed { &UNKNOWN } else { &NULL }));
+    let wanted = instance.arguments.iter().chain(unset);
     if instance.id.mode == ResourceMode::Data {
         // Read while planning (its values are known), or during apply.
         change.action = Action::Read;
-        change.after = Some(change.before.clone().unwrap_or(wanted));
+        change.after = Some(match &change.before {
+            Some(before) => before.clone(),
+            None => wanted.map(|(k, v)| (k.clone(), v.clone())).collect(),
+        });
         return change;
     }
     let Some(before) = &change.before else {
         change.action = Action::Create;
         change.changed = instance.arguments.keys().cloned().collect();
-        change.after = Some(wanted);
+        change.after = Some(wanted.map(|(k, v)| (k.clone(), v.clone())).collect());
         return change;
     };
     let ignored: BTreeSet<&str> = instance
@@ -479,7 +475,7 @@ fn plan_instance(
         .map(|i| i.name.as_str())
         .collect();
     let mut after = before.clone();
-    for (name, value) in &wanted {
+    for (name, value) in wanted {
         let computed_only = schema
             .and_then(|s| s.attributes.get(name))
             .is_some_and(|a| a.computed && !a.is_settable());
@@ -517,6 +513,9 @@ fn plan_instance(
         }
         after.insert(name.clone(), value.clone());
     }
+    // The configured attributes came first, then the schema's others.
+    change.changed.sort();
+    change.replaced_because.sort();
     change.action = if !change.replaced_because.is_empty() || force_replace {
         // A replacement gets a new object: everything the provider computes
         // is unknown again.
