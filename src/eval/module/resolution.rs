@@ -521,21 +521,20 @@ impl<'c> ModuleEvaluation<'c, '_> {
         );
     }
 
-    pub(super) fn resource_dependencies(&self, id: &'c ResourceId) -> Vec<String> {
-        self.transitive_dependencies(Node::Resource(id))
-    }
-
-    /// The resources that `id`'s instances each depend on one instance of:
-    /// every reference `id` makes to them names an instance by a key
-    /// computed from `count.index`/`each` and constants (`peer[count.index
-    /// % 3]`), and none reaches them through a local or a variable. With
-    /// the key expressions, to evaluate per instance.
-    pub(super) fn keyed_dependencies(
+    /// What the instances of `id` depend on, from one walk of the graph:
+    /// the addresses of [`Self::transitive_dependencies`], and the
+    /// resources each instance depends on one instance of — every
+    /// reference `id` makes to them names an instance by a key computed
+    /// from `count.index`/`each` and constants (`peer[count.index % 3]`),
+    /// and none reaches them through a local or a variable — with the key
+    /// expressions, to evaluate per instance.
+    pub(super) fn resource_dependencies(
         &self,
         id: &'c ResourceId,
-    ) -> Vec<(&'c ResourceId, Vec<&'c Expr>)> {
+    ) -> (Vec<String>, Vec<(&'c ResourceId, Vec<&'c Expr>)>) {
+        let (reached, indirect) = self.reached(Node::Resource(id));
         let Some(references) = self.keyed_references.get(id) else {
-            return Vec::new();
+            return (self.addresses_of(&reached), Vec::new());
         };
         let mut keys: BTreeMap<&'c ResourceId, Option<Vec<&'c Expr>>> = BTreeMap::new();
         for &(other, key) in references {
@@ -545,76 +544,74 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 _ => *entry = None,
             }
         }
-        let indirect = self.resources_reached_indirectly(Node::Resource(id));
-        keys.into_iter()
+        let keyed = keys
+            .into_iter()
             .filter(|(other, _)| !indirect.contains(other))
             .filter_map(|(other, keys)| Some((other, keys?)))
-            .collect()
-    }
-
-    /// The resources `node` depends on through a local, a variable, an
-    /// output: their whole value is read.
-    fn resources_reached_indirectly(&self, node: Node<'c>) -> HashSet<&'c ResourceId> {
-        let mut found = HashSet::default();
-        let mut seen: HashSet<Node<'c>> = HashSet::default();
-        let mut pending: Vec<Node<'c>> = self
-            .dependencies
-            .get(&node)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|n| !matches!(n, Node::Resource(_) | Node::Module(_) | Node::Deployment(_)))
             .collect();
-        while let Some(next) = pending.pop() {
-            if !seen.insert(next) {
-                continue;
-            }
-            match next {
-                Node::Resource(id) => {
-                    found.insert(id);
-                }
-                Node::Module(_) | Node::Deployment(_) => {}
-                _ => pending.extend(self.dependencies.get(&next).into_iter().flatten().copied()),
-            }
-        }
-        found
+        (self.addresses_of(&reached), keyed)
     }
 
     /// The resources, modules and deployments `node` depends on, directly or
     /// through locals, variables and outputs, as addresses (`module.x` stands
     /// for every resource in it), plus what this module inherits.
     pub(super) fn transitive_dependencies(&self, node: Node<'c>) -> Vec<String> {
+        self.addresses_of(&self.reached(node).0)
+    }
+
+    /// `reached` as sorted addresses, with what this module inherits.
+    fn addresses_of(&self, reached: &[Node<'c>]) -> Vec<String> {
         let mut out: Vec<String> = self.inherited_dependencies.clone();
-        let mut seen: HashSet<Node<'c>> = HashSet::default();
-        let mut pending: Vec<Node<'c>> = self
-            .dependencies
-            .get(&node)
-            .map(|d| d.iter().copied().collect())
-            .unwrap_or_default();
-        while let Some(dependency) = pending.pop() {
-            if !seen.insert(dependency) {
-                continue;
-            }
-            match dependency {
+        for node in reached {
+            match *node {
                 Node::Resource(other) => out.push(self.address_of(other, &InstanceKey::None)),
                 Node::Module(name) => out.push(format!("{}module.{name}", self.module_prefix)),
                 Node::Deployment(name) => {
                     out.push(format!("{}deployment.{name}", self.module_prefix));
+                }
+                _ => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The resources, modules and deployments `node` depends on, directly
+    /// or through the values computed from others (locals, variables,
+    /// outputs, providers), each once; and the resources among them reached
+    /// through one of those values, whose whole value is read.
+    fn reached(&self, node: Node<'c>) -> (Vec<Node<'c>>, HashSet<&'c ResourceId>) {
+        let mut reached = Vec::new();
+        let mut indirect = HashSet::default();
+        let mut seen: HashSet<Node<'c>> = HashSet::default();
+        let next_of = |node: &Node<'c>, through: bool| {
+            self.dependencies
+                .get(node)
+                .into_iter()
+                .flatten()
+                .map(move |next| (*next, through))
+        };
+        let mut pending: Vec<(Node<'c>, bool)> = next_of(&node, false).collect();
+        while let Some((dependency, through)) = pending.pop() {
+            if let (Node::Resource(id), true) = (dependency, through) {
+                indirect.insert(id);
+            }
+            if !seen.insert(dependency) {
+                continue;
+            }
+            match dependency {
+                Node::Resource(_) | Node::Module(_) | Node::Deployment(_) => {
+                    reached.push(dependency);
                 }
                 // Values computed from others: look through them.
                 Node::Local(_)
                 | Node::Variable(_)
                 | Node::Output(_)
                 | Node::Provider(_)
-                | Node::Backend => {
-                    if let Some(next) = self.dependencies.get(&dependency) {
-                        pending.extend(next.iter().copied());
-                    }
-                }
+                | Node::Backend => pending.extend(next_of(&dependency, true)),
             }
         }
-        out.sort();
-        out.dedup();
-        out
+        (reached, indirect)
     }
 }

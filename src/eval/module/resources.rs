@@ -166,8 +166,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
         if let Some(schema) = schema {
             self.check_references_against_schema(id, &referenced, schema);
         }
-        let dependencies: Arc<[String]> = self.resource_dependencies(id).into();
-        let keyed = self.keyed_dependencies(id);
+        let (dependencies, keyed) = self.resource_dependencies(id);
+        let dependencies: Arc<[String]> = dependencies.into();
         let declared: &'c BTreeMap<ResourceId, ResourceDecl> = &self.config.declarations.resources;
         let sensitive = self.sensitive_attributes_of(resource, schema);
         self.sensitive_attributes.insert(id, sensitive.clone());
