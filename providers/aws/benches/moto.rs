@@ -163,26 +163,11 @@ fn main() {
 
         let before = after;
         let started = Instant::now();
-        let mut found = 0;
-        for (type_name, objects) in [("aws_security_group", &groups), ("aws_instance", &instances)] {
-            let size = aws.read_batch_size(type_name);
-            for chunk in objects.chunks(size) {
-                let requests = chunk
-                    .iter()
-                    .map(|state| ReadRequest {
-                        type_name: type_name.into(),
-                        identity: identity(String::new()),
-                        state: state.clone(),
-                    })
-                    .collect();
-                found += aws
-                    .read_many(requests)
-                    .await
-                    .into_iter()
-                    .filter(|answer| answer.as_ref().is_ok_and(|r| r.state.is_some()))
-                    .count();
-            }
-        }
+        let found = refresh(
+            &aws,
+            &[("aws_security_group", &groups), ("aws_instance", &instances)],
+        )
+        .await;
         let after = aws.calls().await;
         assert_eq!(found, GROUPS + INSTANCES, "every object is found");
         println!(
@@ -214,6 +199,32 @@ fn main() {
 
         network(&aws, &ami).await;
     });
+}
+
+/// Reads `objects` as plan's refresh does (batches of `read_batch_size`);
+/// how many were found.
+async fn refresh(aws: &AwsProvider, objects: &[(&str, &Vec<Attributes>)]) -> usize {
+    let mut found = 0;
+    for (type_name, objects) in objects {
+        let size = aws.read_batch_size(type_name);
+        for chunk in objects.chunks(size) {
+            let requests = chunk
+                .iter()
+                .map(|state| ReadRequest {
+                    type_name: type_name.to_string(),
+                    identity: identity(String::new()),
+                    state: state.clone(),
+                })
+                .collect();
+            found += aws
+                .read_many(requests)
+                .await
+                .into_iter()
+                .filter(|answer| answer.as_ref().is_ok_and(|r| r.state.is_some()))
+                .count();
+        }
+    }
+    found
 }
 
 /// Part 2: a small network as a configuration would describe it — 1 VPC,
@@ -276,10 +287,31 @@ async fn network(aws: &Arc<AwsProvider>, ami: &str) {
             )
         })
         .collect();
-    in_parallel(aws, instances, create).await;
+    let instances = in_parallel(aws, instances, create).await;
     let after = aws.calls().await;
     println!(
         "\n1 VPC, 4 subnets, 50 security groups of 2 rules, 20 instances, parallelism {PARALLELISM}\ncreate:  {:>7.2} s  {}",
+        started.elapsed().as_secs_f64(),
+        difference(&after, &before)
+    );
+    // What a no-op plan asks AWS.
+    let before = after;
+    let started = Instant::now();
+    let vpcs = vec![vpc];
+    let found = refresh(
+        aws,
+        &[
+            ("aws_vpc", &vpcs),
+            ("aws_subnet", &subnets),
+            ("aws_security_group", &groups),
+            ("aws_instance", &instances),
+        ],
+    )
+    .await;
+    assert_eq!(found, 1 + 4 + 50 + 20, "every object is found");
+    let after = aws.calls().await;
+    println!(
+        "refresh: {:>7.2} s  {}",
         started.elapsed().as_secs_f64(),
         difference(&after, &before)
     );

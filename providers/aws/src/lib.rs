@@ -11,7 +11,9 @@
 //! - every object is tagged `infra:address` and `infra:lineage`;
 //! - after a create or update the object is read back, so the state is
 //!   what AWS reports (read-backs in flight together share a Describe
-//!   call: `read_back.rs`; an instance's is its wait until it runs);
+//!   call: `read_back.rs`; an instance's is its wait until it runs) —
+//!   except where the create's own answers already tell the whole state
+//!   (VPCs, subnets, security groups: `values::Created`);
 //! - refresh reads up to 100 objects of a type in one Describe call;
 //! - a delete that AWS refuses because something still depends on the
 //!   object (`DependencyViolation`) is retried for up to 5 minutes, and one
@@ -33,7 +35,7 @@ mod subnet;
 mod values;
 mod vpc;
 
-use crate::values::Found;
+use crate::values::{Created, Found};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,12 +169,12 @@ impl AwsProvider {
         kind: Kind,
         identity: &ObjectIdentity,
         config: &Attributes,
-    ) -> Result<String, ProviderError> {
+    ) -> Result<Created, ProviderError> {
         let api = self.api().await;
-        match kind {
-            Kind::Vpc => vpc::create(&api, identity, config).await,
-            Kind::Subnet => subnet::create(&api, identity, config).await,
-            Kind::SecurityGroup => security_group::create(&api, identity, config).await,
+        let id = match kind {
+            Kind::Vpc => return vpc::create(&api, identity, config).await,
+            Kind::Subnet => return subnet::create(&api, identity, config).await,
+            Kind::SecurityGroup => return security_group::create(&api, identity, config).await,
             Kind::InternetGateway => internet_gateway::create(&api, identity, config).await,
             Kind::RouteTable => route_table::create(&api, identity, config).await,
             Kind::KeyPair => key_pair::create(&api, identity, config).await,
@@ -182,7 +184,8 @@ impl AwsProvider {
             Kind::TargetGroup => load_balancer::create_target_group(&api, identity, config).await,
             Kind::Listener => load_balancer::create_listener(&api, config).await,
             Kind::Attachment => load_balancer::create_attachment(&api, config).await,
-        }
+        };
+        id.map(Created::read_back)
     }
 
     async fn read_objects(&self, kind: Kind, ids: &[String]) -> Found {
@@ -386,10 +389,16 @@ impl Provider for AwsProvider {
     ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
         Box::pin(async move {
             let kind = Kind::of(&request.type_name)?;
-            let id = self
+            let created = self
                 .create_object(kind, &request.identity, &request.config)
                 .await?;
-            let state = self.read_back(kind, &id, &request.config).await?;
+            let state = match created.state {
+                Some(mut state) => {
+                    normalize(kind, &mut state, &request.config);
+                    state
+                }
+                None => self.read_back(kind, &created.id, &request.config).await?,
+            };
             Ok(ObjectResponse::from(state))
         })
     }

@@ -17,7 +17,10 @@ use infra_provider_sdk::{
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::values::{Found, found_by_id, id_of, required, tag_specification, text, update_tags};
+use crate::values::{
+    Created, Found, created_state, found_by_id, id_of, required, tag_specification, text,
+    update_tags,
+};
 
 pub const DEFAULT_DESCRIPTION: &str = "Managed by infra";
 
@@ -71,9 +74,14 @@ pub fn schema() -> ResourceSchema {
 /// One rule for one CIDR.
 type Atom = (String, i64, i64, String);
 
+/// A protocol as AWS reports it: by name where it has one.
 fn protocol(text: &str) -> String {
     match text.to_ascii_lowercase().as_str() {
         "all" | "-1" => "-1".into(),
+        "6" => "tcp".into(),
+        "17" => "udp".into(),
+        "1" => "icmp".into(),
+        "58" => "icmpv6".into(),
         other => other.into(),
     }
 }
@@ -165,7 +173,7 @@ pub async fn create(
     api: &Api,
     identity: &ObjectIdentity,
     config: &Attributes,
-) -> Result<String, ProviderError> {
+) -> Result<Created, ProviderError> {
     let created = api
         .call(
             "CreateSecurityGroup",
@@ -193,7 +201,25 @@ pub async fn create(
         json!([{ "protocol": "-1", "cidr_blocks": ["0.0.0.0/0"] }]),
     );
     set_rules(api, &id, &prior, config).await?;
-    Ok(id)
+    // What a read would find: the rules are those just set (each call
+    // succeeded whole), written as a read writes them. Without the ARN in
+    // the answer, the group is read back.
+    let state = created.security_group_arn().map(|arn| {
+        let mut state = created_state(&id, config);
+        state.insert("name".into(), json!(required(config, "name").ok()));
+        state.insert(
+            "description".into(),
+            json!(text(config, "description").unwrap_or(DEFAULT_DESCRIPTION)),
+        );
+        state.insert("vpc_id".into(), json!(required(config, "vpc_id").ok()));
+        state.insert("arn".into(), json!(arn));
+        for direction in ["ingress", "egress"] {
+            let rules = config.get(direction).or_else(|| prior.get(direction));
+            state.insert(direction.into(), rules_of(&atoms(rules)));
+        }
+        state
+    });
+    Ok(Created { id, state })
 }
 
 /// Authorizes and revokes what differs between the prior rules and the

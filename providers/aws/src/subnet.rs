@@ -2,7 +2,7 @@
 //! block and zone force a new subnet; `map_public_ip_on_launch` and tags
 //! change in place.
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet};
 use infra_provider_sdk::{
     Attribute, AttributeType, Attributes, ObjectIdentity, ProviderError, ResourceSchema,
 };
@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::api::Api;
 use crate::values::{
-    Found, flag, found_by_id, id_of, required, tag_specification, text, update_tags,
+    Created, Found, created_state, flag, found_by_id, id_of, required, tag_specification, text,
+    update_tags,
 };
 
 pub fn schema() -> ResourceSchema {
@@ -45,7 +46,7 @@ pub async fn create(
     api: &Api,
     identity: &ObjectIdentity,
     config: &Attributes,
-) -> Result<String, ProviderError> {
+) -> Result<Created, ProviderError> {
     let mut request = api
         .ec2
         .create_subnet()
@@ -56,13 +57,25 @@ pub async fn create(
         request = request.availability_zone(zone);
     }
     let created = api.call("CreateSubnet", request.send()).await?;
-    let id = created
+    let subnet = created
         .subnet()
-        .and_then(|s| s.subnet_id())
+        .ok_or_else(|| ProviderError::new("CreateSubnet returned no subnet"))?;
+    let id = subnet
+        .subnet_id()
         .ok_or_else(|| ProviderError::new("CreateSubnet returned no id"))?
         .to_string();
     set_public_ip(api, &id, &Attributes::new(), config).await?;
-    Ok(id)
+    // What a read would find: the answer's subnet, with the public IP
+    // setting just made.
+    let mut state = created_state(&id, config);
+    describe(subnet, &mut state);
+    if let Some(wanted) = flag(config, "map_public_ip_on_launch") {
+        state.insert("map_public_ip_on_launch".into(), json!(wanted));
+    }
+    Ok(Created {
+        id,
+        state: Some(state),
+    })
 }
 
 async fn set_public_ip(
@@ -103,20 +116,23 @@ pub async fn read_many(api: &Api, ids: &[String]) -> Found {
         described.subnets(),
         |subnet| subnet.subnet_id(),
         |subnet| subnet.tags(),
-        |subnet, state| {
-            state.insert("vpc_id".into(), json!(subnet.vpc_id()));
-            state.insert("cidr_block".into(), json!(subnet.cidr_block()));
-            state.insert(
-                "availability_zone".into(),
-                json!(subnet.availability_zone()),
-            );
-            state.insert(
-                "map_public_ip_on_launch".into(),
-                json!(subnet.map_public_ip_on_launch().unwrap_or(false)),
-            );
-        },
+        describe,
     );
     Ok(found)
+}
+
+/// A subnet's state as AWS describes it, tags and id aside.
+fn describe(subnet: &Subnet, state: &mut Attributes) {
+    state.insert("vpc_id".into(), json!(subnet.vpc_id()));
+    state.insert("cidr_block".into(), json!(subnet.cidr_block()));
+    state.insert(
+        "availability_zone".into(),
+        json!(subnet.availability_zone()),
+    );
+    state.insert(
+        "map_public_ip_on_launch".into(),
+        json!(subnet.map_public_ip_on_launch().unwrap_or(false)),
+    );
 }
 
 pub async fn update(

@@ -90,6 +90,36 @@ pub fn tag_specification(
         .build()
 }
 
+/// What a create returns: the new object's id and, when the create's own
+/// answers tell everything its state records, that state — then no
+/// Describe call reads it back (and AWS's eventual consistency, which can
+/// hide a new object from Describe for a moment, does not delay it).
+pub struct Created {
+    pub id: String,
+    pub state: Option<Attributes>,
+}
+
+impl Created {
+    /// An object whose state must be read back.
+    pub fn read_back(id: String) -> Self {
+        Created { id, state: None }
+    }
+}
+
+/// A new object's state as its create told it: its id, and its tags
+/// written as a read writes them (the configured ones, infra's own left
+/// out).
+pub fn created_state(id: &str, config: &Attributes) -> Attributes {
+    let mut state = Attributes::new();
+    state.insert("id".into(), json!(id));
+    let tags: Vec<Tag> = user_tags(config)
+        .iter()
+        .map(|(key, value)| tag(key, value))
+        .collect();
+    tags_to_state(&tags, &mut state);
+    state
+}
+
 /// The objects one read found among those asked for, by id.
 pub type Found = Result<BTreeMap<String, Attributes>, ProviderError>;
 

@@ -8,7 +8,10 @@ use infra_provider_sdk::{
 use serde_json::json;
 
 use crate::api::Api;
-use crate::values::{Found, flag, found_by_id, id_of, required, tag_specification, update_tags};
+use crate::values::{
+    Created, Found, created_state, flag, found_by_id, id_of, required, tag_specification,
+    update_tags,
+};
 
 pub fn schema() -> ResourceSchema {
     ResourceSchema::new(
@@ -39,7 +42,7 @@ pub async fn create(
     api: &Api,
     identity: &ObjectIdentity,
     config: &Attributes,
-) -> Result<String, ProviderError> {
+) -> Result<Created, ProviderError> {
     let created = api
         .call(
             "CreateVpc",
@@ -50,13 +53,31 @@ pub async fn create(
                 .send(),
         )
         .await?;
-    let id = created
+    let vpc = created
         .vpc()
-        .and_then(|v| v.vpc_id())
+        .ok_or_else(|| ProviderError::new("CreateVpc returned no VPC"))?;
+    let id = vpc
+        .vpc_id()
         .ok_or_else(|| ProviderError::new("CreateVpc returned no id"))?
         .to_string();
     set_dns(api, &id, &Attributes::new(), config).await?;
-    Ok(id)
+    // What a read would find: the answer's VPC, and the DNS settings as
+    // configured or AWS's defaults for a new VPC.
+    let mut state = created_state(&id, config);
+    state.insert("cidr_block".into(), json!(vpc.cidr_block()));
+    state.insert("owner_id".into(), json!(vpc.owner_id()));
+    state.insert(
+        "enable_dns_support".into(),
+        json!(flag(config, "enable_dns_support").unwrap_or(true)),
+    );
+    state.insert(
+        "enable_dns_hostnames".into(),
+        json!(flag(config, "enable_dns_hostnames").unwrap_or(false)),
+    );
+    Ok(Created {
+        id,
+        state: Some(state),
+    })
 }
 
 async fn set_dns(

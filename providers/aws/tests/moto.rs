@@ -265,6 +265,97 @@ async fn a_network_with_an_instance_is_created_read_changed_and_deleted() {
     delete(&aws, "aws_subnet", &subnet).await;
 }
 
+/// VPCs, subnets and security groups take their state from their create
+/// calls' answers: no Describe call, and the state is what a read finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_are_created_without_a_read_back_and_read_as_created() {
+    let moto = Moto::start();
+    let aws = provider(&moto);
+    let before = aws.calls().await;
+    let created = [
+        ("aws_vpc", json!({ "cidr_block": "10.2.0.0/16" })),
+        (
+            "aws_vpc",
+            json!({ "cidr_block": "10.3.0.0/16", "enable_dns_support": false,
+                    "enable_dns_hostnames": true, "tags": { "Name": "b", "Team": "net" } }),
+        ),
+    ];
+    let mut objects = Vec::new();
+    for (index, (kind, config)) in created.into_iter().enumerate() {
+        objects.push((
+            kind,
+            create(&aws, kind, &format!("{kind}.v{index}"), config).await,
+        ));
+    }
+    let vpc_id = objects[0].1["id"].clone();
+    let more = [
+        (
+            "aws_subnet",
+            json!({ "vpc_id": vpc_id, "cidr_block": "10.2.1.0/24" }),
+        ),
+        (
+            "aws_subnet",
+            json!({ "vpc_id": vpc_id, "cidr_block": "10.2.2.0/24",
+                    "availability_zone": "us-east-1b", "map_public_ip_on_launch": true,
+                    "tags": { "Tier": "public" } }),
+        ),
+        (
+            "aws_security_group",
+            json!({ "name": "bare", "vpc_id": vpc_id }),
+        ),
+        (
+            "aws_security_group",
+            json!({ "name": "web", "vpc_id": vpc_id, "description": "web tier",
+                    "ingress": [
+                        { "protocol": "6", "from_port": 443, "to_port": 443,
+                          "cidr_blocks": ["0.0.0.0/0", "10.0.0.0/8"] },
+                        { "protocol": "udp", "from_port": 53, "to_port": 53,
+                          "cidr_blocks": ["10.0.0.0/8"] }
+                    ],
+                    "egress": [{ "protocol": "tcp", "from_port": 5432, "to_port": 5432,
+                                 "cidr_blocks": ["10.2.0.0/16"] }],
+                    "tags": { "Name": "web" } }),
+        ),
+    ];
+    for (index, (kind, config)) in more.into_iter().enumerate() {
+        objects.push((
+            kind,
+            create(&aws, kind, &format!("{kind}.o{index}"), config).await,
+        ));
+    }
+    let after = aws.calls().await;
+    let described: u64 = after
+        .iter()
+        .filter(|(operation, _)| operation.starts_with("Describe"))
+        .map(|(operation, count)| count - before.get(operation).unwrap_or(&0))
+        .sum();
+    assert_eq!(described, 0, "no read-back: {after:?}");
+    assert_eq!(objects[1].1["enable_dns_support"], false);
+    assert_eq!(
+        objects[2].1["availability_zone"]
+            .as_str()
+            .map(|z| z.starts_with("us-east-1")),
+        Some(true)
+    );
+    assert_eq!(objects[3].1["map_public_ip_on_launch"], true);
+    assert_eq!(
+        objects[4].1["egress"][0]["cidr_blocks"],
+        json!(["0.0.0.0/0"]),
+        "AWS's default egress"
+    );
+    assert_eq!(
+        objects[5].1["ingress"][0]["protocol"], "6",
+        "the configuration's way of writing"
+    );
+    for (kind, object) in &objects {
+        assert_eq!(
+            read(&aws, kind, object).await.as_ref(),
+            Some(object),
+            "{kind}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refreshing_many_objects_takes_a_few_describe_calls() {
     let moto = Moto::start();
