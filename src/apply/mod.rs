@@ -433,7 +433,7 @@ impl Shared {
                 type_name: instance.type_name.clone(),
                 provider: provider.name().to_string(),
                 attributes,
-                dependencies: instance.dependencies.clone(),
+                dependencies: instance.recorded_dependencies.to_vec(),
                 sensitive: Vec::new(),
             };
             // For what refers to it; never saved.
@@ -531,7 +531,7 @@ impl Shared {
             provider: provider.name().to_string(),
             sensitive: held_secrets(&instance.sensitive, &response.state),
             attributes: response.state,
-            dependencies: instance.dependencies.clone(),
+            dependencies: instance.recorded_dependencies.to_vec(),
         };
         let change = &self.job.plan.changes[step.change];
         // The old object of a create-before-destroy replacement stays in the
@@ -793,7 +793,7 @@ pub fn held_secrets(sensitive: &[String], attributes: &Attributes) -> Vec<String
 fn record_dependencies(state: &mut State, instances: &BTreeMap<String, PlannedInstance>) {
     for (address, instance) in instances {
         if let Some(resource) = state.resources.get_mut(address) {
-            resource.dependencies = instance.dependencies.clone();
+            resource.dependencies = instance.recorded_dependencies.to_vec();
             resource.sensitive = held_secrets(&instance.sensitive, &resource.attributes);
         }
     }

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::plan::{Action, Plan};
-use crate::state::State;
+use crate::state::{State, named_by};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {
@@ -104,11 +104,17 @@ pub fn steps(
             .ok()
             .map(|i| plan.changes[i].action)
     };
+    let mut named = Vec::new();
     for (dependent, resource) in &state.resources {
-        for dependency in &resource.dependencies {
-            let Some(&destroy) = destroy_step.get(dependency.as_str()) else {
-                continue;
-            };
+        // What it names among the destroyed (a whole resource: each of
+        // its instances).
+        named.clear();
+        for recorded in &resource.dependencies {
+            named.extend(
+                named_by(&destroy_step, recorded).map(|(&address, &destroy)| (address, destroy)),
+            );
+        }
+        for &(dependency, destroy) in &named {
             if let Some(&first) = destroy_step.get(dependent.as_str()) {
                 steps[destroy].waits_for.push(first);
             }
@@ -205,6 +211,34 @@ mod tests {
                 "Create b <- [Create a]",
                 "Destroy old_db <- [Destroy old_web]",
                 "Destroy old_web <- []",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_whole_resource_recorded_as_a_dependency_orders_each_of_its_instances() {
+        let plan = Plan {
+            changes: vec![
+                change("net[0]", Action::Delete),
+                change("net[1]", Action::Delete),
+                change("network", Action::Delete),
+                change("user", Action::Delete),
+            ],
+            ..Plan::default()
+        };
+        let mut state = State::new("t");
+        for address in ["net[0]", "net[1]", "network"] {
+            state.resources.insert(address.into(), recorded(&[]));
+        }
+        state.resources.insert("user".into(), recorded(&["net"]));
+        assert_eq!(
+            describe(&steps(&plan, &BTreeMap::new(), &state)),
+            vec![
+                "Destroy net[0] <- [Destroy user]",
+                "Destroy net[1] <- [Destroy user]",
+                // Named like `net`, but another resource.
+                "Destroy network <- []",
+                "Destroy user <- []",
             ]
         );
     }

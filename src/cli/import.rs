@@ -130,7 +130,7 @@ pub fn run(directory: Option<PathBuf>, args: &ImportArgs, style: ReportStyle) ->
             provider: provider.name().to_string(),
             sensitive: crate::apply::held_secrets(&instance.sensitive, &imported.state),
             attributes: imported.state,
-            dependencies: instance.dependencies.clone(),
+            dependencies: instance.recorded_dependencies.to_vec(),
         },
     );
     if let Err(error) = backend.save(&state, &version) {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::diagnostics::{ReportStyle, did_you_mean};
 use crate::eval::Value;
 use crate::events::Events;
-use crate::state::{Backend, State};
+use crate::state::{Backend, State, covers};
 
 use super::planning::{LockArgs, open_backend, take_lock};
 
@@ -135,10 +135,16 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             };
             state.resources.insert(to.clone(), resource);
             for other in state.resources.values_mut() {
-                for dependency in &mut other.dependencies {
-                    if dependency == from {
-                        *dependency = to.clone();
-                    }
+                // A dependency on it follows it; one on its whole resource
+                // (or module) still holds for the rest and gains the new
+                // address.
+                let mut follows = false;
+                other.dependencies.retain(|dependency| {
+                    follows |= covers(dependency, from);
+                    dependency != from
+                });
+                if follows {
+                    other.dependencies.push(to.clone());
                 }
             }
             println!("Moved {from} to {to}");

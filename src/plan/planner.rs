@@ -15,8 +15,8 @@ use crate::eval::{EvaluatedModule, Value, provider_of};
 use crate::events::{Event, Events};
 use crate::graph::instance_dependencies;
 use crate::providers::{ProviderRegistry, validate_with_providers};
-use crate::state::State;
 use crate::state::journal::PendingCreate;
+use crate::state::{State, named_by};
 use crate::syntax::{SourceMap, Span};
 
 use super::data::read_data_sources;
@@ -59,8 +59,11 @@ pub struct PlannedInstance {
     /// As evaluated at plan time; unknown values are resolved before use.
     pub arguments: Arc<BTreeMap<String, Value>>,
     pub ignore_changes: Vec<String>,
-    /// Instances it depends on (recorded in the state).
+    /// Instances it depends on.
     pub dependencies: Vec<String>,
+    /// What it depends on as the configuration names it (a whole resource
+    /// once): what the state records.
+    pub recorded_dependencies: Arc<[String]>,
     /// Its sensitive attributes (recorded in the state).
     pub sensitive: Vec<String>,
     /// The block's header, where its problems point.
@@ -85,6 +88,7 @@ pub fn planned_instances(evaluated: &EvaluatedModule) -> BTreeMap<String, Planne
                         .map(|i| i.name.clone())
                         .collect(),
                     dependencies: dependencies.into_iter().map(str::to_string).collect(),
+                    recorded_dependencies: instance.dependencies.clone(),
                     sensitive: instance.sensitive.to_vec(),
                     span: instance.span,
                 },
@@ -235,9 +239,14 @@ impl<'r> Planner<'r> {
                 .collect();
             // Objects no longer configured depend on what the state says.
             for (address, resource) in &refreshed.resources {
-                dependencies
-                    .entry(address.clone())
-                    .or_insert_with(|| resource.dependencies.clone());
+                dependencies.entry(address.clone()).or_insert_with(|| {
+                    resource
+                        .dependencies
+                        .iter()
+                        .flat_map(|recorded| named_by(&refreshed.resources, recorded))
+                        .map(|(address, _)| address.clone())
+                        .collect()
+                });
             }
             checked.diagnostics.extend(restrict_to_targets(
                 &mut plan,

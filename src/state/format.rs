@@ -1,4 +1,4 @@
-//! The state format, version 1.
+//! The state format, version 2.
 //!
 //! Designed to be committed and merged:
 //! - resources are keyed by address and sorted, one block each, so two
@@ -6,16 +6,23 @@
 //! - no serial number bumped by every write and no timestamps, so rewriting
 //!   an unchanged state gives identical bytes;
 //! - every attribute value is addressable as (address, attribute), so
-//!   sensitive values can be encrypted one by one (the schema says which).
+//!   sensitive values can be encrypted one by one (the schema says which);
+//! - dependencies are recorded as the configuration names them: a whole
+//!   resource (`aws_subnet.net`) or module once, not each of its instances
+//!   (version 2; version 1 listed every instance, which still reads the
+//!   same — [`named_by`] expands either).
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
 /// The `format` field: what kind of file this is.
 pub const FORMAT_NAME: &str = "infra-state";
 /// The newest format version this build reads and the one it writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Older versions are read and rewritten as this one.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,8 +49,10 @@ pub struct ResourceState {
     /// Attribute values as the provider last reported them, sorted by name.
     #[serde(default)]
     pub attributes: BTreeMap<String, serde_json::Value>,
-    /// Addresses of what it depended on when it was last applied, sorted
-    /// (deletes run in reverse order even after the configuration is gone).
+    /// What it depended on when it was last applied, sorted (deletes run
+    /// in reverse order even after the configuration is gone): instance
+    /// addresses, or a whole resource or module for all it holds
+    /// ([`named_by`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<String>,
     /// Attributes whose values are sensitive, sorted: those the schema
@@ -79,6 +88,7 @@ impl State {
     /// bytes.
     pub fn to_canonical_json(&self) -> String {
         let mut state = self.clone();
+        state.version = FORMAT_VERSION;
         for resource in state.resources.values_mut() {
             resource.dependencies.sort();
             resource.dependencies.dedup();
@@ -89,6 +99,27 @@ impl State {
         text.push('\n');
         text
     }
+}
+
+/// Whether a recorded dependency names `address`: the instance itself, an
+/// instance of the resource (`a.b[0]` of `a.b`), or an object inside the
+/// module (`module.m.a.b` of `module.m`).
+pub fn covers(dependency: &str, address: &str) -> bool {
+    address
+        .strip_prefix(dependency)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['[', '.']))
+}
+
+/// The entries of `by_address` a recorded dependency names ([`covers`]):
+/// one range of the sorted map.
+pub fn named_by<'m, K: Borrow<str> + Ord, V>(
+    by_address: &'m BTreeMap<K, V>,
+    dependency: &'m str,
+) -> impl Iterator<Item = (&'m K, &'m V)> {
+    by_address
+        .range::<str, _>((Bound::Included(dependency), Bound::Unbounded))
+        .take_while(move |(address, _)| Borrow::<str>::borrow(*address).starts_with(dependency))
+        .filter(move |(address, _)| covers(dependency, Borrow::<str>::borrow(*address)))
 }
 
 /// Whether an address is a data source's (`data.aws_ami.x`,

@@ -16,7 +16,8 @@ mod strict_json;
 
 pub use backend::{Backend, LocalBackend, LockGuard, LockWait, StateVersion, StoredState};
 pub use format::{
-    FORMAT_NAME, FORMAT_VERSION, OutputState, ResourceState, State, is_data_address, new_lineage,
+    FORMAT_NAME, FORMAT_VERSION, OutputState, ResourceState, State, covers, is_data_address,
+    named_by, new_lineage,
 };
 pub use lock::{
     LockError, LockInfo, StateLock, force_unlock, lock_path, process_start, release_held_locks,

@@ -378,6 +378,36 @@ fn configuration_with_state() -> tempfile::TempDir {
 }
 
 #[test]
+fn moving_one_instance_of_a_resource_recorded_whole_keeps_both_dependencies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "main.infra", "");
+    write(
+        dir.path(),
+        "infra.state.json",
+        r#"{ "format": "infra-state", "version": 1, "lineage": "abc", "resources": {
+  "aws_subnet.net[0]": { "type": "aws_subnet", "provider": "aws", "attributes": { "id": "subnet-0" } },
+  "aws_subnet.net[1]": { "type": "aws_subnet", "provider": "aws", "attributes": { "id": "subnet-1" } },
+  "aws_instance.web": { "type": "aws_instance", "provider": "aws", "attributes": { "id": "i-1" },
+                        "dependencies": ["aws_subnet.net"] } } }"#,
+    );
+    let moved = infra(
+        &["state", "mv", "aws_subnet.net[1]", "aws_subnet.edge"],
+        Some(dir.path()),
+    );
+    assert!(moved.status.success(), "{}", text(&moved.stderr));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["resources"]["aws_instance.web"]["dependencies"],
+        serde_json::json!(["aws_subnet.edge", "aws_subnet.net"]),
+        "the moved instance is still destroyed after the instance"
+    );
+    assert_eq!(state["version"], 2, "written in the current format");
+}
+
+#[test]
 fn state_commands_list_show_move_and_remove_under_the_lock() {
     let dir = configuration_with_state();
     let list = infra(&["state", "list"], Some(dir.path()));

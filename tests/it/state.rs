@@ -175,8 +175,8 @@ fn corrupt_foreign_and_newer_states_are_refused_and_never_overwritten() {
             matches!(e, StateError::UnknownFormat { .. })
         }),
         (
-            "{ \"format\": \"infra-state\", \"version\": 2, \"lineage\": \"x\" }",
-            |e| matches!(e, StateError::NewerVersion { version: 2, .. }),
+            "{ \"format\": \"infra-state\", \"version\": 3, \"lineage\": \"x\" }",
+            |e| matches!(e, StateError::NewerVersion { version: 3, .. }),
         ),
     ];
     for (text, expected) in cases {
