@@ -309,7 +309,7 @@ pub(super) fn carry_out_with(
 /// atomically and read back), or else prints it whole on stderr, and says
 /// how to put it back.
 fn rescue(state: &crate::state::State, backend: &dyn Backend) {
-    const NAME: &str = "infra.state.errored.json";
+    use crate::state::RESCUE_NAME as NAME;
     let mut places = Vec::new();
     if let Some(path) = backend.local_path() {
         places.push(path.with_file_name(NAME));

@@ -1,7 +1,8 @@
-//! `infra state list | show | rm | mv` and `infra force-unlock`: inspecting
-//! and editing the state file, under its lock.
+//! `infra state list | show | rm | mv | merge` and `infra force-unlock`:
+//! inspecting and editing the state file, under its lock, and merging two
+//! branches' states (git's merge driver).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::diagnostics::{ReportStyle, did_you_mean};
@@ -26,7 +27,12 @@ pub enum StateCommand {
     /// List the addresses in the state
     List,
     /// Show the recorded attributes of one resource instance
-    Show { address: String },
+    Show {
+        address: String,
+        /// Print sensitive values instead of `(sensitive)`
+        #[arg(long)]
+        show_sensitive: bool,
+    },
     /// Forget resource instances (the real objects are left alone)
     Rm {
         #[arg(required = true)]
@@ -34,6 +40,15 @@ pub enum StateCommand {
     },
     /// Move a resource instance to another address (after renaming it in the configuration)
     Mv { from: String, to: String },
+    /// Merge two states resource by resource into OURS (git's merge driver: `state merge %O %A %B`)
+    Merge {
+        /// The common ancestor (an empty file when both branches added the state)
+        base: PathBuf,
+        /// Our state; the merge is written here
+        ours: PathBuf,
+        /// Their state
+        theirs: PathBuf,
+    },
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -71,6 +86,10 @@ pub(super) fn unknown_address(state: &State, address: &str) -> ExitCode {
 }
 
 pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> ExitCode {
+    if let StateCommand::Merge { base, ours, theirs } = &args.command {
+        // Paths as git gives them, from where it runs: no configuration.
+        return merge_files(base, ours, theirs);
+    }
     let backend = match open_backend(directory, &args.variables, style) {
         Ok(backend) => backend,
         Err(code) => return code,
@@ -86,7 +105,10 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             }
             Err(code) => code,
         },
-        StateCommand::Show { address } => {
+        StateCommand::Show {
+            address,
+            show_sensitive,
+        } => {
             let state = match open(backend) {
                 Ok((state, _)) => state,
                 Err(code) => return code,
@@ -105,7 +127,11 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
                 .max()
                 .unwrap_or(0);
             for (name, value) in &resource.attributes {
-                println!("{name:width$} = {}", Value::from_json(value));
+                if resource.sensitive.contains(name) && !show_sensitive {
+                    println!("{name:width$} = (sensitive)");
+                } else {
+                    println!("{name:width$} = {}", Value::from_json(value));
+                }
             }
             if !resource.dependencies.is_empty() {
                 println!("# depends on {}", resource.dependencies.join(", "));
@@ -150,7 +176,55 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             println!("Moved {from} to {to}");
             Ok(())
         }),
+        StateCommand::Merge { .. } => unreachable!("merged before a backend is opened"),
     }
+}
+
+/// `infra state merge BASE OURS THEIRS`: exit 0 with the merge in OURS, or
+/// 1 — conflicts written into OURS between git's markers, or nothing
+/// written when the states cannot be merged at all.
+fn merge_files(base: &Path, ours: &Path, theirs: &Path) -> ExitCode {
+    let read = |path: &Path| -> Result<Option<State>, String> {
+        match std::fs::read_to_string(path) {
+            // git gives an empty base when both branches added the state.
+            Ok(text) if text.trim().is_empty() => Ok(None),
+            Ok(_) => crate::state::load(path).map_err(|error| error.to_string()),
+            Err(error) => Err(format!("cannot read `{}`: {error}", path.display())),
+        }
+    };
+    let (base, ours_state, theirs_state) = match (read(base), read(ours), read(theirs)) {
+        (Ok(base), Ok(Some(ours)), Ok(Some(theirs))) => (base, ours, theirs),
+        (Ok(_), Ok(_), Ok(_)) => return fail("OURS and THEIRS must both be states"),
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => return fail(error),
+    };
+    let merged = match crate::state::merge::merge(base.as_ref(), &ours_state, &theirs_state) {
+        Ok(merged) => merged,
+        Err(error) => return fail(format!("{error}\n  help: merge this file by hand")),
+    };
+    let text = crate::state::merge::merged_text(&merged);
+    if let Err(error) = infra_provider_sdk::host::write_atomically(ours, text.as_bytes(), 0o600) {
+        return fail(format!(
+            "cannot write `{}`: {}",
+            ours.display(),
+            error.error
+        ));
+    }
+    if merged.conflicts.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for conflict in &merged.conflicts {
+        eprintln!("conflict: {}", conflict.describe());
+    }
+    eprintln!(
+        "  help: {} changed on both branches: keep one side between the markers in `{}` (run `infra plan` after), then `git add` it",
+        if merged.conflicts.len() == 1 {
+            "it was"
+        } else {
+            "they were"
+        },
+        ours.display()
+    );
+    ExitCode::from(1)
 }
 
 /// Changes the state under its lock and saves it (keeping a backup).

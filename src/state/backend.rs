@@ -122,6 +122,8 @@ pub struct LocalBackend {
     saved_once: Mutex<bool>,
     /// The apply journal, while a run writes it (`<state>.journal`).
     journal: Mutex<Option<Arc<Journal>>>,
+    /// Whether this run made sure git ignores the files beside the state.
+    kept_out_of_git: std::sync::Once,
 }
 
 impl LocalBackend {
@@ -130,7 +132,18 @@ impl LocalBackend {
             path: path.into(),
             saved_once: Mutex::new(false),
             journal: Mutex::new(None),
+            kept_out_of_git: std::sync::Once::new(),
         }
+    }
+
+    /// Lists the backup, lock and journal in the `.gitignore` beside the
+    /// state (once per run, before the first of them is written).
+    fn keep_out_of_git(&self) {
+        self.kept_out_of_git.call_once(|| {
+            if let Err(error) = super::gitignore::keep_out_of_git(&self.path) {
+                tracing::warn!(%error, "cannot update the .gitignore beside the state");
+            }
+        });
     }
 
     pub fn path(&self) -> &Path {
@@ -154,6 +167,7 @@ impl Backend for LocalBackend {
     }
 
     fn save(&self, state: &State, expected: &StateVersion) -> Result<StateVersion, StateError> {
+        self.keep_out_of_git();
         let mut saved_once = self.saved_once.lock().expect("backend");
         let text = save_text(&self.path, state, !*saved_once, |previous| {
             let found = StateVersion::of(previous);
@@ -176,6 +190,7 @@ impl Backend for LocalBackend {
     }
 
     fn lock(&self, operation: &str, wait: &LockWait<'_>) -> Result<LockGuard, LockError> {
+        self.keep_out_of_git();
         let deadline = Instant::now() + wait.timeout;
         let mut told = false;
         loop {

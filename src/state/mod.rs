@@ -4,13 +4,17 @@
 //! writing it safely (`store.rs`: atomic writes, a backup, refusal of corrupt
 //! or newer files), the lock that keeps two runs apart (`lock.rs`), and
 //! the journal that keeps an apply's finished changes durable as they
-//! happen and lets the next run recover them (`journal.rs`).
+//! happen and lets the next run recover them (`journal.rs`), and the
+//! three-way merge git runs on it (`merge.rs`), and what keeps the files
+//! beside it out of git (`gitignore.rs`).
 //! Knows nothing of providers or plans.
 
 pub mod backend;
 mod format;
+mod gitignore;
 pub mod journal;
 mod lock;
+pub mod merge;
 mod store;
 mod strict_json;
 
@@ -19,6 +23,7 @@ pub use format::{
     FORMAT_NAME, FORMAT_VERSION, OutputState, ResourceState, State, covers, is_data_address,
     named_by, new_lineage,
 };
+pub use gitignore::RESCUE_NAME;
 pub use lock::{
     LockError, LockInfo, StateLock, force_unlock, lock_path, process_start, release_held_locks,
 };

@@ -378,6 +378,38 @@ fn configuration_with_state() -> tempfile::TempDir {
 }
 
 #[test]
+fn state_show_hides_sensitive_values_unless_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "main.infra",
+        "resource random_password db {\n  length = 24\n}\n",
+    );
+    let applied = infra(&["apply", "--auto-approve"], Some(dir.path()));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap(),
+    )
+    .unwrap();
+    let secret = state["resources"]["random_password.db"]["attributes"]["result"]
+        .as_str()
+        .expect("a password")
+        .to_string();
+    let shown = infra(&["state", "show", "random_password.db"], Some(dir.path()));
+    let shown = text(&shown.stdout);
+    assert!(!shown.contains(&secret), "{shown}");
+    assert!(
+        shown.contains("result") && shown.contains("(sensitive)"),
+        "{shown}"
+    );
+    let asked = infra(
+        &["state", "show", "--show-sensitive", "random_password.db"],
+        Some(dir.path()),
+    );
+    assert!(text(&asked.stdout).contains(&secret));
+}
+
+#[test]
 fn moving_one_instance_of_a_resource_recorded_whole_keeps_both_dependencies() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "main.infra", "");

@@ -153,6 +153,126 @@ fn branches_changing_different_resources_merge_with_plain_git() {
     );
 }
 
+/// Runs git in `dir`; panics with its output when it fails and `ok`.
+fn git(dir: &Path, args: &[&str], ok: bool) -> std::process::Output {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=infra",
+            "-c",
+            "user.email=infra@example.com",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    if ok {
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            crate::support::both(&output)
+        );
+    }
+    output
+}
+
+fn infra_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    let output = crate::support::command(Some(dir), args)
+        .output()
+        .expect("infra runs");
+    assert!(output.status.success(), "{}", crate::support::both(&output));
+    output
+}
+
+/// What the README tells a team to set up: `infra state merge` as git's
+/// merge driver for the state, the backup and lock kept out of git.
+#[test]
+fn git_merges_states_of_two_branches_with_infra_as_merge_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    git(repo, &["init", "-q", "-b", "main"], true);
+    let driver = format!("{} state merge %O %A %B", crate::support::INFRA);
+    git(repo, &["config", "merge.infra.driver", &driver], true);
+    std::fs::write(
+        repo.join(".gitattributes"),
+        "infra.state.json merge=infra\n",
+    )
+    .unwrap();
+    let resource = |name: &str, length: u32| {
+        format!("resource random_id {name} {{\n  byte_length = {length}\n}}\n")
+    };
+    std::fs::write(repo.join("b.infra"), resource("b", 4)).unwrap();
+    infra_in(repo, &["apply", "--auto-approve"]);
+    git(repo, &["add", "-A"], true);
+    git(repo, &["commit", "-qm", "b"], true);
+    let tracked = String::from_utf8(git(repo, &["ls-files"], true).stdout).unwrap();
+    assert_eq!(
+        tracked, ".gitattributes\n.gitignore\nb.infra\ninfra.state.json\n",
+        "the lock, backup and journal stay out of git"
+    );
+
+    // Two branches add resources next to each other in sort order.
+    git(repo, &["checkout", "-qb", "feature"], true);
+    std::fs::write(repo.join("c.infra"), resource("c", 4)).unwrap();
+    infra_in(repo, &["apply", "--auto-approve"]);
+    git(repo, &["add", "-A"], true);
+    git(repo, &["commit", "-qm", "c"], true);
+    git(repo, &["checkout", "-q", "main"], true);
+    std::fs::write(repo.join("d.infra"), resource("d", 4)).unwrap();
+    infra_in(repo, &["apply", "--auto-approve"]);
+    git(repo, &["add", "-A"], true);
+    git(repo, &["commit", "-qm", "d"], true);
+    git(repo, &["merge", "-q", "--no-edit", "feature"], true);
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.join("infra.state.json")).unwrap())
+            .unwrap();
+    let addresses: Vec<&String> = merged["resources"].as_object().unwrap().keys().collect();
+    assert_eq!(addresses, ["random_id.b", "random_id.c", "random_id.d"]);
+    let planned = crate::support::command(Some(repo), &["plan", "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        planned.status.code(),
+        Some(0),
+        "the merged state matches the merged configuration: {}",
+        crate::support::both(&planned)
+    );
+
+    // Both branches replace the same resource: a conflict naming it.
+    git(repo, &["checkout", "-qb", "other"], true);
+    std::fs::write(repo.join("b.infra"), resource("b", 8)).unwrap();
+    infra_in(repo, &["apply", "--auto-approve"]);
+    git(repo, &["commit", "-qam", "b 8"], true);
+    git(repo, &["checkout", "-q", "main"], true);
+    std::fs::write(repo.join("b.infra"), resource("b", 6)).unwrap();
+    infra_in(repo, &["apply", "--auto-approve"]);
+    git(repo, &["commit", "-qam", "b 6"], true);
+    let conflicted = git(repo, &["merge", "--no-edit", "other"], false);
+    assert!(!conflicted.status.success());
+    let both = crate::support::both(&conflicted);
+    assert!(
+        both.contains("conflict: resource `random_id.b`: ours changed, theirs changed"),
+        "{both}"
+    );
+    let text = std::fs::read_to_string(repo.join("infra.state.json")).unwrap();
+    assert!(
+        text.contains("<<<<<<< ours: resource `random_id.b`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"random_id.c\"") && text.contains("\"random_id.d\""),
+        "the rest is merged: {text}"
+    );
+    let refused = crate::support::command(Some(repo), &["plan"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "a conflicted state is refused"
+    );
+}
+
 #[test]
 fn corrupt_foreign_and_newer_states_are_refused_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
