@@ -310,6 +310,8 @@ pub(super) fn carry_out_with(
 /// how to put it back.
 fn rescue(state: &crate::state::State, backend: &dyn Backend) {
     use crate::state::RESCUE_NAME as NAME;
+    // Written as the backend writes it: secrets sealed.
+    let state = &backend.sealed(state);
     let mut places = Vec::new();
     if let Some(path) = backend.local_path() {
         places.push(path.with_file_name(NAME));

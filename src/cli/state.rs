@@ -1,4 +1,4 @@
-//! `infra state list | show | rm | mv | merge` and `infra force-unlock`:
+//! `infra state list | show | rm | mv | rekey | merge` and `infra force-unlock`:
 //! inspecting and editing the state file, under its lock, and merging two
 //! branches' states (git's merge driver).
 
@@ -40,6 +40,8 @@ pub enum StateCommand {
     },
     /// Move a resource instance to another address (after renaming it in the configuration)
     Mv { from: String, to: String },
+    /// Seal every secret of the state with the current key (rotation: the old one in INFRA_STATE_PREVIOUS_KEY)
+    Rekey,
     /// Merge two states resource by resource into OURS (git's merge driver: `state merge %O %A %B`)
     Merge {
         /// The common ancestor (an empty file when both branches added the state)
@@ -176,6 +178,32 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             println!("Moved {from} to {to}");
             Ok(())
         }),
+        StateCommand::Rekey => {
+            if !crate::state::sealing::Sealer::from_env().is_ok_and(|sealer| sealer.seals()) {
+                return fail(format!(
+                    "no key to seal with\n  help: set `{}` (32 random bytes in base64: `openssl rand -base64 32`) or `{}`; the key the state is sealed with now goes in `{}`",
+                    crate::state::sealing::KEY_VARIABLE,
+                    crate::state::sealing::PASSPHRASE_VARIABLE,
+                    crate::state::sealing::PREVIOUS_KEY_VARIABLE,
+                ));
+            }
+            // Read opens with either key; the save seals with the current one.
+            edit(backend, "state rekey", &args.lock, |state| {
+                let secrets = state
+                    .resources
+                    .values()
+                    .map(|r| {
+                        r.sensitive
+                            .iter()
+                            .filter(|a| r.attributes.contains_key(*a))
+                            .count()
+                    })
+                    .sum::<usize>()
+                    + state.outputs.values().filter(|o| o.sensitive).count();
+                println!("Sealed {secrets} secret values with the current key");
+                Ok(())
+            })
+        }
         StateCommand::Merge { .. } => unreachable!("merged before a backend is opened"),
     }
 }

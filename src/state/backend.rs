@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 use super::format::State;
 use super::journal::{Journal, Recovery, journal_path, replay};
 use super::lock::{LockError, LockInfo, StateLock, force_unlock};
+use super::sealing::Sealer;
 use super::store::{StateError, Vouched, load_text, save_text};
 use crate::eval::Value;
 
@@ -99,6 +100,12 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// `state` as this backend writes it, its secrets sealed: what a
+    /// rescue copy of it holds.
+    fn sealed(&self, state: &State) -> State {
+        state.clone()
+    }
+
     /// Starts the apply journal for a run on the state of `lineage`
     /// (none: this backend keeps no journal). Fails before anything
     /// changed when it cannot be written.
@@ -124,6 +131,8 @@ pub struct LocalBackend {
     journal: Mutex<Option<Arc<Journal>>>,
     /// Whether this run made sure git ignores the files beside the state.
     kept_out_of_git: std::sync::Once,
+    /// Seals the secrets of what is written, opens those read.
+    sealer: Arc<Sealer>,
 }
 
 impl LocalBackend {
@@ -133,7 +142,14 @@ impl LocalBackend {
             saved_once: Mutex::new(false),
             journal: Mutex::new(None),
             kept_out_of_git: std::sync::Once::new(),
+            sealer: Arc::new(Sealer::plaintext()),
         }
+    }
+
+    /// The same backend, sealing secrets with `sealer`'s keys.
+    pub fn with_sealer(mut self, sealer: Sealer) -> LocalBackend {
+        self.sealer = Arc::new(sealer);
+        self
     }
 
     /// Lists the backup, lock and journal in the `.gitignore` beside the
@@ -159,6 +175,14 @@ impl Backend for LocalBackend {
     fn read(&self) -> Result<StoredState, StateError> {
         let (mut state, text) = load_text(&self.path)?;
         let recovery = replay(&journal_path(&self.path), &mut state)?;
+        if let Some(state) = &mut state {
+            self.sealer
+                .open(state)
+                .map_err(|error| StateError::Sealed {
+                    path: self.path.clone(),
+                    detail: error.0,
+                })?;
+        }
         Ok(StoredState {
             state,
             version: StateVersion::of(text.as_deref()),
@@ -169,6 +193,13 @@ impl Backend for LocalBackend {
     fn save(&self, state: &State, expected: &StateVersion) -> Result<StateVersion, StateError> {
         self.keep_out_of_git();
         let mut saved_once = self.saved_once.lock().expect("backend");
+        let sealed;
+        let state = if self.sealer.seals() {
+            sealed = self.sealer.seal(state);
+            &sealed
+        } else {
+            state
+        };
         let text = save_text(&self.path, state, !*saved_once, |previous| {
             let found = StateVersion::of(previous);
             if found == *expected {
@@ -224,8 +255,16 @@ impl Backend for LocalBackend {
         Some(&self.path)
     }
 
+    fn sealed(&self, state: &State) -> State {
+        self.sealer.seal(state)
+    }
+
     fn open_journal(&self, lineage: &str) -> Result<Option<Arc<Journal>>, StateError> {
-        let journal = Arc::new(Journal::open(&journal_path(&self.path), lineage)?);
+        let journal = Arc::new(Journal::open(
+            &journal_path(&self.path),
+            lineage,
+            self.sealer.clone(),
+        )?);
         *self.journal.lock().expect("backend") = Some(journal.clone());
         Ok(Some(journal))
     }
@@ -271,7 +310,9 @@ pub fn resolve(dir: &Path, declared: Option<(String, Value)>) -> Result<Arc<dyn 
         }
     };
     tracing::debug!(path = %path.display(), "backend: local state file");
-    Ok(Arc::new(LocalBackend::new(path)))
+    Ok(Arc::new(
+        LocalBackend::new(path).with_sealer(Sealer::from_env()?),
+    ))
 }
 
 #[cfg(test)]

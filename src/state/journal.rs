@@ -26,6 +26,7 @@ use infra_provider_sdk::Attributes;
 use serde::{Deserialize, Serialize};
 
 use super::format::{ResourceState, State};
+use super::sealing::Sealer;
 use super::store::StateError;
 
 /// `<state>.journal`.
@@ -171,6 +172,10 @@ pub struct Journal {
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     durable: tokio::sync::watch::Receiver<Durable>,
+    /// The state's lineage and the run's keys: objects' secrets are sealed
+    /// in the journal as in the state (the replay opens them with it).
+    lineage: String,
+    sealer: Arc<Sealer>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -200,7 +205,7 @@ impl Journal {
     /// last line is cut off first). The run's first entry is on disk when
     /// this returns: a journal that cannot be written fails here, before
     /// anything changed.
-    pub fn open(path: &Path, lineage: &str) -> Result<Journal, StateError> {
+    pub fn open(path: &Path, lineage: &str, sealer: Arc<Sealer>) -> Result<Journal, StateError> {
         let io = |action: &'static str| {
             let path = path.to_path_buf();
             move |error| StateError::Io {
@@ -251,12 +256,29 @@ impl Journal {
             shared,
             thread: Mutex::new(Some(thread)),
             durable,
+            lineage: lineage.to_string(),
+            sealer,
         })
     }
 
-    /// Queues `entry`; its sequence number, for [`Journal::durable`].
+    /// Queues `entry` (an object's secrets sealed as the state seals
+    /// them); its sequence number, for [`Journal::durable`].
     pub fn append(&self, entry: &Entry) -> u64 {
-        let bytes = line(entry);
+        let bytes = match entry {
+            Entry::Recorded {
+                address,
+                object: Some(object),
+            } if self.sealer.seals() && !object.sensitive.is_empty() => {
+                let mut object = object.clone();
+                self.sealer
+                    .seal_resource(&self.lineage, address, &mut object);
+                line(&Entry::Recorded {
+                    address: address.clone(),
+                    object: Some(object),
+                })
+            }
+            _ => line(entry),
+        };
         let mut queue = self.shared.queue.lock().expect("journal");
         queue.bytes.extend_from_slice(&bytes);
         queue.last += 1;
@@ -371,10 +393,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_objects_secrets_are_sealed_in_the_journal_and_open_after_replay() {
+        use super::super::sealing::KeySource;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("infra.state.json.journal");
+        let sealer = || Arc::new(Sealer::new(Some(KeySource::Key([7; 32])), None));
+        let mut secret = object("aa");
+        secret
+            .attributes
+            .insert("result".into(), serde_json::json!("s3cr3t-value"));
+        secret.sensitive = vec!["result".into()];
+        let journal = Journal::open(&path, "l1", sealer()).unwrap();
+        journal
+            .write(&recorded("random_password.a", Some(secret.clone())))
+            .await
+            .unwrap();
+        journal.close();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("s3cr3t-value"), "{text}");
+        let mut state = Some(State::new("l1"));
+        replay(&path, &mut state).unwrap();
+        let mut state = state.unwrap();
+        sealer().open(&mut state).unwrap();
+        assert_eq!(state.resources["random_password.a"], secret);
+    }
+
+    #[tokio::test]
     async fn replaying_restores_recorded_changes_and_names_pending_creates() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("infra.state.json.journal");
-        let journal = Journal::open(&path, "l1").unwrap();
+        let journal = Journal::open(&path, "l1", Arc::new(Sealer::plaintext())).unwrap();
         journal.write(&creating("random_id.a")).await.unwrap();
         journal
             .write(&recorded("random_id.a", Some(object("aa"))))
@@ -414,7 +462,7 @@ mod tests {
 
         // A second run appends after the cut-off torn line, and its
         // outcome for b settles the pending create.
-        let journal = Journal::open(&path, "l1").unwrap();
+        let journal = Journal::open(&path, "l1", Arc::new(Sealer::plaintext())).unwrap();
         journal
             .write(&recorded("random_id.b", Some(object("bb"))))
             .await
@@ -430,7 +478,7 @@ mod tests {
     fn a_journal_of_another_state_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        drop(Journal::open(&path, "other").unwrap());
+        drop(Journal::open(&path, "other", Arc::new(Sealer::plaintext())).unwrap());
         let error = replay(&path, &mut Some(State::new("mine"))).unwrap_err();
         assert!(error.to_string().contains("lineage `other`"), "{error}");
     }
@@ -440,7 +488,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        drop(Journal::open(&path, "l").unwrap());
+        drop(Journal::open(&path, "l", Arc::new(Sealer::plaintext())).unwrap());
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }

@@ -15,6 +15,7 @@ mod gitignore;
 pub mod journal;
 mod lock;
 pub mod merge;
+pub mod sealing;
 mod store;
 mod strict_json;
 

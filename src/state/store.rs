@@ -30,6 +30,8 @@ pub enum StateError {
     Changed { path: PathBuf },
     /// A FIFO, a device, a directory: reading it could hang or never end.
     NotAFile { path: PathBuf },
+    /// Its secrets do not open: no key, another key, or a changed envelope.
+    Sealed { path: PathBuf, detail: String },
 }
 
 impl fmt::Display for StateError {
@@ -57,6 +59,9 @@ impl fmt::Display for StateError {
                 error,
             } => {
                 write!(f, "cannot {action} `{}`: {error}", path.display())
+            }
+            StateError::Sealed { path, detail } => {
+                write!(f, "state file `{}`: {detail}", path.display())
             }
             StateError::NotAFile { path } => write!(
                 f,

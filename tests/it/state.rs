@@ -273,6 +273,134 @@ fn git_merges_states_of_two_branches_with_infra_as_merge_driver() {
     );
 }
 
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const NEW_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+/// `infra ARGS` in `dir` with `keys` as the environment's state keys.
+fn with_keys(dir: &Path, args: &[&str], keys: &[(&str, &str)]) -> std::process::Output {
+    let mut command = crate::support::command(Some(dir), args);
+    command
+        .env_remove("INFRA_STATE_KEY")
+        .env_remove("INFRA_STATE_PASSPHRASE")
+        .env_remove("INFRA_STATE_PREVIOUS_KEY");
+    for (name, value) in keys {
+        command.env(name, value);
+    }
+    command.output().expect("infra runs")
+}
+
+/// Every file under `dir` (but `.git`), and what the runs printed.
+fn everything_written(dir: &Path, printed: &[&std::process::Output]) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            all.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    for output in printed {
+        all.push_str(&crate::support::both(output));
+    }
+    all
+}
+
+#[test]
+fn secrets_are_sealed_in_every_file_and_open_only_with_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("main.infra"),
+        "resource random_password db {\n  length = 20\n}\n\n\
+         resource random_id tag {\n  byte_length = 4\n  keepers = { password = random_password.db.result }\n}\n\n\
+         output password {\n  value     = random_password.db.result\n  sensitive = true\n}\n",
+    )
+    .unwrap();
+    let key = [("INFRA_STATE_KEY", KEY)];
+    let applied = with_keys(dir, &["apply", "--auto-approve"], &key);
+    assert!(
+        applied.status.success(),
+        "{}",
+        crate::support::both(&applied)
+    );
+    let revealed = with_keys(dir, &["output", "--show-sensitive", "password"], &key);
+    let secret = String::from_utf8(revealed.stdout.clone()).unwrap();
+    let secret = secret.trim().trim_matches('"').to_string();
+    assert_eq!(secret.len(), 20, "the secret opens with the key: {secret}");
+    let state_path = dir.join("infra.state.json");
+    let sealed = std::fs::read_to_string(&state_path).unwrap();
+    assert!(sealed.contains("\"encrypted\""), "{sealed}");
+
+    // Applied again (no change), planned, shown: nothing in clear anywhere.
+    let again = with_keys(dir, &["apply", "--auto-approve"], &key);
+    assert!(again.status.success(), "{}", crate::support::both(&again));
+    assert_eq!(
+        std::fs::read_to_string(&state_path).unwrap(),
+        sealed,
+        "an unchanged secret leaves the state byte for byte"
+    );
+    let planned = with_keys(dir, &["plan", "--json"], &key);
+    let shown = with_keys(dir, &["state", "show", "random_password.db"], &key);
+    let written = everything_written(dir, &[&applied, &again, &planned, &shown]);
+    assert_eq!(written.matches(&secret).count(), 0, "plaintext found");
+
+    // No key, another key, a changed envelope: refused, the state untouched.
+    let refusals = [
+        (vec![], "no key is configured"),
+        (vec![("INFRA_STATE_KEY", NEW_KEY)], "not the configured key"),
+    ];
+    for (keys, expected) in refusals {
+        let refused = with_keys(dir, &["apply", "--auto-approve"], &keys);
+        assert_eq!(refused.status.code(), Some(1));
+        let said = crate::support::both(&refused);
+        assert!(said.contains(expected), "{said}");
+        assert_eq!(std::fs::read_to_string(&state_path).unwrap(), sealed);
+    }
+    let mut state: serde_json::Value = serde_json::from_str(&sealed).unwrap();
+    let envelope = state["resources"]["random_password.db"]["attributes"]["result"].clone();
+    state["outputs"]["password"]["value"] = envelope;
+    let moved = serde_json::to_string_pretty(&state).unwrap();
+    std::fs::write(&state_path, &moved).unwrap();
+    let refused = with_keys(dir, &["plan"], &key);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(crate::support::both(&refused).contains("does not open"));
+    assert_eq!(std::fs::read_to_string(&state_path).unwrap(), moved);
+    std::fs::write(&state_path, &sealed).unwrap();
+
+    // A rotation: the old key opens, the new one seals.
+    let rotated = with_keys(
+        dir,
+        &["state", "rekey"],
+        &[
+            ("INFRA_STATE_KEY", NEW_KEY),
+            ("INFRA_STATE_PREVIOUS_KEY", KEY),
+        ],
+    );
+    assert!(
+        rotated.status.success(),
+        "{}",
+        crate::support::both(&rotated)
+    );
+    let told = String::from_utf8_lossy(&rotated.stdout);
+    assert!(told.contains("Sealed 3 secret values"), "{told}");
+    let clean = with_keys(
+        dir,
+        &["plan", "--detailed-exitcode"],
+        &[("INFRA_STATE_KEY", NEW_KEY)],
+    );
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        crate::support::both(&clean)
+    );
+    let old_only = with_keys(dir, &["plan"], &key);
+    assert_eq!(
+        old_only.status.code(),
+        Some(1),
+        "sealed with the new key now"
+    );
+}
+
 #[test]
 fn corrupt_foreign_and_newer_states_are_refused_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
