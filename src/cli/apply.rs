@@ -229,6 +229,17 @@ pub(super) fn carry_out_with(
         ..
     } = run;
     let destroying = planned.destroying;
+    // Secrets are written in plaintext only where the backend says so
+    // (a destroy takes them out).
+    if !destroying
+        && planned.plan.has_changes()
+        && holds_secrets(&planned)
+        && let Err(message) = backend.may_write_secrets()
+    {
+        eprintln!("error: {message}\n  note: nothing was changed");
+        runtime.block_on(providers.close());
+        return ExitCode::from(1);
+    }
     let instances = planned.instances.clone();
     let evaluation = planned.evaluation.clone();
     // Every change is journaled as it finishes, creates before they
@@ -302,6 +313,35 @@ pub(super) fn carry_out_with(
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Whether the state this run writes may hold a secret: a sensitive
+/// attribute with a value (known or not) after a change, one recorded, or
+/// a sensitive output.
+fn holds_secrets(planned: &crate::plan::Planned) -> bool {
+    let has_value = |after: &std::collections::BTreeMap<String, Value>, name: &str| {
+        after
+            .get(name)
+            .is_some_and(|value| !matches!(value, Value::Null))
+    };
+    planned.plan.changes.iter().any(|change| {
+        change
+            .after
+            .as_ref()
+            .is_some_and(|after| change.sensitive.iter().any(|name| has_value(after, name)))
+    }) || planned
+        .refreshed
+        .resources
+        .values()
+        .any(|r| !r.sensitive.is_empty())
+        || planned.refreshed.outputs.values().any(|o| o.sensitive)
+        || planned
+            .evaluation
+            .config
+            .declarations
+            .outputs
+            .values()
+            .any(|o| o.sensitive)
 }
 
 /// The state could not be saved: writes it where it can (beside the state,

@@ -106,6 +106,12 @@ pub trait Backend: Send + Sync {
         state.clone()
     }
 
+    /// Whether this backend may write secrets: the reason it may not when
+    /// it would write them in plaintext without having been told it may.
+    fn may_write_secrets(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Starts the apply journal for a run on the state of `lineage`
     /// (none: this backend keeps no journal). Fails before anything
     /// changed when it cannot be written.
@@ -133,6 +139,8 @@ pub struct LocalBackend {
     kept_out_of_git: std::sync::Once,
     /// Seals the secrets of what is written, opens those read.
     sealer: Arc<Sealer>,
+    /// `encryption = "none"`: secrets may be written in plaintext.
+    plaintext_secrets: bool,
 }
 
 impl LocalBackend {
@@ -143,7 +151,15 @@ impl LocalBackend {
             journal: Mutex::new(None),
             kept_out_of_git: std::sync::Once::new(),
             sealer: Arc::new(Sealer::plaintext()),
+            plaintext_secrets: false,
         }
+    }
+
+    /// The same backend, allowed to write secrets in plaintext
+    /// (`encryption = "none"`).
+    pub fn with_plaintext_secrets(mut self) -> LocalBackend {
+        self.plaintext_secrets = true;
+        self
     }
 
     /// The same backend, sealing secrets with `sealer`'s keys.
@@ -259,6 +275,16 @@ impl Backend for LocalBackend {
         self.sealer.seal(state)
     }
 
+    fn may_write_secrets(&self) -> Result<(), String> {
+        if self.sealer.seals() || self.plaintext_secrets {
+            return Ok(());
+        }
+        Err(format!(
+            "this run would write secrets in plaintext to the state `{}`\n  help: set `INFRA_STATE_KEY` (`export INFRA_STATE_KEY=\"$(openssl rand -base64 32)\"`, kept in your secret store) or `INFRA_STATE_PASSPHRASE` to seal them; or, for a state no one else can read, declare `backend local {{ encryption = \"none\" }}`",
+            self.path.display()
+        ))
+    }
+
     fn open_journal(&self, lineage: &str) -> Result<Option<Arc<Journal>>, StateError> {
         let journal = Arc::new(Journal::open(
             &journal_path(&self.path),
@@ -295,13 +321,23 @@ fn remove_journal(state: &Path) -> Result<(), StateError> {
 /// The backend the root module's `backend` block (its kind and settings)
 /// names, for the configuration in `dir`; `Err` says why there is none.
 pub fn resolve(dir: &Path, declared: Option<(String, Value)>) -> Result<Arc<dyn Backend>, String> {
+    let mut plaintext_secrets = false;
     let path = match declared {
         None => dir.join("infra.state.json"),
-        Some((kind, Value::Map(entries))) if kind == "local" => match entries.get("path") {
-            Some(Value::String(path)) => dir.join(&**path),
-            None | Some(Value::Null) => dir.join("infra.state.json"),
-            Some(_) => return Err("`backend local { path = … }` must be a string".into()),
-        },
+        Some((kind, Value::Map(entries))) if kind == "local" => {
+            match entries.get("encryption") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(text)) if &**text == "none" => plaintext_secrets = true,
+                Some(_) => {
+                    return Err("`backend local { encryption = … }` takes only \"none\" (secrets written in plaintext)\n  help: keys come from `INFRA_STATE_KEY` or `INFRA_STATE_PASSPHRASE`, never from the configuration".into());
+                }
+            }
+            match entries.get("path") {
+                Some(Value::String(path)) => dir.join(&**path),
+                None | Some(Value::Null) => dir.join("infra.state.json"),
+                Some(_) => return Err("`backend local { path = … }` must be a string".into()),
+            }
+        }
         Some((kind, _)) if kind == "local" => dir.join("infra.state.json"),
         Some((kind, _)) => {
             return Err(format!(
@@ -310,9 +346,12 @@ pub fn resolve(dir: &Path, declared: Option<(String, Value)>) -> Result<Arc<dyn 
         }
     };
     tracing::debug!(path = %path.display(), "backend: local state file");
-    Ok(Arc::new(
-        LocalBackend::new(path).with_sealer(Sealer::from_env()?),
-    ))
+    let backend = LocalBackend::new(path).with_sealer(Sealer::from_env()?);
+    Ok(Arc::new(if plaintext_secrets {
+        backend.with_plaintext_secrets()
+    } else {
+        backend
+    }))
 }
 
 #[cfg(test)]
@@ -363,6 +402,19 @@ mod tests {
             Some(Path::new("/config/state/prod.json"))
         );
         assert!(local(Value::map([("path".to_string(), Value::Bool(true))].into())).is_err());
+        let encryption = |text: &str| {
+            local(Value::map(
+                [("encryption".to_string(), Value::String(text.into()))].into(),
+            ))
+        };
+        let unsealed = encryption("none").unwrap();
+        assert!(unsealed.may_write_secrets().is_ok(), "told it may");
+        assert!(
+            encryption("aes")
+                .err()
+                .unwrap()
+                .contains("takes only \"none\"")
+        );
         let s3 = resolve(dir, Some(("s3".into(), Value::Null)));
         assert!(
             s3.err()

@@ -353,6 +353,11 @@ fn a_saved_plan_applies_exactly_once_and_is_refused_when_stale() {
         dir.path(),
         "main.infra",
         r#"
+# The state may hold the token unsealed (sealing: tests/it/state.rs).
+backend local {
+  encryption = "none"
+}
+
 variable greeting {
   default = "hello"
 }

@@ -383,7 +383,7 @@ fn state_show_hides_sensitive_values_unless_asked() {
     write(
         dir.path(),
         "main.infra",
-        "resource random_password db {\n  length = 24\n}\n",
+        "backend local {\n  encryption = \"none\"\n}\n\nresource random_password db {\n  length = 24\n}\n",
     );
     let applied = infra(&["apply", "--auto-approve"], Some(dir.path()));
     assert!(applied.status.success(), "{}", text(&applied.stderr));

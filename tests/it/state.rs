@@ -279,10 +279,6 @@ const NEW_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 /// `infra ARGS` in `dir` with `keys` as the environment's state keys.
 fn with_keys(dir: &Path, args: &[&str], keys: &[(&str, &str)]) -> std::process::Output {
     let mut command = crate::support::command(Some(dir), args);
-    command
-        .env_remove("INFRA_STATE_KEY")
-        .env_remove("INFRA_STATE_PASSPHRASE")
-        .env_remove("INFRA_STATE_PREVIOUS_KEY");
     for (name, value) in keys {
         command.env(name, value);
     }
@@ -315,6 +311,17 @@ fn secrets_are_sealed_in_every_file_and_open_only_with_their_key() {
          output password {\n  value     = random_password.db.result\n  sensitive = true\n}\n",
     )
     .unwrap();
+    // Without a key, nothing is written in plaintext: refused before any change.
+    let refused = with_keys(dir, &["apply", "--auto-approve"], &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = crate::support::both(&refused);
+    assert!(said.contains("would write secrets in plaintext"), "{said}");
+    assert!(said.contains("INFRA_STATE_KEY"), "{said}");
+    assert!(
+        !dir.join("infra.state.json").exists(),
+        "nothing was changed"
+    );
+
     let key = [("INFRA_STATE_KEY", KEY)];
     let applied = with_keys(dir, &["apply", "--auto-approve"], &key);
     assert!(

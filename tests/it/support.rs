@@ -27,6 +27,10 @@ pub fn command(dir: Option<&Path>, args: &[&str]) -> Command {
         .args(args)
         .env_remove("NO_COLOR")
         .env_remove("INFRA_LOG")
+        // The state keys of whoever runs the tests: a test sets its own.
+        .env_remove("INFRA_STATE_KEY")
+        .env_remove("INFRA_STATE_PASSPHRASE")
+        .env_remove("INFRA_STATE_PREVIOUS_KEY")
         .stdin(Stdio::null());
     if let Some(dir) = dir {
         command.current_dir(dir);
