@@ -8,6 +8,7 @@
 //! other), take and release a lock that names its holder, force-unlock.
 //! [`LocalBackend`] is the state file next to the configuration.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +30,18 @@ pub struct StateVersion(Option<String>);
 impl StateVersion {
     fn of(text: Option<&str>) -> StateVersion {
         StateVersion(text.map(|text| hex(&Sha256::digest(text.as_bytes()))))
+    }
+
+    /// A version a store tags its objects with (an S3 ETag); none: no
+    /// state yet.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub(super) fn tagged(tag: Option<String>) -> StateVersion {
+        StateVersion(tag)
+    }
+
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub(super) fn tag(&self) -> Option<&str> {
+        self.0.as_deref()
     }
 
     /// Whether there was a state at all.
@@ -58,6 +71,22 @@ pub struct LockGuard {
     /// A stale lock of a gone process that this one replaced.
     pub replaced_stale: Option<LockInfo>,
     _held: Box<dyn Send + Sync>,
+}
+
+impl LockGuard {
+    /// The lock `info` describes, released when `held` is dropped.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub(super) fn new(
+        info: LockInfo,
+        replaced_stale: Option<LockInfo>,
+        held: Box<dyn Send + Sync>,
+    ) -> LockGuard {
+        LockGuard {
+            info,
+            replaced_stale,
+            _held: held,
+        }
+    }
 }
 
 impl std::fmt::Debug for LockGuard {
@@ -276,13 +305,7 @@ impl Backend for LocalBackend {
     }
 
     fn may_write_secrets(&self) -> Result<(), String> {
-        if self.sealer.seals() || self.plaintext_secrets {
-            return Ok(());
-        }
-        Err(format!(
-            "this run would write secrets in plaintext to the state `{}`\n  help: set `INFRA_STATE_KEY` (`export INFRA_STATE_KEY=\"$(openssl rand -base64 32)\"`, kept in your secret store) or `INFRA_STATE_PASSPHRASE` to seal them; or, for a state no one else can read, declare `backend local {{ encryption = \"none\" }}`",
-            self.path.display()
-        ))
+        super::sealing::may_write_secrets(&self.sealer, self.plaintext_secrets, &self.describe())
     }
 
     fn open_journal(&self, lineage: &str) -> Result<Option<Arc<Journal>>, StateError> {
@@ -321,37 +344,67 @@ fn remove_journal(state: &Path) -> Result<(), StateError> {
 /// The backend the root module's `backend` block (its kind and settings)
 /// names, for the configuration in `dir`; `Err` says why there is none.
 pub fn resolve(dir: &Path, declared: Option<(String, Value)>) -> Result<Arc<dyn Backend>, String> {
-    let mut plaintext_secrets = false;
-    let path = match declared {
-        None => dir.join("infra.state.json"),
-        Some((kind, Value::Map(entries))) if kind == "local" => {
-            match entries.get("encryption") {
-                None | Some(Value::Null) => {}
-                Some(Value::String(text)) if &**text == "none" => plaintext_secrets = true,
-                Some(_) => {
-                    return Err("`backend local { encryption = … }` takes only \"none\" (secrets written in plaintext)\n  help: keys come from `INFRA_STATE_KEY` or `INFRA_STATE_PASSPHRASE`, never from the configuration".into());
-                }
-            }
-            match entries.get("path") {
-                Some(Value::String(path)) => dir.join(&**path),
-                None | Some(Value::Null) => dir.join("infra.state.json"),
-                Some(_) => return Err("`backend local { path = … }` must be a string".into()),
-            }
+    let (kind, settings) = match declared {
+        None => ("local".to_string(), BTreeMap::new()),
+        Some((kind, Value::Map(entries))) => (kind, (*entries).clone()),
+        Some((kind, _)) => (kind, BTreeMap::new()),
+    };
+    let text = |name: &str| -> Result<Option<String>, String> {
+        match settings.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.to_string())),
+            Some(_) => Err(format!(
+                "`backend {kind} {{ {name} = … }}` must be a string"
+            )),
         }
-        Some((kind, _)) if kind == "local" => dir.join("infra.state.json"),
-        Some((kind, _)) => {
+    };
+    let plaintext_secrets = match text("encryption")?.as_deref() {
+        None => false,
+        Some("none") => true,
+        Some(_) => {
             return Err(format!(
-                "the `{kind}` backend is not supported yet; use `backend local`"
+                "`backend {kind} {{ encryption = … }}` takes only \"none\" (secrets written in plaintext)\n  help: keys come from `INFRA_STATE_KEY` or `INFRA_STATE_PASSPHRASE`, never from the configuration"
             ));
         }
     };
-    tracing::debug!(path = %path.display(), "backend: local state file");
-    let backend = LocalBackend::new(path).with_sealer(Sealer::from_env()?);
-    Ok(Arc::new(if plaintext_secrets {
-        backend.with_plaintext_secrets()
-    } else {
-        backend
-    }))
+    let sealer = Sealer::from_env()?;
+    match kind.as_str() {
+        "local" => {
+            let path = dir.join(text("path")?.as_deref().unwrap_or("infra.state.json"));
+            tracing::debug!(path = %path.display(), "backend: local state file");
+            let backend = LocalBackend::new(path).with_sealer(sealer);
+            Ok(Arc::new(if plaintext_secrets {
+                backend.with_plaintext_secrets()
+            } else {
+                backend
+            }))
+        }
+        #[cfg(feature = "aws")]
+        "s3" => {
+            let required = |name: &str| {
+                text(name)?.ok_or_else(|| {
+                    format!("`backend s3` needs `{name}`\n  help: e.g. `backend s3 {{ bucket = \"my-states\", key = \"prod/infra.state.json\", region = \"eu-west-1\" }}`")
+                })
+            };
+            let location = super::s3::S3Location {
+                bucket: required("bucket")?,
+                key: required("key")?,
+                region: text("region")?,
+                endpoint: text("endpoint")?,
+            };
+            tracing::debug!(bucket = %location.bucket, key = %location.key, "backend: S3");
+            Ok(Arc::new(super::s3::S3Backend::connect(
+                location,
+                sealer,
+                plaintext_secrets,
+            )?))
+        }
+        #[cfg(not(feature = "aws"))]
+        "s3" => Err("this infra was built without the AWS provider, which the `s3` backend needs\n  help: build with the default features".into()),
+        other => Err(format!(
+            "there is no `{other}` backend\n  help: use `backend local` or `backend s3`"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -417,9 +470,9 @@ mod tests {
         );
         let s3 = resolve(dir, Some(("s3".into(), Value::Null)));
         assert!(
-            s3.err()
-                .unwrap()
-                .contains("`s3` backend is not supported yet")
+            s3.err().unwrap().contains("`backend s3` needs `bucket`") || cfg!(not(feature = "aws"))
         );
+        let other = resolve(dir, Some(("gcs".into(), Value::Null)));
+        assert!(other.err().unwrap().contains("there is no `gcs` backend"));
     }
 }

@@ -93,11 +93,10 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
     state_path.with_file_name(name)
 }
 
-impl StateLock {
-    /// Takes the lock for `operation` (`apply`, `destroy`, …).
-    pub fn acquire(state_path: &Path, operation: &str) -> Result<StateLock, LockError> {
-        let path = lock_path(state_path);
-        let info = LockInfo {
+impl LockInfo {
+    /// A new lock of this process for `operation`, with a fresh id.
+    pub fn of_this_process(operation: &str) -> LockInfo {
+        LockInfo {
             id: super::format::new_lineage()[..16].to_string(),
             who: std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
@@ -107,7 +106,15 @@ impl StateLock {
             process_start: process_start(std::process::id()),
             when: crate::clock::now(),
             operation: operation.to_string(),
-        };
+        }
+    }
+}
+
+impl StateLock {
+    /// Takes the lock for `operation` (`apply`, `destroy`, …).
+    pub fn acquire(state_path: &Path, operation: &str) -> Result<StateLock, LockError> {
+        let path = lock_path(state_path);
+        let info = LockInfo::of_this_process(operation);
         let mut replaced_stale = None;
         for _ in 0..2 {
             match create_exclusively(&path, &info) {
@@ -276,7 +283,7 @@ fn left_empty(path: &Path) -> bool {
 
 /// A lock is stale when its holder ran on this host and is gone: its pid
 /// does not run, or runs a process that started at another time.
-fn is_stale(held: &LockInfo) -> bool {
+pub(super) fn is_stale(held: &LockInfo) -> bool {
     if held.host != hostname() {
         return false;
     }

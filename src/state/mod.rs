@@ -15,6 +15,8 @@ mod gitignore;
 pub mod journal;
 mod lock;
 pub mod merge;
+#[cfg(feature = "aws")]
+pub mod s3;
 pub mod sealing;
 mod store;
 mod strict_json;

@@ -312,6 +312,21 @@ fn seal_value(key: &StateKey, aad: &str, value: &Value) -> Value {
     })
 }
 
+/// Whether a backend may write secrets: with a key, or told it may
+/// (`encryption = "none"`); else why not, and how to fix it.
+pub fn may_write_secrets(
+    sealer: &Sealer,
+    plaintext_allowed: bool,
+    place: &str,
+) -> Result<(), String> {
+    if sealer.seals() || plaintext_allowed {
+        return Ok(());
+    }
+    Err(format!(
+        "this run would write secrets in plaintext to the {place}\n  help: set `{KEY_VARIABLE}` (`export {KEY_VARIABLE}=\"$(openssl rand -base64 32)\"`, kept in your secret store) or `{PASSPHRASE_VARIABLE}` to seal them; or, for a state no one else can read, declare `encryption = \"none\"` in the `backend` block"
+    ))
+}
+
 /// Whether `value` is an envelope: an object of exactly `encrypted` and `key`.
 pub fn is_envelope(value: &Value) -> bool {
     value.as_object().is_some_and(|object| {

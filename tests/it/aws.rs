@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 use crate::moto::Moto;
 use crate::support::{self, both, runtime, text};
+use infra::state::Backend as _;
 use infra_provider_aws::aws_sdk_ec2;
 
 /// `infra ARGS` in `dir`, talking to `moto`.
@@ -586,4 +587,133 @@ resource aws_subnet a {
     ] {
         assert!(error.contains(expected), "{expected}: {}", both(&unknown));
     }
+}
+
+/// A bucket on moto, through the SDK as a user would make it.
+fn bucket(moto: &Moto, name: &str) {
+    use infra_provider_aws::aws_sdk_s3;
+    let runtime = runtime();
+    runtime.block_on(async {
+        let config = moto.sdk_config().await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .expect("bucket");
+    });
+}
+
+const S3_STATE: &str = r#"
+backend s3 {
+  bucket = "team-states"
+  key    = "prod/infra.state.json"
+  region = "us-east-1"
+}
+
+resource random_id a {
+  byte_length = 4
+}
+"#;
+
+/// `backend s3` through the binary: the state lives in the bucket, a lock
+/// held by another run stops an apply and names its holder, force-unlock
+/// removes it; through the engine, a save from a stale read is refused and
+/// of 20 runs locking at once exactly one gets the lock.
+#[test]
+fn a_state_in_s3_is_locked_by_conditional_writes_and_saved_compare_and_swap() {
+    let moto = Moto::start();
+    bucket(&moto, "team-states");
+    let dir = tempfile::tempdir().unwrap();
+    support::write(dir.path(), "main.infra", S3_STATE);
+    let applied = infra(&moto, dir.path(), &["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    assert!(
+        !dir.path().join("infra.state.json").exists(),
+        "no local state"
+    );
+    let listed = infra(&moto, dir.path(), &["state", "list"]);
+    assert_eq!(text(&listed.stdout), "random_id.a\n", "{}", both(&listed));
+    let clean = infra(&moto, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+
+    // The engine's backend, as another run (on another machine) has it.
+    let backend = || {
+        infra::state::s3::S3Backend::with_settings(
+            infra::state::s3::S3Location {
+                bucket: "team-states".into(),
+                key: "prod/infra.state.json".into(),
+                region: Some("us-east-1".into()),
+                endpoint: Some(moto.endpoint.clone()),
+            },
+            &infra_provider_aws::Settings {
+                region: Some("us-east-1".into()),
+                endpoint: Some(moto.endpoint.clone()),
+                max_attempts: 3,
+                static_credentials: Some(("testing".into(), "testing".into())),
+            },
+            infra::state::sealing::Sealer::plaintext(),
+            false,
+        )
+        .expect("an S3 backend")
+    };
+    let other = backend();
+    let wait = infra::state::LockWait {
+        timeout: std::time::Duration::ZERO,
+        waiting: &|_| {},
+    };
+    let held = other.lock("apply", &wait).expect("the lock");
+    let stopped = infra(&moto, dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(stopped.status.code(), Some(1), "{}", both(&stopped));
+    let said = both(&stopped);
+    assert!(
+        said.contains("the state is locked by") && said.contains(&held.info.id),
+        "{said}"
+    );
+    let unlocked = infra(&moto, dir.path(), &["force-unlock", &held.info.id]);
+    assert!(unlocked.status.success(), "{}", both(&unlocked));
+    drop(held);
+    let again = infra(&moto, dir.path(), &["apply", "--auto-approve"]);
+    assert!(again.status.success(), "{}", both(&again));
+
+    // Compare-and-swap: a save based on a stale read is refused.
+    let first = backend();
+    let second = backend();
+    let read_first = first.read().unwrap();
+    let read_second = second.read().unwrap();
+    let mut changed = read_first.state.clone().unwrap();
+    changed.resources.clear();
+    first.save(&changed, &read_first.version).expect("saved");
+    let mut theirs = read_second.state.unwrap();
+    theirs.outputs.insert(
+        "changed".into(),
+        infra::state::OutputState {
+            value: serde_json::json!(true),
+            sensitive: false,
+        },
+    );
+    let refused = second.save(&theirs, &read_second.version).unwrap_err();
+    assert!(
+        matches!(refused, infra::state::StateError::Changed { .. }),
+        "{refused}"
+    );
+
+    // 20 runs lock at once: exactly one holds it.
+    let contenders: Vec<_> = (0..20).map(|_| backend()).collect();
+    let holders = std::thread::scope(|scope| {
+        let attempts: Vec<_> = contenders
+            .iter()
+            .map(|contender| scope.spawn(|| contender.lock("apply", &wait).ok()))
+            .collect();
+        // Each holder keeps its lock until all have tried.
+        attempts
+            .into_iter()
+            .filter_map(|attempt| attempt.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(holders.len(), 1, "{holders:?}");
 }

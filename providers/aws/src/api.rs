@@ -34,28 +34,33 @@ pub struct Api {
     pub poll: Duration,
 }
 
+/// The SDK's configuration for `settings`: region, endpoint, credentials
+/// (else the standard chain), the standard retry mode.
+pub async fn sdk_config(settings: &Settings) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(
+        aws_config::retry::RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1)),
+    );
+    if let Some(region) = &settings.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &settings.endpoint {
+        loader = loader.endpoint_url(endpoint.clone());
+    }
+    if let Some((key, secret)) = &settings.static_credentials {
+        loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            key.clone(),
+            secret.clone(),
+            None,
+            None,
+            "infra",
+        ));
+    }
+    loader.load().await
+}
+
 impl Api {
     pub async fn connect(settings: &Settings) -> Api {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(
-            aws_config::retry::RetryConfig::standard()
-                .with_max_attempts(settings.max_attempts.max(1)),
-        );
-        if let Some(region) = &settings.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &settings.endpoint {
-            loader = loader.endpoint_url(endpoint.clone());
-        }
-        if let Some((key, secret)) = &settings.static_credentials {
-            loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                key.clone(),
-                secret.clone(),
-                None,
-                None,
-                "infra",
-            ));
-        }
-        let config = loader.load().await;
+        let config = sdk_config(settings).await;
         // Against a local endpoint (moto), states change at once: poll fast.
         let local = config
             .endpoint_url()

@@ -20,6 +20,9 @@
 //!   of an object already gone succeeds;
 //! - credentials and region come from the standard chain, the endpoint
 //!   from `AWS_ENDPOINT_URL` or `provider aws { endpoint = … }`.
+//!
+//! `object_store.rs` is S3 for the engine's `backend s3`: objects read
+//! with their ETag and written on a condition (absent, or unchanged).
 
 mod api;
 mod data;
@@ -28,6 +31,7 @@ mod instance;
 mod internet_gateway;
 mod key_pair;
 mod load_balancer;
+pub mod object_store;
 mod read_back;
 mod route_table;
 mod security_group;
@@ -45,7 +49,7 @@ use tokio::sync::OnceCell;
 
 pub use api::Settings;
 /// The SDK crates, for tests that look at AWS behind infra's back.
-pub use {aws_config, aws_sdk_ec2, aws_sdk_elasticloadbalancingv2};
+pub use {aws_config, aws_sdk_ec2, aws_sdk_elasticloadbalancingv2, aws_sdk_s3};
 
 /// How many objects one refresh call describes.
 const READ_BATCH: usize = 100;
