@@ -2,11 +2,12 @@
 //! the root module's `backend` block and passed to every command that
 //! reads, writes or locks the state.
 //!
-//! The interface is what a remote backend (S3 with a lock) needs as well:
-//! read the state with a version, save it only if it is still the version
-//! that was read (compare-and-swap, so two writers can't overwrite each
-//! other), take and release a lock that names its holder, force-unlock.
-//! [`LocalBackend`] is the state file next to the configuration.
+//! The interface: read the state with a version, save it only if it is
+//! still the version that was read (compare-and-swap, so two writers can't
+//! overwrite each other), take and release a lock that names its holder,
+//! force-unlock; secrets sealed on the way out and opened on the way in.
+//! [`LocalBackend`] is the state file next to the configuration; the S3
+//! backend is in `s3.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

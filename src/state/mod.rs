@@ -4,10 +4,11 @@
 //! writing it safely (`store.rs`: atomic writes, a backup, refusal of corrupt
 //! or newer files), the lock that keeps two runs apart (`lock.rs`), and
 //! the journal that keeps an apply's finished changes durable as they
-//! happen and lets the next run recover them (`journal.rs`), and the
-//! three-way merge git runs on it (`merge.rs`), and what keeps the files
-//! beside it out of git (`gitignore.rs`).
-//! Knows nothing of providers or plans.
+//! happen and lets the next run recover them (`journal.rs`); where it lives
+//! (`backend.rs`: a local file, or an S3 object in `s3.rs`); its secrets
+//! sealed value by value (`sealing.rs`); the three-way merge git runs on it
+//! (`merge.rs`), and what keeps the files beside it out of git
+//! (`gitignore.rs`). Knows nothing of providers or plans.
 
 pub mod backend;
 mod format;
