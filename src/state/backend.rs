@@ -239,14 +239,8 @@ impl Backend for LocalBackend {
     fn save(&self, state: &State, expected: &StateVersion) -> Result<StateVersion, StateError> {
         self.keep_out_of_git();
         let mut saved_once = self.saved_once.lock().expect("backend");
-        let sealed;
-        let state = if self.sealer.seals() {
-            sealed = self.sealer.seal(state);
-            &sealed
-        } else {
-            state
-        };
-        let text = save_text(&self.path, state, !*saved_once, |previous| {
+        let state = self.sealer.sealed(state);
+        let text = save_text(&self.path, &state, !*saved_once, |previous| {
             let found = StateVersion::of(previous);
             if found == *expected {
                 // A state that was there was read (and parsed) by this run.

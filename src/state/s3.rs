@@ -223,7 +223,7 @@ impl Backend for S3Backend {
     }
 
     fn save(&self, state: &State, expected: &StateVersion) -> Result<StateVersion, StateError> {
-        let text = self.sealer.seal(state).to_canonical_json();
+        let text = self.sealer.sealed(state).to_canonical_json();
         let mut last = self.last.lock().expect("backend");
         let mut saved_once = self.saved_once.lock().expect("backend");
         let condition = match expected.tag() {

@@ -194,6 +194,15 @@ impl Sealer {
         sealed
     }
 
+    /// [`Sealer::seal`], without a copy when there is no key to seal with.
+    pub fn sealed<'s>(&self, state: &'s State) -> std::borrow::Cow<'s, State> {
+        if self.seals() {
+            std::borrow::Cow::Owned(self.seal(state))
+        } else {
+            std::borrow::Cow::Borrowed(state)
+        }
+    }
+
     /// One object as the apply journal records it.
     pub fn seal_resource(&self, lineage: &str, address: &str, resource: &mut ResourceState) {
         if let Some(key) = self.key(0, lineage) {
