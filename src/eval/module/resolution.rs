@@ -601,8 +601,16 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 continue;
             }
             match dependency {
-                Node::Resource(_) | Node::Module(_) | Node::Deployment(_) => {
+                Node::Resource(_) | Node::Deployment(_) => {
                     reached.push(dependency);
+                }
+                // A module's outputs may pass its inputs through without a
+                // resource in between: what the inputs depend on is
+                // reached too (else an output that hands on a password
+                // would be read before the password exists).
+                Node::Module(_) => {
+                    reached.push(dependency);
+                    pending.extend(next_of(&dependency, true));
                 }
                 // Values computed from others: look through them.
                 Node::Local(_)
