@@ -782,7 +782,11 @@ pub fn deposed_address(address: &str, attributes: &Attributes) -> String {
 pub fn held_secrets(sensitive: &[String], attributes: &Attributes) -> Vec<String> {
     sensitive
         .iter()
-        .filter(|name| attributes.get(*name).is_some_and(|v| !v.is_null()))
+        .filter(|path| {
+            crate::eval::SensitivePath::parse(path)
+                .find_json(attributes)
+                .is_some_and(|v| !v.is_null())
+        })
         .cloned()
         .collect()
 }

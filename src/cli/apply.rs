@@ -319,9 +319,9 @@ pub(super) fn carry_out_with(
 /// attribute with a value (known or not) after a change, one recorded, or
 /// a sensitive output.
 fn holds_secrets(planned: &crate::plan::Planned) -> bool {
-    let has_value = |after: &std::collections::BTreeMap<String, Value>, name: &str| {
-        after
-            .get(name)
+    let has_value = |after: &std::collections::BTreeMap<String, Value>, path: &str| {
+        crate::eval::SensitivePath::parse(path)
+            .find(after)
             .is_some_and(|value| !matches!(value, Value::Null))
     };
     planned.plan.changes.iter().any(|change| {

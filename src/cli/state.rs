@@ -129,10 +129,12 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
                 .max()
                 .unwrap_or(0);
             for (name, value) in &resource.attributes {
-                if resource.sensitive.contains(name) && !show_sensitive {
-                    println!("{name:width$} = (sensitive)");
+                let value = Value::from_json(value);
+                if *show_sensitive {
+                    println!("{name:width$} = {value}");
                 } else {
-                    println!("{name:width$} = {}", Value::from_json(value));
+                    let shown = crate::eval::shown_redacted(&value, name, &resource.sensitive);
+                    println!("{name:width$} = {shown}");
                 }
             }
             if !resource.dependencies.is_empty() {
@@ -195,7 +197,11 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
                     .map(|r| {
                         r.sensitive
                             .iter()
-                            .filter(|a| r.attributes.contains_key(*a))
+                            .filter(|path| {
+                                crate::eval::SensitivePath::parse(path)
+                                    .find_json(&r.attributes)
+                                    .is_some_and(|v| !v.is_null())
+                            })
                             .count()
                     })
                     .sum::<usize>()

@@ -26,7 +26,7 @@ pub use strategy::{Analysis, Matching};
 
 use crate::config::ModuleConfig;
 use crate::diagnostics::Diagnostics;
-use crate::eval::{EvaluatedModule, Value};
+use crate::eval::{EvaluatedModule, Segment, SensitivePath, Value};
 
 /// The type evaluation gives a `deployment` block's instance until
 /// [`lower`] reads it.
@@ -60,6 +60,7 @@ pub fn lower(
         };
         instance.id.type_name = format!("{}_deployment", spec.provider).into();
         instance.arguments = Arc::new(fleet_arguments(value, &spec));
+        instance.sensitive = fleet_secret_paths(&instance.sensitive);
         read.insert(instance.address.clone(), spec);
         true
     });
@@ -69,6 +70,29 @@ pub fn lower(
         }
     }
     read
+}
+
+/// The paths of a deployment's secrets as they are in its fleet's
+/// arguments: `template[0].env.KEY` is `template.env.KEY` there (see
+/// [`fleet_arguments`]); a secret in `load_balancer` marks its address.
+fn fleet_secret_paths(paths: &[String]) -> Arc<[String]> {
+    let mut moved: Vec<String> = paths
+        .iter()
+        .map(|text| {
+            let mut path = SensitivePath::parse(text);
+            match path.attribute() {
+                Some("template" | "health") if matches!(path.0.get(1), Some(Segment::Index(0))) => {
+                    path.0.remove(1);
+                    path.to_string()
+                }
+                Some("load_balancer") => "load_balancer".to_string(),
+                _ => text.clone(),
+            }
+        })
+        .collect();
+    moved.sort();
+    moved.dedup();
+    moved.into()
 }
 
 /// The arguments a fleet takes: the block's, with `template` and `health`

@@ -39,8 +39,9 @@ pub struct ResourceInstance {
     /// Addresses (without instance keys) of what this resource refers to or
     /// `depends_on`: resources, data sources and modules of the same module.
     pub dependencies: std::sync::Arc<[String]>,
-    /// Attributes whose values are sensitive: marked so by the schema, or
-    /// computed from a sensitive variable, output or attribute.
+    /// Paths of the sensitive parts of its attributes (`password`,
+    /// `template.env.DB_PASSWORD`; see [`super::marks::SensitivePath`]):
+    /// marked so by the schema, or computed from a sensitive value.
     pub sensitive: std::sync::Arc<[String]>,
     pub lifecycle: Lifecycle,
     /// The `kind "type" "name"` header of the block, for diagnostics.
@@ -61,6 +62,9 @@ pub struct EvaluatedModule {
     pub locals: BTreeMap<String, Value>,
     pub resources: Vec<ResourceInstance>,
     pub outputs: BTreeMap<String, OutputValue>,
+    /// The sensitive parts of outputs that have any, for the calling
+    /// module's references (`module.db.settings.password`).
+    pub output_marks: BTreeMap<String, super::marks::Marks>,
     pub deployments: BTreeMap<String, Value>,
     pub providers: Vec<(String, Value)>,
     pub backend: Option<(String, Value)>,

@@ -17,6 +17,7 @@ use crate::syntax::{
 };
 
 use super::functions::{CallContext, MAX_GENERATED_ELEMENTS, lookup_function};
+use super::marks::{Marks, Segment};
 use super::value::{Value, format_number};
 
 /// Evaluation work allowed for one run; beyond it evaluation stops with an
@@ -43,6 +44,55 @@ pub struct ModuleValues {
     pub deployments: HashMap<String, Value>,
     pub path_module: String,
     pub path_root: String,
+    /// The sensitive parts of the values above (only those with any).
+    pub marks: NamedMarks,
+}
+
+/// The [`Marks`] of a module's named values; a name missing here is clear.
+#[derive(Debug, Default)]
+pub struct NamedMarks {
+    pub variables: HashMap<String, Marks>,
+    pub locals: HashMap<String, Marks>,
+    pub resources: HashMap<(ResourceMode, String, String), Marks>,
+    pub modules: HashMap<String, Marks>,
+    pub deployments: HashMap<String, Marks>,
+}
+
+impl NamedMarks {
+    fn of(map: &HashMap<String, Marks>, name: Option<&str>) -> Marks {
+        match name {
+            Some(name) if !map.is_empty() => map.get(name).cloned().unwrap_or_default(),
+            _ => Marks::clear(),
+        }
+    }
+
+    fn resource(&self, mode: ResourceMode, type_name: &str, name: &str) -> Marks {
+        if self.resources.is_empty() {
+            return Marks::clear();
+        }
+        self.resources
+            .get(&(mode, type_name.to_string(), name.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Records `marks` for a name (clear ones are not kept).
+    pub fn set(map: &mut HashMap<String, Marks>, name: &str, marks: Marks) {
+        if marks.is_clear() {
+            map.remove(name);
+        } else {
+            map.insert(name.to_string(), marks);
+        }
+    }
+
+    pub fn set_resource(&mut self, id: &ResourceId, marks: Marks) {
+        let key = (id.mode, id.type_name.to_string(), id.name.to_string());
+        if marks.is_clear() {
+            self.resources.remove(&key);
+        } else {
+            self.resources.insert(key, marks);
+        }
+    }
 }
 
 impl ModuleValues {
@@ -72,7 +122,17 @@ pub struct Scope<'a> {
     pub values: &'a ModuleValues,
     pub module_dir: &'a Path,
     pub count_index: Option<usize>,
-    pub each: Option<(Value, Value)>,
+    pub each: Option<Each>,
+}
+
+/// `each.key` and `each.value` of a `for_each` instance, with the marks of
+/// the value (and of the key: marked when the whole collection is).
+#[derive(Debug, Clone)]
+pub struct Each {
+    pub key: Value,
+    pub value: Value,
+    pub key_marks: Marks,
+    pub value_marks: Marks,
 }
 
 /// Evaluation failed and a diagnostic says why (or a name was unknown,
@@ -82,9 +142,13 @@ pub struct Failed;
 
 pub type EvalResult = Result<Value, Failed>;
 
+/// A value with the marks of its sensitive parts.
+pub type Marked = (Value, Marks);
+pub type MarkedResult = Result<Marked, Failed>;
+
 pub struct Evaluator<'s, 'd> {
     scope: Scope<'s>,
-    bindings: Vec<(String, Value)>,
+    bindings: Vec<(String, Value, Marks)>,
     pub diagnostics: &'d mut Diagnostics,
     budget: &'d mut u64,
 }
@@ -178,7 +242,14 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         ))
     }
 
+    /// The value of `expr`, its marks dropped: for what is never shown or
+    /// saved (`count`, conditions), or where the caller tracks secrets itself.
     pub fn eval(&mut self, expr: &Expr) -> EvalResult {
+        self.eval_marked(expr).map(|(value, _)| value)
+    }
+
+    /// The value of `expr` with the marks of its sensitive parts.
+    pub fn eval_marked(&mut self, expr: &Expr) -> MarkedResult {
         if *self.budget == 0 {
             return Err(Failed);
         }
@@ -192,24 +263,28 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 "the configuration builds more values than infra allows; look for nested for-expressions over large ranges",
             ));
         }
+        let clear = |value: Value| Ok((value, Marks::clear()));
         match &expr.kind {
-            ExprKind::Null => Ok(Value::Null),
-            ExprKind::Bool(flag) => Ok(Value::Bool(*flag)),
-            ExprKind::Number(number) => Ok(Value::Number(*number)),
+            ExprKind::Null => clear(Value::Null),
+            ExprKind::Bool(flag) => clear(Value::Bool(*flag)),
+            ExprKind::Number(number) => clear(Value::Number(*number)),
             ExprKind::Template(parts) => self.template(parts),
             ExprKind::List(items) => {
                 let mut values = Vec::with_capacity(items.len());
-                for item in items {
-                    values.push(self.eval(item)?);
+                let mut marks = Marks::gather();
+                for (index, item) in items.iter().enumerate() {
+                    let (value, item_marks) = self.eval_marked(item)?;
+                    marks.add(Segment::Index(index), &item_marks);
+                    values.push(value);
                 }
-                Ok(Value::list(values))
+                Ok((Value::list(values), marks.finish()))
             }
             ExprKind::Object(items) => self.object(items),
             ExprKind::Variable(ident) => self.traversal_from_name(ident, &[], expr.span),
             ExprKind::Traversal { root, steps } => match &root.kind {
                 ExprKind::Variable(ident) => self.traversal_from_name(ident, steps, expr.span),
                 _ => {
-                    let value = self.eval(root)?;
+                    let value = self.eval_marked(root)?;
                     self.apply_steps(value, steps)
                 }
             },
@@ -219,8 +294,9 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 expand_final,
             } => self.call(name, args, *expand_final),
             ExprKind::Unary { op, operand } => {
-                let value = self.eval(operand)?;
-                match (op, &value) {
+                let (value, marks) = self.eval_marked(operand)?;
+                let marks = marks.collapsed();
+                let value = match (op, &value) {
                     (_, Value::Unknown) => Ok(Value::Unknown),
                     (UnaryOp::Not, Value::Bool(flag)) => Ok(Value::Bool(!flag)),
                     (UnaryOp::Negate, Value::Number(number)) => Ok(Value::Number(-number)),
@@ -234,33 +310,42 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                         format!("`-` needs a number, not a {}", other.type_name()),
                         "negate a number",
                     )),
-                }
+                }?;
+                Ok((value, marks))
             }
             ExprKind::Binary { op, lhs, rhs } => {
-                let left = self.eval(lhs)?;
-                let right = self.eval(rhs)?;
-                self.binary(*op, left, right, lhs.span, rhs.span)
+                let (left, left_marks) = self.eval_marked(lhs)?;
+                let (right, right_marks) = self.eval_marked(rhs)?;
+                let marks = left_marks.union(&right_marks).collapsed();
+                let value = self.binary(*op, left, right, lhs.span, rhs.span)?;
+                Ok((value, marks))
             }
             ExprKind::Conditional {
                 condition,
                 then,
                 otherwise,
             } => {
-                let flag = self.eval(condition)?;
-                match flag {
-                    Value::Bool(true) => self.eval(then),
-                    Value::Bool(false) => self.eval(otherwise),
+                // A choice made by a secret tells of it: the result is marked.
+                let (flag, condition_marks) = self.eval_marked(condition)?;
+                let chosen = match flag {
+                    Value::Bool(true) => self.eval_marked(then),
+                    Value::Bool(false) => self.eval_marked(otherwise),
                     Value::Unknown => {
-                        self.eval(then)?;
-                        self.eval(otherwise)?;
-                        Ok(Value::Unknown)
+                        let (_, then_marks) = self.eval_marked(then)?;
+                        let (_, otherwise_marks) = self.eval_marked(otherwise)?;
+                        Ok((Value::Unknown, then_marks.union(&otherwise_marks)))
                     }
                     other => Err(self.type_error(
                         condition.span,
                         format!("the condition must be a bool, not a {}", other.type_name()),
                         "write a comparison, e.g. `var.env == \"prod\" ? 3 : 1`",
                     )),
-                }
+                }?;
+                Ok(if condition_marks.is_clear() {
+                    chosen
+                } else {
+                    (chosen.0, Marks::whole())
+                })
             }
             ExprKind::ForList {
                 intro,
@@ -274,23 +359,24 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 group,
                 condition,
             } => self.for_object(intro, key, value, *group, condition.as_deref()),
-            ExprKind::Parenthesized(inner) => self.eval(inner),
+            ExprKind::Parenthesized(inner) => self.eval_marked(inner),
         }
     }
 
-    fn template(&mut self, parts: &[TemplatePart]) -> EvalResult {
+    /// A string template; a secret interpolated marks the whole string.
+    fn template(&mut self, parts: &[TemplatePart]) -> MarkedResult {
         // The commonest shapes, without building a string: plain text, and
         // `"${x}"` where `x` is already a string.
         match parts {
-            [] => return Ok(Value::string("")),
-            [TemplatePart::Literal(text)] => return Ok(Value::string(text)),
+            [] => return Ok((Value::string(""), Marks::clear())),
+            [TemplatePart::Literal(text)] => return Ok((Value::string(text), Marks::clear())),
             [TemplatePart::Interpolation(expr)] => {
-                let value = self.eval(expr)?;
+                let (value, marks) = self.eval_marked(expr)?;
                 if matches!(value, Value::String(_) | Value::Unknown) {
-                    return Ok(value);
+                    return Ok((value, marks.collapsed()));
                 }
                 if let Some(text) = value.to_interpolated() {
-                    return Ok(Value::string(text));
+                    return Ok((Value::string(text), marks.collapsed()));
                 }
                 // null, lists and objects: the general path reports them.
             }
@@ -298,11 +384,13 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         }
         let mut out = String::new();
         let mut unknown = false;
+        let mut marks = Marks::clear();
         for part in parts {
             match part {
                 TemplatePart::Literal(text) => out.push_str(text),
                 TemplatePart::Interpolation(expr) => {
-                    let value = self.eval(expr)?;
+                    let (value, part_marks) = self.eval_marked(expr)?;
+                    marks = marks.union(&part_marks.collapsed());
                     match value {
                         Value::Unknown => unknown = true,
                         Value::Null => {
@@ -336,40 +424,54 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 }
             }
         }
-        Ok(if unknown {
+        let value = if unknown {
             Value::Unknown
         } else {
             Value::String(out.into())
-        })
+        };
+        Ok((value, marks))
     }
 
-    fn object_key(&mut self, key: &ObjectKey) -> Result<Option<String>, Failed> {
+    /// An object key (`None` when unknown) and whether a secret computed it.
+    fn object_key(&mut self, key: &ObjectKey) -> Result<(Option<String>, bool), Failed> {
         match key {
-            ObjectKey::Name(ident) => Ok(Some(ident.name.clone())),
-            ObjectKey::Expr(expr) => match self.eval(expr)? {
-                Value::Unknown => Ok(None),
-                value => match value.to_interpolated() {
-                    Some(text) => Ok(Some(text)),
-                    None => Err(self.type_error(
-                        expr.span,
-                        format!(
-                            "an object key must be a string, not a {}",
-                            value.type_name()
-                        ),
-                        "use a string key",
-                    )),
-                },
+            ObjectKey::Name(ident) => Ok((Some(ident.name.clone()), false)),
+            ObjectKey::Expr(expr) => {
+                let (value, marks) = self.eval_marked(expr)?;
+                Ok((self.key_text(value, expr)?, !marks.is_clear()))
+            }
+        }
+    }
+
+    fn key_text(&mut self, value: Value, expr: &Expr) -> Result<Option<String>, Failed> {
+        match value {
+            Value::Unknown => Ok(None),
+            value => match value.to_interpolated() {
+                Some(text) => Ok(Some(text)),
+                None => Err(self.type_error(
+                    expr.span,
+                    format!(
+                        "an object key must be a string, not a {}",
+                        value.type_name()
+                    ),
+                    "use a string key",
+                )),
             },
         }
     }
 
-    fn object(&mut self, items: &[crate::syntax::ObjectItem]) -> EvalResult {
+    /// An object literal: each attribute keeps its own marks (a key
+    /// computed from a secret marks the whole object).
+    fn object(&mut self, items: &[crate::syntax::ObjectItem]) -> MarkedResult {
         let mut entries = BTreeMap::new();
         let mut spans: HashMap<String, Span> = HashMap::default();
         let mut unknown = false;
+        let mut marks = Marks::gather();
+        let mut key_marked = false;
         for item in items {
-            let key = self.object_key(&item.key)?;
-            let value = self.eval(&item.value)?;
+            let (key, marked) = self.object_key(&item.key)?;
+            key_marked |= marked;
+            let (value, value_marks) = self.eval_marked(&item.value)?;
             let Some(key) = key else {
                 unknown = true;
                 continue;
@@ -383,13 +485,20 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 );
                 return Err(Failed);
             }
+            marks.add(Segment::Key(key.clone()), &value_marks);
             entries.insert(key, value);
         }
-        Ok(if unknown {
+        let marks = if key_marked {
+            Marks::whole()
+        } else {
+            marks.finish()
+        };
+        let value = if unknown {
             Value::Unknown
         } else {
             Value::map(entries)
-        })
+        };
+        Ok((value, marks))
     }
 
     fn binary(
@@ -482,11 +591,15 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         }
     }
 
-    fn call(&mut self, name: &Ident, args: &[Expr], expand_final: bool) -> EvalResult {
+    /// A function call. Its result is marked whole when any argument has a
+    /// marked part (`jsonencode({ password = var.db })` is a secret), except
+    /// for `sensitive(x)`, which marks, and `nonsensitive(x)`, which clears.
+    fn call(&mut self, name: &Ident, args: &[Expr], expand_final: bool) -> MarkedResult {
         let mut values = Vec::with_capacity(args.len());
-
+        let mut marks = Marks::clear();
         for (index, arg) in args.iter().enumerate() {
-            let value = self.eval(arg)?;
+            let (value, arg_marks) = self.eval_marked(arg)?;
+            marks = marks.union(&arg_marks);
             if expand_final && index + 1 == args.len() {
                 match value {
                     Value::List(items) => {
@@ -494,7 +607,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                             values.push(item.clone());
                         }
                     }
-                    Value::Unknown => return Ok(Value::Unknown),
+                    Value::Unknown => return Ok((Value::Unknown, marks.collapsed())),
                     other => {
                         return Err(self.type_error(
                             arg.span,
@@ -565,7 +678,14 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 "this result is too large",
                 "look for a string that grows at every step (templates or functions applied to their own result)",
             )),
-            Ok(value) => Ok(value),
+            Ok(value) => {
+                let marks = match function.name {
+                    "sensitive" => Marks::whole(),
+                    "nonsensitive" => Marks::clear(),
+                    _ => marks.collapsed(),
+                };
+                Ok((value, marks))
+            }
             Err(error) => {
                 let span = error
                     .argument
@@ -588,51 +708,66 @@ impl<'s, 'd> Evaluator<'s, 'd> {
 
     /// Evaluates a reference that starts with a bare name, consuming the
     /// steps that name the object, then applies the rest.
-    fn traversal_from_name(&mut self, root: &Ident, steps: &[Step], _span: Span) -> EvalResult {
-        if let Some((_, value)) = self
+    fn traversal_from_name(&mut self, root: &Ident, steps: &[Step], _span: Span) -> MarkedResult {
+        if let Some((_, value, marks)) = self
             .bindings
             .iter()
             .rev()
-            .find(|(name, _)| *name == root.name)
+            .find(|(name, _, _)| *name == root.name)
         {
-            let value = value.clone();
-            return self.apply_steps(value, steps);
+            let bound = (value.clone(), marks.clone());
+            return self.apply_steps(bound, steps);
         }
         let attr = |index: usize| match steps.get(index) {
             Some(Step::Attr(ident)) => Some(ident.name.as_str()),
             _ => None,
         };
         let values = self.scope.values;
-        let (value, consumed) = match root.name.as_str() {
-            "var" => (attr(0).and_then(|n| values.variables.get(n)).cloned(), 1),
-            "local" => (attr(0).and_then(|n| values.locals.get(n)).cloned(), 1),
-            "deployment" => (attr(0).and_then(|n| values.deployments.get(n)).cloned(), 1),
-            "module" => (attr(0).and_then(|n| values.modules.get(n)).cloned(), 1),
-            "count" => (self.scope.count_index.map(|i| Value::Number(i as f64)), 1),
+        let marks = &values.marks;
+        // `var.x`, `local.x`, …: a value by name, with its marks.
+        let named = |values: &HashMap<String, Value>, marks: &HashMap<String, Marks>| {
+            let name = attr(0);
+            let value = name.and_then(|n| values.get(n)).cloned();
+            (value, 1, NamedMarks::of(marks, name))
+        };
+        let (value, consumed, marked) = match root.name.as_str() {
+            "var" => named(&values.variables, &marks.variables),
+            "local" => named(&values.locals, &marks.locals),
+            "deployment" => named(&values.deployments, &marks.deployments),
+            "module" => named(&values.modules, &marks.modules),
+            "count" => (
+                self.scope.count_index.map(|i| Value::Number(i as f64)),
+                1,
+                Marks::clear(),
+            ),
             "each" => match (attr(0), &self.scope.each) {
-                (Some("key"), Some((key, _))) => (Some(key.clone()), 1),
-                (Some("value"), Some((_, value))) => (Some(value.clone()), 1),
-                _ => (None, 1),
+                (Some("key"), Some(each)) => (Some(each.key.clone()), 1, each.key_marks.clone()),
+                (Some("value"), Some(each)) => {
+                    (Some(each.value.clone()), 1, each.value_marks.clone())
+                }
+                _ => (None, 1, Marks::clear()),
             },
-            "path" => match attr(0) {
-                Some("module") => (Some(Value::string(&values.path_module)), 1),
-                Some("root") => (Some(Value::string(&values.path_root)), 1),
-                Some("cwd") => (
-                    std::env::current_dir()
+            "path" => (
+                match attr(0) {
+                    Some("module") => Some(Value::string(&values.path_module)),
+                    Some("root") => Some(Value::string(&values.path_root)),
+                    Some("cwd") => std::env::current_dir()
                         .ok()
                         .map(|d| Value::string(d.to_string_lossy())),
-                    1,
-                ),
-                _ => (None, 1),
-            },
+                    _ => None,
+                },
+                1,
+                Marks::clear(),
+            ),
             "data" => match (attr(0), attr(1)) {
                 (Some(type_name), Some(name)) => (
                     values
                         .resource(ResourceMode::Data, type_name, name)
                         .cloned(),
                     2,
+                    marks.resource(ResourceMode::Data, type_name, name),
                 ),
-                _ => (None, 2),
+                _ => (None, 2, Marks::clear()),
             },
             type_name => match attr(0) {
                 Some(name) => (
@@ -640,42 +775,69 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                         .resource(ResourceMode::Managed, type_name, name)
                         .cloned(),
                     1,
+                    marks.resource(ResourceMode::Managed, type_name, name),
                 ),
-                None => (None, 0),
+                None => (None, 0, Marks::clear()),
             },
         };
         let Some(value) = value else {
             return Err(Failed);
         };
-        self.apply_steps(value, steps.get(consumed..).unwrap_or(&[]))
+        self.apply_steps((value, marked), steps.get(consumed..).unwrap_or(&[]))
     }
 
-    fn apply_steps(&mut self, mut value: Value, steps: &[Step]) -> EvalResult {
+    fn apply_steps(&mut self, (mut value, mut marks): Marked, steps: &[Step]) -> MarkedResult {
         for (position, step) in steps.iter().enumerate() {
-            value = match step {
+            (value, marks) = match step {
                 Step::Splat(_) => {
                     let rest = &steps[position + 1..];
                     return match value {
-                        Value::Unknown => Ok(Value::Unknown),
-                        Value::Null => Ok(Value::list(Vec::new())),
+                        Value::Unknown => Ok((Value::Unknown, marks)),
+                        Value::Null => Ok((Value::list(Vec::new()), Marks::clear())),
                         Value::List(items) => {
                             let mut out = Vec::with_capacity(items.len());
-                            for item in items.iter() {
-                                out.push(self.apply_steps(item.clone(), rest)?);
+                            let mut out_marks = Marks::gather();
+                            for (index, item) in items.iter().enumerate() {
+                                let (item, item_marks) =
+                                    self.apply_steps((item.clone(), marks.index(index)), rest)?;
+                                out_marks.add(Segment::Index(index), &item_marks);
+                                out.push(item);
                             }
-                            Ok(Value::list(out))
+                            Ok((Value::list(out), out_marks.finish()))
                         }
-                        single => Ok(Value::list(vec![self.apply_steps(single, rest)?])),
+                        single => {
+                            let (item, item_marks) = self.apply_steps((single, marks), rest)?;
+                            Ok((Value::list(vec![item]), item_marks.under(Segment::Index(0))))
+                        }
                     };
                 }
-                Step::Attr(ident) => self.get_attribute(value, ident)?,
+                Step::Attr(ident) => {
+                    let inner = marks.key(&ident.name);
+                    (self.get_attribute(value, ident)?, inner)
+                }
                 Step::Index(index_expr) => {
-                    let index = self.eval(index_expr)?;
-                    self.index(value, index, index_expr.span)?
+                    let (index, index_marks) = self.eval_marked(index_expr)?;
+                    let inner = if !index_marks.is_clear() {
+                        // Which element a secret picks tells of the secret.
+                        Marks::whole()
+                    } else if marks.is_clear() {
+                        Marks::clear()
+                    } else {
+                        match (&value, &index) {
+                            (Value::List(_), Value::Number(n)) if *n >= 0.0 => {
+                                marks.index(*n as usize)
+                            }
+                            (_, key) => match key.to_interpolated() {
+                                Some(key) => marks.key(&key),
+                                None => marks.collapsed(),
+                            },
+                        }
+                    };
+                    (self.index(value, index, index_expr.span)?, inner)
                 }
             };
         }
-        Ok(value)
+        Ok((value, marks))
     }
 
     fn get_attribute(&mut self, value: Value, ident: &Ident) -> EvalResult {
@@ -769,23 +931,34 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         }
     }
 
-    /// The (key, value) pairs a for-expression iterates over.
-    fn iterate(&mut self, intro: &ForIntro) -> Result<Option<Vec<(Value, Value)>>, Failed> {
-        let collection = self.eval(&intro.collection)?;
+    /// The (key, value) pairs a for-expression iterates over (`None`:
+    /// unknown) with the marks of each value, and the collection's marks.
+    #[allow(clippy::type_complexity)]
+    fn iterate(
+        &mut self,
+        intro: &ForIntro,
+    ) -> Result<(Option<Vec<(Value, Value, Marks)>>, Marks), Failed> {
+        let (collection, marks) = self.eval_marked(&intro.collection)?;
         match collection {
-            Value::Unknown => Ok(None),
-            Value::List(items) => Ok(Some(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (Value::Number(i as f64), v.clone()))
-                    .collect(),
+            Value::Unknown => Ok((None, marks)),
+            Value::List(items) => Ok((
+                Some(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (Value::Number(i as f64), v.clone(), marks.index(i)))
+                        .collect(),
+                ),
+                marks,
             )),
-            Value::Map(entries) => Ok(Some(
-                entries
-                    .iter()
-                    .map(|(k, v)| (Value::string(k), v.clone()))
-                    .collect(),
+            Value::Map(entries) => Ok((
+                Some(
+                    entries
+                        .iter()
+                        .map(|(k, v)| (Value::string(k), v.clone(), marks.key(k)))
+                        .collect(),
+                ),
+                marks,
             )),
             other => Err(self.type_error(
                 intro.collection.span,
@@ -795,20 +968,33 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         }
     }
 
-    fn bind(&mut self, intro: &ForIntro, key: Value, value: Value) {
+    fn bind(
+        &mut self,
+        intro: &ForIntro,
+        key: Value,
+        key_marks: &Marks,
+        value: Value,
+        marks: Marks,
+    ) {
         if let Some(key_var) = &intro.key_var {
-            self.bindings.push((key_var.name.clone(), key));
+            self.bindings
+                .push((key_var.name.clone(), key, key_marks.clone()));
         }
-        self.bindings.push((intro.value_var.name.clone(), value));
+        self.bindings
+            .push((intro.value_var.name.clone(), value, marks));
     }
 
-    fn keep(&mut self, condition: Option<&Expr>) -> Result<Option<bool>, Failed> {
+    /// Whether the `if` keeps an element (`None`: unknown), and whether a
+    /// secret decided it.
+    fn keep(&mut self, condition: Option<&Expr>) -> Result<(Option<bool>, bool), Failed> {
         let Some(condition) = condition else {
-            return Ok(Some(true));
+            return Ok((Some(true), false));
         };
-        match self.eval(condition)? {
-            Value::Bool(flag) => Ok(Some(flag)),
-            Value::Unknown => Ok(None),
+        let (value, marks) = self.eval_marked(condition)?;
+        let marked = !marks.is_clear();
+        match value {
+            Value::Bool(flag) => Ok((Some(flag), marked)),
+            Value::Unknown => Ok((None, marked)),
             other => Err(self.type_error(
                 condition.span,
                 format!(
@@ -820,18 +1006,35 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         }
     }
 
-    fn for_list(&mut self, intro: &ForIntro, value: &Expr, condition: Option<&Expr>) -> EvalResult {
-        let Some(pairs) = self.iterate(intro)? else {
-            return Ok(Value::Unknown);
+    /// `[for … : value if …]`: each element keeps its marks; a secret in
+    /// the `if` marks the whole list (which elements are left tells of it).
+    fn for_list(
+        &mut self,
+        intro: &ForIntro,
+        value: &Expr,
+        condition: Option<&Expr>,
+    ) -> MarkedResult {
+        let (pairs, collection_marks) = self.iterate(intro)?;
+        let Some(pairs) = pairs else {
+            return Ok((Value::Unknown, collection_marks.collapsed()));
         };
+        let key_marks = collection_marks.of_keys();
         let depth = self.bindings.len();
         let mut out = Vec::with_capacity(pairs.len());
+        let mut marks = Marks::gather();
+        let mut whole = false;
         let mut unknown = false;
-        for (key, item) in pairs {
-            self.bind(intro, key, item);
+        for (key, item, item_marks) in pairs {
+            self.bind(intro, key, &key_marks, item, item_marks);
             let result = (|| -> Result<(), Failed> {
-                match self.keep(condition)? {
-                    Some(true) => out.push(self.eval(value)?),
+                let (kept, marked) = self.keep(condition)?;
+                whole |= marked;
+                match kept {
+                    Some(true) => {
+                        let (element, element_marks) = self.eval_marked(value)?;
+                        marks.add(Segment::Index(out.len()), &element_marks);
+                        out.push(element);
+                    }
                     Some(false) => {}
                     None => unknown = true,
                 }
@@ -840,13 +1043,20 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             self.bindings.truncate(depth);
             result?;
         }
-        Ok(if unknown {
-            Value::Unknown
+        let marks = if whole {
+            Marks::whole()
         } else {
-            Value::list(out)
+            marks.finish()
+        };
+        Ok(if unknown {
+            (Value::Unknown, marks.collapsed())
+        } else {
+            (Value::list(out), marks)
         })
     }
 
+    /// `{for … : key => value if …}`: each value keeps its marks; a secret
+    /// in a key or in the `if` marks the whole object.
     fn for_object(
         &mut self,
         intro: &ForIntro,
@@ -854,18 +1064,24 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         value_expr: &Expr,
         group: bool,
         condition: Option<&Expr>,
-    ) -> EvalResult {
-        let Some(pairs) = self.iterate(intro)? else {
-            return Ok(Value::Unknown);
+    ) -> MarkedResult {
+        let (pairs, collection_marks) = self.iterate(intro)?;
+        let Some(pairs) = pairs else {
+            return Ok((Value::Unknown, collection_marks.collapsed()));
         };
+        let key_marks = collection_marks.of_keys();
         let depth = self.bindings.len();
         let mut out: BTreeMap<String, Value> = BTreeMap::new();
-        let mut grouped: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut grouped: BTreeMap<String, Vec<(Value, Marks)>> = BTreeMap::new();
+        let mut marks = Marks::gather();
+        let mut whole = false;
         let mut unknown = false;
-        for (key, item) in pairs {
-            self.bind(intro, key, item);
+        for (key, item, item_marks) in pairs {
+            self.bind(intro, key, &key_marks, item, item_marks);
             let result = (|| -> Result<(), Failed> {
-                match self.keep(condition)? {
+                let (kept, marked) = self.keep(condition)?;
+                whole |= marked;
+                match kept {
                     Some(true) => {}
                     Some(false) => return Ok(()),
                     None => {
@@ -873,32 +1089,19 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                         return Ok(());
                     }
                 }
-                let key = self.eval(key_expr)?;
-                let value = self.eval(value_expr)?;
-                let key = match key {
-                    Value::Unknown => {
-                        unknown = true;
-                        return Ok(());
-                    }
-                    other => match other.to_interpolated() {
-                        Some(text) => text,
-                        None => {
-                            return Err(self.type_error(
-                                key_expr.span,
-                                format!(
-                                    "an object key must be a string, not a {}",
-                                    other.type_name()
-                                ),
-                                "produce a string key",
-                            ));
-                        }
-                    },
+                let (key, key_marks) = self.eval_marked(key_expr)?;
+                let (value, value_marks) = self.eval_marked(value_expr)?;
+                whole |= !key_marks.is_clear();
+                let Some(key) = self.key_text(key, key_expr)? else {
+                    unknown = true;
+                    return Ok(());
                 };
                 if group {
-                    grouped.entry(key).or_default().push(value);
+                    grouped.entry(key).or_default().push((value, value_marks));
                 } else if let std::collections::btree_map::Entry::Vacant(slot) =
                     out.entry(key.clone())
                 {
+                    marks.add(Segment::Key(key), &value_marks);
                     slot.insert(value);
                 } else {
                     return Err(self.error(
@@ -923,17 +1126,32 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 ));
             }
         }
-        if unknown {
-            return Ok(Value::Unknown);
+        let value = if unknown {
+            Value::Unknown
+        } else if group {
+            let mut lists = BTreeMap::new();
+            for (key, values) in grouped {
+                let mut group_marks = Marks::gather();
+                let mut items = Vec::with_capacity(values.len());
+                for (index, (value, value_marks)) in values.into_iter().enumerate() {
+                    group_marks.add(Segment::Index(index), &value_marks);
+                    items.push(value);
+                }
+                marks.add(Segment::Key(key.clone()), &group_marks.finish());
+                lists.insert(key, Value::list(items));
+            }
+            Value::map(lists)
+        } else {
+            Value::map(out)
+        };
+        let marks = if whole {
+            Marks::whole()
+        } else {
+            marks.finish()
+        };
+        if value.is_unknown() {
+            return Ok((value, marks.collapsed()));
         }
-        if group {
-            return Ok(Value::map(
-                grouped
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::list(v)))
-                    .collect(),
-            ));
-        }
-        Ok(Value::map(out))
+        Ok((value, marks))
     }
 }

@@ -146,9 +146,11 @@ functions! {
     "max", 1, None, false, "max(numbers...)" => |a, _| min_max(a, f64::max);
     "merge", 0, None, true, "merge(maps...)" => merge;
     "min", 1, None, false, "min(numbers...)" => |a, _| min_max(a, f64::min);
+    "nonsensitive", 1, Some(1), true, "nonsensitive(value)" => |a, _| Ok(a[0].clone());
     "range", 1, Some(3), false, "range(start?, limit, step?)" => range;
     "replace", 3, Some(3), false, "replace(string, search, replacement)" => replace;
     "reverse", 1, Some(1), true, "reverse(list)" => |a, _| Ok(Value::list(list(a, 0)?.iter().rev().cloned().collect()));
+    "sensitive", 1, Some(1), true, "sensitive(value)" => |a, _| Ok(a[0].clone());
     "sha256", 1, Some(1), false, "sha256(string)" => |a, _| Ok(Value::string(hex(&sha2::Sha256::digest(string(a, 0)?.as_bytes()))));
     "slice", 3, Some(3), true, "slice(list, start, end)" => slice;
     "sort", 1, Some(1), false, "sort(list)" => sort;

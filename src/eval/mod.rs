@@ -5,6 +5,7 @@
 mod evaluated;
 mod evaluator;
 mod functions;
+mod marks;
 mod module;
 mod references;
 mod schema;
@@ -13,6 +14,10 @@ mod value;
 
 pub use evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
 pub use functions::{FUNCTIONS, function_names};
+pub use marks::{
+    Marks, REDACTED, Segment, SensitivePath, has_nested_paths, marks_of_paths,
+    names_whole_attribute, redact_attribute, shown_redacted,
+};
 pub use module::{
     InstancePlanner, ProvidedValue, RecordedObject, RootVariables, VariableOrigin,
     evaluate_focused, evaluate_standalone_block,

@@ -176,7 +176,8 @@ pub fn quote(text: &str) -> String {
     out.replace("${", "$${")
 }
 
-fn is_bare_key(key: &str) -> bool {
+/// Whether a key is written bare (`name`), not quoted (`"a b"`).
+pub(super) fn is_bare_key(key: &str) -> bool {
     let mut chars = key.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')

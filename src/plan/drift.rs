@@ -62,7 +62,12 @@ fn is_sensitive(schemas: &SchemaCatalog, state: &State, address: &str, attribute
     let Some(resource) = state.resources.get(address) else {
         return false;
     };
-    if resource.sensitive.iter().any(|s| s == attribute) {
+    // A secret anywhere inside hides the attribute's change.
+    if resource
+        .sensitive
+        .iter()
+        .any(|path| crate::eval::SensitivePath::parse(path).attribute() == Some(attribute))
+    {
         return true;
     }
     match schemas.lookup(ResourceMode::Managed, &resource.type_name) {

@@ -14,8 +14,10 @@
 //! `action` is one of `create`, `update`, `replace`, `delete`, `read`,
 //! `no-op`. Values only known after apply are `null` in `after` and named in
 //! `after_unknown` (also when only a part of the value is unknown). Sensitive
-//! attributes (per the schema) are `null` in `before` and `after` and named
-//! in `sensitive`: the JSON never holds their plaintext. No-op changes are
+//! values (per the schema, or computed from secrets) are `null` in `before`
+//! and `after` and their paths named in `sensitive` (`password`, or
+//! `template.env.DB_PASSWORD` for a secret inside an attribute): the JSON
+//! never holds their plaintext. No-op changes are
 //! included, so a consumer sees every instance.
 //!
 //! A deployment updated to a new version also has `rollout`:
@@ -119,7 +121,7 @@ pub fn to_json(plan: &Plan, schemas: &SchemaCatalog) -> serde_json::Value {
                 _ => None,
             };
             let is_sensitive = |name: &str| {
-                change.sensitive.iter().any(|s| s == name)
+                crate::eval::names_whole_attribute(name, &change.sensitive)
                     || schema
                         .and_then(|s| s.attributes.get(name))
                         .is_some_and(|a| a.sensitive)
@@ -142,6 +144,20 @@ pub fn to_json(plan: &Plan, schemas: &SchemaCatalog) -> serde_json::Value {
                             sensitive.push(name.clone());
                         }
                         serde_json::Value::Null
+                    } else if !matches!(value, Value::Null)
+                        && crate::eval::has_nested_paths(name, &change.sensitive)
+                    {
+                        // Secrets inside: each is null, its path named.
+                        for path in &change.sensitive {
+                            let parsed = crate::eval::SensitivePath::parse(path);
+                            if parsed.attribute() == Some(name.as_str())
+                                && !sensitive.contains(path)
+                            {
+                                sensitive.push(path.clone());
+                            }
+                        }
+                        crate::eval::redact_attribute(value, name, &change.sensitive, &Value::Null)
+                            .to_json()
                     } else {
                         value.to_json()
                     };

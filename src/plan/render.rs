@@ -60,19 +60,26 @@ impl Printer<'_> {
         }
     }
 
+    /// Whether the attribute is a secret whole.
     fn is_sensitive(&self, name: &str) -> bool {
-        self.sensitive.iter().any(|s| s == name)
+        crate::eval::names_whole_attribute(name, self.sensitive)
             || self
                 .schema
                 .and_then(|s| s.attributes.get(name))
                 .is_some_and(|a| a.sensitive)
     }
 
+    /// Whether any part of the attribute is a secret.
+    fn holds_secret(&self, name: &str) -> bool {
+        self.is_sensitive(name) || crate::eval::has_nested_paths(name, self.sensitive)
+    }
+
+    /// The attribute as shown: secrets (whole or in part) redacted.
     fn value(&self, name: &str, value: &Value) -> String {
         if self.is_sensitive(name) && !matches!(value, Value::Null | Value::Unknown) {
-            "(sensitive value)".into()
+            crate::eval::REDACTED.into()
         } else {
-            value.to_string()
+            crate::eval::shown_redacted(value, name, self.sensitive)
         }
     }
 
@@ -292,11 +299,11 @@ fn render_change(printer: &mut Printer, change: &Change) {
         };
         match (sign, old, new) {
             ("~", Some(Value::String(a)), Some(Value::String(b)))
-                if (a.contains('\n') || b.contains('\n')) && !printer.is_sensitive(name) =>
+                if (a.contains('\n') || b.contains('\n')) && !printer.holds_secret(name) =>
             {
                 printer.text_diff("~", name, width, a, b);
             }
-            ("+", _, Some(Value::String(b))) if b.contains('\n') && !printer.is_sensitive(name) => {
+            ("+", _, Some(Value::String(b))) if b.contains('\n') && !printer.holds_secret(name) => {
                 printer.text_diff("+", name, width, "", b);
             }
             ("+", _, Some(new)) => {

@@ -27,6 +27,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use super::format::{ResourceState, State};
+use crate::eval::SensitivePath;
 
 /// The variable holding the key: 32 bytes, base64.
 pub const KEY_VARIABLE: &str = "INFRA_STATE_KEY";
@@ -214,11 +215,14 @@ impl Sealer {
     pub fn open(&self, state: &mut State) -> Result<(), SealError> {
         let lineage = state.lineage.clone();
         for (address, resource) in &mut state.resources {
-            for name in &resource.sensitive {
-                if let Some(value) = resource.attributes.get_mut(name)
+            // Sorted, an attribute sealed whole opens before the paths
+            // inside it, which then find plaintext and are left alone.
+            for path in &resource.sensitive {
+                if let Some(value) =
+                    SensitivePath::parse(path).find_json_mut(&mut resource.attributes)
                     && is_envelope(value)
                 {
-                    *value = self.open_value(&lineage, address, name, value)?;
+                    *value = self.open_value(&lineage, address, path, value)?;
                 }
             }
         }
@@ -283,18 +287,22 @@ impl Sealer {
     }
 }
 
+/// Seals each sensitive part of `resource` (a path's envelope is bound to
+/// the path, e.g. `template.env.DB_PASSWORD`; a whole attribute's to its
+/// name, as before paths existed).
 fn seal_resource_with(key: &StateKey, lineage: &str, address: &str, resource: &mut ResourceState) {
-    for name in &resource.sensitive {
-        if let Some(value) = resource.attributes.get_mut(name)
+    for path in &resource.sensitive {
+        if let Some(value) = SensitivePath::parse(path).find_json_mut(&mut resource.attributes)
             && !value.is_null()
             && !is_envelope(value)
         {
-            *value = seal_value(key, &aad(lineage, address, name), value);
+            *value = seal_value(key, &aad(lineage, address, path), value);
         }
     }
 }
 
-/// What binds an envelope to its place.
+/// What binds an envelope to its place: the state, the address and the
+/// attribute path.
 fn aad(lineage: &str, address: &str, attribute: &str) -> String {
     format!("infra-state/1\0{lineage}\0{address}\0{attribute}")
 }

@@ -399,7 +399,7 @@ fn state_show_hides_sensitive_values_unless_asked() {
     let shown = text(&shown.stdout);
     assert!(!shown.contains(&secret), "{shown}");
     assert!(
-        shown.contains("result") && shown.contains("(sensitive)"),
+        shown.contains("result") && shown.contains("(sensitive value)"),
         "{shown}"
     );
     let asked = infra(

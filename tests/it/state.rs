@@ -408,6 +408,121 @@ fn secrets_are_sealed_in_every_file_and_open_only_with_their_key() {
     );
 }
 
+/// A module that passes its settings through, so a secret crosses the
+/// module boundary inside an object.
+const PASS_THROUGH: &str = "variable settings {}\n\
+    output password {\n  value = var.settings.password\n}\n\
+    output user {\n  value = var.settings.user\n}\n";
+
+/// The change to `address` in a `plan --json`.
+fn planned_change<'p>(plan: &'p serde_json::Value, address: &str) -> &'p serde_json::Value {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == address)
+        .unwrap_or_else(|| panic!("{address} planned: {plan}"))
+}
+
+#[test]
+fn a_secret_inside_a_value_is_marked_and_sealed_there_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::create_dir_all(dir.join("modules/db")).unwrap();
+    std::fs::write(dir.join("modules/db/main.infra"), PASS_THROUGH).unwrap();
+    let config = "resource random_password db {\n  length = 24\n}\n\n\
+        module db {\n  source   = \"./modules/db\"\n  settings = { user = \"app\", password = random_password.db.result }\n}\n\n\
+        resource random_id tag {\n  byte_length = 2\n  keepers     = { user = module.db.user, pw = module.db.password }\n}\n\n\
+        output user {\n  value = module.db.user\n}\n\n\
+        output connection {\n  value = \"postgres://${module.db.user}:${module.db.password}@db\"\n}\n";
+    std::fs::write(dir.join("main.infra"), config).unwrap();
+    let key = [("INFRA_STATE_KEY", KEY)];
+    let applied = with_keys(dir, &["apply", "--auto-approve"], &key);
+    assert!(
+        applied.status.success(),
+        "{}",
+        crate::support::both(&applied)
+    );
+
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("infra.state.json")).unwrap())
+            .unwrap();
+    let tag = &state["resources"]["random_id.tag"];
+    assert_eq!(tag["sensitive"], json!(["keepers.pw"]), "{tag}");
+    assert_eq!(
+        tag["attributes"]["keepers"]["user"], "app",
+        "the clear part stays plain"
+    );
+    assert!(
+        tag["attributes"]["keepers"]["pw"]["encrypted"].is_string(),
+        "the secret part is sealed: {tag}"
+    );
+    // An output reading the clear part is not a secret; one built from the
+    // secret is, though it does not say `sensitive = true`.
+    assert_eq!(state["outputs"]["user"], json!({ "value": "app" }));
+    assert_eq!(state["outputs"]["connection"]["sensitive"], true);
+
+    let revealed = with_keys(
+        dir,
+        &["output", "--show-sensitive", "--json", "connection"],
+        &key,
+    );
+    let connection: String = serde_json::from_slice(&revealed.stdout).unwrap();
+    let secret = connection
+        .strip_prefix("postgres://app:")
+        .and_then(|rest| rest.strip_suffix("@db"))
+        .expect("the secret round-trips")
+        .to_string();
+    assert_eq!(secret.len(), 24);
+
+    let shown = with_keys(dir, &["state", "show", "random_id.tag"], &key);
+    let shown_text = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(
+        shown_text.contains(r#"keepers     = { pw = (sensitive value), user = "app" }"#),
+        "{shown_text}"
+    );
+    let planned = with_keys(dir, &["plan", "--json"], &key);
+    let plan: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
+    let change = planned_change(&plan, "random_id.tag");
+    assert_eq!(change["action"], "no-op", "{change}");
+    assert_eq!(change["sensitive"], json!(["keepers.pw"]));
+    assert_eq!(
+        change["before"]["keepers"],
+        json!({ "pw": null, "user": "app" })
+    );
+    let again = with_keys(dir, &["apply", "--auto-approve"], &key);
+    assert!(again.status.success(), "{}", crate::support::both(&again));
+    let written = everything_written(dir, &[&applied, &shown, &planned, &again]);
+    assert_eq!(written.matches(&secret).count(), 0, "plaintext found");
+
+    // A deployment's secret is the one key of its template's env.
+    std::fs::write(
+        dir.join("main.infra"),
+        format!(
+            "{config}\nresource local_lb front {{\n  listen = \"127.0.0.1:18089\"\n}}\n\n\
+             deployment web {{\n  provider = local\n  replicas = 1\n  version  = \"v1\"\n  \
+             template {{\n    command = [\"/bin/true\", \"{{port}}\"]\n    \
+             env     = {{ USER = module.db.user, DB_PASSWORD = module.db.password }}\n  }}\n  \
+             load_balancer = local_lb.front\n  health {{\n    path = \"/healthz\"\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let planned = with_keys(dir, &["plan", "--json"], &key);
+    assert!(planned.status.success() || planned.status.code() == Some(2));
+    let plan: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
+    let web = planned_change(&plan, "deployment.web");
+    assert_eq!(
+        web["sensitive"],
+        json!(["template.env.DB_PASSWORD"]),
+        "{web}"
+    );
+    assert_eq!(web["after"]["template"]["env"]["USER"], "app", "{web}");
+    assert_eq!(
+        web["after"]["template"]["env"]["DB_PASSWORD"],
+        serde_json::Value::Null
+    );
+}
+
 #[test]
 fn corrupt_foreign_and_newer_states_are_refused_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();

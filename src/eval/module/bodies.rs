@@ -28,13 +28,17 @@ pub fn evaluate_standalone_block(block: &Block, module_dir: &std::path::Path) ->
         each: None,
     };
     let mut evaluator = Evaluator::new(scope, &mut diagnostics, &mut budget);
-    eval_body(&mut evaluator, &block.body, &[]).ok()
+    eval_body(&mut evaluator, &block.body, &[])
+        .ok()
+        .map(|(value, _)| value)
 }
 
 /// Evaluates a body: attributes, and nested blocks as described at
-/// [`ModuleEvaluation::eval_block_body`]. Reports every failing attribute.
-pub(super) fn eval_body(evaluator: &mut Evaluator, body: &Body, skip: &[&str]) -> EvalResult {
+/// [`ModuleEvaluation::eval_block_body`], with the marks of its secrets.
+/// Reports every failing attribute.
+pub(super) fn eval_body(evaluator: &mut Evaluator, body: &Body, skip: &[&str]) -> MarkedResult {
     let mut object = BTreeMap::new();
+    let mut marks = Marks::gather();
     let mut seen: HashMap<&str, Span> = HashMap::default();
     let mut ok = true;
     let mut blocks = Vec::new();
@@ -62,8 +66,9 @@ pub(super) fn eval_body(evaluator: &mut Evaluator, body: &Body, skip: &[&str]) -
                     object.insert(name.to_string(), Value::string(&ident.name));
                     continue;
                 }
-                match evaluator.eval(&attribute.value) {
-                    Ok(value) => {
+                match evaluator.eval_marked(&attribute.value) {
+                    Ok((value, value_marks)) => {
+                        marks.add(Segment::Key(name.to_string()), &value_marks);
                         object.insert(name.to_string(), value);
                     }
                     Err(_) => ok = false,
@@ -72,11 +77,11 @@ pub(super) fn eval_body(evaluator: &mut Evaluator, body: &Body, skip: &[&str]) -
             Item::Block(block) => blocks.push(block.clone()),
         }
     }
-    if eval_nested_blocks(evaluator, &blocks, &mut object).is_err() {
+    if eval_nested_blocks(evaluator, &blocks, &mut object, &mut marks).is_err() {
         ok = false;
     }
     if ok {
-        Ok(Value::map(object))
+        Ok((Value::map(object), marks.finish()))
     } else {
         Err(Failed)
     }
@@ -86,24 +91,30 @@ pub(super) fn eval_nested_blocks(
     evaluator: &mut Evaluator,
     blocks: &[Block],
     object: &mut BTreeMap<String, Value>,
+    marks: &mut MarksBuilder,
 ) -> Result<(), Failed> {
     let mut ok = true;
     let mut lists: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut labelled: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     for block in blocks {
         let value = eval_body(evaluator, &block.body, &[]);
-        let Ok(value) = value else {
+        let Ok((value, block_marks)) = value else {
             ok = false;
             continue;
         };
+        let kind = block.kind.name.clone();
         match block.labels.as_slice() {
-            [] => lists
-                .entry(block.kind.name.clone())
-                .or_default()
-                .push(value),
+            [] => {
+                let list = lists.entry(kind.clone()).or_default();
+                let placed = block_marks.under(Segment::Index(list.len()));
+                marks.add(Segment::Key(kind), &placed);
+                list.push(value);
+            }
             [label] => {
+                let placed = block_marks.under(Segment::Key(label.value.clone()));
+                marks.add(Segment::Key(kind.clone()), &placed);
                 labelled
-                    .entry(block.kind.name.clone())
+                    .entry(kind)
                     .or_default()
                     .insert(label.value.clone(), value);
             }

@@ -35,8 +35,12 @@ use crate::diagnostics::{Code, Diagnostic, Diagnostics, code_list, did_you_mean}
 use crate::syntax::{Block, Body, Expr, ExprKind, Ident, Item, SourceMap, Span};
 
 use super::evaluated::{EvaluatedModule, InstanceKey, OutputValue, ResourceInstance};
-use super::evaluator::{EvalResult, Evaluator, Failed, MAX_EVALUATION_STEPS, ModuleValues, Scope};
+use super::evaluator::{
+    Each, EvalResult, Evaluator, Failed, MAX_EVALUATION_STEPS, MarkedResult, ModuleValues,
+    NamedMarks, Scope,
+};
 use super::functions::MAX_GENERATED_ELEMENTS;
+use super::marks::{Marks, MarksBuilder, Segment, SensitivePath, marks_of_paths};
 use super::references::{Reference, Target, collect_references, names_one_instance};
 use super::schema::{BlockSchema, SchemaCatalog, SchemaLookup, provider_of};
 use super::types::{TYPE_NAMES, TypeConstraint};
@@ -77,18 +81,18 @@ enum Inputs<'a> {
     Root(&'a RootVariables),
     /// Values a `module` block passes, with the span of each expression,
     /// the span of the block (where a missing input must be added), the
-    /// addresses its inputs depend on, and the inputs whose values are
-    /// sensitive (computed from sensitive values).
+    /// addresses its inputs depend on, and the marks of the inputs with
+    /// sensitive parts.
     Child(
         BTreeMap<String, (Value, Span)>,
         Span,
         Vec<String>,
-        BTreeSet<String>,
+        BTreeMap<String, Marks>,
     ),
 }
 
 /// An instance to evaluate: its key, `count.index`, and `each.key`/`each.value`.
-type PlannedInstance = (InstanceKey, Option<usize>, Option<(Value, Value)>);
+type PlannedInstance = (InstanceKey, Option<usize>, Option<Each>);
 
 /// The key of a map entry as a `&str` borrowed from the map.
 fn name_key<'m, V>(map: &'m BTreeMap<String, V>, name: &str) -> &'m str {
@@ -173,11 +177,6 @@ struct ModuleEvaluation<'c, 'd> {
     /// Resources a focused evaluation reads from their records (see
     /// [`evaluate_focused`]) instead of evaluating them.
     recorded: HashSet<&'c ResourceId>,
-    /// Locals computed from sensitive values.
-    sensitive_locals: HashSet<&'c str>,
-    /// Per resource, the attributes whose values are sensitive: those the
-    /// schema marks, and arguments computed from sensitive values.
-    sensitive_attributes: HashMap<&'c ResourceId, Arc<[String]>>,
 }
 
 fn evaluate_module<'c>(
@@ -226,8 +225,6 @@ fn evaluate_module<'c>(
         focus,
         whole_modules: HashSet::default(),
         recorded: HashSet::default(),
-        sensitive_locals: HashSet::default(),
-        sensitive_attributes: HashMap::default(),
     };
     evaluation.run(inputs);
     evaluation.result
@@ -325,14 +322,12 @@ impl<'c> ModuleEvaluation<'c, '_> {
             Node::Variable(name) => self.evaluate_variable(name, inputs),
             Node::Local(name) => {
                 let expr = &self.config.declarations.locals[name].value;
-                let value = self.eval_in_scope(expr);
+                let value = self.eval_in_scope_marked(expr);
                 let ok = value.is_ok();
-                let value = value.unwrap_or(Value::Unknown);
+                let (value, marks) = value.unwrap_or((Value::Unknown, Marks::clear()));
                 self.values.locals.insert(name.to_string(), value.clone());
+                NamedMarks::set(&mut self.values.marks.locals, name, marks);
                 self.result.locals.insert(name.to_string(), value);
-                if self.is_sensitive(expr) {
-                    self.sensitive_locals.insert(name);
-                }
                 ok
             }
             Node::Resource(id) => self.evaluate_resource(id),
@@ -341,10 +336,11 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let block = &self.config.declarations.deployments[name].block;
                 let value = self.eval_block_body(&block.body, None, None);
                 let ok = value.is_ok();
+                let (value, marks) = value.unwrap_or((Value::Unknown, Marks::clear()));
                 if ok {
-                    self.add_deployment_instance(name, block);
+                    self.add_deployment_instance(name, block, &marks);
                 }
-                let value = value.unwrap_or(Value::Unknown);
+                NamedMarks::set(&mut self.values.marks.deployments, name, marks);
                 self.values
                     .deployments
                     .insert(name.to_string(), value.clone());
@@ -354,34 +350,48 @@ impl<'c> ModuleEvaluation<'c, '_> {
             Node::Output(name) => {
                 let output = &self.config.declarations.outputs[name];
                 let Some(expr) = &output.value else { return };
-                let value = self
-                    .eval_in_scope(expr)
-                    .and_then(|value| self.evaluator(None, None).bounded(value, expr.span));
+                let value = self.eval_in_scope_marked(expr).and_then(|(value, marks)| {
+                    let value = self.evaluator(None, None).bounded(value, expr.span)?;
+                    Ok((value, marks))
+                });
                 let ok = value.is_ok();
+                let (value, marks) = value.unwrap_or((Value::Unknown, Marks::clear()));
+                // What the caller reads keeps the secret parts marked; a
+                // root output holding any secret is shown as a secret.
+                let marks = if output.sensitive {
+                    Marks::whole()
+                } else {
+                    marks
+                };
                 self.result.outputs.insert(
                     name.to_string(),
                     OutputValue {
-                        value: value.unwrap_or(Value::Unknown),
-                        // A value computed from a secret is a secret.
-                        sensitive: output.sensitive || self.is_sensitive(expr),
+                        value,
+                        sensitive: !marks.is_clear(),
                     },
                 );
+                if !marks.is_clear() {
+                    self.result.output_marks.insert(name.to_string(), marks);
+                }
                 ok
             }
             Node::Provider(index) => {
                 let provider = &self.config.declarations.providers[index];
                 let value = self.eval_block_body(&provider.block.body, None, None);
                 let ok = value.is_ok();
-                self.result
-                    .providers
-                    .push((provider.name.value.clone(), value.unwrap_or(Value::Unknown)));
+                self.result.providers.push((
+                    provider.name.value.clone(),
+                    value.map_or(Value::Unknown, |(value, _)| value),
+                ));
                 ok
             }
             Node::Backend => {
                 let Some(backend) = &self.config.declarations.backend else {
                     return;
                 };
-                let value = self.eval_block_body(&backend.block.body, None, None);
+                let value = self
+                    .eval_block_body(&backend.block.body, None, None)
+                    .map(|(value, _)| value);
                 let ok = value.is_ok();
                 if let Ok(value) = &value
                     && !value.is_wholly_known()
@@ -435,11 +445,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
 
     /// An evaluator in this module's scope (with `count.index` and
     /// `each` when evaluating an instance).
-    fn evaluator(
-        &mut self,
-        count_index: Option<usize>,
-        each: Option<(Value, Value)>,
-    ) -> Evaluator<'_, '_> {
+    fn evaluator(&mut self, count_index: Option<usize>, each: Option<Each>) -> Evaluator<'_, '_> {
         let scope = Scope {
             values: &self.values,
             module_dir: &self.config.dir,
@@ -453,8 +459,13 @@ impl<'c> ModuleEvaluation<'c, '_> {
     /// computed from a secret hides its details (a function's message may
     /// quote the value).
     fn eval_in_scope(&mut self, expr: &'c Expr) -> EvalResult {
+        self.eval_in_scope_marked(expr).map(|(value, _)| value)
+    }
+
+    /// [`Self::eval_in_scope`], with the marks of the value's secrets.
+    fn eval_in_scope_marked(&mut self, expr: &'c Expr) -> MarkedResult {
         let mark = self.diagnostics.len();
-        let value = self.evaluator(None, None).eval(expr);
+        let value = self.evaluator(None, None).eval_marked(expr);
         if self.diagnostics.len() > mark && self.is_sensitive(expr) {
             self.diagnostics.redact_from(mark);
         }
@@ -468,8 +479,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
         &mut self,
         body: &Body,
         count_index: Option<usize>,
-        each: Option<(Value, Value)>,
-    ) -> EvalResult {
+        each: Option<Each>,
+    ) -> MarkedResult {
         eval_body(&mut self.evaluator(count_index, each), body, &[])
     }
 

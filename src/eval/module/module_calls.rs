@@ -11,14 +11,14 @@ impl<'c> ModuleEvaluation<'c, '_> {
             return false;
         };
         let mut values = BTreeMap::new();
-        let mut sensitive_inputs = BTreeSet::new();
+        let mut input_marks = BTreeMap::new();
         let mut ok = true;
         for input in &call.inputs {
-            if self.is_sensitive(&input.value) {
-                sensitive_inputs.insert(input.name.name.clone());
-            }
-            match self.eval_in_scope(&input.value) {
-                Ok(value) => {
+            match self.eval_in_scope_marked(&input.value) {
+                Ok((value, marks)) => {
+                    if !marks.is_clear() {
+                        input_marks.insert(input.name.name.clone(), marks);
+                    }
                     values.insert(input.name.name.clone(), (value, input.value.span));
                 }
                 Err(_) => ok = false,
@@ -55,7 +55,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let focus = self.focus.filter(|_| !self.whole_modules.contains(name));
         let evaluated = evaluate_module(
             child,
-            &Inputs::Child(values, call.span, inherited, sensitive_inputs),
+            &Inputs::Child(values, call.span, inherited, input_marks),
             self.context,
             focus,
             self.diagnostics,
@@ -69,6 +69,11 @@ impl<'c> ModuleEvaluation<'c, '_> {
         self.values
             .modules
             .insert(name.to_string(), Value::map(outputs));
+        let mut marks = Marks::gather();
+        for (output, output_marks) in &evaluated.output_marks {
+            marks.add(Segment::Key(output.clone()), output_marks);
+        }
+        NamedMarks::set(&mut self.values.marks.modules, name, marks.finish());
         self.result.children.insert(name.to_string(), evaluated);
         true
     }

@@ -6,29 +6,20 @@ use super::*;
 
 impl<'c> ModuleEvaluation<'c, '_> {
     /// A `deployment` block as a resource instance of type `deployment`
-    /// (`deployment.NAME`), with what it depends on and which of its
-    /// arguments are secrets; `deploy::lower` reads it and makes it its
-    /// provider's.
-    pub(super) fn add_deployment_instance(&mut self, name: &'c str, block: &'c Block) {
-        // A block or argument computed from a secret is a secret.
-        let mut sensitive: Vec<String> = Vec::new();
-        for item in &block.body.items {
-            match item {
-                Item::Attribute(attribute) if self.is_sensitive(&attribute.value) => {
-                    sensitive.push(attribute.name.name.clone());
-                }
-                Item::Block(nested)
-                    if nested
-                        .attributes()
-                        .any(|attribute| self.is_sensitive(&attribute.value)) =>
-                {
-                    sensitive.push(nested.kind.name.clone());
-                }
-                _ => {}
-            }
-        }
-        sensitive.sort();
-        sensitive.dedup();
+    /// (`deployment.NAME`), with what it depends on and the paths of its
+    /// secrets (`template.env.DB_PASSWORD`); `deploy::lower` reads it and
+    /// makes it its provider's.
+    pub(super) fn add_deployment_instance(
+        &mut self,
+        name: &'c str,
+        block: &'c Block,
+        marks: &Marks,
+    ) {
+        let names = block.body.items.iter().map(|item| match item {
+            Item::Attribute(attribute) => attribute.name.name.as_str(),
+            Item::Block(nested) => nested.kind.name.as_str(),
+        });
+        let sensitive = sensitive_paths(marks, names);
         let id = ResourceId {
             mode: ResourceMode::Managed,
             type_name: "deployment".into(),
@@ -61,21 +52,25 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         .collect()
                 })
         } else if let Some(for_each_expr) = &resource.for_each {
-            let collection = self.eval_in_scope(for_each_expr).ok();
-            collection
-                .and_then(|collection| self.for_each_pairs(&collection, for_each_expr))
-                .map(|pairs| {
+            let collection = self.eval_in_scope_marked(for_each_expr).ok();
+            collection.and_then(|(collection, marks)| {
+                let pairs = self.for_each_pairs(&collection, for_each_expr)?;
+                let key_marks = marks.of_keys();
+                Some(
                     pairs
                         .into_iter()
                         .map(|(key, value)| {
-                            (
-                                InstanceKey::Key(key.clone()),
-                                None,
-                                Some((Value::string(&key), value)),
-                            )
+                            let each = Each {
+                                key: Value::string(&key),
+                                value,
+                                key_marks: key_marks.clone(),
+                                value_marks: marks.key(&key),
+                            };
+                            (InstanceKey::Key(key), None, Some(each))
                         })
-                        .collect()
-                })
+                        .collect(),
+                )
+            })
         } else {
             Some(vec![(InstanceKey::None, None, None)])
         };
@@ -105,6 +100,23 @@ impl<'c> ModuleEvaluation<'c, '_> {
         }
     }
 
+    /// The marks of a resource's value from those of its instances, placed
+    /// as [`Self::resource_value`] places their objects.
+    fn resource_marks(resource: &ResourceDecl, mut marks: Vec<(InstanceKey, Marks)>) -> Marks {
+        if resource.count.is_none() && resource.for_each.is_none() {
+            return marks.pop().map(|(_, m)| m).unwrap_or_default();
+        }
+        let mut gathered = Marks::gather();
+        for (position, (key, instance_marks)) in marks.iter().enumerate() {
+            let step = match key {
+                InstanceKey::Key(k) => Segment::Key(k.clone()),
+                _ => Segment::Index(position),
+            };
+            gathered.add(step, instance_marks);
+        }
+        gathered.finish()
+    }
+
     /// A resource a focused evaluation depends on, read from the records
     /// of its instances (see [`evaluate_focused`]): an instance without a
     /// record is unknown.
@@ -113,33 +125,27 @@ impl<'c> ModuleEvaluation<'c, '_> {
             return false;
         };
         let planner = self.context.planner;
-        let mut sensitive: BTreeSet<String> = BTreeSet::new();
+        let resource = &self.config.declarations.resources[id];
+        let schema = self.resource_schema(resource);
+        let mut marks = Vec::new();
         let objects = instances
             .into_iter()
             .map(|(key, _, _)| {
                 let address = self.address_of(id, &key);
-                let object = match planner.and_then(|p| p.recorded_object(&address)) {
-                    Some(recorded) => {
-                        sensitive.extend(recorded.sensitive);
-                        Value::map(recorded.attributes)
-                    }
-                    None => Value::Unknown,
-                };
+                let (object, recorded_marks) =
+                    match planner.and_then(|p| p.recorded_object(&address)) {
+                        Some(recorded) => (
+                            Value::map(recorded.attributes),
+                            marks_of_paths(recorded.sensitive.iter().map(String::as_str)),
+                        ),
+                        None => (Value::Unknown, Marks::clear()),
+                    };
+                marks.push((key.clone(), Self::schema_marks(schema, recorded_marks)));
                 (key, object)
             })
             .collect();
-        let resource = &self.config.declarations.resources[id];
-        if let Some(schema) = self.resource_schema(resource) {
-            sensitive.extend(
-                schema
-                    .attributes
-                    .iter()
-                    .filter(|(_, a)| a.sensitive)
-                    .map(|(name, _)| name.clone()),
-            );
-        }
-        self.sensitive_attributes
-            .insert(id, sensitive.into_iter().collect());
+        let marks = Self::resource_marks(resource, marks);
+        self.values.marks.set_resource(id, marks);
         let value = Self::resource_value(resource, objects);
         self.values.set_resource(id, value);
         true
@@ -169,10 +175,9 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let (dependencies, keyed) = self.resource_dependencies(id);
         let dependencies: Arc<[String]> = dependencies.into();
         let declared: &'c BTreeMap<ResourceId, ResourceDecl> = &self.config.declarations.resources;
-        let sensitive = self.sensitive_attributes_of(resource, schema);
-        self.sensitive_attributes.insert(id, sensitive.clone());
         let mut ok = true;
         let mut objects: Vec<(InstanceKey, Value)> = Vec::new();
+        let mut instance_marks: Vec<(InstanceKey, Marks)> = Vec::new();
         // An error in an argument computed from a secret hides its details
         // (a function's message may quote the value).
         let secret_arguments: Vec<bool> = resource
@@ -180,19 +185,25 @@ impl<'c> ModuleEvaluation<'c, '_> {
             .iter()
             .map(|argument| self.is_sensitive(&argument.value))
             .collect();
+        let no_secrets: Arc<[String]> = Arc::default();
         for (key, count_index, each) in instances {
             let mut evaluator = self.evaluator(count_index, each);
             let mut arguments = BTreeMap::new();
+            let mut marks = Marks::gather();
             for (argument, secret) in resource.arguments.iter().zip(&secret_arguments) {
                 let mark = evaluator.diagnostics.len();
                 let value = evaluator
-                    .eval(&argument.value)
-                    .and_then(|value| evaluator.bounded(value, argument.value.span));
-                if *secret {
+                    .eval_marked(&argument.value)
+                    .and_then(|(value, marks)| {
+                        Ok((evaluator.bounded(value, argument.value.span)?, marks))
+                    });
+                let secret = *secret || value.as_ref().is_ok_and(|(_, m)| !m.is_clear());
+                if secret {
                     evaluator.diagnostics.redact_from(mark);
                 }
                 match value {
-                    Ok(value) => {
+                    Ok((value, value_marks)) => {
+                        marks.add(Segment::Key(argument.name.name.clone()), &value_marks);
                         let value = match schema.and_then(|s| s.attributes.get(&argument.name.name))
                         {
                             Some(attribute) => match attribute.type_constraint.convert(&value) {
@@ -230,11 +241,23 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     Err(_) => ok = false,
                 }
             }
-            match eval_nested_blocks(&mut evaluator, &resource.nested_blocks, &mut arguments) {
+            match eval_nested_blocks(
+                &mut evaluator,
+                &resource.nested_blocks,
+                &mut arguments,
+                &mut marks,
+            ) {
                 Ok(()) => {}
                 Err(_) => ok = false,
             }
             let keys = instance_keys(&mut evaluator, &keyed, declared);
+            let marks = Self::schema_marks(schema, marks.finish());
+            let sensitive: Arc<[String]> = if marks.is_clear() {
+                no_secrets.clone()
+            } else {
+                sensitive_paths(&marks, arguments.keys().map(String::as_str)).into()
+            };
+            instance_marks.push((key.clone(), marks));
             let arguments = Arc::new(arguments);
             let instance = ResourceInstance {
                 id: id.clone(),
@@ -242,7 +265,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 key: key.clone(),
                 arguments,
                 dependencies: self.narrowed(&dependencies, &keys),
-                sensitive: sensitive.clone(),
+                sensitive,
                 lifecycle: resource.lifecycle.clone(),
                 span: resource.header_span,
             };
@@ -290,6 +313,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
         }
         self.values
             .set_resource(id, Self::resource_value(resource, objects));
+        let marks = Self::resource_marks(resource, instance_marks);
+        self.values.marks.set_resource(id, marks);
         ok
     }
 
@@ -395,6 +420,23 @@ impl<'c> ModuleEvaluation<'c, '_> {
             }
         }
     }
+}
+
+/// The sensitive paths that `marks` (of an object whose attributes are
+/// `names`) name: each marked part's path; every attribute when the whole
+/// object is marked.
+fn sensitive_paths<'n>(marks: &Marks, names: impl Iterator<Item = &'n str>) -> Vec<String> {
+    if marks.is_whole() {
+        let mut all: Vec<String> = names.map(str::to_string).collect();
+        all.sort();
+        all.dedup();
+        return all;
+    }
+    marks
+        .paths()
+        .iter()
+        .map(|path| SensitivePath(path.clone()).to_string())
+        .collect()
 }
 
 /// The instance each of `keyed`'s resources is referred to by, as this

@@ -1,75 +1,53 @@
-//! Sensitivity: which values are computed from sensitive ones (variables,
-//! outputs, attributes the schema marks), so that plans hide them.
+//! Sensitivity of whole expressions: whether an expression computes with
+//! a marked value (see [`crate::eval::Marks`]), to hide the details of its
+//! errors; and the marks the schema puts on a resource's attributes.
 
 use super::*;
 
 impl<'c> ModuleEvaluation<'c, '_> {
-    /// Whether `expr` is computed from a sensitive value: a sensitive
-    /// variable, a local or module output computed from one, or a sensitive
-    /// attribute of a resource. Values carry no mark; sensitivity follows
-    /// the references.
+    /// Whether `expr` refers to a value with a sensitive part: a variable,
+    /// local, resource or module output whose marks are not clear. Used
+    /// where there is no value to carry marks (an expression that failed).
     pub(super) fn is_sensitive(&self, expr: &'c Expr) -> bool {
+        let marks = &self.values.marks;
+        if marks.variables.is_empty()
+            && marks.locals.is_empty()
+            && marks.resources.is_empty()
+            && marks.modules.is_empty()
+            && marks.deployments.is_empty()
+        {
+            return false;
+        }
         let mut references = Vec::new();
         collect_references(expr, &mut references, &mut Vec::new());
         references.iter().any(|reference| match reference.target {
-            Target::Variable(name) => self.result.sensitive_variables.iter().any(|v| v == name),
-            Target::Local(name) => self.sensitive_locals.contains(name),
+            Target::Variable(name) => marks.variables.contains_key(name),
+            Target::Local(name) => marks.locals.contains_key(name),
             Target::Resource {
                 mode,
                 type_name,
                 name,
-            } => {
-                let Some(id) = self.find_resource(mode, type_name, name) else {
-                    return false;
-                };
-                let Some(sensitive) = self.sensitive_attributes.get(id) else {
-                    return false;
-                };
-                match reference.attribute {
-                    Some(attribute) => sensitive.contains(&attribute.name),
-                    None => !sensitive.is_empty(),
-                }
-            }
-            Target::Module(name) => {
-                let Some(child) = self.result.children.get(name) else {
-                    return false;
-                };
-                match reference.attribute {
-                    Some(output) => child.outputs.get(&output.name).is_some_and(|o| o.sensitive),
-                    None => child.outputs.values().any(|o| o.sensitive),
-                }
-            }
+            } => marks
+                .resources
+                .contains_key(&(mode, type_name.to_string(), name.to_string())),
+            Target::Module(name) => marks.modules.contains_key(name),
+            Target::Deployment(name) => marks.deployments.contains_key(name),
             _ => false,
         })
     }
 
-    /// The attributes of a resource whose values are sensitive.
-    pub(super) fn sensitive_attributes_of(
-        &self,
-        resource: &'c ResourceDecl,
-        schema: Option<&BlockSchema>,
-    ) -> Arc<[String]> {
-        let mut sensitive: BTreeSet<String> = schema
-            .map(|s| {
-                s.attributes
-                    .iter()
-                    .filter(|(_, a)| a.sensitive)
-                    .map(|(name, _)| name.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for argument in &resource.arguments {
-            if self.is_sensitive(&argument.value) {
-                sensitive.insert(argument.name.name.clone());
+    /// The marks of one instance's object: its arguments' marks and the
+    /// attributes its schema calls sensitive.
+    pub(super) fn schema_marks(schema: Option<&BlockSchema>, arguments: Marks) -> Marks {
+        let Some(schema) = schema else {
+            return arguments;
+        };
+        let mut marks = Marks::gather();
+        for (name, attribute) in &schema.attributes {
+            if attribute.sensitive {
+                marks.add(Segment::Key(name.clone()), &Marks::whole());
             }
         }
-        for block in &resource.nested_blocks {
-            let mut expressions = Vec::new();
-            body_expressions(&block.body, &mut expressions);
-            if expressions.into_iter().any(|e| self.is_sensitive(e)) {
-                sensitive.insert(block.kind.name.clone());
-            }
-        }
-        sensitive.into_iter().collect()
+        arguments.union(&marks.finish())
     }
 }

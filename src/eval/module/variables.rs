@@ -57,11 +57,17 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 }
             },
         };
-        let fed_a_secret =
-            matches!(inputs, Inputs::Child(_, _, _, sensitive) if sensitive.contains(name));
-        if variable.sensitive || fed_a_secret {
+        // Declared sensitive, the whole value is a secret; else the parts
+        // the calling module passes as secrets are.
+        let marks = match inputs {
+            _ if variable.sensitive => Marks::whole(),
+            Inputs::Child(_, _, _, marked) => marked.get(name).cloned().unwrap_or_default(),
+            Inputs::Root(_) => Marks::clear(),
+        };
+        if !marks.is_clear() {
             self.result.sensitive_variables.push(name.to_string());
         }
+        NamedMarks::set(&mut self.values.marks.variables, name, marks);
         // Where the value comes from, and the span to blame if it is wrong.
         let provided: Option<(Result<Value, Failed>, Option<Span>, String)> = match inputs {
             Inputs::Root(root) => root.values.get(name).map(|(origin, provided)| {
