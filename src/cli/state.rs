@@ -181,9 +181,9 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             Ok(())
         }),
         StateCommand::Rekey => {
-            if !crate::state::sealing::Sealer::from_env().is_ok_and(|sealer| sealer.seals()) {
+            if !backend.seals() {
                 return fail(format!(
-                    "no key to seal with\n  help: set `{}` (32 random bytes in base64: `openssl rand -base64 32`) or `{}`; the key the state is sealed with now goes in `{}`",
+                    "no key to seal with\n  help: set `{}` (32 random bytes in base64: `openssl rand -base64 32`), `{}` or the backend's `key_file`; the key the state is sealed with now goes in `{}`",
                     crate::state::sealing::KEY_VARIABLE,
                     crate::state::sealing::PASSPHRASE_VARIABLE,
                     crate::state::sealing::PREVIOUS_KEY_VARIABLE,

@@ -142,6 +142,9 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Whether a key is configured to seal secrets with.
+    fn seals(&self) -> bool;
+
     /// Starts the apply journal for a run on the state of `lineage`
     /// (none: this backend keeps no journal). Fails before anything
     /// changed when it cannot be written.
@@ -303,6 +306,10 @@ impl Backend for LocalBackend {
         super::sealing::may_write_secrets(&self.sealer, self.plaintext_secrets, &self.describe())
     }
 
+    fn seals(&self) -> bool {
+        self.sealer.seals()
+    }
+
     fn open_journal(&self, lineage: &str) -> Result<Option<Arc<Journal>>, StateError> {
         let journal = Arc::new(Journal::open(
             &journal_path(&self.path),
@@ -358,11 +365,12 @@ pub fn resolve(dir: &Path, declared: Option<(String, Value)>) -> Result<Arc<dyn 
         Some("none") => true,
         Some(_) => {
             return Err(format!(
-                "`backend {kind} {{ encryption = … }}` takes only \"none\" (secrets written in plaintext)\n  help: keys come from `INFRA_STATE_KEY` or `INFRA_STATE_PASSPHRASE`, never from the configuration"
+                "`backend {kind} {{ encryption = … }}` takes only \"none\" (secrets written in plaintext)\n  help: keys come from `INFRA_STATE_KEY`, `INFRA_STATE_PASSPHRASE` or a file the backend's `key_file` names, never from the configuration itself"
             ));
         }
     };
-    let sealer = Sealer::from_env()?;
+    let key_file = text("key_file")?.map(|file| dir.join(file));
+    let sealer = Sealer::configured(key_file.as_deref())?;
     match kind.as_str() {
         "local" => {
             let path = dir.join(text("path")?.as_deref().unwrap_or("infra.state.json"));

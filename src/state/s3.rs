@@ -373,4 +373,8 @@ impl Backend for S3Backend {
     fn may_write_secrets(&self) -> Result<(), String> {
         may_write_secrets(&self.sealer, self.plaintext_secrets, &self.describe())
     }
+
+    fn seals(&self) -> bool {
+        self.sealer.seals()
+    }
 }

@@ -123,6 +123,33 @@ impl Sealer {
         }
     }
 
+    /// The keys the environment configures, else the backend's
+    /// `key_file` (a file holding the key as `INFRA_STATE_KEY` would: the
+    /// environment wins, so CI can set the key where the file is absent).
+    pub fn configured(key_file: Option<&std::path::Path>) -> Result<Sealer, String> {
+        let sealer = Sealer::from_env()?;
+        let Some(path) = key_file else {
+            return Ok(sealer);
+        };
+        if sealer.seals() {
+            return Ok(sealer);
+        }
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            format!(
+                "cannot read the state key file `{}`: {error}\n  help: write a key there (`openssl rand -base64 32 > {}`, readable by you only), or set `{KEY_VARIABLE}`",
+                path.display(),
+                path.display()
+            )
+        })?;
+        let key = KeySource::parse_key(&text).map_err(|problem| {
+            format!(
+                "the state key file `{}` {problem}\n  help: a key is 32 random bytes in base64: `openssl rand -base64 32`",
+                path.display()
+            )
+        })?;
+        Ok(Sealer::new(Some(key), sealer.previous))
+    }
+
     /// The keys the environment configures.
     pub fn from_env() -> Result<Sealer, String> {
         let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
@@ -340,7 +367,7 @@ pub fn may_write_secrets(
         return Ok(());
     }
     Err(format!(
-        "this run would write secrets in plaintext to the {place}\n  help: set `{KEY_VARIABLE}` (`export {KEY_VARIABLE}=\"$(openssl rand -base64 32)\"`, kept in your secret store) or `{PASSPHRASE_VARIABLE}` to seal them; or, for a state no one else can read, declare `encryption = \"none\"` in the `backend` block"
+        "this run would write secrets in plaintext to the {place}\n  help: set `{KEY_VARIABLE}` (`export {KEY_VARIABLE}=\"$(openssl rand -base64 32)\"`, kept in your secret store) or `{PASSPHRASE_VARIABLE}` (or name a key file: `key_file = \"…\"` in the `backend` block) to seal them; or, for a state no one else can read, declare `encryption = \"none\"` in the `backend` block"
     ))
 }
 

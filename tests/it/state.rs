@@ -408,6 +408,56 @@ fn secrets_are_sealed_in_every_file_and_open_only_with_their_key() {
     );
 }
 
+#[test]
+fn a_key_file_named_in_the_backend_block_seals_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let config = |key_file: &str| {
+        format!(
+            "backend local {{\n  key_file = \"{key_file}\"\n}}\n\nresource random_password db {{\n  length = 20\n}}\n"
+        )
+    };
+    std::fs::write(dir.join("main.infra"), config("missing.key")).unwrap();
+    let missing = with_keys(dir, &["apply", "--auto-approve"], &[]);
+    assert_eq!(missing.status.code(), Some(1));
+    let said = crate::support::both(&missing);
+    assert!(said.contains("cannot read the state key file"), "{said}");
+    assert!(!dir.join("infra.state.json").exists());
+
+    std::fs::write(dir.join("main.infra"), config("keys/state.key")).unwrap();
+    std::fs::create_dir(dir.join("keys")).unwrap();
+    std::fs::write(dir.join("keys/state.key"), format!("{KEY}\n")).unwrap();
+    let applied = with_keys(dir, &["apply", "--auto-approve"], &[]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        crate::support::both(&applied)
+    );
+    let sealed = std::fs::read_to_string(dir.join("infra.state.json")).unwrap();
+    assert!(sealed.contains("\"encrypted\""), "{sealed}");
+    // The environment's key wins over the file: the same key opens it.
+    let with_env = with_keys(
+        dir,
+        &["plan", "--detailed-exitcode"],
+        &[("INFRA_STATE_KEY", KEY)],
+    );
+    assert_eq!(
+        with_env.status.code(),
+        Some(0),
+        "{}",
+        crate::support::both(&with_env)
+    );
+    let other = with_keys(dir, &["plan"], &[("INFRA_STATE_KEY", NEW_KEY)]);
+    assert_eq!(other.status.code(), Some(1));
+    assert!(crate::support::both(&other).contains("not the configured key"));
+    // A file that holds no key is refused by name.
+    std::fs::write(dir.join("keys/state.key"), "not a key\n").unwrap();
+    let bad = with_keys(dir, &["plan"], &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    let said = crate::support::both(&bad);
+    assert!(said.contains("keys/state.key` is not base64"), "{said}");
+}
+
 /// A module that passes its settings through, so a secret crosses the
 /// module boundary inside an object.
 const PASS_THROUGH: &str = "variable settings {}\n\
