@@ -93,7 +93,7 @@ pub enum Command {
     Graph(graph::GraphArgs),
     /// Show output values from the state
     Output(output::OutputArgs),
-    /// Inspect and edit the state: list, show, rm, mv, rekey, merge
+    /// Inspect and edit the state: list, show, rm, mv, rekey, pull, push, merge
     State(state::StateArgs),
     /// Remove a state lock left by a run that is gone: `infra force-unlock ID`
     ForceUnlock {

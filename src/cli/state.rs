@@ -1,4 +1,5 @@
-//! `infra state list | show | rm | mv | rekey | merge` and `infra force-unlock`:
+//! `infra state list | show | rm | mv | rekey | pull | push | merge` and
+//! `infra force-unlock`:
 //! inspecting and editing the state file, under its lock, and merging two
 //! branches' states (git's merge driver).
 
@@ -42,6 +43,15 @@ pub enum StateCommand {
     Mv { from: String, to: String },
     /// Seal every secret of the state with the current key (rotation: the old one in INFRA_STATE_PREVIOUS_KEY)
     Rekey,
+    /// Print the state as the backend stores it (secrets stay sealed)
+    Pull,
+    /// Replace the backend's state with FILE (`-`: stdin); refuses another lineage, or a state that would forget resources, unless --force
+    Push {
+        file: PathBuf,
+        /// Push even when the lineage differs or resources would be forgotten
+        #[arg(long)]
+        force: bool,
+    },
     /// Merge two states resource by resource into OURS (git's merge driver: `state merge %O %A %B`)
     Merge {
         /// The common ancestor (an empty file when both branches added the state)
@@ -210,6 +220,14 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
                 Ok(())
             })
         }
+        StateCommand::Pull => match open(backend) {
+            Ok((state, _)) => {
+                print!("{}", backend.sealed(&state).to_canonical_json());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        StateCommand::Push { file, force } => push(backend, file, *force, &args.lock),
         StateCommand::Merge { .. } => unreachable!("merged before a backend is opened"),
     }
 }
@@ -281,6 +299,94 @@ fn edit(
     }
     match backend.save(&state, &version) {
         Ok(_) => ExitCode::SUCCESS,
+        Err(error) => fail(error),
+    }
+}
+
+/// `infra state push FILE`: the backend's state replaced by FILE's, under
+/// the lock and compare-and-swap. infra states carry no serial number (it
+/// would conflict in every git merge), so "older" is judged by what would
+/// be lost: a push that would forget resources the backend tracks, or
+/// bring a state of another lineage, needs `--force`.
+fn push(backend: &dyn Backend, file: &Path, force: bool, lock: &LockArgs) -> ExitCode {
+    let text = if file == Path::new("-") {
+        let mut text = String::new();
+        if let Err(error) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+            return fail(format!("cannot read the state from stdin: {error}"));
+        }
+        text
+    } else {
+        match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(error) => return fail(format!("cannot read `{}`: {error}", file.display())),
+        }
+    };
+    let mut pushed = match crate::state::parse(file, &text) {
+        Ok(state) => state,
+        Err(error) => return fail(error),
+    };
+    if let Err(error) = backend.open_secrets(&mut pushed) {
+        return fail(format!(
+            "{error}\n  (in `{}`: a state is pushed with the key it is sealed with)",
+            file.display()
+        ));
+    }
+    let holds_secrets = pushed.resources.values().any(|r| !r.sensitive.is_empty())
+        || pushed.outputs.values().any(|o| o.sensitive);
+    if holds_secrets && let Err(why) = backend.may_write_secrets() {
+        return fail(why);
+    }
+    let _lock = match take_lock(backend, "state push", lock, &Events::none()) {
+        Ok(lock) => lock,
+        Err(code) => return code,
+    };
+    let stored = match backend.read() {
+        Ok(stored) => stored,
+        Err(error) => return fail(error),
+    };
+    if let Some(current) = &stored.state
+        && !force
+    {
+        if current.lineage != pushed.lineage {
+            return fail(format!(
+                "`{}` is another state (lineage {}) than the one in the {} (lineage {})\n  help: check that you push to the right backend; `--force` replaces it anyway",
+                file.display(),
+                pushed.lineage,
+                backend.describe(),
+                current.lineage
+            ));
+        }
+        let forgotten: Vec<&String> = current
+            .resources
+            .keys()
+            .filter(|address| !pushed.resources.contains_key(*address))
+            .collect();
+        if !forgotten.is_empty() {
+            let shown: Vec<&str> = forgotten.iter().take(5).map(|a| a.as_str()).collect();
+            let more = forgotten.len().saturating_sub(shown.len());
+            return fail(format!(
+                "pushing `{}` would forget {} resource(s) the {} tracks: {}{}\n  help: the file is older than the stored state; `infra state pull` the current one, or push with `--force` if forgetting them is what you want",
+                file.display(),
+                forgotten.len(),
+                backend.describe(),
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    }
+    match backend.save(&pushed, &stored.version) {
+        Ok(_) => {
+            println!(
+                "Pushed {} resource(s) to the {}",
+                pushed.resources.len(),
+                backend.describe()
+            );
+            ExitCode::SUCCESS
+        }
         Err(error) => fail(error),
     }
 }

@@ -145,6 +145,10 @@ pub trait Backend: Send + Sync {
     /// Whether a key is configured to seal secrets with.
     fn seals(&self) -> bool;
 
+    /// Opens the envelopes of a state read from elsewhere (`state push`)
+    /// with this backend's keys, as its own reads do.
+    fn open_secrets(&self, state: &mut State) -> Result<(), String>;
+
     /// Starts the apply journal for a run on the state of `lineage`
     /// (none: this backend keeps no journal). Fails before anything
     /// changed when it cannot be written.
@@ -308,6 +312,10 @@ impl Backend for LocalBackend {
 
     fn seals(&self) -> bool {
         self.sealer.seals()
+    }
+
+    fn open_secrets(&self, state: &mut State) -> Result<(), String> {
+        self.sealer.open(state).map_err(|error| error.to_string())
     }
 
     fn open_journal(&self, lineage: &str) -> Result<Option<Arc<Journal>>, StateError> {

@@ -31,4 +31,4 @@ pub use gitignore::RESCUE_NAME;
 pub use lock::{
     LockError, LockInfo, StateLock, force_unlock, lock_path, process_start, release_held_locks,
 };
-pub use store::{StateError, backup_path, load, save, write_rescue};
+pub use store::{StateError, backup_path, load, parse, save, write_rescue};

@@ -377,4 +377,8 @@ impl Backend for S3Backend {
     fn seals(&self) -> bool {
         self.sealer.seals()
     }
+
+    fn open_secrets(&self, state: &mut State) -> Result<(), String> {
+        self.sealer.open(state).map_err(|error| error.to_string())
+    }
 }

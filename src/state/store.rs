@@ -94,8 +94,9 @@ fn io<'p>(path: &'p Path, action: &'static str) -> impl FnOnce(std::io::Error) -
     }
 }
 
-/// Parses state text, telling apart corrupt, foreign and newer files.
-pub(super) fn parse(path: &Path, text: &str) -> Result<State, StateError> {
+/// Parses state text, telling apart corrupt, foreign and newer files
+/// (`path` names where the text came from in errors).
+pub fn parse(path: &Path, text: &str) -> Result<State, StateError> {
     let json: serde_json::Value =
         super::strict_json::parse(text).map_err(|error| StateError::Corrupt {
             path: path.to_path_buf(),

@@ -458,6 +458,115 @@ fn a_key_file_named_in_the_backend_block_seals_the_state() {
     assert!(said.contains("keys/state.key` is not base64"), "{said}");
 }
 
+#[test]
+fn pull_prints_the_stored_state_and_push_refuses_what_would_lose_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("main.infra"),
+        "resource random_password db {\n  length = 20\n}\n\nresource random_id a {\n  byte_length = 2\n}\n\nresource random_id b {\n  byte_length = 2\n}\n",
+    )
+    .unwrap();
+    let key = [("INFRA_STATE_KEY", KEY)];
+    let applied = with_keys(dir, &["apply", "--auto-approve"], &key);
+    assert!(
+        applied.status.success(),
+        "{}",
+        crate::support::both(&applied)
+    );
+    let state_path = dir.join("infra.state.json");
+    let stored = std::fs::read_to_string(&state_path).unwrap();
+
+    // Pulled: the bytes the backend keeps, secrets still sealed.
+    let pulled = with_keys(dir, &["state", "pull"], &key);
+    assert!(pulled.status.success(), "{}", crate::support::both(&pulled));
+    assert_eq!(String::from_utf8(pulled.stdout.clone()).unwrap(), stored);
+    let full = dir.join("full.json");
+    std::fs::write(&full, &pulled.stdout).unwrap();
+
+    // A push that brings back what the stored state forgot is fine.
+    let removed = with_keys(dir, &["state", "rm", "random_id.b"], &key);
+    assert!(
+        removed.status.success(),
+        "{}",
+        crate::support::both(&removed)
+    );
+    let pushed = with_keys(dir, &["state", "push", "full.json"], &key);
+    assert!(pushed.status.success(), "{}", crate::support::both(&pushed));
+    assert!(String::from_utf8_lossy(&pushed.stdout).contains("Pushed 3 resource(s)"));
+    assert_eq!(std::fs::read_to_string(&state_path).unwrap(), stored);
+
+    // An older file, one that would forget a resource: refused, unless forced.
+    let mut older: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    older["resources"]
+        .as_object_mut()
+        .unwrap()
+        .remove("random_id.a");
+    std::fs::write(dir.join("older.json"), older.to_string()).unwrap();
+    let refused = with_keys(dir, &["state", "push", "older.json"], &key);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = crate::support::both(&refused);
+    assert!(
+        said.contains("would forget 1 resource(s)") && said.contains("random_id.a"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&state_path).unwrap(),
+        stored,
+        "untouched"
+    );
+    let forced = with_keys(dir, &["state", "push", "--force", "older.json"], &key);
+    assert!(forced.status.success(), "{}", crate::support::both(&forced));
+    assert!(
+        !std::fs::read_to_string(&state_path)
+            .unwrap()
+            .contains("random_id.a")
+    );
+
+    // Another lineage, or a file sealed with another key: refused.
+    let mut foreign = serde_json::from_str::<serde_json::Value>(&stored).unwrap();
+    foreign["lineage"] = "0123456789abcdef0123456789abcdef".into();
+    // (Its secrets would not open: their envelopes are bound to the lineage.)
+    foreign["resources"]
+        .as_object_mut()
+        .unwrap()
+        .remove("random_password.db");
+    std::fs::write(dir.join("foreign.json"), foreign.to_string()).unwrap();
+    let other_lineage = with_keys(dir, &["state", "push", "foreign.json"], &key);
+    assert_eq!(other_lineage.status.code(), Some(1));
+    let said = crate::support::both(&other_lineage);
+    assert!(said.contains("is another state"), "{said}");
+    let other_key = with_keys(
+        dir,
+        &["state", "push", "full.json"],
+        &[("INFRA_STATE_KEY", NEW_KEY)],
+    );
+    assert_eq!(other_key.status.code(), Some(1));
+    assert!(crate::support::both(&other_key).contains("not the configured key"));
+
+    // From stdin, as `terraform state push -` reads it.
+    let mut command = crate::support::command(Some(dir), &["state", "push", "-"]);
+    command.env("INFRA_STATE_KEY", KEY);
+    command.stdin(std::process::Stdio::piped());
+    command.stdout(std::process::Stdio::piped());
+    command.stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stored.as_bytes())
+        .unwrap();
+    let from_stdin = child.wait_with_output().unwrap();
+    assert!(
+        from_stdin.status.success(),
+        "{}",
+        crate::support::both(&from_stdin)
+    );
+    assert_eq!(std::fs::read_to_string(&state_path).unwrap(), stored);
+}
+
 /// A module that passes its settings through, so a secret crosses the
 /// module boundary inside an object.
 const PASS_THROUGH: &str = "variable settings {}\n\
