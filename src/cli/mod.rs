@@ -5,6 +5,7 @@ mod drift;
 mod fmt;
 mod graph;
 mod import;
+mod init;
 mod logging;
 mod output;
 mod plan;
@@ -77,6 +78,8 @@ pub struct VariableArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Record where the state is kept; after a backend change, copy the state there (--migrate-state)
+    Init(init::InitArgs),
     /// Show what apply would change (refresh, then diff; changes nothing)
     Plan(plan::PlanArgs),
     /// Make the infrastructure match the configuration
@@ -141,6 +144,9 @@ pub fn normalize_arguments(args: impl IntoIterator<Item = String>) -> Vec<String
         "destroy",
         "lock",
         "lock-timeout",
+        "migrate-state",
+        "force-copy",
+        "reconfigure",
     ];
     args.into_iter()
         .map(|arg| {
@@ -182,6 +188,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(directory, &args, style),
         Command::Fmt(args) => fmt::run(directory, &args, style),
+        Command::Init(args) => init::run(directory, &args, style),
         Command::Plan(args) => plan::run(directory, &args, style, cli.no_color),
         Command::Apply(args) => apply::run(directory, &args, false, style, cli.no_color),
         Command::Destroy(args) => apply::run(directory, &args, true, style, cli.no_color),

@@ -20,6 +20,7 @@ use crate::plan::{
 };
 use crate::providers::ProviderRegistry;
 use crate::state::journal::PendingCreate;
+use crate::state::migration::{self, BackendRecord, check_unmoved};
 use crate::state::{Backend, LockGuard, LockWait, State, StateVersion};
 
 /// Options that shape a plan.
@@ -107,7 +108,12 @@ pub fn open(
     // Parsed once: the backend says where the state is, and the same
     // sources are then evaluated against that state.
     let loaded = crate::check::load(&options);
-    let backend = match crate::state::backend::resolve(&dir, loaded.backend(&options)) {
+    let declared = loaded.backend(&options);
+    let configured = BackendRecord::of(declared.as_ref());
+    if let Err(message) = check_unmoved(&dir, &configured) {
+        return Err(fail(message));
+    }
+    let backend = match crate::state::backend::resolve(&dir, declared) {
         Ok(backend) => backend,
         Err(message) => {
             eprint!(
@@ -121,6 +127,14 @@ pub fn open(
         Some((operation, args)) => Some(take_lock(backend.as_ref(), operation, args, events)?),
         None => None,
     };
+    // The first run that changes the state records where it is kept, so a
+    // later change of the `backend` block is noticed (see `check_unmoved`).
+    if lock.is_some()
+        && !migration::record_path(&dir).exists()
+        && let Err(message) = migration::write_record(&dir, &configured)
+    {
+        return Err(fail(message));
+    }
     let stored = backend.read().map_err(|error| fail(error.to_string()))?;
     if let Some(journal) = &stored.recovery.journal {
         eprintln!(
@@ -146,16 +160,13 @@ pub fn open(
     })
 }
 
-/// The backend of the configuration in `directory`, for the commands that
-/// need only the state (`state`, `output`, `force-unlock`): the files are
-/// parsed, and evaluated only if the `backend` block refers to variables.
-/// Problems elsewhere in the configuration don't stop them — unless the
-/// backend cannot be told for sure.
-pub fn open_backend(
+/// The configuration's directory and its `backend` block (kind and
+/// settings; `None`: none written), read as [`open_backend`] says.
+pub fn declared_backend(
     directory: Option<PathBuf>,
     variables: &super::VariableArgs,
     style: ReportStyle,
-) -> Result<Arc<dyn Backend>, ExitCode> {
+) -> Result<(PathBuf, Option<(String, crate::eval::Value)>), ExitCode> {
     let (dir, display_dir) = super::validate::directories(directory);
     let options = variables.check_options(dir.clone(), display_dir, Arc::default());
     let loaded = crate::check::load(&options);
@@ -169,6 +180,21 @@ pub fn open_backend(
             "the configuration has errors; fix them so that its state can be found".into(),
         ));
     }
+    Ok((dir, declared))
+}
+
+/// The backend of the configuration in `directory`, for the commands that
+/// need only the state (`state`, `output`, `force-unlock`): the files are
+/// parsed, and evaluated only if the `backend` block refers to variables.
+/// Problems elsewhere in the configuration don't stop them — unless the
+/// backend cannot be told for sure.
+pub fn open_backend(
+    directory: Option<PathBuf>,
+    variables: &super::VariableArgs,
+    style: ReportStyle,
+) -> Result<Arc<dyn Backend>, ExitCode> {
+    let (dir, declared) = declared_backend(directory, variables, style)?;
+    check_unmoved(&dir, &BackendRecord::of(declared.as_ref())).map_err(fail)?;
     crate::state::backend::resolve(&dir, declared).map_err(fail)
 }
 

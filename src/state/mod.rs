@@ -7,8 +7,8 @@
 //! happen and lets the next run recover them (`journal.rs`); where it lives
 //! (`backend.rs`: a local file, or an S3 object in `s3.rs`); its secrets
 //! sealed value by value (`sealing.rs`); the three-way merge git runs on it
-//! (`merge.rs`), and what keeps the files beside it out of git
-//! (`gitignore.rs`). Knows nothing of providers or plans.
+//! (`merge.rs`), what keeps the files beside it out of git
+//! (`gitignore.rs`), and which backend last held it (`migration.rs`). Knows nothing of providers or plans.
 
 pub mod backend;
 mod format;
@@ -16,6 +16,7 @@ mod gitignore;
 pub mod journal;
 mod lock;
 pub mod merge;
+pub mod migration;
 #[cfg(feature = "aws")]
 pub mod s3;
 pub mod sealing;

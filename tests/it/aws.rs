@@ -717,3 +717,139 @@ fn a_state_in_s3_is_locked_by_conditional_writes_and_saved_compare_and_swap() {
     });
     assert_eq!(holders.len(), 1, "{holders:?}");
 }
+
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// `infra ARGS` in `dir` against moto, with the state key set.
+fn keyed(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
+    command(moto, dir, args)
+        .env("INFRA_STATE_KEY", KEY)
+        .output()
+        .expect("run infra")
+}
+
+/// A state moved from its local file to S3 and back with `infra init
+/// --migrate-state` keeps every resource and its sealed secrets; a run
+/// after the backend block changed, before the move, is refused.
+#[test]
+fn a_state_migrates_from_a_local_file_to_s3_and_back_without_losing_a_resource() {
+    let moto = Moto::start();
+    bucket(&moto, "team-states");
+    let dir = tempfile::tempdir().unwrap();
+    let resources = "resource random_password db {\n  length = 20\n}\n\nresource random_id a {\n  byte_length = 2\n  count       = 3\n}\n";
+    let s3 = "backend s3 {\n  bucket = \"team-states\"\n  key    = \"moved/infra.state.json\"\n  region = \"us-east-1\"\n}\n\n";
+    support::write(dir.path(), "main.infra", resources);
+    let applied = keyed(&moto, dir.path(), &["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    let listed = |moto: &Moto| text(&keyed(moto, dir.path(), &["state", "list"]).stdout);
+    let before = listed(&moto);
+    assert_eq!(before.lines().count(), 4, "{before}");
+
+    support::write(dir.path(), "main.infra", &format!("{s3}{resources}"));
+    let refused = keyed(&moto, dir.path(), &["plan"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", both(&refused));
+    assert!(both(&refused).contains("the backend changed"));
+    let migrated = keyed(&moto, dir.path(), &["init", "--migrate-state"]);
+    assert!(migrated.status.success(), "{}", both(&migrated));
+    assert!(
+        text(&migrated.stdout)
+            .contains("to the S3 state `s3://team-states/moved/infra.state.json`")
+    );
+    assert_eq!(listed(&moto), before, "every resource is in S3");
+    let clean = keyed(&moto, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+    let revealed = keyed(
+        &moto,
+        dir.path(),
+        &["state", "show", "--show-sensitive", "random_password.db"],
+    );
+    assert!(
+        text(&revealed.stdout).contains("result"),
+        "{}",
+        both(&revealed)
+    );
+
+    // A change made while the state is in S3, then back to the local file,
+    // which is now older: refused unless forced, then everything is there.
+    support::write(
+        dir.path(),
+        "main.infra",
+        &format!("{s3}{resources}\nresource random_id b {{\n  byte_length = 2\n}}\n"),
+    );
+    let grown = keyed(&moto, dir.path(), &["apply", "--auto-approve"]);
+    assert!(grown.status.success(), "{}", both(&grown));
+    let in_s3 = listed(&moto);
+    assert_eq!(in_s3.lines().count(), 5, "{in_s3}");
+    support::write(
+        dir.path(),
+        "main.infra",
+        &format!("{resources}\nresource random_id b {{\n  byte_length = 2\n}}\n"),
+    );
+    let older = keyed(&moto, dir.path(), &["init", "--migrate-state"]);
+    assert_eq!(older.status.code(), Some(1), "{}", both(&older));
+    assert!(
+        both(&older).contains("already holds a state"),
+        "{}",
+        both(&older)
+    );
+    let back = keyed(
+        &moto,
+        dir.path(),
+        &["init", "--migrate-state", "--force-copy"],
+    );
+    assert!(back.status.success(), "{}", both(&back));
+    assert_eq!(
+        listed(&moto),
+        in_s3,
+        "every resource is back in the local file"
+    );
+    let local = std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap();
+    assert!(
+        local.contains("random_id.b") && local.contains("\"encrypted\""),
+        "{local}"
+    );
+    let clean = keyed(&moto, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+}
+
+/// Two `apply` processes started together on one S3 state: exactly one
+/// takes the lock and applies; the other stops at once, naming the holder.
+#[test]
+fn two_applies_racing_on_an_s3_state_one_wins_the_other_names_it() {
+    let moto = Moto::start();
+    bucket(&moto, "team-states");
+    let dir = tempfile::tempdir().unwrap();
+    // Enough work that the winner still holds the lock when the other asks.
+    let config = S3_STATE.replace("byte_length = 4", "byte_length = 4\n  count       = 400");
+    support::write(dir.path(), "main.infra", &config);
+    let start = || {
+        command(&moto, dir.path(), &["apply", "--auto-approve"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("infra starts")
+    };
+    let (first, second) = (start(), start());
+    let outcomes = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let winners = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(
+        winners,
+        1,
+        "{}\n---\n{}",
+        both(&outcomes[0]),
+        both(&outcomes[1])
+    );
+    let loser = outcomes.iter().find(|o| !o.status.success()).unwrap();
+    assert_eq!(loser.status.code(), Some(1), "{}", both(loser));
+    let said = both(loser);
+    assert!(said.contains("the state is locked by"), "{said}");
+    assert!(said.contains("`apply`") || said.contains("apply"), "{said}");
+    // The winner's work is whole: nothing left to do.
+    let clean = infra(&moto, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+    let listed = infra(&moto, dir.path(), &["state", "list"]);
+    assert_eq!(text(&listed.stdout).lines().count(), 400);
+}

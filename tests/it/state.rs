@@ -177,11 +177,16 @@ fn git(dir: &Path, args: &[&str], ok: bool) -> std::process::Output {
 }
 
 fn infra_in(dir: &Path, args: &[&str]) -> std::process::Output {
-    let output = crate::support::command(Some(dir), args)
-        .output()
-        .expect("infra runs");
+    let output = run_in(dir, args);
     assert!(output.status.success(), "{}", crate::support::both(&output));
     output
+}
+
+/// infra run in `dir`, whatever its exit.
+fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    crate::support::command(Some(dir), args)
+        .output()
+        .expect("infra runs")
 }
 
 /// What the README tells a team to set up: `infra state merge` as git's
@@ -565,6 +570,91 @@ fn pull_prints_the_stored_state_and_push_refuses_what_would_lose_resources() {
         crate::support::both(&from_stdin)
     );
     assert_eq!(std::fs::read_to_string(&state_path).unwrap(), stored);
+}
+
+#[test]
+fn a_changed_backend_stops_runs_until_init_migrates_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let resources = "resource random_id a {\n  byte_length = 2\n}\n\nresource random_id b {\n  byte_length = 2\n}\n";
+    std::fs::write(dir.join("main.infra"), resources).unwrap();
+    let applied = run_in(dir, &["apply", "--auto-approve"]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        crate::support::both(&applied)
+    );
+    let old_state = std::fs::read_to_string(dir.join("infra.state.json")).unwrap();
+    assert!(
+        dir.join(".infra/backend.json").exists(),
+        "the apply recorded its backend"
+    );
+
+    // The block now names another file: a run would start from nothing there.
+    std::fs::write(
+        dir.join("main.infra"),
+        format!("backend local {{\n  path = \"states/prod.json\"\n}}\n\n{resources}"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.join("states")).unwrap();
+    for args in [
+        &["plan"][..],
+        &["apply", "--auto-approve"],
+        &["state", "list"],
+    ] {
+        let refused = run_in(dir, args);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}");
+        let said = crate::support::both(&refused);
+        assert!(said.contains("the backend changed"), "{said}");
+        assert!(said.contains("infra init --migrate-state"), "{said}");
+    }
+    assert!(
+        !dir.join("states/prod.json").exists(),
+        "nothing started there"
+    );
+    let plain_init = run_in(dir, &["init"]);
+    assert_eq!(plain_init.status.code(), Some(1));
+
+    let migrated = run_in(dir, &["init", "-migrate-state"]);
+    assert!(
+        migrated.status.success(),
+        "{}",
+        crate::support::both(&migrated)
+    );
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("Copied the state (2 resource(s))"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("states/prod.json")).unwrap(),
+        old_state,
+        "the same state, byte for byte"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("infra.state.json")).unwrap(),
+        old_state,
+        "the old state is left as it was"
+    );
+    let clean = run_in(dir, &["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        crate::support::both(&clean)
+    );
+
+    // Back to the default file, which now differs from the moved state.
+    let removed = run_in(dir, &["state", "rm", "random_id.b"]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        crate::support::both(&removed)
+    );
+    std::fs::write(dir.join("main.infra"), resources).unwrap();
+    let differs = run_in(dir, &["init", "--migrate-state"]);
+    assert_eq!(differs.status.code(), Some(1));
+    assert!(crate::support::both(&differs).contains("already holds a state"));
+    let forced = run_in(dir, &["init", "--migrate-state", "--force-copy"]);
+    assert!(forced.status.success(), "{}", crate::support::both(&forced));
+    let listed = run_in(dir, &["state", "list"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "random_id.a\n");
 }
 
 /// A module that passes its settings through, so a secret crosses the
