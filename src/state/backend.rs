@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use super::format::State;
 use super::journal::{Journal, Recovery, journal_path, replay};
 use super::lock::{LockError, LockInfo, StateLock, force_unlock};
-use super::sealing::Sealer;
+use super::sealing::{KeySource, Sealer};
 use super::store::{StateError, Vouched, load_text, save_text};
 use crate::eval::Value;
 
@@ -378,7 +378,35 @@ pub fn resolve(dir: &Path, declared: Option<(String, Value)>) -> Result<Arc<dyn 
         }
     };
     let key_file = text("key_file")?.map(|file| dir.join(file));
-    let sealer = Sealer::configured(key_file.as_deref())?;
+    let kms_key = text("kms_key_id")?;
+    let previous_kms_key = text("previous_kms_key_id")?;
+    if key_file.is_some() && kms_key.is_some() {
+        return Err(format!(
+            "`backend {kind}` names both `key_file` and `kms_key_id`\n  help: keep one of them"
+        ));
+    }
+    let kms = |key_id: Option<String>| -> Result<Option<KeySource>, String> {
+        let Some(key_id) = key_id else {
+            return Ok(None);
+        };
+        #[cfg(feature = "aws")]
+        {
+            super::kms::state_key(&key_id, text("region")?, text("endpoint")?).map(Some)
+        }
+        #[cfg(not(feature = "aws"))]
+        {
+            Err(format!(
+                "`kms_key_id = \"{key_id}\"`: this infra was built without the AWS provider, which KMS keys need\n  help: build with the default features"
+            ))
+        }
+    };
+    let sealer = Sealer::from_env()?.or_backend_keys(
+        || match &key_file {
+            Some(path) => KeySource::from_file(path).map(Some),
+            None => kms(kms_key.clone()),
+        },
+        || kms(previous_kms_key.clone()),
+    )?;
     match kind.as_str() {
         "local" => {
             let path = dir.join(text("path")?.as_deref().unwrap_or("infra.state.json"));

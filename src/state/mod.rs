@@ -14,6 +14,8 @@ pub mod backend;
 mod format;
 mod gitignore;
 pub mod journal;
+#[cfg(feature = "aws")]
+mod kms;
 mod lock;
 pub mod merge;
 pub mod migration;

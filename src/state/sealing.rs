@@ -123,17 +123,29 @@ impl Sealer {
         }
     }
 
-    /// The keys the environment configures, else the backend's
-    /// `key_file` (a file holding the key as `INFRA_STATE_KEY` would: the
-    /// environment wins, so CI can set the key where the file is absent).
-    pub fn configured(key_file: Option<&std::path::Path>) -> Result<Sealer, String> {
-        let sealer = Sealer::from_env()?;
-        let Some(path) = key_file else {
-            return Ok(sealer);
+    /// These keys, or — where the environment sets none — the keys the
+    /// backend names (`key_file`, `kms_key_id`; asked for only then): the
+    /// environment wins, so CI can set a key where the file is absent.
+    pub fn or_backend_keys(
+        self,
+        current: impl FnOnce() -> Result<Option<KeySource>, String>,
+        previous: impl FnOnce() -> Result<Option<KeySource>, String>,
+    ) -> Result<Sealer, String> {
+        let current = match self.current {
+            Some(key) => Some(key),
+            None => current()?,
         };
-        if sealer.seals() {
-            return Ok(sealer);
-        }
+        let previous = match self.previous {
+            Some(key) => Some(key),
+            None => previous()?,
+        };
+        Ok(Sealer::new(current, previous))
+    }
+}
+
+impl KeySource {
+    /// The key in the file at `path` (base64, as `INFRA_STATE_KEY`).
+    pub fn from_file(path: &std::path::Path) -> Result<KeySource, String> {
         let text = std::fs::read_to_string(path).map_err(|error| {
             format!(
                 "cannot read the state key file `{}`: {error}\n  help: write a key there (`openssl rand -base64 32 > {}`, readable by you only), or set `{KEY_VARIABLE}`",
@@ -141,15 +153,16 @@ impl Sealer {
                 path.display()
             )
         })?;
-        let key = KeySource::parse_key(&text).map_err(|problem| {
+        KeySource::parse_key(&text).map_err(|problem| {
             format!(
                 "the state key file `{}` {problem}\n  help: a key is 32 random bytes in base64: `openssl rand -base64 32`",
                 path.display()
             )
-        })?;
-        Ok(Sealer::new(Some(key), sealer.previous))
+        })
     }
+}
 
+impl Sealer {
     /// The keys the environment configures.
     pub fn from_env() -> Result<Sealer, String> {
         let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());

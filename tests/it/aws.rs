@@ -853,3 +853,126 @@ fn two_applies_racing_on_an_s3_state_one_wins_the_other_names_it() {
     let listed = infra(&moto, dir.path(), &["state", "list"]);
     assert_eq!(text(&listed.stdout).lines().count(), 400);
 }
+
+/// A KMS HMAC key (`HMAC_256`, `GENERATE_VERIFY_MAC`) with `alias`, made
+/// through the SDK.
+fn hmac_key(moto: &Moto, alias: &str) {
+    use infra_provider_aws::aws_sdk_kms::{self, types};
+    let runtime = runtime();
+    runtime.block_on(async {
+        let kms = aws_sdk_kms::Client::new(&moto.sdk_config().await);
+        let created = kms
+            .create_key()
+            .key_spec(types::KeySpec::Hmac256)
+            .key_usage(types::KeyUsageType::GenerateVerifyMac)
+            .send()
+            .await
+            .expect("an HMAC key");
+        let id = created.key_metadata().unwrap().key_id().to_string();
+        kms.create_alias()
+            .alias_name(alias)
+            .target_key_id(id)
+            .send()
+            .await
+            .expect("an alias");
+    });
+}
+
+/// `backend local { kms_key_id = … }`: the state is sealed with the key
+/// KMS gives (no INFRA_STATE_KEY anywhere), opens on the next run, is
+/// refused under another KMS key, and moves to a new KMS key with
+/// `previous_kms_key_id` and `infra state rekey`.
+#[test]
+fn secrets_are_sealed_with_a_key_from_kms() {
+    let moto = Moto::start();
+    hmac_key(&moto, "alias/infra-state");
+    hmac_key(&moto, "alias/infra-state-2");
+    let dir = tempfile::tempdir().unwrap();
+    let config = |backend: &str| {
+        format!(
+            "backend local {{\n{backend}}}\n\nresource random_password db {{\n  length = 20\n}}\n\noutput password {{\n  value = random_password.db.result\n}}\n"
+        )
+    };
+    support::write(
+        dir.path(),
+        "main.infra",
+        &config("  kms_key_id = \"alias/infra-state\"\n"),
+    );
+    let applied = infra(&moto, dir.path(), &["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", both(&applied));
+    let state_path = dir.path().join("infra.state.json");
+    let sealed = std::fs::read_to_string(&state_path).unwrap();
+    assert!(sealed.contains("\"encrypted\""), "{sealed}");
+    let revealed = infra(
+        &moto,
+        dir.path(),
+        &["output", "--show-sensitive", "--json", "password"],
+    );
+    let secret: String =
+        serde_json::from_slice(&revealed.stdout).unwrap_or_else(|_| panic!("{}", both(&revealed)));
+    assert_eq!(secret.len(), 20);
+    assert!(!sealed.contains(&secret));
+    let clean = infra(&moto, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", both(&clean));
+    let again = infra(&moto, dir.path(), &["apply", "--auto-approve"]);
+    assert!(again.status.success(), "{}", both(&again));
+    assert_eq!(
+        std::fs::read_to_string(&state_path).unwrap(),
+        sealed,
+        "same key, same bytes"
+    );
+
+    // Another KMS key does not open it, and nothing is written.
+    support::write(
+        dir.path(),
+        "main.infra",
+        &config("  kms_key_id = \"alias/infra-state-2\"\n"),
+    );
+    let refused = infra(&moto, dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        both(&refused).contains("not the configured key"),
+        "{}",
+        both(&refused)
+    );
+    assert_eq!(std::fs::read_to_string(&state_path).unwrap(), sealed);
+
+    // Rotation: the old KMS key as the previous one, then rekey.
+    support::write(
+        dir.path(),
+        "main.infra",
+        &config(
+            "  kms_key_id          = \"alias/infra-state-2\"\n  previous_kms_key_id = \"alias/infra-state\"\n",
+        ),
+    );
+    let rekeyed = infra(&moto, dir.path(), &["state", "rekey"]);
+    assert!(rekeyed.status.success(), "{}", both(&rekeyed));
+    support::write(
+        dir.path(),
+        "main.infra",
+        &config("  kms_key_id = \"alias/infra-state-2\"\n"),
+    );
+    let opened = infra(
+        &moto,
+        dir.path(),
+        &["output", "--show-sensitive", "--json", "password"],
+    );
+    let after: String =
+        serde_json::from_slice(&opened.stdout).unwrap_or_else(|_| panic!("{}", both(&opened)));
+    assert_eq!(after, secret, "the same secret, under the new key");
+    assert_ne!(std::fs::read_to_string(&state_path).unwrap(), sealed);
+
+    // A key that is not an HMAC key is a clear error.
+    support::write(
+        dir.path(),
+        "main.infra",
+        &config("  kms_key_id = \"alias/missing\"\n"),
+    );
+    let missing = infra(&moto, dir.path(), &["plan"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        both(&missing).contains("KMS GenerateMac with `alias/missing`"),
+        "{}",
+        both(&missing)
+    );
+}

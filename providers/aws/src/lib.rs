@@ -30,6 +30,7 @@ mod eip;
 mod instance;
 mod internet_gateway;
 mod key_pair;
+pub mod kms;
 mod load_balancer;
 pub mod object_store;
 mod read_back;
@@ -49,7 +50,7 @@ use tokio::sync::OnceCell;
 
 pub use api::Settings;
 /// The SDK crates, for tests that look at AWS behind infra's back.
-pub use {aws_config, aws_sdk_ec2, aws_sdk_elasticloadbalancingv2, aws_sdk_s3};
+pub use {aws_config, aws_sdk_ec2, aws_sdk_elasticloadbalancingv2, aws_sdk_kms, aws_sdk_s3};
 
 /// How many objects one refresh call describes.
 const READ_BATCH: usize = 100;
