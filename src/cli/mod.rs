@@ -147,6 +147,8 @@ pub fn normalize_arguments(args: impl IntoIterator<Item = String>) -> Vec<String
         "migrate-state",
         "force-copy",
         "reconfigure",
+        "show-sensitive",
+        "force",
     ];
     args.into_iter()
         .map(|arg| {

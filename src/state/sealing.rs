@@ -293,11 +293,11 @@ impl Sealer {
             .ok_or_else(|| {
                 SealError(if self.seals() {
                     format!(
-                        "{where_} is sealed with key `{key_id}`, which is not the configured key\n  help: set `{KEY_VARIABLE}` (or `{PASSPHRASE_VARIABLE}`) to the key the state was sealed with; to rotate keys, put the old one in `{PREVIOUS_KEY_VARIABLE}` and run `infra state rekey`"
+                        "{where_} is sealed with key `{key_id}`, which is not the configured key\n  help: set `{KEY_VARIABLE}` (or `{PASSPHRASE_VARIABLE}`, or the backend's `key_file` or `kms_key_id`) to the key the state was sealed with; to rotate keys, put the old one in `{PREVIOUS_KEY_VARIABLE}` and run `infra state rekey`"
                     )
                 } else {
                     format!(
-                        "{where_} is sealed with key `{key_id}`, and no key is configured\n  help: set `{KEY_VARIABLE}` (or `{PASSPHRASE_VARIABLE}`) to the key the state was sealed with"
+                        "{where_} is sealed with key `{key_id}`, and no key is configured\n  help: set `{KEY_VARIABLE}` (or `{PASSPHRASE_VARIABLE}`, or the backend's `key_file` or `kms_key_id`) to the key the state was sealed with"
                     )
                 })
             })?;

@@ -520,7 +520,7 @@ fn pull_prints_the_stored_state_and_push_refuses_what_would_lose_resources() {
         stored,
         "untouched"
     );
-    let forced = with_keys(dir, &["state", "push", "--force", "older.json"], &key);
+    let forced = with_keys(dir, &["state", "push", "-force", "older.json"], &key);
     assert!(forced.status.success(), "{}", crate::support::both(&forced));
     assert!(
         !std::fs::read_to_string(&state_path)
@@ -657,6 +657,57 @@ fn a_changed_backend_stops_runs_until_init_migrates_the_state() {
     assert_eq!(String::from_utf8_lossy(&listed.stdout), "random_id.a\n");
 }
 
+/// The sealed form is a contract with every state already committed: a
+/// fixed state sealed with a fixed key gives exactly the golden bytes
+/// (`tests/state_golden/sealed.json`), which open back to the plaintext
+/// with that key, and not at all with another.
+#[test]
+fn a_sealed_state_keeps_its_golden_bytes_and_opens_back() {
+    use infra::state::sealing::{KeySource, Sealer};
+    let mut plain = sample();
+    let mut secret = resource(
+        "random_password",
+        json!({"length": 12, "result": "s3cret-Value!"}),
+        &[],
+    );
+    secret.sensitive = vec!["result".into()];
+    plain.resources.insert("random_password.db".into(), secret);
+    let mut nested = resource(
+        "random_id",
+        json!({"byte_length": 2, "keepers": {"pw": "s3cret-Value!", "user": "app"}}),
+        &["random_password.db"],
+    );
+    nested.sensitive = vec!["keepers.pw".into()];
+    plain.resources.insert("random_id.tag".into(), nested);
+    plain.outputs.insert(
+        "password".into(),
+        infra::state::OutputState {
+            value: json!("s3cret-Value!"),
+            sensitive: true,
+        },
+    );
+    let key = |text: &str| match KeySource::parse_key(text) {
+        Ok(key) => key,
+        Err(problem) => panic!("{problem}"),
+    };
+    let sealer = Sealer::new(Some(key(KEY)), None);
+    let sealed = sealer.seal(&plain);
+    let text = sealed.to_canonical_json();
+    assert!(!text.contains("s3cret"), "{text}");
+    crate::support::golden(Path::new("tests/state_golden/sealed.json"), &text);
+    let mut opened = infra::state::parse(Path::new("sealed.json"), &text).unwrap();
+    sealer.open(&mut opened).unwrap();
+    assert_eq!(opened.to_canonical_json(), plain.to_canonical_json());
+    let mut wrong = sealed.clone();
+    let error = Sealer::new(Some(key(NEW_KEY)), None)
+        .open(&mut wrong)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("not the configured key"),
+        "{error}"
+    );
+}
+
 /// A module that passes its settings through, so a secret crosses the
 /// module boundary inside an object.
 const PASS_THROUGH: &str = "variable settings {}\n\
@@ -683,7 +734,8 @@ fn a_secret_inside_a_value_is_marked_and_sealed_there_only() {
         module db {\n  source   = \"./modules/db\"\n  settings = { user = \"app\", password = random_password.db.result }\n}\n\n\
         resource random_id tag {\n  byte_length = 2\n  keepers     = { user = module.db.user, pw = module.db.password }\n}\n\n\
         output user {\n  value = module.db.user\n}\n\n\
-        output connection {\n  value = \"postgres://${module.db.user}:${module.db.password}@db\"\n}\n";
+        output connection {\n  value = \"postgres://${module.db.user}:${module.db.password}@db\"\n}\n\n\
+        resource local_file dsn {\n  path    = \"out/dsn.txt\"\n  content = \"password=${module.db.password}\"\n}\n";
     std::fs::write(dir.join("main.infra"), config).unwrap();
     let key = [("INFRA_STATE_KEY", KEY)];
     let applied = with_keys(dir, &["apply", "--auto-approve"], &key);
@@ -741,7 +793,32 @@ fn a_secret_inside_a_value_is_marked_and_sealed_there_only() {
     );
     let again = with_keys(dir, &["apply", "--auto-approve"], &key);
     assert!(again.status.success(), "{}", crate::support::both(&again));
-    let written = everything_written(dir, &[&applied, &shown, &planned, &again]);
+    // The provider that needs the secret gets it in clear (the file it
+    // writes, outside the scanned folder), and finds it unchanged later.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/dsn.txt")).unwrap(),
+        format!("password={secret}")
+    );
+    let saved = with_keys(dir, &["plan", "-out", "saved.plan"], &key);
+    assert!(saved.status.success(), "{}", crate::support::both(&saved));
+    assert!(dir.join("saved.plan").exists());
+    let drift = with_keys(dir, &["drift", "--json"], &key);
+    assert_eq!(
+        drift.status.code(),
+        Some(0),
+        "{}",
+        crate::support::both(&drift)
+    );
+    let outputs = with_keys(dir, &["output", "--json"], &key);
+    assert!(
+        outputs.status.success(),
+        "{}",
+        crate::support::both(&outputs)
+    );
+    let written = everything_written(
+        dir,
+        &[&applied, &shown, &planned, &again, &saved, &drift, &outputs],
+    );
     assert_eq!(written.matches(&secret).count(), 0, "plaintext found");
 
     // A deployment's secret is the one key of its template's env.
