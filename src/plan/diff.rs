@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
@@ -74,7 +74,7 @@ impl<R: Records> InstancePlanner for StatePlanner<'_, R> {
         &self,
         instance: &ResourceInstance,
         schema: Option<&BlockSchema>,
-    ) -> Option<BTreeMap<String, Value>> {
+    ) -> Option<Arc<BTreeMap<String, Value>>> {
         let forced = self.forces_replacement(&instance.address);
         let change = self.state.with_record(&instance.address, |prior| {
             plan_instance(instance, prior.map(|p| &p.attributes), schema, forced)
@@ -142,8 +142,8 @@ fn rollouts(plan: &Plan, deployments: &Deployments) -> BTreeMap<String, Rollout>
         .filter(|change| change.action == Action::Update)
         .filter_map(|change| {
             let spec = deployments.get(&change.address)?;
-            let before = change.before.as_ref()?;
-            let mut rollout = rollout_of(spec, before, change.after.as_ref()?)?;
+            let before = change.before.as_deref()?;
+            let mut rollout = rollout_of(spec, before, change.after.as_deref()?)?;
             rollout.recorded = before
                 .get(RolloutRecord::ATTRIBUTE)
                 .and_then(|record| RolloutRecord::from_json(&record.to_json()));
@@ -214,11 +214,13 @@ pub struct Change {
     pub mode: ResourceMode,
     pub type_name: String,
     pub action: Action,
-    /// Attributes as the state has them (none for a create).
-    pub before: Option<BTreeMap<String, Value>>,
+    /// Attributes as the state has them (none for a create). Shared: an
+    /// unchanged object's `after` is the same map, and what references see
+    /// while evaluating is too, so a no-op copies nothing.
+    pub before: Option<Arc<BTreeMap<String, Value>>>,
     /// Attributes as they will be (none for a delete); unknown where only
     /// apply will know.
-    pub after: Option<BTreeMap<String, Value>>,
+    pub after: Option<Arc<BTreeMap<String, Value>>>,
     /// Attributes whose change forces the replacement.
     pub replaced_because: Vec<String>,
     /// Every attribute that changes, sorted.
@@ -310,7 +312,7 @@ pub fn diff(
             mode: ResourceMode::Managed,
             type_name: prior.type_name.clone(),
             action: Action::Delete,
-            before: Some(to_values(&prior.attributes)),
+            before: Some(Arc::new(to_values(&prior.attributes))),
             after: None,
             replaced_because: Vec::new(),
             changed: Vec::new(),
@@ -437,7 +439,7 @@ fn plan_instance(
         mode: instance.id.mode,
         type_name: instance.id.type_name.to_string(),
         action: Action::NoOp,
-        before: prior.map(to_values),
+        before: prior.map(|prior| Arc::new(to_values(prior))),
         after: None,
         replaced_because: Vec::new(),
         changed: Vec::new(),
@@ -458,14 +460,16 @@ fn plan_instance(
         change.action = Action::Read;
         change.after = Some(match &change.before {
             Some(before) => before.clone(),
-            None => wanted.map(|(k, v)| (k.clone(), v.clone())).collect(),
+            None => Arc::new(wanted.map(|(k, v)| (k.clone(), v.clone())).collect()),
         });
         return change;
     }
     let Some(before) = &change.before else {
         change.action = Action::Create;
         change.changed = instance.arguments.keys().cloned().collect();
-        change.after = Some(wanted.map(|(k, v)| (k.clone(), v.clone())).collect());
+        change.after = Some(Arc::new(
+            wanted.map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ));
         return change;
     };
     let ignored: BTreeSet<&str> = instance
@@ -474,7 +478,8 @@ fn plan_instance(
         .iter()
         .map(|i| i.name.as_str())
         .collect();
-    let mut after = before.clone();
+    // The recorded object itself, copied only if something changes.
+    let mut after = Arc::clone(before);
     for (name, value) in wanted {
         let computed_only = schema
             .and_then(|s| s.attributes.get(name))
@@ -511,7 +516,7 @@ fn plan_instance(
         {
             change.replaced_because.push(name.clone());
         }
-        after.insert(name.clone(), value.clone());
+        Arc::make_mut(&mut after).insert(name.clone(), value.clone());
     }
     // The configured attributes came first, then the schema's others.
     change.changed.sort();
@@ -522,7 +527,7 @@ fn plan_instance(
         if let Some(schema) = schema {
             for (name, attribute) in &schema.attributes {
                 if attribute.computed && !instance.arguments.contains_key(name) {
-                    after.insert(name.clone(), Value::Unknown);
+                    Arc::make_mut(&mut after).insert(name.clone(), Value::Unknown);
                 }
             }
         }
@@ -603,7 +608,7 @@ pub async fn refine_with_providers(
                 (name, value)
             })
             .collect();
-        change.after = Some(refined);
+        change.after = Some(Arc::new(refined));
         let forced: Vec<String> = response
             .requires_replace
             .into_iter()

@@ -165,8 +165,8 @@ pub fn to_json(plan: &Plan, schemas: &SchemaCatalog) -> serde_json::Value {
                 }
                 serde_json::Value::Object(object)
             };
-            let before = render(change.before.as_ref(), false);
-            let after = render(change.after.as_ref(), true);
+            let before = render(change.before.as_deref(), false);
+            let after = render(change.after.as_deref(), true);
             sensitive.sort_unstable();
             let mut entry = json!({
                 "address": change.address,

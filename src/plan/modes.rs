@@ -41,7 +41,7 @@ pub fn destroy_plan(state: &State, evaluated: Option<&EvaluatedModule>) -> (Plan
             mode: ResourceMode::Managed,
             type_name: resource.type_name.clone(),
             action: Action::Delete,
-            before: Some(to_values(&resource.attributes)),
+            before: Some(Arc::new(to_values(&resource.attributes))),
             after: None,
             replaced_because: Vec::new(),
             changed: Vec::new(),

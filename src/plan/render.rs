@@ -258,8 +258,8 @@ fn render_change(printer: &mut Printer, change: &Change) {
     };
     let _ = writeln!(printer.out, "{colored} {keyword} {labels} {{");
     let empty = Default::default();
-    let before = change.before.as_ref().unwrap_or(&empty);
-    let after = change.after.as_ref().unwrap_or(&empty);
+    let before = change.before.as_deref().unwrap_or(&empty);
+    let after = change.after.as_deref().unwrap_or(&empty);
     let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     let forced: BTreeSet<&str> = change.replaced_because.iter().map(String::as_str).collect();
     let mut lines: Vec<(&str, &str, Option<&Value>, Option<&Value>)> = Vec::new();

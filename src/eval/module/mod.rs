@@ -121,7 +121,7 @@ pub trait InstancePlanner {
         &self,
         instance: &ResourceInstance,
         schema: Option<&BlockSchema>,
-    ) -> Option<BTreeMap<String, Value>>;
+    ) -> Option<Arc<BTreeMap<String, Value>>>;
 
     /// The object recorded for the instance at `address` once it is
     /// applied, for a focused evaluation (see [`evaluate_focused`]) to read

@@ -278,7 +278,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 .planner
                 .and_then(|planner| planner.planned_object(&instance, schema))
             {
-                Some(planned) => Value::map(planned),
+                Some(planned) => Value::Map(planned),
                 None => {
                     let arguments = &*instance.arguments;
                     match schema {
