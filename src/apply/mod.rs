@@ -424,13 +424,13 @@ impl Shared {
         if step.kind == StepKind::Read {
             let attributes = provider
                 .read_data(infra_provider_sdk::ReadDataRequest {
-                    type_name: instance.type_name.clone(),
+                    type_name: instance.type_name.to_string(),
                     config,
                 })
                 .await
                 .map_err(failed)?;
             let recorded = ResourceState {
-                type_name: instance.type_name.clone(),
+                type_name: instance.type_name.to_string(),
                 provider: provider.name().to_string(),
                 attributes,
                 dependencies: instance.recorded_dependencies.to_vec(),
@@ -476,7 +476,7 @@ impl Shared {
         // A deployment is rolled out by the engine, on its provider's fleet.
         let fleet = self.job.deployments.get(&step.address).and_then(|spec| {
             let request = FleetRequest {
-                type_name: instance.type_name.clone(),
+                type_name: instance.type_name.to_string(),
                 identity: self.identity(&step.address),
                 config: config.clone(),
                 prior: prior.clone(),
@@ -494,7 +494,7 @@ impl Shared {
             (None, StepKind::Update) => {
                 provider
                     .update(UpdateRequest {
-                        type_name: instance.type_name.clone(),
+                        type_name: instance.type_name.to_string(),
                         identity: self.identity(&step.address),
                         prior,
                         config,
@@ -515,7 +515,7 @@ impl Shared {
                     })?;
                 provider
                     .create(CreateRequest {
-                        type_name: instance.type_name.clone(),
+                        type_name: instance.type_name.to_string(),
                         identity: self.identity(&step.address),
                         config,
                         progress,
@@ -527,7 +527,7 @@ impl Shared {
         crash_point::after_create();
         self.warn(&step.address, response.diagnostics);
         let recorded = ResourceState {
-            type_name: instance.type_name.clone(),
+            type_name: instance.type_name.to_string(),
             provider: provider.name().to_string(),
             sensitive: held_secrets(&instance.sensitive, &response.state),
             attributes: response.state,

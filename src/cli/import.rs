@@ -93,7 +93,7 @@ pub fn run(directory: Option<PathBuf>, args: &ImportArgs, style: ReportStyle) ->
         return fail(format!("no provider `{provider_name}` in this build"));
     };
     let request = ImportRequest {
-        type_name: instance.type_name.clone(),
+        type_name: instance.type_name.to_string(),
         identity: ObjectIdentity {
             address: args.address.clone(),
             lineage: state.lineage.clone(),
@@ -126,7 +126,7 @@ pub fn run(directory: Option<PathBuf>, args: &ImportArgs, style: ReportStyle) ->
     state.resources.insert(
         args.address.clone(),
         ResourceState {
-            type_name: instance.type_name.clone(),
+            type_name: instance.type_name.to_string(),
             provider: provider.name().to_string(),
             sensitive: crate::apply::held_secrets(&instance.sensitive, &imported.state),
             attributes: imported.state,

@@ -278,7 +278,7 @@ pub fn diff(
     let state = planner.state;
     let mut diagnostics = Diagnostics::new();
     let mut changes = Vec::new();
-    let mut configured = BTreeSet::new();
+    let mut configured: rustc_hash::FxHashSet<&str> = Default::default();
     for instance in evaluated.all_resources() {
         configured.insert(instance.address.as_str());
         let schema = match schemas.lookup(instance.id.mode, &instance.id.type_name) {
@@ -319,7 +319,10 @@ pub fn diff(
             sensitive: prior.sensitive.clone(),
         });
     }
-    changes.sort_by(|a, b| a.address.cmp(&b.address));
+    // Addresses are unique, and mostly in order already.
+    if !changes.is_sorted_by(|a, b| a.address <= b.address) {
+        changes.sort_unstable_by(|a, b| a.address.cmp(&b.address));
+    }
     propagate_create_before_destroy(&mut changes, evaluated);
     (
         Plan {

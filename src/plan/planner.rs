@@ -55,7 +55,7 @@ impl Default for PlanOptions {
 /// A configured instance as apply needs it.
 #[derive(Debug, Clone)]
 pub struct PlannedInstance {
-    pub type_name: String,
+    pub type_name: Arc<str>,
     /// As evaluated at plan time; unknown values are resolved before use.
     pub arguments: Arc<BTreeMap<String, Value>>,
     pub ignore_changes: Vec<String>,
@@ -64,8 +64,8 @@ pub struct PlannedInstance {
     /// What it depends on as the configuration names it (a whole resource
     /// once): what the state records.
     pub recorded_dependencies: Arc<[String]>,
-    /// Its sensitive attributes (recorded in the state).
-    pub sensitive: Vec<String>,
+    /// The paths of its secrets (recorded in the state).
+    pub sensitive: Arc<[String]>,
     /// The block's header, where its problems point.
     pub span: Span,
 }
@@ -79,7 +79,7 @@ pub fn planned_instances(evaluated: &EvaluatedModule) -> BTreeMap<String, Planne
             (
                 instance.address.clone(),
                 PlannedInstance {
-                    type_name: instance.id.type_name.to_string(),
+                    type_name: instance.id.type_name.clone(),
                     arguments: instance.arguments.clone(),
                     ignore_changes: instance
                         .lifecycle
@@ -89,7 +89,7 @@ pub fn planned_instances(evaluated: &EvaluatedModule) -> BTreeMap<String, Planne
                         .collect(),
                     dependencies: dependencies.into_iter().map(str::to_string).collect(),
                     recorded_dependencies: instance.dependencies.clone(),
-                    sensitive: instance.sensitive.to_vec(),
+                    sensitive: instance.sensitive.clone(),
                     span: instance.span,
                 },
             )

@@ -185,7 +185,10 @@ impl<'c> ModuleEvaluation<'c, '_> {
             .iter()
             .map(|argument| self.is_sensitive(&argument.value))
             .collect();
-        let no_secrets: Arc<[String]> = Arc::default();
+        // What the schema alone marks, worked out once: most instances
+        // have no other secret and share it.
+        let schema_only = Self::schema_marks(schema, Marks::clear());
+        let schema_paths: Arc<[String]> = sensitive_paths(&schema_only, std::iter::empty()).into();
         for (key, count_index, each) in instances {
             let mut evaluator = self.evaluator(count_index, each);
             let mut arguments = BTreeMap::new();
@@ -251,11 +254,13 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 Err(_) => ok = false,
             }
             let keys = instance_keys(&mut evaluator, &keyed, declared);
-            let marks = Self::schema_marks(schema, marks.finish());
-            let sensitive: Arc<[String]> = if marks.is_clear() {
-                no_secrets.clone()
+            let marks = marks.finish();
+            let (marks, sensitive): (Marks, Arc<[String]>) = if marks.is_clear() {
+                (schema_only.clone(), schema_paths.clone())
             } else {
-                sensitive_paths(&marks, arguments.keys().map(String::as_str)).into()
+                let marks = Self::schema_marks(schema, marks);
+                let paths = sensitive_paths(&marks, arguments.keys().map(String::as_str));
+                (marks, paths.into())
             };
             instance_marks.push((key.clone(), marks));
             let arguments = Arc::new(arguments);
