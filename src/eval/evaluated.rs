@@ -10,6 +10,16 @@ use crate::syntax::Span;
 
 use super::value::{Value, quote};
 
+/// `value` as `--show` prints it: the parts `marks` name redacted.
+fn shown_marked(value: &Value, marks: Option<&super::marks::Marks>) -> String {
+    match marks {
+        None => value.to_string(),
+        Some(marks) => {
+            super::marks::shown_redacted(value, "value", &marks.attribute_paths("value"))
+        }
+    }
+}
+
 /// Which instance of a resource: none (no `count`/`for_each`), `[0]`, `["a"]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum InstanceKey {
@@ -65,6 +75,10 @@ pub struct EvaluatedModule {
     /// The sensitive parts of outputs that have any, for the calling
     /// module's references (`module.db.settings.password`).
     pub output_marks: BTreeMap<String, super::marks::Marks>,
+    /// The sensitive parts of locals and deployments that have any (so
+    /// that `validate --show` hides them).
+    pub local_marks: BTreeMap<String, super::marks::Marks>,
+    pub deployment_marks: BTreeMap<String, super::marks::Marks>,
     pub deployments: BTreeMap<String, Value>,
     pub providers: Vec<(String, Value)>,
     pub backend: Option<(String, Value)>,
@@ -113,7 +127,8 @@ impl EvaluatedModule {
             }
         }
         for (name, value) in &self.locals {
-            let _ = writeln!(out, "local.{name} = {value}");
+            let shown = shown_marked(value, self.local_marks.get(name));
+            let _ = writeln!(out, "local.{name} = {shown}");
         }
         for resource in &self.resources {
             let mode = if resource.id.mode == ResourceMode::Data {
@@ -129,14 +144,16 @@ impl EvaluatedModule {
                 .max()
                 .unwrap_or(0);
             for (name, value) in resource.arguments.iter() {
-                let _ = writeln!(out, "  {name:width$} = {value}");
+                let shown = super::marks::shown_redacted(value, name, &resource.sensitive);
+                let _ = writeln!(out, "  {name:width$} = {shown}");
             }
             if !resource.dependencies.is_empty() {
                 let _ = writeln!(out, "  (depends on {})", resource.dependencies.join(", "));
             }
         }
         for (name, value) in &self.deployments {
-            let _ = writeln!(out, "deployment.{name} = {value}");
+            let shown = shown_marked(value, self.deployment_marks.get(name));
+            let _ = writeln!(out, "deployment.{name} = {shown}");
         }
         for (name, output) in &self.outputs {
             if output.sensitive {

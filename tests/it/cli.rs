@@ -625,6 +625,24 @@ fn validate_checks_resources_of_built_in_providers() {
     );
     let output = infra(&["validate", "--show"], Some(dir.path()));
     assert!(output.status.success(), "{}", text(&output.stderr));
+
+    // --show prints what evaluation made, secrets (or their parts) hidden.
+    write(
+        dir.path(),
+        "main.infra",
+        "variable token {\n  default   = \"tok-123456\"\n  sensitive = true\n}\n\n\
+         locals {\n  env = { user = \"app\", token = var.token }\n}\n\n\
+         resource local_file f {\n  path    = \"f.txt\"\n  content = \"Bearer ${local.env.token}\"\n}\n",
+    );
+    let output = infra(&["validate", "--show"], Some(dir.path()));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let shown = text(&output.stdout);
+    assert!(!shown.contains("tok-123456"), "{shown}");
+    assert!(
+        shown.contains(r#"local.env = { token = (sensitive value), user = "app" }"#),
+        "{shown}"
+    );
+    assert!(shown.contains("content = (sensitive value)"), "{shown}");
 }
 
 const PLAN_CONFIG: &str = "resource random_id suffix {\n  byte_length = 4\n}\n\nresource local_file greeting {\n  path    = \"out/hello-${random_id.suffix.hex}.txt\"\n  content = \"hello\\n\"\n}\n";

@@ -326,6 +326,11 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let ok = value.is_ok();
                 let (value, marks) = value.unwrap_or((Value::Unknown, Marks::clear()));
                 self.values.locals.insert(name.to_string(), value.clone());
+                if !marks.is_clear() {
+                    self.result
+                        .local_marks
+                        .insert(name.to_string(), marks.clone());
+                }
                 NamedMarks::set(&mut self.values.marks.locals, name, marks);
                 self.result.locals.insert(name.to_string(), value);
                 ok
@@ -339,6 +344,11 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let (value, marks) = value.unwrap_or((Value::Unknown, Marks::clear()));
                 if ok {
                     self.add_deployment_instance(name, block, &marks);
+                }
+                if !marks.is_clear() {
+                    self.result
+                        .deployment_marks
+                        .insert(name.to_string(), marks.clone());
                 }
                 NamedMarks::set(&mut self.values.marks.deployments, name, marks);
                 self.values
