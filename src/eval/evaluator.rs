@@ -53,7 +53,9 @@ pub struct ModuleValues {
 pub struct NamedMarks {
     pub variables: HashMap<String, Marks>,
     pub locals: HashMap<String, Marks>,
-    pub resources: HashMap<(ResourceMode, String, String), Marks>,
+    /// By mode, type and name, looked up by `&str` without allocating.
+    pub resources:
+        HashMap<(ResourceMode, std::sync::Arc<str>), HashMap<std::sync::Arc<str>, Marks>>,
     pub modules: HashMap<String, Marks>,
     pub deployments: HashMap<String, Marks>,
 }
@@ -66,12 +68,14 @@ impl NamedMarks {
         }
     }
 
-    fn resource(&self, mode: ResourceMode, type_name: &str, name: &str) -> Marks {
+    pub(super) fn resource(&self, mode: ResourceMode, type_name: &str, name: &str) -> Marks {
         if self.resources.is_empty() {
             return Marks::clear();
         }
         self.resources
-            .get(&(mode, type_name.to_string(), name.to_string()))
+            .iter()
+            .find(|((m, t), _)| *m == mode && &**t == type_name)
+            .and_then(|(_, by_name)| by_name.get(name))
             .cloned()
             .unwrap_or_default()
     }
@@ -86,11 +90,14 @@ impl NamedMarks {
     }
 
     pub fn set_resource(&mut self, id: &ResourceId, marks: Marks) {
-        let key = (id.mode, id.type_name.to_string(), id.name.to_string());
+        let by_name = self
+            .resources
+            .entry((id.mode, id.type_name.clone()))
+            .or_default();
         if marks.is_clear() {
-            self.resources.remove(&key);
+            by_name.remove(&*id.name);
         } else {
-            self.resources.insert(key, marks);
+            by_name.insert(id.name.clone(), marks);
         }
     }
 }

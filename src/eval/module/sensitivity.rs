@@ -27,9 +27,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 mode,
                 type_name,
                 name,
-            } => marks
-                .resources
-                .contains_key(&(mode, type_name.to_string(), name.to_string())),
+            } => !marks.resource(mode, type_name, name).is_clear(),
             Target::Module(name) => marks.modules.contains_key(name),
             Target::Deployment(name) => marks.deployments.contains_key(name),
             _ => false,
