@@ -8,7 +8,8 @@
 //!
 //! - `pools.rs`: pools with weights, backends with health and draining,
 //!   the choice of a backend;
-//! - `proxy.rs`: forwarding, with one retry on another backend;
+//! - `proxy.rs`: forwarding, with one retry on another backend, over
+//!   `upstream.rs`: each worker's keep-alive connections to the backends;
 //! - `health.rs`: active health checks;
 //! - `admin.rs`: register / deregister (drain) / weights / status, and
 //!   `metrics.rs`: Prometheus metrics.
@@ -19,6 +20,7 @@ mod metrics;
 mod pools;
 pub mod protocol;
 mod proxy;
+mod upstream;
 
 pub use pools::{DEFAULT_WEIGHT, HealthCheck};
 
@@ -174,8 +176,16 @@ async fn serve(options: Options) -> Result<(), String> {
                             return;
                         }
                     };
-                    let client = shared.backend_client();
-                    let proxy = Arc::new(proxy::Proxy { shared, client });
+                    let upstream = shared.upstream();
+                    let proxy = Arc::new(proxy::Proxy { shared, upstream });
+                    let sweeping = proxy.clone();
+                    tokio::spawn(async move {
+                        let mut every = tokio::time::interval(upstream::IDLE_TIMEOUT / 3);
+                        loop {
+                            every.tick().await;
+                            sweeping.upstream.close_idle();
+                        }
+                    });
                     let _ = started.send(Ok(())).await;
                     accept(listener, move |request| proxy.clone().handle(request)).await;
                 });

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -36,6 +36,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use super::metrics::{Metrics, Series};
 use super::pools::Pools;
 use super::protocol::Settings;
+use super::upstream::{CallError, Upstream};
 
 pub type Body = Full<Bytes>;
 pub type BackendClient = Client<TimedConnector, Body>;
@@ -70,8 +71,15 @@ impl Shared {
         self.pools.set_settings(settings);
     }
 
-    /// A client with keep-alive connections to backends, on the current
-    /// thread, connecting within the current `connect_timeout`.
+    /// A proxying thread's connections to the backends, connecting within
+    /// the current `connect_timeout`.
+    pub fn upstream(&self) -> Upstream {
+        Upstream::new(self.connect_timeout_ms.clone())
+    }
+
+    /// A client with keep-alive connections to backends, for health checks
+    /// (on the admin thread), connecting within the current
+    /// `connect_timeout`.
     pub fn backend_client(&self) -> BackendClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -125,7 +133,7 @@ impl tower_service::Service<Uri> for TimedConnector {
 /// another thread).
 pub struct Proxy {
     pub shared: Arc<Shared>,
-    pub client: BackendClient,
+    pub upstream: Upstream,
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
@@ -220,32 +228,32 @@ impl Proxy {
             let backend = in_flight.backend().clone();
             let mut outgoing = Request::new(Full::new(body.clone()));
             *outgoing.method_mut() = parts.method.clone();
-            *outgoing.uri_mut() = match Uri::builder()
-                .scheme(Scheme::HTTP)
-                .authority(backend.authority.clone())
-                .path_and_query(path.clone())
-                .build()
-            {
-                Ok(uri) => uri,
-                Err(_) => return plain(StatusCode::BAD_REQUEST, "invalid request target\n"),
-            };
-            *outgoing.headers_mut() = parts.headers.clone();
-            outgoing
-                .headers_mut()
-                .append("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
+            // Origin-form, as HTTP/1.1 asks of a request to an origin server.
+            *outgoing.uri_mut() = Uri::from(path.clone());
+            let headers = outgoing.headers_mut();
+            *headers = parts.headers.clone();
+            if !headers.contains_key(hyper::header::HOST) {
+                headers.insert(
+                    hyper::header::HOST,
+                    HeaderValue::from_str(backend.authority.as_str())
+                        .expect("an authority is a valid header value"),
+                );
+            }
+            headers.append("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
             let exchange = async {
-                let response = self.client.request(outgoing).await.map_err(|error| {
-                    if error.is_connect() {
-                        Failure::NoConnection
-                    } else {
-                        Failure::NoAnswer
-                    }
-                })?;
+                let (response, connection) =
+                    self.upstream.call(backend.addr, outgoing).await.map_err(
+                        |error| match error {
+                            CallError::NoConnection => Failure::NoConnection,
+                            CallError::NoAnswer => Failure::NoAnswer,
+                        },
+                    )?;
                 let (mut response_parts, response_body) = response.into_parts();
                 let collected = response_body
                     .collect()
                     .await
                     .map_err(|_| Failure::PartAnswer)?;
+                self.upstream.give_back(connection);
                 strip_hop_by_hop(&mut response_parts.headers);
                 Ok(Response::from_parts(
                     response_parts,
