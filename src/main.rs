@@ -26,7 +26,20 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let args = infra::cli::normalize_arguments(std::env::args());
-    let cli = infra::cli::Cli::parse_from(args);
+    // A usage error exits 1, as every other error (clap's own code is 2,
+    // which infra keeps for "changes" and "drift": a CI job with a typo
+    // must fail, not report drift).
+    let cli = match infra::cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() {
+                infra::cli::exit::ERROR
+            } else {
+                infra::cli::exit::OK
+            });
+        }
+    };
     std::thread::Builder::new()
         .name("infra".into())
         .stack_size(MAIN_STACK_BYTES)

@@ -34,6 +34,9 @@ pub struct ApplyArgs {
     /// Apply without asking for confirmation
     #[arg(long)]
     pub auto_approve: bool,
+    /// `-input=false` (a global option): never ask for confirmation.
+    #[arg(skip = true)]
+    pub input: bool,
     /// Stream the plan and the progress as JSON lines (needs
     /// `--auto-approve` or a saved plan)
     #[arg(long)]
@@ -68,7 +71,7 @@ pub fn run(
                 "error: `infra destroy` takes no plan file\n  help: save a destroy plan with `infra plan --destroy -out {0}` and run `infra apply {0}`",
                 path.display()
             );
-            return ExitCode::from(2);
+            return ExitCode::from(super::exit::ERROR);
         }
         return apply_saved(directory, args, path, &events, style);
     }
@@ -89,7 +92,7 @@ pub fn run(
         super::plan::show(&run.planned.plan, &run.schemas, no_color);
     }
     if run.planned.plan.has_changes() && !args.auto_approve {
-        match confirm(command) {
+        match confirm(command, args.input) {
             Ok(()) => {}
             Err(code) => return code,
         }
@@ -133,7 +136,7 @@ fn apply_saved(
             "error: a saved plan carries its own --target and --replace\n  help: plan again with the options you want: `infra plan -out {}`",
             path.display()
         );
-        return ExitCode::from(2);
+        return ExitCode::from(super::exit::ERROR);
     }
     let mut planning = args.planning.clone();
     planning.refresh = true;
@@ -179,8 +182,15 @@ fn apply_saved(
     carry_out(run, planning.parallelism, events, args.json, style)
 }
 
-/// Asks for `yes` on a terminal; refuses without one.
-fn confirm(command: &str) -> Result<(), ExitCode> {
+/// Asks for `yes` on a terminal; refuses without one, or with
+/// `-input=false`.
+fn confirm(command: &str, input: bool) -> Result<(), ExitCode> {
+    if !input {
+        eprintln!(
+            "error: `infra {command}` needs confirmation, and -input=false forbids asking\n  help: review the plan above, then run `infra {command} --auto-approve`, or apply a saved plan (`infra plan -out FILE`, then `infra apply FILE`)"
+        );
+        return Err(ExitCode::from(1));
+    }
     if !std::io::stdin().is_terminal() {
         eprintln!(
             "error: `infra {command}` needs confirmation, and stdin is not a terminal\n  help: review the plan above, then run `infra {command} --auto-approve` (e.g. in CI)"

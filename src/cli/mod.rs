@@ -2,6 +2,7 @@
 
 mod apply;
 mod drift;
+pub mod exit;
 mod fmt;
 mod graph;
 mod import;
@@ -31,9 +32,19 @@ use crate::diagnostics::ReportStyle;
     after_help = "Run `infra COMMAND --help` for the options of a command."
 )]
 pub struct Cli {
-    /// Work in DIR instead of the current directory
-    #[arg(short = 'C', long = "directory", value_name = "DIR", global = true)]
+    /// Run in DIR, as Terraform's -chdir (relative paths are then DIR's)
+    #[arg(
+        short = 'C',
+        long = "directory",
+        visible_alias = "chdir",
+        value_name = "DIR",
+        global = true
+    )]
     pub directory: Option<PathBuf>,
+
+    /// `-input=false`: never ask anything (CI)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub input: bool,
 
     /// Never use colour (also: the NO_COLOR environment variable)
     #[arg(long, global = true)]
@@ -149,6 +160,8 @@ pub fn normalize_arguments(args: impl IntoIterator<Item = String>) -> Vec<String
         "reconfigure",
         "show-sensitive",
         "force",
+        "chdir",
+        "input",
     ];
     args.into_iter()
         .map(|arg| {
@@ -185,15 +198,43 @@ pub fn run(cli: Cli) -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::from(1);
     }
-    let directory = cli.directory.clone();
     let style = report_style(cli.no_color);
+    // `-C DIR`: from here on DIR is the working directory, so that paths in
+    // the configuration (`local_file.path`, `path.module`) and on the
+    // command line mean the same whichever directory infra was started in.
+    let directory = cli.directory.clone();
+    if let Some(dir) = &directory
+        && let Err(error) = std::env::set_current_dir(dir)
+    {
+        use crate::diagnostics::{Code, Diagnostic, Diagnostics, io_reason, render_all};
+        let mut diagnostics = Diagnostics::new();
+        diagnostics.push(
+            Diagnostic::error(
+                Code::NoConfiguration,
+                format!(
+                    "`{}` is not a directory ({})",
+                    dir.display(),
+                    io_reason(&error)
+                ),
+            )
+            .with_help("-C (-chdir) takes the directory of the configuration"),
+        );
+        eprint!("{}", render_all(&diagnostics, &Default::default(), style));
+        return ExitCode::from(exit::ERROR);
+    }
     match cli.command {
         Command::Validate(args) => validate::run(directory, &args, style),
         Command::Fmt(args) => fmt::run(directory, &args, style),
         Command::Init(args) => init::run(directory, &args, style),
         Command::Plan(args) => plan::run(directory, &args, style, cli.no_color),
-        Command::Apply(args) => apply::run(directory, &args, false, style, cli.no_color),
-        Command::Destroy(args) => apply::run(directory, &args, true, style, cli.no_color),
+        Command::Apply(mut args) => {
+            args.input = cli.input;
+            apply::run(directory, &args, false, style, cli.no_color)
+        }
+        Command::Destroy(mut args) => {
+            args.input = cli.input;
+            apply::run(directory, &args, true, style, cli.no_color)
+        }
         Command::Drift(args) => drift::run(directory, &args, style),
         Command::Graph(args) => graph::run(directory, &args, style),
         Command::Output(args) => output::run(directory, &args, style),

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::exit;
 use crate::check::{CheckOptions, Loaded};
 use crate::diagnostics::{ReportStyle, render_all};
 use crate::eval::SchemaCatalog;
@@ -47,9 +48,13 @@ pub struct PlanningArgs {
     pub saved_values: Vec<(String, crate::eval::Value)>,
 }
 
-/// How long to wait for the state lock.
+/// Whether to take the state lock, and how long to wait for it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LockArgs {
+    /// Take the state lock (`-lock=false`: don't; only when no other run
+    /// uses this state)
+    #[arg(long = "lock", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub lock: bool,
     /// Wait this long for a state lock another run holds (e.g. `30s`, `5m`)
     #[arg(long = "lock-timeout", default_value = "0s", value_name = "DURATION", value_parser = parse_lock_timeout, global = true)]
     pub lock_timeout: Duration,
@@ -124,12 +129,12 @@ pub fn open(
         }
     };
     let lock = match lock_for {
-        Some((operation, args)) => Some(take_lock(backend.as_ref(), operation, args, events)?),
+        Some((operation, args)) => take_lock(backend.as_ref(), operation, args, events)?,
         None => None,
     };
     // The first run that changes the state records where it is kept, so a
     // later change of the `backend` block is noticed (see `check_unmoved`).
-    if lock.is_some()
+    if lock_for.is_some()
         && !migration::record_path(&dir).exists()
         && let Err(message) = migration::write_record(&dir, &configured)
     {
@@ -198,14 +203,19 @@ pub fn open_backend(
     crate::state::backend::resolve(&dir, declared).map_err(fail)
 }
 
-/// Takes the state lock, waiting up to `--lock-timeout` (and saying so).
+/// Takes the state lock, waiting up to `--lock-timeout` (and saying so);
+/// none with `--lock=false`. A lock another run still holds at the end is
+/// exit code 3 ([`exit::LOCKED`]): a scheduled job can retry.
 pub fn take_lock(
     backend: &dyn Backend,
     operation: &str,
     args: &LockArgs,
     events: &Events,
-) -> Result<LockGuard, ExitCode> {
+) -> Result<Option<LockGuard>, ExitCode> {
     super::stop_signals::install();
+    if !args.lock {
+        return Ok(None);
+    }
     let waiting = |holder: &crate::state::LockInfo| {
         let event = Event::WaitingForLock {
             holder: format!("{} (pid {} on {})", holder.who, holder.pid, holder.host),
@@ -233,7 +243,11 @@ pub fn take_lock(
                 ),
                 None => {}
             }
-            Ok(lock)
+            Ok(Some(lock))
+        }
+        Err(error @ crate::state::LockError::Held(_)) => {
+            eprintln!("error: {error}");
+            Err(ExitCode::from(exit::LOCKED))
         }
         Err(error) => Err(fail(error.to_string())),
     }

@@ -21,8 +21,10 @@ pub struct ValidateArgs {
 
 /// The directory to read and the prefix to show in file names.
 pub fn directories(directory: Option<PathBuf>) -> (PathBuf, PathBuf) {
+    // `-C DIR` made DIR the working directory; messages still name files
+    // as `DIR/main.infra`, which opens from where the command was typed.
     match directory {
-        Some(dir) => (dir.clone(), dir),
+        Some(dir) => (PathBuf::from("."), dir),
         None => (PathBuf::from("."), PathBuf::new()),
     }
 }

@@ -668,7 +668,7 @@ fn a_state_in_s3_is_locked_by_conditional_writes_and_saved_compare_and_swap() {
     };
     let held = other.lock("apply", &wait).expect("the lock");
     let stopped = infra(&moto, dir.path(), &["apply", "--auto-approve"]);
-    assert_eq!(stopped.status.code(), Some(1), "{}", both(&stopped));
+    assert_eq!(stopped.status.code(), Some(3), "{}", both(&stopped));
     let said = both(&stopped);
     assert!(
         said.contains("the state is locked by") && said.contains(&held.info.id),

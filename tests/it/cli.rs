@@ -22,8 +22,9 @@ fn help_and_usage_errors_are_pinned_whole() {
         ("plan_help", &["plan", "--help"], 0),
         ("apply_help", &["apply", "--help"], 0),
         ("state_help", &["state", "--help"], 0),
-        ("unknown_option", &["plan", "--bogus"], 2),
-        ("unknown_command", &["plna"], 2),
+        // A usage error is an error (1), never "changes" or "drift" (2).
+        ("unknown_option", &["plan", "--bogus"], 1),
+        ("unknown_command", &["plna"], 1),
     ] {
         let output = infra(args, None);
         assert_eq!(output.status.code(), Some(code), "{name}");
@@ -504,9 +505,20 @@ fn a_held_lock_stops_state_edits_until_force_unlocked() {
     });
     write(dir.path(), "prod.json.lock", &lock.to_string());
     let refused = infra(&["state", "rm", "aws_subnet.a"], Some(dir.path()));
+    let waited = infra(
+        &["state", "rm", "-lock-timeout=1s", "aws_subnet.a"],
+        Some(dir.path()),
+    );
     let _ = holder.kill();
     let _ = holder.wait();
-    assert_eq!(refused.status.code(), Some(1));
+    // Its own exit code: a scheduled job can retry instead of alerting.
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    assert_eq!(waited.status.code(), Some(3), "{}", text(&waited.stderr));
+    assert!(
+        text(&waited.stderr).contains("Waiting for the state lock"),
+        "{}",
+        text(&waited.stderr)
+    );
     let message = text(&refused.stderr);
     assert!(
         message.contains(&format!("locked by ci (pid {pid} on {host})")),
@@ -784,4 +796,153 @@ fn a_deployment_on_a_provider_without_fleets_is_refused_at_validate() {
         error.contains("deployments on `aws` are not built yet"),
         "{error}"
     );
+}
+
+/// `-C DIR` is Terraform's `-chdir`: relative paths in the configuration
+/// (`local_file.path`, `path.module`) and the state mean the same whether
+/// infra runs from the parent with `-C` or from inside the directory — a
+/// scheduled drift job started elsewhere must not report false drift.
+#[test]
+fn dash_c_switches_directory_so_paths_do_not_depend_on_where_infra_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("stack");
+    std::fs::create_dir(&config).unwrap();
+    write(
+        &config,
+        "main.infra",
+        r#"
+backend local {
+  encryption = "none"
+}
+
+resource local_file plain {
+  path    = "out/plain.txt"
+  content = "relative to the configuration"
+}
+
+resource local_file moduled {
+  path    = "${path.module}/out/moduled.txt"
+  content = "path.module is the configuration's directory"
+}
+"#,
+    );
+    let applied = infra(
+        &["-C", "stack", "apply", "--auto-approve", "-input=false"],
+        Some(root.path()),
+    );
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    assert!(config.join("out/plain.txt").exists());
+    assert!(config.join("out/moduled.txt").exists());
+    assert!(
+        !root.path().join("out").exists(),
+        "nothing lands in the cwd"
+    );
+
+    // From inside the directory, and through `-chdir=` from the parent.
+    for (cwd, args) in [
+        (config.as_path(), &["drift"][..]),
+        (root.path(), &["-chdir=stack", "drift"]),
+    ] {
+        let drift = infra(args, Some(cwd));
+        assert_eq!(
+            drift.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&drift.stdout)
+        );
+    }
+    let plan = infra(&["plan", "--detailed-exitcode"], Some(&config));
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+    let state = std::fs::read_to_string(config.join("infra.state.json"))
+        .expect("the state is in the configuration's directory");
+    assert!(
+        !state.contains("stack/"),
+        "no directory name in the state:\n{state}"
+    );
+
+    let missing = infra(&["-C", "nowhere", "plan"], Some(root.path()));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("`nowhere` is not a directory"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+/// Terraform's CI options mean what they mean there: `-input=false` never
+/// asks (an apply that would ask is an error saying how to answer),
+/// `-lock=false` takes no lock, `-lock-timeout=5m` waits; a typo in an
+/// option is exit 1, not the 2 of "drift".
+#[test]
+fn terraform_ci_options_are_accepted_and_usage_errors_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "backend local {\n  encryption = \"none\"\n}\n\nresource local_file f {\n  path    = \"f.txt\"\n  content = \"x\"\n}\n",
+    );
+    let asked = infra(&["apply", "-input=false"], Some(dir.path()));
+    assert_eq!(asked.status.code(), Some(1));
+    assert!(
+        text(&asked.stderr).contains("-input=false forbids asking"),
+        "{}",
+        text(&asked.stderr)
+    );
+    assert!(!dir.path().join("f.txt").exists(), "nothing applied");
+
+    let plan = infra(
+        &[
+            "plan",
+            "-input=false",
+            "-lock=false",
+            "-lock-timeout=5m",
+            "-detailed-exitcode",
+        ],
+        Some(dir.path()),
+    );
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan.stderr));
+    // A lock held by a live process: apply waits for it (and gives up
+    // with 3), unless told not to lock.
+    let mut holder = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    let pid = holder.id();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let lock = serde_json::json!({
+        "id": "c1c1c1", "who": "ci", "host": host, "pid": pid,
+        "process_start": infra::state::process_start(pid),
+        "when": "2026-11-30T10:00:00Z", "operation": "apply"
+    });
+    write(dir.path(), "infra.state.json.lock", &lock.to_string());
+    let locked = infra(
+        &["apply", "-auto-approve", "-lock-timeout=1s"],
+        Some(dir.path()),
+    );
+    let unlocked = infra(
+        &["apply", "-auto-approve", "-input=false", "-lock=false"],
+        Some(dir.path()),
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(locked.status.code(), Some(3), "{}", text(&locked.stderr));
+    assert!(unlocked.status.success(), "{}", text(&unlocked.stderr));
+    assert!(dir.path().join("f.txt").exists());
+
+    for typo in [
+        &["drift", "--jsn"][..],
+        &["plan", "-lock=maybe"],
+        &["plan", "-input"],
+    ] {
+        let refused = infra(typo, Some(dir.path()));
+        assert_eq!(
+            refused.status.code(),
+            Some(1),
+            "{typo:?}: {}",
+            text(&refused.stderr)
+        );
+    }
 }
