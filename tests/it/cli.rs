@@ -489,28 +489,15 @@ fn state_commands_list_show_move_and_remove_under_the_lock() {
 #[test]
 fn a_held_lock_stops_state_edits_until_force_unlocked() {
     let dir = configuration_with_state();
-    let mut holder = Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .expect("spawn sleep");
-    let pid = holder.id();
-    let start = infra::state::process_start(pid);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string();
-    let lock = serde_json::json!({
-        "id": "feedc0de", "who": "ci", "host": host, "pid": pid, "process_start": start,
-        "when": "2026-11-26T10:00:00Z", "operation": "apply"
-    });
-    write(dir.path(), "prod.json.lock", &lock.to_string());
+    let holder = LockHolder::new(dir.path(), "prod.json.lock", "feedc0de");
+    let pid = holder.pid();
+    let host = hostname();
     let refused = infra(&["state", "rm", "aws_subnet.a"], Some(dir.path()));
     let waited = infra(
         &["state", "rm", "-lock-timeout=1s", "aws_subnet.a"],
         Some(dir.path()),
     );
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     // Its own exit code: a scheduled job can retry instead of alerting.
     assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
     assert_eq!(waited.status.code(), Some(3), "{}", text(&waited.stderr));
@@ -903,21 +890,7 @@ fn terraform_ci_options_are_accepted_and_usage_errors_exit_1() {
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan.stderr));
     // A lock held by a live process: apply waits for it (and gives up
     // with 3), unless told not to lock.
-    let mut holder = Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .expect("spawn sleep");
-    let pid = holder.id();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string();
-    let lock = serde_json::json!({
-        "id": "c1c1c1", "who": "ci", "host": host, "pid": pid,
-        "process_start": infra::state::process_start(pid),
-        "when": "2026-11-30T10:00:00Z", "operation": "apply"
-    });
-    write(dir.path(), "infra.state.json.lock", &lock.to_string());
+    let holder = LockHolder::new(dir.path(), "infra.state.json.lock", "c1c1c1");
     let locked = infra(
         &["apply", "-auto-approve", "-lock-timeout=1s"],
         Some(dir.path()),
@@ -926,8 +899,7 @@ fn terraform_ci_options_are_accepted_and_usage_errors_exit_1() {
         &["apply", "-auto-approve", "-input=false", "-lock=false"],
         Some(dir.path()),
     );
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     assert_eq!(locked.status.code(), Some(3), "{}", text(&locked.stderr));
     assert!(unlocked.status.success(), "{}", text(&unlocked.stderr));
     assert!(dir.path().join("f.txt").exists());
@@ -944,5 +916,44 @@ fn terraform_ci_options_are_accepted_and_usage_errors_exit_1() {
             "{typo:?}: {}",
             text(&refused.stderr)
         );
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A state lock file held by a live process of this host (a `sleep`, killed
+/// when this is dropped), as another run's would be.
+struct LockHolder(std::process::Child);
+
+impl LockHolder {
+    fn new(dir: &Path, lock_file: &str, id: &str) -> LockHolder {
+        let holder = Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = holder.id();
+        let lock = serde_json::json!({
+            "id": id, "who": "ci", "host": hostname(), "pid": pid,
+            "process_start": infra::state::process_start(pid),
+            "when": "2026-11-26T10:00:00Z", "operation": "apply"
+        });
+        write(dir, lock_file, &lock.to_string());
+        LockHolder(holder)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
