@@ -13,9 +13,17 @@ use super::planning::{Opened, open};
 
 #[derive(Debug, clap::Args)]
 pub struct DriftArgs {
-    /// Print the report as JSON
-    #[arg(long)]
+    /// How to print the report: for people, for machines, or for a pull
+    /// request or issue comment
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+    /// Same as `--format json`
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// `--format markdown`: at most this many bytes (a comment's limit),
+    /// leaving out what does not fit and saying so
+    #[arg(long, default_value_t = 60_000, value_name = "BYTES")]
+    pub max_bytes: usize,
     /// How many refreshes run at once
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub parallelism: usize,
@@ -23,8 +31,13 @@ pub struct DriftArgs {
     pub variables: super::VariableArgs,
 }
 
-/// Exit code when something drifted.
-const DRIFTED: u8 = 2;
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Markdown,
+}
 
 pub fn run(directory: Option<PathBuf>, args: &DriftArgs, style: ReportStyle) -> ExitCode {
     let opened = match open(
@@ -65,16 +78,24 @@ pub fn run(directory: Option<PathBuf>, args: &DriftArgs, style: ReportStyle) -> 
         return ExitCode::from(1);
     }
     let report = drift(&state, &refreshed);
-    if args.json {
-        println!(
+    let format = if args.json {
+        ReportFormat::Json
+    } else {
+        args.format
+    };
+    match format {
+        ReportFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
-        );
-    } else {
-        print!("{}", report.render(&options.schemas, &state));
+        ),
+        ReportFormat::Text => print!("{}", report.render(&options.schemas, &state)),
+        ReportFormat::Markdown => print!(
+            "{}",
+            report.to_markdown(&options.schemas, &state, args.max_bytes)
+        ),
     }
     if report.has_drift() {
-        ExitCode::from(DRIFTED)
+        ExitCode::from(super::exit::CHANGES)
     } else {
         ExitCode::SUCCESS
     }

@@ -162,6 +162,8 @@ pub fn normalize_arguments(args: impl IntoIterator<Item = String>) -> Vec<String
         "force",
         "chdir",
         "input",
+        "format",
+        "max-bytes",
     ];
     args.into_iter()
         .map(|arg| {

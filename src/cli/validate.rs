@@ -19,6 +19,9 @@ pub struct ValidateArgs {
     pub variables: super::VariableArgs,
 }
 
+/// `format_version` of `validate --json` (docs/json-formats.md).
+const VALIDATE_FORMAT_VERSION: u32 = 1;
+
 /// The directory to read and the prefix to show in file names.
 pub fn directories(directory: Option<PathBuf>) -> (PathBuf, PathBuf) {
     // `-C DIR` made DIR the working directory; messages still name files
@@ -46,6 +49,8 @@ pub fn run(directory: Option<PathBuf>, args: &ValidateArgs, style: ReportStyle) 
     let diagnostics = &checked.diagnostics;
     if args.json {
         let report = serde_json::json!({
+            "format": "infra-validate",
+            "format_version": VALIDATE_FORMAT_VERSION,
             "valid": !diagnostics.has_errors(),
             "error_count": diagnostics.error_count(),
             "warning_count": diagnostics.warning_count(),

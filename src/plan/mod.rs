@@ -6,7 +6,8 @@
 //! which attributes force a replacement and which the provider computes;
 //! `modes.rs` holds `--destroy`, `--target`, `--replace`; `planner.rs` is
 //! the pipeline that puts them together (the only one); `render.rs` and
-//! `json.rs` show a plan; `saved.rs` is the `-out` file; `recovery.rs`
+//! `json.rs` show a plan; `drift.rs` reports drift; `markdown.rs` bounds
+//! the Markdown reports CI posts; `saved.rs` is the `-out` file; `recovery.rs`
 //! looks for the objects of creates an interrupted run left pending.
 //! Planning changes nothing anywhere.
 
@@ -14,6 +15,7 @@ mod data;
 mod diff;
 mod drift;
 mod json;
+mod markdown;
 mod modes;
 mod planner;
 mod recovery;
@@ -25,7 +27,7 @@ pub use data::read_data_sources;
 pub use diff::{
     Action, Change, Plan, Records, StatePlanner, diff, plan, plan_loaded, refine_with_providers,
 };
-pub use drift::{DriftReport, Drifted, drift};
+pub use drift::{DRIFT_FORMAT_VERSION, DriftReport, Drifted, drift};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
 pub use modes::{Evaluation, check_replacements, destroy_plan, restrict_to_targets, targets};
 pub use planner::{PlanFailure, PlanOptions, Planned, PlannedInstance, Planner, planned_instances};

@@ -25,5 +25,6 @@ mod moto;
 mod plan_cases;
 mod plan_diff;
 mod provider_schemas;
+mod reports;
 mod robustness;
 mod state;
