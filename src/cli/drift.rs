@@ -39,6 +39,13 @@ pub enum ReportFormat {
     Markdown,
 }
 
+impl ReportFormat {
+    /// `--json` is `--format json`.
+    pub fn or_json(self, json: bool) -> ReportFormat {
+        if json { ReportFormat::Json } else { self }
+    }
+}
+
 pub fn run(directory: Option<PathBuf>, args: &DriftArgs, style: ReportStyle) -> ExitCode {
     let opened = match open(
         directory,
@@ -78,11 +85,7 @@ pub fn run(directory: Option<PathBuf>, args: &DriftArgs, style: ReportStyle) -> 
         return ExitCode::from(1);
     }
     let report = drift(&state, &refreshed);
-    let format = if args.json {
-        ReportFormat::Json
-    } else {
-        args.format
-    };
+    let format = args.format.or_json(args.json);
     match format {
         ReportFormat::Json => println!(
             "{}",

@@ -12,6 +12,7 @@ mod output;
 mod plan;
 mod planning;
 mod rollout;
+mod show;
 mod state;
 mod stop_signals;
 mod validate;
@@ -107,6 +108,14 @@ pub enum Command {
     Graph(graph::GraphArgs),
     /// Show output values from the state
     Output(output::OutputArgs),
+    /// Show a plan saved with `plan -out FILE` (text or --json), or the state
+    Show(show::ShowArgs),
+    /// Print infra's version, its providers and the versions of its formats
+    Version {
+        /// As JSON (for CI: which formats this infra reads and writes)
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and edit the state: list, show, rm, mv, rekey, pull, push, merge
     State(state::StateArgs),
     /// Remove a state lock left by a run that is gone: `infra force-unlock ID`
@@ -164,6 +173,7 @@ pub fn normalize_arguments(args: impl IntoIterator<Item = String>) -> Vec<String
         "input",
         "format",
         "max-bytes",
+        "raw",
     ];
     args.into_iter()
         .map(|arg| {
@@ -240,6 +250,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Drift(args) => drift::run(directory, &args, style),
         Command::Graph(args) => graph::run(directory, &args, style),
         Command::Output(args) => output::run(directory, &args, style),
+        Command::Show(args) => show::run(directory, &args, style),
+        Command::Version { json } => version(json),
         Command::State(args) => state::run(directory, &args, style),
         Command::ForceUnlock { id } => state::force(directory, &id, style),
         Command::Import(args) => import::run(directory, &args, style),
@@ -249,4 +261,36 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(infra_provider_local::lb::run(options) as u8)
         }
     }
+}
+
+/// `infra version [--json]`.
+fn version(json: bool) -> ExitCode {
+    let providers: Vec<String> = crate::providers::ProviderRegistry::builtin()
+        .iter()
+        .map(|provider| provider.name().to_string())
+        .collect();
+    let platform = format!("{}_{}", std::env::consts::OS, std::env::consts::ARCH);
+    let formats = serde_json::json!({
+        "state": crate::state::FORMAT_VERSION,
+        "plan": crate::plan::PLAN_FORMAT_VERSION,
+        "saved_plan": crate::plan::SAVED_PLAN_VERSION,
+        "drift": crate::plan::DRIFT_FORMAT_VERSION,
+        "validate": validate::VALIDATE_FORMAT_VERSION,
+    });
+    if json {
+        let report = serde_json::json!({
+            "infra_version": env!("CARGO_PKG_VERSION"),
+            "platform": platform,
+            "providers": providers,
+            "format_versions": formats,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        println!("infra v{} on {platform}", env!("CARGO_PKG_VERSION"));
+        println!("providers: {}", providers.join(", "));
+    }
+    ExitCode::SUCCESS
 }

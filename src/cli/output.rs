@@ -1,5 +1,5 @@
-//! `infra output [NAME] [--json] [--show-sensitive]`: output values from
-//! the state.
+//! `infra output [NAME] [--json | --raw] [--show-sensitive]`: output
+//! values from the state.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +14,10 @@ pub struct OutputArgs {
     /// Print JSON (an object of all outputs, or the one value)
     #[arg(long)]
     pub json: bool,
+    /// Print one string, number or bool as it is, without quotes or a
+    /// newline (for scripts: `$(infra output -raw url)`)
+    #[arg(long, conflicts_with = "json", requires = "name")]
+    pub raw: bool,
     /// Print sensitive values instead of `(sensitive)`
     #[arg(long)]
     pub show_sensitive: bool,
@@ -47,6 +51,13 @@ pub fn run(directory: Option<PathBuf>, args: &OutputArgs, style: ReportStyle) ->
             eprintln!("error: no output `{name}` in the state\n  help: {help}");
             return ExitCode::from(1);
         };
+        if args.raw {
+            return print_raw(
+                name,
+                &output.value,
+                output.sensitive && !args.show_sensitive,
+            );
+        }
         let value = shown(&output.value, output.sensitive);
         if args.json {
             println!("{value}");
@@ -80,5 +91,34 @@ pub fn run(directory: Option<PathBuf>, args: &OutputArgs, style: ReportStyle) ->
             println!("{name:width$} = {value}");
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// `output -raw NAME`: the value as it is, for a shell to capture. A
+/// secret is refused rather than printed as `(sensitive)` (which a script
+/// would take for the value) unless `--show-sensitive` says to print it.
+fn print_raw(name: &str, value: &serde_json::Value, hidden: bool) -> ExitCode {
+    use std::io::Write as _;
+    if hidden {
+        eprintln!(
+            "error: the output `{name}` is sensitive\n  help: `infra output -raw --show-sensitive {name}` prints it"
+        );
+        return ExitCode::from(1);
+    }
+    let text = match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Number(number) => number.to_string(),
+        serde_json::Value::Bool(flag) => flag.to_string(),
+        serde_json::Value::Null => String::new(),
+        _ => {
+            eprintln!(
+                "error: the output `{name}` is a list or an object; -raw prints strings, numbers and bools\n  help: `infra output -json {name}` prints it as JSON"
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
     ExitCode::SUCCESS
 }

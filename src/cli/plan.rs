@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use crate::diagnostics::ReportStyle;
 use crate::events::Events;
-use crate::plan::{Plan, RenderOptions, render, to_json};
+use crate::plan::{Plan, RenderOptions, render, render_markdown, to_json};
 
+use super::drift::ReportFormat;
 use super::planning::{PlanningArgs, make_plan};
 
 #[derive(Debug, clap::Args)]
@@ -16,6 +17,13 @@ pub struct PlanArgs {
     /// Print the machine-readable plan (JSON) instead of text
     #[arg(long)]
     pub json: bool,
+    /// How to print the plan: for people, for machines (as --json), or for
+    /// a pull request comment
+    #[arg(long, value_enum, default_value = "text", conflicts_with = "json")]
+    pub format: ReportFormat,
+    /// `--format markdown`: at most this many bytes (a comment's limit)
+    #[arg(long, default_value_t = 60_000, value_name = "BYTES")]
+    pub max_bytes: usize,
     /// Exit 0 when there are no changes, 2 when there are (1 on errors)
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -48,23 +56,26 @@ pub fn run(
     };
     run.runtime.block_on(run.providers.close());
     let plan = &run.planned.plan;
-    if args.json {
-        println!(
+    let format = args.format.or_json(args.json);
+    match format {
+        ReportFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&to_json(plan, &run.schemas)).unwrap_or_default()
-        );
-    } else {
-        show(plan, &run.schemas, no_color);
+        ),
+        ReportFormat::Text => show(plan, &run.schemas, no_color),
+        ReportFormat::Markdown => print!("{}", render_markdown(plan, &run.schemas, args.max_bytes)),
     }
     if let Some(path) = &args.out {
-        if let Err(message) = run
-            .to_saved(&args.planning, &crate::plan::new_secret_key())
-            .write(path)
-        {
+        let mut saved = run.to_saved(&args.planning, &crate::plan::new_secret_key());
+        saved.shown = Some(crate::plan::ShownPlan {
+            text: render(plan, &run.schemas, RenderOptions { color: false }),
+            json: to_json(plan, &run.schemas),
+        });
+        if let Err(message) = saved.write(path) {
             eprintln!("error: {message}");
             return ExitCode::from(1);
         }
-        if !args.json {
+        if format == ReportFormat::Text {
             println!(
                 "\nSaved the plan to {0}. To perform exactly these actions: infra apply {0}",
                 path.display()

@@ -315,6 +315,7 @@ impl PlannedRun {
             plan_sha256: json_digest(&to_json(&planned.plan, &self.schemas)),
             summary: planned.plan.summary(),
             changes: change_lines(&planned.plan),
+            shown: None,
         }
     }
 }

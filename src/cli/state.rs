@@ -97,6 +97,39 @@ pub(super) fn unknown_address(state: &State, address: &str) -> ExitCode {
     fail(format!("`{address}` is not in the state\n  help: {help}"))
 }
 
+/// One resource of the state for people: its attributes, secrets hidden
+/// unless `show_sensitive`, and what it depends on.
+pub(super) fn describe(
+    address: &str,
+    resource: &crate::state::ResourceState,
+    show_sensitive: bool,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "# {address} ({}, provider {})\n",
+        resource.type_name, resource.provider
+    );
+    let width = resource
+        .attributes
+        .keys()
+        .map(|k| k.len())
+        .max()
+        .unwrap_or(0);
+    for (name, value) in &resource.attributes {
+        let value = Value::from_json(value);
+        if show_sensitive {
+            let _ = writeln!(out, "{name:width$} = {value}");
+        } else {
+            let shown = crate::eval::shown_redacted(&value, name, &resource.sensitive);
+            let _ = writeln!(out, "{name:width$} = {shown}");
+        }
+    }
+    if !resource.dependencies.is_empty() {
+        let _ = writeln!(out, "# depends on {}", resource.dependencies.join(", "));
+    }
+    out
+}
+
 pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> ExitCode {
     if let StateCommand::Merge { base, ours, theirs } = &args.command {
         // Paths as git gives them, from where it runs: no configuration.
@@ -128,28 +161,7 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             let Some(resource) = state.resources.get(address) else {
                 return unknown_address(&state, address);
             };
-            println!(
-                "# {address} ({}, provider {})",
-                resource.type_name, resource.provider
-            );
-            let width = resource
-                .attributes
-                .keys()
-                .map(|k| k.len())
-                .max()
-                .unwrap_or(0);
-            for (name, value) in &resource.attributes {
-                let value = Value::from_json(value);
-                if *show_sensitive {
-                    println!("{name:width$} = {value}");
-                } else {
-                    let shown = crate::eval::shown_redacted(&value, name, &resource.sensitive);
-                    println!("{name:width$} = {shown}");
-                }
-            }
-            if !resource.dependencies.is_empty() {
-                println!("# depends on {}", resource.dependencies.join(", "));
-            }
+            print!("{}", describe(address, resource, *show_sensitive));
             ExitCode::SUCCESS
         }
         StateCommand::Rm { addresses } => edit(backend, "state rm", &args.lock, |state| {

@@ -20,7 +20,7 @@ pub struct ValidateArgs {
 }
 
 /// `format_version` of `validate --json` (docs/json-formats.md).
-const VALIDATE_FORMAT_VERSION: u32 = 1;
+pub const VALIDATE_FORMAT_VERSION: u32 = 1;
 
 /// The directory to read and the prefix to show in file names.
 pub fn directories(directory: Option<PathBuf>) -> (PathBuf, PathBuf) {

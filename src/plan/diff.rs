@@ -238,6 +238,8 @@ pub struct Plan {
     /// How each deployment that gets a new version rolls it out, by
     /// address.
     pub rollouts: BTreeMap<String, Rollout>,
+    /// The root module's outputs that change, by name.
+    pub outputs: Vec<super::outputs::OutputChange>,
 }
 
 impl Plan {
@@ -252,15 +254,27 @@ impl Plan {
         let change = self.count(|a| a == Action::Update);
         let replace = self.count(|a| matches!(a, Action::Replace { .. }));
         let destroy = self.count(|a| a == Action::Delete);
-        if add + change + replace + destroy == 0 {
+        let outputs = self.outputs.len();
+        if add + change + replace + destroy + outputs == 0 {
             return "No changes.".into();
         }
+        let also = match outputs {
+            0 => String::new(),
+            1 => ", 1 output to change".into(),
+            n => format!(", {n} outputs to change"),
+        };
         format!(
-            "Plan: {add} to add, {change} to change, {replace} to replace, {destroy} to destroy."
+            "Plan: {add} to add, {change} to change, {replace} to replace, {destroy} to destroy{also}."
         )
     }
 
+    /// Anything for apply to do: a resource to change, or an output (as
+    /// Terraform, whose `-detailed-exitcode` counts output changes too).
     pub fn has_changes(&self) -> bool {
+        self.has_resource_changes() || !self.outputs.is_empty()
+    }
+
+    pub fn has_resource_changes(&self) -> bool {
         self.changes
             .iter()
             .any(|c| !matches!(c.action, Action::NoOp | Action::Read))

@@ -8,6 +8,9 @@
 //!                  "before": { … }, "after": { … },
 //!                  "after_unknown": ["id"], "sensitive": ["password"],
 //!                  "changed": ["ami", "id"], "replaced_because": ["ami"] } ],
+//!   "output_changes": [ { "name": "url", "action": "update", "before": "…",
+//!                         "after": null, "after_unknown": true,
+//!                         "sensitive": false } ],
 //!   "summary": { "add": 0, "change": 0, "replace": 1, "destroy": 0 } }
 //! ```
 //!
@@ -196,6 +199,7 @@ pub fn to_json(plan: &Plan, schemas: &SchemaCatalog) -> serde_json::Value {
         "format": "infra-plan",
         "format_version": PLAN_FORMAT_VERSION,
         "changes": changes,
+        "output_changes": plan.outputs.iter().map(|o| o.to_json()).collect::<Vec<_>>(),
         "summary": summary,
     })
 }

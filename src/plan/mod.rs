@@ -17,6 +17,7 @@ mod drift;
 mod json;
 mod markdown;
 mod modes;
+mod outputs;
 mod planner;
 mod recovery;
 mod refresh;
@@ -30,11 +31,12 @@ pub use diff::{
 pub use drift::{DRIFT_FORMAT_VERSION, DriftReport, Drifted, drift};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
 pub use modes::{Evaluation, check_replacements, destroy_plan, restrict_to_targets, targets};
+pub use outputs::{OutputChange, output_changes};
 pub use planner::{PlanFailure, PlanOptions, Planned, PlannedInstance, Planner, planned_instances};
 pub use recovery::adopt_pending;
 pub use refresh::refresh;
-pub use render::{RenderOptions, render};
+pub use render::{RenderOptions, render, render_markdown};
 pub use saved::{
-    SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, SavedPlan, SavedVariable, change_lines,
+    SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, SavedPlan, SavedVariable, ShownPlan, change_lines,
     configuration_digest, json_digest, new_secret_key, prior_digests, secret_digest,
 };

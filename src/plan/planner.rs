@@ -255,6 +255,11 @@ impl<'r> Planner<'r> {
                 self.options.destroy,
             ));
         }
+        // Outputs as apply will record them; a destroy or a targeted plan
+        // leaves them as they are (as Terraform's does).
+        if !self.options.destroy && self.options.targets.is_empty() {
+            plan.outputs = super::outputs::output_changes(&evaluated, &refreshed);
+        }
         checked.diagnostics.sort();
         let config = match checked.config.take() {
             Some(config) if !checked.diagnostics.has_errors() => config,

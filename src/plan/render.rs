@@ -151,50 +151,28 @@ fn deferred_read(change: &Change, schema: Option<&BlockSchema>) -> bool {
     })
 }
 
+/// The plan for people: each change shown, then the outputs that change,
+/// then the summary.
 pub fn render(plan: &Plan, schemas: &SchemaCatalog, options: RenderOptions) -> String {
     let mut out = String::new();
     let mut shown = 0;
     for change in &plan.changes {
-        let schema = match schemas.lookup(change.mode, &change.type_name) {
-            SchemaLookup::Found(schema) => Some(schema),
-            _ => None,
+        let Some(block) = change_block(plan, change, schemas, options) else {
+            continue;
         };
-        match change.action {
-            Action::NoOp => continue,
-            Action::Read if !deferred_read(change, schema) => continue,
-            _ => {}
-        }
         if shown == 0 {
             out.push_str("infra will perform the following actions:\n\n");
         }
         shown += 1;
-        let mut printer = Printer {
-            out: String::new(),
-            options,
-            schema,
-            sensitive: &change.sensitive,
-        };
-        render_change(&mut printer, change);
-        if let Some(rollout) = plan.rollouts.get(&change.address) {
-            for line in rollout.to_string().lines() {
-                let _ = writeln!(printer.out, "    # {line}");
-            }
-            if let Some(recorded) = &rollout.recorded {
-                let _ = writeln!(printer.out, "    # {}", recorded.summary());
-                let next = match recorded.status {
-                    Status::Paused => format!(
-                        "`infra rollout promote {0}` continues it, `infra rollout abort {0}` rolls it back",
-                        change.address
-                    ),
-                    Status::Running => "apply resumes it at that step".to_string(),
-                    Status::RolledBack | Status::Failed => {
-                        "apply starts it again from the first step".to_string()
-                    }
-                };
-                let _ = writeln!(printer.out, "    # {next}");
-            }
+        out.push_str(&block);
+        out.push('\n');
+    }
+    if !plan.outputs.is_empty() {
+        out.push_str("Changes to Outputs:\n");
+        let width = plan.outputs.iter().map(|o| o.name.len()).max().unwrap_or(0);
+        for output in &plan.outputs {
+            let _ = writeln!(out, "{}", output.line(width));
         }
-        out.push_str(&printer.out);
         out.push('\n');
     }
     let summary = plan.summary();
@@ -209,6 +187,53 @@ pub fn render(plan: &Plan, schemas: &SchemaCatalog, options: RenderOptions) -> S
         );
     }
     out
+}
+
+/// One change as `render` shows it (`  # random_id.x will be created` and
+/// its attributes), or none for a change that is not shown (no-op, a data
+/// source read while planning).
+pub fn change_block(
+    plan: &Plan,
+    change: &Change,
+    schemas: &SchemaCatalog,
+    options: RenderOptions,
+) -> Option<String> {
+    let schema = match schemas.lookup(change.mode, &change.type_name) {
+        SchemaLookup::Found(schema) => Some(schema),
+        _ => None,
+    };
+    match change.action {
+        Action::NoOp => return None,
+        Action::Read if !deferred_read(change, schema) => return None,
+        _ => {}
+    }
+    let mut printer = Printer {
+        out: String::new(),
+        options,
+        schema,
+        sensitive: &change.sensitive,
+    };
+    render_change(&mut printer, change);
+    if let Some(rollout) = plan.rollouts.get(&change.address) {
+        for line in rollout.to_string().lines() {
+            let _ = writeln!(printer.out, "    # {line}");
+        }
+        if let Some(recorded) = &rollout.recorded {
+            let _ = writeln!(printer.out, "    # {}", recorded.summary());
+            let next = match recorded.status {
+                Status::Paused => format!(
+                    "`infra rollout promote {0}` continues it, `infra rollout abort {0}` rolls it back",
+                    change.address
+                ),
+                Status::Running => "apply resumes it at that step".to_string(),
+                Status::RolledBack | Status::Failed => {
+                    "apply starts it again from the first step".to_string()
+                }
+            };
+            let _ = writeln!(printer.out, "    # {next}");
+        }
+    }
+    Some(printer.out)
 }
 
 fn render_change(printer: &mut Printer, change: &Change) {
@@ -333,4 +358,91 @@ fn render_change(printer: &mut Printer, change: &Change) {
         );
     }
     let _ = writeln!(printer.out, "    }}");
+}
+
+/// The plan for a pull request comment (`plan --format markdown`): the
+/// summary as a title, a table of the changes, each change's block as a
+/// collapsed `diff` (signs moved to the first column so the platform
+/// colours them), the outputs that change; at most `max_bytes` long, with
+/// a note counting what it left out.
+pub fn render_markdown(plan: &Plan, schemas: &SchemaCatalog, max_bytes: usize) -> String {
+    use super::markdown;
+    if !plan.has_changes() {
+        return "### infra plan: no changes\n\nThe infrastructure matches the configuration.\n"
+            .into();
+    }
+    let plain = RenderOptions { color: false };
+    let shown: Vec<(&Change, String)> = plan
+        .changes
+        .iter()
+        .filter_map(|change| Some((change, change_block(plan, change, schemas, plain)?)))
+        .collect();
+    let mut report = markdown::Bounded::new(max_bytes);
+    report.head(&format!("### infra {}\n\n", plan.summary().to_lowercase()));
+    if !shown.is_empty() {
+        report.head("| Resource | Action |\n|---|---|\n");
+    }
+    let rows: Vec<String> = shown
+        .iter()
+        .map(|(change, _)| {
+            let action = match change.action {
+                Action::Replace {
+                    create_before_destroy: true,
+                } => "replace (create before destroy)",
+                action => action.name(),
+            };
+            format!("| {} | {action} |\n", markdown::code(&change.address))
+        })
+        .collect();
+    let rows_shown = report.rows(&rows, "change(s)");
+    report.line("\n");
+    let mut sections: Vec<String> = shown[..rows_shown]
+        .iter()
+        .map(|(change, block)| {
+            markdown::details(
+                &format!(
+                    "{} {}",
+                    markdown::html_code(&change.address),
+                    description(change.action)
+                ),
+                &markdown::fenced("diff", &signs_first(block)),
+            )
+        })
+        .collect();
+    if !plan.outputs.is_empty() {
+        let width = plan.outputs.iter().map(|o| o.name.len()).max().unwrap_or(0);
+        let lines: String = plan
+            .outputs
+            .iter()
+            .map(|output| output.line(width) + "\n")
+            .collect();
+        sections.push(format!(
+            "**Changes to Outputs**\n\n{}\n",
+            markdown::fenced("diff", &signs_first(&lines))
+        ));
+    }
+    report.sections(&sections);
+    report.finish(
+        "`infra apply` makes these changes; a plan saved with `-out FILE` is applied exactly by `infra apply FILE`.\n",
+        "run `infra plan` (or `infra show FILE` for a saved plan) for the whole plan",
+    )
+}
+
+/// Moves each line's leading `+`, `-` or `~` to the first column (keeping
+/// the line's width), as a `diff` block wants it.
+fn signs_first(block: &str) -> String {
+    let mut out = String::with_capacity(block.len());
+    for line in block.lines() {
+        let indent = line.len() - line.trim_start().len();
+        match line[indent..].chars().next() {
+            Some(sign @ ('+' | '-' | '~')) if indent > 0 => {
+                out.push(sign);
+                out.push_str(&line[..indent]);
+                out.push_str(&line[indent + 1..]);
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }

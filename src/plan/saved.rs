@@ -29,7 +29,7 @@ use crate::syntax::SourceMap;
 use super::diff::{Action, Plan};
 
 pub const SAVED_PLAN_FORMAT: &str = "infra-saved-plan";
-pub const SAVED_PLAN_VERSION: u32 = 2;
+pub const SAVED_PLAN_VERSION: u32 = 3;
 
 /// PBKDF2 rounds of a sensitive variable's digest: each guess at a secret
 /// costs an attacker who holds the plan as many HMACs.
@@ -63,6 +63,19 @@ pub struct SavedPlan {
     /// `Plan: 1 to add, …`, and each change as `+ random_id.x`.
     pub summary: String,
     pub changes: Vec<String>,
+    /// The plan as `infra plan` and `infra plan --json` showed it when it
+    /// was saved, for `infra show FILE` (secrets hidden in both, as there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<ShownPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShownPlan {
+    /// For people, without colour.
+    pub text: String,
+    /// `infra plan --json`'s document.
+    pub json: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -957,3 +957,175 @@ impl Drop for LockHolder {
         let _ = self.0.wait();
     }
 }
+
+/// A pipeline plans in one job, shows the saved plan for review in
+/// another (text and JSON), and applies exactly it in a third; `show`
+/// without a file shows the state, secrets hidden.
+#[test]
+fn show_prints_a_saved_plan_as_plan_did_and_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "backend local {\n  encryption = \"none\"\n}\n\nresource random_password pw {\n  length = 12\n}\n\nresource local_file f {\n  path    = \"f.txt\"\n  content = \"x\"\n}\n",
+    );
+    let planned = infra(&["plan", "-out", "review.plan"], Some(dir.path()));
+    assert!(planned.status.success(), "{}", text(&planned.stderr));
+    let plan_text = text(&planned.stdout);
+    let shown = infra(&["show", "review.plan"], Some(dir.path()));
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let shown = text(&shown.stdout);
+    let plan_part = plan_text.split("\nSaved the plan").next().unwrap();
+    assert!(shown.starts_with(plan_part), "{shown}\n---\n{plan_text}");
+    assert!(shown.contains("infra apply review.plan"), "{shown}");
+
+    let plan_json: serde_json::Value =
+        serde_json::from_slice(&infra(&["plan", "--json"], Some(dir.path())).stdout).unwrap();
+    let shown_json: serde_json::Value =
+        serde_json::from_slice(&infra(&["show", "--json", "review.plan"], Some(dir.path())).stdout)
+            .unwrap();
+    assert_eq!(shown_json["format"], "infra-plan");
+    assert_eq!(shown_json, plan_json, "show --json is plan --json");
+
+    assert!(
+        infra(&["apply", "review.plan"], Some(dir.path()))
+            .status
+            .success()
+    );
+    let state = infra(&["show"], Some(dir.path()));
+    let state = text(&state.stdout);
+    assert!(
+        state.contains("# local_file.f (local_file, provider local)"),
+        "{state}"
+    );
+    assert!(
+        state.contains("result") && state.contains("(sensitive"),
+        "{state}"
+    );
+    let secret = std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap();
+    let secret: serde_json::Value = serde_json::from_str(&secret).unwrap();
+    let password = secret["resources"]["random_password.pw"]["attributes"]["result"]
+        .as_str()
+        .expect("the password in the unsealed state")
+        .to_string();
+    assert!(!state.contains(&password), "{state}");
+
+    let nothing = infra(&["show", "--json"], Some(dir.path()));
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(text(&nothing.stderr).contains("infra state pull"));
+}
+
+#[test]
+fn output_raw_prints_the_bare_value_and_refuses_what_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "backend local {\n  encryption = \"none\"\n}\n\nresource random_password pw {\n  length = 12\n}\n\noutput url {\n  value = \"http://127.0.0.1:8080/\"\n}\n\noutput port {\n  value = 8080\n}\n\noutput list {\n  value = [1, 2]\n}\n\noutput secret {\n  value     = random_password.pw.result\n  sensitive = true\n}\n",
+    );
+    assert!(
+        infra(&["apply", "-auto-approve"], Some(dir.path()))
+            .status
+            .success()
+    );
+    let url = infra(&["output", "-raw", "url"], Some(dir.path()));
+    assert!(url.status.success());
+    assert_eq!(
+        text(&url.stdout),
+        "http://127.0.0.1:8080/",
+        "no quotes, no newline"
+    );
+    assert_eq!(
+        text(&infra(&["output", "-raw", "port"], Some(dir.path())).stdout),
+        "8080"
+    );
+    let list = infra(&["output", "-raw", "list"], Some(dir.path()));
+    assert_eq!(list.status.code(), Some(1));
+    assert!(text(&list.stderr).contains("infra output -json list"));
+    let hidden = infra(&["output", "-raw", "secret"], Some(dir.path()));
+    assert_eq!(hidden.status.code(), Some(1));
+    assert!(text(&hidden.stdout).is_empty());
+    let shown = infra(
+        &["output", "-raw", "--show-sensitive", "secret"],
+        Some(dir.path()),
+    );
+    assert!(shown.status.success());
+    assert_eq!(text(&shown.stdout).len(), 12);
+}
+
+#[test]
+fn version_json_names_the_formats_this_infra_reads_and_writes() {
+    let output = infra(&["version", "--json"], None);
+    assert!(output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["infra_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        report["format_versions"]["state"],
+        infra::state::FORMAT_VERSION
+    );
+    assert_eq!(
+        report["format_versions"]["plan"],
+        infra::plan::PLAN_FORMAT_VERSION
+    );
+    let providers = report["providers"].as_array().unwrap();
+    assert!(providers.iter().any(|p| p == "local") && providers.iter().any(|p| p == "random"));
+}
+
+/// Outputs are part of the plan: a changed output is shown, counts as a
+/// change for `--detailed-exitcode`, is recorded by apply, and then the
+/// plan is clean; a removed one is a delete.
+#[test]
+fn plans_show_changes_to_outputs_and_apply_records_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |port: u32, extra: bool| {
+        let extra = if extra {
+            "output old {\n  value = \"x\"\n}\n"
+        } else {
+            ""
+        };
+        format!(
+            "backend local {{\n  encryption = \"none\"\n}}\n\nresource random_id r {{\n  byte_length = 2\n}}\n\noutput hex {{\n  value = random_id.r.hex\n}}\n\noutput port {{\n  value = {port}\n}}\n{extra}"
+        )
+    };
+    write(dir.path(), "main.infra", &config(8080, true));
+    let first = text(&infra(&["plan"], Some(dir.path())).stdout);
+    assert!(
+        first.contains("Changes to Outputs:\n  + hex  = (known after apply)\n  + old  = \"x\"\n  + port = 8080\n"),
+        "{first}"
+    );
+    assert!(
+        infra(&["apply", "-auto-approve"], Some(dir.path()))
+            .status
+            .success()
+    );
+
+    write(dir.path(), "main.infra", &config(8081, false));
+    let changed = infra(&["plan", "-detailed-exitcode"], Some(dir.path()));
+    assert_eq!(changed.status.code(), Some(2));
+    let shown = text(&changed.stdout);
+    assert!(
+        shown.contains("Changes to Outputs:\n  - old  = \"x\" -> null\n  ~ port = 8080 -> 8081\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("0 to destroy, 2 outputs to change."),
+        "{shown}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&infra(&["plan", "--json"], Some(dir.path())).stdout).unwrap();
+    assert_eq!(json["output_changes"][1]["name"], "port");
+    assert_eq!(json["output_changes"][1]["before"], 8080);
+    assert_eq!(json["output_changes"][1]["after"], 8081);
+
+    assert!(
+        infra(&["apply", "-auto-approve"], Some(dir.path()))
+            .status
+            .success()
+    );
+    let clean = infra(&["plan", "-detailed-exitcode"], Some(dir.path()));
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stdout));
+    assert_eq!(
+        text(&infra(&["output", "-raw", "port"], Some(dir.path())).stdout),
+        "8081"
+    );
+}

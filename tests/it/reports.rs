@@ -208,3 +208,27 @@ fn the_drift_command_prints_markdown_and_exits_2_until_repaired() {
     assert_eq!(repaired.status.code(), Some(0));
     assert!(text(&repaired.stdout).starts_with("### infra drift: no drift"));
 }
+
+/// `plan --format markdown`, what a pull request job posts: pinned whole,
+/// secrets hidden; a saved plan alongside (`-out`) applies as reviewed.
+#[test]
+fn plan_markdown_is_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "backend local {\n  encryption = \"none\"\n}\n\nvariable token {\n  default   = \"hunter2\"\n  sensitive = true\n}\n\nresource local_file motd {\n  path    = \"motd\"\n  content = \"hello\\nworld\\n\"\n}\n\nresource local_file token {\n  path    = \"token\"\n  content = var.token\n}\n\noutput motd {\n  value = local_file.motd.path\n}\n",
+    );
+    let infra = |args: &[&str]| support::command(Some(dir.path()), args).output().unwrap();
+    let planned = infra(&["plan", "--format", "markdown", "-out", "pr.plan"]);
+    assert!(planned.status.success(), "{}", text(&planned.stderr));
+    let markdown = text(&planned.stdout);
+    assert!(!markdown.contains("hunter2"));
+    support::golden(Path::new("tests/reports/plan.md"), &markdown);
+    assert!(infra(&["apply", "pr.plan"]).status.success());
+    let clean = infra(&["plan", "--format", "markdown"]);
+    assert_eq!(
+        text(&clean.stdout),
+        "### infra plan: no changes\n\nThe infrastructure matches the configuration.\n"
+    );
+}
