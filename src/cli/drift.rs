@@ -27,6 +27,10 @@ pub struct DriftArgs {
     /// How many refreshes run at once
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub parallelism: usize,
+    /// Drift holds the state lock while it compares, so that an apply in
+    /// progress is not reported as drift (`-lock-timeout` waits for it).
+    #[command(flatten)]
+    pub lock: super::planning::LockArgs,
     #[command(flatten)]
     pub variables: super::VariableArgs,
 }
@@ -51,7 +55,7 @@ pub fn run(directory: Option<PathBuf>, args: &DriftArgs, style: ReportStyle) -> 
         directory,
         &args.variables,
         &[],
-        None,
+        Some(("drift", &args.lock)),
         &Events::none(),
         style,
     ) {

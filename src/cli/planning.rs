@@ -134,7 +134,8 @@ pub fn open(
     };
     // The first run that changes the state records where it is kept, so a
     // later change of the `backend` block is noticed (see `check_unmoved`).
-    if lock_for.is_some()
+    // (`drift` locks only to read a state no apply is changing.)
+    if lock_for.is_some_and(|(operation, _)| operation != "drift")
         && !migration::record_path(&dir).exists()
         && let Err(message) = migration::write_record(&dir, &configured)
     {

@@ -22,6 +22,7 @@ mod local_runtime;
 #[cfg(feature = "aws")]
 #[path = "../../providers/aws/tests/support/mod.rs"]
 mod moto;
+mod pipelines;
 mod plan_cases;
 mod plan_diff;
 mod provider_schemas;
