@@ -110,6 +110,13 @@ pub enum Command {
     Output(output::OutputArgs),
     /// Show a plan saved with `plan -out FILE` (text or --json), or the state
     Show(show::ShowArgs),
+    /// Print a shell completion script: `infra completions bash > /etc/bash_completion.d/infra`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `infra man > infra.1 && man ./infra.1`
+    Man,
     /// Print infra's version, its providers and the versions of its formats
     Version {
         /// As JSON (for CI: which formats this infra reads and writes)
@@ -252,6 +259,21 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Output(args) => output::run(directory, &args, style),
         Command::Show(args) => show::run(directory, &args, style),
         Command::Version { json } => version(json),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "infra", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: cannot write the manual page: {error}");
+                    ExitCode::from(exit::ERROR)
+                }
+            }
+        }
         Command::State(args) => state::run(directory, &args, style),
         Command::ForceUnlock { id } => state::force(directory, &id, style),
         Command::Import(args) => import::run(directory, &args, style),

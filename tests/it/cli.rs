@@ -1129,3 +1129,45 @@ fn plans_show_changes_to_outputs_and_apply_records_them() {
         "8081"
     );
 }
+
+/// Completions and the manual page come from the parser's own definitions:
+/// every command is in them, and the bash script is valid bash.
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    let bash = infra(&["completions", "bash"], None);
+    assert!(bash.status.success());
+    let script = text(&bash.stdout);
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "infra.bash", &script);
+    let checked = Command::new("bash")
+        .args(["-n", "infra.bash"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let man = text(&infra(&["man"], None).stdout);
+    assert!(
+        man.starts_with(".ie") && man.contains(".TH infra 1"),
+        "{man}"
+    );
+    for command in [
+        "plan", "apply", "drift", "show", "state", "output", "version",
+    ] {
+        assert!(
+            script.contains(&format!("infra__subcmd__{command}")),
+            "bash: {command}"
+        );
+        assert!(
+            man.contains(&format!("infra\\-{command}")) || man.contains(command),
+            "man: {command}"
+        );
+    }
+    for shell in ["zsh", "fish"] {
+        let output = infra(&["completions", shell], None);
+        assert!(
+            output.status.success() && !output.stdout.is_empty(),
+            "{shell}"
+        );
+    }
+    assert_eq!(infra(&["completions", "tcsh"], None).status.code(), Some(1));
+}
