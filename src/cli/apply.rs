@@ -58,6 +58,21 @@ pub fn run(
     no_color: bool,
 ) -> ExitCode {
     let command = if destroying { "destroy" } else { "apply" };
+    if args.planning.refresh_only {
+        if destroying || args.plan_file.is_some() || args.json {
+            eprintln!(
+                "error: -refresh-only goes with neither `destroy`, a plan file nor --json\n  help: `infra apply -refresh-only` on its own"
+            );
+            return ExitCode::from(super::exit::ERROR);
+        }
+        return super::refresh_only::apply(
+            directory,
+            &args.planning,
+            args.auto_approve,
+            args.input,
+            style,
+        );
+    }
     if args.json && !args.auto_approve && args.plan_file.is_none() {
         eprintln!(
             "error: `infra {command} --json` cannot ask for confirmation\n  help: review the plan first, then run `infra {command} --json --auto-approve`, or apply a saved plan"
@@ -184,7 +199,7 @@ fn apply_saved(
 
 /// Asks for `yes` on a terminal; refuses without one, or with
 /// `-input=false`.
-fn confirm(command: &str, input: bool) -> Result<(), ExitCode> {
+pub(super) fn confirm(command: &str, input: bool) -> Result<(), ExitCode> {
     if !input {
         eprintln!(
             "error: `infra {command}` needs confirmation, and -input=false forbids asking\n  help: review the plan above, then run `infra {command} --auto-approve`, or apply a saved plan (`infra plan -out FILE`, then `infra apply FILE`)"

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use crate::diagnostics::{ReportStyle, render_all};
 use crate::events::Events;
-use crate::plan::{drift, refresh};
+use crate::plan::{DriftReport, drift, refresh};
+use crate::state::State;
 
 use super::planning::{Opened, open};
 
@@ -66,44 +67,67 @@ pub fn run(directory: Option<PathBuf>, args: &DriftArgs, style: ReportStyle) -> 
         eprintln!("No state yet: nothing can have drifted (apply creates the state).");
         return ExitCode::SUCCESS;
     }
-    let Opened {
-        options,
-        loaded,
-        state,
-        providers,
-        runtime,
-        ..
-    } = opened;
-    let (mut problems, (refreshed, diagnostics)) = runtime.block_on(async {
-        let problems = providers
-            .configure(&loaded.provider_settings(&options), &options.dir)
-            .await;
-        let refreshed = refresh(&state, &providers, args.parallelism).await;
-        providers.close().await;
-        (problems, refreshed)
-    });
-    problems.extend(diagnostics);
-    problems.sort();
-    eprint!("{}", render_all(&problems, &loaded.sources, style));
-    if problems.has_errors() {
-        return ExitCode::from(1);
-    }
-    let report = drift(&state, &refreshed);
-    let format = args.format.or_json(args.json);
-    match format {
+    let compared = match compare(opened, args.parallelism, style) {
+        Ok(compared) => compared,
+        Err(code) => return code,
+    };
+    let (report, state, schemas) = (
+        &compared.report,
+        &compared.opened.state,
+        &compared.opened.options.schemas,
+    );
+    match args.format.or_json(args.json) {
         ReportFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
         ),
-        ReportFormat::Text => print!("{}", report.render(&options.schemas, &state)),
-        ReportFormat::Markdown => print!(
-            "{}",
-            report.to_markdown(&options.schemas, &state, args.max_bytes)
-        ),
+        ReportFormat::Text => print!("{}", report.render(schemas, state)),
+        ReportFormat::Markdown => print!("{}", report.to_markdown(schemas, state, args.max_bytes)),
     }
     if report.has_drift() {
         ExitCode::from(super::exit::CHANGES)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A state compared with the real objects: what `drift` reports and
+/// `-refresh-only` offers to accept.
+pub(super) struct Compared {
+    pub opened: Opened,
+    pub refreshed: State,
+    pub report: DriftReport,
+}
+
+/// Refreshes every resource of the opened state through its provider
+/// (diagnostics printed; an error is exit 1).
+pub(super) fn compare(
+    opened: Opened,
+    parallelism: usize,
+    style: ReportStyle,
+) -> Result<Compared, ExitCode> {
+    let (mut problems, (refreshed, diagnostics)) = opened.runtime.block_on(async {
+        let problems = opened
+            .providers
+            .configure(
+                &opened.loaded.provider_settings(&opened.options),
+                &opened.options.dir,
+            )
+            .await;
+        let refreshed = refresh(&opened.state, &opened.providers, parallelism).await;
+        opened.providers.close().await;
+        (problems, refreshed)
+    });
+    problems.extend(diagnostics);
+    problems.sort();
+    eprint!("{}", render_all(&problems, &opened.loaded.sources, style));
+    if problems.has_errors() {
+        return Err(ExitCode::from(super::exit::ERROR));
+    }
+    let report = drift(&opened.state, &refreshed);
+    Ok(Compared {
+        opened,
+        refreshed,
+        report,
+    })
 }

@@ -11,6 +11,7 @@ mod logging;
 mod output;
 mod plan;
 mod planning;
+mod refresh_only;
 mod rollout;
 mod show;
 mod state;
@@ -181,6 +182,7 @@ pub fn normalize_arguments(args: impl IntoIterator<Item = String>) -> Vec<String
         "format",
         "max-bytes",
         "raw",
+        "refresh-only",
     ];
     args.into_iter()
         .map(|arg| {

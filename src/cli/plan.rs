@@ -43,6 +43,15 @@ pub fn run(
     style: ReportStyle,
     no_color: bool,
 ) -> ExitCode {
+    if args.planning.refresh_only {
+        if args.destroy || args.out.is_some() || args.json || args.format != ReportFormat::Text {
+            eprintln!(
+                "error: -refresh-only goes with neither --destroy, -out nor another --format\n  help: `infra plan -refresh-only` shows the drift; `infra apply -refresh-only` records it"
+            );
+            return ExitCode::from(super::exit::ERROR);
+        }
+        return super::refresh_only::plan(directory, &args.planning, args.detailed_exitcode, style);
+    }
     let run = match make_plan(
         directory,
         &args.planning,

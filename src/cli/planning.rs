@@ -30,6 +30,10 @@ pub struct PlanningArgs {
     /// Refresh the state through the providers first
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
     pub refresh: bool,
+    /// Only bring the state up to date with the real objects (accept the
+    /// drift, reviewed); change no object
+    #[arg(long, conflicts_with_all = ["targets", "replacements"])]
+    pub refresh_only: bool,
     /// Plan only this resource, instance or module and what it depends on (repeatable)
     #[arg(long = "target", value_name = "ADDR")]
     pub targets: Vec<String>,

@@ -49,12 +49,8 @@ fn version_prints_the_crate_version() {
 
 #[test]
 fn validate_accepts_every_example() {
-    let mut examples: Vec<_> = std::fs::read_dir("examples")
-        .expect("examples")
-        .map(|entry| entry.expect("entry").path())
-        .collect();
-    examples.sort();
-    assert!(!examples.is_empty());
+    let examples = support::example_configurations();
+    assert!(examples.len() >= 4, "{examples:?}");
     for example in examples {
         let example = example.to_string_lossy().into_owned();
         let output = infra(&["-C", &example, "validate"], None);
@@ -1170,4 +1166,66 @@ fn completions_and_the_man_page_cover_every_command() {
         );
     }
     assert_eq!(infra(&["completions", "tcsh"], None).status.code(), Some(1));
+}
+
+/// `-refresh-only` accepts drift into the state on purpose: the plan shows
+/// it (exit 2 with `-detailed-exitcode`), the apply asks, then records it
+/// and changes no object; afterwards nothing has drifted.
+#[test]
+fn refresh_only_records_drift_without_touching_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "backend local {\n  encryption = \"none\"\n}\n\nresource local_file a {\n  path    = \"a.txt\"\n  content = \"hello\\n\"\n}\n\nresource local_file b {\n  path    = \"b.txt\"\n  content = \"bye\"\n}\n",
+    );
+    assert!(
+        infra(&["apply", "-auto-approve"], Some(dir.path()))
+            .status
+            .success()
+    );
+    write(dir.path(), "a.txt", "edited\n");
+    std::fs::remove_file(dir.path().join("b.txt")).unwrap();
+    let state_before = std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap();
+
+    let planned = infra(
+        &["plan", "-refresh-only", "-detailed-exitcode"],
+        Some(dir.path()),
+    );
+    assert_eq!(planned.status.code(), Some(2));
+    let shown = text(&planned.stdout);
+    assert!(
+        shown.contains("~ content = \"hello\\n\" -> \"edited\\n\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("# local_file.b was deleted outside infra"),
+        "{shown}"
+    );
+    let refused = infra(
+        &["apply", "-refresh-only", "-input=false"],
+        Some(dir.path()),
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("infra.state.json")).unwrap(),
+        state_before,
+        "not confirmed: the state is untouched"
+    );
+
+    let applied = infra(
+        &["apply", "-refresh-only", "-auto-approve"],
+        Some(dir.path()),
+    );
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+        "edited\n"
+    );
+    assert!(!dir.path().join("b.txt").exists(), "no object was changed");
+    assert_eq!(infra(&["drift"], Some(dir.path())).status.code(), Some(0));
+    let listed = text(&infra(&["state", "list"], Some(dir.path())).stdout);
+    assert_eq!(listed, "local_file.a\n");
+    let conflicting = infra(&["plan", "-refresh-only", "-out", "p"], Some(dir.path()));
+    assert_eq!(conflicting.status.code(), Some(1));
 }

@@ -124,7 +124,7 @@ fn every_plan_case_matches_its_expected_plan_json_and_state() {
 /// `aws.rs` instead.
 #[test]
 fn every_example_plans() {
-    let examples = support::directories_in("examples");
+    let examples = support::example_configurations();
     let planned_against_moto = ["aws-web"];
     let aws_tests = std::fs::read_to_string("tests/it/aws.rs").unwrap();
     let runtime = runtime();

@@ -101,6 +101,23 @@ pub fn directories_in(dir: &str) -> Vec<PathBuf> {
     found
 }
 
+/// The example configurations: the directories of `examples/` that hold
+/// `.infra` files (`examples/ci/` holds CI pipelines, not a configuration).
+pub fn example_configurations() -> Vec<PathBuf> {
+    directories_in("examples")
+        .into_iter()
+        .filter(|dir| {
+            std::fs::read_dir(dir).unwrap().any(|entry| {
+                entry
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|e| e == "infra")
+            })
+        })
+        .collect()
+}
+
 /// Every file under `dir` whose name ends with `ending` (`.rs`, or `""`
 /// for all), with its text, sorted by path.
 pub fn files_under(dir: &str, ending: &str) -> Vec<(PathBuf, String)> {
