@@ -92,6 +92,140 @@ impl Printer<'_> {
         let _ = writeln!(self.out, "      {sign} {name:width$} = {text}");
     }
 
+    /// The inside of a changed map or list, `indent` columns in, one
+    /// element per line: only what changed is shown (`~ key = a -> b`,
+    /// `+ key = …`, `- …`), nested maps and lists of the same kind are
+    /// opened in turn, and what did not change is counted. Lists are
+    /// compared element by element along their longest common run, so one
+    /// rule inserted in a list shows as one `+`, not as every rule moved.
+    fn nested(&mut self, indent: usize, old: &Value, new: &Value) {
+        let pad = " ".repeat(indent);
+        let mut unchanged = 0;
+        match (old, new) {
+            (Value::Map(before), Value::Map(after)) => {
+                let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+                let label = |key: &str| {
+                    if key
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                        && !key.is_empty()
+                    {
+                        key.to_string()
+                    } else {
+                        Value::string(key).to_string()
+                    }
+                };
+                let width = keys
+                    .iter()
+                    .map(|k| label(k).chars().count())
+                    .max()
+                    .unwrap_or(0);
+                for key in keys {
+                    let name = label(key);
+                    match (before.get(key), after.get(key)) {
+                        (Some(a), Some(b)) if a == b && b.is_wholly_known() => unchanged += 1,
+                        (None, Some(b)) => {
+                            let _ =
+                                writeln!(self.out, "{pad}{} {name:width$} = {b}", self.sign("+"));
+                        }
+                        (Some(a), None) => {
+                            let _ = writeln!(
+                                self.out,
+                                "{pad}{} {name:width$} = {a} -> null",
+                                self.sign("-")
+                            );
+                        }
+                        (Some(a), Some(b)) => {
+                            self.nested_element(&pad, &format!("{name:width$} = "), a, b, "");
+                        }
+                        (None, None) => {}
+                    }
+                }
+                self.unchanged(&pad, unchanged, "element");
+            }
+            (Value::List(before), Value::List(after)) => {
+                let old_text: Vec<String> = before.iter().map(Value::to_string).collect();
+                let new_text: Vec<String> = after.iter().map(Value::to_string).collect();
+                let ops =
+                    similar::capture_diff_slices(similar::Algorithm::Myers, &old_text, &new_text);
+                for op in ops {
+                    let (tag, old_range, new_range) = op.as_tag_tuple();
+                    match tag {
+                        similar::DiffTag::Equal => {
+                            let known = new_range.clone().all(|i| after[i].is_wholly_known());
+                            if known {
+                                unchanged += new_range.len();
+                                continue;
+                            }
+                            for (i, j) in old_range.zip(new_range) {
+                                self.nested_element(&pad, "", &before[i], &after[j], ",");
+                            }
+                        }
+                        similar::DiffTag::Delete => {
+                            for i in old_range {
+                                let _ =
+                                    writeln!(self.out, "{pad}{} {},", self.sign("-"), before[i]);
+                            }
+                        }
+                        similar::DiffTag::Insert => {
+                            for j in new_range {
+                                let _ = writeln!(self.out, "{pad}{} {},", self.sign("+"), after[j]);
+                            }
+                        }
+                        similar::DiffTag::Replace => {
+                            for pair in pair_up(&before[old_range], &after[new_range]) {
+                                match pair {
+                                    (Some(a), Some(b)) => self.nested_element(&pad, "", a, b, ","),
+                                    (Some(a), None) => {
+                                        let _ = writeln!(self.out, "{pad}{} {a},", self.sign("-"));
+                                    }
+                                    (None, Some(b)) => {
+                                        let _ = writeln!(self.out, "{pad}{} {b},", self.sign("+"));
+                                    }
+                                    (None, None) => {}
+                                }
+                            }
+                        }
+                    }
+                }
+                self.unchanged(&pad, unchanged, "element");
+            }
+            _ => {}
+        }
+    }
+
+    /// One changed element: opened if both sides are maps (or both lists),
+    /// `a -> b` otherwise.
+    fn nested_element(&mut self, pad: &str, label: &str, old: &Value, new: &Value, comma: &str) {
+        let sign = self.sign("~");
+        let same_kind = matches!(
+            (old, new),
+            (Value::Map(_), Value::Map(_)) | (Value::List(_), Value::List(_))
+        );
+        if same_kind {
+            let (opener, closer) = if matches!(new, Value::Map(_)) {
+                ("{", "}")
+            } else {
+                ("[", "]")
+            };
+            let _ = writeln!(self.out, "{pad}{sign} {label}{opener}");
+            self.nested(pad.len() + 4, old, new);
+            let _ = writeln!(self.out, "{pad}  {closer}{comma}");
+        } else {
+            let _ = writeln!(self.out, "{pad}{sign} {label}{old} -> {new}{comma}");
+        }
+    }
+
+    fn unchanged(&mut self, pad: &str, count: usize, what: &str) {
+        if count > 0 {
+            let plural = if count == 1 { "" } else { "s" };
+            let _ = writeln!(
+                self.out,
+                "{pad}  # ({count} unchanged {what}{plural} hidden)"
+            );
+        }
+    }
+
     /// A multi-line string change as a line diff inside a heredoc.
     fn text_diff(&mut self, sign: &str, name: &str, width: usize, before: &str, after: &str) {
         let opener = self.sign(sign);
@@ -108,6 +242,42 @@ impl Printer<'_> {
         }
         let _ = writeln!(self.out, "        EOT");
     }
+}
+
+/// Old and new elements of a changed run of a list, in order: an old
+/// element goes with the first later new one that shares the most entries
+/// with it (a rule whose CIDR changed is the same rule), the others are
+/// removed or added where they stand.
+fn pair_up<'v>(
+    before: &'v [Value],
+    after: &'v [Value],
+) -> Vec<(Option<&'v Value>, Option<&'v Value>)> {
+    fn shared(a: &Value, b: &Value) -> usize {
+        match (a, b) {
+            (Value::Map(a), Value::Map(b)) => {
+                a.iter().filter(|(k, v)| b.get(*k) == Some(*v)).count()
+            }
+            _ => 0,
+        }
+    }
+    let mut pairs = Vec::new();
+    let mut next = 0;
+    for old in before {
+        let best = (next..after.len())
+            .map(|j| (shared(old, &after[j]), j))
+            .filter(|(score, _)| *score > 0)
+            .max_by(|(a, i), (b, j)| a.cmp(b).then(j.cmp(i)));
+        match best {
+            Some((_, j)) => {
+                pairs.extend(after[next..j].iter().map(|new| (None, Some(new))));
+                pairs.push((Some(old), Some(&after[j])));
+                next = j + 1;
+            }
+            None => pairs.push((Some(old), None)),
+        }
+    }
+    pairs.extend(after[next..].iter().map(|new| (None, Some(new))));
+    pairs
 }
 
 fn header_name(change: &Change) -> (String, String) {
@@ -338,6 +508,25 @@ fn render_change(printer: &mut Printer, change: &Change) {
             ("-", Some(old), _) => {
                 let text = printer.value(name, old);
                 printer.line("-", name, width, &format!("{text} -> null"));
+            }
+            (_, Some(old @ (Value::Map(_) | Value::List(_))), Some(new))
+                if std::mem::discriminant(old) == std::mem::discriminant(new)
+                    && !printer.holds_secret(name) =>
+            {
+                let opener = if matches!(new, Value::Map(_)) {
+                    "{"
+                } else {
+                    "["
+                };
+                let sign = printer.sign("~");
+                let _ = writeln!(printer.out, "      {sign} {name:width$} = {opener}{suffix}");
+                printer.nested(10, old, new);
+                let closer = if matches!(new, Value::Map(_)) {
+                    "}"
+                } else {
+                    "]"
+                };
+                let _ = writeln!(printer.out, "        {closer}");
             }
             (_, Some(old), Some(new)) => {
                 let text = format!(
