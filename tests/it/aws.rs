@@ -976,3 +976,65 @@ fn secrets_are_sealed_with_a_key_from_kms() {
         both(&missing)
     );
 }
+
+/// The example GitHub pipelines with an AWS configuration, against moto:
+/// the main job applies the saved plan and pushes the state, a tag changed
+/// in the console makes the drift job exit 2 with a report naming `tags`,
+/// and the next apply repairs it.
+#[test]
+fn the_github_pipelines_apply_and_catch_drift_on_moto() {
+    use crate::pipelines::{Repository, all_passed, load, read, run_github_job};
+    let moto = Moto::start();
+    let runtime = runtime();
+    let ec2 = runtime.block_on(client(&moto));
+    let config = "backend local {\n  encryption = \"none\"\n}\n\nresource aws_vpc main {\n  cidr_block = \"10.20.0.0/16\"\n  tags       = { Name = \"ci\", Team = \"platform\" }\n}\n";
+    let environment = moto
+        .environment()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let repository = Repository::with(config, environment);
+    let apply = load("examples/ci/github/infra-apply.yml");
+    let drift = load("examples/ci/github/infra-drift.yml");
+    for job in ["plan", "apply"] {
+        let steps = run_github_job(&apply, job, &repository);
+        assert!(all_passed(&steps), "{job}: {steps:#?}");
+    }
+    let state = repository.pushed_state();
+    let vpc = state["resources"]["aws_vpc.main"]["attributes"]["id"]
+        .as_str()
+        .expect("the VPC in the pushed state")
+        .to_string();
+    assert!(all_passed(&run_github_job(&drift, "drift", &repository)));
+
+    runtime
+        .block_on(
+            ec2.create_tags()
+                .resources(&vpc)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("Team")
+                        .value("someone-else")
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    let drifted = run_github_job(&drift, "drift", &repository);
+    assert_eq!(drifted.last().unwrap().code, 2, "{drifted:#?}");
+    let report = read(&repository.temp.join("drift.md"));
+    assert!(
+        report.contains("| `aws_vpc.main` | changed | `tags`"),
+        "{report}"
+    );
+    assert!(
+        report.contains("- tags.Team = \"platform\"\n+ tags.Team = \"someone-else\""),
+        "{report}"
+    );
+
+    for job in ["plan", "apply"] {
+        assert!(all_passed(&run_github_job(&apply, job, &repository)));
+    }
+    let repaired = run_github_job(&drift, "drift", &repository);
+    assert!(all_passed(&repaired), "{repaired:#?}");
+}

@@ -13,7 +13,8 @@
 //! checkout and the runner's temporary directory, as checkout and
 //! artifacts make them share the files), and installing infra (the binary
 //! under test is on PATH). A `run:` step with an `if:` is refused: this
-//! runner does not evaluate conditions.
+//! runner does not evaluate conditions. The AWS flavour (the same GitHub
+//! pipelines against a network on moto) is in `aws.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,13 +23,15 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::support::INFRA;
 
-/// A repository with the quickstart under `infra/`, its bare `origin`,
+/// A repository with a configuration under `infra/`, its bare `origin`,
 /// and a runner's temporary directory.
-struct Repository {
+pub struct Repository {
     _root: tempfile::TempDir,
     origin: PathBuf,
-    work: PathBuf,
-    temp: PathBuf,
+    pub work: PathBuf,
+    pub temp: PathBuf,
+    /// What every job's environment adds (e.g. moto's endpoint and keys).
+    environment: Vec<(String, String)>,
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -50,7 +53,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 impl Repository {
+    /// The quickstart.
     fn new() -> Repository {
+        let quickstart = std::fs::read_to_string("examples/quickstart/main.infra").unwrap();
+        Repository::with(&quickstart, Vec::new())
+    }
+
+    pub fn with(config: &str, environment: Vec<(String, String)>) -> Repository {
         let root = tempfile::tempdir().unwrap();
         let origin = root.path().join("origin.git");
         let work = root.path().join("work");
@@ -62,11 +71,7 @@ impl Repository {
         );
         git(root.path(), &["clone", "-q", "origin.git", "work"]);
         std::fs::create_dir(work.join("infra")).unwrap();
-        std::fs::copy(
-            "examples/quickstart/main.infra",
-            work.join("infra/main.infra"),
-        )
-        .unwrap();
+        std::fs::write(work.join("infra/main.infra"), config).unwrap();
         std::fs::write(work.join(".gitignore"), "infra/out/\n").unwrap();
         git(&work, &["add", "-A"]);
         git(&work, &["commit", "-q", "-m", "the quickstart"]);
@@ -76,6 +81,7 @@ impl Repository {
             origin,
             work,
             temp,
+            environment,
         }
     }
 
@@ -96,7 +102,8 @@ impl Repository {
             .env_remove("INFRA_STATE_KEY")
             .env_remove("INFRA_LOG")
             .env("GIT_COMMITTER_NAME", "runner")
-            .env("GIT_COMMITTER_EMAIL", "runner@example.invalid");
+            .env("GIT_COMMITTER_EMAIL", "runner@example.invalid")
+            .envs(self.environment.iter().map(|(k, v)| (k, v)));
         command
     }
 
@@ -107,7 +114,7 @@ impl Repository {
     }
 
     /// The state as `origin`'s main branch has it.
-    fn pushed_state(&self) -> serde_json::Value {
+    pub fn pushed_state(&self) -> serde_json::Value {
         let text = git(&self.origin, &["show", "main:infra/infra.state.json"]);
         serde_json::from_str(&text).expect("a state")
     }
@@ -115,14 +122,14 @@ impl Repository {
 
 /// What one step did.
 #[derive(Debug)]
-struct Step {
+pub struct Step {
     #[allow(dead_code, reason = "shown by Debug when a test fails")]
     name: String,
-    code: i32,
-    output: String,
+    pub code: i32,
+    pub output: String,
 }
 
-fn load(path: &str) -> Yaml {
+pub fn load(path: &str) -> Yaml {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     YamlLoader::load_from_str(&text)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -151,7 +158,7 @@ fn github_expression(value: &str, repository: &Repository) -> String {
 
 /// Runs GitHub job `job` of `workflow` in `repository`; stops at the first
 /// step that fails, as a job does.
-fn run_github_job(workflow: &Yaml, job: &str, repository: &Repository) -> Vec<Step> {
+pub fn run_github_job(workflow: &Yaml, job: &str, repository: &Repository) -> Vec<Step> {
     let mut env: Vec<(String, String)> = Vec::new();
     for scope in [&workflow["env"], &workflow["jobs"][job]["env"]] {
         if let Some(map) = scope.as_hash() {
@@ -246,11 +253,11 @@ fn run_gitlab_job(pipeline: &Yaml, job: &str, repository: &Repository) -> Step {
     }
 }
 
-fn all_passed(steps: &[Step]) -> bool {
+pub fn all_passed(steps: &[Step]) -> bool {
     steps.iter().all(|step| step.code == 0)
 }
 
-fn read(path: &Path) -> String {
+pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
