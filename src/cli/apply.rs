@@ -334,6 +334,11 @@ pub(super) fn carry_out_with(
     if interrupted {
         ExitCode::from(stopped_by.load(Ordering::SeqCst))
     } else if report.succeeded() {
+        // As Terraform: the outputs the state now records, secrets hidden.
+        let outputs = working.snapshot().outputs;
+        if !json && !destroying && !outputs.is_empty() {
+            print!("\nOutputs:\n\n{}", super::output::listed(&outputs, false));
+        }
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -81,17 +81,27 @@ pub fn run(directory: Option<PathBuf>, args: &OutputArgs, style: ReportStyle) ->
     } else if state.outputs.is_empty() {
         eprintln!("No outputs in the state (outputs are recorded by `infra apply`).");
     } else {
-        let width = state.outputs.keys().map(|k| k.len()).max().unwrap_or(0);
-        for (name, output) in &state.outputs {
-            let value = if output.sensitive && !args.show_sensitive {
-                "(sensitive)".to_string()
-            } else {
-                Value::from_json(&output.value).to_string()
-            };
-            println!("{name:width$} = {value}");
-        }
+        print!("{}", listed(&state.outputs, args.show_sensitive));
     }
     ExitCode::SUCCESS
+}
+
+/// `name = value` lines, aligned; secrets as `(sensitive)` unless shown.
+pub(super) fn listed(
+    outputs: &std::collections::BTreeMap<String, crate::state::OutputState>,
+    show_sensitive: bool,
+) -> String {
+    let width = outputs.keys().map(|k| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (name, output) in outputs {
+        let value = if output.sensitive && !show_sensitive {
+            "(sensitive)".to_string()
+        } else {
+            Value::from_json(&output.value).to_string()
+        };
+        out.push_str(&format!("{name:width$} = {value}\n"));
+    }
+    out
 }
 
 /// `output -raw NAME`: the value as it is, for a shell to capture. A

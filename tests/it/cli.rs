@@ -1113,10 +1113,18 @@ fn plans_show_changes_to_outputs_and_apply_records_them() {
     assert_eq!(json["output_changes"][1]["before"], 8080);
     assert_eq!(json["output_changes"][1]["after"], 8081);
 
+    let applied = infra(&["apply", "-auto-approve"], Some(dir.path()));
+    assert!(applied.status.success());
+    // As Terraform, apply ends with the outputs the state now records.
     assert!(
-        infra(&["apply", "-auto-approve"], Some(dir.path()))
-            .status
-            .success()
+        text(&applied.stdout).contains("\nOutputs:\n\nhex  = \""),
+        "{}",
+        text(&applied.stdout)
+    );
+    assert!(
+        text(&applied.stdout).ends_with("port = 8081\n"),
+        "{}",
+        text(&applied.stdout)
     );
     let clean = infra(&["plan", "-detailed-exitcode"], Some(dir.path()));
     assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stdout));
