@@ -4,7 +4,7 @@
 //! plan hooks — against an empty state (all create) and against the state
 //! an apply would leave, with the objects existing (all no-op).
 //! Run: `cargo bench --bench plan` (`INFRA_BENCH_SIZES=1000,10000` to
-//! choose). Goal (issue 3): 10,000 resources in under 0.5 s and 200 MB,
+//! choose the sizes, `INFRA_BENCH_ONLY=applied` for the no-op case alone). Goal (issue 3): 10,000 resources in under 0.5 s and 200 MB,
 //! growing linearly.
 
 use std::fmt::Write as _;
@@ -84,6 +84,8 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1_000, 10_000, 100_000]);
+    // `INFRA_BENCH_ONLY=applied` (or `empty`) runs one of the two cases.
+    let only = std::env::var("INFRA_BENCH_ONLY").ok();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -107,6 +109,9 @@ fn main() {
             ("empty", &empty, Action::Create),
             ("applied", &applied, Action::NoOp),
         ] {
+            if only.as_deref().is_some_and(|only| only != label) {
+                continue;
+            }
             let mut times = Vec::new();
             let mut peak = 0;
             let mut allocated = 0;

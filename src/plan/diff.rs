@@ -18,8 +18,8 @@ use crate::eval::{
 use crate::state::{ResourceState, State};
 
 /// Where a [`StatePlanner`] finds the record of an instance: a [`State`],
-/// or apply's working state behind its lock.
-pub trait Records {
+/// or apply's working state behind its lock. Read from several threads.
+pub trait Records: Sync {
     fn with_record<T>(&self, address: &str, look: impl FnOnce(Option<&ResourceState>) -> T) -> T;
 }
 

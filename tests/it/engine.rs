@@ -391,3 +391,96 @@ fn a_refresh_that_fails_stops_the_plan_with_the_providers_code() {
         ["the provider's error code is `MockFailure`"]
     );
 }
+
+/// Independent resources with more instances than one thread is worth
+/// (1,100 here, then 600 that refer to them) are evaluated on several
+/// threads: every instance still sees its own `count.index` and the
+/// instance it refers to, and an error in one instance is reported once,
+/// at its line.
+#[test]
+fn resources_evaluated_on_threads_see_their_own_values_and_report_each_error_once() {
+    let many = r#"
+variable prefix {
+  default = "p"
+}
+
+resource mock_resource net {
+  count = 400
+  name  = "${var.prefix}-net-${count.index}"
+}
+
+resource mock_resource peer {
+  count = 400
+  name  = "${var.prefix}-peer-${count.index}"
+}
+
+resource mock_resource other {
+  count = 300
+  name  = "${var.prefix}-other-${count.index}"
+  size  = count.index * 2
+}
+
+resource mock_resource server {
+  count = 600
+  name  = "server-${count.index}"
+  value = mock_resource.net[count.index % 400].name
+}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let (options, _mock, providers) = setup(dir.path(), many);
+    let planned = runtime()
+        .block_on(engine::plan(
+            &options,
+            &State::new("t"),
+            &providers,
+            10,
+            false,
+        ))
+        .unwrap_or_else(|failure| panic!("plan failed: {:?}", failure.diagnostics.into_vec()));
+    assert_eq!(planned.plan.changes.len(), 1_700);
+    for index in 0..600 {
+        let server = &planned.instances[&format!("mock_resource.server[{index}]")];
+        assert_eq!(
+            server.arguments["value"].to_string(),
+            format!("\"p-net-{}\"", index % 400),
+            "server[{index}]"
+        );
+        assert_eq!(
+            server.dependencies,
+            vec![format!("mock_resource.net[{}]", index % 400)],
+            "server[{index}] depends on the one network it names"
+        );
+    }
+    for index in 0..300 {
+        let other = &planned.instances[&format!("mock_resource.other[{index}]")];
+        assert_eq!(other.arguments["size"].to_string(), (index * 2).to_string());
+    }
+
+    // One instance of 300 fails: one error, at the argument's line.
+    std::fs::write(
+        dir.path().join("main.infra"),
+        many.replace(
+            "size  = count.index * 2",
+            "size  = [1, 2][count.index == 250 ? 5 : 0]",
+        ),
+    )
+    .unwrap();
+    let Err(failure) = runtime().block_on(engine::plan(
+        &options,
+        &State::new("t"),
+        &providers,
+        10,
+        false,
+    )) else {
+        panic!("an index out of range must fail the plan");
+    };
+    let errors: Vec<_> = failure
+        .diagnostics
+        .into_vec()
+        .into_iter()
+        .filter(|d| d.severity == infra::diagnostics::Severity::Error)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let line = failure.sources.file_line(errors[0].labels[0].span);
+    assert!(line.ends_with("main.infra:19"), "{line}");
+}

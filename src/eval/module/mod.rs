@@ -91,6 +91,35 @@ enum Inputs<'a> {
     ),
 }
 
+/// `components` (as `kosaraju_scc` lists them: what a component depends on
+/// before it) in waves: each component goes in the wave after the last of
+/// its dependencies', so the members of a wave do not depend on each other.
+fn waves(
+    graph: &DiGraph<Node<'_>, Span>,
+    components: Vec<Vec<NodeIndex>>,
+) -> Vec<Vec<Vec<NodeIndex>>> {
+    let mut wave_of = vec![0usize; graph.node_count()];
+    let mut waves: Vec<Vec<Vec<NodeIndex>>> = Vec::new();
+    for component in components {
+        // Edges go from a user to what it depends on.
+        let wave = component
+            .iter()
+            .flat_map(|&node| graph.neighbors(node))
+            .filter(|dependency| !component.contains(dependency))
+            .map(|dependency| wave_of[dependency.index()] + 1)
+            .max()
+            .unwrap_or(0);
+        for node in &component {
+            wave_of[node.index()] = wave;
+        }
+        if waves.len() <= wave {
+            waves.resize_with(wave + 1, Vec::new);
+        }
+        waves[wave].push(component);
+    }
+    waves
+}
+
 /// An instance to evaluate: its key, `count.index`, and `each.key`/`each.value`.
 type PlannedInstance = (InstanceKey, Option<usize>, Option<Each>);
 
@@ -114,7 +143,7 @@ struct Context<'c> {
 /// unchanged dependency keeps its recorded `id`, a replaced one gets an
 /// unknown one. Planning (`plan/`) implements it against the state; without
 /// a planner (`validate`), everything the provider computes is unknown.
-pub trait InstancePlanner {
+pub trait InstancePlanner: Sync {
     /// The planned attributes of `instance`, or `None` to use the default
     /// (configured values, computed attributes unknown).
     fn planned_object(
@@ -283,20 +312,29 @@ impl<'c> ModuleEvaluation<'c, '_> {
             }
         }
 
-        // 3. Strongly connected components in dependency order; cycles reported.
+        // 3. Strongly connected components in dependency order, in waves
+        //    of nodes independent of each other; cycles reported. The
+        //    resources of a wave may be evaluated on several threads.
         let components = petgraph::algo::kosaraju_scc(&graph);
-        for component in components {
-            let cyclic =
-                component.len() > 1 || graph.find_edge(component[0], component[0]).is_some();
-            if cyclic {
-                self.report_cycle(&graph, &component);
-                for index in &component {
-                    self.failed.insert(graph[*index]);
+        for wave in waves(&graph, components) {
+            let mut resources = Vec::new();
+            for component in wave {
+                let cyclic =
+                    component.len() > 1 || graph.find_edge(component[0], component[0]).is_some();
+                if cyclic {
+                    self.report_cycle(&graph, &component);
+                    for index in &component {
+                        self.failed.insert(graph[*index]);
+                    }
+                    continue;
                 }
-                continue;
+                let node = graph[component[0]];
+                match node {
+                    Node::Resource(id) if !self.depends_on_failed(node) => resources.push(id),
+                    _ => self.evaluate_node(node, inputs),
+                }
             }
-            let node = graph[component[0]];
-            self.evaluate_node(node, inputs);
+            self.evaluate_independent_resources(&resources);
         }
         self.check_unused_inputs(inputs);
     }
@@ -499,19 +537,24 @@ impl<'c> ModuleEvaluation<'c, '_> {
     }
 
     fn address_of(&self, id: &ResourceId, key: &InstanceKey) -> String {
-        let mut address = String::with_capacity(
-            self.module_prefix.len() + id.type_name.len() + id.name.len() + 8,
-        );
-        address.push_str(&self.module_prefix);
-        if id.mode == ResourceMode::Data {
-            address.push_str("data.");
-        }
-        address.push_str(&id.type_name);
-        address.push('.');
-        address.push_str(&id.name);
-        if *key != InstanceKey::None {
-            address.push_str(&key.suffix());
-        }
-        address
+        instance_address(&self.module_prefix, id, key)
     }
+}
+
+/// The address of an instance of `id` in the module whose addresses start
+/// with `module_prefix`.
+fn instance_address(module_prefix: &str, id: &ResourceId, key: &InstanceKey) -> String {
+    let mut address =
+        String::with_capacity(module_prefix.len() + id.type_name.len() + id.name.len() + 8);
+    address.push_str(module_prefix);
+    if id.mode == ResourceMode::Data {
+        address.push_str("data.");
+    }
+    address.push_str(&id.type_name);
+    address.push('.');
+    address.push_str(&id.name);
+    if *key != InstanceKey::None {
+        address.push_str(&key.suffix());
+    }
+    address
 }

@@ -151,12 +151,68 @@ impl<'c> ModuleEvaluation<'c, '_> {
         true
     }
 
+    /// Evaluates one resource: [`Self::prepare_resource`], its instances,
+    /// [`Self::record_instances`]. `false` when something failed (reported).
     pub(super) fn evaluate_resource(&mut self, id: &'c ResourceId) -> bool {
+        match self.prepare_resource(id) {
+            Ok(mut prepared) => {
+                let (scope, diagnostics, budget) = self.instance_scope();
+                let evaluated = scope.evaluate_instances(&mut prepared, diagnostics, budget);
+                self.record_instances(&prepared, evaluated)
+            }
+            Err(ok) => ok,
+        }
+    }
+
+    /// Evaluates resources none of which depends on another: each is
+    /// prepared here, in order; their instances are evaluated on several
+    /// threads when there are enough of them to pay for the threads; then
+    /// each is recorded, in order, so that the result is the same whatever
+    /// the threads did first.
+    pub(super) fn evaluate_independent_resources(&mut self, ids: &[&'c ResourceId]) {
+        let mut prepared = Vec::with_capacity(ids.len());
+        for &id in ids {
+            match self.prepare_resource(id) {
+                Ok(resource) => prepared.push(resource),
+                Err(true) => {}
+                Err(false) => {
+                    self.failed.insert(Node::Resource(id));
+                }
+            }
+        }
+        let instances: usize = prepared.iter().map(|p| p.instances.len()).sum();
+        let threads = if instances >= PARALLEL_INSTANCES {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            1
+        };
+        let (scope, diagnostics, budget) = self.instance_scope();
+        let evaluated = if threads > 1 {
+            scope.evaluate_in_parallel(&mut prepared, threads, diagnostics, budget)
+        } else {
+            prepared
+                .iter_mut()
+                .map(|resource| scope.evaluate_instances(resource, diagnostics, budget))
+                .collect()
+        };
+        for (resource, evaluated) in prepared.iter().zip(evaluated) {
+            if !self.record_instances(resource, evaluated) {
+                self.failed.insert(Node::Resource(resource.id));
+            }
+        }
+    }
+
+    /// What a resource's instances need worked out once: which instances
+    /// (`count`/`for_each`), its schema, dependencies and secrets. `Err`
+    /// holds the outcome when there is nothing more to evaluate: a resource
+    /// read from its records, or instances that cannot be known (`false`,
+    /// reported).
+    fn prepare_resource(&mut self, id: &'c ResourceId) -> Result<PreparedResource<'c>, bool> {
         if self.recorded.contains(id) {
-            return self.read_recorded_resource(id);
+            return Err(self.read_recorded_resource(id));
         }
         let Some(mut instances) = self.instances_of(id) else {
-            return false;
+            return Err(false);
         };
         // A focus on instances (`aws_subnet.a[0]`) evaluates only those.
         if let Some(focus) = self.focus
@@ -165,7 +221,6 @@ impl<'c> ModuleEvaluation<'c, '_> {
             instances.retain(|(key, _, _)| focus.contains(&self.address_of(id, key)));
         }
         let resource = &self.config.declarations.resources[id];
-
         let schema = self.resource_schema(resource);
         // Each resource is evaluated once, so its list can be taken.
         let referenced = self.referenced_attributes.remove(id).unwrap_or_default();
@@ -173,14 +228,9 @@ impl<'c> ModuleEvaluation<'c, '_> {
             self.check_references_against_schema(id, &referenced, schema);
         }
         let (dependencies, keyed) = self.resource_dependencies(id);
-        let dependencies: Arc<[String]> = dependencies.into();
-        let declared: &'c BTreeMap<ResourceId, ResourceDecl> = &self.config.declarations.resources;
-        let mut ok = true;
-        let mut objects: Vec<(InstanceKey, Value)> = Vec::new();
-        let mut instance_marks: Vec<(InstanceKey, Marks)> = Vec::new();
         // An error in an argument computed from a secret hides its details
         // (a function's message may quote the value).
-        let secret_arguments: Vec<bool> = resource
+        let secret_arguments = resource
             .arguments
             .iter()
             .map(|argument| self.is_sensitive(&argument.value))
@@ -188,139 +238,47 @@ impl<'c> ModuleEvaluation<'c, '_> {
         // What the schema alone marks, worked out once: most instances
         // have no other secret and share it.
         let schema_only = Self::schema_marks(schema, Marks::clear());
-        let schema_paths: Arc<[String]> = sensitive_paths(&schema_only, std::iter::empty()).into();
-        for (key, count_index, each) in instances {
-            let mut evaluator = self.evaluator(count_index, each);
-            let mut arguments = BTreeMap::new();
-            let mut marks = Marks::gather();
-            for (argument, secret) in resource.arguments.iter().zip(&secret_arguments) {
-                let mark = evaluator.diagnostics.len();
-                let value = evaluator
-                    .eval_marked(&argument.value)
-                    .and_then(|(value, marks)| {
-                        Ok((evaluator.bounded(value, argument.value.span)?, marks))
-                    });
-                let secret = *secret || value.as_ref().is_ok_and(|(_, m)| !m.is_clear());
-                if secret {
-                    evaluator.diagnostics.redact_from(mark);
-                }
-                match value {
-                    Ok((value, value_marks)) => {
-                        marks.add(Segment::Key(argument.name.name.clone()), &value_marks);
-                        let value = match schema.and_then(|s| s.attributes.get(&argument.name.name))
-                        {
-                            Some(attribute) => match attribute.type_constraint.convert(&value) {
-                                Ok(converted) => converted,
-                                Err(why) => {
-                                    evaluator.diagnostics.push(
-                                        Diagnostic::error(
-                                            Code::TypeMismatch,
-                                            format!(
-                                                "invalid value for `{}`: {why}",
-                                                argument.name.name
-                                            ),
-                                        )
-                                        .with_label(
-                                            argument.value.span,
-                                            format!("not a valid `{}`", attribute.type_constraint),
-                                        )
-                                        .with_help(
-                                            format!(
-                                                "`{}` of `{}` takes a `{}`",
-                                                argument.name.name,
-                                                id.type_name,
-                                                attribute.type_constraint
-                                            ),
-                                        ),
-                                    );
-                                    ok = false;
-                                    continue;
-                                }
-                            },
-                            None => value,
-                        };
-                        arguments.insert(argument.name.name.clone(), value);
-                    }
-                    Err(_) => ok = false,
-                }
-            }
-            match eval_nested_blocks(
-                &mut evaluator,
-                &resource.nested_blocks,
-                &mut arguments,
-                &mut marks,
-            ) {
-                Ok(()) => {}
-                Err(_) => ok = false,
-            }
-            let keys = instance_keys(&mut evaluator, &keyed, declared);
-            let marks = marks.finish();
-            let (marks, sensitive): (Marks, Arc<[String]>) = if marks.is_clear() {
-                (schema_only.clone(), schema_paths.clone())
-            } else {
-                let marks = Self::schema_marks(schema, marks);
-                let paths = sensitive_paths(&marks, arguments.keys().map(String::as_str));
-                (marks, paths.into())
-            };
-            instance_marks.push((key.clone(), marks));
-            let arguments = Arc::new(arguments);
-            let instance = ResourceInstance {
-                id: id.clone(),
-                address: self.address_of(id, &key),
-                key: key.clone(),
-                arguments,
-                dependencies: self.narrowed(&dependencies, &keys),
-                sensitive,
-                lifecycle: resource.lifecycle.clone(),
-                span: resource.header_span,
-            };
-            // What references see: what the planner decides; without one,
-            // the arguments, plus every attribute the schema has (unknown if
-            // the provider computes it, else null); without a schema,
-            // unknown for every attribute read but not set.
-            let object = match self
-                .context
-                .planner
-                .and_then(|planner| planner.planned_object(&instance, schema))
-            {
-                Some(planned) => Value::Map(planned),
-                None => {
-                    let arguments = &*instance.arguments;
-                    match schema {
-                        Some(schema) => {
-                            let mut object = arguments.clone();
-                            for (name, attribute) in &schema.attributes {
-                                object.entry(name.clone()).or_insert(if attribute.computed {
-                                    Value::Unknown
-                                } else {
-                                    Value::Null
-                                });
-                            }
-                            Value::map(object)
-                        }
-                        None if referenced.iter().all(|a| arguments.contains_key(&a.name)) => {
-                            Value::Map(instance.arguments.clone())
-                        }
-                        None => {
-                            let mut object = arguments.clone();
-                            for attribute in &referenced {
-                                object
-                                    .entry(attribute.name.clone())
-                                    .or_insert(Value::Unknown);
-                            }
-                            Value::map(object)
-                        }
-                    }
-                }
-            };
-            objects.push((key, object));
-            self.result.resources.push(instance);
-        }
-        self.values
-            .set_resource(id, Self::resource_value(resource, objects));
-        let marks = Self::resource_marks(resource, instance_marks);
-        self.values.marks.set_resource(id, marks);
-        ok
+        let schema_paths = sensitive_paths(&schema_only, std::iter::empty()).into();
+        Ok(PreparedResource {
+            id,
+            resource,
+            instances,
+            schema,
+            referenced,
+            dependencies: dependencies.into(),
+            keyed,
+            secret_arguments,
+            schema_only,
+            schema_paths,
+        })
+    }
+
+    /// The module's values for [`InstanceScope`] to read, with the
+    /// diagnostics and evaluation budget it reports to and spends.
+    fn instance_scope(&mut self) -> (InstanceScope<'_, 'c>, &mut Diagnostics, &mut u64) {
+        let scope = InstanceScope {
+            values: &self.values,
+            config: self.config,
+            module_prefix: &self.module_prefix,
+            planner: self.context.planner,
+        };
+        (scope, &mut *self.diagnostics, &mut *self.budget)
+    }
+
+    /// Records a resource's evaluated instances: its value (a list, map or
+    /// object of its instances' objects) for references to read, and its
+    /// instances for planning.
+    fn record_instances(
+        &mut self,
+        prepared: &PreparedResource<'c>,
+        evaluated: EvaluatedInstances,
+    ) -> bool {
+        self.result.resources.extend(evaluated.instances);
+        let value = Self::resource_value(prepared.resource, evaluated.objects);
+        self.values.set_resource(prepared.id, value);
+        let marks = Self::resource_marks(prepared.resource, evaluated.marks);
+        self.values.marks.set_resource(prepared.id, marks);
+        evaluated.ok
     }
 
     pub(super) fn must_be_known(&mut self, what: &str, expr: &Expr) {
@@ -486,7 +444,7 @@ fn instance_keys<'c>(
     found
 }
 
-impl<'c> ModuleEvaluation<'c, '_> {
+impl<'c> InstanceScope<'_, 'c> {
     /// `dependencies` with each resource of `keys` replaced by the
     /// instances named (shared when there is nothing to narrow).
     fn narrowed(
@@ -506,5 +464,279 @@ impl<'c> ModuleEvaluation<'c, '_> {
         narrowed.sort();
         narrowed.dedup();
         narrowed.into()
+    }
+}
+
+/// Below this many instances in a wave of independent resources, threads
+/// cost more than they save.
+const PARALLEL_INSTANCES: usize = 512;
+
+/// What [`ModuleEvaluation::prepare_resource`] works out once per
+/// resource, before its instances are evaluated.
+pub(super) struct PreparedResource<'c> {
+    id: &'c ResourceId,
+    resource: &'c ResourceDecl,
+    /// Taken when the instances are evaluated.
+    instances: Vec<PlannedInstance>,
+    schema: Option<&'c BlockSchema>,
+    /// The attributes other objects read from it.
+    referenced: Vec<&'c Ident>,
+    dependencies: Arc<[String]>,
+    /// The resources it depends on one instance of, with the key
+    /// expressions (see [`ModuleEvaluation::resource_dependencies`]).
+    keyed: Vec<(&'c ResourceId, Vec<&'c Expr>)>,
+    /// Per argument: computed from a secret.
+    secret_arguments: Vec<bool>,
+    schema_only: Marks,
+    schema_paths: Arc<[String]>,
+}
+
+/// A resource's instances, evaluated, for
+/// [`ModuleEvaluation::record_instances`].
+pub(super) struct EvaluatedInstances {
+    ok: bool,
+    objects: Vec<(InstanceKey, Value)>,
+    marks: Vec<(InstanceKey, Marks)>,
+    instances: Vec<ResourceInstance>,
+}
+
+/// What evaluating an instance reads — the module's values, which nothing
+/// writes meanwhile — so that the instances of independent resources can
+/// be evaluated on several threads, each with its own diagnostics.
+#[derive(Clone, Copy)]
+pub(super) struct InstanceScope<'s, 'c> {
+    values: &'s ModuleValues,
+    config: &'c ModuleConfig,
+    module_prefix: &'s str,
+    planner: Option<&'c dyn InstancePlanner>,
+}
+
+impl<'c> InstanceScope<'_, 'c> {
+    fn address_of(&self, id: &ResourceId, key: &InstanceKey) -> String {
+        instance_address(self.module_prefix, id, key)
+    }
+
+    /// Evaluates `prepared` over threads: the resources in `threads` runs of
+    /// about as many instances each, in order, every run with its own
+    /// diagnostics and a budget as large as what is left (so a run cannot
+    /// spend more than the whole evaluation could), merged in order.
+    fn evaluate_in_parallel(
+        self,
+        prepared: &mut [PreparedResource<'c>],
+        threads: usize,
+        diagnostics: &mut Diagnostics,
+        budget: &mut u64,
+    ) -> Vec<EvaluatedInstances> {
+        let instances: usize = prepared.iter().map(|p| p.instances.len()).sum();
+        let per_run = instances.div_ceil(threads).max(1);
+        let mut runs = Vec::with_capacity(threads);
+        let mut rest = prepared;
+        while !rest.is_empty() {
+            let mut taken = 0;
+            let mut end = 0;
+            while end < rest.len() && taken < per_run {
+                taken += rest[end].instances.len();
+                end += 1;
+            }
+            let (run, tail) = rest.split_at_mut(end);
+            runs.push(run);
+            rest = tail;
+        }
+        let left = *budget;
+        let finished: Vec<(Vec<EvaluatedInstances>, Diagnostics, u64)> = std::thread::scope(|s| {
+            let handles: Vec<_> = runs
+                .into_iter()
+                .map(|run| {
+                    s.spawn(move || {
+                        let mut diagnostics = Diagnostics::default();
+                        let mut budget = left;
+                        let evaluated = run
+                            .iter_mut()
+                            .map(|p| self.evaluate_instances(p, &mut diagnostics, &mut budget))
+                            .collect();
+                        (evaluated, diagnostics, left - budget)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let mut all = Vec::new();
+        for (evaluated, found, spent) in finished {
+            diagnostics.extend(found);
+            *budget = budget.saturating_sub(spent);
+            all.extend(evaluated);
+        }
+        all
+    }
+
+    /// Evaluates the instances of `prepared` (taking them): each one's
+    /// arguments and nested blocks converted to the schema's types, its
+    /// address, dependencies and secrets, and the object references see.
+    fn evaluate_instances(
+        self,
+        prepared: &mut PreparedResource<'c>,
+        diagnostics: &mut Diagnostics,
+        budget: &mut u64,
+    ) -> EvaluatedInstances {
+        let PreparedResource {
+            id,
+            resource,
+            schema,
+            ref referenced,
+            ref dependencies,
+            ref keyed,
+            ref secret_arguments,
+            ref schema_only,
+            ref schema_paths,
+            ..
+        } = *prepared;
+        let instances = std::mem::take(&mut prepared.instances);
+        let declared: &'c BTreeMap<ResourceId, ResourceDecl> = &self.config.declarations.resources;
+        let mut evaluated = EvaluatedInstances {
+            ok: true,
+            objects: Vec::with_capacity(instances.len()),
+            marks: Vec::with_capacity(instances.len()),
+            instances: Vec::with_capacity(instances.len()),
+        };
+        for (key, count_index, each) in instances {
+            let scope = Scope {
+                values: self.values,
+                module_dir: &self.config.dir,
+                count_index,
+                each,
+            };
+            let mut evaluator = Evaluator::new(scope, &mut *diagnostics, &mut *budget);
+            let mut arguments = BTreeMap::new();
+            let mut marks = Marks::gather();
+            for (argument, secret) in resource.arguments.iter().zip(secret_arguments) {
+                let mark = evaluator.diagnostics.len();
+                let value = evaluator
+                    .eval_marked(&argument.value)
+                    .and_then(|(value, marks)| {
+                        Ok((evaluator.bounded(value, argument.value.span)?, marks))
+                    });
+                let secret = *secret || value.as_ref().is_ok_and(|(_, m)| !m.is_clear());
+                if secret {
+                    evaluator.diagnostics.redact_from(mark);
+                }
+                match value {
+                    Ok((value, value_marks)) => {
+                        marks.add(Segment::Key(argument.name.name.clone()), &value_marks);
+                        let value = match schema.and_then(|s| s.attributes.get(&argument.name.name))
+                        {
+                            Some(attribute) => match attribute.type_constraint.convert(&value) {
+                                Ok(converted) => converted,
+                                Err(why) => {
+                                    evaluator.diagnostics.push(
+                                        Diagnostic::error(
+                                            Code::TypeMismatch,
+                                            format!(
+                                                "invalid value for `{}`: {why}",
+                                                argument.name.name
+                                            ),
+                                        )
+                                        .with_label(
+                                            argument.value.span,
+                                            format!("not a valid `{}`", attribute.type_constraint),
+                                        )
+                                        .with_help(
+                                            format!(
+                                                "`{}` of `{}` takes a `{}`",
+                                                argument.name.name,
+                                                id.type_name,
+                                                attribute.type_constraint
+                                            ),
+                                        ),
+                                    );
+                                    evaluated.ok = false;
+                                    continue;
+                                }
+                            },
+                            None => value,
+                        };
+                        arguments.insert(argument.name.name.clone(), value);
+                    }
+                    Err(_) => evaluated.ok = false,
+                }
+            }
+            match eval_nested_blocks(
+                &mut evaluator,
+                &resource.nested_blocks,
+                &mut arguments,
+                &mut marks,
+            ) {
+                Ok(()) => {}
+                Err(_) => evaluated.ok = false,
+            }
+            let keys = instance_keys(&mut evaluator, keyed, declared);
+            let marks = marks.finish();
+            let (marks, sensitive): (Marks, Arc<[String]>) = if marks.is_clear() {
+                (schema_only.clone(), schema_paths.clone())
+            } else {
+                let marks = ModuleEvaluation::schema_marks(schema, marks);
+                let paths = sensitive_paths(&marks, arguments.keys().map(String::as_str));
+                (marks, paths.into())
+            };
+            evaluated.marks.push((key.clone(), marks));
+            let arguments = Arc::new(arguments);
+            let instance = ResourceInstance {
+                id: id.clone(),
+                address: self.address_of(id, &key),
+                key: key.clone(),
+                arguments,
+                dependencies: self.narrowed(dependencies, &keys),
+                sensitive,
+                lifecycle: resource.lifecycle.clone(),
+                span: resource.header_span,
+            };
+            // What references see: what the planner decides; without one,
+            // the arguments, plus every attribute the schema has (unknown if
+            // the provider computes it, else null); without a schema,
+            // unknown for every attribute read but not set.
+            let object = match self
+                .planner
+                .and_then(|planner| planner.planned_object(&instance, schema))
+            {
+                Some(planned) => Value::Map(planned),
+                None => {
+                    let arguments = &*instance.arguments;
+                    match schema {
+                        Some(schema) => {
+                            let mut object = arguments.clone();
+                            for (name, attribute) in &schema.attributes {
+                                object.entry(name.clone()).or_insert(if attribute.computed {
+                                    Value::Unknown
+                                } else {
+                                    Value::Null
+                                });
+                            }
+                            Value::map(object)
+                        }
+                        None if referenced.iter().all(|a| arguments.contains_key(&a.name)) => {
+                            Value::Map(instance.arguments.clone())
+                        }
+                        None => {
+                            let mut object = arguments.clone();
+                            for attribute in referenced {
+                                object
+                                    .entry(attribute.name.clone())
+                                    .or_insert(Value::Unknown);
+                            }
+                            Value::map(object)
+                        }
+                    }
+                }
+            };
+            evaluated.objects.push((key, object));
+            evaluated.instances.push(instance);
+        }
+        evaluated
     }
 }
