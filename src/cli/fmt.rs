@@ -1,6 +1,6 @@
 //! `infra fmt`: rewrite files in the canonical layout, or check/diff them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::config::infra_files;
@@ -16,36 +16,74 @@ pub struct FmtArgs {
     /// Show a unified diff of the changes instead of writing them
     #[arg(long)]
     pub diff: bool,
-    /// Files to format (default: every `*.infra` file of the directory)
+    /// Also format the `*.infra` files of every subdirectory (hidden ones
+    /// excepted), as Terraform's `fmt -recursive`
+    #[arg(long)]
+    pub recursive: bool,
+    /// Files or directories to format (default: every `*.infra` file of the
+    /// directory)
     pub files: Vec<PathBuf>,
+}
+
+/// The `*.infra` files of `dir` (shown as `display`), in name order, then
+/// with `recursive` those of its subdirectories, hidden ones (`.git`,
+/// `.infra`) excepted.
+fn files_in(
+    dir: &Path,
+    display: &Path,
+    recursive: bool,
+    out: &mut Vec<(PathBuf, String)>,
+) -> std::io::Result<()> {
+    for path in infra_files(dir)? {
+        let name = display.join(path.file_name().unwrap_or_default());
+        out.push((path, name.to_string_lossy().into_owned()));
+    }
+    if !recursive {
+        return Ok(());
+    }
+    let mut subdirectories: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.is_dir()
+                && !path
+                    .file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    subdirectories.sort();
+    for subdirectory in subdirectories {
+        let name = display.join(subdirectory.file_name().unwrap_or_default());
+        files_in(&subdirectory, &name, true, out)?;
+    }
+    Ok(())
 }
 
 pub fn run(directory: Option<PathBuf>, args: &FmtArgs, style: ReportStyle) -> ExitCode {
     let (dir, display_dir) = super::validate::directories(directory);
-    let files: Vec<(PathBuf, String)> = if args.files.is_empty() {
-        match infra_files(&dir) {
-            Ok(paths) => paths
-                .into_iter()
-                .map(|path| {
-                    let name = display_dir.join(path.file_name().unwrap_or_default());
-                    (path, name.to_string_lossy().into_owned())
-                })
-                .collect(),
-            Err(error) => {
-                eprintln!(
-                    "error: cannot read `{}`: {}",
-                    dir.display(),
-                    crate::diagnostics::io_reason(&error)
-                );
-                return ExitCode::from(1);
-            }
-        }
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    let named: Vec<(PathBuf, PathBuf)> = if args.files.is_empty() {
+        vec![(dir.clone(), display_dir.clone())]
     } else {
         args.files
             .iter()
-            .map(|f| (dir.join(f), f.to_string_lossy().into_owned()))
+            .map(|f| (dir.join(f), f.clone()))
             .collect()
     };
+    for (path, shown) in named {
+        if !path.is_dir() {
+            files.push((path, shown.to_string_lossy().into_owned()));
+            continue;
+        }
+        if let Err(error) = files_in(&path, &shown, args.recursive, &mut files) {
+            eprintln!(
+                "error: cannot read `{}`: {}",
+                shown.display(),
+                crate::diagnostics::io_reason(&error)
+            );
+            return ExitCode::from(1);
+        }
+    }
     let mut sources = SourceMap::new();
     let mut diagnostics = Diagnostics::new();
     let mut changed = Vec::new();

@@ -183,6 +183,7 @@ pub fn normalize_arguments(args: impl IntoIterator<Item = String>) -> Vec<String
         "max-bytes",
         "raw",
         "refresh-only",
+        "recursive",
     ];
     args.into_iter()
         .map(|arg| {

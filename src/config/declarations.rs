@@ -184,7 +184,7 @@ fn literal_string(attribute: &Attribute, diagnostics: &mut Diagnostics) -> Optio
         for part in parts {
             match part {
                 crate::syntax::TemplatePart::Literal(piece) => text.push_str(piece),
-                crate::syntax::TemplatePart::Interpolation(_) => literal = false,
+                _ => literal = false,
             }
         }
         if literal {

@@ -370,6 +370,74 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         }
     }
 
+    /// Evaluates `arg` as `try` and `can` do: its errors are the answer
+    /// (`Err` with its diagnostics taken back), unless evaluation ran out of
+    /// budget or size, which stops everything, `try` included.
+    fn attempt(&mut self, arg: &Expr) -> Result<MarkedResult, Failed> {
+        let mark = self.diagnostics.len();
+        let result = self.eval_marked(arg);
+        if result.is_ok() {
+            return Ok(result);
+        }
+        let exhausted = *self.budget == 0
+            || self
+                .diagnostics
+                .iter()
+                .skip(mark)
+                .any(|d| d.code == Code::EvaluationTooLarge);
+        if exhausted {
+            return Err(Failed);
+        }
+        Ok(result)
+    }
+
+    /// `try(a, b, …)`: the first argument that evaluates without an error.
+    /// One that depends on values known only after apply makes the result
+    /// unknown (it may fail once they are known).
+    fn try_each(&mut self, name: &Ident, args: &[Expr]) -> MarkedResult {
+        for (index, arg) in args.iter().enumerate() {
+            let mark = self.diagnostics.len();
+            match self.attempt(arg)? {
+                Ok((value, marks)) if value.is_wholly_known() => return Ok((value, marks)),
+                Ok((_, marks)) => return Ok((Value::Unknown, marks.collapsed())),
+                Err(Failed) if index + 1 < args.len() => self.diagnostics.truncate(mark),
+                Err(Failed) => {
+                    let why = self.diagnostics.iter().nth(mark).map(|d| d.message.clone());
+                    self.diagnostics.truncate(mark);
+                    let message = match why {
+                        Some(why) => format!("every argument of `try` failed; the last one: {why}"),
+                        None => "every argument of `try` failed".to_string(),
+                    };
+                    return Err(self.error(
+                        Code::FunctionError,
+                        arg.span,
+                        message,
+                        "the last argument failed too",
+                        format!(
+                            "end `{}` with a value that cannot fail, e.g. `try(var.settings.port, 80)`",
+                            name.name
+                        ),
+                    ));
+                }
+            }
+        }
+        unreachable!("try has at least one argument")
+    }
+
+    /// `can(x)`: whether `x` evaluates without an error (unknown while it
+    /// depends on values known only after apply).
+    fn can(&mut self, arg: &Expr) -> MarkedResult {
+        let mark = self.diagnostics.len();
+        match self.attempt(arg)? {
+            Ok((value, _)) if value.is_wholly_known() => Ok((Value::Bool(true), Marks::clear())),
+            Ok(_) => Ok((Value::Unknown, Marks::clear())),
+            Err(Failed) => {
+                self.diagnostics.truncate(mark);
+                Ok((Value::Bool(false), Marks::clear()))
+            }
+        }
+    }
+
     /// A string template; a secret interpolated marks the whole string.
     fn template(&mut self, parts: &[TemplatePart]) -> MarkedResult {
         // The commonest shapes, without building a string: plain text, and
@@ -389,17 +457,37 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             }
             _ => {}
         }
-        let mut out = String::new();
-        let mut unknown = false;
-        let mut marks = Marks::clear();
+        let mut rendered = Rendered::default();
+        self.render(parts, &mut rendered)?;
+        let Rendered {
+            out,
+            unknown,
+            marks,
+        } = rendered;
+        let value = if unknown {
+            Value::Unknown
+        } else {
+            Value::String(out.into())
+        };
+        Ok((value, marks))
+    }
+
+    /// Renders template parts into `rendered`: literal text, interpolated
+    /// values, the chosen branch of each `%{ if }`, the body of each
+    /// `%{ for }` once per element. An unknown value (or condition, or
+    /// collection) makes the whole string unknown; a secret marks it.
+    fn render(&mut self, parts: &[TemplatePart], rendered: &mut Rendered) -> Result<(), Failed> {
         for part in parts {
-            match part {
-                TemplatePart::Literal(text) => out.push_str(text),
+            let span = match part {
+                TemplatePart::Literal(text) => {
+                    rendered.out.push_str(text);
+                    None
+                }
                 TemplatePart::Interpolation(expr) => {
                     let (value, part_marks) = self.eval_marked(expr)?;
-                    marks = marks.union(&part_marks.collapsed());
+                    rendered.marks = rendered.marks.union(&part_marks.collapsed());
                     match value {
-                        Value::Unknown => unknown = true,
+                        Value::Unknown => rendered.unknown = true,
                         Value::Null => {
                             return Err(self.type_error(
                                 expr.span,
@@ -414,29 +502,78 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                                 "turn it into a string first, e.g. with `join(\",\", …)` or `jsonencode(…)`",
                             ));
                         }
-                        other => out.push_str(&other.to_interpolated().unwrap_or_default()),
+                        other => rendered
+                            .out
+                            .push_str(&other.to_interpolated().unwrap_or_default()),
                     }
-                    if out.len() > MAX_STRING_BYTES {
-                        return Err(self.error(
-                            Code::EvaluationTooLarge,
-                            expr.span,
-                            format!(
-                                "this string would be over the {} MiB a value may have",
-                                MAX_STRING_BYTES >> 20
-                            ),
-                            "the string grows too large here",
-                            "look for a string that grows at every step (a template of its own result)",
-                        ));
-                    }
+                    Some(expr.span)
                 }
+                TemplatePart::If {
+                    condition,
+                    then,
+                    otherwise,
+                    ..
+                } => {
+                    let (value, part_marks) = self.eval_marked(condition)?;
+                    rendered.marks = rendered.marks.union(&part_marks.collapsed());
+                    match value {
+                        Value::Bool(true) => self.render(then, rendered)?,
+                        Value::Bool(false) => self.render(otherwise, rendered)?,
+                        Value::Unknown => rendered.unknown = true,
+                        other => {
+                            return Err(self.type_error(
+                                condition.span,
+                                format!(
+                                    "the `%{{ if }}` condition must be a bool, not a {}",
+                                    other.type_name()
+                                ),
+                                "compare it to get a bool, e.g. `%{ if x != \"\" }`",
+                            ));
+                        }
+                    }
+                    Some(condition.span)
+                }
+                TemplatePart::For { intro, body, .. } => {
+                    let (pairs, collection_marks) = self.iterate(intro)?;
+                    rendered.marks = rendered.marks.union(&collection_marks.collapsed());
+                    let Some(pairs) = pairs else {
+                        rendered.unknown = true;
+                        continue;
+                    };
+                    let key_marks = collection_marks.of_keys();
+                    let depth = self.bindings.len();
+                    for (key, item, item_marks) in pairs {
+                        // Each pass costs a step, even over literal text.
+                        self.spend(1, intro.collection.span, "%{ for }")?;
+                        self.bind(intro, key, &key_marks, item, item_marks);
+                        let result = self.render(body, rendered);
+                        self.bindings.truncate(depth);
+                        result?;
+                        if rendered.out.len() > MAX_STRING_BYTES {
+                            break;
+                        }
+                    }
+                    Some(intro.collection.span)
+                }
+            };
+            // Literal text alone grows only inside a `%{ for }`, which
+            // reports it.
+            if let Some(span) = span
+                && rendered.out.len() > MAX_STRING_BYTES
+            {
+                return Err(self.error(
+                    Code::EvaluationTooLarge,
+                    span,
+                    format!(
+                        "this string would be over the {} MiB a value may have",
+                        MAX_STRING_BYTES >> 20
+                    ),
+                    "the string grows too large here",
+                    "look for a string that grows at every step (a template of its own result, or a `%{ for }` over a large range)",
+                ));
             }
         }
-        let value = if unknown {
-            Value::Unknown
-        } else {
-            Value::String(out.into())
-        };
-        Ok((value, marks))
+        Ok(())
     }
 
     /// An object key (`None` when unknown) and whether a secret computed it.
@@ -602,6 +739,11 @@ impl<'s, 'd> Evaluator<'s, 'd> {
     /// marked part (`jsonencode({ password = var.db })` is a secret), except
     /// for `sensitive(x)`, which marks, and `nonsensitive(x)`, which clears.
     fn call(&mut self, name: &Ident, args: &[Expr], expand_final: bool) -> MarkedResult {
+        match (name.name.as_str(), args) {
+            ("try", [_, ..]) if !expand_final => return self.try_each(name, args),
+            ("can", [arg]) if !expand_final => return self.can(arg),
+            _ => {}
+        }
         let mut values = Vec::with_capacity(args.len());
         let mut marks = Marks::clear();
         for (index, arg) in args.iter().enumerate() {
@@ -1161,4 +1303,12 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         }
         Ok((value, marks))
     }
+}
+
+/// A template being rendered.
+#[derive(Default)]
+struct Rendered {
+    out: String,
+    unknown: bool,
+    marks: Marks,
 }

@@ -121,6 +121,7 @@ functions! {
     "abs", 1, Some(1), false, "abs(number)" => |a, _| Ok(Value::Number(number(a, 0)?.abs()));
     "base64decode", 1, Some(1), false, "base64decode(string)" => base64decode;
     "base64encode", 1, Some(1), false, "base64encode(string)" => |a, _| Ok(Value::string(base64::engine::general_purpose::STANDARD.encode(string(a, 0)?)));
+    "can", 1, Some(1), false, "can(expression)" => lazy;
     "ceil", 1, Some(1), false, "ceil(number)" => |a, _| Ok(Value::Number(number(a, 0)?.ceil()));
     "cidrhost", 2, Some(2), false, "cidrhost(prefix, hostnum)" => cidrhost;
     "cidrsubnet", 3, Some(3), false, "cidrsubnet(prefix, newbits, netnum)" => cidrsubnet;
@@ -167,9 +168,19 @@ functions! {
     "trimprefix", 2, Some(2), false, "trimprefix(string, prefix)" => |a, _| { let s = string(a, 0)?; Ok(Value::string(s.strip_prefix(string(a, 1)?).unwrap_or(s))) };
     "trimspace", 1, Some(1), false, "trimspace(string)" => |a, _| Ok(Value::string(string(a, 0)?.trim()));
     "trimsuffix", 2, Some(2), false, "trimsuffix(string, suffix)" => |a, _| { let s = string(a, 0)?; Ok(Value::string(s.strip_suffix(string(a, 1)?).unwrap_or(s))) };
+    "try", 1, None, false, "try(expressions...)" => lazy;
     "upper", 1, Some(1), false, "upper(string)" => |a, _| Ok(Value::string(string(a, 0)?.to_uppercase()));
     "values", 1, Some(1), true, "values(map)" => |a, _| Ok(Value::list(map(a, 0)?.values().cloned().collect()));
     "zipmap", 2, Some(2), true, "zipmap(keys, values)" => zipmap;
+}
+
+/// `try` and `can` evaluate their arguments themselves (an argument's error
+/// is their answer, not a problem): the evaluator calls them before
+/// evaluating any argument, so this is never reached.
+fn lazy(_: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
+    Err(FunctionError::new(
+        "`try` and `can` take expressions, not values",
+    ))
 }
 
 pub fn lookup_function(name: &str) -> Option<&'static Function> {

@@ -111,13 +111,7 @@ impl<'a> Walker<'a, '_> {
     fn walk(&mut self, expr: &'a Expr) {
         match &expr.kind {
             ExprKind::Null | ExprKind::Bool(_) | ExprKind::Number(_) => {}
-            ExprKind::Template(parts) => {
-                for part in parts {
-                    if let TemplatePart::Interpolation(inner) = part {
-                        self.walk(inner);
-                    }
-                }
-            }
+            ExprKind::Template(parts) => self.walk_template(parts),
             ExprKind::List(items) => items.iter().for_each(|item| self.walk(item)),
             ExprKind::Object(items) => {
                 for item in items {
@@ -193,6 +187,31 @@ impl<'a> Walker<'a, '_> {
                 self.bound.truncate(depth);
             }
             ExprKind::Parenthesized(inner) => self.walk(inner),
+        }
+    }
+
+    fn walk_template(&mut self, parts: &'a [TemplatePart]) {
+        for part in parts {
+            match part {
+                TemplatePart::Literal(_) => {}
+                TemplatePart::Interpolation(inner) => self.walk(inner),
+                TemplatePart::If {
+                    condition,
+                    then,
+                    otherwise,
+                    ..
+                } => {
+                    self.walk(condition);
+                    self.walk_template(then);
+                    self.walk_template(otherwise);
+                }
+                TemplatePart::For { intro, body, .. } => {
+                    self.walk(&intro.collection);
+                    let depth = self.bind(intro);
+                    self.walk_template(body);
+                    self.bound.truncate(depth);
+                }
+            }
         }
     }
 

@@ -173,7 +173,8 @@ pub fn quote(text: &str) -> String {
         }
     }
     out.push('"');
-    out.replace("${", "$${")
+    // `${` and `%{` would start an interpolation or a directive.
+    out.replace("${", "$${").replace("%{", "%%{")
 }
 
 /// Whether a key is written bare (`name`), not quoted (`"a b"`).

@@ -111,7 +111,7 @@ impl Printer<'_> {
     /// Prints the items of a body at `indent`; `end` is where the body ends
     /// in the source (its `}` or the end of the file).
     fn body(&mut self, body: &Body, indent: usize, end: usize, top_level: bool) {
-        let widths = self.alignment(&body.items);
+        let widths = self.alignment(&body.items, top_level);
         let mut previous = Previous::Nothing;
         let mut previous_end = 0usize;
         for (index, item) in body.items.iter().enumerate() {
@@ -186,8 +186,10 @@ impl Printer<'_> {
     }
 
     /// The width to pad each attribute name to: the longest name in its run
-    /// (consecutive attributes with no blank line or block between them).
-    fn alignment(&self, items: &[Item]) -> Vec<usize> {
+    /// (consecutive attributes with no blank line or block between them; at
+    /// the top level, where items are always printed a blank line apart,
+    /// every attribute is a run of its own, or a second run would realign).
+    fn alignment(&self, items: &[Item], top_level: bool) -> Vec<usize> {
         let mut widths = vec![0; items.len()];
         let mut run_start = 0;
         for index in 0..=items.len() {
@@ -195,6 +197,7 @@ impl Printer<'_> {
                 (_, None) => true,
                 (_, Some(Item::Block(_))) => true,
                 (Some(Item::Block(_)), _) => true,
+                (Some(_), Some(_)) if top_level => true,
                 (Some(previous), Some(current)) => {
                     self.blank_between(previous.span().end as usize, current.span().start as usize)
                 }
@@ -261,6 +264,33 @@ impl Printer<'_> {
         self.out.push('}');
     }
 
+    /// Whether `expr` ends with a heredoc's closing line.
+    fn ends_with_heredoc(&self, expr: &Expr) -> bool {
+        match &expr.kind {
+            ExprKind::Template(_) => self
+                .source(expr.span.start, expr.span.end)
+                .starts_with("<<"),
+            ExprKind::Binary { rhs: last, .. }
+            | ExprKind::Unary { operand: last, .. }
+            | ExprKind::Conditional {
+                otherwise: last, ..
+            } => self.ends_with_heredoc(last),
+            _ => false,
+        }
+    }
+
+    /// [`Self::expr`] of an expression something follows on its line (a
+    /// `,`, a `)`, an operator): after a heredoc that goes on the next line,
+    /// since a closing marker must be alone on its line.
+    fn followed(&mut self, expr: &Expr, indent: usize) -> String {
+        let mut out = self.expr(expr, indent);
+        if self.ends_with_heredoc(expr) {
+            out.push('\n');
+            out.push_str(&pad(indent));
+        }
+        out
+    }
+
     fn expr(&mut self, expr: &Expr, indent: usize) -> String {
         match &expr.kind {
             ExprKind::Null | ExprKind::Bool(_) | ExprKind::Number(_) | ExprKind::Template(_) => {
@@ -277,7 +307,7 @@ impl Printer<'_> {
                         }
                         Step::Index(index) => {
                             out.push('[');
-                            out.push_str(&self.expr(index, indent));
+                            out.push_str(&self.followed(index, indent));
                             out.push(']');
                         }
                         Step::Splat(_) => out.push_str("[*]"),
@@ -290,7 +320,8 @@ impl Printer<'_> {
                 args,
                 expand_final,
             } => {
-                let printed: Vec<String> = args.iter().map(|arg| self.expr(arg, indent)).collect();
+                let printed: Vec<String> =
+                    args.iter().map(|arg| self.followed(arg, indent)).collect();
                 let ellipsis = if *expand_final { "..." } else { "" };
                 format!("{}({}{ellipsis})", name.name, printed.join(", "))
             }
@@ -300,7 +331,7 @@ impl Printer<'_> {
             ExprKind::Binary { op, lhs, rhs } => {
                 format!(
                     "{} {} {}",
-                    self.expr(lhs, indent),
+                    self.followed(lhs, indent),
                     op.symbol(),
                     self.expr(rhs, indent)
                 )
@@ -311,11 +342,11 @@ impl Printer<'_> {
                 otherwise,
             } => format!(
                 "{} ? {} : {}",
-                self.expr(condition, indent),
-                self.expr(then, indent),
+                self.followed(condition, indent),
+                self.followed(then, indent),
                 self.expr(otherwise, indent)
             ),
-            ExprKind::Parenthesized(inner) => format!("({})", self.expr(inner, indent)),
+            ExprKind::Parenthesized(inner) => format!("({})", self.followed(inner, indent)),
             ExprKind::List(items) => {
                 if items.is_empty() {
                     return "[]".into();
@@ -324,15 +355,17 @@ impl Printer<'_> {
                     let mut out = String::from("[\n");
                     for item in items {
                         out.push_str(&pad(indent + 2));
-                        out.push_str(&self.expr(item, indent + 2));
+                        out.push_str(&self.followed(item, indent + 2));
                         out.push_str(",\n");
                     }
                     out.push_str(&pad(indent));
                     out.push(']');
                     out
                 } else {
-                    let printed: Vec<String> =
-                        items.iter().map(|item| self.expr(item, indent)).collect();
+                    let printed: Vec<String> = items
+                        .iter()
+                        .map(|item| self.followed(item, indent))
+                        .collect();
                     format!("[{}]", printed.join(", "))
                 }
             }
@@ -362,7 +395,9 @@ impl Printer<'_> {
                     let printed: Vec<String> = items
                         .iter()
                         .zip(&keys)
-                        .map(|(item, key)| format!("{key} = {}", self.expr(&item.value, indent)))
+                        .map(|(item, key)| {
+                            format!("{key} = {}", self.followed(&item.value, indent))
+                        })
                         .collect();
                     format!("{{ {} }}", printed.join(", "))
                 }
@@ -375,11 +410,11 @@ impl Printer<'_> {
                 let mut out = format!(
                     "[{} {}",
                     self.for_intro(intro, indent),
-                    self.expr(value, indent)
+                    self.followed(value, indent)
                 );
                 if let Some(condition) = condition {
                     out.push_str(" if ");
-                    out.push_str(&self.expr(condition, indent));
+                    out.push_str(&self.followed(condition, indent));
                 }
                 out.push(']');
                 out
@@ -394,15 +429,15 @@ impl Printer<'_> {
                 let mut out = format!(
                     "{{ {} {} => {}",
                     self.for_intro(intro, indent),
-                    self.expr(key, indent),
-                    self.expr(value, indent)
+                    self.followed(key, indent),
+                    self.followed(value, indent)
                 );
                 if *group {
                     out.push_str("...");
                 }
                 if let Some(condition) = condition {
                     out.push_str(" if ");
-                    out.push_str(&self.expr(condition, indent));
+                    out.push_str(&self.followed(condition, indent));
                 }
                 out.push_str(" }");
                 out
@@ -415,7 +450,10 @@ impl Printer<'_> {
             Some(key) => format!("{}, {}", key.name, intro.value_var.name),
             None => intro.value_var.name.clone(),
         };
-        format!("for {names} in {} :", self.expr(&intro.collection, indent))
+        format!(
+            "for {names} in {} :",
+            self.followed(&intro.collection, indent)
+        )
     }
 
     fn object_key(&mut self, key: &ObjectKey, indent: usize) -> String {

@@ -32,6 +32,48 @@ fn body_shape(body: &Body, out: &mut String) {
     }
 }
 
+fn template_shape(parts: &[TemplatePart], out: &mut String) {
+    out.push_str("(tpl");
+    for part in parts {
+        match part {
+            TemplatePart::Literal(text) => {
+                let _ = write!(out, " {text:?}");
+            }
+            TemplatePart::Interpolation(inner) => {
+                out.push_str(" ${");
+                expr_shape(inner, out);
+                out.push('}');
+            }
+            TemplatePart::If {
+                condition,
+                then,
+                otherwise,
+                ..
+            } => {
+                out.push_str(" %{if ");
+                expr_shape(condition, out);
+                out.push(' ');
+                template_shape(then, out);
+                out.push_str(" else ");
+                template_shape(otherwise, out);
+                out.push('}');
+            }
+            TemplatePart::For { intro, body, .. } => {
+                out.push_str(" %{for ");
+                if let Some(key) = &intro.key_var {
+                    let _ = write!(out, "{},", key.name);
+                }
+                let _ = write!(out, "{} in ", intro.value_var.name);
+                expr_shape(&intro.collection, out);
+                out.push(' ');
+                template_shape(body, out);
+                out.push('}');
+            }
+        }
+    }
+    out.push(')');
+}
+
 fn expr_shape(expr: &Expr, out: &mut String) {
     match &expr.kind {
         ExprKind::Null => out.push_str("null"),
@@ -41,22 +83,7 @@ fn expr_shape(expr: &Expr, out: &mut String) {
         ExprKind::Number(number) => {
             let _ = write!(out, "{number}");
         }
-        ExprKind::Template(parts) => {
-            out.push_str("(tpl");
-            for part in parts {
-                match part {
-                    TemplatePart::Literal(text) => {
-                        let _ = write!(out, " {text:?}");
-                    }
-                    TemplatePart::Interpolation(inner) => {
-                        out.push_str(" ${");
-                        expr_shape(inner, out);
-                        out.push('}');
-                    }
-                }
-            }
-            out.push(')');
-        }
+        ExprKind::Template(parts) => template_shape(parts, out),
         ExprKind::List(items) => {
             out.push('[');
             for item in items {

@@ -157,6 +157,19 @@ pub enum ExprKind {
 pub enum TemplatePart {
     Literal(String),
     Interpolation(Expr),
+    /// `%{ if cond }…%{ else }…%{ endif }`; `span` is the `%{ if … }`.
+    If {
+        condition: Expr,
+        then: Vec<TemplatePart>,
+        otherwise: Vec<TemplatePart>,
+        span: Span,
+    },
+    /// `%{ for k, v in coll }…%{ endfor }`; `span` is the `%{ for … }`.
+    For {
+        intro: ForIntro,
+        body: Vec<TemplatePart>,
+        span: Span,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

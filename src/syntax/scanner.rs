@@ -23,10 +23,13 @@ pub struct Scan {
     pub too_deep: Option<Span>,
     /// Byte ranges of heredoc literal text: from the end of the opening
     /// marker to the end of the closing marker, minus the `${…}`
-    /// interpolations inside.
+    /// interpolations and `%{…}` directives inside.
     pub heredoc_literals: Vec<std::ops::Range<usize>>,
     /// A heredoc whose closing marker never comes: the span of its opener.
     pub unterminated_heredoc: Option<Span>,
+    /// In that heredoc, the first line that starts with its marker followed
+    /// by more (`EOT)`): what the writer likely meant as the closer.
+    pub marker_not_alone: Option<Span>,
 }
 
 /// Replaces heredoc literal text by this byte, so that the grammar can match
@@ -55,7 +58,8 @@ impl Scan {
 enum Context {
     /// Code inside a bracket, brace or parenthesis (or the top level).
     Code,
-    /// Code inside `${ … }`, ended by `}` back into a string or heredoc.
+    /// Code inside `${ … }` or `%{ … }`, ended by `}` back into a string or
+    /// heredoc.
     Interpolation,
     Quoted,
     /// Inside a heredoc; `opener` is the span of `<<EOT`.
@@ -74,6 +78,7 @@ pub fn scan(file: FileId, text: &str) -> Scan {
     let mut heredoc_literals = Vec::new();
     // Where the current heredoc literal run started, while in a heredoc.
     let mut literal_start: Option<usize> = None;
+    let mut marker_not_alone = None;
     while at < bytes.len() {
         let byte = bytes[at];
         let next = bytes.get(at + 1).copied();
@@ -99,6 +104,7 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                     b'"' => stack.push(Context::Quoted),
                     b'<' if next == Some(b'<') => {
                         if let Some((marker, marker_end, body_start)) = heredoc_header(bytes, at) {
+                            marker_not_alone = None;
                             stack.push(Context::Heredoc {
                                 marker,
                                 opener: (at, marker_end),
@@ -130,8 +136,9 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                 b'"' | b'\n' => {
                     stack.pop();
                 }
-                b'$' if next == Some(b'$') && bytes.get(at + 2) == Some(&b'{') => at += 2,
-                b'$' if next == Some(b'{') => {
+                // `$${` and `%%{` are literal; `${` and `%{` open code.
+                b'$' | b'%' if next == Some(byte) && bytes.get(at + 2) == Some(&b'{') => at += 2,
+                b'$' | b'%' if next == Some(b'{') => {
                     stack.push(Context::Interpolation);
                     at += 1;
                 }
@@ -147,9 +154,17 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                     line_start = false;
                     continue;
                 }
+                if line_start
+                    && marker_not_alone.is_none()
+                    && let Some(end) = marker_then_more(bytes, at, marker)
+                {
+                    marker_not_alone = Some(Span::new(file, at, find_line_end(bytes, end)));
+                }
                 match byte {
-                    b'$' if next == Some(b'$') && bytes.get(at + 2) == Some(&b'{') => at += 2,
-                    b'$' if next == Some(b'{') => {
+                    b'$' | b'%' if next == Some(byte) && bytes.get(at + 2) == Some(&b'{') => {
+                        at += 2;
+                    }
+                    b'$' | b'%' if next == Some(b'{') => {
                         if let Some(start) = literal_start.take() {
                             heredoc_literals.push(start..at);
                         }
@@ -167,6 +182,7 @@ pub fn scan(file: FileId, text: &str) -> Scan {
                 too_deep: Some(Span::new(file, at, end)),
                 heredoc_literals,
                 unterminated_heredoc: None,
+                marker_not_alone: None,
             };
         }
         line_start = byte == b'\n';
@@ -184,6 +200,7 @@ pub fn scan(file: FileId, text: &str) -> Scan {
         comments,
         too_deep: None,
         heredoc_literals,
+        marker_not_alone: marker_not_alone.filter(|_| unterminated_heredoc.is_some()),
         unterminated_heredoc,
     }
 }
@@ -231,7 +248,26 @@ fn heredoc_header(bytes: &[u8], at: usize) -> Option<(Vec<u8>, usize, usize)> {
     (bytes.get(cursor) == Some(&b'\n')).then_some((marker, marker_end, cursor + 1))
 }
 
-/// If the line at `at` closes the heredoc, where the marker ends.
+/// If the line at `at` starts with `marker` followed by something other
+/// than a name character or the end of the line (`EOT)`), where the marker
+/// ends.
+fn marker_then_more(bytes: &[u8], at: usize, marker: &[u8]) -> Option<usize> {
+    let mut cursor = at;
+    while matches!(bytes.get(cursor), Some(b' ' | b'\t')) {
+        cursor += 1;
+    }
+    let end = cursor + marker.len();
+    if bytes.get(cursor..end)? != marker {
+        return None;
+    }
+    bytes
+        .get(end)
+        .is_some_and(|byte| !is_identifier_byte(*byte) && !byte.is_ascii_whitespace())
+        .then_some(end)
+}
+
+/// If the line at `at` closes the heredoc (the marker alone on it, after
+/// optional indentation), where the marker ends.
 fn heredoc_close(bytes: &[u8], at: usize, marker: &[u8]) -> Option<usize> {
     let mut cursor = at;
     while matches!(bytes.get(cursor), Some(b' ' | b'\t')) {
@@ -241,8 +277,12 @@ fn heredoc_close(bytes: &[u8], at: usize, marker: &[u8]) -> Option<usize> {
     if bytes.get(cursor..end)? != marker {
         return None;
     }
-    match bytes.get(end) {
-        Some(byte) if is_identifier_byte(*byte) => None,
-        _ => Some(end),
+    // Alone on its line, as in HCL: `EOT,` or `EOT)` is text (other HCL
+    // readers reject a closer followed by more, so the formatter never
+    // writes one).
+    let mut rest = end;
+    while matches!(bytes.get(rest), Some(b' ' | b'\t' | b'\r')) {
+        rest += 1;
     }
+    matches!(bytes.get(rest), None | Some(b'\n')).then_some(end)
 }

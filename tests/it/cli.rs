@@ -239,6 +239,45 @@ fn fmt_check_diff_and_write() {
 }
 
 #[test]
+fn fmt_recursive_reaches_subdirectories_and_check_lists_each_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let messy = "locals {\nx=1\n}\n";
+    write(dir.path(), "main.infra", messy);
+    std::fs::create_dir_all(dir.path().join("modules/net")).unwrap();
+    write(&dir.path().join("modules/net"), "main.infra", messy);
+    std::fs::create_dir_all(dir.path().join(".infra")).unwrap();
+    write(&dir.path().join(".infra"), "cache.infra", messy);
+
+    let shallow = infra(&["fmt", "-check"], Some(dir.path()));
+    assert_eq!(shallow.status.code(), Some(1));
+    assert_eq!(text(&shallow.stdout), "main.infra\n");
+
+    let deep = infra(&["fmt", "-check", "-recursive"], Some(dir.path()));
+    assert_eq!(deep.status.code(), Some(1));
+    assert_eq!(
+        text(&deep.stdout),
+        "main.infra\nmodules/net/main.infra\n",
+        "hidden directories are skipped"
+    );
+
+    // A directory named on the command line is formatted like `-C` would.
+    let named = infra(&["fmt", "modules"], Some(dir.path()));
+    assert!(named.status.success());
+    assert_eq!(text(&named.stdout), "", "modules/ itself holds no file");
+    let named = infra(&["fmt", "-recursive", "modules"], Some(dir.path()));
+    assert_eq!(text(&named.stdout), "formatted modules/net/main.infra\n");
+    let again = infra(
+        &["fmt", "-check", "-recursive", "modules"],
+        Some(dir.path()),
+    );
+    assert!(again.status.success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".infra/cache.infra")).unwrap(),
+        messy
+    );
+}
+
+#[test]
 fn fmt_refuses_files_with_syntax_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broken = "locals {\n  x = \n}\n";

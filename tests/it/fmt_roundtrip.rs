@@ -107,3 +107,36 @@ fn fmt_applies_the_canonical_layout() {
         Some(expected)
     );
 }
+
+/// Shapes that once broke idempotence or wrote what HCL readers reject: a
+/// heredoc's closing marker followed by `,` `)` or an operator on its line,
+/// and attributes at the top level (always a blank line apart, so never
+/// aligned as a run).
+#[test]
+fn fmt_never_writes_text_after_a_heredoc_marker_and_is_idempotent() {
+    let cases = [
+        "locals {\n  a = [<<EOT\nx\nEOT\n  , \"b\"]\n}\n",
+        "locals {\n  c = f(<<EOT\ny\nEOT\n  , 2)\n}\n",
+        "locals {\n  d = <<EOT\nz\nEOT\n  == \"z\\n\" ? 1 : 2\n}\n",
+        "locals {\n  e = { k = <<-EOT\n    w\n    EOT\n  }\n}\n",
+        "a = 1\nbb = 2\n",
+    ];
+    for input in cases {
+        let once = format_source(FileId(0), input).unwrap_or_else(|_| panic!("parses: {input}"));
+        for line in once.lines() {
+            let trimmed = line.trim_start();
+            assert!(
+                !["EOT", "EOT,", "EOT)"]
+                    .iter()
+                    .any(|m| trimmed.starts_with(m) && trimmed.len() > 3),
+                "text after a closing marker in:\n{once}"
+            );
+        }
+        let (reparsed, errors) = parse_file(FileId(0), &once);
+        assert!(errors.is_empty(), "does not parse:\n{once}");
+        let (original, _) = parse_file(FileId(0), input);
+        assert_eq!(tree_shape(&original.body), tree_shape(&reparsed.body));
+        let twice = format_source(FileId(0), &once).expect("formatted text parses");
+        assert_eq!(once, twice, "a second fmt changed:\n{once}");
+    }
+}

@@ -109,11 +109,21 @@ pub fn parse_file(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
             .trim_start_matches("<<")
             .trim_start_matches('-')
             .to_string();
-        diagnostics.push(
+        let mut diagnostic =
             Diagnostic::error(Code::Syntax, format!("heredoc `{marker}` is never closed"))
                 .with_label(opener, "opened here")
-                .with_help(format!("end it with a line holding only `{marker}`")),
-        );
+                .with_help(format!("end it with a line holding only `{marker}`"));
+        if let Some(line) = scan.marker_not_alone {
+            let after = text[line.range()]
+                .trim_start()
+                .trim_start_matches(marker.as_str());
+            diagnostic = diagnostic
+                .with_label(line, format!("not a closing marker: `{marker}` is followed by `{after}`"))
+                .with_help(format!(
+                    "the closing `{marker}` must be alone on its line: move `{after}` to the next line"
+                ));
+        }
+        diagnostics.push(diagnostic);
     }
     items.sort_by_key(|item| item.span().start);
     let file = File {
