@@ -248,18 +248,22 @@ fn heredoc_header(bytes: &[u8], at: usize) -> Option<(Vec<u8>, usize, usize)> {
     (bytes.get(cursor) == Some(&b'\n')).then_some((marker, marker_end, cursor + 1))
 }
 
-/// If the line at `at` starts with `marker` followed by something other
-/// than a name character or the end of the line (`EOT)`), where the marker
-/// ends.
-fn marker_then_more(bytes: &[u8], at: usize, marker: &[u8]) -> Option<usize> {
+/// If the line at `at` starts with `marker` (after optional indentation),
+/// where the marker ends.
+fn marker_at(bytes: &[u8], at: usize, marker: &[u8]) -> Option<usize> {
     let mut cursor = at;
     while matches!(bytes.get(cursor), Some(b' ' | b'\t')) {
         cursor += 1;
     }
     let end = cursor + marker.len();
-    if bytes.get(cursor..end)? != marker {
-        return None;
-    }
+    (bytes.get(cursor..end)? == marker).then_some(end)
+}
+
+/// If the line at `at` starts with `marker` followed by something other
+/// than a name character or the end of the line (`EOT)`), where the marker
+/// ends.
+fn marker_then_more(bytes: &[u8], at: usize, marker: &[u8]) -> Option<usize> {
+    let end = marker_at(bytes, at, marker)?;
     bytes
         .get(end)
         .is_some_and(|byte| !is_identifier_byte(*byte) && !byte.is_ascii_whitespace())
@@ -269,14 +273,7 @@ fn marker_then_more(bytes: &[u8], at: usize, marker: &[u8]) -> Option<usize> {
 /// If the line at `at` closes the heredoc (the marker alone on it, after
 /// optional indentation), where the marker ends.
 fn heredoc_close(bytes: &[u8], at: usize, marker: &[u8]) -> Option<usize> {
-    let mut cursor = at;
-    while matches!(bytes.get(cursor), Some(b' ' | b'\t')) {
-        cursor += 1;
-    }
-    let end = cursor + marker.len();
-    if bytes.get(cursor..end)? != marker {
-        return None;
-    }
+    let end = marker_at(bytes, at, marker)?;
     // Alone on its line, as in HCL: `EOT,` or `EOT)` is text (other HCL
     // readers reject a closer followed by more, so the formatter never
     // writes one).
