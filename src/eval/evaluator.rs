@@ -44,6 +44,8 @@ pub struct ModuleValues {
     pub deployments: HashMap<String, Value>,
     pub path_module: String,
     pub path_root: String,
+    /// During apply: `timestamp()` and `uuid()` have values.
+    pub applying: bool,
     /// The sensitive parts of the values above (only those with any).
     pub marks: NamedMarks,
 }
@@ -158,6 +160,8 @@ pub struct Evaluator<'s, 'd> {
     bindings: Vec<(String, Value, Marks)>,
     pub diagnostics: &'d mut Diagnostics,
     budget: &'d mut u64,
+    /// Evaluating a `templatefile` template, which may not call another.
+    in_template_file: bool,
 }
 
 impl<'s, 'd> Evaluator<'s, 'd> {
@@ -167,6 +171,7 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             bindings: Vec::new(),
             diagnostics,
             budget,
+            in_template_file: false,
         }
     }
 
@@ -434,6 +439,198 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             Err(Failed) => {
                 self.diagnostics.truncate(mark);
                 Ok((Value::Bool(false), Marks::clear()))
+            }
+        }
+    }
+
+    /// `templatefile(path, vars)`: the file read as a template and rendered
+    /// with `vars` as its only names (and the functions, `templatefile`
+    /// excepted). Its problems are reported at the call, with the
+    /// template's line and column.
+    fn templatefile(
+        &mut self,
+        values: &[Value],
+        context: &CallContext,
+        name: &Ident,
+        args: &[Expr],
+    ) -> EvalResult {
+        let call_span = name.span.to(args[args.len() - 1].span);
+        if self.in_template_file {
+            return Err(self.error(
+                Code::FunctionError,
+                call_span,
+                "a template cannot call `templatefile`",
+                "called from a template",
+                "render the inner template in the configuration and pass the result as a variable",
+            ));
+        }
+        if values.iter().any(|value| !value.is_wholly_known()) {
+            return Ok(Value::Unknown);
+        }
+        let Value::Map(vars) = &values[1] else {
+            return Err(self.type_error(
+                args[1].span,
+                format!(
+                    "the variables must be an object, not a {}",
+                    values[1].type_name()
+                ),
+                "write them as an object: `templatefile(\"init.tpl\", { port = 80 })`",
+            ));
+        };
+        let path = values[0].to_interpolated().unwrap_or_default();
+        let text = match super::functions::template_text(values, context) {
+            Ok(text) => text,
+            Err(error) => {
+                return Err(self.error(
+                    Code::FunctionError,
+                    args[0].span,
+                    error.message,
+                    "cannot be read",
+                    error.help.unwrap_or_default(),
+                ));
+            }
+        };
+        let at = |span: Span| -> String {
+            let before = text.get(..span.start as usize).unwrap_or("");
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+            format!("{path}:{line}:{column}")
+        };
+        let template_file = crate::syntax::FileId(u32::MAX);
+        let parts = match crate::syntax::parse_template(template_file, &text) {
+            Ok(parts) => parts,
+            Err(problem) => {
+                let place = problem
+                    .primary_span()
+                    .map(at)
+                    .unwrap_or_else(|| path.clone());
+                return Err(self.error(
+                    Code::FunctionError,
+                    args[0].span,
+                    format!("the template does not parse: {place}: {}", problem.message),
+                    "this template",
+                    problem.help.unwrap_or_else(|| "fix the template".into()),
+                ));
+            }
+        };
+        // Every name the template reads must be one of `vars`.
+        let whole = Expr {
+            kind: ExprKind::Template(parts),
+            span: Span::new(template_file, 0, text.len()),
+        };
+        let mut references = Vec::new();
+        let mut problems = Vec::new();
+        super::references::collect_references(&whole, &mut references, &mut problems);
+        // A variable read whole (`${port}`) is a bare name to the reference
+        // pass, one read by attribute (`${cfg.port}`) a reference: both
+        // are fine when the name is a variable.
+        let root_of = |span: Span| {
+            let written = text.get(span.range()).unwrap_or("");
+            written
+                .split(['.', '['])
+                .next()
+                .unwrap_or(written)
+                .trim()
+                .to_string()
+        };
+        let is_name = |root: &str| {
+            root.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && root
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        };
+        problems.retain(|problem| {
+            problem
+                .primary_span()
+                .is_none_or(|span| !vars.contains_key(&root_of(span)))
+        });
+        let unknown_name = references
+            .iter()
+            .map(|reference| reference.span)
+            .chain(problems.iter().filter_map(Diagnostic::primary_span))
+            .map(|span| (root_of(span), span))
+            .find(|(root, _)| is_name(root) && !vars.contains_key(root));
+        if let Some((root, span)) = unknown_name {
+            let given: Vec<&str> = vars.keys().map(String::as_str).collect();
+            return Err(self.error(
+                Code::FunctionError,
+                args[1].span,
+                format!(
+                    "{}: the template reads `{root}`, which is not among its variables",
+                    at(span)
+                ),
+                "the template's variables",
+                if given.is_empty() {
+                    format!("add `{root} = …` here: a template sees only these variables")
+                } else {
+                    format!(
+                        "add `{root} = …` here (a template sees only these variables: {})",
+                        code_list(&given)
+                    )
+                },
+            ));
+        }
+        if let Some(problem) = problems.into_iter().next() {
+            let place = problem
+                .primary_span()
+                .map(at)
+                .unwrap_or_else(|| path.clone());
+            return Err(self.error(
+                Code::FunctionError,
+                args[0].span,
+                format!("{place}: {}", problem.message),
+                "in this template",
+                problem.help.unwrap_or_else(|| "fix the template".into()),
+            ));
+        }
+        let ExprKind::Template(parts) = &whole.kind else {
+            unreachable!("built above")
+        };
+        let empty = ModuleValues::default();
+        let scope = Scope {
+            values: &empty,
+            module_dir: self.scope.module_dir,
+            count_index: None,
+            each: None,
+        };
+        let mut diagnostics = Diagnostics::new();
+        let mut inner = Evaluator::new(scope, &mut diagnostics, &mut *self.budget);
+        inner.in_template_file = true;
+        inner.bindings = vars
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone(), Marks::clear()))
+            .collect();
+        let rendered = inner.template(parts);
+        match rendered {
+            Ok((value, _)) => Ok(value),
+            Err(Failed) => {
+                let problem = diagnostics.iter().next();
+                let code = match problem {
+                    Some(problem) if problem.code == Code::EvaluationTooLarge => problem.code,
+                    _ => Code::FunctionError,
+                };
+                let message = problem.map_or_else(
+                    || "the template failed".to_string(),
+                    |problem| {
+                        let place = problem
+                            .primary_span()
+                            .map(at)
+                            .unwrap_or_else(|| path.clone());
+                        format!("{place}: {}", problem.message)
+                    },
+                );
+                let help = problem
+                    .and_then(|problem| problem.help.clone())
+                    .unwrap_or_else(|| "fix the template".into());
+                Err(self.error(
+                    code,
+                    call_span,
+                    message,
+                    "rendering this template failed",
+                    help,
+                ))
             }
         }
     }
@@ -813,7 +1010,12 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         }
         let context = CallContext {
             module_dir: self.scope.module_dir,
+            applying: self.scope.values.applying,
         };
+        if function.name == "templatefile" {
+            let value = self.templatefile(&values, &context, name, args)?;
+            return Ok((value, marks.collapsed()));
+        }
         match function.call(&values, &context) {
             Ok(Value::String(text)) if text.len() > MAX_STRING_BYTES => Err(self.error(
                 Code::EvaluationTooLarge,

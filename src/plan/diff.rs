@@ -40,6 +40,9 @@ pub struct StatePlanner<'s, R: Records = State> {
     /// The changes decided while evaluating, by address, kept for [`diff`]
     /// (which would otherwise decide each one again); `None`: not kept.
     decided: Option<Mutex<FxHashMap<String, Change>>>,
+    /// Evaluating during apply: values known only then (`timestamp()`)
+    /// are known.
+    applying: bool,
 }
 
 impl<'s, R: Records> StatePlanner<'s, R> {
@@ -48,6 +51,15 @@ impl<'s, R: Records> StatePlanner<'s, R> {
             state,
             replace,
             decided: None,
+            applying: false,
+        }
+    }
+
+    /// A planner for evaluations during apply.
+    pub fn applying(state: &'s R) -> StatePlanner<'s, R> {
+        StatePlanner {
+            applying: true,
+            ..StatePlanner::new(state, &[])
         }
     }
 
@@ -90,6 +102,10 @@ impl<R: Records> InstancePlanner for StatePlanner<'_, R> {
             }
             None => change.after,
         }
+    }
+
+    fn applying(&self) -> bool {
+        self.applying
     }
 
     fn recorded_object(&self, address: &str) -> Option<RecordedObject> {

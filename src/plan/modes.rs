@@ -198,7 +198,7 @@ impl Evaluation {
         state: &impl Records,
         focus: Option<&BTreeSet<String>>,
     ) -> Result<EvaluatedModule, String> {
-        let planner = StatePlanner::new(state, &[]);
+        let planner = StatePlanner::applying(state);
         let mut diagnostics = Diagnostics::new();
         let evaluated = evaluate_with_deployments(
             &self.config,

@@ -7,6 +7,8 @@ mod scanner;
 mod source_map;
 
 pub use ast::*;
-pub use parser::{MAX_EXPRESSION_OPERATORS, MAX_FILE_BYTES, parse_expression, parse_file};
+pub use parser::{
+    MAX_EXPRESSION_OPERATORS, MAX_FILE_BYTES, parse_expression, parse_file, parse_template,
+};
 pub use scanner::MAX_NESTING;
 pub use source_map::{FileId, SourceFile, SourceMap, Span};

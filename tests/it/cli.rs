@@ -1276,3 +1276,40 @@ fn refresh_only_records_drift_without_touching_objects() {
     let conflicting = infra(&["plan", "-refresh-only", "-out", "p"], Some(dir.path()));
     assert_eq!(conflicting.status.code(), Some(1));
 }
+
+/// `timestamp()` and `uuid()` are unknown while planning and known during
+/// apply: the file gets real values, and the next plan shows a change
+/// again, as Terraform's does.
+#[test]
+fn values_of_each_run_are_known_at_apply_and_change_every_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "main.infra",
+        "resource local_file stamp {\n  path    = \"stamp.txt\"\n  content = \"${timestamp()} ${uuid()}\"\n}\n",
+    );
+    let plan = infra(&["plan", "-no-color"], Some(dir.path()));
+    assert!(
+        text(&plan.stdout).contains("+ content         = (known after apply)"),
+        "{}",
+        text(&plan.stdout)
+    );
+    let apply = infra(&["apply", "--auto-approve"], Some(dir.path()));
+    assert!(apply.status.success(), "{}", text(&apply.stderr));
+    let written = std::fs::read_to_string(dir.path().join("stamp.txt")).expect("written");
+    let (stamp, uuid) = written.split_once(' ').expect("two values");
+    assert!(
+        stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "an RFC 3339 UTC timestamp: {stamp}"
+    );
+    assert!(
+        uuid.len() == 36 && uuid.as_bytes()[14] == b'4',
+        "a version 4 UUID: {uuid}"
+    );
+    let again = infra(
+        &["plan", "-detailed-exitcode", "-no-color"],
+        Some(dir.path()),
+    );
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stdout));
+    assert!(text(&again.stdout).contains("-> (known after apply)"));
+}

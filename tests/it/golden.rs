@@ -158,23 +158,12 @@ fn every_error_kind_has_a_fixture() {
 #[test]
 fn readme_lists_every_function_and_the_docs_every_diagnostic_code() {
     let readme = std::fs::read_to_string("README.md").expect("README.md");
-    let functions = readme
-        .lines()
-        .find(|line| line.starts_with("- **Functions**"))
-        .map(|first| {
-            readme[readme.find(first).unwrap_or(0)..]
-                .split("`.")
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
-        .unwrap_or_default();
+    let rows = function_table(&readme);
     for name in infra::eval::function_names() {
         assert!(
-            functions
-                .split_whitespace()
-                .any(|word| word.trim_matches('`') == name),
-            "README's function list lacks `{name}`"
+            rows.iter()
+                .any(|(signature, _, _)| signature.starts_with(&format!("{name}("))),
+            "README's function table lacks `{name}`"
         );
     }
     let docs = std::fs::read_to_string("docs/diagnostics.md").expect("docs/diagnostics.md");
@@ -197,6 +186,69 @@ fn readme_lists_every_function_and_the_docs_every_diagnostic_code() {
             docs.contains(&row),
             "docs/diagnostics.md lacks the row {row}"
         );
+    }
+}
+
+/// The rows of README's function table: signature, example, result.
+fn function_table(readme: &str) -> Vec<(String, String, String)> {
+    let section = readme
+        .split("\n### Functions\n")
+        .nth(1)
+        .expect("README has a `### Functions` section");
+    section
+        .lines()
+        .skip_while(|line| !line.starts_with("| Function |"))
+        .skip(2)
+        .take_while(|line| line.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line
+                .trim_matches('|')
+                .split(" | ")
+                .map(|cell| cell.trim().trim_matches('`'))
+                .collect();
+            assert_eq!(cells.len(), 3, "a row of three cells: {line}");
+            (cells[0].into(), cells[1].into(), cells[2].into())
+        })
+        .collect()
+}
+
+/// Every example of README's function table, evaluated in a module beside
+/// the files of `tests/function_table/`, gives the result the table shows
+/// (`(sensitive value)` for a secret, `(known after apply)` for what only
+/// apply knows).
+#[test]
+fn readme_function_examples_give_their_results() {
+    let readme = std::fs::read_to_string("README.md").expect("README.md");
+    let rows = function_table(&readme);
+    assert!(rows.len() >= 80, "the table has every function");
+    let dir = tempfile::tempdir().expect("tempdir");
+    support::copy_dir(Path::new("tests/function_table"), dir.path());
+    let mut config = String::new();
+    for (index, (_, example, _)) in rows.iter().enumerate() {
+        config.push_str(&format!(
+            "output f{index:03} {{\n  value = {example}\n}}\n\n"
+        ));
+    }
+    std::fs::write(dir.path().join("main.infra"), config).expect("write");
+    let checked = check(&CheckOptions {
+        dir: dir.path().to_path_buf(),
+        ..CheckOptions::default()
+    });
+    let problems: Vec<String> = checked
+        .diagnostics
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+    let outputs = &checked.evaluated.expect("evaluated").outputs;
+    for (index, (signature, example, result)) in rows.iter().enumerate() {
+        let output = &outputs[&format!("f{index:03}")];
+        let shown = if output.sensitive {
+            "(sensitive value)".to_string()
+        } else {
+            output.value.to_string()
+        };
+        assert_eq!(&shown, result, "README: `{signature}`: `{example}`");
     }
 }
 

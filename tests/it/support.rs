@@ -491,8 +491,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target: PathBuf = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_file() {
+        let kind = entry.file_type().unwrap();
+        if kind.is_file() {
             std::fs::copy(entry.path(), target).unwrap();
+        } else if kind.is_dir() {
+            copy_dir(&entry.path(), &target);
         }
     }
 }

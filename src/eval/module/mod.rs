@@ -152,6 +152,12 @@ pub trait InstancePlanner: Sync {
         schema: Option<&BlockSchema>,
     ) -> Option<Arc<BTreeMap<String, Value>>>;
 
+    /// Whether this evaluation runs during apply, when the values of
+    /// `timestamp()` and `uuid()` are known (while planning they are not).
+    fn applying(&self) -> bool {
+        false
+    }
+
     /// The object recorded for the instance at `address` once it is
     /// applied, for a focused evaluation (see [`evaluate_focused`]) to read
     /// the resources its focus depends on without evaluating them again.
@@ -224,6 +230,7 @@ fn evaluate_module<'c>(
         values: ModuleValues {
             path_module: config.dir.to_string_lossy().into_owned(),
             path_root: context.root_dir.to_string(),
+            applying: context.planner.is_some_and(|planner| planner.applying()),
             ..ModuleValues::default()
         },
         result: EvaluatedModule {

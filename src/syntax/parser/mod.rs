@@ -171,6 +171,53 @@ pub fn parse_expression(file: FileId, text: &str) -> Result<Expr, Diagnostic> {
     }
 }
 
+/// Parses the text of a template file (`templatefile`): literal text,
+/// interpolations and directives. Brackets nested deeper than
+/// [`MAX_NESTING`] anywhere in it are refused, as in a configuration.
+pub fn parse_template(file: FileId, text: &str) -> Result<Vec<TemplatePart>, Diagnostic> {
+    let mut depth = 0usize;
+    for (at, byte) in text.bytes().enumerate() {
+        match byte {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Err(
+                Diagnostic::error(Code::TooDeep, "nesting is too deep").with_label(
+                    Span::new(file, at, at + 1),
+                    format!("more than {MAX_NESTING} levels deep here"),
+                ),
+            );
+        }
+    }
+    set_call_limit(text.len());
+    match InfraParser::parse(Rule::template_file, text) {
+        Ok(mut pairs) => {
+            let mut builder = Builder {
+                file,
+                offset: 0,
+                diagnostics: Vec::new(),
+                text,
+                comment_starts_by_end: &[],
+            };
+            let parts = builder.template_file(pairs.next().expect("template_file pair"));
+            match builder.diagnostics.into_iter().next() {
+                Some(diagnostic) => Err(diagnostic),
+                None => Ok(parts),
+            }
+        }
+        Err(error) => Err(syntax_error(
+            file,
+            text,
+            0,
+            text,
+            Rule::template_file,
+            &error,
+        )),
+    }
+}
+
 /// Bounds pest's work so that no input makes it run for ever.
 fn set_call_limit(len: usize) {
     let limit = len.saturating_mul(400).saturating_add(100_000);

@@ -142,6 +142,27 @@ impl Builder<'_> {
         self.nest(tokens)
     }
 
+    /// The text of a template file: as a heredoc's, without the lines
+    /// around it.
+    pub(super) fn template_file(&mut self, pair: Pair<Rule>) -> Vec<TemplatePart> {
+        let mut tokens = Vec::new();
+        for part in pair.into_inner() {
+            match part.as_rule() {
+                Rule::template_file_text => {
+                    let text = part
+                        .as_str()
+                        .replace("$${", "${")
+                        .replace("%%{", "%{")
+                        .replace("\r\n", "\n");
+                    push_literal_token(&mut tokens, &text);
+                }
+                Rule::interpolation | Rule::directive => tokens.push(self.code_token(part)),
+                _ => {}
+            }
+        }
+        self.nest(tokens)
+    }
+
     /// An interpolation or a directive, with its strip markers.
     fn code_token(&mut self, pair: Pair<Rule>) -> Token {
         let span = self.span(&pair);

@@ -4,6 +4,17 @@
 //! [`FunctionError`] that names the argument at fault; the evaluator turns it
 //! into a diagnostic pointing at that argument.
 
+mod collections;
+mod files;
+mod strings;
+mod time;
+
+use collections::*;
+pub(crate) use files::template_text;
+use files::*;
+use strings::*;
+use time::*;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -73,6 +84,8 @@ impl FunctionError {
 pub struct CallContext<'a> {
     /// The directory of the module, for `file()`.
     pub module_dir: &'a Path,
+    /// During apply; while planning, `timestamp()` and `uuid()` are unknown.
+    pub applying: bool,
 }
 
 type Implementation = fn(&[Value], &CallContext) -> Result<Value, FunctionError>;
@@ -119,64 +132,93 @@ macro_rules! functions {
 
 functions! {
     "abs", 1, Some(1), false, "abs(number)" => |a, _| Ok(Value::Number(number(a, 0)?.abs()));
+    "alltrue", 1, Some(1), false, "alltrue(list)" => alltrue;
+    "anytrue", 1, Some(1), false, "anytrue(list)" => anytrue;
     "base64decode", 1, Some(1), false, "base64decode(string)" => base64decode;
     "base64encode", 1, Some(1), false, "base64encode(string)" => |a, _| Ok(Value::string(base64::engine::general_purpose::STANDARD.encode(string(a, 0)?)));
+    "basename", 1, Some(1), false, "basename(path)" => basename;
     "can", 1, Some(1), false, "can(expression)" => lazy;
     "ceil", 1, Some(1), false, "ceil(number)" => |a, _| Ok(Value::Number(number(a, 0)?.ceil()));
+    "chomp", 1, Some(1), false, "chomp(string)" => chomp;
     "cidrhost", 2, Some(2), false, "cidrhost(prefix, hostnum)" => cidrhost;
     "cidrsubnet", 3, Some(3), false, "cidrsubnet(prefix, newbits, netnum)" => cidrsubnet;
+    "cidrsubnets", 2, None, false, "cidrsubnets(prefix, newbits...)" => cidrsubnets;
     "coalesce", 1, None, true, "coalesce(values...)" => coalesce;
+    "coalescelist", 1, None, true, "coalescelist(lists...)" => coalescelist;
     "compact", 1, Some(1), true, "compact(list)" => compact;
     "concat", 0, None, true, "concat(lists...)" => concat;
     "contains", 2, Some(2), false, "contains(list, value)" => |a, _| Ok(Value::Bool(list(a, 0)?.contains(&a[1])));
+    "dirname", 1, Some(1), false, "dirname(path)" => dirname;
     "distinct", 1, Some(1), false, "distinct(list)" => distinct;
     "element", 2, Some(2), true, "element(list, index)" => element;
     "endswith", 2, Some(2), false, "endswith(string, suffix)" => |a, _| Ok(Value::Bool(string(a, 0)?.ends_with(string(a, 1)?)));
     "env", 1, Some(2), false, "env(name, default?)" => env;
     "file", 1, Some(1), false, "file(path)" => file;
+    "filebase64sha256", 1, Some(1), false, "filebase64sha256(path)" => filebase64sha256;
+    "fileset", 2, Some(2), false, "fileset(path, pattern)" => fileset;
+    "filesha256", 1, Some(1), false, "filesha256(path)" => filesha256;
     "flatten", 1, Some(1), true, "flatten(list)" => flatten;
     "floor", 1, Some(1), false, "floor(number)" => |a, _| Ok(Value::Number(number(a, 0)?.floor()));
     "format", 1, None, false, "format(spec, values...)" => format;
+    "formatdate", 2, Some(2), false, "formatdate(spec, timestamp)" => formatdate;
+    "formatlist", 1, None, false, "formatlist(spec, values...)" => formatlist;
     "join", 2, Some(2), false, "join(separator, list)" => join;
     "jsondecode", 1, Some(1), false, "jsondecode(string)" => jsondecode;
     "jsonencode", 1, Some(1), false, "jsonencode(value)" => |a, _| Ok(Value::string(a[0].to_json().to_string()));
     "keys", 1, Some(1), true, "keys(map)" => |a, _| Ok(Value::list(map(a, 0)?.keys().map(|k| Value::string(k.clone())).collect()));
-    "length", 1, Some(1), true, "length(list | map | string)" => length;
+    "length", 1, Some(1), true, "length(list, map or string)" => length;
     "lookup", 2, Some(3), true, "lookup(map, key, default?)" => lookup;
     "lower", 1, Some(1), false, "lower(string)" => |a, _| Ok(Value::string(string(a, 0)?.to_lowercase()));
     "max", 1, None, false, "max(numbers...)" => |a, _| min_max(a, f64::max);
+    "md5", 1, Some(1), false, "md5(string)" => md5;
     "merge", 0, None, true, "merge(maps...)" => merge;
     "min", 1, None, false, "min(numbers...)" => |a, _| min_max(a, f64::min);
     "nonsensitive", 1, Some(1), true, "nonsensitive(value)" => |a, _| Ok(a[0].clone());
+    "one", 1, Some(1), true, "one(list)" => one;
+    "pathexpand", 1, Some(1), false, "pathexpand(path)" => pathexpand;
     "range", 1, Some(3), false, "range(start?, limit, step?)" => range;
+    "regex", 2, Some(2), false, "regex(pattern, string)" => regex;
+    "regexall", 2, Some(2), false, "regexall(pattern, string)" => regexall;
     "replace", 3, Some(3), false, "replace(string, search, replacement)" => replace;
     "reverse", 1, Some(1), true, "reverse(list)" => |a, _| Ok(Value::list(list(a, 0)?.iter().rev().cloned().collect()));
     "sensitive", 1, Some(1), true, "sensitive(value)" => |a, _| Ok(a[0].clone());
+    "setintersection", 1, None, false, "setintersection(sets...)" => setintersection;
+    "setsubtract", 2, Some(2), false, "setsubtract(set, remove)" => setsubtract;
+    "setunion", 1, None, false, "setunion(sets...)" => setunion;
+    "sha1", 1, Some(1), false, "sha1(string)" => sha1;
     "sha256", 1, Some(1), false, "sha256(string)" => |a, _| Ok(Value::string(hex(&sha2::Sha256::digest(string(a, 0)?.as_bytes()))));
+    "sha512", 1, Some(1), false, "sha512(string)" => sha512;
     "slice", 3, Some(3), true, "slice(list, start, end)" => slice;
     "sort", 1, Some(1), false, "sort(list)" => sort;
     "split", 2, Some(2), false, "split(separator, string)" => split;
     "startswith", 2, Some(2), false, "startswith(string, prefix)" => |a, _| Ok(Value::Bool(string(a, 0)?.starts_with(string(a, 1)?)));
     "substr", 3, Some(3), false, "substr(string, offset, length)" => substr;
     "sum", 1, Some(1), false, "sum(list)" => sum;
+    "templatefile", 2, Some(2), false, "templatefile(path, vars)" => lazy;
+    "timeadd", 2, Some(2), false, "timeadd(timestamp, duration)" => timeadd;
+    "timestamp", 0, Some(0), false, "timestamp()" => timestamp;
+    "title", 1, Some(1), false, "title(string)" => title;
     "tobool", 1, Some(1), false, "tobool(value)" => |a, _| super::types::TypeConstraint::Bool.convert(&a[0]).map_err(|m| FunctionError::at(0, m));
     "tolist", 1, Some(1), true, "tolist(list)" => |a, _| Ok(Value::list(list(a, 0)?.to_vec()));
     "tomap", 1, Some(1), true, "tomap(object)" => |a, _| Ok(Value::map(map(a, 0)?.clone()));
     "tonumber", 1, Some(1), false, "tonumber(value)" => |a, _| super::types::TypeConstraint::Number.convert(&a[0]).map_err(|m| FunctionError::at(0, m));
     "toset", 1, Some(1), false, "toset(list)" => |a, _| Ok(Value::list(distinct_sorted(list(a, 0)?.to_vec())));
     "tostring", 1, Some(1), false, "tostring(value)" => |a, _| super::types::TypeConstraint::String.convert(&a[0]).map_err(|m| FunctionError::at(0, m));
+    "transpose", 1, Some(1), false, "transpose(map)" => transpose;
     "trimprefix", 2, Some(2), false, "trimprefix(string, prefix)" => |a, _| { let s = string(a, 0)?; Ok(Value::string(s.strip_prefix(string(a, 1)?).unwrap_or(s))) };
     "trimspace", 1, Some(1), false, "trimspace(string)" => |a, _| Ok(Value::string(string(a, 0)?.trim()));
     "trimsuffix", 2, Some(2), false, "trimsuffix(string, suffix)" => |a, _| { let s = string(a, 0)?; Ok(Value::string(s.strip_suffix(string(a, 1)?).unwrap_or(s))) };
     "try", 1, None, false, "try(expressions...)" => lazy;
     "upper", 1, Some(1), false, "upper(string)" => |a, _| Ok(Value::string(string(a, 0)?.to_uppercase()));
+    "uuid", 0, Some(0), false, "uuid()" => uuid;
     "values", 1, Some(1), true, "values(map)" => |a, _| Ok(Value::list(map(a, 0)?.values().cloned().collect()));
     "zipmap", 2, Some(2), true, "zipmap(keys, values)" => zipmap;
 }
 
 /// `try` and `can` evaluate their arguments themselves (an argument's error
-/// is their answer, not a problem): the evaluator calls them before
-/// evaluating any argument, so this is never reached.
+/// is their answer, not a problem), and `templatefile` evaluates a template
+/// with an evaluator of its own: the evaluator handles the three, so this is
+/// never reached.
 fn lazy(_: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
     Err(FunctionError::new(
         "`try` and `can` take expressions, not values",
@@ -351,42 +393,6 @@ fn env(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
             ),
         ),
     }
-}
-
-fn file(args: &[Value], context: &CallContext) -> Result<Value, FunctionError> {
-    use crate::config::{Limited, read_limited};
-    let relative = string(args, 0)?;
-    let path = context.module_dir.join(relative);
-    let cannot_read = |error: std::io::Error| {
-        FunctionError::at(
-            0,
-            format!("cannot read `{relative}`: {}", io_reason(&error)),
-        )
-        .help("paths are relative to the directory of the module")
-    };
-    let bytes = match read_limited(&path, MAX_FILE_FUNCTION_BYTES).map_err(cannot_read)? {
-        Limited::Read(bytes) => bytes,
-        Limited::TooLarge(size) => {
-            return Err(FunctionError::at(
-                0,
-                format!(
-                    "`{relative}` is too large ({size} bytes; `file` reads at most {} MiB)",
-                    MAX_FILE_FUNCTION_BYTES >> 20
-                ),
-            ));
-        }
-        Limited::NotAFile => {
-            return Err(FunctionError::at(
-                0,
-                format!("`{relative}` is not a regular file (a FIFO, a device or a directory)"),
-            )
-            .help("`file` reads regular files only"));
-        }
-    };
-    String::from_utf8(bytes).map(Value::string).map_err(|_| {
-        FunctionError::at(0, format!("`{relative}` is not UTF-8 text"))
-            .help("`file` reads text files")
-    })
 }
 
 fn flatten(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
@@ -765,6 +771,47 @@ fn cidrsubnet(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
     )))
 }
 
+/// Consecutive subnets of `prefix`, one per `newbits`, each the next free
+/// block of its size (as Terraform's `cidrsubnets`).
+fn cidrsubnets(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
+    let prefix = parse_prefix(args, 0)?;
+    let end = prefix.address + (1u128 << (prefix.bits - prefix.length).min(127));
+    let mut next = prefix.address;
+    let mut out = Vec::with_capacity(args.len() - 1);
+    for index in 1..args.len() {
+        let newbits = integer(args, index)?;
+        if newbits < 1 || prefix.length as i64 + newbits > prefix.bits as i64 {
+            return Err(FunctionError::at(
+                index,
+                format!(
+                    "cannot extend a /{} prefix by {newbits} bits (1 to {})",
+                    prefix.length,
+                    prefix.bits - prefix.length
+                ),
+            ));
+        }
+        let length = prefix.length + newbits as u32;
+        let size = 1u128 << (prefix.bits - length);
+        let start = next.div_ceil(size) * size;
+        if start + size > end {
+            return Err(FunctionError::at(
+                index,
+                format!(
+                    "no room left in {} for a /{length}",
+                    string(args, 0).unwrap_or("")
+                ),
+            )
+            .help("ask for fewer or smaller subnets, or a larger prefix"));
+        }
+        out.push(Value::string(format!(
+            "{}/{length}",
+            format_address(start, prefix.bits)
+        )));
+        next = start + size;
+    }
+    Ok(Value::list(out))
+}
+
 fn cidrhost(args: &[Value], _: &CallContext) -> Result<Value, FunctionError> {
     let prefix = parse_prefix(args, 0)?;
     let hostnum = integer(args, 1)?;
@@ -801,6 +848,7 @@ mod tests {
     fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         let context = CallContext {
             module_dir: Path::new("."),
+            applying: false,
         };
         lookup_function(name)
             .expect("function exists")
@@ -822,6 +870,134 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
+    }
+
+    fn list_of(items: &[&str]) -> Value {
+        Value::list(items.iter().map(|item| s(item)).collect())
+    }
+
+    #[test]
+    fn paths_split_as_go_does() {
+        for (path, base, dir) in [
+            ("/var/log/app.log", "app.log", "/var/log"),
+            ("app.log", "app.log", "."),
+            ("/var/log/", "log", "/var/log"),
+            ("/", "/", "/"),
+            ("", ".", "."),
+            ("/app", "app", "/"),
+        ] {
+            assert_eq!(
+                call("basename", vec![s(path)]),
+                Ok(s(base)),
+                "basename({path:?})"
+            );
+            assert_eq!(
+                call("dirname", vec![s(path)]),
+                Ok(s(dir)),
+                "dirname({path:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn regex_returns_text_captures_or_named_captures() {
+        assert_eq!(call("regex", vec![s("[0-9]+"), s("ab 12")]), Ok(s("12")));
+        assert_eq!(
+            call(
+                "regex",
+                vec![s("(?P<major>\\d+)\\.(?P<minor>\\d+)"), s("v1.25")]
+            )
+            .map(|v| v.to_string()),
+            Ok("{ major = \"1\", minor = \"25\" }".into())
+        );
+        assert_eq!(
+            call("regex", vec![s("x"), s("abc")]),
+            Err("the pattern does not match".into())
+        );
+        assert!(
+            call("regex", vec![s("(unclosed"), s("abc")])
+                .is_err_and(|e| e.starts_with("invalid regular expression"))
+        );
+        assert_eq!(
+            call("regexall", vec![s("z"), s("abc")]),
+            Ok(Value::list(Vec::new()))
+        );
+    }
+
+    #[test]
+    fn cidrsubnets_allocate_in_order_and_refuse_overflow() {
+        assert_eq!(
+            call("cidrsubnets", vec![s("10.0.0.0/24"), n(2.0), n(1.0)]),
+            Ok(list_of(&["10.0.0.0/26", "10.0.0.128/25"])),
+            "the /25 is aligned after the /26"
+        );
+        assert!(
+            call(
+                "cidrsubnets",
+                vec![s("10.0.0.0/24"), n(1.0), n(1.0), n(1.0)]
+            )
+            .is_err_and(|e| e.starts_with("no room left"))
+        );
+    }
+
+    #[test]
+    fn time_functions_follow_rfc_3339_and_go_durations() {
+        assert_eq!(
+            call("timeadd", vec![s("2026-03-01T00:00:00+01:00"), s("-1h30m")]),
+            Ok(s("2026-02-28T22:30:00+01:00"))
+        );
+        assert_eq!(
+            call("timeadd", vec![s("2024-02-28T12:00:00Z"), s("24h")]),
+            Ok(s("2024-02-29T12:00:00Z")),
+            "a leap day"
+        );
+        assert_eq!(
+            call("timeadd", vec![s("2026-01-01T00:00:00.5Z"), s("250ms")]),
+            Ok(s("2026-01-01T00:00:00.75Z"))
+        );
+        assert_eq!(
+            call(
+                "formatdate",
+                vec![
+                    s("EEEE, D MMMM YY 'at' H:mm AA ZZZZZ"),
+                    s("2026-11-29T15:04:05-07:00")
+                ]
+            ),
+            Ok(s("Sunday, 29 November 26 at 3:04 PM -07:00"))
+        );
+        for bad in [
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01 00:00:00Z",
+            "yesterday",
+        ] {
+            assert!(
+                call("timeadd", vec![s(bad), s("1h")]).is_err_and(|e| e.contains("RFC 3339")),
+                "{bad}"
+            );
+        }
+        assert!(call("timeadd", vec![s("2026-01-01T00:00:00Z"), s("1 hour")]).is_err());
+        assert_eq!(
+            call("timestamp", vec![]),
+            Ok(Value::Unknown),
+            "unknown while planning"
+        );
+        assert_eq!(call("uuid", vec![]), Ok(Value::Unknown));
+    }
+
+    #[test]
+    fn formatlist_pairs_lists_and_repeats_single_values() {
+        assert_eq!(
+            call("formatlist", vec![s("%s=%s"), list_of(&["a", "b"]), s("x")]),
+            Ok(list_of(&["a=x", "b=x"]))
+        );
+        assert!(
+            call(
+                "formatlist",
+                vec![s("%s%s"), list_of(&["a"]), list_of(&["b", "c"])]
+            )
+            .is_err_and(|e| e.contains("elements"))
+        );
     }
 
     #[test]
