@@ -496,20 +496,29 @@ impl<'s, 'd> Evaluator<'s, 'd> {
             let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
             format!("{path}:{line}:{column}")
         };
+        // A problem in the template: its message with where it is, and its help.
+        let located = |problem: &Diagnostic| -> (String, String) {
+            let place = problem
+                .primary_span()
+                .map(at)
+                .unwrap_or_else(|| path.clone());
+            let help = problem.help.clone();
+            (
+                format!("{place}: {}", problem.message),
+                help.unwrap_or_else(|| "fix the template".into()),
+            )
+        };
         let template_file = crate::syntax::FileId(u32::MAX);
         let parts = match crate::syntax::parse_template(template_file, &text) {
             Ok(parts) => parts,
             Err(problem) => {
-                let place = problem
-                    .primary_span()
-                    .map(at)
-                    .unwrap_or_else(|| path.clone());
+                let (message, help) = located(&problem);
                 return Err(self.error(
                     Code::FunctionError,
                     args[0].span,
-                    format!("the template does not parse: {place}: {}", problem.message),
+                    format!("the template does not parse: {message}"),
                     "this template",
-                    problem.help.unwrap_or_else(|| "fix the template".into()),
+                    help,
                 ));
             }
         };
@@ -572,17 +581,14 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                 },
             ));
         }
-        if let Some(problem) = problems.into_iter().next() {
-            let place = problem
-                .primary_span()
-                .map(at)
-                .unwrap_or_else(|| path.clone());
+        if let Some(problem) = problems.first() {
+            let (message, help) = located(problem);
             return Err(self.error(
                 Code::FunctionError,
                 args[0].span,
-                format!("{place}: {}", problem.message),
+                message,
                 "in this template",
-                problem.help.unwrap_or_else(|| "fix the template".into()),
+                help,
             ));
         }
         let ExprKind::Template(parts) = &whole.kind else {
@@ -611,19 +617,10 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                     Some(problem) if problem.code == Code::EvaluationTooLarge => problem.code,
                     _ => Code::FunctionError,
                 };
-                let message = problem.map_or_else(
-                    || "the template failed".to_string(),
-                    |problem| {
-                        let place = problem
-                            .primary_span()
-                            .map(at)
-                            .unwrap_or_else(|| path.clone());
-                        format!("{place}: {}", problem.message)
-                    },
+                let (message, help) = problem.map_or_else(
+                    || ("the template failed".into(), "fix the template".into()),
+                    located,
                 );
-                let help = problem
-                    .and_then(|problem| problem.help.clone())
-                    .unwrap_or_else(|| "fix the template".into());
                 Err(self.error(
                     code,
                     call_span,
