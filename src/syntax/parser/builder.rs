@@ -85,6 +85,18 @@ impl Builder<'_> {
                     let label_span = self.span(&part);
                     header_span = header_span.to(label_span);
                     let raw = part.as_str();
+                    if raw.replace("$${", "").contains("${") {
+                        self.diagnostics.push(
+                            Diagnostic::error(
+                                Code::Syntax,
+                                "a block label cannot interpolate: it names the block",
+                            )
+                            .with_label(label_span, "`${…}` in a label")
+                            .with_help(
+                                "write the label literally; for many alike blocks, use `count` or `for_each` and set the varying value as an argument",
+                            ),
+                        );
+                    }
                     labels.push(Label {
                         value: unescape(&raw[1..raw.len() - 1]),
                         quoted: true,
