@@ -1326,6 +1326,18 @@ impl<'s, 'd> Evaluator<'s, 'd> {
         }
     }
 
+    /// Binds `name` (a `dynamic` block's iterator) until [`Self::unbind`]
+    /// with the depth returned.
+    pub(crate) fn bind_name(&mut self, name: &str, value: Value, marks: Marks) -> usize {
+        let depth = self.bindings.len();
+        self.bindings.push((name.to_string(), value, marks));
+        depth
+    }
+
+    pub(crate) fn unbind(&mut self, depth: usize) {
+        self.bindings.truncate(depth);
+    }
+
     fn bind(
         &mut self,
         intro: &ForIntro,

@@ -65,8 +65,20 @@ pub fn collect_references<'a>(
     references: &mut Vec<Reference<'a>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
+    collect_references_scoped(expr, &[], references, diagnostics);
+}
+
+/// [`collect_references`], where each name of `scoped` is bound within its
+/// span (a `dynamic` block's iterator, within its `content`).
+pub fn collect_references_scoped<'a>(
+    expr: &'a Expr,
+    scoped: &[(Span, &str)],
+    references: &mut Vec<Reference<'a>>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let mut walker = Walker {
         bound: Vec::new(),
+        scoped,
         references,
         diagnostics,
     };
@@ -76,6 +88,8 @@ pub fn collect_references<'a>(
 struct Walker<'a, 'r> {
     /// Names bound by enclosing for-expressions.
     bound: Vec<&'a str>,
+    /// Names bound within a span of the source.
+    scoped: &'r [(Span, &'r str)],
     references: &'r mut Vec<Reference<'a>>,
     diagnostics: &'r mut Vec<Diagnostic>,
 }
@@ -130,13 +144,13 @@ impl<'a> Walker<'a, '_> {
                 }
             }
             ExprKind::Variable(ident) => {
-                if !self.bound.contains(&ident.name.as_str()) {
+                if !self.is_bound(ident) {
                     self.root(ident, &[], expr.span);
                 }
             }
             ExprKind::Traversal { root, steps } => {
                 match &root.kind {
-                    ExprKind::Variable(ident) if !self.bound.contains(&ident.name.as_str()) => {
+                    ExprKind::Variable(ident) if !self.is_bound(ident) => {
                         self.root(ident, steps, expr.span);
                     }
                     _ => self.walk(root),
@@ -196,6 +210,14 @@ impl<'a> Walker<'a, '_> {
             }
             ExprKind::Parenthesized(inner) => self.walk(inner),
         }
+    }
+
+    fn is_bound(&self, ident: &Ident) -> bool {
+        self.bound.contains(&ident.name.as_str())
+            || self
+                .scoped
+                .iter()
+                .any(|(span, name)| *name == ident.name && span.contains(ident.span))
     }
 
     fn walk_template(&mut self, parts: &'a [TemplatePart]) {

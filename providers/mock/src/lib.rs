@@ -4,7 +4,8 @@
 //! objects exist — no duplicates after a retried apply, no orphans after a
 //! destroy.
 //!
-//! `mock_resource` takes `name`, `value` (anything), `size` (grows in
+//! `mock_resource` takes `name`, `value` (anything), `rule` blocks
+//! (`port`, `cidr`), `size` (grows in
 //! place; shrinking replaces the object, decided by the `plan` hook) and
 //! `generation` (forces a replacement), and per object:
 //! `latency_ms` and `fail_on` (`"create"`, `"update"`, `"delete"`,
@@ -179,6 +180,16 @@ impl Provider for MockProvider {
                 ),
                 ("id", Attribute::computed(AttributeType::String)),
             ],
+        )
+        .with_block(
+            "rule",
+            ResourceSchema::new(
+                "a nested block, for tests of nested and `dynamic` blocks",
+                [
+                    ("port", Attribute::required(AttributeType::Number)),
+                    ("cidr", Attribute::optional(AttributeType::String)),
+                ],
+            ),
         );
         let lookup = ResourceSchema::new(
             "a lookup: finds `found-NAME` with the value `value-of-NAME` (a NAME starting with `missing` is not found)",

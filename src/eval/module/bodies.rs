@@ -96,7 +96,47 @@ pub(super) fn eval_nested_blocks(
     let mut ok = true;
     let mut lists: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut labelled: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    // Kinds a `dynamic` block generates from an unknown collection.
+    let mut unknown: BTreeSet<String> = BTreeSet::new();
     for block in blocks {
+        if block.kind.name == "dynamic" {
+            let spec = match dynamic::read_dynamic(block) {
+                Ok(spec) => spec,
+                Err(problem) => {
+                    evaluator.diagnostics.push(problem);
+                    ok = false;
+                    continue;
+                }
+            };
+            match dynamic::generate(evaluator, &spec) {
+                Err(Failed) => ok = false,
+                Ok(None) => {
+                    unknown.insert(spec.kind.to_string());
+                }
+                Ok(Some(generated)) => {
+                    let kind = spec.kind.to_string();
+                    for (label, value, block_marks) in generated {
+                        match label {
+                            None => {
+                                let list = lists.entry(kind.clone()).or_default();
+                                let placed = block_marks.under(Segment::Index(list.len()));
+                                marks.add(Segment::Key(kind.clone()), &placed);
+                                list.push(value);
+                            }
+                            Some(label) => {
+                                let placed = block_marks.under(Segment::Key(label.clone()));
+                                marks.add(Segment::Key(kind.clone()), &placed);
+                                labelled
+                                    .entry(kind.clone())
+                                    .or_default()
+                                    .insert(label, value);
+                            }
+                        }
+                    }
+                }
+            }
+            continue;
+        }
         let value = eval_body(evaluator, &block.body, &[]);
         let Ok((value, block_marks)) = value else {
             ok = false;
@@ -136,6 +176,11 @@ pub(super) fn eval_nested_blocks(
     }
     for (kind, values) in labelled {
         object.insert(kind, Value::map(values));
+    }
+    // Blocks generated from a collection known only after apply: how many
+    // there will be is unknown too.
+    for kind in unknown {
+        object.insert(kind, Value::Unknown);
     }
     if ok { Ok(()) } else { Err(Failed) }
 }

@@ -10,6 +10,7 @@
 //! deployments), `sensitivity.rs`, `schema_checks.rs`, `bodies.rs`.
 
 mod bodies;
+mod dynamic;
 mod module_calls;
 mod resolution;
 mod resources;
@@ -41,7 +42,9 @@ use super::evaluator::{
 };
 use super::functions::MAX_GENERATED_ELEMENTS;
 use super::marks::{Marks, MarksBuilder, Segment, SensitivePath, marks_of_paths};
-use super::references::{Reference, Target, collect_references, names_one_instance};
+use super::references::{
+    Reference, Target, collect_references, collect_references_scoped, names_one_instance,
+};
 use super::schema::{BlockSchema, SchemaCatalog, SchemaLookup, provider_of};
 use super::types::{TYPE_NAMES, TypeConstraint};
 use super::value::{Value, format_number};

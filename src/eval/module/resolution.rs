@@ -37,13 +37,25 @@ impl fmt::Display for Node<'_> {
 /// Every expression in a body, nested blocks included, except `provider`
 /// (a bare provider name, not a reference).
 pub(super) fn body_expressions<'b>(body: &'b Body, out: &mut Vec<&'b Expr>) {
+    body_expressions_in(body, false, out);
+}
+
+/// `iterator = NAME` of a `dynamic` block names a binding: not an
+/// expression.
+fn body_expressions_in<'b>(body: &'b Body, dynamic: bool, out: &mut Vec<&'b Expr>) {
     for item in &body.items {
         match item {
             Item::Attribute(attribute) if attribute.name.name == "provider" => {}
+            Item::Attribute(attribute) if dynamic && attribute.name.name == "iterator" => {}
             Item::Attribute(attribute) => out.push(&attribute.value),
-            Item::Block(block) => body_expressions(&block.body, out),
+            Item::Block(block) => block_expressions(block, out),
         }
     }
+}
+
+/// The expressions of a nested block's body.
+fn block_expressions<'b>(block: &'b Block, out: &mut Vec<&'b Expr>) {
+    body_expressions_in(&block.body, block.kind.name == "dynamic", out);
 }
 
 pub(super) fn resource_expressions(resource: &ResourceDecl) -> Vec<&Expr> {
@@ -52,7 +64,7 @@ pub(super) fn resource_expressions(resource: &ResourceDecl) -> Vec<&Expr> {
     out.extend(resource.for_each.iter());
     out.extend(resource.arguments.iter().map(|a| &a.value));
     for block in &resource.nested_blocks {
-        body_expressions(&block.body, &mut out);
+        block_expressions(block, &mut out);
     }
     out.extend(resource.depends_on.iter());
     out
@@ -244,8 +256,14 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let mut added = Vec::new();
         let mut references = Vec::new();
         let mut problems = Vec::new();
+        // `dynamic` blocks bind their iterators within their `content`.
+        let mut scoped = Vec::new();
+        if let Node::Resource(id) = node {
+            let resource = &self.config.declarations.resources[id];
+            dynamic::dynamic_scopes(resource.nested_blocks.iter(), &mut scoped);
+        }
         for expr in exprs {
-            collect_references(expr, &mut references, &mut problems);
+            collect_references_scoped(expr, &scoped, &mut references, &mut problems);
         }
         for problem in problems {
             self.diagnostics.push(problem);

@@ -76,12 +76,24 @@ pub(super) fn check_block_against_schema(
         }
     }
     for block in blocks {
-        let name = &block.kind.name;
+        // A `dynamic "KIND"` block is checked as the `KIND` blocks its
+        // `content` generates.
+        let (name, written) = if block.kind.name == "dynamic" {
+            match dynamic::read_dynamic(block) {
+                Ok(spec) => (spec.kind, spec.content),
+                Err(problem) => {
+                    problems.push(problem);
+                    continue;
+                }
+            }
+        } else {
+            (block.kind.name.as_str(), block)
+        };
         match schema.blocks.get(name) {
             Some(nested) => {
                 let nested_attributes: Vec<crate::syntax::Attribute> =
-                    block.attributes().cloned().collect();
-                let nested_blocks: Vec<Block> = block.blocks().cloned().collect();
+                    written.attributes().cloned().collect();
+                let nested_blocks: Vec<Block> = written.blocks().cloned().collect();
                 check_block_against_schema(
                     &format!("{what}.{name}"),
                     block.header_span,
