@@ -1533,3 +1533,27 @@ struct Rendered {
     unknown: bool,
     marks: Marks,
 }
+
+/// The value of an expression that refers to nothing (a type's default in
+/// `optional(type, default)`), evaluated on its own; `None` when it refers
+/// to something or fails.
+pub fn constant(expr: &Expr) -> Option<Value> {
+    let mut references = Vec::new();
+    let mut problems = Vec::new();
+    super::references::collect_references(expr, &mut references, &mut problems);
+    if !references.is_empty() || !problems.is_empty() {
+        return None;
+    }
+    let values = ModuleValues::default();
+    let mut diagnostics = Diagnostics::new();
+    let mut budget = MAX_EVALUATION_STEPS;
+    let scope = Scope {
+        values: &values,
+        module_dir: Path::new("."),
+        count_index: None,
+        each: None,
+    };
+    Evaluator::new(scope, &mut diagnostics, &mut budget)
+        .eval(expr)
+        .ok()
+}

@@ -25,5 +25,5 @@ pub use module::{
 pub use schema::{
     AttributeSchema, BlockSchema, ProviderSchemas, SchemaCatalog, SchemaLookup, provider_of,
 };
-pub use types::TypeConstraint;
+pub use types::{ObjectField, TypeConstraint};
 pub use value::{Value, format_number, quote};

@@ -25,7 +25,8 @@ use infra_provider_sdk::{Attribute, AttributeType, Presence, Provider, ResourceS
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 
 use crate::eval::{
-    AttributeSchema, BlockSchema, EvaluatedModule, ProviderSchemas, SchemaCatalog, TypeConstraint,
+    AttributeSchema, BlockSchema, EvaluatedModule, ObjectField, ProviderSchemas, SchemaCatalog,
+    TypeConstraint,
 };
 pub use failure::{Operation, OperationFailure};
 
@@ -241,10 +242,11 @@ fn convert_type(kind: &AttributeType) -> TypeConstraint {
         AttributeType::List(element) => TypeConstraint::List(Box::new(convert_type(element))),
         AttributeType::Set(element) => TypeConstraint::Set(Box::new(convert_type(element))),
         AttributeType::Map(element) => TypeConstraint::Map(Box::new(convert_type(element))),
+        // A provider's object attributes may be left out (null).
         AttributeType::Object(fields) => TypeConstraint::Object(
             fields
                 .iter()
-                .map(|(name, kind)| (name.clone(), convert_type(kind)))
+                .map(|(name, kind)| (name.clone(), ObjectField::optional(convert_type(kind))))
                 .collect(),
         ),
     }

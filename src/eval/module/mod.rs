@@ -46,7 +46,7 @@ use super::references::{
     Reference, Target, collect_references, collect_references_scoped, names_one_instance,
 };
 use super::schema::{BlockSchema, SchemaCatalog, SchemaLookup, provider_of};
-use super::types::{TYPE_NAMES, TypeConstraint};
+use super::types::{BadType, TYPE_NAMES, TypeConstraint};
 use super::value::{Value, format_number};
 
 /// Evaluates the root module and, through it, every child module — or,

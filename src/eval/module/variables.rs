@@ -40,18 +40,22 @@ impl<'c> ModuleEvaluation<'c, '_> {
             None => TypeConstraint::Any,
             Some(expr) => match TypeConstraint::from_expr(expr) {
                 Ok(constraint) => constraint,
-                Err(bad) => {
+                Err(BadType { expr: bad, why }) => {
                     let written = match &bad.kind {
                         ExprKind::Variable(ident) => ident.name.clone(),
                         ExprKind::Call { name, .. } => name.name.clone(),
                         _ => String::new(),
                     };
+                    let help = match &why {
+                        Some(_) => "`optional(TYPE, DEFAULT)`: the default is a constant of TYPE, e.g. `optional(number, 80)`".to_string(),
+                        None => did_you_mean(&written, TYPE_NAMES.iter().copied()).unwrap_or_else(|| {
+                            "types are string, number, bool, any, list(T), set(T), map(T), tuple([T, …]) and object({ name = T, other = optional(T, default) })".into()
+                        }),
+                    };
                     self.diagnostics.push(
                         Diagnostic::error(Code::InvalidType, "invalid type constraint")
-                            .with_label(bad.span, "not a type")
-                            .with_help(did_you_mean(&written, TYPE_NAMES.iter().copied()).unwrap_or_else(|| {
-                                "types are string, number, bool, any, list(T), set(T), map(T) and object({ name = T })".into()
-                            })),
+                            .with_label(bad.span, why.unwrap_or_else(|| "not a type".into()))
+                            .with_help(help),
                     );
                     TypeConstraint::Any
                 }
