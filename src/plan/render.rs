@@ -125,8 +125,7 @@ impl Printer<'_> {
                     match (before.get(key), after.get(key)) {
                         (Some(a), Some(b)) if a == b && b.is_wholly_known() => unchanged += 1,
                         (None, Some(b)) => {
-                            let _ =
-                                writeln!(self.out, "{pad}{} {name:width$} = {b}", self.sign("+"));
+                            self.added(indent, &format!("{name:width$} = "), b, "");
                         }
                         (Some(a), None) => {
                             let _ = writeln!(
@@ -169,7 +168,7 @@ impl Printer<'_> {
                         }
                         similar::DiffTag::Insert => {
                             for j in new_range {
-                                let _ = writeln!(self.out, "{pad}{} {},", self.sign("+"), after[j]);
+                                self.added(indent, "", &after[j], ",");
                             }
                         }
                         similar::DiffTag::Replace => {
@@ -192,6 +191,28 @@ impl Printer<'_> {
             }
             _ => {}
         }
+    }
+
+    /// A value being added, `indent` columns in after `label`: a long list
+    /// or map (generated blocks, rules) opened one element per line, at
+    /// every depth; anything else on the line.
+    fn added(&mut self, indent: usize, label: &str, value: &Value, comma: &str) {
+        let pad = " ".repeat(indent);
+        let sign = self.sign("+");
+        let long =
+            matches!(value, Value::List(_) | Value::Map(_)) && value.to_string().len() > LONG_VALUE;
+        if !long {
+            let _ = writeln!(self.out, "{pad}{sign} {label}{value}{comma}");
+            return;
+        }
+        let (opener, empty, closer) = if matches!(value, Value::Map(_)) {
+            ("{", Value::map(Default::default()), "}")
+        } else {
+            ("[", Value::list(Vec::new()), "]")
+        };
+        let _ = writeln!(self.out, "{pad}{sign} {label}{opener}");
+        self.nested(indent + 4, &empty, value);
+        let _ = writeln!(self.out, "{pad}  {closer}{comma}");
     }
 
     /// One changed element: opened if both sides are maps (or both lists),
@@ -320,6 +341,10 @@ fn deferred_read(change: &Change, schema: Option<&BlockSchema>) -> bool {
         })
     })
 }
+
+/// Past this many characters, a list or map being added is shown one
+/// element per line.
+const LONG_VALUE: usize = 80;
 
 /// The plan for people: each change shown, then the outputs that change,
 /// then the summary.
@@ -500,6 +525,11 @@ fn render_change(printer: &mut Printer, change: &Change) {
             }
             ("+", _, Some(Value::String(b))) if b.contains('\n') && !printer.holds_secret(name) => {
                 printer.text_diff("+", name, width, "", b);
+            }
+            // A long list or map (generated blocks, rules) one element per
+            // line, as a change to it would show.
+            ("+", _, Some(new)) if !printer.holds_secret(name) && suffix.is_empty() => {
+                printer.added(6, &format!("{name:width$} = "), new, "");
             }
             ("+", _, Some(new)) => {
                 let text = printer.value(name, new);

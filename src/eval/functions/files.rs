@@ -7,6 +7,23 @@ use crate::config::{Limited, read_limited};
 /// How many files `fileset` looks at before giving up.
 const MAX_FILESET_ENTRIES: usize = 100_000;
 
+/// Where a path given to a file function is: relative to the module's
+/// directory, or, when nothing is there, to the working directory — so
+/// that Terraform's `"${path.module}/file"` (a path from the working
+/// directory) finds the same file.
+fn locate(relative: &str, context: &CallContext) -> std::path::PathBuf {
+    let in_module = context.module_dir.join(relative);
+    if in_module.exists() || Path::new(relative).is_absolute() {
+        return in_module;
+    }
+    let from_working_directory = Path::new(relative);
+    if from_working_directory.exists() {
+        from_working_directory.to_path_buf()
+    } else {
+        in_module
+    }
+}
+
 /// The bytes of the file named by argument `index` (`function` names the
 /// caller in errors).
 fn read(
@@ -16,7 +33,7 @@ fn read(
     function: &str,
 ) -> Result<Vec<u8>, FunctionError> {
     let relative = string(args, index)?;
-    let path = context.module_dir.join(relative);
+    let path = locate(relative, context);
     let cannot_read = |error: std::io::Error| {
         FunctionError::at(
             index,
@@ -82,7 +99,7 @@ pub(super) fn fileset(args: &[Value], context: &CallContext) -> Result<Value, Fu
                 .help("`*` and `?` match within a name, `**` across directories")
         })?
         .compile_matcher();
-    let root = context.module_dir.join(relative);
+    let root = locate(relative, context);
     if !root.is_dir() {
         return Err(
             FunctionError::at(0, format!("`{relative}` is not a directory"))
