@@ -153,6 +153,7 @@ pub(super) fn generate(evaluator: &mut Evaluator, dynamic: &Dynamic) -> Result<G
             return Err(Failed);
         }
     };
+    evaluator.generating(elements.len(), dynamic.for_each.span)?;
     let element_marks = collection_marks.collapsed();
     let mut generated = Vec::with_capacity(elements.len());
     for (key, value) in elements {

@@ -257,6 +257,18 @@ impl Builder<'_> {
                 Token::Interpolation { expr, .. } => {
                     current.push(TemplatePart::Interpolation(expr));
                 }
+                Token::Directive { kind, span, .. }
+                    if stack.len() >= MAX_NESTING
+                        && matches!(kind, Directive::If(_) | Directive::For(_)) =>
+                {
+                    self.diagnostics.push(
+                        Diagnostic::error(Code::TooDeep, "directives are nested too deeply")
+                            .with_label(span, format!("more than {MAX_NESTING} levels deep here"))
+                            .with_help("flatten the template, e.g. compute parts in `locals`"),
+                    );
+                    while stack.pop().is_some() {}
+                    return parts;
+                }
                 Token::Directive { kind, span, .. } => match kind {
                     Directive::If(condition) => stack.push((
                         Open::If {
@@ -328,19 +340,28 @@ impl Builder<'_> {
                 },
             }
         }
-        // After a misplaced closer, what stays open is its consequence.
+        // After a misplaced closer, what stays open is its consequence; of
+        // several left open, the innermost is reported (with how many more).
         let misplaced = self.diagnostics.len() > reported;
-        for (open, _) in stack.into_iter().filter(|_| !misplaced) {
-            let (span, what, end) = match open {
+        let open = stack.len();
+        if let Some((innermost, _)) = stack.pop().filter(|_| !misplaced) {
+            let (span, what, end) = match innermost {
                 Open::If { span, .. } => (span, "`%{ if }`", "%{ endif }"),
                 Open::For { span, .. } => (span, "`%{ for }`", "%{ endfor }"),
             };
+            let more = match open - 1 {
+                0 => String::new(),
+                1 => " (and 1 directive around it)".into(),
+                others => format!(" (and {others} directives around it)"),
+            };
             self.diagnostics.push(
-                Diagnostic::error(Code::Syntax, format!("this {what} is never closed"))
+                Diagnostic::error(Code::Syntax, format!("this {what} is never closed{more}"))
                     .with_label(span, "opened here")
                     .with_help(format!("end it with `{end}` in the same string or heredoc")),
             );
         }
+        // Dropped one by one: a deep tree would recurse on drop.
+        while stack.pop().is_some() {}
         parts
     }
 
