@@ -23,20 +23,30 @@ use counting_allocator::{allocations, peak_since, start_peak};
 
 /// N resources: 1 in 10 is a VPC; each VPC gets a counted subnet block of 4
 /// and a for_each security group block of 3; the rest are instances that
-/// refer to subnets. Spread over files of ~1,000 resources.
-fn generate(resources: usize, dir: &std::path::Path) {
+/// refer to subnets. Spread over files of ~1,000 resources. With `dynamic`,
+/// each security group also generates an `ingress` block per port and each
+/// instance an `ebs_block_device` per disk, from `dynamic` blocks.
+fn generate(resources: usize, dir: &std::path::Path, dynamic: bool) {
     let mut written = 0;
     let mut file_index = 0;
     let mut text = String::from(
-        "variable env {\n  default = \"bench\"\n}\n\nlocals {\n  prefix = \"infra-${var.env}\"\n  ports  = { http = 80, https = 443, ssh = 22 }\n}\n\n",
+        "variable env {\n  default = \"bench\"\n}\n\nlocals {\n  prefix = \"infra-${var.env}\"\n  ports  = { http = 80, https = 443, ssh = 22 }\n  disks  = [{ name = \"/dev/sdb\", size = 20 }, { name = \"/dev/sdc\", size = 50 }]\n}\n\n",
     );
+    let (ingress, disks) = if dynamic {
+        (
+            "  dynamic \"ingress\" {\n    for_each = local.ports\n    iterator = rule\n    content {\n      port  = rule.value\n      label = \"${each.key}-${rule.key}\"\n    }\n  }\n",
+            "  dynamic \"ebs_block_device\" {\n    for_each = local.disks\n    content {\n      device_name = ebs_block_device.value.name\n      volume_size = ebs_block_device.value.size\n    }\n  }\n",
+        )
+    } else {
+        ("", "")
+    };
     let mut group = 0;
     while written < resources {
         let _ = write!(
             text,
             "resource aws_vpc v{group} {{\n  cidr_block = cidrsubnet(\"10.0.0.0/8\", 8, {m})\n  tags       = {{ Name = \"${{local.prefix}}-{group}\" }}\n}}\n\n\
              resource aws_subnet s{group} {{\n  count      = 4\n  vpc_id     = aws_vpc.v{group}.id\n  cidr_block = cidrsubnet(aws_vpc.v{group}.cidr_block, 8, count.index)\n}}\n\n\
-             resource aws_security_group g{group} {{\n  for_each = local.ports\n  name     = \"${{local.prefix}}-{group}-${{each.key}}\"\n  port     = each.value\n  vpc_id   = aws_vpc.v{group}.id\n}}\n\n",
+             resource aws_security_group g{group} {{\n  for_each = local.ports\n  name     = \"${{local.prefix}}-{group}-${{each.key}}\"\n  port     = each.value\n  vpc_id   = aws_vpc.v{group}.id\n{ingress}}}\n\n",
             m = group % 256
         );
         written += 1 + 4 + 3;
@@ -44,7 +54,7 @@ fn generate(resources: usize, dir: &std::path::Path) {
         while instance < 2 && written < resources {
             let _ = write!(
                 text,
-                "resource aws_instance i{group}_{instance} {{\n  ami           = \"ami-12c6146b\"\n  instance_type = \"t3.micro\"\n  subnet_id     = aws_subnet.s{group}[{instance}].id\n  security_groups = [for g in aws_security_group.g{group} : g.name]\n  tags          = merge({{ Name = \"web-{group}-{instance}\" }}, {{ Env = var.env }})\n}}\n\n"
+                "resource aws_instance i{group}_{instance} {{\n  ami           = \"ami-12c6146b\"\n  instance_type = \"t3.micro\"\n  subnet_id     = aws_subnet.s{group}[{instance}].id\n  security_groups = [for g in aws_security_group.g{group} : g.name]\n  tags          = merge({{ Name = \"web-{group}-{instance}\" }}, {{ Env = var.env }})\n{disks}}}\n\n"
             );
             written += 1;
             instance += 1;
@@ -86,7 +96,9 @@ fn main() {
         "heap MiB",
         "RSS MiB"
     );
-    // INFRA_BENCH_SIZES=10000 INFRA_BENCH_RUNS=1 narrows the run (e.g. for a profiler).
+    // INFRA_BENCH_SIZES=10000 INFRA_BENCH_RUNS=1 narrows the run (e.g. for a profiler);
+    // INFRA_BENCH_DYNAMIC=1 adds `dynamic` blocks to the generated resources.
+    let dynamic = std::env::var("INFRA_BENCH_DYNAMIC").is_ok_and(|v| !v.is_empty() && v != "0");
     let sizes: Vec<usize> = std::env::var("INFRA_BENCH_SIZES")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
@@ -101,14 +113,14 @@ fn main() {
         for resources in sizes {
             let dir = std::path::Path::new(&out).join(resources.to_string());
             std::fs::create_dir_all(&dir).expect("create output directory");
-            generate(resources, &dir);
+            generate(resources, &dir, dynamic);
             println!("wrote {}", dir.display());
         }
         return;
     }
     for resources in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
-        generate(resources, dir.path());
+        generate(resources, dir.path(), dynamic);
         let options = CheckOptions {
             dir: dir.path().to_path_buf(),
             ..CheckOptions::default()
