@@ -140,6 +140,11 @@ impl Diagnostics {
         self.list.truncate(len);
     }
 
+    /// The diagnostic pushed last, to add to what it says.
+    pub fn last_mut(&mut self) -> Option<&mut Diagnostic> {
+        self.list.last_mut()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
         self.list.iter()
     }

@@ -271,7 +271,23 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let from = index_of[&node];
         let mut targets = BTreeSet::new();
         for reference in references {
-            if let Some(target) = self.resolve(node, &reference) {
+            let reported = self.diagnostics.len();
+            let resolved = self.resolve(node, &reference);
+            // `rule.value` where the iterator is renamed (`iterator = r`).
+            if resolved.is_none()
+                && self.diagnostics.len() > reported
+                && let Target::Resource { name, .. } = reference.target
+                && matches!(name, "key" | "value")
+                && let Some((_, iterator)) = scoped
+                    .iter()
+                    .find(|(span, _)| span.contains(reference.span))
+                && let Some(diagnostic) = self.diagnostics.last_mut()
+            {
+                diagnostic.help = Some(format!(
+                    "inside this `dynamic` block the iterator is `{iterator}`: write `{iterator}.{name}`"
+                ));
+            }
+            if let Some(target) = resolved {
                 if let (Node::Resource(id), Node::Resource(other)) = (node, target) {
                     let key = reference.key.filter(|key| names_one_instance(key));
                     self.keyed_references
