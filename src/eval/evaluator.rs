@@ -1558,26 +1558,37 @@ struct Rendered {
     marks: Marks,
 }
 
-/// The value of an expression that refers to nothing (a type's default in
-/// `optional(type, default)`), evaluated on its own; `None` when it refers
-/// to something or fails.
-pub fn constant(expr: &Expr) -> Option<Value> {
+/// Whether none of `exprs` refers to anything (a variable, a resource…):
+/// then they can be evaluated on their own, with [`standalone`].
+pub fn refers_to_nothing<'e>(exprs: impl IntoIterator<Item = &'e Expr>) -> bool {
     let mut references = Vec::new();
     let mut problems = Vec::new();
-    super::references::collect_references(expr, &mut references, &mut problems);
-    if !references.is_empty() || !problems.is_empty() {
-        return None;
+    for expr in exprs {
+        super::references::collect_references(expr, &mut references, &mut problems);
     }
+    references.is_empty() && problems.is_empty()
+}
+
+/// Runs `evaluate` with an evaluator that sees no names, in `module_dir`.
+pub fn standalone<T>(module_dir: &Path, evaluate: impl FnOnce(&mut Evaluator) -> T) -> T {
     let values = ModuleValues::default();
     let mut diagnostics = Diagnostics::new();
     let mut budget = MAX_EVALUATION_STEPS;
     let scope = Scope {
         values: &values,
-        module_dir: Path::new("."),
+        module_dir,
         count_index: None,
         each: None,
     };
-    Evaluator::new(scope, &mut diagnostics, &mut budget)
-        .eval(expr)
-        .ok()
+    evaluate(&mut Evaluator::new(scope, &mut diagnostics, &mut budget))
+}
+
+/// The value of an expression that refers to nothing (a type's default in
+/// `optional(type, default)`), evaluated on its own; `None` when it refers
+/// to something or fails.
+pub fn constant(expr: &Expr) -> Option<Value> {
+    if !refers_to_nothing([expr]) {
+        return None;
+    }
+    standalone(Path::new("."), |evaluator| evaluator.eval(expr).ok())
 }

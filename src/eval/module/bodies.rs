@@ -10,27 +10,14 @@ use super::*;
 pub fn evaluate_standalone_block(block: &Block, module_dir: &std::path::Path) -> Option<Value> {
     let mut expressions = Vec::new();
     body_expressions(&block.body, &mut expressions);
-    let mut references = Vec::new();
-    let mut problems = Vec::new();
-    for expr in expressions {
-        collect_references(expr, &mut references, &mut problems);
-    }
-    if !references.is_empty() || !problems.is_empty() {
+    if !super::super::evaluator::refers_to_nothing(expressions) {
         return None;
     }
-    let values = ModuleValues::default();
-    let mut diagnostics = Diagnostics::new();
-    let mut budget = MAX_EVALUATION_STEPS;
-    let scope = Scope {
-        values: &values,
-        module_dir,
-        count_index: None,
-        each: None,
-    };
-    let mut evaluator = Evaluator::new(scope, &mut diagnostics, &mut budget);
-    eval_body(&mut evaluator, &block.body, &[])
-        .ok()
-        .map(|(value, _)| value)
+    super::super::evaluator::standalone(module_dir, |evaluator| {
+        eval_body(evaluator, &block.body, &[])
+            .ok()
+            .map(|(value, _)| value)
+    })
 }
 
 /// Evaluates a body: attributes, and nested blocks as described at
