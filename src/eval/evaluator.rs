@@ -1167,20 +1167,25 @@ impl<'s, 'd> Evaluator<'s, 'd> {
                         }
                     };
                 }
-                Step::Attr(ident) => match (&value, ident.name.parse::<usize>()) {
-                    // `list.0`: the legacy index syntax of HCL 1.
-                    (Value::List(_), Ok(position))
-                        if super::references::is_legacy_index(&ident.name) =>
-                    {
-                        let inner = marks.index(position);
-                        let index = Value::Number(position as f64);
-                        (self.index(value, index, ident.span)?, inner)
+                Step::Attr(ident) => {
+                    // `list.0`: the legacy index syntax of HCL 1 (the name is
+                    // read as a number only after a list: attribute reads are hot).
+                    let legacy = match &value {
+                        Value::List(_) => super::references::legacy_index(&ident.name),
+                        _ => None,
+                    };
+                    match legacy {
+                        Some(position) => {
+                            let inner = marks.index(position);
+                            let index = Value::Number(position as f64);
+                            (self.index(value, index, ident.span)?, inner)
+                        }
+                        None => {
+                            let inner = marks.key(&ident.name);
+                            (self.get_attribute(value, ident)?, inner)
+                        }
                     }
-                    _ => {
-                        let inner = marks.key(&ident.name);
-                        (self.get_attribute(value, ident)?, inner)
-                    }
-                },
+                }
                 Step::Index(index_expr) => {
                     let (index, index_marks) = self.eval_marked(index_expr)?;
                     let inner = if !index_marks.is_clear() {

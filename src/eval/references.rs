@@ -101,17 +101,22 @@ fn attr_name(steps: &[Step], index: usize) -> Option<&Ident> {
     }
 }
 
-/// Whether an attribute name is a legacy index (`list.0`, as HCL 1 wrote
-/// `list[0]`).
-pub fn is_legacy_index(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit())
+/// The index an attribute name stands for when it is a legacy index
+/// (`list.0`, as HCL 1 wrote `list[0]`).
+pub fn legacy_index(name: &str) -> Option<usize> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
 }
 
 /// The first static attribute after an optional instance key or splat.
 fn attribute_after_key(steps: &[Step], index: usize) -> Option<&Ident> {
     match steps.get(index) {
         // `aws_instance.web.0.id`: the legacy index of HCL 1.
-        Some(Step::Attr(ident)) if is_legacy_index(&ident.name) => attr_name(steps, index + 1),
+        Some(Step::Attr(ident)) if legacy_index(&ident.name).is_some() => {
+            attr_name(steps, index + 1)
+        }
         Some(Step::Attr(ident)) => Some(ident),
         Some(Step::Index(_) | Step::Splat(_)) => attr_name(steps, index + 1),
         None => None,
