@@ -86,8 +86,29 @@ pub fn random_token() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// A loopback port free right now (the OS picks it).
+/// A loopback port free right now, for a process to listen on.
+///
+/// Picked at random below the kernel's ephemeral range: a port the OS picks
+/// (bind to port 0) is an ephemeral one, which any outgoing connection — the
+/// load balancer's to its backends, a client's — may take as its source
+/// port before the process that was given it binds it, and the process then
+/// fails to start. Falls back to the OS's pick when no such port is free.
 pub fn free_port() -> std::io::Result<u16> {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOWEST: u16 = 10_000;
+    if ephemeral_start > LOWEST + 1_000 {
+        for _ in 0..64 {
+            let mut random = [0u8; 2];
+            getrandom::fill(&mut random).map_err(std::io::Error::other)?;
+            let port = LOWEST + u16::from_le_bytes(random) % (ephemeral_start - LOWEST);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
