@@ -1,12 +1,16 @@
 //! infra's load balancer (`infra local-lb`) as a real process in front of
 //! real demo-app processes, under load from a client that opens a new
-//! connection per request.
+//! connection per request; and its HTTP/1.1 byte by byte, between a client
+//! and a backend that speak raw bytes.
 
 use crate::support;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
 
 use infra_provider_local::runtime::http;
 use serde_json::json;
@@ -378,4 +382,379 @@ async fn a_hung_backend_costs_a_timeout_not_a_failed_request() {
         "out of service while hung: {during}"
     );
     lb.wait_health("hung", true).await;
+}
+
+/// The requests a scripted backend was sent: head, body.
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A backend that answers each path with fixed bytes (whatever its
+/// framing) and keeps every request it was sent (head, body) but its
+/// health checks'.
+struct ScriptedBackend {
+    addr: String,
+    seen: Seen,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ScriptedBackend {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+/// What the scripted backend answers to `method path`; `true`: close the
+/// connection after it.
+fn scripted_answer(method: &str, path: &str, body: &[u8], head: &str) -> (Vec<u8>, bool) {
+    let length_seen = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .unwrap_or("none")
+        .to_string();
+    let answer: Vec<u8> = match (method, path) {
+        ("GET", "/healthz") => b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n".to_vec(),
+        ("HEAD", "/echo") => b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n".to_vec(),
+        (_, "/echo") => {
+            let mut answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-length-seen: {length_seen}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            answer.extend_from_slice(body);
+            answer
+        }
+        (_, "/chunked") => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: keep-alive, x-hop\r\nx-hop: secret\r\nx-kept: yes\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: t\r\n\r\n".to_vec(),
+        (_, "/nothing") => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+        (_, "/interim") => {
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal".to_vec()
+        }
+        (_, "/until-close") => {
+            return (
+                b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nthe whole rest".to_vec(),
+                true,
+            );
+        }
+        (_, "/garbage") => return (b"SMTP ready\r\n\r\n".to_vec(), true),
+        _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(),
+    };
+    (answer, false)
+}
+
+async fn scripted_backend() -> ScriptedBackend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let serving = tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(serve_scripted(stream, seen.clone()));
+            }
+        }
+    });
+    ScriptedBackend {
+        addr,
+        seen,
+        serving,
+    }
+}
+
+/// Serves one connection of the scripted backend: requests framed by a
+/// `content-length` (the load balancer sends no other framing).
+async fn serve_scripted(mut stream: TcpStream, seen: Seen) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(end) = read_until_blank_line(&mut stream, &mut buf).await else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        buf.drain(..end + 4);
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|v| v.parse().unwrap())
+            })
+            .unwrap_or(0);
+        while buf.len() < length {
+            let mut more = [0u8; 4096];
+            match stream.read(&mut more).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&more[..n]),
+            }
+        }
+        let body: Vec<u8> = buf.drain(..length).collect();
+        let mut words = head.split(' ');
+        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let (answer, close) = scripted_answer(method, path, &body, &head);
+        if path != "/healthz" {
+            seen.lock().unwrap().push((head.clone(), body));
+        }
+        if stream.write_all(&answer).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Reads until `buf` holds a blank line; where it starts.
+async fn read_until_blank_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(end);
+        }
+        let mut more = [0u8; 4096];
+        match stream.read(&mut more).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&more[..n]),
+        }
+    }
+}
+
+/// One answer as a client reads it: status, headers (lowercase names),
+/// body (by its `content-length`; none after HEAD, 1xx, 204, 304).
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads the next answer from `stream` (`buf` keeps what came after it).
+async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>, to_head: bool) -> Answer {
+    let end = read_until_blank_line(stream, buf).await.unwrap_or_else(|| {
+        panic!(
+            "the connection closed; it sent {:?}",
+            String::from_utf8_lossy(buf)
+        )
+    });
+    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+    buf.drain(..end + 4);
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap();
+            (name.to_ascii_lowercase(), value.trim().to_string())
+        })
+        .collect();
+    let bodiless = to_head || status < 200 || status == 204 || status == 304;
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let length = if bodiless { 0 } else { length };
+    while buf.len() < length {
+        let mut more = [0u8; 4096];
+        let n = stream.read(&mut more).await.unwrap();
+        assert!(n > 0, "the body broke off");
+        buf.extend_from_slice(&more[..n]);
+    }
+    let body = String::from_utf8(buf.drain(..length).collect()).unwrap();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Whether the peer closed `stream` (after what it sent).
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await,
+        Ok(Ok(0))
+    )
+}
+
+async fn lb_with_scripted_backend() -> (LoadBalancer, ScriptedBackend) {
+    let lb = load_balancer();
+    let backend = scripted_backend().await;
+    lb.register_addr("web", "scripted", &backend.addr).await;
+    lb.wait_health("scripted", true).await;
+    (lb, backend)
+}
+
+/// Six requests pipelined on one connection, each framed differently both
+/// ways: every answer comes back whole, in order, framed by its length,
+/// and the backend gets every body with a `content-length` and no
+/// hop-by-hop header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_framing_is_forwarded_whole_in_order_on_one_connection() {
+    let (lb, backend) = lb_with_scripted_backend().await;
+    let mut client = TcpStream::connect(&lb.listen).await.unwrap();
+    let pipelined = concat!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: x-mine\r\nX-Mine: 1\r\n\r\n4\r\nabcd\r\n3;x=y\r\nefg\r\n0\r\nx-trailer: 1\r\n\r\n",
+        "GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n",
+        "HEAD /echo HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /interim HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /until-close HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    client.write_all(pipelined.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+
+    let echo = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!(
+        (echo.status, echo.body.as_str()),
+        (200, "abcdefg"),
+        "{echo:?}"
+    );
+    assert_eq!(echo.header("x-length-seen"), Some("7"));
+    let chunked = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!(
+        (chunked.status, chunked.body.as_str()),
+        (200, "hello world")
+    );
+    assert_eq!(chunked.header("content-length"), Some("11"));
+    assert_eq!(chunked.header("transfer-encoding"), None);
+    assert_eq!(
+        chunked.header("x-hop"),
+        None,
+        "named by Connection: hop-by-hop"
+    );
+    assert_eq!(chunked.header("x-kept"), Some("yes"));
+    let head = read_answer(&mut client, &mut buf, true).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some("42"),
+        "HEAD keeps its length"
+    );
+    let nothing = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!((nothing.status, nothing.body.as_str()), (204, ""));
+    let interim = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!((interim.status, interim.body.as_str()), (200, "final"));
+    let last = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!((last.status, last.body.as_str()), (200, "the whole rest"));
+    assert_eq!(last.header("connection"), Some("close"));
+    assert!(
+        buf.is_empty(),
+        "nothing more: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert!(closed(&mut client).await, "closed after Connection: close");
+
+    let seen = backend.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    let (head, body) = &seen[0];
+    assert_eq!(body, b"abcdefg");
+    assert!(head.starts_with("POST /echo HTTP/1.1\r\n"), "{head}");
+    for absent in ["transfer-encoding", "x-mine", "connection", "x-trailer"] {
+        assert!(
+            !head.to_ascii_lowercase().contains(absent),
+            "{absent} sent on: {head}"
+        );
+    }
+    assert!(
+        head.contains("Host: t\r\n") && head.contains("x-forwarded-for: 127.0.0.1"),
+        "{head}"
+    );
+    assert!(head.contains("content-length: 7"), "{head}");
+    assert!(
+        !seen[1].0.contains("content-length"),
+        "a GET has no body: {}",
+        seen[1].0
+    );
+}
+
+/// What a client gets for a request that cannot be forwarded as it is,
+/// and that the load balancer serves on afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cannot_be_forwarded_are_refused_with_the_status_that_says_why() {
+    let (lb, backend) = lb_with_scripted_backend().await;
+    let refused = |request: Vec<u8>| {
+        let listen = lb.listen.clone();
+        async move {
+            let mut client = TcpStream::connect(&listen).await.unwrap();
+            // The LB may answer before it read everything: ignore a reset.
+            let _ = client.write_all(&request).await;
+            let mut buf = Vec::new();
+            let answer = read_answer(&mut client, &mut buf, false).await;
+            assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+            assert!(closed(&mut client).await, "closed after {}", answer.status);
+            answer.status
+        }
+    };
+    let long_line = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(70_000));
+    assert_eq!(refused(long_line.into_bytes()).await, 431);
+    let smuggling = b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc";
+    assert_eq!(refused(smuggling.to_vec()).await, 400);
+    let coding = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+    assert_eq!(refused(coding.to_vec()).await, 501);
+    assert_eq!(refused(b"hello\r\n\r\n".to_vec()).await, 400);
+    let bad_chunk = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+    assert_eq!(refused(bad_chunk.to_vec()).await, 400);
+    let huge = b"POST /echo HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n";
+    assert_eq!(refused(huge.to_vec()).await, 413);
+    assert!(
+        backend.seen.lock().unwrap().is_empty(),
+        "none reached the backend"
+    );
+
+    // A backend that answers with something else than HTTP: 502.
+    let mut client = TcpStream::connect(&lb.listen).await.unwrap();
+    client
+        .write_all(b"GET /garbage HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_answer(&mut client, &mut buf, false).await.status, 502);
+
+    // `Expect: 100-continue`: the body is asked for, then forwarded.
+    client
+        .write_all(
+            b"PUT /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let go_on = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!(go_on.status, 100);
+    client.write_all(b"hello").await.unwrap();
+    let echo = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!((echo.status, echo.body.as_str()), (200, "hello"));
+    let expect_seen = backend
+        .seen
+        .lock()
+        .unwrap()
+        .last()
+        .unwrap()
+        .0
+        .to_ascii_lowercase();
+    assert!(!expect_seen.contains("expect:"), "{expect_seen}");
+
+    // HTTP/1.0 keeps the connection only when it asks to.
+    let mut old = TcpStream::connect(&lb.listen).await.unwrap();
+    old.write_all(
+        b"GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /echo HTTP/1.0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let kept = read_answer(&mut old, &mut buf, false).await;
+    assert_eq!(kept.header("connection"), Some("keep-alive"));
+    let last = read_answer(&mut old, &mut buf, false).await;
+    assert_eq!(
+        (last.status, last.header("connection")),
+        (200, Some("close"))
+    );
+    assert!(closed(&mut old).await);
 }

@@ -358,16 +358,22 @@ impl LoadBalancer {
 
     /// Registers `backend` in `pool` with fast health checks.
     pub async fn register(&self, pool: &str, backend: &Backend) {
+        self.register_addr(pool, &backend.name, &backend.addr).await;
+    }
+
+    /// Registers the backend at `addr` as `name` in `pool`, with fast
+    /// health checks of `/healthz`.
+    pub async fn register_addr(&self, pool: &str, name: &str, addr: &str) {
         let body = serde_json::json!({
             "pool": pool,
-            "addr": backend.addr,
+            "addr": addr,
             "health": {"path": "/healthz", "interval_ms": 100, "timeout_ms": 500,
                        "healthy_threshold": 2, "unhealthy_threshold": 2},
         });
         let (status, answer) = self
-            .call("PUT", &format!("/backends/{}", backend.name), Some(body))
+            .call("PUT", &format!("/backends/{name}"), Some(body))
             .await;
-        assert!(status < 300, "register {}: {status} {answer}", backend.name);
+        assert!(status < 300, "register {name}: {status} {answer}");
     }
 
     pub async fn backend_status(&self, name: &str) -> Value {

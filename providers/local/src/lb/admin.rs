@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -26,13 +27,19 @@ use serde::Serialize;
 use super::health;
 use super::pools::Backend;
 use super::protocol::{Deregistered, ErrorBody, Registration, Routes, Settings, Weights};
-use super::proxy::{BackendClient, Body, Shared, plain};
+use super::proxy::{BackendClient, Body, Shared};
 
 pub struct Admin {
     pub shared: Arc<Shared>,
     /// For the health checks.
     pub client: BackendClient,
     pub token: String,
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(text.to_string())));
+    *response.status_mut() = status;
+    response
 }
 
 fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {

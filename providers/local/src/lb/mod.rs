@@ -1,4 +1,5 @@
-//! `local_lb`'s process: an HTTP/1.1 load balancer on tokio and hyper.
+//! `local_lb`'s process: an HTTP/1.1 load balancer on tokio (its admin
+//! API on hyper).
 //!
 //! It is started detached by the provider (`infra local-lb --listen ADDR
 //! --dir DIR`) and outlives infra. It reads its admin token from
@@ -9,7 +10,8 @@
 //! - `pools.rs`: pools with weights, backends with health and draining,
 //!   the choice of a backend;
 //! - `proxy.rs`: forwarding, with one retry on another backend, over
-//!   `upstream.rs`: each worker's keep-alive connections to the backends;
+//!   `upstream.rs`: each worker's keep-alive connections to the backends,
+//!   and `wire.rs`: HTTP/1.1 messages read and rewritten for the next hop;
 //! - `health.rs`: active health checks;
 //! - `admin.rs`: register / deregister (drain) / weights / status, and
 //!   `metrics.rs`: Prometheus metrics.
@@ -21,6 +23,7 @@ mod pools;
 pub mod protocol;
 mod proxy;
 mod upstream;
+mod wire;
 
 pub use pools::{DEFAULT_WEIGHT, HealthCheck};
 
@@ -33,7 +36,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::runtime::write_atomically;
 
@@ -187,7 +190,10 @@ async fn serve(options: Options) -> Result<(), String> {
                         }
                     });
                     let _ = started.send(Ok(())).await;
-                    accept(listener, move |request| proxy.clone().handle(request)).await;
+                    loop {
+                        let stream = accept_one(&listener).await;
+                        tokio::spawn(proxy.clone().serve(stream));
+                    }
                 });
             })
             .map_err(|e| format!("cannot start a worker thread: {e}"))?;
@@ -232,23 +238,32 @@ async fn wait_for_stop() {
     }
 }
 
-/// Accepts connections and serves each with HTTP/1.1 keep-alive.
+/// The next connection `listener` accepts.
+async fn accept_one(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                return stream;
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: wait, don't spin.
+                tracing::warn!("accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Accepts admin connections and serves each with hyper, HTTP/1.1
+/// keep-alive.
 async fn accept<F, Fut>(listener: TcpListener, handle: F)
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<proxy::Body>> + Send + 'static,
 {
     loop {
-        let (stream, _peer): (_, SocketAddr) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: wait, don't spin.
-                tracing::warn!("accept failed: {error}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = accept_one(&listener).await;
         let handle = handle.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {

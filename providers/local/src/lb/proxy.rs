@@ -1,5 +1,8 @@
 //! The data path: every client request goes to a backend chosen by
-//! [`Pools::choose`], over pooled keep-alive connections.
+//! [`Pools::choose`], over pooled keep-alive connections. Each client
+//! connection is one task that reads a request (`wire.rs`), sends it on a
+//! backend connection of its thread (`upstream.rs`), reads the answer and
+//! writes it back: HTTP/1.1 keep-alive and pipelining on both sides.
 //!
 //! Every backend call is bounded: the connection by `connect_timeout`, the
 //! whole answer by `response_timeout` (the load balancer's [`Settings`],
@@ -16,8 +19,13 @@
 //! Bodies are read whole before they are forwarded (both ways): a request
 //! can then be retried, and a backend counts a request in flight until its
 //! answer has been read, which is what draining waits for.
+//!
+//! A client connection is closed after [`KEEP_ALIVE`] without a request
+//! (nginx's `keepalive_timeout`), and when a request's head or body stops
+//! coming for [`CLIENT_TIMEOUT`] (answered 408).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,18 +33,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::PathAndQuery;
-use hyper::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::Full;
+use hyper::Uri;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
 
 use super::metrics::{Metrics, Series};
 use super::pools::Pools;
 use super::protocol::Settings;
-use super::upstream::{CallError, Upstream};
+use super::upstream::Upstream;
+use super::wire::{self, BodyError, Conn, Request};
 
 pub type Body = Full<Bytes>;
 pub type BackendClient = Client<TimedConnector, Body>;
@@ -128,48 +136,17 @@ impl tower_service::Service<Uri> for TimedConnector {
     }
 }
 
+/// How long a client connection may wait for its next request.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
+/// How long a started request may pause before the rest of it comes.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One proxying thread: the shared pools, and its own pooled connections
 /// to the backends (a thread's client and server connections never wake
 /// another thread).
 pub struct Proxy {
     pub shared: Arc<Shared>,
     pub upstream: Upstream,
-}
-
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: look before removing (each removal hashes).
-    let any = headers
-        .keys()
-        .any(|name| HOP_BY_HOP.contains(&name.as_str()));
-    if !any {
-        return;
-    }
-    // Headers the `Connection` header names are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
 }
 
 /// How a call to a backend failed.
@@ -179,46 +156,115 @@ enum Failure {
     NoConnection,
     /// The connection broke before an answer came.
     NoAnswer,
-    /// The answer broke off after it started.
+    /// The answer broke off after it started, or is not HTTP.
     PartAnswer,
     /// No whole answer within `response_timeout`.
     TimedOut,
 }
 
-fn idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-    )
+/// A backend's whole answer.
+struct Answer {
+    head: wire::Response,
+    body: Bytes,
 }
 
-pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(text.to_string())));
-    *response.status_mut() = status;
-    response
+/// What a client connection waits for next.
+enum Next {
+    Request(Request),
+    /// The client is gone, or idle for too long: close quietly.
+    Close,
+    /// Answer this and close.
+    Refuse(u16, &'static str),
 }
 
 impl Proxy {
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+    /// Serves one client connection until it closes.
+    pub async fn serve(self: Arc<Self>, stream: TcpStream) {
+        let mut client = Conn::new(stream);
+        loop {
+            let request = match self.next_request(&mut client).await {
+                Next::Request(request) => request,
+                Next::Close => return,
+                Next::Refuse(status, reason) => return refuse(client, status, reason).await,
+            };
+            if request.expects_continue && client.buf.is_empty() {
+                let continuing = client.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                if continuing.await.is_err() {
+                    return;
+                }
+            }
+            let body = match tokio::time::timeout(CLIENT_TIMEOUT, client.read_body(request.framing))
+                .await
+            {
+                Ok(Ok(body)) => body,
+                Ok(Err(BodyError::Broken)) => return,
+                Ok(Err(BodyError::TooLarge)) => {
+                    return refuse(client, 413, "Content Too Large").await;
+                }
+                Ok(Err(BodyError::Malformed)) => return refuse(client, 400, "Bad Request").await,
+                Err(_) => return refuse(client, 408, "Request Timeout").await,
+            };
+            let connection = if !request.keep_alive {
+                Some("close")
+            } else if request.http10 {
+                Some("keep-alive")
+            } else {
+                None
+            };
+            let answer = self.forward(&request, &body, connection).await;
+            if client.stream.write_all(&answer).await.is_err() || !request.keep_alive {
+                return;
+            }
+        }
+    }
+
+    /// The next request's head from `client`.
+    async fn next_request(&self, client: &mut Conn) -> Next {
+        let waited = Instant::now();
+        loop {
+            let pools = &self.shared.pools;
+            match Request::parse(&client.buf, |header| pools.route_of(header)) {
+                Ok(Some((request, length))) => {
+                    bytes::Buf::advance(&mut client.buf, length);
+                    return Next::Request(request);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let (status, reason) = error.status();
+                    return Next::Refuse(status, reason);
+                }
+            }
+            // Between requests the client may idle for KEEP_ALIVE; once a
+            // request has started, it may pause for CLIENT_TIMEOUT.
+            let started = !client.buf.is_empty();
+            let limit = if started { CLIENT_TIMEOUT } else { KEEP_ALIVE };
+            let Some(left) = limit.checked_sub(waited.elapsed()) else {
+                return if started {
+                    Next::Refuse(408, "Request Timeout")
+                } else {
+                    Next::Close
+                };
+            };
+            match tokio::time::timeout(left, client.fill()).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false) | Err(_)) => return Next::Close,
+                Err(_) if started => return Next::Refuse(408, "Request Timeout"),
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    /// The answer to `request`, as bytes for the client: the backend's,
+    /// or the load balancer's own 502/503/504.
+    async fn forward(&self, request: &Request, body: &[u8], connection: Option<&str>) -> Vec<u8> {
         let started = Instant::now();
-        let (mut parts, body) = request.into_parts();
-        let body = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => return plain(StatusCode::BAD_REQUEST, "unreadable request body\n"),
-        };
-        strip_hop_by_hop(&mut parts.headers);
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut tried: Option<String> = None;
         let pools = &self.shared.pools;
         let settings = pools.settings();
         let response_timeout = Duration::from_millis(settings.response_timeout_ms);
-        let routed = pools.route_of(|name| parts.headers.get(name).and_then(|v| v.to_str().ok()));
         for attempt in 0..2 {
-            let chosen = routed
+            let chosen = request
+                .route
                 .as_deref()
                 .and_then(|pool| pools.choose_in(pool, tried.as_deref()))
                 .or_else(|| pools.choose(tried.as_deref()));
@@ -226,48 +272,18 @@ impl Proxy {
                 break;
             };
             let backend = in_flight.backend().clone();
-            let mut outgoing = Request::new(Full::new(body.clone()));
-            *outgoing.method_mut() = parts.method.clone();
-            // Origin-form, as HTTP/1.1 asks of a request to an origin server.
-            *outgoing.uri_mut() = Uri::from(path.clone());
-            let headers = outgoing.headers_mut();
-            *headers = parts.headers.clone();
-            if !headers.contains_key(hyper::header::HOST) {
-                headers.insert(
-                    hyper::header::HOST,
-                    HeaderValue::from_str(backend.authority.as_str())
-                        .expect("an authority is a valid header value"),
-                );
-            }
-            headers.append("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
-            let exchange = async {
-                let (response, connection) =
-                    self.upstream.call(backend.addr, outgoing).await.map_err(
-                        |error| match error {
-                            CallError::NoConnection => Failure::NoConnection,
-                            CallError::NoAnswer => Failure::NoAnswer,
-                        },
-                    )?;
-                let (mut response_parts, response_body) = response.into_parts();
-                let collected = response_body
-                    .collect()
-                    .await
-                    .map_err(|_| Failure::PartAnswer)?;
-                self.upstream.give_back(connection);
-                strip_hop_by_hop(&mut response_parts.headers);
-                Ok(Response::from_parts(
-                    response_parts,
-                    Full::new(collected.to_bytes()),
-                ))
-            };
-            let answer = tokio::time::timeout(response_timeout, exchange)
-                .await
-                .unwrap_or(Err(Failure::TimedOut));
+            let outgoing = request.encode(backend.authority.as_str(), body);
+            let answer = tokio::time::timeout(
+                response_timeout,
+                self.exchange(backend.addr, &outgoing, request),
+            )
+            .await
+            .unwrap_or(Err(Failure::TimedOut));
             // Dropping the exchange on a timeout closed its connection.
             drop(in_flight);
             let failed = answer
                 .as_ref()
-                .map_or(true, |response| response.status().is_server_error());
+                .map_or(true, |answer| answer.head.status >= 500);
             if backend.record_answer(failed, settings.max_failures) && pools.eject(&backend) {
                 tracing::warn!(
                     backend = %backend.id,
@@ -276,11 +292,9 @@ impl Proxy {
                 );
             }
             match answer {
-                Ok(response) => {
-                    backend
-                        .series
-                        .record(response.status().as_u16(), started.elapsed());
-                    return response;
+                Ok(answer) => {
+                    backend.series.record(answer.head.status, started.elapsed());
+                    return answer.head.encode(&answer.body, connection);
                 }
                 Err(failure) => {
                     if failure == Failure::NoConnection {
@@ -289,7 +303,7 @@ impl Proxy {
                     let retry = match failure {
                         // Nothing was sent.
                         Failure::NoConnection => true,
-                        Failure::NoAnswer | Failure::TimedOut => idempotent(&parts.method),
+                        Failure::NoAnswer | Failure::TimedOut => request.idempotent,
                         // Part of the answer came: it cannot be sent again.
                         Failure::PartAnswer => false,
                     };
@@ -297,22 +311,141 @@ impl Proxy {
                         tried = Some(backend.id.clone());
                         continue;
                     }
-                    let (status, text) = match failure {
+                    let (status, reason, text) = match failure {
                         Failure::TimedOut => (
-                            StatusCode::GATEWAY_TIMEOUT,
+                            504,
+                            "Gateway Timeout",
                             "the backend did not answer in time\n",
                         ),
-                        _ => (StatusCode::BAD_GATEWAY, "the backend failed to answer\n"),
+                        _ => (502, "Bad Gateway", "the backend failed to answer\n"),
                     };
-                    backend.series.record(status.as_u16(), started.elapsed());
-                    return plain(status, text);
+                    backend.series.record(status, started.elapsed());
+                    return wire::plain(status, reason, text, connection);
                 }
             }
         }
         self.shared.unrouted.record(503, started.elapsed());
-        plain(
-            StatusCode::SERVICE_UNAVAILABLE,
+        wire::plain(
+            503,
+            "Service Unavailable",
             "no healthy backend can take this request\n",
+            connection,
         )
+    }
+
+    /// Sends `outgoing` to `addr` and reads the whole answer. A pooled
+    /// connection the backend closed before it took the request is
+    /// replaced by a fresh one, once.
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        outgoing: &[u8],
+        request: &Request,
+    ) -> Result<Answer, Failure> {
+        let mut attempt = self
+            .upstream
+            .take(addr)
+            .await
+            .ok_or(Failure::NoConnection)?;
+        loop {
+            match send_and_read(&mut attempt.conn, outgoing, request.is_head).await {
+                Ok(answer) => {
+                    if answer.head.reusable {
+                        self.upstream.give_back(addr, attempt.conn);
+                    }
+                    return Ok(answer);
+                }
+                // A kept connection that ends before any answer was most
+                // likely closed by its backend as the request went out.
+                Err(Sent::Unanswered { written })
+                    if attempt.reused && (!written || request.idempotent) =>
+                {
+                    let conn = self
+                        .upstream
+                        .connect(addr)
+                        .await
+                        .ok_or(Failure::NoConnection)?;
+                    attempt = super::upstream::Attempt {
+                        conn,
+                        reused: false,
+                    };
+                }
+                Err(Sent::Unanswered { .. }) => return Err(Failure::NoAnswer),
+                Err(Sent::PartAnswer) => return Err(Failure::PartAnswer),
+            }
+        }
+    }
+}
+
+/// Answers `status` and closes the connection. What the client still
+/// sends is read and dropped for a while first (nginx's lingering close):
+/// closing a socket with unread input resets the connection, and the client
+/// could lose the answer before it read it.
+async fn refuse(mut client: Conn, status: u16, reason: &str) {
+    let refusal = wire::plain(status, reason, &format!("{reason}\n"), Some("close"));
+    if client.stream.write_all(&refusal).await.is_err() || client.stream.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            client.buf.clear();
+            match client.fill().await {
+                Ok(true) => dropped += client.buf.len(),
+                _ => return,
+            }
+        }
+    })
+    .await;
+}
+
+/// How long, and how many bytes, a refused client's input is read and
+/// dropped before its connection is closed.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
+
+/// How an exchange on one connection failed.
+enum Sent {
+    /// No byte of an answer came; `written`: the request went out whole.
+    Unanswered {
+        written: bool,
+    },
+    PartAnswer,
+}
+
+/// Writes `outgoing` on `conn` and reads the answer whole (interim 1xx
+/// answers skipped).
+async fn send_and_read(conn: &mut Conn, outgoing: &[u8], is_head: bool) -> Result<Answer, Sent> {
+    if conn.stream.write_all(outgoing).await.is_err() {
+        return Err(Sent::Unanswered { written: false });
+    }
+    let mut answered = false;
+    loop {
+        match wire::Response::parse(&conn.buf, is_head) {
+            Ok(Some((head, length))) => {
+                bytes::Buf::advance(&mut conn.buf, length);
+                answered = true;
+                if head.is_interim() {
+                    if head.status == 101 {
+                        // No upgrade was asked for (the header is not
+                        // forwarded): not an answer to this request.
+                        return Err(Sent::PartAnswer);
+                    }
+                    continue;
+                }
+                let body = conn
+                    .read_body(head.framing)
+                    .await
+                    .map_err(|_| Sent::PartAnswer)?;
+                return Ok(Answer { head, body });
+            }
+            Ok(None) => {}
+            Err(()) => return Err(Sent::PartAnswer),
+        }
+        match conn.fill().await {
+            Ok(true) => {}
+            _ if answered || !conn.buf.is_empty() => return Err(Sent::PartAnswer),
+            _ => return Err(Sent::Unanswered { written: true }),
+        }
     }
 }
