@@ -39,7 +39,7 @@ pub enum StateCommand {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
-    /// Move a resource instance to another address (after renaming it in the configuration)
+    /// Move a resource instance, or every resource of a module (`module.net` → `module.net["a"]`), to another address (after renaming it in the configuration)
     Mv { from: String, to: String },
     /// Seal every secret of the state with the current key (rotation: the old one in INFRA_STATE_PREVIOUS_KEY)
     Rekey,
@@ -177,29 +177,64 @@ pub fn run(directory: Option<PathBuf>, args: &StateArgs, style: ReportStyle) -> 
             Ok(())
         }),
         StateCommand::Mv { from, to } => edit(backend, "state mv", &args.lock, |state| {
-            if state.resources.contains_key(to) {
+            // One instance, or every resource inside a module (instance):
+            // `module.net` → `module.net["a"]` moves `module.net.x.y` to
+            // `module.net["a"].x.y`.
+            let moves: Vec<(String, String)> = if state.resources.contains_key(from) {
+                vec![(from.clone(), to.clone())]
+            } else if from.starts_with("module.") && to.starts_with("module.") {
+                let prefix = format!("{from}.");
+                state
+                    .resources
+                    .range(prefix.clone()..)
+                    .take_while(|(address, _)| address.starts_with(&prefix))
+                    .map(|(address, _)| {
+                        (
+                            address.clone(),
+                            format!("{to}.{}", &address[prefix.len()..]),
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if moves.is_empty() {
+                return Err(unknown_address(state, from));
+            }
+            if let Some((_, taken)) = moves
+                .iter()
+                .find(|(_, to)| state.resources.contains_key(to))
+            {
                 return Err(fail(format!(
-                    "`{to}` is already in the state\n  help: remove it first with `infra state rm {to}`"
+                    "`{taken}` is already in the state\n  help: remove it first with `infra state rm {taken}`"
                 )));
             }
-            let Some(resource) = state.resources.remove(from) else {
-                return Err(unknown_address(state, from));
-            };
-            state.resources.insert(to.clone(), resource);
+            for (from, to) in &moves {
+                let resource = state.resources.remove(from).expect("listed above");
+                state.resources.insert(to.clone(), resource);
+            }
             for other in state.resources.values_mut() {
-                // A dependency on it follows it; one on its whole resource
-                // (or module) still holds for the rest and gains the new
-                // address.
-                let mut follows = false;
+                // A dependency on what moved follows it; one on a whole
+                // resource (or module) it was part of still holds for the
+                // rest and gains the new address.
+                let mut followed = Vec::new();
                 other.dependencies.retain(|dependency| {
-                    follows |= covers(dependency, from);
-                    dependency != from
+                    for (from, to) in &moves {
+                        if covers(dependency, from) {
+                            followed.push(to.clone());
+                        }
+                    }
+                    !moves.iter().any(|(from, _)| dependency == from)
                 });
-                if follows {
-                    other.dependencies.push(to.clone());
+                for to in followed {
+                    if !other.dependencies.contains(&to) {
+                        other.dependencies.push(to);
+                    }
                 }
             }
-            println!("Moved {from} to {to}");
+            for (from, to) in &moves {
+                println!("Moved {from} to {to}");
+            }
             Ok(())
         }),
         StateCommand::Rekey => {

@@ -105,6 +105,10 @@ pub struct ModuleCallDecl {
     pub source_span: Span,
     pub inputs: Vec<Attribute>,
     pub depends_on: Vec<Expr>,
+    /// One module instance per index (`module.net[0]`) or per key
+    /// (`module.net["a"]`).
+    pub count: Option<Expr>,
+    pub for_each: Option<Expr>,
     pub span: Span,
 }
 
@@ -634,6 +638,7 @@ impl ModuleDeclarations {
         let mut source = None;
         let mut inputs = Vec::new();
         let mut depends_on = Vec::new();
+        let (mut count, mut for_each) = (None, None);
         for attribute in block.attributes() {
             match attribute.name.name.as_str() {
                 "source" => {
@@ -641,16 +646,23 @@ impl ModuleDeclarations {
                         literal_string(attribute, diagnostics).map(|s| (s, attribute.value.span));
                 }
                 "depends_on" => depends_on = reference_list(attribute, diagnostics),
-                "count" | "for_each" => diagnostics.push(
-                    Diagnostic::error(
-                        Code::Unsupported,
-                        format!("`{}` is not supported on modules yet", attribute.name.name),
-                    )
-                    .with_label(attribute.name.span, "not supported here")
-                    .with_help("declare one `module` block per instance"),
-                ),
+                "count" => count = Some(attribute.value.clone()),
+                "for_each" => for_each = Some(attribute.value.clone()),
                 _ => inputs.push(attribute.clone()),
             }
+        }
+        if let (Some(count), Some(for_each)) = (&count, &for_each) {
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::CountAndForEach,
+                    format!("`module.{}` sets both `count` and `for_each`", name.name),
+                )
+                .with_label(for_each.span, "`for_each` here")
+                .with_label(count.span, "`count` here")
+                .with_help(
+                    "use one of them: `count` for N alike instances, `for_each` for one per key",
+                ),
+            );
         }
         for nested in block.blocks() {
             diagnostics.push(unexpected_block("module", nested));
@@ -683,6 +695,8 @@ impl ModuleDeclarations {
                 source_span,
                 inputs,
                 depends_on,
+                count,
+                for_each,
                 span: block.header_span,
             },
         );

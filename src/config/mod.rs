@@ -7,4 +7,6 @@ mod loader;
 
 pub use declarations::*;
 pub use files::{Limited, read_limited};
-pub use loader::{ModuleConfig, infra_files, load_root, normalize, read_and_parse};
+pub use loader::{
+    MAX_MODULE_INSTANCES, ModuleConfig, infra_files, load_root, normalize, read_and_parse,
+};

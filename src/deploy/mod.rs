@@ -64,7 +64,9 @@ pub fn lower(
         read.insert(instance.address.clone(), spec);
         true
     });
-    for (name, child) in &mut evaluated.children {
+    for (segment, child) in &mut evaluated.children {
+        // `net`, or an instance of it: `net[0]`, `net["a"]`.
+        let name = segment.split('[').next().unwrap_or(segment);
         if let Some(child_config) = config.children.get(name) {
             read.extend(lower(child, child_config, diagnostics));
         }

@@ -50,9 +50,8 @@ codes! {
     MissingArgument => "missing_argument", "a required argument is missing";
     ComputedArgument => "computed_argument", "an argument only the provider sets";
     Duplicate => "duplicate", "something declared or set twice (both places are shown)";
-    CountAndForEach => "count_and_for_each", "a resource sets both `count` and `for_each`";
+    CountAndForEach => "count_and_for_each", "a resource or module call sets both `count` and `for_each`";
     ReservedName => "reserved_name", "a name infra keeps for itself";
-    Unsupported => "unsupported", "a construct infra does not support yet";
     // Names and references.
     UnknownReference => "unknown_reference", "a name that is not declared (with a \"did you mean\")";
     UnknownAttribute => "unknown_attribute", "an attribute the object does not have";

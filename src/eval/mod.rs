@@ -19,7 +19,7 @@ pub use marks::{
     names_whole_attribute, redact_attribute, shown_redacted,
 };
 pub use module::{
-    InstancePlanner, ProvidedValue, RecordedObject, RootVariables, VariableOrigin,
+    Expansions, InstancePlanner, ProvidedValue, RecordedObject, RootVariables, VariableOrigin,
     evaluate_focused, evaluate_standalone_block,
 };
 pub use schema::{

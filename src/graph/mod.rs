@@ -33,6 +33,34 @@ pub fn without_key(address: &str) -> &str {
     }
 }
 
+/// The first module step of `address` and what follows it:
+/// `module.net["a.b"].x.y` → `("net[\"a.b\"]", "x.y")`; `None` when
+/// `address` is not in a module. A key may hold dots and brackets.
+pub fn split_module_step(address: &str) -> Option<(&str, &str)> {
+    let after = address.strip_prefix("module.")?;
+    let name_end = after.find(['.', '[']).unwrap_or(after.len());
+    let mut end = name_end;
+    if after[end..].starts_with('[') {
+        // To the `]` that closes the key, outside its quotes.
+        let mut in_string = false;
+        let mut escaped = false;
+        for (offset, c) in after[end..].char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_string => escaped = true,
+                '"' => in_string = !in_string,
+                ']' if !in_string => {
+                    end += offset + 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let rest = after[end..].strip_prefix('.').unwrap_or(&after[end..]);
+    Some((&after[..end], rest))
+}
+
 /// Where each address a dependency may name leads: a resource
 /// (`aws_subnet.a`: all its instances), one instance (`aws_subnet.a[0]`),
 /// or a module or deployment (`module.x`: every instance inside it).
@@ -71,14 +99,17 @@ impl<'e> Addresses<'e> {
                 // `count.index`/`each` names it.
                 out.push(self.sorted[at]);
             } else {
-                // `module.x` (or a deployment): every instance inside it.
-                let prefix = format!("{dependency}.");
-                let start = self.sorted.partition_point(|a| *a < prefix.as_str());
-                out.extend(
-                    self.sorted[start..]
-                        .iter()
-                        .take_while(|a| a.starts_with(&prefix)),
-                );
+                // `module.x` (or a deployment): every instance inside it,
+                // and inside each of its instances (`module.x["a"].…`).
+                for separator in ['.', '['] {
+                    let prefix = format!("{dependency}{separator}");
+                    let start = self.sorted.partition_point(|a| *a < prefix.as_str());
+                    out.extend(
+                        self.sorted[start..]
+                            .iter()
+                            .take_while(|a| a.starts_with(&prefix)),
+                    );
+                }
             }
         }
         out.sort_unstable();
@@ -199,14 +230,37 @@ impl<'e> ResourceGraph<'e> {
 fn module_of(address: &str) -> String {
     let mut parts = Vec::new();
     let mut rest = address;
-    while let Some(after) = rest.strip_prefix("module.") {
-        let name_end = after.find('.').unwrap_or(after.len());
-        parts.push(format!("module.{}", &after[..name_end]));
-        rest = after.get(name_end + 1..).unwrap_or("");
+    while let Some((step, after)) = split_module_step(rest) {
+        parts.push(format!("module.{step}"));
+        rest = after;
     }
     parts.join(".")
 }
 
 fn quote(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_module_step_keeps_its_key_whatever_the_key_holds() {
+        assert_eq!(split_module_step("module.net.a.b"), Some(("net", "a.b")));
+        assert_eq!(
+            split_module_step("module.net[0].a.b"),
+            Some(("net[0]", "a.b"))
+        );
+        assert_eq!(
+            split_module_step(r#"module.net["x.]y"].a.b"#),
+            Some((r#"net["x.]y"]"#, "a.b"))
+        );
+        assert_eq!(split_module_step("module.net"), Some(("net", "")));
+        assert_eq!(split_module_step("aws_vpc.a"), None);
+        assert_eq!(
+            module_of(r#"module.a["k.1"].module.b[2].x.y"#),
+            r#"module.a["k.1"].module.b[2]"#
+        );
+    }
 }

@@ -12,8 +12,8 @@ use crate::deploy::record::RolloutRecord;
 use crate::deploy::{Deployments, Rollout, rollout_of};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::eval::{
-    BlockSchema, EvaluatedModule, InstancePlanner, RecordedObject, ResourceInstance, SchemaCatalog,
-    SchemaLookup, TypeConstraint, Value,
+    BlockSchema, EvaluatedModule, Expansions, InstancePlanner, RecordedObject, ResourceInstance,
+    SchemaCatalog, SchemaLookup, TypeConstraint, Value,
 };
 use crate::state::{ResourceState, State};
 
@@ -43,6 +43,8 @@ pub struct StatePlanner<'s, R: Records = State> {
     /// Evaluating during apply: values known only then (`timestamp()`)
     /// are known.
     applying: bool,
+    /// Where focused evaluations during apply keep stable expansions.
+    expansions: Option<&'s Expansions>,
 }
 
 impl<'s, R: Records> StatePlanner<'s, R> {
@@ -52,6 +54,16 @@ impl<'s, R: Records> StatePlanner<'s, R> {
             replace,
             decided: None,
             applying: false,
+            expansions: None,
+        }
+    }
+
+    /// This planner, keeping stable `count`/`for_each` instances in
+    /// `expansions` from one focused evaluation to the next.
+    pub fn with_expansions(self, expansions: &'s Expansions) -> StatePlanner<'s, R> {
+        StatePlanner {
+            expansions: Some(expansions),
+            ..self
         }
     }
 
@@ -106,6 +118,10 @@ impl<R: Records> InstancePlanner for StatePlanner<'_, R> {
 
     fn applying(&self) -> bool {
         self.applying
+    }
+
+    fn expansions(&self) -> Option<&Expansions> {
+        self.expansions
     }
 
     fn recorded_object(&self, address: &str) -> Option<RecordedObject> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::check::evaluate_with_deployments;
 use crate::config::{ModuleConfig, ResourceMode};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
-use crate::eval::{EvaluatedModule, RootVariables, SchemaCatalog};
+use crate::eval::{EvaluatedModule, Expansions, RootVariables, SchemaCatalog};
 use crate::state::State;
 use crate::syntax::SourceMap;
 
@@ -149,6 +149,9 @@ pub struct Evaluation {
     pub variables: RootVariables,
     pub sources: SourceMap,
     pub schemas: Arc<SchemaCatalog>,
+    /// Stable `count`/`for_each` instances, kept from one focused
+    /// evaluation to the next.
+    pub expansions: Expansions,
 }
 
 impl Evaluation {
@@ -158,9 +161,8 @@ impl Evaluation {
     pub fn argument_span(&self, address: &str, attribute: &str) -> Option<crate::syntax::Span> {
         let mut module = &self.config;
         let mut rest = crate::graph::without_key(address);
-        while let Some(after) = rest.strip_prefix("module.") {
-            let (name, tail) = after.split_once('.')?;
-            module = module.children.get(name.split('[').next()?)?;
+        while let Some((step, tail)) = crate::graph::split_module_step(rest) {
+            module = module.children.get(step.split('[').next()?)?;
             rest = tail;
         }
         let (_, resource) = module
@@ -198,7 +200,10 @@ impl Evaluation {
         state: &impl Records,
         focus: Option<&BTreeSet<String>>,
     ) -> Result<EvaluatedModule, String> {
-        let planner = StatePlanner::applying(state);
+        let planner = match focus {
+            Some(_) => StatePlanner::applying(state).with_expansions(&self.expansions),
+            None => StatePlanner::applying(state),
+        };
         let mut diagnostics = Diagnostics::new();
         let evaluated = evaluate_with_deployments(
             &self.config,

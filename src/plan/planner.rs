@@ -278,6 +278,7 @@ impl<'r> Planner<'r> {
                 variables: checked.variables,
                 sources: checked.sources,
                 schemas: options.schemas.clone(),
+                expansions: Default::default(),
             }),
             instances,
             destroying: self.options.destroy,

@@ -413,6 +413,97 @@ fn configuration_with_state() -> tempfile::TempDir {
     dir
 }
 
+/// A module called with `for_each` (and one with `count`), as a user drives
+/// it: instances addressed by key in the plan, the state, `--target` and
+/// `state mv`; renaming a key after moving its state plans nothing.
+#[test]
+fn module_instances_are_addressed_by_key_in_plan_state_target_and_mv() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("modules/site")).unwrap();
+    write(
+        dir.path(),
+        "modules/site/main.infra",
+        "variable name {\n  type = string\n}\n\nresource random_id suffix {\n  byte_length = 4\n  keepers     = { name = var.name }\n}\n\noutput hex {\n  value = random_id.suffix.hex\n}\n",
+    );
+    let config = |keys: &str, workers: u32| {
+        format!(
+            "module site {{\n  for_each = toset([{keys}])\n  source   = \"./modules/site\"\n  name     = each.key\n}}\n\nmodule worker {{\n  count  = {workers}\n  source = \"./modules/site\"\n  name   = \"worker-${{count.index}}\"\n}}\n\noutput hexes {{\n  value = {{ for key, site in module.site : key => site.hex }}\n}}\n"
+        )
+    };
+    write(dir.path(), "main.infra", &config("\"a\", \"b\"", 2));
+    let applied = infra(&["apply", "--auto-approve"], Some(dir.path()));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let list = text(&infra(&["state", "list"], Some(dir.path())).stdout);
+    assert_eq!(
+        list,
+        "module.site[\"a\"].random_id.suffix\nmodule.site[\"b\"].random_id.suffix\nmodule.worker[0].random_id.suffix\nmodule.worker[1].random_id.suffix\n"
+    );
+    let clean = infra(&["plan", "--detailed-exitcode"], Some(dir.path()));
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stdout));
+
+    // New keys and fewer workers; `--target` one instance of the module.
+    write(
+        dir.path(),
+        "main.infra",
+        &config("\"a\", \"b\", \"c\", \"d\"", 1),
+    );
+    let targeted = infra(
+        &["plan", "--target", "module.site[\"c\"]"],
+        Some(dir.path()),
+    );
+    let plan = text(&targeted.stdout);
+    assert!(
+        plan.contains("# module.site[\"c\"].random_id.suffix will be created"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("module.site[\"d\"]") && !plan.contains("module.worker"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 1 to add, 0 to change, 0 to replace, 0 to destroy."),
+        "{plan}"
+    );
+    let whole = text(&infra(&["plan", "--target", "module.site"], Some(dir.path())).stdout);
+    assert!(
+        whole.contains("Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy."),
+        "{whole}"
+    );
+    let all = text(&infra(&["plan"], Some(dir.path())).stdout);
+    assert!(
+        all.contains("# module.worker[1].random_id.suffix will be destroyed")
+            && all.contains(
+                "Plan: 2 to add, 0 to change, 0 to replace, 1 to destroy, 1 output to change."
+            ),
+        "{all}"
+    );
+
+    // Key `b` renamed `bee`: its state moves with `state mv` of the module
+    // instance (the keeper follows the name, so it is replaced).
+    write(dir.path(), "main.infra", &config("\"a\", \"bee\"", 2));
+    let moved = infra(
+        &["state", "mv", "module.site[\"b\"]", "module.site[\"bee\"]"],
+        Some(dir.path()),
+    );
+    assert!(moved.status.success(), "{}", text(&moved.stderr));
+    assert_eq!(
+        text(&moved.stdout),
+        "Moved module.site[\"b\"].random_id.suffix to module.site[\"bee\"].random_id.suffix\n"
+    );
+    let after = text(&infra(&["plan"], Some(dir.path())).stdout);
+    assert!(
+        after.contains("# module.site[\"bee\"].random_id.suffix must be replaced")
+            && after.contains("Plan: 0 to add, 0 to change, 1 to replace, 0 to destroy,"),
+        "{after}"
+    );
+    let unknown = infra(
+        &["state", "mv", "module.site[\"zz\"]", "module.x"],
+        Some(dir.path()),
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("is not in the state"));
+}
+
 #[test]
 fn state_show_hides_sensitive_values_unless_asked() {
     let dir = tempfile::tempdir().expect("tempdir");

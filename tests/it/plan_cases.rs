@@ -5,7 +5,8 @@
 //!   the prior state (and the real objects);
 //! - `deleted_outside` (optional): addresses whose objects are deleted
 //!   behind infra's back before planning (drift);
-//! - `main.infra`: the configuration that is planned and applied.
+//! - `main.infra`: the configuration that is planned and applied;
+//! - `modules/` (optional): the modules both call.
 //!
 //! Expected: `plan.txt` (the plan as `infra plan` prints it, or the
 //! diagnostics that stop it), `plan.json` (`infra plan --json`) and
@@ -60,6 +61,9 @@ fn plan_and_apply(
 
 fn run_case(case: &Path, problems: &mut Vec<String>) {
     let work = tempfile::tempdir().unwrap();
+    if case.join("modules").is_dir() {
+        support::copy_dir(&case.join("modules"), &work.path().join("modules"));
+    }
     let mock = Arc::new(MockProvider::new());
     let providers = ProviderRegistry::new(vec![mock.clone() as Arc<dyn Provider>]);
     let mut state = State::new("golden");

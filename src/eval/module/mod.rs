@@ -74,10 +74,19 @@ pub fn evaluate_focused(
         schemas,
         planner,
         sources,
+        module_instances: std::sync::atomic::AtomicUsize::new(0),
     };
     let mut budget = MAX_EVALUATION_STEPS;
     let inputs = Inputs::Root(variables);
-    evaluate_module(root, &inputs, &context, focus, diagnostics, &mut budget)
+    evaluate_module(
+        root,
+        Vec::new(),
+        &inputs,
+        &context,
+        focus,
+        diagnostics,
+        &mut budget,
+    )
 }
 
 enum Inputs<'a> {
@@ -124,7 +133,7 @@ fn waves(
 }
 
 /// An instance to evaluate: its key, `count.index`, and `each.key`/`each.value`.
-type PlannedInstance = (InstanceKey, Option<usize>, Option<Each>);
+pub type PlannedInstance = (InstanceKey, Option<usize>, Option<Each>);
 
 /// The key of a map entry as a `&str` borrowed from the map.
 fn name_key<'m, V>(map: &'m BTreeMap<String, V>, name: &str) -> &'m str {
@@ -139,6 +148,10 @@ struct Context<'c> {
     schemas: &'c SchemaCatalog,
     planner: Option<&'c dyn InstancePlanner>,
     sources: &'c SourceMap,
+    /// Module instances evaluated so far (at most
+    /// [`crate::config::MAX_MODULE_INSTANCES`]: `count` and `for_each` on
+    /// modules multiply at every level).
+    module_instances: std::sync::atomic::AtomicUsize,
 }
 
 /// Decides what a resource instance will look like after apply, so that the
@@ -161,12 +174,72 @@ pub trait InstancePlanner: Sync {
         false
     }
 
+    /// Where the instances of stable `count`/`for_each` expressions are kept
+    /// from one focused evaluation to the next (see [`Expansions`]).
+    fn expansions(&self) -> Option<&Expansions> {
+        None
+    }
+
     /// The object recorded for the instance at `address` once it is
     /// applied, for a focused evaluation (see [`evaluate_focused`]) to read
     /// the resources its focus depends on without evaluating them again.
     fn recorded_object(&self, address: &str) -> Option<RecordedObject> {
         let _ = address;
         None
+    }
+}
+
+/// The instances of `count`/`for_each` expressions that evaluate the same
+/// all through one apply (they depend on no resource), kept by the
+/// address of their resource or module call from one focused evaluation to
+/// the next: a step inside `module.net["a"]` then looks its instance up
+/// instead of evaluating a `for_each` over every key again — which made
+/// applying N module instances cost N².
+#[derive(Default)]
+pub struct Expansions(std::sync::Mutex<HashMap<String, Arc<Expansion>>>);
+
+/// One expression's instances, and where each is by its key's suffix
+/// (`[0]`, `["a"]`).
+pub struct Expansion {
+    pub instances: Vec<PlannedInstance>,
+    by_suffix: HashMap<String, usize>,
+}
+
+impl Expansions {
+    fn get(&self, address: &str) -> Option<Arc<Expansion>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(address)
+            .cloned()
+    }
+
+    fn keep(&self, address: String, instances: Vec<PlannedInstance>) -> Arc<Expansion> {
+        let expansion = Arc::new(Expansion::new(instances));
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(address, expansion.clone());
+        expansion
+    }
+}
+
+impl Expansion {
+    fn new(instances: Vec<PlannedInstance>) -> Expansion {
+        let by_suffix = instances
+            .iter()
+            .enumerate()
+            .map(|(position, (key, _, _))| (key.suffix(), position))
+            .collect();
+        Expansion {
+            instances,
+            by_suffix,
+        }
+    }
+
+    /// The instance whose key's suffix is `suffix` (`["a"]`).
+    pub fn by_suffix(&self, suffix: &str) -> Option<&PlannedInstance> {
+        self.by_suffix.get(suffix).map(|&at| &self.instances[at])
     }
 }
 
@@ -196,6 +269,9 @@ struct ModuleEvaluation<'c, 'd> {
     /// [`super::references::names_one_instance`]): its instances then
     /// depend on that instance only.
     keyed_references: HashMap<&'c ResourceId, Vec<(&'c ResourceId, Option<&'c Expr>)>>,
+    /// What the `count`/`for_each` of each resource and module call refers
+    /// to (see [`Self::expansion_is_stable`]).
+    expansion_targets: HashMap<Node<'c>, Vec<Node<'c>>>,
     failed: HashSet<Node<'c>>,
     /// Declared resources by mode, type and name, to resolve references
     /// (which borrow their names from the syntax tree) without allocating.
@@ -217,8 +293,11 @@ struct ModuleEvaluation<'c, 'd> {
     recorded: HashSet<&'c ResourceId>,
 }
 
+/// Evaluates the module `config` as the instance at `path` (`["net[\"a\"]"]`
+/// for `module.net["a"]`; empty for the root module).
 fn evaluate_module<'c>(
     config: &'c ModuleConfig,
+    path: Vec<String>,
     inputs: &Inputs,
     context: &'c Context<'c>,
     focus: Option<&BTreeSet<String>>,
@@ -236,8 +315,9 @@ fn evaluate_module<'c>(
             applying: context.planner.is_some_and(|planner| planner.applying()),
             ..ModuleValues::default()
         },
+        module_prefix: ModuleEvaluation::compute_module_prefix(&path),
         result: EvaluatedModule {
-            path: config.path.clone(),
+            path,
             ..EvaluatedModule::default()
         },
         diagnostics,
@@ -245,6 +325,7 @@ fn evaluate_module<'c>(
         referenced_attributes: HashMap::default(),
         dependencies: HashMap::default(),
         keyed_references: HashMap::default(),
+        expansion_targets: HashMap::default(),
         failed: HashSet::default(),
         // An index of every resource costs a pass over the module: a
         // focused evaluation looks up the few it needs instead.
@@ -256,7 +337,6 @@ fn evaluate_module<'c>(
                 .map(|id| ((id.mode, &*id.type_name, &*id.name), id))
                 .collect()
         }),
-        module_prefix: ModuleEvaluation::compute_module_prefix(&config.path),
         inherited_dependencies: match inputs {
             Inputs::Child(_, _, inherited, _) => inherited.clone(),
             Inputs::Root(_) => Vec::new(),

@@ -152,6 +152,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             Node::Resource(id) => exprs = resource_expressions(&declarations.resources[id]),
             Node::Module(name) => {
                 let call = &declarations.module_calls[name];
+                exprs.extend(call.count.iter().chain(&call.for_each));
                 exprs.extend(call.inputs.iter().map(|a| &a.value));
                 exprs.extend(call.depends_on.iter());
             }
@@ -187,8 +188,8 @@ impl<'c> ModuleEvaluation<'c, '_> {
             .take_while(|address| address.starts_with(prefix))
         {
             let rest = &address[prefix.len()..];
-            if let Some(inside) = rest.strip_prefix("module.") {
-                let name = inside.split('.').next().unwrap_or(inside);
+            if let Some((step, _)) = crate::graph::split_module_step(rest) {
+                let name = step.split('[').next().unwrap_or(step);
                 if let Some((name, _)) = declarations.module_calls.get_key_value(name) {
                     nodes.push(Node::Module(name));
                 }
@@ -270,6 +271,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         }
         let from = index_of[&node];
         let mut targets = BTreeSet::new();
+        let expansion_span = self.expansion_expr(node).map(|expr| expr.span);
         for reference in references {
             let reported = self.diagnostics.len();
             let resolved = self.resolve(node, &reference);
@@ -307,6 +309,9 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 };
                 if let Some(to) = to {
                     graph.add_edge(from, to, reference.span);
+                }
+                if expansion_span.is_some_and(|span| span.contains(reference.span)) {
+                    self.expansion_targets.entry(node).or_default().push(target);
                 }
                 targets.insert(target);
             }
@@ -442,6 +447,27 @@ impl<'c> ModuleEvaluation<'c, '_> {
                     ));
                     return None;
                 };
+                if let Some(output) = reference.attribute.map(|a| a.name.as_str())
+                    && (call.count.is_some() || call.for_each.is_some())
+                {
+                    // `module.net.vpc_id` where `net` has instances.
+                    let (meta, example) = if call.count.is_some() {
+                        ("count", format!("module.{name}[0].{output}"))
+                    } else {
+                        ("for_each", format!("module.{name}[\"key\"].{output}"))
+                    };
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::InvalidReference,
+                            format!("`module.{name}` has `{meta}`: name one of its instances"),
+                        )
+                        .with_label(span, "a list or map of instances, not one")
+                        .with_help(format!(
+                            "write `{example}`, or all of them with `[for m in module.{name} : m.{output}]`"
+                        )),
+                    );
+                    return None;
+                }
                 if let (Some(output), Some(child)) = (
                     reference.attribute.map(|a| a.name.as_str()),
                     self.config.children.get(name),
@@ -485,7 +511,11 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 ));
             }
             Target::CountIndex => {
-                let allowed = matches!(from, Node::Resource(id) if declarations.resources[id].count.is_some());
+                let allowed = match from {
+                    Node::Resource(id) => declarations.resources[id].count.is_some(),
+                    Node::Module(name) => declarations.module_calls[name].count.is_some(),
+                    _ => false,
+                };
                 if !allowed {
                     self.diagnostics.push(
                         Diagnostic::error(
@@ -494,18 +524,22 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         )
                         .with_label(span, "no `count` here")
                         .with_help(
-                            "`count.index` is available only in a resource block that sets `count`",
+                            "`count.index` is available only in a resource or module block that sets `count`",
                         ),
                     );
                 }
             }
             Target::EachKey | Target::EachValue => {
-                let allowed = matches!(from, Node::Resource(id) if declarations.resources[id].for_each.is_some());
+                let allowed = match from {
+                    Node::Resource(id) => declarations.resources[id].for_each.is_some(),
+                    Node::Module(name) => declarations.module_calls[name].for_each.is_some(),
+                    _ => false,
+                };
                 if !allowed {
                     self.diagnostics.push(
                         Diagnostic::error(Code::InvalidReference, "`each` used where there is no `for_each`")
                             .with_label(span, "no `for_each` here")
-                            .with_help("`each.key` and `each.value` are available only in a resource block that sets `for_each`"),
+                            .with_help("`each.key` and `each.value` are available only in a resource or module block that sets `for_each`"),
                     );
                 }
             }
@@ -589,6 +623,40 @@ impl<'c> ModuleEvaluation<'c, '_> {
     /// The resources, modules and deployments `node` depends on, directly or
     /// through locals, variables and outputs, as addresses (`module.x` stands
     /// for every resource in it), plus what this module inherits.
+    /// The `count` or `for_each` of a resource or module call.
+    pub(super) fn expansion_expr(&self, node: Node<'c>) -> Option<&'c Expr> {
+        let declarations = &self.config.declarations;
+        match node {
+            Node::Resource(id) => {
+                let resource = &declarations.resources[id];
+                resource.count.as_ref().or(resource.for_each.as_ref())
+            }
+            Node::Module(name) => {
+                let call = &declarations.module_calls[name];
+                call.count.as_ref().or(call.for_each.as_ref())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the `count`/`for_each` of `node` depends on no resource,
+    /// module or deployment, directly or through locals (nor, in a child
+    /// module, on what the calling module passes): then it evaluates the
+    /// same all through one apply, and its instances can be kept (see
+    /// [`Expansions`]).
+    pub(super) fn expansion_is_stable(&self, node: Node<'c>) -> bool {
+        self.inherited_dependencies.is_empty()
+            && self
+                .expansion_targets
+                .get(&node)
+                .into_iter()
+                .flatten()
+                .all(|target| match target {
+                    Node::Resource(_) | Node::Module(_) | Node::Deployment(_) => false,
+                    other => self.reached(*other).0.is_empty(),
+                })
+    }
+
     pub(super) fn transitive_dependencies(&self, node: Node<'c>) -> Vec<String> {
         self.addresses_of(&self.reached(node).0)
     }

@@ -42,7 +42,22 @@ impl<'c> ModuleEvaluation<'c, '_> {
     /// known.
     fn instances_of(&mut self, id: &'c ResourceId) -> Option<Vec<PlannedInstance>> {
         let resource = &self.config.declarations.resources[id];
-        let instances = if let Some(count_expr) = &resource.count {
+        let instances = self.expand(resource.count.as_ref(), resource.for_each.as_ref());
+        if instances.is_none() {
+            self.values.set_resource(id, Value::Unknown);
+        }
+        instances
+    }
+
+    /// The instances a `count` or `for_each` (of a resource or a module
+    /// call) asks for: one per index or key, or the one without either;
+    /// `None` when that cannot be known (reported).
+    pub(super) fn expand(
+        &mut self,
+        count: Option<&'c Expr>,
+        for_each: Option<&'c Expr>,
+    ) -> Option<Vec<PlannedInstance>> {
+        if let Some(count_expr) = count {
             let count = self.eval_in_scope(count_expr).ok();
             count
                 .and_then(|count| self.known_count(&count, count_expr))
@@ -51,7 +66,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
                         .map(|i| (InstanceKey::Index(i), Some(i), None))
                         .collect()
                 })
-        } else if let Some(for_each_expr) = &resource.for_each {
+        } else if let Some(for_each_expr) = for_each {
             let collection = self.eval_in_scope_marked(for_each_expr).ok();
             collection.and_then(|(collection, marks)| {
                 let pairs = self.for_each_pairs(&collection, for_each_expr)?;
@@ -73,11 +88,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             })
         } else {
             Some(vec![(InstanceKey::None, None, None)])
-        };
-        if instances.is_none() {
-            self.values.set_resource(id, Value::Unknown);
         }
-        instances
     }
 
     /// The value of a resource made of its instances' objects: a list
