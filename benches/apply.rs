@@ -9,7 +9,10 @@
 //!    dominates). The bound no scheduler can beat is max(critical path ×
 //!    50 ms, resources × 50 ms / parallelism); `walk s` is the apply itself,
 //!    `total s` adds planning, refresh and recording the outputs.
-//! 2. Zero latency: the `groups` shape at 1,000 / 2,000 / 4,000 / 10,000
+//! 2. Zero latency: the `groups` and `chains` shapes, `modules` (the
+//!    groups as instances of one module called with `for_each`) and `keyed`
+//!    (one resource whose `for_each` makes every instance), at 1,000 /
+//!    2,000 / 4,000 / 10,000
 //!    resources (`INFRA_BENCH_SIZES`) with operations that take no time, so
 //!    that what is measured is the engine's own cost — and how it grows:
 //!    `growth` is the exponent between two sizes (log of the time ratio
@@ -57,6 +60,34 @@ fn generate(
                 );
             }
             (resources / 10 * 10, 3)
+        }
+        "modules" => {
+            // The `groups` shape, each group an instance of one module
+            // called with `for_each`.
+            let module_dir = dir.join("modules/group");
+            std::fs::create_dir_all(&module_dir).expect("create the module directory");
+            std::fs::write(
+                module_dir.join("main.infra"),
+                "variable index {\n  type = number\n}\n\n\
+                 resource mock_resource network {\n  name = \"net-${var.index}\"\n}\n\n\
+                 resource mock_resource subnet {\n  count = 3\n  name  = \"${mock_resource.network.id}-${count.index}\"\n}\n\n\
+                 resource mock_resource server {\n  count = 6\n  name  = \"server-${var.index}-${count.index}\"\n  value = mock_resource.subnet[count.index % 3].id\n}\n",
+            )
+            .expect("write");
+            let _ = write!(
+                text,
+                "module group {{\n  for_each = {{ for i in range({}) : \"g${{i}}\" => i }}\n  source   = \"./modules/group\"\n  index    = each.value\n}}\n",
+                resources / 10
+            );
+            (resources / 10 * 10, 3)
+        }
+        "keyed" => {
+            // One resource with a `for_each` of every instance.
+            let _ = write!(
+                text,
+                "resource mock_resource item {{\n  for_each = {{ for i in range({resources}) : \"k${{i}}\" => i }}\n  name     = \"item-${{each.value}}\"\n}}\n"
+            );
+            (resources, 1)
         }
         _ => {
             for chain in 0..10 {
@@ -164,7 +195,7 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1_000, 2_000, 4_000, 10_000]);
-    for shape in ["groups", "chains"] {
+    for shape in ["groups", "chains", "modules", "keyed"] {
         zero_latency(&runtime, shape, &sizes);
     }
 }

@@ -1,6 +1,8 @@
 //! Benchmark: parse + evaluate a generated configuration of N resources
 //! (with references, `count` and `for_each`), reporting time and peak heap.
-//! Run: `cargo bench --bench parse_eval` (sizes: 1k, 10k, 100k).
+//! Run: `cargo bench --bench parse_eval` (sizes: 1k, 10k, 100k);
+//! `INFRA_BENCH_DYNAMIC=1` adds `dynamic` blocks, `INFRA_BENCH_MODULES=1`
+//! puts the resources in instances of a module called with `for_each`.
 //! Goal (issue 2): 10,000 resources under 0.2 s and 100 MB on one core,
 //! growing linearly to 100,000.
 //!
@@ -69,6 +71,39 @@ fn generate(resources: usize, dir: &std::path::Path, dynamic: bool) {
     std::fs::write(dir.join(format!("part{file_index:04}.infra")), &text).expect("write");
 }
 
+/// The same resources as [`generate`], each group of ten (a VPC, its
+/// subnets, security groups and two instances) in an instance of one
+/// module called with `for_each`: `module.group["g12"].aws_vpc.v`.
+fn generate_in_modules(resources: usize, dir: &std::path::Path, dynamic: bool) {
+    let (ingress, disks) = if dynamic {
+        (
+            "  dynamic \"ingress\" {\n    for_each = local.ports\n    iterator = rule\n    content {\n      port  = rule.value\n      label = \"${each.key}-${rule.key}\"\n    }\n  }\n",
+            "  dynamic \"ebs_block_device\" {\n    for_each = local.disks\n    content {\n      device_name = ebs_block_device.value.name\n      volume_size = ebs_block_device.value.size\n    }\n  }\n",
+        )
+    } else {
+        ("", "")
+    };
+    let module_dir = dir.join("modules/group");
+    std::fs::create_dir_all(&module_dir).expect("create the module directory");
+    let module = format!(
+        "variable index {{\n  type = number\n}}\n\nvariable prefix {{\n  type = string\n}}\n\n\
+         locals {{\n  ports = {{ http = 80, https = 443, ssh = 22 }}\n  disks = [{{ name = \"/dev/sdb\", size = 20 }}, {{ name = \"/dev/sdc\", size = 50 }}]\n}}\n\n\
+         resource aws_vpc v {{\n  cidr_block = cidrsubnet(\"10.0.0.0/8\", 8, var.index % 256)\n  tags       = {{ Name = \"${{var.prefix}}-${{var.index}}\" }}\n}}\n\n\
+         resource aws_subnet s {{\n  count      = 4\n  vpc_id     = aws_vpc.v.id\n  cidr_block = cidrsubnet(aws_vpc.v.cidr_block, 8, count.index)\n}}\n\n\
+         resource aws_security_group g {{\n  for_each = local.ports\n  name     = \"${{var.prefix}}-${{var.index}}-${{each.key}}\"\n  port     = each.value\n  vpc_id   = aws_vpc.v.id\n{ingress}}}\n\n\
+         resource aws_instance i {{\n  count           = 2\n  ami             = \"ami-12c6146b\"\n  instance_type   = \"t3.micro\"\n  subnet_id       = aws_subnet.s[count.index].id\n  security_groups = [for g in aws_security_group.g : g.name]\n  tags            = merge({{ Name = \"web-${{var.index}}-${{count.index}}\" }}, {{ Env = var.prefix }})\n{disks}}}\n\n\
+         output vpc_id {{\n  value = aws_vpc.v.id\n}}\n"
+    );
+    std::fs::write(module_dir.join("main.infra"), module).expect("write");
+    let groups = resources.div_ceil(10);
+    let root = format!(
+        "variable env {{\n  default = \"bench\"\n}}\n\n\
+         module group {{\n  for_each = {{ for i in range({groups}) : \"g${{i}}\" => i }}\n  source   = \"./modules/group\"\n  index    = each.value\n  prefix   = \"infra-${{var.env}}\"\n}}\n\n\
+         output vpcs {{\n  value = [for g in module.group : g.vpc_id]\n}}\n"
+    );
+    std::fs::write(dir.join("main.infra"), root).expect("write");
+}
+
 /// The process's peak resident set size (VmHWM), in MiB.
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -98,7 +133,17 @@ fn main() {
     );
     // INFRA_BENCH_SIZES=10000 INFRA_BENCH_RUNS=1 narrows the run (e.g. for a profiler);
     // INFRA_BENCH_DYNAMIC=1 adds `dynamic` blocks to the generated resources.
+    // INFRA_BENCH_MODULES=1 puts each group of ten resources in an instance
+    // of a module called with `for_each`.
     let dynamic = std::env::var("INFRA_BENCH_DYNAMIC").is_ok_and(|v| !v.is_empty() && v != "0");
+    let in_modules = std::env::var("INFRA_BENCH_MODULES").is_ok_and(|v| !v.is_empty() && v != "0");
+    let generate = |resources: usize, dir: &std::path::Path, dynamic: bool| {
+        if in_modules {
+            generate_in_modules(resources, dir, dynamic);
+        } else {
+            generate(resources, dir, dynamic);
+        }
+    };
     let sizes: Vec<usize> = std::env::var("INFRA_BENCH_SIZES")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
