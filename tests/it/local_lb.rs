@@ -402,9 +402,14 @@ impl Drop for ScriptedBackend {
     }
 }
 
-/// What the scripted backend answers to `method path`; `true`: close the
-/// connection after it.
-fn scripted_answer(method: &str, path: &str, body: &[u8], head: &str) -> (Vec<u8>, bool) {
+/// What the scripted backend answers to `method path`, and when it closes
+/// the connection after it (`None`: it keeps it).
+fn scripted_answer(
+    method: &str,
+    path: &str,
+    body: &[u8],
+    head: &str,
+) -> (Vec<u8>, Option<Duration>) {
     let length_seen = head
         .lines()
         .find_map(|line| line.strip_prefix("content-length: "))
@@ -430,13 +435,21 @@ fn scripted_answer(method: &str, path: &str, body: &[u8], head: &str) -> (Vec<u8
         (_, "/until-close") => {
             return (
                 b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nthe whole rest".to_vec(),
-                true,
+                Some(Duration::ZERO),
             );
         }
-        (_, "/garbage") => return (b"SMTP ready\r\n\r\n".to_vec(), true),
+        (_, "/garbage") => return (b"SMTP ready\r\n\r\n".to_vec(), Some(Duration::ZERO)),
+        // As a backend whose keep-alive timeout is short: the connection
+        // is closed while idle, without a word.
+        (_, "/idle-close") => {
+            return (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                Some(Duration::from_millis(100)),
+            );
+        }
         _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(),
     };
-    (answer, false)
+    (answer, None)
 }
 
 async fn scripted_backend() -> ScriptedBackend {
@@ -489,11 +502,15 @@ async fn serve_scripted(mut stream: TcpStream, seen: Seen) {
         let body: Vec<u8> = buf.drain(..length).collect();
         let mut words = head.split(' ');
         let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-        let (answer, close) = scripted_answer(method, path, &body, &head);
+        let (answer, close_after) = scripted_answer(method, path, &body, &head);
         if path != "/healthz" {
             seen.lock().unwrap().push((head.clone(), body));
         }
-        if stream.write_all(&answer).await.is_err() || close {
+        if stream.write_all(&answer).await.is_err() {
+            return;
+        }
+        if let Some(delay) = close_after {
+            tokio::time::sleep(delay).await;
             return;
         }
     }
@@ -740,6 +757,23 @@ async fn requests_that_cannot_be_forwarded_are_refused_with_the_status_that_says
         .0
         .to_ascii_lowercase();
     assert!(!expect_seen.contains("expect:"), "{expect_seen}");
+
+    // A POST cannot be sent twice: after the backend closed an idle kept
+    // connection, it goes out on a fresh one, not on the closed one.
+    client
+        .write_all(b"GET /idle-close HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_answer(&mut client, &mut buf, false).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..3 {
+        client
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nonce")
+            .await
+            .unwrap();
+        let echo = read_answer(&mut client, &mut buf, false).await;
+        assert_eq!((echo.status, echo.body.as_str()), (200, "once"));
+    }
 
     // HTTP/1.0 keeps the connection only when it asks to.
     let mut old = TcpStream::connect(&lb.listen).await.unwrap();

@@ -8,7 +8,7 @@
 //! connection's own task, about a sixth of the load balancer's CPU).
 //!
 //! A pooled connection the backend has closed is noticed before use (the
-//! kernel already said it is readable: a read finds its end) and dropped.
+//! kernel already said its peer hung up) and dropped.
 //! If it closes between that look and the write, [`Attempt::reused`] tells
 //! the caller the request may go out again on a fresh connection.
 //! Connections idle for longer than [`IDLE_TIMEOUT`] are closed by
@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::wire::Conn;
@@ -116,13 +117,16 @@ impl Upstream {
     }
 }
 
-/// Whether an idle connection is still open and silent. tokio answers
-/// without a system call unless the kernel said the socket is readable; a
-/// read then finds the backend's close (or bytes nobody asked for).
+/// Whether an idle connection is still open, from what the kernel last
+/// said about the socket (epoll's `EPOLLRDHUP`, kept by tokio): no system
+/// call, as nginx's keepalive cache, which learns of a close the same way.
+/// (Bytes the backend sends unasked on an idle connection are found when
+/// the next answer is read, and fail that exchange.)
 fn still_open(conn: &Conn) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(
-        conn.stream.try_read(&mut probe),
-        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock
-    )
+    use futures_util::FutureExt as _;
+    match conn.stream.ready(Interest::READABLE).now_or_never() {
+        Some(Ok(ready)) => !ready.is_read_closed() && !ready.is_error(),
+        Some(Err(_)) => false,
+        None => true,
+    }
 }
