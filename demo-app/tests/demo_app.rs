@@ -43,6 +43,12 @@ fn demo_app(name: &str, env: &[(&str, &str)]) -> App {
         assert!(Instant::now() < deadline, "demo-app {name} never listened");
         std::thread::sleep(Duration::from_millis(10));
     }
+    if let Ok(Some(status)) = app.child.try_wait() {
+        panic!(
+            "demo-app {name} exited ({status}): another process answers on {}",
+            app.addr
+        );
+    }
     app
 }
 

@@ -252,6 +252,12 @@ pub fn wait_listening(addr: &str, process: &mut Process) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    if let Ok(Some(status)) = process.child.try_wait() {
+        panic!(
+            "{} exited ({status}): another process answers on {addr}",
+            process.name
+        );
+    }
 }
 
 /// A demo-app backend on a free port; `env` adds settings.

@@ -93,25 +93,43 @@ pub fn random_token() -> std::io::Result<String> {
 /// load balancer's to its backends, a client's — may take as its source
 /// port before the process that was given it binds it, and the process then
 /// fails to start. Falls back to the OS's pick when no such port is free.
+/// A port is free only until someone binds it: this process never hands out
+/// one of the last 1,024 it handed out (instances started together, tests
+/// running side by side), so two of its children never race for one port.
 pub fn free_port() -> std::io::Result<u16> {
+    static HANDED_OUT: std::sync::Mutex<std::collections::VecDeque<u16>> =
+        std::sync::Mutex::new(std::collections::VecDeque::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     const LOWEST: u16 = 10_000;
+    let mut chosen = None;
     if ephemeral_start > LOWEST + 1_000 {
         for _ in 0..64 {
             let mut random = [0u8; 2];
             getrandom::fill(&mut random).map_err(std::io::Error::other)?;
             let port = LOWEST + u16::from_le_bytes(random) % (ephemeral_start - LOWEST);
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                return Ok(port);
+            if !handed_out.contains(&port)
+                && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
+                chosen = Some(port);
+                break;
             }
         }
     }
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    let port = match chosen {
+        Some(port) => port,
+        None => std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+    };
+    if handed_out.len() >= 1024 {
+        handed_out.pop_front();
+    }
+    handed_out.push_back(port);
+    Ok(port)
 }
 
 /// Writes `contents` to `path` through a temporary file and a rename, with
@@ -119,4 +137,36 @@ pub fn free_port() -> std::io::Result<u16> {
 pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     infra_provider_sdk::host::write_atomically(path, contents, mode)
         .map_err(|failure| std::io::Error::new(failure.error.kind(), failure.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_never_handed_out_twice() {
+        let ephemeral_start: u16 =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                .ok()
+                .and_then(|range| range.split_whitespace().next()?.parse().ok())
+                .unwrap_or(32768);
+        // From threads at once, as parallel tests and instances ask.
+        let ports: Vec<u16> = std::thread::scope(|scope| {
+            let askers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| (0..64).map(|_| free_port().unwrap()).collect::<Vec<_>>()))
+                .collect();
+            askers
+                .into_iter()
+                .flat_map(|asker| asker.join().unwrap())
+                .collect()
+        });
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port handed out twice");
+        if ephemeral_start > 11_000 {
+            assert!(
+                ports.iter().all(|&port| port < ephemeral_start),
+                "{ports:?}"
+            );
+        }
+    }
 }
