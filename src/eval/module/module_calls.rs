@@ -27,8 +27,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
         let repeated = call.count.is_some() || call.for_each.is_some();
         let mut ok = true;
         let mut values = Vec::new();
-        let mut marks = Marks::gather();
-        let mut single_marks = None;
+        let mut marks = Vec::new();
         // A focused evaluation that needs no output of the module evaluates
         // only the instances that hold focused resources: one apply step
         // costs one instance, not all of them.
@@ -55,7 +54,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             }
             None => expansion.instances.iter().collect(),
         };
-        for (position, (key, count_index, each)) in chosen.into_iter().enumerate() {
+        for (key, count_index, each) in chosen {
             let (key, count_index, each) = (key.clone(), *count_index, each.clone());
             let segment = format!("{name}{}", key.suffix());
             let Some(evaluated) = self.evaluate_module_instance(
@@ -78,12 +77,7 @@ impl<'c> ModuleEvaluation<'c, '_> {
             for (output, marked) in &evaluated.output_marks {
                 output_marks.add(Segment::Key(output.clone()), marked);
             }
-            let output_marks = output_marks.finish();
-            match &key {
-                InstanceKey::Key(k) => marks.add(Segment::Key(k.clone()), &output_marks),
-                InstanceKey::Index(_) => marks.add(Segment::Index(position), &output_marks),
-                InstanceKey::None => single_marks = Some(output_marks),
-            }
+            marks.push((key.clone(), output_marks.finish()));
             values.push((key, Value::map(outputs)));
             self.result.children.insert(segment, evaluated);
         }
@@ -91,23 +85,10 @@ impl<'c> ModuleEvaluation<'c, '_> {
             self.values.modules.insert(name.to_string(), Value::Unknown);
             return false;
         }
-        let value = if !repeated {
-            values.pop().map_or(Value::Unknown, |(_, value)| value)
-        } else if call.count.is_some() {
-            Value::list(values.into_iter().map(|(_, value)| value).collect())
-        } else {
-            Value::map(
-                values
-                    .into_iter()
-                    .map(|(key, value)| match key {
-                        InstanceKey::Key(k) => (k, value),
-                        _ => unreachable!("for_each instances have string keys"),
-                    })
-                    .collect(),
-            )
-        };
+        let value =
+            resources::instances_value(call.count.is_some(), call.for_each.is_some(), values);
         self.values.modules.insert(name.to_string(), value);
-        let marks = single_marks.unwrap_or_else(|| marks.finish());
+        let marks = resources::instances_marks(repeated, marks);
         NamedMarks::set(&mut self.values.marks.modules, name, marks);
         true
     }

@@ -91,41 +91,23 @@ impl<'c> ModuleEvaluation<'c, '_> {
         }
     }
 
-    /// The value of a resource made of its instances' objects: a list
-    /// (`count`), a map (`for_each`) or the one object.
-    fn resource_value(resource: &ResourceDecl, mut objects: Vec<(InstanceKey, Value)>) -> Value {
-        if resource.count.is_some() {
-            Value::list(objects.into_iter().map(|(_, v)| v).collect())
-        } else if resource.for_each.is_some() {
-            Value::map(
-                objects
-                    .into_iter()
-                    .map(|(key, v)| match key {
-                        InstanceKey::Key(k) => (k, v),
-                        _ => unreachable!("for_each instances have string keys"),
-                    })
-                    .collect(),
-            )
-        } else {
-            objects.pop().map(|(_, v)| v).unwrap_or(Value::Unknown)
-        }
+    /// The value of a resource made of its instances' objects (see
+    /// [`instances_value`]).
+    fn resource_value(resource: &ResourceDecl, objects: Vec<(InstanceKey, Value)>) -> Value {
+        instances_value(
+            resource.count.is_some(),
+            resource.for_each.is_some(),
+            objects,
+        )
     }
 
-    /// The marks of a resource's value from those of its instances, placed
-    /// as [`Self::resource_value`] places their objects.
-    fn resource_marks(resource: &ResourceDecl, mut marks: Vec<(InstanceKey, Marks)>) -> Marks {
-        if resource.count.is_none() && resource.for_each.is_none() {
-            return marks.pop().map(|(_, m)| m).unwrap_or_default();
-        }
-        let mut gathered = Marks::gather();
-        for (position, (key, instance_marks)) in marks.iter().enumerate() {
-            let step = match key {
-                InstanceKey::Key(k) => Segment::Key(k.clone()),
-                _ => Segment::Index(position),
-            };
-            gathered.add(step, instance_marks);
-        }
-        gathered.finish()
+    /// The marks of a resource's value from those of its instances (see
+    /// [`instances_marks`]).
+    fn resource_marks(resource: &ResourceDecl, marks: Vec<(InstanceKey, Marks)>) -> Marks {
+        instances_marks(
+            resource.count.is_some() || resource.for_each.is_some(),
+            marks,
+        )
     }
 
     /// A resource a focused evaluation depends on, read from the records
@@ -750,4 +732,45 @@ impl<'c> InstanceScope<'_, 'c> {
         }
         evaluated
     }
+}
+
+/// The value of a resource or module call made of its instances' values: a
+/// list (`count`), a map by key (`for_each`), or the one value.
+pub(super) fn instances_value(
+    counted: bool,
+    keyed: bool,
+    mut objects: Vec<(InstanceKey, Value)>,
+) -> Value {
+    if counted {
+        Value::list(objects.into_iter().map(|(_, v)| v).collect())
+    } else if keyed {
+        Value::map(
+            objects
+                .into_iter()
+                .map(|(key, v)| match key {
+                    InstanceKey::Key(k) => (k, v),
+                    _ => unreachable!("for_each instances have string keys"),
+                })
+                .collect(),
+        )
+    } else {
+        objects.pop().map(|(_, v)| v).unwrap_or(Value::Unknown)
+    }
+}
+
+/// The marks of [`instances_value`]'s value from those of its instances,
+/// placed as it places their values (`repeated`: `count` or `for_each`).
+pub(super) fn instances_marks(repeated: bool, mut marks: Vec<(InstanceKey, Marks)>) -> Marks {
+    if !repeated {
+        return marks.pop().map(|(_, m)| m).unwrap_or_default();
+    }
+    let mut gathered = Marks::gather();
+    for (position, (key, instance_marks)) in marks.iter().enumerate() {
+        let step = match key {
+            InstanceKey::Key(k) => Segment::Key(k.clone()),
+            _ => Segment::Index(position),
+        };
+        gathered.add(step, instance_marks);
+    }
+    gathered.finish()
 }
