@@ -4,7 +4,10 @@
 //! - `GET /` answers `demo-app VERSION (INSTANCE)`; `?sleep_ms=N` waits N
 //!   ms first (a slow request, to see draining finish it).
 //! - `GET /healthz` answers 200 `ok` (or 503 when `NEVER_HEALTHY=1`).
-//! - `GET /metrics`: `demo_app_requests_total{code}` in Prometheus text.
+//! - `GET /metrics`, in the Prometheus text format: `demo_app_requests_total`
+//!   and the histogram `demo_app_request_duration_seconds`, both by `code`
+//!   (the status) and `version` — what a PromQL error rate or latency
+//!   quantile of one version is computed from.
 //!
 //! Settings (environment): `APP_VERSION` (default `v1`), `FAIL_RATE` (the
 //! share of `/` requests answered 500, 0…1), `LATENCY_MS` (added to every
@@ -12,11 +15,10 @@
 //! The port is `--port N` (or `PORT`). SIGTERM stops accepting connections
 //! and lets the requests in flight finish (up to 30 s).
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,6 +26,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use tokio::net::TcpListener;
 
 struct Settings {
@@ -83,7 +86,69 @@ struct App {
     /// Answers to `/` so far: the n-th fails if ⌊n·rate⌋ grew, so a rate of
     /// 0.1 fails exactly every tenth request.
     served: AtomicU64,
-    counts: Mutex<BTreeMap<u16, u64>>,
+    metrics: Metrics,
+}
+
+/// What `/metrics` shows: every answer counted and timed by its status
+/// code and the app's version.
+struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "demo_app_requests_total",
+                "Requests answered, by status code and version.",
+            ),
+            &["code", "version"],
+        )
+        .expect("a valid counter");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "demo_app_request_duration_seconds",
+                "Time from a request's arrival to its answer, by status code and version.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["code", "version"],
+        )
+        .expect("a valid histogram");
+        let registry = Registry::new();
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("registered once");
+        Metrics {
+            registry,
+            requests,
+            duration,
+        }
+    }
+
+    fn observe(&self, code: u16, version: &str, took: Duration) {
+        let code = code.to_string();
+        let labels = [code.as_str(), version];
+        self.requests.with_label_values(&labels).inc();
+        self.duration
+            .with_label_values(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition format (0.0.4).
+    fn render(&self) -> String {
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -94,6 +159,7 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 impl App {
     async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        let arrived = Instant::now();
         let response = match request.uri().path() {
             "/healthz"
                 if self.settings.never_healthy
@@ -107,14 +173,12 @@ impl App {
             }
             "/healthz" => text(StatusCode::OK, "ok\n".into()),
             "/metrics" => {
-                let counts = self.counts.lock().unwrap().clone();
-                let mut body = String::from("# TYPE demo_app_requests_total counter\n");
-                for (code, count) in counts {
-                    body.push_str(&format!(
-                        "demo_app_requests_total{{code=\"{code}\"}} {count}\n"
-                    ));
-                }
-                return text(StatusCode::OK, body);
+                let mut response = text(StatusCode::OK, self.metrics.render());
+                response.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                return response;
             }
             "/" => {
                 let sleep = request
@@ -150,12 +214,11 @@ impl App {
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
         };
-        *self
-            .counts
-            .lock()
-            .unwrap()
-            .entry(response.status().as_u16())
-            .or_default() += 1;
+        self.metrics.observe(
+            response.status().as_u16(),
+            &self.settings.version,
+            arrived.elapsed(),
+        );
         response
     }
 }
@@ -187,7 +250,7 @@ async fn main() -> std::process::ExitCode {
     let app = Arc::new(App {
         settings,
         served: AtomicU64::new(0),
-        counts: Mutex::new(BTreeMap::new()),
+        metrics: Metrics::new(),
     });
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");

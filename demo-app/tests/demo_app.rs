@@ -71,14 +71,19 @@ async fn fail_rate_is_exact_and_metrics_count_every_answer() {
         .await
         .unwrap()
         .text();
-    assert!(
-        metrics.contains("demo_app_requests_total{code=\"200\"} 900"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("demo_app_requests_total{code=\"500\"} 100"),
-        "{metrics}"
-    );
+    for (code, count) in [(200, 900), (500, 100)] {
+        for sample in [
+            format!("demo_app_requests_total{{code=\"{code}\",version=\"v9\"}} {count}\n"),
+            format!(
+                "demo_app_request_duration_seconds_count{{code=\"{code}\",version=\"v9\"}} {count}\n"
+            ),
+            format!(
+                "demo_app_request_duration_seconds_bucket{{code=\"{code}\",version=\"v9\",le=\"+Inf\"}} {count}\n"
+            ),
+        ] {
+            assert!(metrics.contains(&sample), "{sample}{metrics}");
+        }
+    }
     let health = http::get(&app.addr, "/healthz", Duration::from_secs(5))
         .await
         .unwrap();

@@ -792,3 +792,74 @@ async fn requests_that_cannot_be_forwarded_are_refused_with_the_status_that_says
     );
     assert!(closed(&mut old).await);
 }
+
+/// `promtool check metrics` (Prometheus's own linter) on `text`: whether
+/// it passed, and what it said.
+fn promtool_check_metrics(text: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot run `{promtool}` ({error}): install Prometheus's promtool (Debian: `apt-get install prometheus`; scripts/test does it)"
+            )
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (output.status.success(), both(&output))
+}
+
+/// The load balancer's and demo-app's `/metrics`, after traffic of two
+/// versions and both answer codes, pass `promtool check metrics`: names
+/// with their unit and `_total`, help and type for every family; demo-app
+/// times each answer by code and version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_time_answers_by_code_and_version() {
+    let lb = load_balancer();
+    let stable = demo_app("m1", &[("APP_VERSION", "v1")]);
+    let canary = demo_app("m2", &[("APP_VERSION", "v2"), ("FAIL_RATE", "0.5")]);
+    lb.register("stable", &stable).await;
+    lb.register("canary", &canary).await;
+    for name in ["m1", "m2"] {
+        lb.wait_health(name, true).await;
+    }
+    let served = load(&lb.listen, "/", 200, 8, counter()).await;
+    assert_eq!(served.answers.len() + served.errors.len(), 200);
+
+    let lb_metrics = lb.metrics().await;
+    let (passed, said) = promtool_check_metrics(&lb_metrics);
+    assert!(passed && said.trim().is_empty(), "{said}\n{lb_metrics}");
+    let app_metrics = http::get(&canary.addr, "/metrics", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .text();
+    let (passed, said) = promtool_check_metrics(&app_metrics);
+    assert!(passed && said.trim().is_empty(), "{said}\n{app_metrics}");
+    for family in [
+        "# TYPE demo_app_requests_total counter",
+        "# TYPE demo_app_request_duration_seconds histogram",
+        "demo_app_request_duration_seconds_bucket{code=\"500\",version=\"v2\",le=\"0.005\"}",
+        "demo_app_request_duration_seconds_sum{code=\"200\",version=\"v2\"}",
+    ] {
+        assert!(app_metrics.contains(family), "{family}\n{app_metrics}");
+    }
+    // The canary failed half of its share: its 500s are the clients'.
+    let failed = metric_sum(&app_metrics, "demo_app_requests_total", "code=\"500\"");
+    assert!(failed > 0.0, "{app_metrics}");
+    assert_eq!(failed as usize, served.failed(), "{app_metrics}");
+
+    // A linter that finds nothing wrong in anything is no check.
+    let (passed, said) =
+        promtool_check_metrics("# HELP requests Requests.\n# TYPE requests counter\nrequests 3\n");
+    assert!(!passed && said.contains("_total"), "{said}");
+}
