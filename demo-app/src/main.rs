@@ -12,7 +12,9 @@
 //! Settings (environment): `APP_VERSION` (default `v1`), `FAIL_RATE` (the
 //! share of `/` requests answered 500, 0…1), `LATENCY_MS` (added to every
 //! `/`), `STARTUP_DELAY_MS` (listen only after this long), `NEVER_HEALTHY`.
-//! The port is `--port N` (or `PORT`). SIGTERM stops accepting connections
+//! The port is `--port N` (or `PORT`); with 0 the system picks one, which
+//! the line `demo-app VERSION listening on 127.0.0.1:PORT` on stderr names.
+//! SIGTERM stops accepting connections
 //! and lets the requests in flight finish (up to 30 s).
 
 use std::convert::Infallible;
@@ -243,9 +245,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    // With `--port 0` the system picks a free port: the line says which
+    // (tests start demo-app so, free of any race for a port).
+    let port = listener
+        .local_addr()
+        .map_or(settings.port, |addr| addr.port());
     eprintln!(
-        "demo-app {} listening on 127.0.0.1:{}",
-        settings.version, settings.port
+        "demo-app {} listening on 127.0.0.1:{port}",
+        settings.version
     );
     let app = Arc::new(App {
         settings,

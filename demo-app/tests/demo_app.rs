@@ -6,11 +6,18 @@ use std::time::{Duration, Instant};
 
 use infra_provider_local::runtime::http;
 
-/// A demo-app process on a free port, killed when dropped (also when a
-/// test fails).
+/// A demo-app process, killed when dropped (also when a test fails).
 struct App {
     child: Child,
     addr: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl App {
+    /// What it wrote on stderr so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
 }
 
 impl Drop for App {
@@ -20,46 +27,53 @@ impl Drop for App {
     }
 }
 
+/// Starts demo-app with `--port 0`, as the tests of infra do, and waits for
+/// the line naming the port the system gave it.
 fn demo_app(name: &str, env: &[(&str, &str)]) -> App {
-    let port = infra_provider_local::runtime::free_port().unwrap();
+    let log = tempfile::NamedTempFile::new().expect("a log file");
     let child = Command::new(env!("CARGO_BIN_EXE_demo-app"))
-        .args(["--port", &port.to_string()])
+        .args(["--port", "0"])
         .env("INFRA_INSTANCE", name)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().expect("the log file"))
         .spawn()
         .expect("start demo-app");
     let mut app = App {
         child,
-        addr: format!("127.0.0.1:{port}"),
+        addr: String::new(),
+        log,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&app.addr).is_err() {
-        if let Ok(Some(status)) = app.child.try_wait() {
-            panic!("demo-app {name} exited early: {status}");
+    loop {
+        let text = app.log();
+        if let Some((_, addr)) = text
+            .lines()
+            .find_map(|line| line.split_once(" listening on "))
+        {
+            app.addr = addr.trim().to_string();
+            return app;
         }
-        assert!(Instant::now() < deadline, "demo-app {name} never listened");
+        if let Ok(Some(status)) = app.child.try_wait() {
+            panic!("demo-app {name} exited early: {status}\n{text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo-app {name} never listened\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
-    if let Ok(Some(status)) = app.child.try_wait() {
-        panic!(
-            "demo-app {name} exited ({status}): another process answers on {}",
-            app.addr
-        );
-    }
-    app
 }
 
 #[tokio::test]
 async fn fail_rate_is_exact_and_metrics_count_every_answer() {
     let app = demo_app("bad", &[("APP_VERSION", "v9"), ("FAIL_RATE", "0.1")]);
     let mut failed = 0;
-    for _ in 0..1000 {
+    for n in 0..1000 {
         let answer = http::get(&app.addr, "/", Duration::from_secs(5))
             .await
-            .unwrap();
+            .unwrap_or_else(|error| panic!("request {n}: {error}\n{}", app.log()));
         match answer.status {
             200 => assert_eq!(answer.text(), "demo-app v9 (bad)\n"),
             500 => failed += 1,

@@ -238,55 +238,63 @@ pub fn free_port() -> u16 {
     infra_provider_local::runtime::free_port().unwrap()
 }
 
-/// Waits until `addr` accepts connections.
-pub fn wait_listening(addr: &str, process: &mut Process) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = process.child.try_wait() {
-            panic!("{} exited early: {status}", process.name);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never listened on {addr}",
-            process.name
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if let Ok(Some(status)) = process.child.try_wait() {
-        panic!(
-            "{} exited ({status}): another process answers on {addr}",
-            process.name
-        );
-    }
-}
-
-/// A demo-app backend on a free port; `env` adds settings.
+/// A demo-app backend on a port the system picked; `env` adds settings.
 pub struct Backend {
     pub process: Process,
     pub addr: String,
     pub name: String,
+    /// Its stderr, for a failing test to show.
+    pub log: tempfile::NamedTempFile,
 }
 
+impl Backend {
+    /// What it wrote on stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+/// Starts demo-app with `--port 0` and waits for the line naming the port
+/// the system gave it: no other process can hold that port, unlike one
+/// picked beforehand and bound later.
 pub fn demo_app(name: &str, env: &[(&str, &str)]) -> Backend {
-    let port = free_port();
+    let log = tempfile::NamedTempFile::new().expect("a log file");
     let mut command = Command::new(&*DEMO_APP);
     command
-        .args(["--port", &port.to_string()])
+        .args(["--port", "0"])
         .env("INFRA_INSTANCE", name)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(log.reopen().expect("the log file"));
     let mut process = Process {
         child: in_own_group(&mut command).spawn().expect("start demo-app"),
         name: format!("demo-app {name}"),
     };
-    let addr = format!("127.0.0.1:{port}");
-    wait_listening(&addr, &mut process);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = loop {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .find_map(|line| line.split_once(" listening on ").map(|(_, addr)| addr))
+        {
+            break addr.trim().to_string();
+        }
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("{} exited early: {status}\n{text}", process.name);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never listened\n{text}",
+            process.name
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     Backend {
         process,
         addr,
         name: name.to_string(),
+        log,
     }
 }
 
