@@ -42,7 +42,11 @@ pub fn run(directory: Option<PathBuf>, args: &ValidateArgs, style: ReportStyle) 
     if !checked.diagnostics.has_errors()
         && let Some(evaluated) = &checked.evaluated
     {
-        let problems = crate::providers::validate_with_providers(evaluated, &providers);
+        let problems = crate::providers::validate_with_providers(
+            evaluated,
+            checked.config.as_ref(),
+            &providers,
+        );
         checked.diagnostics.extend(problems);
         checked.diagnostics.sort();
     }

@@ -657,6 +657,19 @@ pub async fn refine_with_providers(
                 (name, value)
             })
             .collect();
+        // What the provider planned may be what is recorded already (a
+        // value it keeps in a canonical form): then that is no change.
+        if let Some(before) = &change.before {
+            change.changed.retain(|name| {
+                let recorded = before.get(name).unwrap_or(&Value::Null);
+                refined
+                    .get(name)
+                    .is_none_or(|planned| !planned.is_wholly_known() || !same(planned, recorded))
+            });
+            if change.action == Action::Update && change.changed.is_empty() {
+                change.action = Action::NoOp;
+            }
+        }
         change.after = Some(Arc::new(refined));
         let forced: Vec<String> = response
             .requires_replace

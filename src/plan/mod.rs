@@ -30,7 +30,9 @@ pub use diff::{
 };
 pub use drift::{DRIFT_FORMAT_VERSION, DriftReport, Drifted, drift};
 pub use json::{PLAN_FORMAT_VERSION, to_json};
-pub use modes::{Evaluation, check_replacements, destroy_plan, restrict_to_targets, targets};
+pub use modes::{
+    Evaluation, argument_span, check_replacements, destroy_plan, restrict_to_targets, targets,
+};
 pub use outputs::{OutputChange, output_changes};
 pub use planner::{PlanFailure, PlanOptions, Planned, PlannedInstance, Planner, planned_instances};
 pub use recovery::adopt_pending;

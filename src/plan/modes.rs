@@ -155,27 +155,10 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// Where the value of argument `attribute` (`ami`, or `ingress.0.port`
-    /// for its first part) of the resource at `address` is written, if the
-    /// resource's block sets it.
+    /// Where the value of argument `attribute` of the resource at
+    /// `address` is written (see [`argument_span`]).
     pub fn argument_span(&self, address: &str, attribute: &str) -> Option<crate::syntax::Span> {
-        let mut module = &self.config;
-        let mut rest = crate::graph::without_key(address);
-        while let Some((step, tail)) = crate::graph::split_module_step(rest) {
-            module = module.children.get(step.split('[').next()?)?;
-            rest = tail;
-        }
-        let (_, resource) = module
-            .declarations
-            .resources
-            .iter()
-            .find(|(id, _)| id.to_string() == rest)?;
-        let name = attribute.split(['.', '[']).next()?;
-        resource
-            .arguments
-            .iter()
-            .find(|argument| argument.name.name == name)
-            .map(|argument| argument.value.span)
+        argument_span(&self.config, address, attribute)
     }
 
     /// The configuration evaluated against `state`: references to applied
@@ -223,4 +206,54 @@ impl Evaluation {
             None => Ok(evaluated),
         }
     }
+}
+
+/// Where the value of argument `attribute` of the resource at `address` is
+/// written: `ami`; `ingress.0.port` (or `ingress[0].port`), the `port` of
+/// its first `ingress` block; `scrape.2`, a part of the `scrape` value (its
+/// whole expression). A block the path names without the argument is its
+/// header; `None` when the resource's block does not write it.
+pub fn argument_span(
+    config: &ModuleConfig,
+    address: &str,
+    attribute: &str,
+) -> Option<crate::syntax::Span> {
+    let mut module = config;
+    let mut rest = crate::graph::without_key(address);
+    while let Some((step, tail)) = crate::graph::split_module_step(rest) {
+        module = module.children.get(step.split('[').next()?)?;
+        rest = tail;
+    }
+    let (_, resource) = module
+        .declarations
+        .resources
+        .iter()
+        .find(|(id, _)| id.to_string() == rest)?;
+    let path: Vec<&str> = attribute
+        .split(['.', '[', ']'])
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    span_in_body(&resource.arguments, &resource.nested_blocks, &path)
+}
+
+fn span_in_body(
+    attributes: &[crate::syntax::Attribute],
+    blocks: &[crate::syntax::Block],
+    path: &[&str],
+) -> Option<crate::syntax::Span> {
+    let (name, rest) = path.split_first()?;
+    if let Some(argument) = attributes.iter().find(|a| a.name.name == *name) {
+        return Some(argument.value.span);
+    }
+    let (index, rest) = match rest.split_first() {
+        Some((n, tail)) if n.parse::<usize>().is_ok() => (n.parse().unwrap_or(0), tail),
+        _ => (0, rest),
+    };
+    let block = blocks.iter().filter(|b| b.kind.name == *name).nth(index)?;
+    if rest.is_empty() {
+        return Some(block.header_span);
+    }
+    let inner_attributes: Vec<_> = block.attributes().cloned().collect();
+    let inner_blocks: Vec<_> = block.blocks().cloned().collect();
+    span_in_body(&inner_attributes, &inner_blocks, rest).or(Some(block.header_span))
 }

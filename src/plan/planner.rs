@@ -214,9 +214,11 @@ impl<'r> Planner<'r> {
         }
         if let Some(evaluated) = &checked.evaluated {
             if !checked.diagnostics.has_errors() {
-                checked
-                    .diagnostics
-                    .extend(validate_with_providers(evaluated, providers));
+                checked.diagnostics.extend(validate_with_providers(
+                    evaluated,
+                    checked.config.as_ref(),
+                    providers,
+                ));
             }
             checked
                 .diagnostics

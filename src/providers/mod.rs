@@ -150,8 +150,11 @@ pub fn provider_diagnostic(problem: infra_provider_sdk::Diagnostic, prefix: &str
 
 /// Asks each resource's provider to check its argument values (ranges,
 /// combinations the schema cannot express). Only known values are passed.
+/// A problem the provider places at an attribute is shown at its value
+/// when `config` is given.
 pub fn validate_with_providers(
     evaluated: &EvaluatedModule,
+    config: Option<&crate::config::ModuleConfig>,
     providers: &ProviderRegistry,
 ) -> Diagnostics {
     let mut diagnostics = Diagnostics::new();
@@ -167,10 +170,17 @@ pub fn validate_with_providers(
             .map(|(name, value)| (name.clone(), value.to_json()))
             .collect();
         for problem in provider.validate(&instance.id.type_name, &known) {
-            diagnostics.push(
-                provider_diagnostic(problem, "")
-                    .with_label(instance.span, format!("in `{}`", instance.address)),
-            );
+            let at = problem.attribute.as_deref().and_then(|attribute| {
+                let span = crate::plan::argument_span(config?, &instance.address, attribute)?;
+                Some((span, attribute.to_string()))
+            });
+            let diagnostic = provider_diagnostic(problem, "");
+            diagnostics.push(match at {
+                Some((span, attribute)) => {
+                    diagnostic.with_label(span, format!("`{attribute}` of `{}`", instance.address))
+                }
+                None => diagnostic.with_label(instance.span, format!("in `{}`", instance.address)),
+            });
         }
     }
     diagnostics
