@@ -616,6 +616,7 @@ impl Shared {
             recorded: RolloutRecord::of(&prior),
             promote: action == Some(RolloutAction::Promote),
             on_record: &on_record,
+            queries: &crate::deploy::analysis::PrometheusApi,
         };
         match executor::execute(spec, fleet, progress, &control).await? {
             executor::Outcome::Done(state) => Ok(without_record(state)),

@@ -6,9 +6,33 @@
 
 use std::time::Duration;
 
-use infra_provider_sdk::PoolTotals;
+use infra_provider_sdk::{BoxFuture, PoolTotals};
 
-pub use super::strategy::Analysis;
+pub use super::strategy::{Analysis, Query};
+pub use infra_provider_local::prometheus::query::Answer;
+
+/// How long one PromQL query may take.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the analysis asks its PromQL queries: [`PrometheusApi`], or a
+/// fake in the executor's tests.
+pub trait Queries: Send + Sync {
+    /// One instant query: a number, nothing, or why it could not be asked.
+    fn instant<'a>(&'a self, url: &'a str, expr: &'a str) -> BoxFuture<'a, Result<Answer, String>>;
+}
+
+/// The Prometheus HTTP API (`GET /api/v1/query`).
+pub struct PrometheusApi;
+
+impl Queries for PrometheusApi {
+    fn instant<'a>(&'a self, url: &'a str, expr: &'a str) -> BoxFuture<'a, Result<Answer, String>> {
+        Box::pin(infra_provider_local::prometheus::query::instant(
+            url,
+            expr,
+            QUERY_TIMEOUT,
+        ))
+    }
+}
 
 /// What one reading says.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +70,9 @@ impl std::fmt::Display for Analysis {
         if let Some(p99) = self.max_p99_latency {
             bounds.push(format!("p99 ≤ {p99:?}"));
         }
+        for query in &self.queries {
+            bounds.push(query.to_string());
+        }
         if bounds.is_empty() {
             bounds.push("requests answered".into());
         }
@@ -59,6 +86,77 @@ impl std::fmt::Display for Analysis {
             self.inconclusive_limit,
             self.consecutive_error_limit
         )
+    }
+}
+
+/// `query error_rate ≤ 0.01` (or `≥ min`, or `in [min, max]`).
+impl std::fmt::Display for Query {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => write!(f, "query {} in [{min}, {max}]", self.name),
+            (None, Some(max)) => write!(f, "query {} ≤ {max}", self.name),
+            (Some(min), None) => write!(f, "query {} ≥ {min}", self.name),
+            (None, None) => write!(f, "query {}", self.name),
+        }
+    }
+}
+
+impl Query {
+    /// Judges what the query returned: a number within the bounds passes;
+    /// an empty vector or NaN is inconclusive (no data is not a pass).
+    pub fn judge(&self, answer: &Answer) -> Verdict {
+        let value = match answer {
+            Answer::Empty => {
+                return Verdict::Inconclusive(format!(
+                    "query {} returned an empty vector (no data)",
+                    self.name
+                ));
+            }
+            Answer::Many(n) => {
+                return Verdict::Inconclusive(format!(
+                    "query {} returned {n} series, not one number: aggregate it (e.g. sum(…))",
+                    self.name
+                ));
+            }
+            Answer::Value(value) if value.is_nan() => {
+                return Verdict::Inconclusive(format!(
+                    "query {} returned NaN (no data, e.g. 0/0)",
+                    self.name
+                ));
+            }
+            Answer::Value(value) => *value,
+        };
+        if let Some(max) = self.max
+            && value > max
+        {
+            return Verdict::Fail(format!("query {} = {value} is above max {max}", self.name));
+        }
+        if let Some(min) = self.min
+            && value < min
+        {
+            return Verdict::Fail(format!("query {} = {value} is below min {min}", self.name));
+        }
+        Verdict::Pass(format!("{} = {value}", self.name))
+    }
+}
+
+/// One reading's verdict from the load balancer's and the queries': a
+/// failure wins, then inconclusive; a pass only when all passed.
+pub fn combine(verdicts: Vec<Verdict>) -> Verdict {
+    let mut passed = Vec::new();
+    let mut inconclusive = None;
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Fail(why) => return Verdict::Fail(why),
+            Verdict::Inconclusive(why) => {
+                inconclusive.get_or_insert(why);
+            }
+            Verdict::Pass(readings) => passed.push(readings),
+        }
+    }
+    match inconclusive {
+        Some(why) => Verdict::Inconclusive(why),
+        None => Verdict::Pass(passed.join(", ")),
     }
 }
 
@@ -147,6 +245,7 @@ mod tests {
             max_error_rate: Some(0.05),
             max_p50_latency: None,
             max_p99_latency: Some(Duration::from_millis(100)),
+            queries: Vec::new(),
         }
     }
 

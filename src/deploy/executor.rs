@@ -19,7 +19,7 @@ use infra_provider_sdk::{
 };
 use tokio::time::{Instant, sleep, timeout};
 
-use super::analysis::{Analysis, Verdict};
+use super::analysis::{Analysis, PrometheusApi, Queries, Verdict, combine};
 use super::record::{RolloutRecord, Status};
 use super::rollout::{canary_instances, rolling_round};
 use super::spec::DeploymentSpec;
@@ -45,6 +45,9 @@ pub struct Control<'a> {
     pub promote: bool,
     /// Called with each new record, for the state.
     pub on_record: &'a (dyn Fn(&RolloutRecord) + Send + Sync),
+    /// Where the analysis asks its PromQL queries
+    /// ([`super::analysis::PrometheusApi`]).
+    pub queries: &'a dyn Queries,
 }
 
 /// How a run ended.
@@ -126,6 +129,7 @@ pub async fn abort(
         recorded: None,
         promote: false,
         on_record: &on_record,
+        queries: &PrometheusApi,
     };
     let run = Run::new(spec, fleet, progress, &control);
     let previous = fleet
@@ -716,8 +720,32 @@ impl<'a> Run<'a> {
             sleep(rules.interval.min(left.max(Duration::from_millis(1)))).await;
             match (self.fleet.totals(pool.to_string()).await, &before) {
                 (Ok(after), Some(earlier)) => {
+                    let verdict = match self.ask(rules).await {
+                        Ok(answers) => {
+                            let mut verdicts = vec![rules.judge(earlier, &after)];
+                            verdicts.extend(answers);
+                            combine(verdicts)
+                        }
+                        // A query that could not be asked: unreadable, as
+                        // counters that could not be read.
+                        Err(why) => {
+                            errors += 1;
+                            self.report(&format!("analysis: unreadable: {why}"));
+                            last = why;
+                            if errors > rules.consecutive_error_limit {
+                                return Err(format!(
+                                    "the analysis could not be read {errors} times in a row (consecutive_error_limit {}): {last}",
+                                    rules.consecutive_error_limit
+                                ));
+                            }
+                            before = Some(after);
+                            if Instant::now() >= end {
+                                break;
+                            }
+                            continue;
+                        }
+                    };
                     errors = 0;
-                    let verdict = rules.judge(earlier, &after);
                     self.report(&format!("analysis: {verdict}"));
                     self.note_reading(verdict.to_string());
                     match verdict {
@@ -766,6 +794,26 @@ impl<'a> Run<'a> {
             ));
         }
         Ok(())
+    }
+
+    /// The analysis's PromQL queries, each asked once and judged; an error
+    /// says which query could not be asked and why.
+    async fn ask(&self, rules: &Analysis) -> Result<Vec<Verdict>, String> {
+        let mut verdicts = Vec::new();
+        for query in &rules.queries {
+            let url = query
+                .prometheus
+                .as_deref()
+                .ok_or_else(|| format!("query {}: its Prometheus URL is not known", query.name))?;
+            let answer = self
+                .control
+                .queries
+                .instant(url, &query.expr)
+                .await
+                .map_err(|why| format!("query {}: {why}", query.name))?;
+            verdicts.push(query.judge(&answer));
+        }
+        Ok(verdicts)
     }
 
     /// The rollback: the previous version's running instances admitted,

@@ -17,9 +17,10 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{Control, Outcome, abort, execute};
+use crate::deploy::analysis::{Answer, Queries};
 use crate::deploy::record::{RolloutRecord, Status};
 use crate::deploy::spec::{DeploymentSpec, Health};
-use crate::deploy::strategy::{Amount, Analysis, CanaryStep, Matching, Preview, Strategy};
+use crate::deploy::strategy::{Amount, Analysis, CanaryStep, Matching, Preview, Query, Strategy};
 
 const V1: &str = "v1";
 const V2: &str = "v2";
@@ -65,6 +66,27 @@ struct FakeFleet {
     healthy_deadline: Duration,
     world: Mutex<World>,
     born: Mutex<BTreeMap<String, Instant>>,
+    /// What the analysis's PromQL queries return.
+    queries: ScriptedQueries,
+}
+
+/// A Prometheus that answers every query with the same answer, and
+/// remembers what it was asked.
+#[derive(Default)]
+struct ScriptedQueries {
+    answer: Option<Result<Answer, String>>,
+    asked: Mutex<Vec<(String, String)>>,
+}
+
+impl Queries for ScriptedQueries {
+    fn instant<'a>(&'a self, url: &'a str, expr: &'a str) -> BoxFuture<'a, Result<Answer, String>> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push((url.to_string(), expr.to_string()));
+        let answer = self.answer.clone().unwrap_or(Ok(Answer::Empty));
+        Box::pin(async move { answer })
+    }
 }
 
 impl FakeFleet {
@@ -90,6 +112,7 @@ impl FakeFleet {
             healthy_deadline: Duration::from_secs(60),
             world: Mutex::new(World::default()),
             born: Mutex::new(BTreeMap::new()),
+            queries: ScriptedQueries::default(),
         };
         {
             let mut world = fleet.world.lock().unwrap();
@@ -360,6 +383,7 @@ fn analysis() -> Analysis {
         max_error_rate: Some(0.05),
         max_p50_latency: None,
         max_p99_latency: None,
+        queries: Vec::new(),
     }
 }
 
@@ -414,6 +438,7 @@ async fn run_with(
         recorded,
         promote,
         on_record: &on_record,
+        queries: &fleet.queries,
     };
     let started = Instant::now();
     let outcome = execute(spec, fleet, &progress, &control).await;
@@ -1223,4 +1248,100 @@ async fn a_green_failing_its_preview_never_gets_the_traffic() {
     assert_eq!(world.fewest_in_service, 3);
     drop(world);
     assert_eq!(fleet.versions_serving(), BTreeMap::from([(V1.into(), 3)]));
+}
+
+/// The analysis of `analysis()` without the load balancer's error rate,
+/// and one PromQL query bounded by `max = 0.01`.
+fn query_analysis() -> Analysis {
+    Analysis {
+        max_error_rate: None,
+        queries: vec![Query {
+            name: "error_rate".into(),
+            prometheus: Some("http://127.0.0.1:9090".into()),
+            expr: "sum(rate(errors_total{version=\"v2\"}[1m]))".into(),
+            max: Some(0.01),
+            min: None,
+        }],
+        ..analysis()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_whose_query_breaches_its_bound_is_rolled_back() {
+    let mut fleet = FakeFleet::running_v1(4, 4);
+    // The load balancer sees no errors: only the query can fail it.
+    fleet.queries.answer = Some(Ok(Answer::Value(0.5)));
+    let spec = spec(4, canary(&[(25, 60)], Some(query_analysis())));
+    let (result, _, took) = run(&spec, &fleet).await;
+    let error = result.unwrap_err();
+    assert_says(&error, "query error_rate = 0.5 is above max 0.01");
+    assert_says(&error, "rolled back: 4 instance(s)");
+    assert_eq!(took, Duration::from_secs(20), "the first reading fails it");
+    assert_eq!(fleet.versions_serving(), BTreeMap::from([(V1.into(), 4)]));
+    let asked = fleet.queries.asked.lock().unwrap();
+    assert_eq!(asked[0].0, "http://127.0.0.1:9090");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_query_that_passes_lets_the_canary_through() {
+    let mut fleet = FakeFleet::running_v1(4, 4);
+    fleet.queries.answer = Some(Ok(Answer::Value(0.001)));
+    let spec = spec(4, canary(&[(25, 20)], Some(query_analysis())));
+    let (result, lines, _) = run(&spec, &fleet).await;
+    result.unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("analysis: passed") && l.contains("error_rate = 0.001")),
+        "{lines:?}"
+    );
+    assert_eq!(fleet.versions_serving(), BTreeMap::from([(V2.into(), 4)]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_vector_or_nan_is_inconclusive_and_never_promotes() {
+    for answer in [Answer::Empty, Answer::Value(f64::NAN)] {
+        let mut fleet = FakeFleet::running_v1(4, 4);
+        fleet.queries.answer = Some(Ok(answer));
+        let spec = spec(4, canary(&[(25, 60)], Some(query_analysis())));
+        let (result, lines, _) = run(&spec, &fleet).await;
+        let error = result.unwrap_err();
+        assert_says(
+            &error,
+            "analysis inconclusive 2 times (inconclusive_limit 1)",
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("inconclusive: query error_rate returned")),
+            "{lines:?}"
+        );
+        assert_eq!(fleet.versions_serving(), BTreeMap::from([(V1.into(), 4)]));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_query_that_cannot_be_asked_counts_toward_the_consecutive_error_limit() {
+    let mut fleet = FakeFleet::running_v1(2, 2);
+    fleet.queries.answer = Some(Err(
+        "Prometheus at http://127.0.0.1:9090 does not answer".into()
+    ));
+    let spec = spec(2, canary(&[(50, 600)], Some(query_analysis())));
+    let (result, lines, took) = run(&spec, &fleet).await;
+    let error = result.unwrap_err();
+    assert_says(
+        &error,
+        "could not be read 3 times in a row (consecutive_error_limit 2)",
+    );
+    assert_says(
+        &error,
+        "query error_rate: Prometheus at http://127.0.0.1:9090 does not answer",
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("analysis: unreadable")),
+        "{lines:?}"
+    );
+    // Start (10 s) and three intervals, not the whole pause.
+    assert_eq!(took, Duration::from_secs(40));
+    assert_eq!(fleet.versions_serving(), BTreeMap::from([(V1.into(), 2)]));
 }

@@ -111,7 +111,8 @@ fn fleet_arguments(value: &Value, spec: &DeploymentSpec) -> BTreeMap<String, Val
     let mut arguments = BTreeMap::new();
     for (name, field) in fields.iter() {
         let field = match (name.as_str(), field) {
-            ("provider", _) => continue,
+            // (`address` is the evaluator's, for references, not written.)
+            ("provider" | "address", _) => continue,
             ("template" | "health", Value::List(blocks)) => match blocks.first() {
                 Some(block) => block.clone(),
                 None => continue,
@@ -276,6 +277,27 @@ fn analysis_value(analysis: &Analysis) -> Value {
     }
     if let Some(p99) = analysis.max_p99_latency {
         rules.insert("max_p99_latency_ms".into(), millis(p99));
+    }
+    if !analysis.queries.is_empty() {
+        let queries = analysis.queries.iter().map(|query| {
+            let mut fields = BTreeMap::from([
+                ("expr".to_string(), Value::string(&query.expr)),
+                (
+                    "prometheus".to_string(),
+                    query
+                        .prometheus
+                        .as_deref()
+                        .map_or(Value::Unknown, Value::string),
+                ),
+            ]);
+            for (name, bound) in [("max", query.max), ("min", query.min)] {
+                if let Some(bound) = bound {
+                    fields.insert(name.into(), Value::Number(bound));
+                }
+            }
+            (query.name.clone(), Value::map(fields))
+        });
+        rules.insert("query".into(), Value::map(queries.collect()));
     }
     Value::map(rules)
 }

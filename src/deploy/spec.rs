@@ -136,16 +136,6 @@ impl DeploymentSpec {
     }
 }
 
-/// The strategies each provider's fleet implements; any other is an
-/// error at `validate`.
-fn implemented(provider: &str, strategy: &Strategy) -> bool {
-    provider == "local"
-        && matches!(
-            strategy,
-            Strategy::Rolling { .. } | Strategy::BlueGreen { .. } | Strategy::Canary { .. }
-        )
-}
-
 /// Where the value of `name` is written in `block` (the block's header
 /// when it is not).
 pub(super) fn attribute_span(block: &Block, name: &str) -> Span {
@@ -252,9 +242,15 @@ pub fn read(block: &Block, value: &Value, diagnostics: &mut Diagnostics) -> Opti
         }
     }
     let strategy = read_strategy(block, object, diagnostics);
-    let (Some(provider), Some(strategy)) = (provider, strategy) else {
+    let (Some(provider), Some(mut strategy)) = (provider, strategy) else {
         return None;
     };
+    let text = |name: &str| match object.get(name) {
+        Some(Value::String(text)) => Some(text.to_string()),
+        Some(Value::Number(n)) => Some(Value::Number(*n).to_string()),
+        _ => None,
+    };
+    strategy.fill_placeholders(text("version").as_deref(), text("address").as_deref());
     if provider != "local" {
         diagnostics.push(
             Diagnostic::error(
@@ -266,23 +262,6 @@ pub fn read(block: &Block, value: &Value, diagnostics: &mut Diagnostics) -> Opti
                 "no fleet for this provider yet",
             )
             .with_help("use `provider = local` (instances as processes behind a `local_lb`)"),
-        );
-    } else if !implemented(&provider, &strategy) {
-        let strategy_block = block.blocks().find(|b| b.kind.name == "strategy");
-        let span = strategy_block
-            .and_then(|b| b.labels.first())
-            .map(|l| l.span)
-            .unwrap_or(block.header_span);
-        diagnostics.push(
-            Diagnostic::error(
-                Code::UnsupportedStrategy,
-                format!(
-                    "the `{}` strategy is not built yet for `{provider}` deployments",
-                    strategy.name()
-                ),
-            )
-            .with_label(span, "not implemented by this fleet yet")
-            .with_help("use `strategy rolling { … }` (max_surge, max_unavailable): infra never falls back to another strategy in silence"),
         );
     }
     let auto_rollback = !matches!(object.get("auto_rollback"), Some(Value::Bool(false)));

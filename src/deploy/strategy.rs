@@ -130,6 +130,43 @@ pub struct Analysis {
     pub max_error_rate: Option<f64>,
     pub max_p50_latency: Option<Duration>,
     pub max_p99_latency: Option<Duration>,
+    /// PromQL queries asked at each reading, beside the load balancer's
+    /// counters.
+    pub queries: Vec<Query>,
+}
+
+/// `query "error_rate" { prometheus = "http://…"  expr = "…"  max = 0.01 }`
+/// in an `analysis` block: a PromQL instant query whose one number must
+/// stay within `min`/`max`. `{version}` in `expr` is the version being
+/// rolled out and `{deployment}` the deployment's address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub name: String,
+    /// The server's base URL; `None` while it is known only after apply.
+    pub prometheus: Option<String>,
+    pub expr: String,
+    pub max: Option<f64>,
+    pub min: Option<f64>,
+}
+
+impl Strategy {
+    /// Fills `{version}` and `{deployment}` in the analysis queries.
+    pub(super) fn fill_placeholders(&mut self, version: Option<&str>, address: Option<&str>) {
+        let analysis = match self {
+            Strategy::Rolling { .. } => None,
+            Strategy::BlueGreen { analysis, .. } | Strategy::Canary { analysis, .. } => {
+                analysis.as_mut()
+            }
+        };
+        for query in analysis.into_iter().flat_map(|a| a.queries.iter_mut()) {
+            if let Some(version) = version {
+                query.expr = query.expr.replace("{version}", version);
+            }
+            if let Some(address) = address {
+                query.expr = query.expr.replace("{deployment}", address);
+            }
+        }
+    }
 }
 
 impl Strategy {
@@ -547,6 +584,7 @@ fn read_analysis(
             written.get("max_p99_latency"),
             diagnostics,
         ),
+        queries: Vec::new(),
     };
     for (name, value) in written {
         let count = match value {
@@ -585,25 +623,174 @@ fn read_analysis(
                     "write e.g. `max_error_rate = 0.01`",
                 ),
             },
-            "query" => bad(
-                diagnostics,
-                Code::UnsupportedStrategy,
-                block,
-                name,
-                "PromQL analysis (`query`) is not built yet".into(),
-                "use max_error_rate, max_p50_latency and max_p99_latency, read from the load balancer",
-            ),
+            "query" => {
+                analysis.queries = read_queries(block, value, diagnostics);
+            }
             other => bad(
                 diagnostics,
                 Code::UnknownArgument,
                 block,
                 other,
                 format!("unknown argument `{other}` in an `analysis` block"),
-                "the arguments are interval, failure_limit, inconclusive_limit, consecutive_error_limit, min_requests, max_error_rate, max_p50_latency and max_p99_latency",
+                "the arguments are interval, failure_limit, inconclusive_limit, consecutive_error_limit, min_requests, max_error_rate, max_p50_latency and max_p99_latency; PromQL queries are `query \"NAME\" { … }` blocks",
             ),
         }
     }
     analysis
+}
+
+/// The `query "NAME" { … }` blocks of an `analysis` block (a map by
+/// name, as labelled blocks evaluate).
+fn read_queries(analysis: &Block, written: &Value, diagnostics: &mut Diagnostics) -> Vec<Query> {
+    let Value::Map(by_name) = written else {
+        if !matches!(written, Value::Unknown) {
+            bad(
+                diagnostics,
+                Code::TypeMismatch,
+                analysis,
+                "query",
+                "a PromQL query is a `query \"NAME\" { … }` block".into(),
+                "write query \"error_rate\" { prometheus = local_prometheus.main.url  expr = \"…\"  max = 0.01 }",
+            );
+        }
+        return Vec::new();
+    };
+    let mut queries = Vec::new();
+    for (name, settings) in by_name.iter() {
+        let block = analysis
+            .blocks()
+            .find(|b| b.kind.name == "query" && b.labels.first().is_some_and(|l| l.value == *name))
+            .unwrap_or(analysis);
+        let Value::Map(settings) = settings else {
+            continue;
+        };
+        let mut query = Query {
+            name: name.clone(),
+            prometheus: None,
+            expr: String::new(),
+            max: None,
+            min: None,
+        };
+        let mut ok = true;
+        for (argument, value) in settings.iter() {
+            match (argument.as_str(), value) {
+                (_, Value::Unknown) => {}
+                ("prometheus", Value::String(url)) if url.starts_with("http://") => {
+                    query.prometheus = Some(url.trim_end_matches('/').to_string());
+                }
+                ("prometheus", _) => {
+                    ok = false;
+                    bad(
+                        diagnostics,
+                        Code::TypeMismatch,
+                        block,
+                        argument,
+                        "`prometheus` must be the server's http:// URL".into(),
+                        "e.g. prometheus = local_prometheus.main.url, or \"http://127.0.0.1:9090\"",
+                    );
+                }
+                ("expr", Value::String(expr)) if !expr.trim().is_empty() => {
+                    query.expr = expr.to_string();
+                }
+                ("max" | "min", Value::Number(bound)) => {
+                    if argument == "max" {
+                        query.max = Some(*bound);
+                    } else {
+                        query.min = Some(*bound);
+                    }
+                }
+                ("expr" | "max" | "min", _) => {
+                    ok = false;
+                    bad(
+                        diagnostics,
+                        Code::TypeMismatch,
+                        block,
+                        argument,
+                        format!(
+                            "`{argument}` of query `{name}` must be a {}",
+                            if argument == "expr" {
+                                "PromQL expression (a string)"
+                            } else {
+                                "number"
+                            }
+                        ),
+                        "e.g. expr = \"sum(rate(errors_total[1m]))\", max = 0.01",
+                    );
+                }
+                (other, _) => {
+                    ok = false;
+                    bad(
+                        diagnostics,
+                        Code::UnknownArgument,
+                        block,
+                        other,
+                        format!("unknown argument `{other}` in a `query` block"),
+                        "the arguments are prometheus, expr, max and min",
+                    );
+                }
+            }
+        }
+        for (required, help) in [
+            (
+                "prometheus",
+                "say which server: prometheus = local_prometheus.main.url",
+            ),
+            (
+                "expr",
+                "the PromQL query, e.g. expr = \"sum(rate(errors_total[1m]))\"",
+            ),
+        ] {
+            if !settings.contains_key(required) {
+                ok = false;
+                diagnostics.push(
+                    Diagnostic::error(
+                        Code::MissingArgument,
+                        format!("query `{name}` needs `{required}`"),
+                    )
+                    .with_label(block.header_span, "in this query")
+                    .with_help(help),
+                );
+            }
+        }
+        if query.max.is_none()
+            && query.min.is_none()
+            && !settings.contains_key("max")
+            && !settings.contains_key("min")
+        {
+            ok = false;
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::MissingArgument,
+                    format!("query `{name}` has no bound"),
+                )
+                .with_label(block.header_span, "in this query")
+                .with_help("give `max` (the value must stay at or below it), `min`, or both"),
+            );
+        }
+        if ok
+            && !query.expr.is_empty()
+            && let Some(problem) = infra_provider_local::prometheus::check_expression(
+                &query
+                    .expr
+                    .replace("{version}", "v")
+                    .replace("{deployment}", "d"),
+            )
+        {
+            ok = false;
+            bad(
+                diagnostics,
+                Code::InvalidQuery,
+                block,
+                "expr",
+                format!("query `{name}`: {problem}"),
+                "fix the PromQL expression (promtool rejects it)",
+            );
+        }
+        if ok {
+            queries.push(query);
+        }
+    }
+    queries
 }
 
 /// `strategy blue_green { keep_blue = "30s"  auto_promote = true }`;

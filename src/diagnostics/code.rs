@@ -87,7 +87,7 @@ codes! {
     Deadlines => "deadlines", "deadlines that contradict each other";
     UnsupportedFleet => "unsupported_fleet", "a deployment on a provider whose fleets are not built yet";
     NoHealthCheck => "no_health_check", "a deployment without a `health` block (the default check is used)";
-    UnsupportedStrategy => "unsupported_strategy", "a deployment strategy its provider's fleet does not implement (never a silent fallback)";
+    InvalidQuery => "invalid_query", "a PromQL query of a rollout's analysis that promtool rejects";
     // Planning.
     Refresh => "refresh", "a refresh that failed: the provider could not read an object";
     DataSource => "data_source", "a data source lookup that failed";

@@ -138,7 +138,7 @@ fn every_error_kind_has_a_fixture() {
         "infra::unexpected_block",
         "infra::unknown_backend",
         "infra::reserved_name",
-        "infra::unsupported",
+        "infra::invalid_query",
         "infra::function_arity",
         "infra::unexpected_attribute",
         "infra::block_labels",

@@ -22,9 +22,9 @@ use support::*;
 
 /// A copy of an example in a temporary directory, whose processes are
 /// killed on drop.
-struct Workspace {
-    dir: tempfile::TempDir,
-    port: u16,
+pub(crate) struct Workspace {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) port: u16,
 }
 
 impl Drop for Workspace {
@@ -50,7 +50,7 @@ fn demo_apps_under(dir: &Path) -> usize {
 }
 
 /// Live processes whose working directory is `dir` or inside it.
-fn processes_under(dir: &Path) -> Vec<i32> {
+pub(crate) fn processes_under(dir: &Path) -> Vec<i32> {
     let dir = dir.canonicalize().unwrap();
     std::fs::read_dir("/proc")
         .unwrap()
@@ -67,7 +67,7 @@ fn processes_under(dir: &Path) -> Vec<i32> {
 }
 
 impl Workspace {
-    fn new(example: &str) -> Workspace {
+    pub(crate) fn new(example: &str) -> Workspace {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -84,7 +84,7 @@ impl Workspace {
     }
 
     /// `infra ARGS` in the copy, with its demo-app and port.
-    fn infra_command(&self, args: &[&str], vars: &[(&str, &str)]) -> Command {
+    pub(crate) fn infra_command(&self, args: &[&str], vars: &[(&str, &str)]) -> Command {
         let mut command = command(Some(self.dir.path()), args);
         command
             .arg("-var")
@@ -98,11 +98,11 @@ impl Workspace {
         command
     }
 
-    fn infra(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    pub(crate) fn infra(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         self.infra_command(args, vars).output().unwrap()
     }
 
-    fn apply(&self, vars: &[(&str, &str)]) -> String {
+    pub(crate) fn apply(&self, vars: &[(&str, &str)]) -> String {
         let output = self.infra(&["apply", "--auto-approve"], vars);
         let text = both(&output);
         assert!(output.status.success(), "apply failed:\n{text}");
@@ -111,7 +111,7 @@ impl Workspace {
 
     /// `infra apply` of `config` (as `main.infra`) that must fail with
     /// exit 1 and say each of `expected`; its output.
-    fn failed_apply(&self, config: &str, expected: &[&str]) -> String {
+    pub(crate) fn failed_apply(&self, config: &str, expected: &[&str]) -> String {
         std::fs::write(self.dir.path().join("main.infra"), config).unwrap();
         let output = self.infra(&["apply", "--auto-approve"], &[]);
         let text = both(&output);
@@ -124,31 +124,31 @@ impl Workspace {
 
     /// Writes `main.infra`: `replicas` demo-apps with `env` (the inside of
     /// the map), quick to become ready and to drain, and `strategy`.
-    fn write_fleet(&self, replicas: usize, env: &str, strategy: &str) {
+    pub(crate) fn write_fleet(&self, replicas: usize, env: &str, strategy: &str) {
         let settings = format!("min_ready = \"200ms\"  drain = \"200ms\"\n  {strategy}");
         let config = fleet_config(replicas, &format!("{{ {env} }}"), &settings);
         std::fs::write(self.dir.path().join("main.infra"), config).unwrap();
     }
 
     /// The demo-app processes running in the copy.
-    fn demo_apps(&self) -> usize {
+    pub(crate) fn demo_apps(&self) -> usize {
         demo_apps_under(self.dir.path())
     }
 
-    fn plan(&self, vars: &[(&str, &str)]) -> String {
+    pub(crate) fn plan(&self, vars: &[(&str, &str)]) -> String {
         both(&self.infra(&["plan"], vars))
     }
 
-    fn state(&self) -> Value {
+    pub(crate) fn state(&self) -> Value {
         stored_state(&self.dir.path().join("infra.state.json"))
     }
 
-    fn instances(&self) -> Vec<(String, ProcessId)> {
+    pub(crate) fn instances(&self) -> Vec<(String, ProcessId)> {
         self.instances_of("deployment.web")
     }
 
     /// The instances the state records for the deployment at `address`.
-    fn instances_of(&self, address: &str) -> Vec<(String, ProcessId)> {
+    pub(crate) fn instances_of(&self, address: &str) -> Vec<(String, ProcessId)> {
         self.state()["resources"][address]["attributes"]["instances"]
             .as_array()
             .unwrap()
@@ -162,19 +162,19 @@ impl Workspace {
             .collect()
     }
 
-    fn lb_process(&self) -> ProcessId {
+    pub(crate) fn lb_process(&self) -> ProcessId {
         let lb = &self.state()["resources"]["local_lb.front"]["attributes"];
         ProcessId::from_json(lb.get("pid"), lb.get("started")).unwrap()
     }
 
     /// The admin API of the copy's running load balancer.
-    fn admin(&self) -> infra_provider_local::load_balancer::AdminApi {
+    pub(crate) fn admin(&self) -> infra_provider_local::load_balancer::AdminApi {
         let runtime = infra_provider_local::runtime::RuntimeDir::new(self.dir.path());
         infra_provider_local::load_balancer::AdminApi::find(&runtime, &self.listen())
             .expect("the load balancer runs")
     }
 
-    fn listen(&self) -> String {
+    pub(crate) fn listen(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }
@@ -186,7 +186,7 @@ async fn get(addr: &str) -> String {
         .text()
 }
 
-fn kill(id: ProcessId) {
+pub(crate) fn kill(id: ProcessId) {
     assert!(id.is_running());
     // A process this test's apply started (checked by start time).
     signal(id.pid, false, Signal::KILL);
@@ -203,7 +203,7 @@ fn kill(id: ProcessId) {
 
 /// Load through `listen` in rounds of `round` requests (4 at a time)
 /// until `stop` is set; bounded by the caller's rollout.
-async fn load_until(
+pub(crate) async fn load_until(
     listen: String,
     round: usize,
     progress: Arc<AtomicUsize>,
@@ -218,7 +218,7 @@ async fn load_until(
     total
 }
 
-const CLEAN: &str = "No changes. The infrastructure matches the configuration.";
+pub(crate) const CLEAN: &str = "No changes. The infrastructure matches the configuration.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_web_serves_survives_kills_rolls_without_errors_and_is_destroyed() {

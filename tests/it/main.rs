@@ -19,6 +19,7 @@ mod fmt_roundtrip;
 mod golden;
 mod local_lb;
 mod local_runtime;
+mod monitoring;
 #[cfg(feature = "aws")]
 #[path = "../../providers/aws/tests/support/mod.rs"]
 mod moto;

@@ -198,11 +198,54 @@ fn instances_of(state: &Attributes) -> Vec<Instance> {
 /// leaves instances the state does not know: the next operation finds them
 /// here and takes them over (or retires them) instead of starting a second
 /// fleet beside them.
-struct Journal(PathBuf);
+///
+/// Each write also rewrites the deployment's Prometheus targets file
+/// (`targets.json`, file-based service discovery): every running
+/// instance, labelled with the deployment, its version and pool, so a
+/// `local_prometheus` that scrapes the deployment follows a rollout
+/// without a restart.
+struct Journal(PathBuf, String);
 
 impl Journal {
     fn of(runtime: &RuntimeDir, address: &str) -> Journal {
-        Journal(runtime.deployment(address).join("instances.json"))
+        Journal(
+            runtime.deployment(address).join("instances.json"),
+            address.to_string(),
+        )
+    }
+
+    /// The targets file beside the journal.
+    fn targets(&self) -> PathBuf {
+        self.0.with_file_name("targets.json")
+    }
+
+    /// `[{"targets": [...], "labels": {...}}]`, one group per version and
+    /// pool.
+    fn write_targets(&self, instances: &[Instance]) -> Result<(), ProviderError> {
+        let mut groups: std::collections::BTreeMap<(&str, &str), Vec<String>> =
+            std::collections::BTreeMap::new();
+        for instance in instances {
+            groups
+                .entry((&instance.version, instance.pool(&self.1)))
+                .or_default()
+                .push(instance.addr());
+        }
+        let groups: Vec<Value> = groups
+            .into_iter()
+            .map(|((version, pool), targets)| {
+                json!({
+                    "targets": targets,
+                    "labels": {
+                        "deployment": self.1,
+                        "infra_version": version,
+                        "infra_pool": pool,
+                    },
+                })
+            })
+            .collect();
+        let path = self.targets();
+        crate::runtime::write_atomically(&path, Value::Array(groups).to_string().as_bytes(), 0o644)
+            .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
     }
 
     fn read(&self) -> Vec<Instance> {
@@ -224,7 +267,8 @@ impl Journal {
                 .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
         }
         crate::runtime::write_atomically(&self.0, text.as_bytes(), 0o644)
-            .map_err(|e| failed(format!("cannot write {}: {e}", self.0.display())))
+            .map_err(|e| failed(format!("cannot write {}: {e}", self.0.display())))?;
+        self.write_targets(instances)
     }
 
     fn add(&self, instance: &Instance) -> Result<(), ProviderError> {

@@ -5,6 +5,8 @@
 //!   process that outlives infra (its code is in `lb/`).
 //! - `local_deployment` (`fleet.rs`): what a `deployment` block with
 //!   `provider = local` becomes: instances as processes behind a `local_lb`.
+//! - `local_prometheus` (`prometheus/`): a Prometheus server scraping what
+//!   its `scrape` references, with the `alert` rules written beside it.
 //!
 //! `runtime/` holds what they share: the runtime directory `.infra/` next to
 //! the configuration, processes known by pid and start time, and a small
@@ -14,6 +16,7 @@ mod file;
 mod fleet;
 pub mod lb;
 pub mod load_balancer;
+pub mod prometheus;
 pub mod runtime;
 
 use std::collections::BTreeMap;
@@ -78,6 +81,7 @@ impl Provider for LocalProvider {
                 ("local_file".to_string(), file::schema()),
                 ("local_lb".to_string(), load_balancer::schema()),
                 ("local_deployment".to_string(), fleet::schema()),
+                ("local_prometheus".to_string(), prometheus::schema()),
             ]
             .into(),
             data_sources: BTreeMap::new(),
@@ -100,6 +104,7 @@ impl Provider for LocalProvider {
             "local_file" => file::validate(config),
             "local_lb" => load_balancer::validate(config),
             "local_deployment" => fleet::validate(config),
+            "local_prometheus" => prometheus::validate(config),
             _ => Vec::new(),
         }
     }
@@ -109,8 +114,10 @@ impl Provider for LocalProvider {
     fn plan(&self, request: PlanRequest) -> BoxFuture<'_, PlanResponse> {
         Box::pin(async move {
             let mut planned = request.proposed;
-            if request.type_name == "local_lb" {
-                load_balancer::plan_defaults(&mut planned);
+            match request.type_name.as_str() {
+                "local_lb" => load_balancer::plan_defaults(&mut planned),
+                "local_prometheus" => prometheus::plan_defaults(&mut planned),
+                _ => {}
             }
             PlanResponse {
                 planned,
@@ -131,6 +138,7 @@ impl Provider for LocalProvider {
                         .await?
                 }
                 "local_deployment" => return Err(rolled_out_by_the_engine()),
+                "local_prometheus" => prometheus::create(&self.runtime(), &request.config).await?,
                 other => return Err(unknown_type(other)),
             };
             Ok(ObjectResponse::from(state))
@@ -143,6 +151,7 @@ impl Provider for LocalProvider {
                 "local_file" => file::read(request.state)?,
                 "local_lb" => load_balancer::read(&self.runtime(), request.state).await,
                 "local_deployment" => Some(fleet::read(&self.runtime(), request.state).await),
+                "local_prometheus" => prometheus::read(request.state).await,
                 other => return Err(unknown_type(other)),
             };
             Ok(ReadResponse::from(state))
@@ -161,6 +170,9 @@ impl Provider for LocalProvider {
                 "local_lb" => {
                     load_balancer::update(&self.runtime(), &request.prior, request.config).await?
                 }
+                "local_prometheus" => {
+                    prometheus::update(&self.runtime(), &request.prior, request.config).await?
+                }
                 other => return Err(unknown_type(other)),
             };
             Ok(ObjectResponse::from(state))
@@ -173,6 +185,10 @@ impl Provider for LocalProvider {
                 "local_file" => file::delete(&request.state),
                 "local_lb" => {
                     load_balancer::delete(&self.runtime(), &request.state).await;
+                    Ok(())
+                }
+                "local_prometheus" => {
+                    prometheus::delete(&request.state).await;
                     Ok(())
                 }
                 "local_deployment" => {
@@ -208,7 +224,7 @@ impl Provider for LocalProvider {
                     Some(state) => Adoption::Found(state),
                     None => Adoption::Absent,
                 },
-                "local_deployment" | "local_lb" => Adoption::Absent,
+                "local_deployment" | "local_lb" | "local_prometheus" => Adoption::Absent,
                 _ => Adoption::Unknown,
             })
         })

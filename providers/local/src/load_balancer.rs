@@ -68,17 +68,9 @@ pub(crate) fn schema() -> ResourceSchema {
                 Attribute::computed(AttributeType::String)
                     .describe("the admin API and /metrics, e.g. \"127.0.0.1:40123\""),
             ),
-            (
-                "pid",
-                Attribute::computed(AttributeType::Number).describe("its process id"),
-            ),
-            (
-                "started",
-                Attribute::computed(AttributeType::Number).describe(
-                    "its start time (clock ticks after boot): with the pid, which process it is",
-                ),
-            ),
-        ],
+        ]
+        .into_iter()
+        .chain(process::identity_attributes()),
     )
 }
 
@@ -203,19 +195,10 @@ pub(crate) fn validate(config: &Attributes) -> Vec<Diagnostic> {
 }
 
 fn validate_listen(listen: &str) -> Vec<Diagnostic> {
-    match listen.parse::<std::net::SocketAddr>() {
-        Ok(addr) if addr.ip().is_loopback() => Vec::new(),
-        Ok(_) => vec![
-            Diagnostic::error(format!("`{listen}` is not a loopback address"))
-                .at("listen")
-                .help("the local load balancer serves this machine only: use 127.0.0.1:PORT"),
-        ],
-        Err(_) => vec![
-            Diagnostic::error(format!("`{listen}` is not an address and port"))
-                .at("listen")
-                .help("write it as \"127.0.0.1:8080\""),
-        ],
-    }
+    crate::runtime::loopback_listen(listen, "the local load balancer", 8080)
+        .err()
+        .into_iter()
+        .collect()
 }
 
 /// How to reach a running load balancer's admin API.

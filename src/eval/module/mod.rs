@@ -469,9 +469,17 @@ impl<'c> ModuleEvaluation<'c, '_> {
                 let block = &self.config.declarations.deployments[name].block;
                 let value = self.eval_block_body(&block.body, None, None);
                 let ok = value.is_ok();
-                let (value, marks) = value.unwrap_or((Value::Unknown, Marks::clear()));
+                let (mut value, marks) = value.unwrap_or((Value::Unknown, Marks::clear()));
                 if ok {
                     self.add_deployment_instance(name, block, &marks);
+                }
+                // Its address, for what finds its instances by it (a
+                // `local_prometheus`'s `scrape`); not an argument.
+                if let Value::Map(fields) = &mut value {
+                    Arc::make_mut(fields).insert(
+                        "address".into(),
+                        Value::string(format!("{}deployment.{name}", self.module_prefix)),
+                    );
                 }
                 if !marks.is_clear() {
                     self.result

@@ -66,6 +66,31 @@ impl RuntimeDir {
     }
 }
 
+/// `listen` as a loopback address and port, or the problem at `listen`
+/// (`what` serves this machine only; `port` is an example's).
+pub(crate) fn loopback_listen(
+    listen: &str,
+    what: &str,
+    port: u16,
+) -> Result<std::net::SocketAddr, infra_provider_sdk::Diagnostic> {
+    use infra_provider_sdk::Diagnostic;
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_loopback() => Ok(addr),
+        Ok(_) => Err(
+            Diagnostic::error(format!("`{listen}` is not a loopback address"))
+                .at("listen")
+                .help(format!(
+                    "{what} serves this machine only: use 127.0.0.1:PORT"
+                )),
+        ),
+        Err(_) => Err(
+            Diagnostic::error(format!("`{listen}` is not an address and port"))
+                .at("listen")
+                .help(format!("write it as \"127.0.0.1:{port}\"")),
+        ),
+    }
+}
+
 /// `127.0.0.1:8080` → `127.0.0.1_8080`: a name safe in any file system.
 pub(crate) fn file_name(text: &str) -> String {
     text.chars()

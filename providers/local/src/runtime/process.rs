@@ -58,6 +58,24 @@ pub enum Detach {
     Group,
 }
 
+/// The `pid` and `started` attributes of a resource that is a process
+/// infra started (the load balancer, a Prometheus server).
+pub fn identity_attributes() -> [(&'static str, infra_provider_sdk::Attribute); 2] {
+    use infra_provider_sdk::{Attribute, AttributeType};
+    [
+        (
+            "pid",
+            Attribute::computed(AttributeType::Number).describe("its process id"),
+        ),
+        (
+            "started",
+            Attribute::computed(AttributeType::Number).describe(
+                "its start time (clock ticks after boot): with the pid, which process it is",
+            ),
+        ),
+    ]
+}
+
 pub struct Spawn<'a> {
     pub program: &'a str,
     pub args: &'a [String],

@@ -1,0 +1,444 @@
+//! Monitoring as code with the real Prometheus (Debian's `prometheus`
+//! package; `scripts/test` installs it): a `local_prometheus` scrapes the
+//! load balancer and every instance of a deployment, follows a rollout
+//! through file-based discovery without a restart, evaluates alert rules,
+//! and answers the PromQL queries of a canary's analysis.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use infra_provider_local::runtime::http;
+use infra_provider_local::runtime::process::ProcessId;
+use serde_json::Value;
+
+use crate::local_runtime::{CLEAN, Workspace, kill, load_until, processes_under};
+use crate::support::*;
+
+/// `GET path` on Prometheus's API, as JSON.
+async fn api(prometheus: &str, path: &str) -> Value {
+    let answer = http::get(prometheus, path, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("Prometheus at {prometheus}: {e}"));
+    serde_json::from_slice(&answer.body).unwrap_or_else(|_| panic!("{}", answer.text()))
+}
+
+/// The active targets: (job, address, health).
+async fn targets(prometheus: &str) -> BTreeSet<(String, String, String)> {
+    let answer = api(prometheus, "/api/v1/targets?state=active").await;
+    answer["data"]["activeTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["labels"]["job"].as_str().unwrap().to_string(),
+                t["labels"]["instance"].as_str().unwrap().to_string(),
+                t["health"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits up to `within` for `check` to hold, polling every 250 ms; the
+/// last thing seen when it never does.
+async fn eventually<T: std::fmt::Debug, F: Future<Output = T>>(
+    within: Duration,
+    mut probe: impl FnMut() -> F,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = probe().await;
+        if check(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never happened; last seen: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The instances' addresses the state records for `deployment.web`.
+fn instance_addrs(work: &Workspace) -> BTreeSet<String> {
+    work.state()["resources"]["deployment.web"]["attributes"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| format!("127.0.0.1:{}", i["port"]))
+        .collect()
+}
+
+fn prometheus_process(work: &Workspace) -> ProcessId {
+    let prometheus = &work.state()["resources"]["local_prometheus.main"]["attributes"];
+    ProcessId::from_json(prometheus.get("pid"), prometheus.get("started")).unwrap()
+}
+
+/// A load balancer, two demo-apps (rolling updates) whose version answers
+/// `fail_rate` of its requests with a 500, and a Prometheus scraping both
+/// every second with an alert on the 5xx rate.
+fn monitored_fleet(prometheus_port: u16) -> String {
+    format!(
+        r#"
+variable "demo_app" {{ type = string }}
+variable "port" {{ type = number }}
+variable "app_version" {{ default = "v1" }}
+variable "fail_rate" {{ default = "0" }}
+
+resource "local_lb" "front" {{
+  listen = "127.0.0.1:${{var.port}}"
+}}
+
+deployment web {{
+  provider = local
+  replicas = 2
+  version  = var.app_version
+  template {{
+    command = [var.demo_app, "--port", "{{port}}"]
+    env     = {{ APP_VERSION = var.app_version, FAIL_RATE = var.fail_rate }}
+  }}
+  load_balancer = local_lb.front
+  health {{
+    path     = "/healthz"
+    interval = "100ms"
+  }}
+  min_ready = "200ms"
+  drain     = "200ms"
+}}
+
+resource "local_prometheus" "main" {{
+  listen          = "127.0.0.1:{prometheus_port}"
+  scrape          = [local_lb.front, deployment.web]
+  scrape_interval = "1s"
+
+  alert {{
+    name     = "HighErrorRate"
+    expr     = "sum(rate(demo_app_requests_total{{code=~\"5..\"}}[5s])) > 0"
+    for      = "1s"
+    severity = "page"
+    summary  = "demo-app answers 5xx"
+  }}
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_finds_every_instance_follows_a_rollout_fires_alerts_and_is_drift_when_dead() {
+    let work = Workspace::new("local-web");
+    let prometheus_port = free_port();
+    let prometheus = format!("127.0.0.1:{prometheus_port}");
+    std::fs::write(
+        work.dir.path().join("main.infra"),
+        monitored_fleet(prometheus_port),
+    )
+    .unwrap();
+    let applied = work.apply(&[("fail_rate", "0.5")]);
+    assert!(applied.contains("Resources: 3 added"), "{applied}");
+    assert!(work.plan(&[("fail_rate", "0.5")]).contains(CLEAN));
+
+    // The load balancer (its admin port's /metrics) and both instances,
+    // found and up.
+    let lb_admin = work.admin().addr;
+    let v1 = instance_addrs(&work);
+    let mut wanted: BTreeSet<(String, String, String)> = v1
+        .iter()
+        .map(|addr| ("deployment.web".into(), addr.clone(), "up".into()))
+        .collect();
+    wanted.insert((
+        format!("local_lb/{}", work.listen()),
+        lb_admin.clone(),
+        "up".into(),
+    ));
+    eventually(
+        Duration::from_secs(30),
+        || targets(&prometheus),
+        |seen| *seen == wanted,
+    )
+    .await;
+    let up = api(&prometheus, "/api/v1/query?query=sum(up)").await;
+    assert_eq!(up["data"]["result"][0]["value"][1], "3", "{up}");
+
+    // v1 fails half its requests: the alert on the 5xx rate fires.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(load_until(
+        work.listen(),
+        20,
+        Arc::new(AtomicUsize::new(0)),
+        stop.clone(),
+    ));
+    let alerts = eventually(
+        Duration::from_secs(40),
+        || api(&prometheus, "/api/v1/alerts"),
+        |seen| {
+            seen["data"]["alerts"]
+                .as_array()
+                .is_some_and(|alerts| alerts.iter().any(|a| a["state"] == "firing"))
+        },
+    )
+    .await;
+    let alert = &alerts["data"]["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "HighErrorRate", "{alerts}");
+    assert_eq!(alert["labels"]["severity"], "page", "{alerts}");
+    assert_eq!(alert["annotations"]["summary"], "demo-app answers 5xx");
+
+    // A rolling update to v2: the new instances are scraped and the old
+    // ones gone, by the same Prometheus process (no restart).
+    let server = prometheus_process(&work);
+    let applied = work.apply(&[("app_version", "v2")]);
+    assert!(
+        applied.contains("Resources: 0 added, 1 changed"),
+        "{applied}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let v2 = instance_addrs(&work);
+    assert!(v1.is_disjoint(&v2), "{v1:?} {v2:?}");
+    let mut wanted: BTreeSet<(String, String, String)> = v2
+        .iter()
+        .map(|addr| ("deployment.web".into(), addr.clone(), "up".into()))
+        .collect();
+    wanted.insert((format!("local_lb/{}", work.listen()), lb_admin, "up".into()));
+    eventually(
+        Duration::from_secs(30),
+        || targets(&prometheus),
+        |seen| *seen == wanted,
+    )
+    .await;
+    assert!(server.is_running());
+    assert_eq!(prometheus_process(&work), server, "the same server");
+    let by_version = api(
+        &prometheus,
+        "/api/v1/query?query=count%20by%20(version)(demo_app_requests_total)",
+    )
+    .await;
+    assert!(by_version.to_string().contains("\"v2\""), "{by_version}");
+
+    // A dead server is drift; apply starts it again.
+    kill(server);
+    let drift = work.infra(&["drift"], &[("app_version", "v2")]);
+    assert_eq!(drift.status.code(), Some(2), "{}", both(&drift));
+    assert!(
+        both(&drift).contains("local_prometheus.main"),
+        "{}",
+        both(&drift)
+    );
+    let applied = work.apply(&[("app_version", "v2")]);
+    assert!(applied.contains("Resources: 1 added"), "{applied}");
+    assert!(prometheus_process(&work).is_running());
+    eventually(
+        Duration::from_secs(30),
+        || targets(&prometheus),
+        |seen| seen.len() == 3 && seen.iter().all(|(_, _, health)| health == "up"),
+    )
+    .await;
+
+    // Destroy stops it with everything else.
+    let restarted = prometheus_process(&work);
+    let output = work.infra(&["destroy", "--auto-approve"], &[("app_version", "v2")]);
+    assert!(output.status.success(), "{}", both(&output));
+    assert!(!restarted.is_running());
+    assert_eq!(processes_under(work.dir.path()), Vec::<i32>::new());
+}
+
+/// `examples/local-monitoring`'s `main.infra` with `from` replaced by `to`.
+fn edit_config(work: &Workspace, from: &str, to: &str) {
+    let path = work.dir.path().join("main.infra");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
+
+/// `infra apply` with `vars` that must fail; its output.
+fn failed_apply(work: &Workspace, vars: &[(&str, &str)]) -> String {
+    let output = work.infra(&["apply", "--auto-approve"], vars);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    text
+}
+
+/// Which versions answer `/` through the load balancer.
+async fn versions_serving(listen: &str) -> BTreeSet<String> {
+    let answers = load(listen, "/", 40, 4, Arc::new(AtomicUsize::new(0))).await;
+    assert_eq!(answers.failed(), 0, "{:?}", answers.errors);
+    answers
+        .answers
+        .iter()
+        .filter_map(|(_, body)| body.split_whitespace().nth(1).map(String::from))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_is_judged_by_its_promql_query_and_bad_queries_never_promote() {
+    let work = Workspace::new("local-monitoring");
+    let prometheus_port = free_port().to_string();
+    let port = [("prometheus_port", prometheus_port.as_str())];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        port.iter().chain(extra).copied().collect()
+    };
+    work.apply(&with(&[]));
+    let listen = work.listen();
+    assert_eq!(
+        versions_serving(&listen).await,
+        BTreeSet::from(["v1".to_string()])
+    );
+
+    // Traffic all along: the analysis needs answers to judge.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn(load_until(
+        listen.clone(),
+        20,
+        Arc::new(AtomicUsize::new(0)),
+        stop.clone(),
+    ));
+
+    // A bad v2 (half its answers 500): the query fails the canary — the
+    // analysis has no built-in error bound — and it is rolled back.
+    let text = failed_apply(&work, &with(&[("app_version", "v2"), ("fail_rate", "0.5")]));
+    assert!(text.contains("analysis failed"), "{text}");
+    assert!(text.contains("query error_rate = "), "{text}");
+    assert!(text.contains("is above max 0.05"), "{text}");
+    assert!(text.contains("rolled back: 4 instance(s)"), "{text}");
+    assert!(!text.contains("max_error_rate"), "{text}");
+
+    // A query that matches nothing (an empty vector) is inconclusive:
+    // never promoted, rolled back past inconclusive_limit.
+    edit_config(
+        &work,
+        "expr       = local.error_rate",
+        "expr       = \"sum(rate(no_such_metric_total[10s]))\"",
+    );
+    let text = failed_apply(&work, &with(&[("app_version", "v2")]));
+    assert!(text.contains("returned an empty vector"), "{text}");
+    assert!(
+        text.contains("inconclusive 4 times (inconclusive_limit 3)"),
+        "{text}"
+    );
+    assert!(text.contains("rolled back"), "{text}");
+
+    // An unreachable Prometheus: unreadable readings, then rolled back.
+    edit_config(
+        &work,
+        "expr       = \"sum(rate(no_such_metric_total[10s]))\"",
+        "expr       = local.error_rate",
+    );
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    edit_config(
+        &work,
+        "prometheus = \"http://${local.prometheus}\"",
+        &format!("prometheus = \"{dead}\""),
+    );
+    let text = failed_apply(&work, &with(&[("app_version", "v2")]));
+    assert!(
+        text.contains(&format!("Prometheus at {dead} does not answer")),
+        "{text}"
+    );
+    // (Four unreadable readings in the 8 s pause: none passed.)
+    assert!(
+        text.contains("analysis: unreadable: query error_rate"),
+        "{text}"
+    );
+    assert!(text.contains("no analysis reading passed"), "{text}");
+    assert!(text.contains("rolled back: 4 instance(s)"), "{text}");
+    assert_eq!(
+        versions_serving(&listen).await,
+        BTreeSet::from(["v1".to_string()])
+    );
+
+    // A good v2 passes the query and is promoted.
+    edit_config(
+        &work,
+        &format!("prometheus = \"{dead}\""),
+        "prometheus = \"http://${local.prometheus}\"",
+    );
+    let text = work.apply(&with(&[("app_version", "v2")]));
+    assert!(text.contains("analysis: passed"), "{text}");
+    assert!(text.contains("error_rate = 0"), "{text}");
+    stop.store(true, Ordering::Relaxed);
+    let load = traffic.await.unwrap();
+    // No request lost across four rollouts: the only failures are the
+    // bad canary's own 500s.
+    assert!(load.errors.is_empty(), "{:?}", load.errors);
+    assert!(
+        load.answers
+            .iter()
+            .filter(|(status, _)| *status != 200)
+            .all(|(status, body)| *status == 500 && body.starts_with("demo-app v2 failed")),
+        "an answer other than the bad canary's 500"
+    );
+    assert_eq!(
+        versions_serving(&listen).await,
+        BTreeSet::from(["v2".to_string()])
+    );
+    assert!(work.plan(&with(&[("app_version", "v2")])).contains(CLEAN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_prometheus_refuses_changes_nothing_and_promtool_points_at_its_line() {
+    let work = Workspace::new("local-monitoring");
+    let prometheus_port = free_port();
+    let vars = [];
+    std::fs::write(
+        work.dir.path().join("main.infra"),
+        monitored_fleet(prometheus_port),
+    )
+    .unwrap();
+    work.apply(&vars);
+    let prometheus = format!("127.0.0.1:{prometheus_port}");
+    let server = prometheus_process(&work);
+    let bad = "expr     = \"sum(rate(demo_app_requests_total{code=~\\\"5..\\\"}[5s]) > 0\"";
+    edit_config(
+        &work,
+        "expr     = \"sum(rate(demo_app_requests_total{code=~\\\"5..\\\"}[5s])) > 0\"",
+        bad,
+    );
+
+    // With promtool, `validate` points at the expression.
+    let output = work.infra(&["validate"], &vars);
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("alert `HighErrorRate`: could not parse expression"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`alert.0.expr` of `local_prometheus.main`"),
+        "{text}"
+    );
+    assert!(text.contains(bad), "the `expr` line is shown: {text}");
+
+    // Without it, Prometheus itself refuses the rules at apply: the
+    // previous files are put back, the server keeps its rule, the state
+    // is unchanged (the update is still to do).
+    let output = work
+        .infra_command(&["apply", "--auto-approve"], &vars)
+        .env("PROMTOOL", "/nonexistent/promtool")
+        .output()
+        .unwrap();
+    let text = both(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("refused the new configuration (the previous one is kept)"),
+        "{text}"
+    );
+    assert!(server.is_running());
+    let rules = api(&prometheus, "/api/v1/rules").await;
+    let rule = &rules["data"]["groups"][0]["rules"][0];
+    assert_eq!(
+        rule["query"], "sum(rate(demo_app_requests_total{code=~\"5..\"}[5s])) > 0",
+        "{rules}"
+    );
+    let plan = work
+        .infra_command(&["plan"], &vars)
+        .env("PROMTOOL", "/nonexistent/promtool")
+        .output()
+        .unwrap();
+    assert!(
+        both(&plan).contains("local_prometheus.main will be updated in place"),
+        "{}",
+        both(&plan)
+    );
+}
