@@ -62,6 +62,60 @@ async fn eventually<T: std::fmt::Debug, F: Future<Output = T>>(
     }
 }
 
+/// A webhook receiver on loopback, as Alertmanager posts to: its URL and
+/// the JSON bodies it received (each answered 200).
+async fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let bodies = received.clone();
+    // Ends with the test's runtime.
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let bodies = bodies.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 8192];
+                loop {
+                    let Ok(n) = stream.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = head
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if body.len() < length {
+                        continue;
+                    }
+                    if let Ok(json) = serde_json::from_str::<Value>(&body[..length]) {
+                        bodies.lock().unwrap().push(json);
+                    }
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (url, received)
+}
+
 /// The instances' addresses the state records for `deployment.web`.
 fn instance_addrs(work: &Workspace) -> BTreeSet<String> {
     work.state()["resources"]["deployment.web"]["attributes"]["instances"]
@@ -78,9 +132,10 @@ fn prometheus_process(work: &Workspace) -> ProcessId {
 }
 
 /// A load balancer, two demo-apps (rolling updates) whose version answers
-/// `fail_rate` of its requests with a 500, and a Prometheus scraping both
-/// every second with an alert on the 5xx rate.
-fn monitored_fleet(prometheus_port: u16) -> String {
+/// `fail_rate` of its requests with a 500, a Prometheus scraping both
+/// every second with an alert on the 5xx rate, and an Alertmanager that
+/// posts the alerts to `webhook`.
+fn monitored_fleet(prometheus_port: u16, alertmanager_port: u16, webhook: &str) -> String {
     format!(
         r#"
 variable "demo_app" {{ type = string }}
@@ -109,10 +164,17 @@ deployment web {{
   drain     = "200ms"
 }}
 
+resource "local_alertmanager" "main" {{
+  listen     = "127.0.0.1:{alertmanager_port}"
+  webhooks   = ["{webhook}"]
+  group_wait = "1s"
+}}
+
 resource "local_prometheus" "main" {{
   listen          = "127.0.0.1:{prometheus_port}"
   scrape          = [local_lb.front, deployment.web]
   scrape_interval = "1s"
+  alertmanagers   = [local_alertmanager.main]
 
   alert {{
     name     = "HighErrorRate"
@@ -131,13 +193,14 @@ async fn prometheus_finds_every_instance_follows_a_rollout_fires_alerts_and_is_d
     let work = Workspace::new("local-web");
     let prometheus_port = free_port();
     let prometheus = format!("127.0.0.1:{prometheus_port}");
+    let (webhook, notifications) = webhook_receiver().await;
     std::fs::write(
         work.dir.path().join("main.infra"),
-        monitored_fleet(prometheus_port),
+        monitored_fleet(prometheus_port, free_port(), &webhook),
     )
     .unwrap();
     let applied = work.apply(&[("fail_rate", "0.5")]);
-    assert!(applied.contains("Resources: 3 added"), "{applied}");
+    assert!(applied.contains("Resources: 4 added"), "{applied}");
     assert!(work.plan(&[("fail_rate", "0.5")]).contains(CLEAN));
 
     // The load balancer (its admin port's /metrics) and both instances,
@@ -184,6 +247,18 @@ async fn prometheus_finds_every_instance_follows_a_rollout_fires_alerts_and_is_d
     assert_eq!(alert["labels"]["alertname"], "HighErrorRate", "{alerts}");
     assert_eq!(alert["labels"]["severity"], "page", "{alerts}");
     assert_eq!(alert["annotations"]["summary"], "demo-app answers 5xx");
+    // …and Alertmanager posts it to the webhook.
+    let posted = eventually(
+        Duration::from_secs(30),
+        || async { notifications.lock().unwrap().clone() },
+        |seen| {
+            seen.iter().any(|n| {
+                n["status"] == "firing" && n["alerts"][0]["labels"]["alertname"] == "HighErrorRate"
+            })
+        },
+    )
+    .await;
+    assert_eq!(posted[0]["receiver"], "infra", "{posted:?}");
 
     // A rolling update to v2: the new instances are scraped and the old
     // ones gone, by the same Prometheus process (no restart).
@@ -227,7 +302,10 @@ async fn prometheus_finds_every_instance_follows_a_rollout_fires_alerts_and_is_d
         both(&drift)
     );
     let applied = work.apply(&[("app_version", "v2")]);
-    assert!(applied.contains("Resources: 1 added"), "{applied}");
+    assert!(
+        applied.contains("Resources: 1 added, 0 changed"),
+        "{applied}"
+    );
     assert!(prometheus_process(&work).is_running());
     eventually(
         Duration::from_secs(30),
@@ -383,12 +461,25 @@ async fn a_rule_prometheus_refuses_changes_nothing_and_promtool_points_at_its_li
     let vars = [];
     std::fs::write(
         work.dir.path().join("main.infra"),
-        monitored_fleet(prometheus_port),
+        monitored_fleet(prometheus_port, free_port(), "http://127.0.0.1:9/alerts"),
     )
     .unwrap();
     work.apply(&vars);
     let prometheus = format!("127.0.0.1:{prometheus_port}");
     let server = prometheus_process(&work);
+
+    // A server the state does not know (an apply killed after it started
+    // it) is adopted by the next create, not started twice.
+    let forgot = work.infra(&["state", "rm", "local_prometheus.main"], &vars);
+    assert!(forgot.status.success(), "{}", both(&forgot));
+    let applied = work.apply(&vars);
+    assert!(applied.contains("Resources: 1 added"), "{applied}");
+    assert_eq!(
+        prometheus_process(&work),
+        server,
+        "the running server, adopted"
+    );
+    assert!(work.plan(&vars).contains(CLEAN));
     let bad = "expr     = \"sum(rate(demo_app_requests_total{code=~\\\"5..\\\"}[5s]) > 0\"";
     edit_config(
         &work,

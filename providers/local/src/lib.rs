@@ -6,7 +6,8 @@
 //! - `local_deployment` (`fleet.rs`): what a `deployment` block with
 //!   `provider = local` becomes: instances as processes behind a `local_lb`.
 //! - `local_prometheus` (`prometheus/`): a Prometheus server scraping what
-//!   its `scrape` references, with the `alert` rules written beside it.
+//!   its `scrape` references, with the `alert` rules written beside it;
+//!   `local_alertmanager` sends the alerts it fires to webhooks.
 //!
 //! `runtime/` holds what they share: the runtime directory `.infra/` next to
 //! the configuration, processes known by pid and start time, and a small
@@ -82,6 +83,10 @@ impl Provider for LocalProvider {
                 ("local_lb".to_string(), load_balancer::schema()),
                 ("local_deployment".to_string(), fleet::schema()),
                 ("local_prometheus".to_string(), prometheus::schema()),
+                (
+                    "local_alertmanager".to_string(),
+                    prometheus::alertmanager::schema(),
+                ),
             ]
             .into(),
             data_sources: BTreeMap::new(),
@@ -105,6 +110,7 @@ impl Provider for LocalProvider {
             "local_lb" => load_balancer::validate(config),
             "local_deployment" => fleet::validate(config),
             "local_prometheus" => prometheus::validate(config),
+            "local_alertmanager" => prometheus::alertmanager::validate(config),
             _ => Vec::new(),
         }
     }
@@ -117,6 +123,7 @@ impl Provider for LocalProvider {
             match request.type_name.as_str() {
                 "local_lb" => load_balancer::plan_defaults(&mut planned),
                 "local_prometheus" => prometheus::plan_defaults(&mut planned),
+                "local_alertmanager" => prometheus::alertmanager::plan_defaults(&mut planned),
                 _ => {}
             }
             PlanResponse {
@@ -138,7 +145,17 @@ impl Provider for LocalProvider {
                         .await?
                 }
                 "local_deployment" => return Err(rolled_out_by_the_engine()),
-                "local_prometheus" => prometheus::create(&self.runtime(), &request.config).await?,
+                "local_prometheus" => {
+                    prometheus::create::<prometheus::Prometheus>(&self.runtime(), &request.config)
+                        .await?
+                }
+                "local_alertmanager" => {
+                    prometheus::create::<prometheus::alertmanager::Alertmanager>(
+                        &self.runtime(),
+                        &request.config,
+                    )
+                    .await?
+                }
                 other => return Err(unknown_type(other)),
             };
             Ok(ObjectResponse::from(state))
@@ -151,7 +168,7 @@ impl Provider for LocalProvider {
                 "local_file" => file::read(request.state)?,
                 "local_lb" => load_balancer::read(&self.runtime(), request.state).await,
                 "local_deployment" => Some(fleet::read(&self.runtime(), request.state).await),
-                "local_prometheus" => prometheus::read(request.state).await,
+                "local_prometheus" | "local_alertmanager" => prometheus::read(request.state).await,
                 other => return Err(unknown_type(other)),
             };
             Ok(ReadResponse::from(state))
@@ -171,7 +188,20 @@ impl Provider for LocalProvider {
                     load_balancer::update(&self.runtime(), &request.prior, request.config).await?
                 }
                 "local_prometheus" => {
-                    prometheus::update(&self.runtime(), &request.prior, request.config).await?
+                    prometheus::update::<prometheus::Prometheus>(
+                        &self.runtime(),
+                        &request.prior,
+                        request.config,
+                    )
+                    .await?
+                }
+                "local_alertmanager" => {
+                    prometheus::update::<prometheus::alertmanager::Alertmanager>(
+                        &self.runtime(),
+                        &request.prior,
+                        request.config,
+                    )
+                    .await?
                 }
                 other => return Err(unknown_type(other)),
             };
@@ -187,7 +217,7 @@ impl Provider for LocalProvider {
                     load_balancer::delete(&self.runtime(), &request.state).await;
                     Ok(())
                 }
-                "local_prometheus" => {
+                "local_prometheus" | "local_alertmanager" => {
                     prometheus::delete(&request.state).await;
                     Ok(())
                 }
@@ -224,7 +254,9 @@ impl Provider for LocalProvider {
                     Some(state) => Adoption::Found(state),
                     None => Adoption::Absent,
                 },
-                "local_deployment" | "local_lb" | "local_prometheus" => Adoption::Absent,
+                "local_deployment" | "local_lb" | "local_prometheus" | "local_alertmanager" => {
+                    Adoption::Absent
+                }
                 _ => Adoption::Unknown,
             })
         })

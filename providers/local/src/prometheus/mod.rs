@@ -8,26 +8,25 @@
 //! one it refuses is put back as it was. Destroy stops it.
 //!
 //! Its files are in `.infra/prometheus/<listen>/`: `prometheus.yml`,
-//! `rules.yml`, `data/`, `prometheus.log`. `query.rs` asks a server a
-//! PromQL query (the engine's rollout analysis does).
+//! `rules.yml`, `data/`, `server.log` (`server.rs`: the process's life,
+//! shared with `alertmanager.rs`, the `local_alertmanager` resource).
+//! `query.rs` asks a server a PromQL query (the engine's rollout analysis
+//! does).
 
+pub mod alertmanager;
 pub mod query;
 mod render;
-
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod server;
 
 use infra_provider_sdk::*;
 use serde_json::{Value, json};
 
 pub use render::{check_expression, targets_file};
+pub(crate) use server::{create, delete, read, update};
 
-use crate::runtime::http::{self, Request};
-use crate::runtime::process::{self, Detach, ProcessId, Spawn};
+use crate::runtime::process::{self, ProcessId};
 use crate::runtime::{RuntimeDir, write_atomically};
-
-/// How long a new server may take to be ready.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+use server::{Server, io_error};
 
 pub(crate) fn schema() -> ResourceSchema {
     let alert = ResourceSchema::new(
@@ -117,13 +116,6 @@ pub(crate) fn schema() -> ResourceSchema {
 /// The listen address's URL, known at plan time.
 fn url_of(listen: &str) -> String {
     format!("http://{listen}")
-}
-
-fn listen_of(attributes: &Attributes) -> Result<&str, ProviderError> {
-    attributes
-        .get("listen")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ProviderError::new("`listen` is required"))
 }
 
 fn text_or<'a>(config: &'a Attributes, name: &str, default: &'a str) -> &'a str {
@@ -271,100 +263,47 @@ fn invalid(problem: Diagnostic) -> ProviderError {
     error
 }
 
-struct Files {
-    dir: PathBuf,
-}
-
-impl Files {
-    fn of(runtime: &RuntimeDir, listen: &str) -> Files {
-        Files {
-            dir: runtime
-                .root()
-                .join("prometheus")
-                .join(crate::runtime::file_name(listen)),
-        }
-    }
-    fn config(&self) -> PathBuf {
-        self.dir.join("prometheus.yml")
-    }
-    fn rules(&self) -> PathBuf {
-        self.dir.join("rules.yml")
-    }
-    fn log(&self) -> PathBuf {
-        self.dir.join("prometheus.log")
-    }
-    /// The process started last, written the moment it starts: a server an
-    /// apply killed before it could save is adopted by the next create.
-    fn process(&self) -> PathBuf {
-        self.dir.join("process.json")
-    }
-
-    /// Writes both files for `config`; returns what they held before.
-    fn write(
-        &self,
-        runtime: &RuntimeDir,
-        config: &Attributes,
-    ) -> Result<[Option<Vec<u8>>; 2], ProviderError> {
-        let scrapes = render::scrapes(config).map_err(invalid)?;
-        let rules = render::alert_rules(config).map_err(invalid)?;
-        let managers = alertmanagers(config).map_err(invalid)?;
-        let [(_, scrape_interval), (_, evaluation_interval), _] = settings(config);
-        let rules_path = self.rules();
-        let text = render::config_file(
-            runtime,
-            &render::Settings {
-                scrape_interval: &scrape_interval,
-                evaluation_interval: &evaluation_interval,
-                rules: &rules_path,
-                alertmanagers: &managers,
-            },
-            &scrapes,
-        );
-        std::fs::create_dir_all(&self.dir).map_err(|e| io_error(&self.dir, e))?;
-        // A deployment's targets file exists before Prometheus reads it
-        // (its fleet rewrites it as instances come and go).
-        for scrape in &scrapes {
-            if let render::Scrape::Deployment { address } = scrape {
-                let file = targets_file(runtime, address);
-                if !file.exists() {
-                    if let Some(dir) = file.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-                    }
-                    write_atomically(&file, b"[]", 0o644).map_err(|e| io_error(&file, e))?;
+/// The files of a Prometheus server for `config`: `prometheus.yml` and
+/// `rules.yml`. A deployment's targets file is made now if it does not
+/// exist yet (its fleet rewrites it as instances come and go).
+fn files(
+    runtime: &RuntimeDir,
+    server: &Server,
+    config: &Attributes,
+) -> Result<[(&'static str, String); 2], ProviderError> {
+    let scrapes = render::scrapes(config).map_err(invalid)?;
+    let rules = render::alert_rules(config).map_err(invalid)?;
+    let managers = alertmanagers(config).map_err(invalid)?;
+    let [(_, scrape_interval), (_, evaluation_interval), _] = settings(config);
+    let rules_path = server.file("rules.yml");
+    let text = render::config_file(
+        runtime,
+        &render::Settings {
+            scrape_interval: &scrape_interval,
+            evaluation_interval: &evaluation_interval,
+            rules: &rules_path,
+            alertmanagers: &managers,
+        },
+        &scrapes,
+    );
+    for scrape in &scrapes {
+        if let render::Scrape::Deployment { address } = scrape {
+            let file = targets_file(runtime, address);
+            if !file.exists() {
+                if let Some(dir) = file.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
                 }
-            }
-        }
-        let before = [
-            std::fs::read(self.config()).ok(),
-            std::fs::read(self.rules()).ok(),
-        ];
-        write_atomically(&self.rules(), render::rules_file(&rules).as_bytes(), 0o644)
-            .map_err(|e| io_error(&self.rules(), e))?;
-        write_atomically(&self.config(), text.as_bytes(), 0o644)
-            .map_err(|e| io_error(&self.config(), e))?;
-        Ok(before)
-    }
-
-    fn restore(&self, before: [Option<Vec<u8>>; 2]) {
-        for (path, content) in [self.config(), self.rules()].into_iter().zip(before) {
-            match content {
-                Some(content) => {
-                    let _ = write_atomically(&path, &content, 0o644);
-                }
-                None => {
-                    let _ = std::fs::remove_file(&path);
-                }
+                write_atomically(&file, b"[]", 0o644).map_err(|e| io_error(&file, e))?;
             }
         }
     }
-}
-
-fn io_error(path: &Path, error: std::io::Error) -> ProviderError {
-    ProviderError::new(format!("cannot write {}: {error}", path.display()))
+    Ok([
+        ("rules.yml", render::rules_file(&rules)),
+        ("prometheus.yml", text),
+    ])
 }
 
 fn state_of(listen: &str, id: ProcessId, config: &Attributes) -> Attributes {
-    let (pid, started) = id.to_json();
     let mut state = config.clone();
     for name in ["scrape", "alertmanagers"] {
         if config.get(name).is_some_and(|v| !v.is_null())
@@ -373,158 +312,49 @@ fn state_of(listen: &str, id: ProcessId, config: &Attributes) -> Attributes {
             state.insert(name.to_string(), value);
         }
     }
-    state.extend([
-        ("listen".to_string(), json!(listen)),
-        ("id".to_string(), json!(listen)),
-        ("url".to_string(), json!(url_of(listen))),
-        ("pid".to_string(), pid),
-        ("started".to_string(), started),
-    ]);
+    state.extend(server::identity(listen, id));
     for (name, value) in settings(config) {
         state.insert(name.to_string(), json!(value));
     }
     state
 }
 
-/// Whether the server on `listen` answers `/-/ready` with 200.
-async fn ready(listen: &str) -> bool {
-    http::get(listen, "/-/ready", Duration::from_secs(2))
-        .await
-        .is_ok_and(|answer| answer.status == 200)
-}
+/// The `local_prometheus` kind of server.
+pub(crate) struct Prometheus;
 
-pub(crate) async fn create(
-    runtime: &RuntimeDir,
-    config: &Attributes,
-) -> Result<Attributes, ProviderError> {
-    let listen = listen_of(config)?;
-    let program = render::find_program("prometheus", "INFRA_PROMETHEUS").ok_or_else(|| {
-        ProviderError::new(
-            "no `prometheus` program: install Prometheus (e.g. `apt-get install prometheus`) or set INFRA_PROMETHEUS to its path",
-        )
-        .with_code("PrometheusMissing")
-    })?;
-    runtime.ensure().map_err(|e| io_error(runtime.root(), e))?;
-    let files = Files::of(runtime, listen);
-    let started_before = std::fs::read_to_string(files.process())
-        .ok()
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|value| ProcessId::from_json(value.get("pid"), value.get("started")))
-        .filter(|id| id.is_running());
-    if let Some(id) = started_before
-        && ready(listen).await
-    {
-        let prior = state_of(listen, id, &Attributes::new());
-        return update(runtime, &prior, config.clone()).await;
-    }
-    files.write(runtime, config)?;
-    let [_, _, (_, retention)] = settings(config);
-    let args = vec![
-        format!("--config.file={}", files.config().display()),
-        format!("--storage.tsdb.path={}", files.dir.join("data").display()),
-        format!("--storage.tsdb.retention.time={retention}"),
-        format!("--web.listen-address={listen}"),
-        "--web.enable-lifecycle".to_string(),
-    ];
-    let id = process::spawn(Spawn {
-        program: &program.to_string_lossy(),
-        args: &args,
-        env: &[],
-        workdir: &files.dir,
-        log: &files.log(),
-        detach: Detach::Session,
-    })
-    .map_err(|e| {
-        ProviderError::new(format!("cannot start {}: {e}", program.display()))
-            .with_code("PrometheusFailed")
-    })?;
-    let (pid, started) = id.to_json();
-    write_atomically(
-        &files.process(),
-        json!({ "pid": pid, "started": started })
-            .to_string()
-            .as_bytes(),
-        0o644,
-    )
-    .map_err(|e| io_error(&files.process(), e))?;
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if !id.is_running() || Instant::now() > deadline {
-            process::stop(id, false, Duration::from_secs(5)).await;
-            return Err(ProviderError::new(format!(
-                "Prometheus on {listen} did not start: {}",
-                process::log_tail(&files.log(), 3)
-            ))
-            .with_code("PrometheusFailed"));
-        }
-        if ready(listen).await {
-            // Another process answering on the port is not ours.
-            if !id.is_running() {
-                continue;
-            }
-            return Ok(state_of(listen, id, config));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+impl server::Kind for Prometheus {
+    const WHAT: &'static str = "Prometheus";
+    const DIR: &'static str = "prometheus";
 
-/// Still the process infra started, and ready?
-pub(crate) async fn read(state: Attributes) -> Option<Attributes> {
-    let id = ProcessId::from_json(state.get("pid"), state.get("started"))?;
-    if !id.is_running() {
-        return None;
+    fn program() -> Result<std::path::PathBuf, ProviderError> {
+        server::find_program("prometheus", "INFRA_PROMETHEUS").ok_or_else(|| {
+            ProviderError::new(
+                "no `prometheus` program: install Prometheus (e.g. `apt-get install prometheus`) or set INFRA_PROMETHEUS to its path",
+            )
+            .with_code("PrometheusMissing")
+        })
     }
-    let listen = listen_of(&state).ok()?;
-    ready(listen).await.then_some(state)
-}
 
-/// New files, then a reload; a configuration the server refuses is put
-/// back as it was (and reloaded), and the error says why.
-pub(crate) async fn update(
-    runtime: &RuntimeDir,
-    prior: &Attributes,
-    config: Attributes,
-) -> Result<Attributes, ProviderError> {
-    let listen = listen_of(&config)?;
-    let id = ProcessId::from_json(prior.get("pid"), prior.get("started"))
-        .filter(|id| id.is_running())
-        .ok_or_else(|| {
-            ProviderError::new(format!("Prometheus on {listen} is not running"))
-                .with_code("PrometheusUnreachable")
-        })?;
-    let files = Files::of(runtime, listen);
-    let before = files.write(runtime, &config)?;
-    if let Err(why) = reload(listen).await {
-        files.restore(before);
-        let _ = reload(listen).await;
-        return Err(ProviderError::new(format!(
-            "Prometheus on {listen} refused the new configuration (the previous one is kept): {why}"
-        ))
-        .with_code("PrometheusRefused"));
+    fn files(
+        runtime: &RuntimeDir,
+        server: &Server,
+        config: &Attributes,
+    ) -> Result<Vec<(&'static str, String)>, ProviderError> {
+        files(runtime, server, config).map(Vec::from)
     }
-    let mut state = state_of(listen, id, &config);
-    state.insert(
-        "started".into(),
-        prior.get("started").cloned().unwrap_or(Value::Null),
-    );
-    Ok(state)
-}
 
-async fn reload(listen: &str) -> Result<(), String> {
-    let request = Request {
-        method: "POST",
-        path: "/-/reload",
-        ..Request::default()
-    };
-    match http::send(listen, request, Duration::from_secs(30)).await {
-        Ok(answer) if answer.status == 200 => Ok(()),
-        Ok(answer) => Err(answer.text().trim().to_string()),
-        Err(error) => Err(error.to_string()),
+    fn args(server: &Server, config: &Attributes) -> Vec<String> {
+        let [_, _, (_, retention)] = settings(config);
+        vec![
+            format!("--config.file={}", server.file("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", server.file("data").display()),
+            format!("--storage.tsdb.retention.time={retention}"),
+            format!("--web.listen-address={}", server.listen),
+            "--web.enable-lifecycle".to_string(),
+        ]
     }
-}
 
-pub(crate) async fn delete(state: &Attributes) {
-    if let Some(id) = ProcessId::from_json(state.get("pid"), state.get("started")) {
-        process::stop(id, false, Duration::from_secs(10)).await;
+    fn state_of(listen: &str, id: ProcessId, config: &Attributes) -> Attributes {
+        state_of(listen, id, config)
     }
 }

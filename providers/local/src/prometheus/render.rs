@@ -248,20 +248,10 @@ pub(crate) fn config_file(runtime: &RuntimeDir, settings: &Settings, scrapes: &[
     serde_json::to_string_pretty(&config).expect("JSON")
 }
 
-/// A program: `$ENV_VAR` when set, else `name` found on `PATH`.
-pub(crate) fn find_program(name: &str, env_var: &str) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-}
-
 /// `promtool check rules` on `file`'s text: its combined output when it
 /// fails; `None` when it passes or promtool is not installed.
 fn promtool_rejects(file_text: &str) -> Option<String> {
-    let promtool = find_program("promtool", "PROMTOOL")?;
+    let promtool = super::server::find_program("promtool", "PROMTOOL")?;
     let token = crate::runtime::random_token().ok()?;
     let file = std::env::temp_dir().join(format!("infra-rules-{}.yml", &token[..16]));
     std::fs::write(&file, file_text).ok()?;
