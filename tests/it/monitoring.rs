@@ -291,6 +291,18 @@ async fn prometheus_finds_every_instance_follows_a_rollout_fires_alerts_and_is_d
     )
     .await;
     assert!(by_version.to_string().contains("\"v2\""), "{by_version}");
+    // The targets carry the deployment's version as written (the old
+    // ones' last `up` was 0: they stopped before they left discovery).
+    let up = api(
+        &prometheus,
+        "/api/v1/query?query=sum%20by%20(infra_version)(up%7Bjob%3D%22deployment.web%22%7D%20%3D%3D%201)",
+    )
+    .await;
+    assert_eq!(
+        up["data"]["result"][0]["metric"]["infra_version"], "v2",
+        "{up}"
+    );
+    assert_eq!(up["data"]["result"][0]["value"][1], "2", "{up}");
 
     // A dead server is drift; apply starts it again.
     kill(server);

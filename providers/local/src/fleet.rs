@@ -138,6 +138,9 @@ struct Instance {
     port: u16,
     process: ProcessId,
     version: String,
+    /// The deployment's `version` as written (`v2`), when it sets one: the
+    /// `infra_version` label Prometheus gives its metrics.
+    release: Option<String>,
     /// The load balancer's pool it is registered in, when not the
     /// deployment's first one (named by its address): blue/green puts a
     /// new version in the other pool (see [`Fleet::other_pool`]).
@@ -165,6 +168,9 @@ impl Instance {
         if let Some(pool) = &self.pool {
             json["pool"] = json!(pool);
         }
+        if let Some(release) = &self.release {
+            json["release"] = json!(release);
+        }
         json
     }
 
@@ -174,6 +180,7 @@ impl Instance {
             port: u16::try_from(value["port"].as_u64()?).ok()?,
             process: ProcessId::from_json(value.get("pid"), value.get("started"))?,
             version: value["version"].as_str()?.to_string(),
+            release: value["release"].as_str().map(String::from),
             pool: value["pool"].as_str().map(String::from),
         })
     }
@@ -219,14 +226,15 @@ impl Journal {
         self.0.with_file_name("targets.json")
     }
 
-    /// `[{"targets": [...], "labels": {...}}]`, one group per version and
-    /// pool.
+    /// `[{"targets": [...], "labels": {...}}]`, one group per version (as
+    /// written, else its id) and pool.
     fn write_targets(&self, instances: &[Instance]) -> Result<(), ProviderError> {
         let mut groups: std::collections::BTreeMap<(&str, &str), Vec<String>> =
             std::collections::BTreeMap::new();
         for instance in instances {
+            let version = instance.release.as_deref().unwrap_or(&instance.version);
             groups
-                .entry((&instance.version, instance.pool(&self.1)))
+                .entry((version, instance.pool(&self.1)))
                 .or_default()
                 .push(instance.addr());
         }
@@ -284,6 +292,14 @@ impl Journal {
         let _ = self.write(&all);
     }
 
+    /// The targets file without `instance`, which is about to stop (it
+    /// stays journaled until it has).
+    fn leaving(&self, instance: &Instance) {
+        let mut all = self.read();
+        all.retain(|i| i.process != instance.process && i.process.is_running());
+        let _ = self.write_targets(&all);
+    }
+
     /// The running instances among those `recorded` and those journaled.
     fn running(&self, recorded: Vec<Instance>) -> Vec<Instance> {
         let mut all: Vec<Instance> = Vec::new();
@@ -331,6 +347,7 @@ impl Journal {
                     port: var("PORT")?.parse().ok()?,
                     process: ProcessId::of(pid)?,
                     version: var("INFRA_VERSION")?,
+                    release: var("INFRA_RELEASE"),
                     pool: var("INFRA_POOL").filter(|pool| !pool.is_empty()),
                 })
             })
@@ -376,6 +393,8 @@ struct Spec {
     healthy_deadline: Duration,
     drain: Duration,
     version: String,
+    /// `version` as written, if any.
+    release: Option<String>,
 }
 
 fn duration(
@@ -470,6 +489,11 @@ impl Spec {
             )?,
             drain: duration(config.get("drain"), "drain", Duration::from_secs(30))?,
             version: version_of(config),
+            release: match config.get("version") {
+                Some(Value::String(text)) => Some(text.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            },
         })
     }
 }
@@ -575,6 +599,9 @@ impl Release {
         // What finds it again if infra dies before the journal names it.
         env.push((JOURNAL_ENV.into(), self.journal.0.display().to_string()));
         env.push(("INFRA_VERSION".into(), self.spec.version.clone()));
+        if let Some(release) = &self.spec.release {
+            env.push(("INFRA_RELEASE".into(), release.clone()));
+        }
         env.push(("INFRA_POOL".into(), pool.unwrap_or_default().to_string()));
         let log = self.log_of(&name);
         let program = resolve_program(&words[0], &self.spec.workdir);
@@ -592,6 +619,7 @@ impl Release {
             port,
             process,
             version: self.spec.version.clone(),
+            release: self.spec.release.clone(),
             pool: pool.map(String::from),
         };
         if let Err(error) = self.journal.add(&instance) {
@@ -755,6 +783,9 @@ impl Release {
     /// Deregisters (letting requests in flight finish, up to `drain`) and
     /// stops an instance.
     async fn remove(&self, instance: &Instance) {
+        // Out of Prometheus's targets first: it stops scraping while the
+        // instance drains, rather than finding it down.
+        self.journal.leaving(instance);
         if let Some(admin) = &self.admin {
             let id = backend_id(&self.spec.address, &instance.name);
             // A load balancer that is gone sends it nothing anyway.
