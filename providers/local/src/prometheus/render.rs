@@ -273,6 +273,28 @@ fn promtool_rejects(file_text: &str) -> Option<String> {
 /// Whether `expr` is PromQL promtool accepts (as a recording rule's
 /// expression): why not, or `None` (also when promtool is not installed).
 pub fn check_expression(expr: &str) -> Option<String> {
+    // The engine reads a deployment at every evaluation: ask promtool (a
+    // process, ~35 ms) once per expression and run.
+    static CHECKED: std::sync::Mutex<Option<std::collections::HashMap<String, Option<String>>>> =
+        std::sync::Mutex::new(None);
+    if let Some(known) = CHECKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_default()
+        .get(expr)
+    {
+        return known.clone();
+    }
+    let verdict = promtool_check_expression(expr);
+    CHECKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_default()
+        .insert(expr.to_string(), verdict.clone());
+    verdict
+}
+
+fn promtool_check_expression(expr: &str) -> Option<String> {
     let file = json!({ "groups": [{ "name": "query", "rules": [{ "record": "infra:query", "expr": expr }] }] });
     let text = promtool_rejects(&file.to_string())?;
     let why = text
