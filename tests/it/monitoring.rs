@@ -545,3 +545,69 @@ async fn a_rule_prometheus_refuses_changes_nothing_and_promtool_points_at_its_li
         both(&plan)
     );
 }
+
+#[test]
+fn an_apply_killed_while_prometheus_starts_is_taken_over_not_doubled() {
+    let work = Workspace::new("local-web");
+    let listen = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        work.dir.path().join("main.infra"),
+        format!(
+            r#"
+variable "demo_app" {{ type = string }}
+variable "port" {{ type = number }}
+
+resource "local_prometheus" "main" {{
+  listen = "{listen}"
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let mut first = work
+        .infra_command(&["apply", "--auto-approve"], &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed the moment the server is started, before it is ready and
+    // long before the state records it.
+    let started = work.dir.path().join(format!(
+        ".infra/prometheus/{}/process.json",
+        listen.replace(':', "_")
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "Prometheus never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        work.state()["resources"]
+            .get("local_prometheus.main")
+            .is_none()
+    );
+    let orphan: Value = serde_json::from_str(&std::fs::read_to_string(&started).unwrap()).unwrap();
+    let orphan = ProcessId::from_json(orphan.get("pid"), orphan.get("started")).unwrap();
+
+    let applied = work.apply(&[]);
+    assert!(applied.contains("Resources: 1 added"), "{applied}");
+    assert_eq!(
+        prometheus_process(&work),
+        orphan,
+        "the started server, adopted"
+    );
+    let prometheus_processes = processes_under(work.dir.path())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|name| name.trim() == "prometheus")
+        })
+        .count();
+    assert_eq!(prometheus_processes, 1);
+    assert!(work.plan(&[]).contains(CLEAN));
+    let output = work.infra(&["destroy", "--auto-approve"], &[]);
+    assert!(output.status.success(), "{}", both(&output));
+    assert_eq!(processes_under(work.dir.path()), Vec::<i32>::new());
+}

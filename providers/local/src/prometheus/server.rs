@@ -54,13 +54,26 @@ impl<'a> Server<'a> {
             .is_ok_and(|answer| answer.status == 200)
     }
 
-    /// The process an interrupted apply started here, still running and
-    /// ready: to adopt rather than start a second one.
+    /// The process an interrupted apply started here, still running: to
+    /// adopt rather than start a second one (which could not listen). One
+    /// still starting up is waited for; one that never gets ready is
+    /// stopped, and a new one started.
     pub async fn adoptable(&self) -> Option<ProcessId> {
         let text = std::fs::read_to_string(self.file("process.json")).ok()?;
         let value: Value = serde_json::from_str(&text).ok()?;
         let id = ProcessId::from_json(value.get("pid"), value.get("started"))?;
-        (id.is_running() && self.ready().await).then_some(id)
+        let deadline = Instant::now() + START_TIMEOUT;
+        while id.is_running() {
+            if self.ready().await {
+                return Some(id);
+            }
+            if Instant::now() > deadline {
+                process::stop(id, false, Duration::from_secs(5)).await;
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// Starts `program` with `args` and waits until it is ready; one that
