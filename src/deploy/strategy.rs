@@ -730,6 +730,7 @@ fn read_queries(analysis: &Block, written: &Value, diagnostics: &mut Diagnostics
                 }
             }
         }
+        let mut missing: Vec<(String, &str)> = Vec::new();
         for (required, help) in [
             (
                 "prometheus",
@@ -741,30 +742,21 @@ fn read_queries(analysis: &Block, written: &Value, diagnostics: &mut Diagnostics
             ),
         ] {
             if !settings.contains_key(required) {
-                ok = false;
-                diagnostics.push(
-                    Diagnostic::error(
-                        Code::MissingArgument,
-                        format!("query `{name}` needs `{required}`"),
-                    )
-                    .with_label(block.header_span, "in this query")
-                    .with_help(help),
-                );
+                missing.push((format!("query `{name}` needs `{required}`"), help));
             }
         }
-        if query.max.is_none()
-            && query.min.is_none()
-            && !settings.contains_key("max")
-            && !settings.contains_key("min")
-        {
+        if !settings.contains_key("max") && !settings.contains_key("min") {
+            missing.push((
+                format!("query `{name}` has no bound"),
+                "give `max` (the value must stay at or below it), `min`, or both",
+            ));
+        }
+        for (problem, help) in missing {
             ok = false;
             diagnostics.push(
-                Diagnostic::error(
-                    Code::MissingArgument,
-                    format!("query `{name}` has no bound"),
-                )
-                .with_label(block.header_span, "in this query")
-                .with_help("give `max` (the value must stay at or below it), `min`, or both"),
+                Diagnostic::error(Code::MissingArgument, problem)
+                    .with_label(block.header_span, "in this query")
+                    .with_help(help),
             );
         }
         if ok

@@ -334,6 +334,12 @@ async fn prometheus_finds_every_instance_follows_a_rollout_fires_alerts_and_is_d
     assert_eq!(processes_under(work.dir.path()), Vec::<i32>::new());
 }
 
+/// Fails, showing `text`, unless it says `part`.
+#[track_caller]
+fn says(text: &str, part: impl AsRef<str>) {
+    assert!(text.contains(part.as_ref()), "{}\n{text}", part.as_ref());
+}
+
 /// `examples/local-monitoring`'s `main.infra` with `from` replaced by `to`.
 fn edit_config(work: &Workspace, from: &str, to: &str) {
     let path = work.dir.path().join("main.infra");
@@ -388,10 +394,10 @@ async fn a_canary_is_judged_by_its_promql_query_and_bad_queries_never_promote() 
     // A bad v2 (half its answers 500): the query fails the canary — the
     // analysis has no built-in error bound — and it is rolled back.
     let text = failed_apply(&work, &with(&[("app_version", "v2"), ("fail_rate", "0.5")]));
-    assert!(text.contains("analysis failed"), "{text}");
-    assert!(text.contains("query error_rate = "), "{text}");
-    assert!(text.contains("is above max 0.05"), "{text}");
-    assert!(text.contains("rolled back: 4 instance(s)"), "{text}");
+    says(&text, "analysis failed");
+    says(&text, "query error_rate = ");
+    says(&text, "is above max 0.05");
+    says(&text, "rolled back: 4 instance(s)");
     assert!(!text.contains("max_error_rate"), "{text}");
 
     // A query that matches nothing (an empty vector) is inconclusive:
@@ -402,12 +408,9 @@ async fn a_canary_is_judged_by_its_promql_query_and_bad_queries_never_promote() 
         "expr       = \"sum(rate(no_such_metric_total[10s]))\"",
     );
     let text = failed_apply(&work, &with(&[("app_version", "v2")]));
-    assert!(text.contains("returned an empty vector"), "{text}");
-    assert!(
-        text.contains("inconclusive 4 times (inconclusive_limit 3)"),
-        "{text}"
-    );
-    assert!(text.contains("rolled back"), "{text}");
+    says(&text, "returned an empty vector");
+    says(&text, "inconclusive 4 times (inconclusive_limit 3)");
+    says(&text, "rolled back");
 
     // An unreachable Prometheus: unreadable readings, then rolled back.
     edit_config(
@@ -422,17 +425,11 @@ async fn a_canary_is_judged_by_its_promql_query_and_bad_queries_never_promote() 
         &format!("prometheus = \"{dead}\""),
     );
     let text = failed_apply(&work, &with(&[("app_version", "v2")]));
-    assert!(
-        text.contains(&format!("Prometheus at {dead} does not answer")),
-        "{text}"
-    );
+    says(&text, format!("Prometheus at {dead} does not answer"));
     // (Four unreadable readings in the 8 s pause: none passed.)
-    assert!(
-        text.contains("analysis: unreadable: query error_rate"),
-        "{text}"
-    );
-    assert!(text.contains("no analysis reading passed"), "{text}");
-    assert!(text.contains("rolled back: 4 instance(s)"), "{text}");
+    says(&text, "analysis: unreadable: query error_rate");
+    says(&text, "no analysis reading passed");
+    says(&text, "rolled back: 4 instance(s)");
     assert_eq!(
         versions_serving(&listen).await,
         BTreeSet::from(["v1".to_string()])
@@ -445,8 +442,8 @@ async fn a_canary_is_judged_by_its_promql_query_and_bad_queries_never_promote() 
         "prometheus = \"http://${local.prometheus}\"",
     );
     let text = work.apply(&with(&[("app_version", "v2")]));
-    assert!(text.contains("analysis: passed"), "{text}");
-    assert!(text.contains("error_rate = 0"), "{text}");
+    says(&text, "analysis: passed");
+    says(&text, "error_rate = 0");
     stop.store(true, Ordering::Relaxed);
     let load = traffic.await.unwrap();
     // No request lost across four rollouts: the only failures are the
@@ -503,14 +500,8 @@ async fn a_rule_prometheus_refuses_changes_nothing_and_promtool_points_at_its_li
     let output = work.infra(&["validate"], &vars);
     let text = both(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("alert `HighErrorRate`: could not parse expression"),
-        "{text}"
-    );
-    assert!(
-        text.contains("`alert.0.expr` of `local_prometheus.main`"),
-        "{text}"
-    );
+    says(&text, "alert `HighErrorRate`: could not parse expression");
+    says(&text, "`alert.0.expr` of `local_prometheus.main`");
     assert!(text.contains(bad), "the `expr` line is shown: {text}");
 
     // Without it, Prometheus itself refuses the rules at apply: the
@@ -523,9 +514,9 @@ async fn a_rule_prometheus_refuses_changes_nothing_and_promtool_points_at_its_li
         .unwrap();
     let text = both(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("refused the new configuration (the previous one is kept)"),
-        "{text}"
+    says(
+        &text,
+        "refused the new configuration (the previous one is kept)",
     );
     assert!(server.is_running());
     let rules = api(&prometheus, "/api/v1/rules").await;
