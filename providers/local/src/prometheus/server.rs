@@ -49,9 +49,7 @@ impl<'a> Server<'a> {
 
     /// Whether it answers `/-/ready` with 200.
     pub async fn ready(&self) -> bool {
-        http::get(self.listen, "/-/ready", Duration::from_secs(2))
-            .await
-            .is_ok_and(|answer| answer.status == 200)
+        ready(self.listen).await
     }
 
     /// The process an interrupted apply started here, still running: to
@@ -275,10 +273,14 @@ pub(crate) async fn read(state: Attributes) -> Option<Attributes> {
         return None;
     }
     let listen = state.get("listen").and_then(Value::as_str)?;
-    let ready = http::get(listen, "/-/ready", Duration::from_secs(2))
+    ready(listen).await.then_some(state)
+}
+
+/// Whether the server on `listen` answers `/-/ready` with 200.
+async fn ready(listen: &str) -> bool {
+    http::get(listen, "/-/ready", Duration::from_secs(2))
         .await
-        .is_ok_and(|answer| answer.status == 200);
-    ready.then_some(state)
+        .is_ok_and(|answer| answer.status == 200)
 }
 
 /// Destroy: SIGTERM, then SIGKILL after 10 s.
