@@ -55,6 +55,11 @@ pub fn lower(
         ) else {
             return false;
         };
+        if let Value::Map(fields) = value
+            && matches!(fields.get("provider"), Some(Value::String(p)) if &**p == "aws")
+        {
+            check_listener_weights(&declared.block, config, diagnostics);
+        }
         let Some(spec) = spec::read(&declared.block, value, diagnostics) else {
             return false;
         };
@@ -72,6 +77,57 @@ pub fn lower(
         }
     }
     read
+}
+
+/// An aws deployment sets its listener's weights: the `aws_lb_listener` it
+/// names must leave them to it (`lifecycle { ignore_changes = [forward] }`),
+/// or the next apply would put back the weights as written — all traffic
+/// to the target group a blue/green rollout just emptied.
+fn check_listener_weights(
+    block: &crate::syntax::Block,
+    config: &ModuleConfig,
+    diagnostics: &mut Diagnostics,
+) {
+    use crate::syntax::{ExprKind, Step};
+    let Some(attribute) = block.attributes().find(|a| a.name.name == "load_balancer") else {
+        return;
+    };
+    let ExprKind::Traversal { root, steps } = &attribute.value.kind else {
+        return;
+    };
+    let (ExprKind::Variable(kind), Some(Step::Attr(name))) = (&root.kind, steps.first()) else {
+        return;
+    };
+    if kind.name != "aws_lb_listener" {
+        return;
+    }
+    let id = crate::config::ResourceId {
+        mode: crate::config::ResourceMode::Managed,
+        type_name: kind.name.as_str().into(),
+        name: name.name.as_str().into(),
+    };
+    let Some(listener) = config.declarations.resources.get(&id) else {
+        return;
+    };
+    if listener
+        .lifecycle
+        .ignore_changes
+        .iter()
+        .any(|ignored| ignored.name == "forward")
+    {
+        return;
+    }
+    diagnostics.push(
+        crate::diagnostics::Diagnostic::error(
+            crate::diagnostics::Code::ListenerWeights,
+            format!("the deployment sets the weights of `{id}`, which does not leave them to it"),
+        )
+        .with_label(attribute.value.span, "this listener's `forward` weights change with every rollout")
+        .with_label(listener.header_span, "would put its written weights back at the next apply")
+        .with_help(format!(
+            "add `lifecycle {{ ignore_changes = [forward] }}` to `{id}` (Terraform users know it from CodeDeploy's blue/green)"
+        )),
+    );
 }
 
 /// The paths of a deployment's secrets as they are in its fleet's

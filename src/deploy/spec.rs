@@ -210,7 +210,10 @@ pub fn read(block: &Block, value: &Value, diagnostics: &mut Diagnostics) -> Opti
             .with_help("a rollout step can never finish in time; raise `progress_deadline`"),
         );
     }
-    if block.blocks().all(|b| b.kind.name != "health") {
+    // (On aws, the target groups' health checks decide: the provider
+    // refuses a `health` block there.)
+    let on_aws = matches!(object.get("provider"), Some(Value::String(p)) if &**p == "aws");
+    if !on_aws && block.blocks().all(|b| b.kind.name != "health") {
         diagnostics.push(
             Diagnostic::warning(
                 Code::NoHealthCheck,
@@ -251,18 +254,8 @@ pub fn read(block: &Block, value: &Value, diagnostics: &mut Diagnostics) -> Opti
         _ => None,
     };
     strategy.fill_placeholders(text("version").as_deref(), text("address").as_deref());
-    if provider != "local" {
-        diagnostics.push(
-            Diagnostic::error(
-                Code::UnsupportedFleet,
-                format!("deployments on `{provider}` are not built yet"),
-            )
-            .with_label(
-                attribute_span(block, "provider"),
-                "no fleet for this provider yet",
-            )
-            .with_help("use `provider = local` (instances as processes behind a `local_lb`)"),
-        );
+    if provider == "aws" {
+        check_aws_strategy(block, diagnostics);
     }
     let auto_rollback = !matches!(object.get("auto_rollback"), Some(Value::Bool(false)));
     (diagnostics.error_count() == errors).then_some(DeploymentSpec {
@@ -276,6 +269,86 @@ pub fn read(block: &Block, value: &Value, diagnostics: &mut Diagnostics) -> Opti
         health,
         strategy,
     })
+}
+
+/// What a rollout on `aws` cannot do yet, refused at the line that asks
+/// for it rather than ignored: requests routed by header (a canary step's
+/// `match` or `sticky`, blue/green's `preview`: they would need listener
+/// rules), and latency bounds (CloudWatch keeps latency averages and
+/// percentiles per minute, not the histogram the analysis reads).
+fn check_aws_strategy(block: &Block, diagnostics: &mut Diagnostics) {
+    const NOT_ON_AWS: &[(&str, &str, &str)] = &[
+        (
+            "match",
+            "a canary step routed by header",
+            "send the canary a share of all requests with `weight` instead",
+        ),
+        (
+            "sticky",
+            "a sticky canary step",
+            "send the canary a share of all requests with `weight` instead",
+        ),
+        (
+            "preview",
+            "blue/green preview requests",
+            "remove `preview`, or judge green after the switch with `analysis` (a failure switches back at once)",
+        ),
+        (
+            "max_p50_latency",
+            "a latency bound",
+            "bound the error rate with `max_error_rate`, or ask Prometheus with a `query` block",
+        ),
+        (
+            "max_p99_latency",
+            "a latency bound",
+            "bound the error rate with `max_error_rate`, or ask Prometheus with a `query` block",
+        ),
+    ];
+    /// Where `name` is set: as an attribute of the block or of a nested
+    /// one, or as a key of an object in one (`steps = [{ match = … }]`).
+    fn find(block: &Block, name: &str, found: &mut Vec<Span>) {
+        fn in_expr(expr: &crate::syntax::Expr, name: &str, found: &mut Vec<Span>) {
+            use crate::syntax::{ExprKind, ObjectKey};
+            match &expr.kind {
+                ExprKind::List(items) => items.iter().for_each(|i| in_expr(i, name, found)),
+                ExprKind::Object(items) => {
+                    for item in items {
+                        match &item.key {
+                            ObjectKey::Name(key) if key.name == name => found.push(key.span),
+                            _ => in_expr(&item.value, name, found),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for attribute in block.attributes() {
+            if attribute.name.name == name {
+                found.push(attribute.name.span);
+            } else {
+                in_expr(&attribute.value, name, found);
+            }
+        }
+        for nested in block.blocks() {
+            find(nested, name, found);
+        }
+    }
+    for strategy in block.blocks().filter(|b| b.kind.name == "strategy") {
+        for (name, what, help) in NOT_ON_AWS {
+            let mut found = Vec::new();
+            find(strategy, name, &mut found);
+            for span in found {
+                diagnostics.push(
+                    Diagnostic::error(
+                        Code::UnsupportedStrategy,
+                        format!("{what} (`{name}`) is not built for deployments on aws yet"),
+                    )
+                    .with_label(span, "not on aws yet")
+                    .with_help(*help),
+                );
+            }
+        }
+    }
 }
 
 /// Unknown arguments and blocks, with the names that exist.

@@ -14,21 +14,21 @@ use infra::state::Backend as _;
 use infra_provider_aws::aws_sdk_ec2;
 
 /// `infra ARGS` in `dir`, talking to `moto`.
-fn command(moto: &Moto, dir: &Path, args: &[&str]) -> Command {
+pub(crate) fn command(moto: &Moto, dir: &Path, args: &[&str]) -> Command {
     let mut command = support::command(Some(dir), args);
     command.envs(moto.environment());
     command
 }
 
-fn infra(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn infra(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
     command(moto, dir, args).output().expect("run infra")
 }
 
-async fn elb(moto: &Moto) -> infra_provider_aws::aws_sdk_elasticloadbalancingv2::Client {
+pub(crate) async fn elb(moto: &Moto) -> infra_provider_aws::aws_sdk_elasticloadbalancingv2::Client {
     infra_provider_aws::aws_sdk_elasticloadbalancingv2::Client::new(&moto.sdk_config().await)
 }
 
-async fn client(moto: &Moto) -> aws_sdk_ec2::Client {
+pub(crate) async fn client(moto: &Moto) -> aws_sdk_ec2::Client {
     aws_sdk_ec2::Client::new(&moto.sdk_config().await)
 }
 

@@ -894,21 +894,73 @@ fn plan_refuses_resources_without_a_built_in_provider() {
 }
 
 #[test]
-fn a_deployment_on_a_provider_without_fleets_is_refused_at_validate() {
+fn what_aws_deployments_cannot_do_yet_is_refused_at_its_line() {
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
         "main.infra",
-        "deployment web {\n  provider = aws\n  replicas = 2\n  template {\n    command = [\"app\"]\n  }\n}\n",
+        r#"resource aws_lb_listener http {
+  load_balancer_arn = "arn:lb"
+  port              = 80
+  forward {
+    target_group_arn = "arn:blue"
+  }
+}
+
+deployment web {
+  provider      = aws
+  replicas      = 2
+  load_balancer = aws_lb_listener.http
+  template {
+    ami           = "ami-12345678"
+    instance_type = "t3.micro"
+    subnet_ids    = ["subnet-1"]
+  }
+  strategy canary {
+    steps = [
+      { weight = 10, pause = "1m" },
+      { match = { header = "X-Canary", values = ["yes"] }, pause = "1m" },
+    ]
+    analysis {
+      max_p99_latency = "500ms"
+    }
+  }
+}
+"#,
     );
-    let output = infra(&["validate"], Some(dir.path()));
+    let output = infra(&["validate", "--no-color"], Some(dir.path()));
     assert_eq!(output.status.code(), Some(1));
     let error = text(&output.stderr);
-    assert!(error.contains("infra::unsupported_fleet\n"), "{error}");
+    for (code, says, line) in [
+        (
+            "infra::unsupported_strategy",
+            "a canary step routed by header (`match`) is not built for deployments on aws yet",
+            "main.infra:21",
+        ),
+        (
+            "infra::unsupported_strategy",
+            "a latency bound (`max_p99_latency`) is not built for deployments on aws yet",
+            "main.infra:24",
+        ),
+        (
+            "infra::listener_weights",
+            "the deployment sets the weights of `aws_lb_listener.http`, which does not leave them to it",
+            "main.infra:12",
+        ),
+    ] {
+        let at = error
+            .find(says)
+            .unwrap_or_else(|| panic!("no `{says}` in:\n{error}"));
+        let report = &error[at.saturating_sub(200)..(at + says.len() + 400).min(error.len())];
+        assert!(report.contains(code), "{code} for `{says}`:\n{error}");
+        assert!(error[at..].contains(line), "`{says}` at {line}:\n{error}");
+    }
     assert!(
-        error.contains("deployments on `aws` are not built yet"),
+        error.contains("add `lifecycle { ignore_changes = [forward] }` to `aws_lb_listener.http`"),
         "{error}"
     );
+    // No warning about a missing `health` block: on aws the target groups check.
+    assert!(!error.contains("no_health_check"), "{error}");
 }
 
 /// `-C DIR` is Terraform's `-chdir`: relative paths in the configuration

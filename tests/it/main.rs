@@ -12,6 +12,8 @@ mod apply;
 mod architecture;
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "aws")]
+mod aws_rollouts;
 mod cli;
 mod crash;
 mod engine;

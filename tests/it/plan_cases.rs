@@ -123,14 +123,15 @@ fn every_plan_case_matches_its_expected_plan_json_and_state() {
 /// Every example plans, through the same `Planner` the CLI runs, against an
 /// empty state with the built-in providers (nothing is called: no state to
 /// refresh, no data source), and its plan is pinned in
-/// `tests/examples/<example>.plan.txt`. `aws-web` reads AMIs and zones
-/// while planning, so it is planned (and applied) against moto in
-/// `aws.rs` instead.
+/// `tests/examples/<example>.plan.txt`. `aws-web` and `aws-canary` read
+/// AMIs and zones while planning, so they are planned (and applied)
+/// against moto in `aws.rs` and `aws_rollouts.rs` instead.
 #[test]
 fn every_example_plans() {
     let examples = support::example_configurations();
-    let planned_against_moto = ["aws-web"];
-    let aws_tests = std::fs::read_to_string("tests/it/aws.rs").unwrap();
+    let planned_against_moto = ["aws-web", "aws-canary"];
+    let aws_tests = std::fs::read_to_string("tests/it/aws.rs").unwrap()
+        + &std::fs::read_to_string("tests/it/aws_rollouts.rs").unwrap();
     let runtime = runtime();
     for example in &examples {
         let name = example.file_name().unwrap().to_string_lossy().into_owned();

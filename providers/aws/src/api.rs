@@ -3,6 +3,12 @@
 //! into `ProviderError`s that name the operation, AWS's error code and its
 //! message. Retries of throttling and 5xx answers (exponential backoff with
 //! jitter) are the SDK's standard retry mode, set up in [`Api::connect`].
+//!
+//! The changes a deployment's fleet makes (instances launched, targets
+//! registered and deregistered, listener weights, terminations) are also
+//! written, one JSON line each once AWS took them, to the file
+//! `INFRA_AWS_CALL_LOG` names, when set: an audit trail of a rollout, which
+//! the tests replay to prove a strategy's invariants at every call.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -29,7 +35,10 @@ pub struct Settings {
 pub struct Api {
     pub ec2: aws_sdk_ec2::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     calls: Mutex<BTreeMap<&'static str, u64>>,
+    /// `INFRA_AWS_CALL_LOG`, open for appending.
+    change_log: Option<Mutex<std::fs::File>>,
     /// How long to wait between polls (instance states, dependencies).
     pub poll: Duration,
 }
@@ -68,7 +77,16 @@ impl Api {
         Api {
             ec2: aws_sdk_ec2::Client::new(&config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             calls: Mutex::new(BTreeMap::new()),
+            change_log: std::env::var_os("INFRA_AWS_CALL_LOG").and_then(|path| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .ok()
+                    .map(Mutex::new)
+            }),
             poll: if local {
                 Duration::from_millis(100)
             } else {
@@ -95,6 +113,37 @@ impl Api {
             .or_default() += 1;
         call.await
             .map_err(|error| to_provider_error(operation, &error))
+    }
+
+    /// Runs a call that changes something, and writes it to the change
+    /// log (see the module's doc) once AWS took it: `{"call": operation,
+    /// …detail}`.
+    pub async fn change<T, E, R>(
+        &self,
+        operation: &'static str,
+        detail: serde_json::Value,
+        call: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, ProviderError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let answer = self.call(operation, call).await?;
+        self.log_change(operation, detail);
+        Ok(answer)
+    }
+
+    /// Writes one line to the change log, if there is one.
+    pub fn log_change(&self, operation: &str, mut detail: serde_json::Value) {
+        let Some(log) = &self.change_log else {
+            return;
+        };
+        if let Some(fields) = detail.as_object_mut() {
+            fields.insert("call".into(), operation.into());
+        }
+        let mut file = log.lock().expect("change log");
+        // One write per line, appended: lines from parallel calls do not mix.
+        let _ = std::io::Write::write_all(&mut *file, format!("{detail}\n").as_bytes());
     }
 
     /// Calls made so far, by operation (`DescribeInstances` → 2).

@@ -5,7 +5,10 @@
 //! `aws_key_pair`, `aws_instance`, `aws_eip`, and Elastic Load Balancing's
 //! `aws_lb`, `aws_lb_target_group`, `aws_lb_listener`,
 //! `aws_lb_target_group_attachment` (`load_balancer.rs`); data sources (`data.rs`):
-//! `aws_ami`, `aws_availability_zones`, `aws_vpc`. Each
+//! `aws_ami`, `aws_availability_zones`, `aws_vpc`; and `aws_deployment`
+//! (`fleet.rs`), what a `deployment` block with `provider = aws` becomes:
+//! the engine rolls it out through the SDK's `Fleet`, its analysis reading
+//! CloudWatch (`metrics.rs`). Each
 //! module says how to create, read (many at once), update and delete its
 //! objects; this file holds what they share:
 //! - every object is tagged `infra:address` and `infra:lineage`;
@@ -27,11 +30,13 @@
 mod api;
 mod data;
 mod eip;
+mod fleet;
 mod instance;
 mod internet_gateway;
 mod key_pair;
 pub mod kms;
 mod load_balancer;
+mod metrics;
 pub mod object_store;
 mod read_back;
 mod route_table;
@@ -50,7 +55,13 @@ use tokio::sync::OnceCell;
 
 pub use api::Settings;
 /// The SDK crates, for tests that look at AWS behind infra's back.
-pub use {aws_config, aws_sdk_ec2, aws_sdk_elasticloadbalancingv2, aws_sdk_kms, aws_sdk_s3};
+pub use {
+    aws_config, aws_sdk_cloudwatch, aws_sdk_ec2, aws_sdk_elasticloadbalancingv2, aws_sdk_kms,
+    aws_sdk_s3,
+};
+
+/// The type a `deployment` block with `provider = aws` becomes.
+const DEPLOYMENT: &str = "aws_deployment";
 
 /// How many objects one refresh call describes.
 const READ_BATCH: usize = 100;
@@ -329,6 +340,7 @@ impl Provider for AwsProvider {
                     "aws_lb_target_group_attachment",
                     load_balancer::attachment_schema(),
                 ),
+                (DEPLOYMENT, fleet::schema()),
             ]
             .into_iter()
             .map(|(name, schema)| (name.to_string(), schema))
@@ -363,6 +375,9 @@ impl Provider for AwsProvider {
     }
 
     fn validate(&self, type_name: &str, config: &Attributes) -> Vec<Diagnostic> {
+        if type_name == DEPLOYMENT {
+            return fleet::validate(config);
+        }
         let mut problems = Vec::new();
         for name in ["cidr_block"] {
             if let Some(cidr) = values::text(config, name)
@@ -393,6 +408,9 @@ impl Provider for AwsProvider {
         request: CreateRequest,
     ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
         Box::pin(async move {
+            if request.type_name == DEPLOYMENT {
+                return Err(rolled_out_by_the_engine());
+            }
             let kind = Kind::of(&request.type_name)?;
             let created = self
                 .create_object(kind, &request.identity, &request.config)
@@ -429,6 +447,18 @@ impl Provider for AwsProvider {
             let Some(first) = requests.first() else {
                 return Vec::new();
             };
+            if first.type_name == DEPLOYMENT {
+                let api = self.api().await;
+                let mut answers = Vec::new();
+                for request in requests {
+                    answers.push(
+                        fleet::read(&api, &request.identity, request.state)
+                            .await
+                            .map(|state| ReadResponse::from(Some(state))),
+                    );
+                }
+                return answers;
+            }
             let kind = match Kind::of(&first.type_name) {
                 Ok(kind) => kind,
                 Err(error) => return requests.iter().map(|_| Err(error.clone())).collect(),
@@ -459,6 +489,9 @@ impl Provider for AwsProvider {
         request: UpdateRequest,
     ) -> BoxFuture<'_, Result<ObjectResponse, ProviderError>> {
         Box::pin(async move {
+            if request.type_name == DEPLOYMENT {
+                return Err(rolled_out_by_the_engine());
+            }
             let kind = Kind::of(&request.type_name)?;
             let api = self.api().await;
             let (prior, config) = (&request.prior, &request.config);
@@ -487,6 +520,9 @@ impl Provider for AwsProvider {
 
     fn delete(&self, request: DeleteRequest) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
+            if request.type_name == DEPLOYMENT {
+                return fleet::delete(self, &request.identity, &request.state).await;
+            }
             let kind = Kind::of(&request.type_name)?;
             let api = self.api().await;
             let deadline = tokio::time::Instant::now() + DEPENDENCY_WAIT;
@@ -529,6 +565,10 @@ impl Provider for AwsProvider {
     /// balancer objects and attachments are not found this way.
     fn adopt(&self, request: AdoptRequest) -> BoxFuture<'_, Result<Adoption, ProviderError>> {
         Box::pin(async move {
+            // A deployment's fleet finds its instances by their tags itself.
+            if request.type_name == DEPLOYMENT {
+                return Ok(Adoption::Absent);
+            }
             let kind = Kind::of(&request.type_name)?;
             let Some(resource_type) = kind.tagged_resource_type() else {
                 return Ok(Adoption::Unknown);
@@ -585,6 +625,13 @@ impl Provider for AwsProvider {
         })
     }
 
+    /// An `aws_deployment`'s instances, for the engine's rollouts.
+    fn fleet(&self, request: FleetRequest) -> Option<Result<Box<dyn Fleet + '_>, ProviderError>> {
+        (request.type_name == DEPLOYMENT).then(|| {
+            fleet::AwsFleet::new(self, &request).map(|fleet| Box::new(fleet) as Box<dyn Fleet>)
+        })
+    }
+
     fn import(
         &self,
         request: ImportRequest,
@@ -601,6 +648,13 @@ impl Provider for AwsProvider {
             }
         })
     }
+}
+
+/// A deployment is created and updated by the engine through its fleet
+/// ([`Provider::fleet`]), never by `create`/`update`.
+fn rolled_out_by_the_engine() -> ProviderError {
+    ProviderError::new("an aws_deployment is rolled out by the engine through its fleet")
+        .with_code("NotSupported")
 }
 
 /// `a.b.c.d/n` with each part in range.

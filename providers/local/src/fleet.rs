@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use infra_provider_sdk::*;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 use crate::lb::protocol::{HealthSettings, Registration};
 use crate::load_balancer::AdminApi;
@@ -1056,16 +1055,6 @@ fn resolve_program(program: &str, workdir: &Path) -> String {
     } else {
         program.to_string()
     }
-}
-
-/// A deployment's version: any change of the template (or of `version`)
-/// is a new one.
-fn version_of(config: &Attributes) -> String {
-    let template = config.get("template").cloned().unwrap_or(Value::Null);
-    let digest = Sha256::digest(
-        json!({ "template": template, "version": config.get("version") }).to_string(),
-    );
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Refresh: the instances still running; `replicas` counts those of the

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::protocol::{Attributes, ObjectIdentity, ProviderError};
 use crate::provider::BoxFuture;
@@ -207,4 +208,19 @@ pub trait Fleet: Send + Sync {
     /// The state to record for the deployment at its wanted version, served
     /// by the named instances.
     fn record(&self, names: &[String]) -> Attributes;
+}
+
+/// A deployment's version id, which its instances carry: any change of its
+/// `template` (or of `version`) is a new version; the order a map is
+/// written in is not. Twelve hex digits of a SHA-256, the same for every
+/// fleet.
+pub fn version_of(config: &Attributes) -> String {
+    let template = config
+        .get("template")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    let digest = Sha256::digest(
+        serde_json::json!({ "template": template, "version": config.get("version") }).to_string(),
+    );
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
