@@ -272,26 +272,15 @@ pub fn read(block: &Block, value: &Value, diagnostics: &mut Diagnostics) -> Opti
 }
 
 /// What a rollout on `aws` cannot do yet, refused at the line that asks
-/// for it rather than ignored: requests routed by header (a canary step's
-/// `match` or `sticky`, blue/green's `preview`: they would need listener
-/// rules), and latency bounds (CloudWatch keeps latency averages and
+/// for it rather than ignored: a sticky share of requests (an ALB rule
+/// matches header values, it cannot hash them), and latency bounds (CloudWatch keeps latency averages and
 /// percentiles per minute, not the histogram the analysis reads).
 fn check_aws_strategy(block: &Block, diagnostics: &mut Diagnostics) {
     const NOT_ON_AWS: &[(&str, &str, &str)] = &[
         (
-            "match",
-            "a canary step routed by header",
-            "send the canary a share of all requests with `weight` instead",
-        ),
-        (
             "sticky",
             "a sticky canary step",
-            "send the canary a share of all requests with `weight` instead",
-        ),
-        (
-            "preview",
-            "blue/green preview requests",
-            "remove `preview`, or judge green after the switch with `analysis` (a failure switches back at once)",
+            "send the canary a share of all requests with `weight`, or chosen customers with `match`",
         ),
         (
             "max_p50_latency",

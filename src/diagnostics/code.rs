@@ -85,7 +85,7 @@ codes! {
     InvalidStrategy => "invalid_strategy", "strategy settings that could never make progress";
     InvalidDuration => "invalid_duration", "a duration that is not like `30s`, `5m` or `1h30m`";
     Deadlines => "deadlines", "deadlines that contradict each other";
-    UnsupportedStrategy => "unsupported_strategy", "a rollout feature the deployment's provider does not have yet (on aws: routes by header, latency bounds)";
+    UnsupportedStrategy => "unsupported_strategy", "a rollout feature the deployment's provider does not have yet (on aws: sticky canary steps, latency bounds)";
     ListenerWeights => "listener_weights", "an aws deployment's listener that does not leave its `forward` weights to the deployment (`ignore_changes = [forward]`)";
     NoHealthCheck => "no_health_check", "a deployment without a `health` block (the default check is used)";
     InvalidQuery => "invalid_query", "a PromQL query of a rollout's analysis that promtool rejects";

@@ -919,7 +919,7 @@ deployment web {
   strategy canary {
     steps = [
       { weight = 10, pause = "1m" },
-      { match = { header = "X-Canary", values = ["yes"] }, pause = "1m" },
+      { weight = 50, sticky = "header:X-User", pause = "1m" },
     ]
     analysis {
       max_p99_latency = "500ms"
@@ -934,7 +934,7 @@ deployment web {
     for (code, says, line) in [
         (
             "infra::unsupported_strategy",
-            "a canary step routed by header (`match`) is not built for deployments on aws yet",
+            "a sticky canary step (`sticky`) is not built for deployments on aws yet",
             "main.infra:21",
         ),
         (

@@ -35,8 +35,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_ec2::types::{Filter, InstanceStateName, InstanceType, ResourceType, Tag};
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, TargetDescription, TargetGroupTuple,
-    TargetHealthStateEnum,
+    Action, ActionTypeEnum, ForwardActionConfig, HttpHeaderConditionConfig, RuleCondition,
+    TargetDescription, TargetGroupTuple, TargetHealthStateEnum,
 };
 use base64::Engine as _;
 use infra_provider_sdk::*;
@@ -63,55 +63,28 @@ const TEMPLATE: &[&str] = &[
 ];
 
 pub fn schema() -> ResourceSchema {
-    let any = |description: &str| Attribute::optional(AttributeType::Any).describe(description);
+    let mut attributes = deployment_attributes();
+    attributes.extend([
+        (
+            "template",
+            Attribute::required(AttributeType::Any).describe(
+                "one instance: ami, instance_type, subnet_ids, security_group_ids, key_name, user_data, tags",
+            ),
+        ),
+        (
+            "load_balancer",
+            Attribute::optional(AttributeType::Any)
+                .describe("the ARN of the aws_lb_listener whose target groups are the pools"),
+        ),
+        (
+            "instances",
+            Attribute::computed(AttributeType::Any)
+                .describe("the running instances: id, version, target group, zone, address"),
+        ),
+    ]);
     ResourceSchema::new(
         "EC2 instances behind an application load balancer (a `deployment` with `provider = aws`)",
-        [
-            (
-                "replicas",
-                Attribute::required(AttributeType::Number).describe("how many instances"),
-            ),
-            ("version", any("the version; a change is a new version")),
-            (
-                "template",
-                Attribute::required(AttributeType::Any).describe(
-                    "one instance: ami, instance_type, subnet_ids, security_group_ids, key_name, user_data, tags",
-                ),
-            ),
-            (
-                "load_balancer",
-                any("the ARN of the aws_lb_listener whose target groups are the pools"),
-            ),
-            (
-                "min_ready",
-                any("healthy this long before an instance counts (default 10s)"),
-            ),
-            (
-                "healthy_deadline",
-                any("an instance not healthy by then fails (default 5m)"),
-            ),
-            (
-                "progress_deadline",
-                any("the whole change must finish by then (default 10m)"),
-            ),
-            (
-                "auto_rollback",
-                any("a failed rollout restores the previous version (default true)"),
-            ),
-            (
-                "strategy",
-                any("how the engine rolls a new version out (the engine reads it)"),
-            ),
-            (
-                "instances",
-                Attribute::computed(AttributeType::Any)
-                    .describe("the running instances: id, version, target group, zone, address"),
-            ),
-            (
-                "id",
-                Attribute::computed(AttributeType::String).describe("the deployment's address"),
-            ),
-        ],
+        attributes,
     )
 }
 
@@ -129,6 +102,26 @@ pub fn validate(config: &Attributes) -> Vec<Diagnostic> {
             Diagnostic::error("on aws, the target group's `deregistration_delay` is how long requests drain, not `drain`")
                 .at("drain")
                 .help("remove `drain` and set `deregistration_delay` (seconds) on the listener's `aws_lb_target_group`s; infra waits until AWS has drained an instance before it terminates it"),
+        );
+    }
+    // An ALB rule's conditions take 5 values in all.
+    let strategy = config.get("strategy").cloned().unwrap_or(Value::Null);
+    let steps = strategy["canary"]["steps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let matches = steps
+        .iter()
+        .map(|step| &step["match"])
+        .chain([&strategy["blue_green"]["preview"]]);
+    if matches
+        .filter_map(|m| m["values"].as_array())
+        .any(|values| values.len() > 5)
+    {
+        problems.push(
+            Diagnostic::error("an aws listener rule matches at most 5 header values")
+                .at("strategy")
+                .help("route at most 5 values of the header to the new version in one step"),
         );
     }
     let Some(template) = config.get("template").and_then(Value::as_object) else {
@@ -774,17 +767,13 @@ impl<'p> AwsFleet<'p> {
         self.wait_running(api, machines, deadline).await?;
         let by_pool = by_pool(machines);
         for (pool, ids) in &by_pool {
-            let targets: Vec<TargetDescription> = ids
-                .iter()
-                .map(|id| TargetDescription::builder().id(id).build())
-                .collect();
             api.change(
                 "RegisterTargets",
                 json!({ "target_group": pool, "instances": ids }),
                 api.elb
                     .register_targets()
                     .target_group_arn(pool)
-                    .set_targets(Some(targets))
+                    .set_targets(Some(target_descriptions(ids)))
                     .send(),
             )
             .await?;
@@ -853,10 +842,6 @@ impl<'p> AwsFleet<'p> {
         }
         let by_pool = by_pool(machines);
         for (pool, ids) in &by_pool {
-            let targets: Vec<TargetDescription> = ids
-                .iter()
-                .map(|id| TargetDescription::builder().id(id).build())
-                .collect();
             let deregistered = api
                 .change(
                     "DeregisterTargets",
@@ -864,7 +849,7 @@ impl<'p> AwsFleet<'p> {
                     api.elb
                         .deregister_targets()
                         .target_group_arn(pool)
-                        .set_targets(Some(targets))
+                        .set_targets(Some(target_descriptions(ids)))
                         .send(),
                 )
                 .await;
@@ -899,6 +884,76 @@ impl<'p> AwsFleet<'p> {
     }
 }
 
+/// Instances as a target group's targets.
+fn target_descriptions(ids: &[String]) -> Vec<TargetDescription> {
+    ids.iter()
+        .map(|id| TargetDescription::builder().id(id).build())
+        .collect()
+}
+
+/// A listener rule that sends the requests whose `header` has one of
+/// `values` to `pool`: how a route by header is made on an ALB.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct HeaderRule {
+    pool: String,
+    header: String,
+    values: Vec<String>,
+}
+
+/// The listener's rules, each with its priority, and which of them are
+/// the deployment's header routes: an `http-header` condition forwarding
+/// to one of `pools`.
+async fn header_rules(
+    api: &Api,
+    listener: &str,
+    pools: &[String],
+) -> Result<(BTreeSet<i32>, Vec<(String, HeaderRule)>), ProviderError> {
+    let described = api
+        .call(
+            "DescribeRules",
+            api.elb.describe_rules().listener_arn(listener).send(),
+        )
+        .await?;
+    let mut priorities = BTreeSet::new();
+    let mut ours = Vec::new();
+    for rule in described.rules() {
+        if rule.is_default() == Some(true) {
+            continue;
+        }
+        if let Some(priority) = rule.priority().and_then(|p| p.parse().ok()) {
+            priorities.insert(priority);
+        }
+        let target = rule.actions().iter().find_map(|action| {
+            action.target_group_arn().map(String::from).or_else(|| {
+                let groups = action.forward_config()?.target_groups();
+                match groups {
+                    [only] => only.target_group_arn().map(String::from),
+                    _ => None,
+                }
+            })
+        });
+        let header = rule
+            .conditions()
+            .iter()
+            .find_map(|condition| condition.http_header_config());
+        if let (Some(pool), Some(header), Some(arn)) = (target, header, rule.rule_arn())
+            && pools.contains(&pool)
+        {
+            let mut values = header.values().to_vec();
+            values.sort();
+            ours.push((
+                arn.to_string(),
+                HeaderRule {
+                    pool,
+                    header: header.http_header_name().unwrap_or_default().to_string(),
+                    values,
+                },
+            ));
+        }
+    }
+    Ok((priorities, ours))
+}
+
 /// Instance ids by target group (those without one left out).
 fn by_pool(machines: &[Machine]) -> BTreeMap<String, Vec<String>> {
     let mut by_pool: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -909,6 +964,94 @@ fn by_pool(machines: &[Machine]) -> BTreeMap<String, Vec<String>> {
             .push(machine.id.clone());
     }
     by_pool
+}
+
+impl AwsFleet<'_> {
+    /// Makes the listener's header rules for the deployment's pools exactly
+    /// `routes`: rules no longer wanted deleted, missing ones created at
+    /// the lowest free priorities, then read back.
+    async fn set_header_rules(
+        &self,
+        api: &Api,
+        listener: &str,
+        routes: &BTreeMap<String, Route>,
+    ) -> Result<(), ProviderError> {
+        let mut wanted = Vec::new();
+        for (pool, route) in routes {
+            if route.cookie.is_some() || route.percent.is_some() {
+                return Err(failed(
+                    "sticky routes are not built for aws deployments yet".into(),
+                ));
+            }
+            let mut values = route.values.clone();
+            values.sort();
+            wanted.push(HeaderRule {
+                pool: pool.clone(),
+                header: route.header.clone(),
+                values,
+            });
+        }
+        wanted.sort();
+        let pools = self.pools.lock().expect("pools").clone();
+        let (mut priorities, existing) = header_rules(api, listener, &pools).await?;
+        for (arn, rule) in &existing {
+            if !wanted.contains(rule) {
+                api.change(
+                    "DeleteRule",
+                    serde_json::json!({ "rule": arn, "target_group": rule.pool }),
+                    api.elb.delete_rule().rule_arn(arn).send(),
+                )
+                .await?;
+            }
+        }
+        for rule in &wanted {
+            if existing.iter().any(|(_, have)| have == rule) {
+                continue;
+            }
+            let priority = (1..).find(|p| !priorities.contains(p)).unwrap_or(1);
+            priorities.insert(priority);
+            let condition = RuleCondition::builder()
+                .field("http-header")
+                .http_header_config(
+                    HttpHeaderConditionConfig::builder()
+                        .http_header_name(&rule.header)
+                        .set_values(Some(rule.values.clone()))
+                        .build(),
+                )
+                .build();
+            let action = Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn(&rule.pool)
+                .build();
+            api.change(
+                "CreateRule",
+                serde_json::json!({
+                    "target_group": rule.pool,
+                    "header": rule.header,
+                    "values": rule.values,
+                    "priority": priority,
+                }),
+                api.elb
+                    .create_rule()
+                    .listener_arn(listener)
+                    .priority(priority)
+                    .conditions(condition)
+                    .actions(action)
+                    .send(),
+            )
+            .await?;
+        }
+        let (_, taken) = header_rules(api, listener, &pools).await?;
+        let mut taken: Vec<HeaderRule> = taken.into_iter().map(|(_, rule)| rule).collect();
+        taken.sort();
+        if taken == wanted {
+            Ok(())
+        } else {
+            Err(failed(format!(
+                "the listener did not take the header routes {wanted:?}: it has {taken:?}"
+            )))
+        }
+    }
 }
 
 /// Waits while the target group reports any of `ids` draining, up to its
@@ -1051,15 +1194,16 @@ impl Fleet for AwsFleet<'_> {
 
     fn route(&self, traffic: Traffic) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
-            if traffic.routes.as_ref().is_some_and(|r| !r.is_empty()) {
-                return Err(failed(
-                    "routes by header are not built for aws deployments yet".into(),
-                ));
-            }
             let Some(listener) = &self.listener else {
                 return Ok(());
             };
             let api = self.provider.api().await;
+            if let Some(routes) = &traffic.routes {
+                self.set_header_rules(&api, listener, routes).await?;
+            }
+            if traffic.weights.is_empty() {
+                return Ok(());
+            }
             let (_, mut forward) = read_listener(&api, listener).await?;
             for (pool, weight) in &traffic.weights {
                 let entry = forward

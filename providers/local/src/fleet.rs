@@ -43,62 +43,35 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub(crate) fn schema() -> ResourceSchema {
     let any = |description: &str| Attribute::optional(AttributeType::Any).describe(description);
+    let mut attributes = deployment_attributes();
+    attributes.extend([
+        (
+            "template",
+            Attribute::required(AttributeType::Any).describe(
+                "one instance: `command` (list, `{port}` replaced), `env` (map), `workdir`",
+            ),
+        ),
+        (
+            "health",
+            any("path, interval, timeout, healthy_threshold, unhealthy_threshold"),
+        ),
+        (
+            "load_balancer",
+            any("the `listen` address of the local_lb the instances join"),
+        ),
+        (
+            "drain",
+            any("time given to requests in flight when an instance leaves (default 30s)"),
+        ),
+        (
+            "instances",
+            Attribute::computed(AttributeType::Any)
+                .describe("the running instances: name, port, pid, start time, version"),
+        ),
+    ]);
     ResourceSchema::new(
         "a fleet of processes on this machine (a `deployment` with `provider = local`)",
-        [
-            (
-                "replicas",
-                Attribute::required(AttributeType::Number).describe("how many instances"),
-            ),
-            ("version", any("the version; a change is a new version")),
-            (
-                "template",
-                Attribute::required(AttributeType::Any).describe(
-                    "one instance: `command` (list, `{port}` replaced), `env` (map), `workdir`",
-                ),
-            ),
-            (
-                "health",
-                any("path, interval, timeout, healthy_threshold, unhealthy_threshold"),
-            ),
-            (
-                "load_balancer",
-                any("the `listen` address of the local_lb the instances join"),
-            ),
-            (
-                "min_ready",
-                any("healthy this long before an instance counts (default 10s)"),
-            ),
-            (
-                "healthy_deadline",
-                any("an instance not healthy by then fails (default 5m)"),
-            ),
-            (
-                "progress_deadline",
-                any("the whole change must finish by then (default 10m)"),
-            ),
-            (
-                "drain",
-                any("time given to requests in flight when an instance leaves (default 30s)"),
-            ),
-            (
-                "auto_rollback",
-                any("a failed rollout restores the previous version (default true)"),
-            ),
-            (
-                "strategy",
-                any("how the engine rolls a new version out (the engine reads it)"),
-            ),
-            (
-                "instances",
-                Attribute::computed(AttributeType::Any)
-                    .describe("the running instances: name, port, pid, start time, version"),
-            ),
-            (
-                "id",
-                Attribute::computed(AttributeType::String).describe("the deployment's address"),
-            ),
-        ],
+        attributes,
     )
 }
 

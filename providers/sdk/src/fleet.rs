@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::protocol::{Attributes, ObjectIdentity, ProviderError};
 use crate::provider::BoxFuture;
+use crate::schema::{Attribute, AttributeType};
 
 /// What the engine asks a fleet for: the deployment as configured now and
 /// as the state last recorded it.
@@ -223,4 +224,42 @@ pub fn version_of(config: &Attributes) -> String {
         serde_json::json!({ "template": template, "version": config.get("version") }).to_string(),
     );
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The arguments every fleet's deployment resource takes, as the engine
+/// passes them (see `src/deploy/mod.rs`): a provider adds its `template`,
+/// `load_balancer` and what else its instances need.
+pub fn deployment_attributes() -> Vec<(&'static str, Attribute)> {
+    let any = |description: &str| Attribute::optional(AttributeType::Any).describe(description);
+    vec![
+        (
+            "replicas",
+            Attribute::required(AttributeType::Number).describe("how many instances"),
+        ),
+        ("version", any("the version; a change is a new version")),
+        (
+            "min_ready",
+            any("healthy this long before an instance counts (default 10s)"),
+        ),
+        (
+            "healthy_deadline",
+            any("an instance not healthy by then fails (default 5m)"),
+        ),
+        (
+            "progress_deadline",
+            any("the whole change must finish by then (default 10m)"),
+        ),
+        (
+            "auto_rollback",
+            any("a failed rollout restores the previous version (default true)"),
+        ),
+        (
+            "strategy",
+            any("how the engine rolls a new version out (the engine reads it)"),
+        ),
+        (
+            "id",
+            Attribute::computed(AttributeType::String).describe("the deployment's address"),
+        ),
+    ]
 }
