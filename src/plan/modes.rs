@@ -224,15 +224,22 @@ pub fn argument_span(
         module = module.children.get(step.split('[').next()?)?;
         rest = tail;
     }
+    let path: Vec<&str> = attribute
+        .split(['.', '[', ']'])
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    // A deployment's fleet names its arguments as the block writes them.
+    if let Some(name) = rest.strip_prefix("deployment.") {
+        let block = &module.declarations.deployments.get(name)?.block;
+        let attributes: Vec<_> = block.attributes().cloned().collect();
+        let blocks: Vec<_> = block.blocks().cloned().collect();
+        return span_in_body(&attributes, &blocks, &path);
+    }
     let (_, resource) = module
         .declarations
         .resources
         .iter()
         .find(|(id, _)| id.to_string() == rest)?;
-    let path: Vec<&str> = attribute
-        .split(['.', '[', ']'])
-        .filter(|segment| !segment.is_empty())
-        .collect();
     span_in_body(&resource.arguments, &resource.nested_blocks, &path)
 }
 

@@ -963,6 +963,31 @@ deployment web {
     assert!(!error.contains("no_health_check"), "{error}");
 }
 
+#[test]
+fn health_and_drain_of_an_aws_deployment_are_errors_at_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "main.infra",
+        "deployment web {\n  provider = aws\n  replicas = 2\n  template {\n    ami           = \"ami-12345678\"\n    instance_type = \"t3.micro\"\n    subnet_ids    = [\"subnet-1\"]\n  }\n  health {\n    path = \"/up\"\n  }\n  drain = \"5s\"\n}\n",
+    );
+    let output = infra(&["validate"], Some(dir.path()));
+    assert_eq!(output.status.code(), Some(1));
+    let error = text(&output.stderr);
+    for (says, at) in [
+        ("not a `health`", "main.infra:9:3"),
+        (
+            "is how long requests drain, not `drain`",
+            "main.infra:12:11",
+        ),
+    ] {
+        let found = error
+            .find(says)
+            .unwrap_or_else(|| panic!("{says}:\n{error}"));
+        assert!(error[found..].contains(at), "{says} at {at}:\n{error}");
+    }
+}
+
 /// `-C DIR` is Terraform's `-chdir`: relative paths in the configuration
 /// (`local_file.path`, `path.module`) and the state mean the same whether
 /// infra runs from the parent with `-C` or from inside the directory — a
