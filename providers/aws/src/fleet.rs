@@ -346,26 +346,9 @@ async fn read_listener(
         .listeners()
         .first()
         .ok_or_else(|| ProviderError::new(format!("the listener {arn} does not exist")))?;
-    let mut pools = Vec::new();
-    for action in listener.default_actions() {
-        match action.forward_config() {
-            Some(forward) if !forward.target_groups().is_empty() => {
-                for tuple in forward.target_groups() {
-                    if let Some(group) = tuple.target_group_arn() {
-                        pools.push((group.to_string(), tuple.weight().unwrap_or(1)));
-                    }
-                }
-            }
-            _ => {
-                if let Some(group) = action.target_group_arn() {
-                    pools.push((group.to_string(), 1));
-                }
-            }
-        }
-    }
     Ok((
         listener.load_balancer_arn().unwrap_or_default().to_string(),
-        pools,
+        crate::load_balancer::forwarded(listener),
     ))
 }
 

@@ -712,23 +712,7 @@ pub async fn read_listeners(api: &Api, ids: &[String]) -> Found {
         let Some(arn) = listener.listener_arn() else {
             continue;
         };
-        let mut pairs: Vec<(String, i32)> = Vec::new();
-        for action in listener.default_actions() {
-            match action.forward_config() {
-                Some(forward) if !forward.target_groups().is_empty() => {
-                    for tuple in forward.target_groups() {
-                        if let Some(group) = tuple.target_group_arn() {
-                            pairs.push((group.to_string(), tuple.weight().unwrap_or(1)));
-                        }
-                    }
-                }
-                _ => {
-                    if let Some(group) = action.target_group_arn() {
-                        pairs.push((group.to_string(), 1));
-                    }
-                }
-            }
-        }
+        let mut pairs = forwarded(listener);
         pairs.sort();
         let mut state = Attributes::new();
         state.insert("id".into(), json!(arn));
@@ -754,6 +738,30 @@ pub async fn read_listeners(api: &Api, ids: &[String]) -> Found {
         found.insert(arn.to_string(), state);
     }
     Ok(found)
+}
+
+/// The (target group, weight) pairs a listener's default actions forward
+/// to, in order: a weighted forward's groups, or a plain forward's one
+/// group at weight 1.
+pub fn forwarded(listener: &aws_sdk_elasticloadbalancingv2::types::Listener) -> Vec<(String, i32)> {
+    let mut pairs = Vec::new();
+    for action in listener.default_actions() {
+        match action.forward_config() {
+            Some(forward) if !forward.target_groups().is_empty() => {
+                for tuple in forward.target_groups() {
+                    if let Some(group) = tuple.target_group_arn() {
+                        pairs.push((group.to_string(), tuple.weight().unwrap_or(1)));
+                    }
+                }
+            }
+            _ => {
+                if let Some(group) = action.target_group_arn() {
+                    pairs.push((group.to_string(), 1));
+                }
+            }
+        }
+    }
+    pairs
 }
 
 /// A `forward` block without `weight` means weight 1, as AWS reports it:
